@@ -1,0 +1,102 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tollgate/clock.h"
+#include "tollgate/export.h"
+
+namespace tollgate {
+
+using namespace std::chrono_literals;
+
+enum class PolicyKind : std::uint8_t {
+  kTokenBucket = 0,    // rate tokens/s, up to burst at once
+  kFixedWindow = 1,    // limit per window, windows aligned to the store's clock
+  kSlidingWindow = 2,  // sliding-window counter: previous window weighted by overlap
+  kConcurrency = 3,    // limit permits held at once; release returns them
+};
+TOLLGATE_API std::string_view to_string(PolicyKind kind) noexcept;
+
+// A key denied `denials` times within `within` is refused for `duration` without
+// asking the store. Disabled when denials == 0.
+struct PenaltyBox {
+  std::uint32_t denials = 0;
+  Nanos within{0};
+  Nanos duration{0};
+  bool enabled() const noexcept { return denials > 0; }
+};
+
+struct Policy {
+  std::string name;   // defaults to `match`
+  std::string match;  // "tenant:*" matches by prefix, anything else exactly; "*" matches all
+  PolicyKind kind = PolicyKind::kTokenBucket;
+  double rate = 0;          // token bucket: tokens per second
+  double burst = 0;         // token bucket: most tokens at once; 0 means one second of rate
+  std::uint64_t limit = 0;  // windows: admissions per window; concurrency: permits
+  Nanos window{0};          // fixed and sliding windows
+  PenaltyBox penalty_box;
+
+  // The most one acquire may cost: burst for a bucket, limit otherwise.
+  TOLLGATE_API std::uint64_t capacity() const noexcept;
+  TOLLGATE_API double effective_burst() const noexcept;
+};
+
+enum class ColdKeyMode : std::uint8_t {
+  kDeny = 0,        // try_acquire on a key without a lease is denied (reason cold_key)
+  kOptimistic = 1,  // admit up to `allowance` tokens; the first lease pays them back
+};
+
+struct ColdKeys {
+  ColdKeyMode mode = ColdKeyMode::kDeny;
+  std::uint64_t allowance = 0;
+};
+
+struct LeaseOptions {
+  Nanos ttl = 2s;             // tokens of a lease expire this long after the store granted them
+  Nanos horizon = 200ms;      // a lease covers about this much of the key's local spending
+  double max_fraction = 0.1;  // and never more than this fraction of the policy's capacity
+  std::uint64_t min_tokens = 1;
+  Nanos expiry_margin = 20ms;  // local expiry comes this much before the store's
+};
+
+struct StoreConfig {
+  std::string type = "in_process";
+};
+
+// Immutable once given to a Limiter (it keeps a shared_ptr<const Config>).
+struct Config {
+  std::vector<Policy> policies;
+  LeaseOptions leases;
+  ColdKeys cold_keys;
+  StoreConfig store;
+  std::size_t max_keys = 100'000;
+  std::size_t max_key_length = 512;
+  std::size_t max_waiters_per_key = 1024;
+  Nanos idle_timeout = 60s;
+  std::string instance_id;  // empty: host-pid-random, chosen at start
+
+  // Parses the JSON form (docs/configuration.md) and validates it.
+  // Throws ConfigError naming the field: "policies[2].rate: must be > 0".
+  TOLLGATE_API static Config from_json(std::string_view json);
+  TOLLGATE_API static Config from_json_file(const std::string& path);
+  // Throws ConfigError for the first invalid field.
+  TOLLGATE_API void validate() const;
+};
+
+class TOLLGATE_API ConfigError : public std::invalid_argument {
+ public:
+  ConfigError(std::string field, std::string reason);
+  const std::string& field() const noexcept { return field_; }
+  const std::string& reason() const noexcept { return reason_; }
+
+ private:
+  std::string field_;
+  std::string reason_;
+};
+
+}  // namespace tollgate

@@ -1,0 +1,116 @@
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string_view>
+
+#include "tollgate/clock.h"
+#include "tollgate/config.h"
+#include "tollgate/decision.h"
+#include "tollgate/export.h"
+#include "tollgate/quota_store.h"
+
+namespace tollgate {
+
+class Limiter;
+class LimiterImpl;
+
+struct Stats {
+  std::uint64_t admitted = 0;                        // decisions that admitted
+  std::uint64_t admitted_tokens = 0;                 // their summed cost
+  std::array<std::uint64_t, kReasonCount> denied{};  // denials by Reason
+  std::uint64_t leases_asked = 0;
+  std::uint64_t leases_granted = 0;  // answers with granted > 0
+  std::uint64_t tokens_leased = 0;
+  std::uint64_t tokens_given_back = 0;
+  std::uint64_t tokens_expired = 0;  // leased, unspent, expired before they could go back
+  std::uint64_t keys_tracked = 0;
+  std::uint64_t keys_evicted = 0;
+  std::uint64_t bytes_used = 0;  // key table, entries and wait queues
+
+  std::uint64_t denied_total() const noexcept {
+    std::uint64_t n = 0;
+    for (auto d : denied) n += d;
+    return n;
+  }
+};
+
+// Concurrency permits, released when destroyed. Move-only.
+class TOLLGATE_API Permit {
+ public:
+  Permit() = default;
+  Permit(Permit&& other) noexcept;
+  Permit& operator=(Permit&& other) noexcept;
+  Permit(const Permit&) = delete;
+  Permit& operator=(const Permit&) = delete;
+  ~Permit();
+
+  explicit operator bool() const noexcept { return decision_.allowed; }
+  const Decision& decision() const noexcept { return decision_; }
+  std::uint32_t count() const noexcept { return count_; }
+  // Returns the permits now; idempotent.
+  void release() noexcept;
+
+ private:
+  friend class LimiterImpl;
+  Permit(std::shared_ptr<LimiterImpl> owner, void* entry, std::uint32_t count, Decision d)
+      : owner_(std::move(owner)), entry_(entry), count_(count), decision_(d) {}
+  std::shared_ptr<LimiterImpl> owner_;
+  void* entry_ = nullptr;
+  std::uint32_t count_ = 0;
+  Decision decision_{};
+};
+
+// Identifies a queued acquire, for cancel(). 0 never names a wait.
+using WaitId = std::uint64_t;
+
+// Admits or denies requests against global quotas from locally held leases.
+// Thread-safe: every method may be called from any thread at once.
+class TOLLGATE_API Limiter {
+ public:
+  struct Options {
+    std::shared_ptr<QuotaStore> store;   // nullptr: an InProcessStore of its own
+    std::shared_ptr<const Clock> clock;  // nullptr: SteadyClock
+    // false: no SDK thread; the owner calls poll() (tests with a ManualClock).
+    bool background_thread = true;
+  };
+  using Completion = std::function<void(const Decision&)>;
+
+  // Throws ConfigError when the config is invalid.
+  explicit Limiter(Config config);
+  Limiter(Config config, Options options);
+  ~Limiter();
+  Limiter(const Limiter&) = delete;
+  Limiter& operator=(const Limiter&) = delete;
+
+  // Never blocks. Once the key holds a lease: no allocation, no lock, no syscall.
+  Decision try_acquire(std::string_view key, std::uint64_t cost = 1) noexcept;
+
+  // Waits up to `timeout` for tokens; waiters of one key are served first in, first out.
+  Decision acquire(std::string_view key, std::uint64_t cost, Nanos timeout);
+
+  // Completes exactly once through `done`: inline on the calling thread when decided
+  // at once, otherwise on the SDK's thread (which `done` must not block for long).
+  // Returns the id to cancel() with, or 0 when already completed.
+  WaitId acquire_async(std::string_view key, std::uint64_t cost, Nanos timeout, Completion done);
+  // Completes the wait with reason cancelled; false when it already completed.
+  bool cancel(WaitId id);
+
+  // Concurrency policies: takes `count` permits without waiting.
+  Permit acquire_permit(std::string_view key, std::uint32_t count = 1) noexcept;
+
+  Stats stats() const;
+  const Config& config() const noexcept;
+  const std::string& instance_id() const noexcept;
+
+  // Runs the refill scheduler once: sends due refills, credits answers, expires and
+  // evicts. The SDK thread does this on its own; call it when background_thread = false.
+  void poll();
+
+ private:
+  std::shared_ptr<LimiterImpl> impl_;
+};
+
+}  // namespace tollgate

@@ -1,0 +1,87 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tollgate/clock.h"
+#include "tollgate/config.h"
+#include "tollgate/export.h"
+
+namespace tollgate {
+
+// One key's wish for tokens. For a concurrency policy `want` is the holder's whole
+// reservation (absolute, not a delta), so repeating it is harmless.
+struct LeaseRequest {
+  std::string key;
+  std::shared_ptr<const Policy> policy;
+  std::uint64_t want = 0;  // tokens wished for
+  std::uint64_t min = 1;   // smaller grants are useless: grant 0 instead
+  std::string request_id;  // a retry with the same id gets the first answer
+  std::string holder;      // the asking instance
+  Nanos ttl{0};            // lease lifetime the client asks for (LeaseOptions::ttl)
+};
+
+// The store's answer for one key. All times are on the store's clock.
+struct LeaseGrant {
+  bool ok = true;  // false: the store failed for this key; `error` says why
+  std::string error;
+  std::uint64_t granted = 0;
+  Nanos now{0};                 // store time when it decided
+  Nanos expires_at{0};          // granted tokens must be spent before this
+  std::uint64_t remaining = 0;  // left in the global bucket after this grant
+  Nanos wait_until{0};          // when granted < min: when `min` tokens should be there
+};
+
+// Unused tokens of a lease going back. `expires_at` is the lease's (store clock):
+// the store credits them only while that lease is still valid, and they keep
+// that expiry, so returning tokens can never stretch the admission bound.
+struct GiveBack {
+  std::string key;
+  std::shared_ptr<const Policy> policy;
+  std::uint64_t tokens = 0;
+  Nanos expires_at{0};
+  std::string holder;
+};
+
+// The seam between the local leases and wherever the global buckets live.
+// Thread-safe. Callbacks may run on any thread, inline within the call or later,
+// and must not block.
+class TOLLGATE_API QuotaStore {
+ public:
+  using LeaseCallback = std::function<void(std::vector<LeaseGrant> grants)>;
+  virtual ~QuotaStore();
+
+  // Answers every request of the batch, in order, through one call of `done`.
+  virtual void lease(std::vector<LeaseRequest> batch, LeaseCallback done) = 0;
+  // Best effort; tokens that cannot be given back simply expire.
+  virtual void give_back(std::vector<GiveBack> batch) = 0;
+};
+
+// Global buckets in this process: the embedded default, and the reference for the
+// math the Redis scripts use (sdk/src/core/bucket_math.h). Thread-safe; answers inline.
+class TOLLGATE_API InProcessStore final : public QuotaStore {
+ public:
+  explicit InProcessStore(std::shared_ptr<const Clock> clock = nullptr);
+  ~InProcessStore() override;
+  void lease(std::vector<LeaseRequest> batch, LeaseCallback done) override;
+  void give_back(std::vector<GiveBack> batch) override;
+
+  // For tests and the demo: totals since construction.
+  struct Totals {
+    std::uint64_t leases = 0;
+    std::uint64_t granted = 0;
+    std::uint64_t given_back = 0;  // credited back
+    std::uint64_t dropped = 0;     // give-backs of already expired leases
+    std::size_t keys = 0;
+  };
+  Totals totals() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace tollgate

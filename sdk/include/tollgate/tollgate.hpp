@@ -1,0 +1,9 @@
+// Tollgate's C++ API, all of it.
+#pragma once
+
+#include "tollgate/clock.h"
+#include "tollgate/config.h"
+#include "tollgate/decision.h"
+#include "tollgate/limiter.h"
+#include "tollgate/quota_store.h"
+#include "tollgate/version.h"
