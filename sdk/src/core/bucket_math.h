@@ -1,0 +1,91 @@
+// The global bucket arithmetic, as pure functions over plain state: the InProcessStore
+// runs exactly these, and the Redis Lua scripts (sdk/src/redis/) mirror them line by line.
+// Times are nanoseconds on the store's clock. Nothing here allocates, locks or reads a clock.
+//
+// The admission bound rests on two rules that every policy follows:
+//  1. A grant carries an expiry; tokens are spent before it or not at all.
+//  2. Tokens given back keep the expiry of the lease they came from (a token bucket
+//     parks them in a pool that expires with them; a window only takes them back while
+//     the window they were counted in is still current). A return never creates a token
+//     that could be spent later than the original grant allowed.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "tollgate/config.h"
+
+namespace tollgate::core {
+
+// What a lease request asks of one key's bucket.
+struct LeaseAsk {
+  std::uint64_t want = 0;  // tokens wished for (concurrency: the holder's whole reservation)
+  std::uint64_t min = 1;   // fewer than this is useless: grant nothing instead
+  std::int64_t ttl = 0;    // lease lifetime, ns
+};
+
+struct LeaseAnswer {
+  std::uint64_t granted = 0;
+  std::int64_t expires_at = 0;  // ns, store clock
+  std::uint64_t remaining = 0;  // left for others after this grant
+  std::int64_t wait_until = 0;  // when granted < min: when `min` should be available
+};
+
+// Token bucket: `level` refills at `rate`/s up to `burst`. Given-back tokens wait in a
+// pool that keeps the earliest expiry among them; the pool is handed out first, but
+// only while at least a quarter of a TTL is left on it (a shorter lease is not worth a
+// round trip).
+struct TokenBucketState {
+  bool fresh = true;  // a new bucket starts full
+  double level = 0;
+  std::int64_t ts = 0;  // when `level` was last brought up to date
+  std::uint64_t pool = 0;
+  std::int64_t pool_expires = 0;
+};
+
+// Fixed window: `count` admissions in the window starting at `start` (aligned to
+// multiples of the window length on the store's clock).
+struct WindowState {
+  std::int64_t start = -1;  // -1 = new
+  std::uint64_t count = 0;
+  std::uint64_t previous = 0;  // sliding window: the count of the window before
+};
+
+// Concurrency: each holder (instance) has an absolute reservation that lapses unless
+// renewed within a TTL, so a crashed instance's permits come back by themselves.
+struct ConcurrencyState {
+  struct Hold {
+    std::uint64_t reserved = 0;
+    std::int64_t expires_at = 0;
+  };
+  std::map<std::string, Hold, std::less<>> holders;
+};
+
+LeaseAnswer lease_token_bucket(TokenBucketState& s, const Policy& p, const LeaseAsk& ask,
+                               std::int64_t now) noexcept;
+LeaseAnswer lease_fixed_window(WindowState& s, const Policy& p, const LeaseAsk& ask,
+                               std::int64_t now) noexcept;
+LeaseAnswer lease_sliding_window(WindowState& s, const Policy& p, const LeaseAsk& ask,
+                                 std::int64_t now) noexcept;
+LeaseAnswer lease_concurrency(ConcurrencyState& s, const Policy& p, std::string_view holder,
+                              const LeaseAsk& ask, std::int64_t now);
+
+// Give-backs: return the number of tokens credited (0 when the lease had expired or
+// its window has passed; such tokens are simply dropped).
+std::uint64_t give_back_token_bucket(TokenBucketState& s, const Policy& p, std::uint64_t tokens,
+                                     std::int64_t expires_at, std::int64_t now) noexcept;
+std::uint64_t give_back_window(WindowState& s, const Policy& p, std::uint64_t tokens,
+                               std::int64_t expires_at, std::int64_t now) noexcept;
+std::uint64_t give_back_concurrency(ConcurrencyState& s, std::string_view holder,
+                                    std::uint64_t tokens, std::int64_t now) noexcept;
+
+// Sliding-window counter estimate at `now`: previous × (1 − elapsed/window) + current.
+double sliding_window_estimate(const WindowState& s, const Policy& p, std::int64_t now) noexcept;
+
+// True when nothing in the state outlives `now` (the store may forget it).
+bool idle(const TokenBucketState& s, const Policy& p, std::int64_t now) noexcept;
+bool idle(const WindowState& s, const Policy& p, std::int64_t now) noexcept;
+bool idle(const ConcurrencyState& s, std::int64_t now) noexcept;
+
+}  // namespace tollgate::core
