@@ -1,0 +1,93 @@
+// One tracked key: its local balance (spent by application threads without locks) and
+// the refill scheduler's bookkeeping (touched by the scheduler only). Kept small on
+// purpose: a service may track a million keys (docs/performance.md).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <deque>
+#include <new>
+#include <string_view>
+
+namespace tollgate::core {
+
+// Milliseconds since the limiter started, wrapping after 49 days; compare with ms_before.
+using Ms = std::uint32_t;
+inline bool ms_before(Ms a, Ms b) noexcept {
+  return static_cast<std::int32_t>(a - b) < 0;
+}
+
+struct Waiter;
+
+// A lease the key holds: tokens credited, and when they stop being spendable.
+struct HeldLease {
+  std::uint32_t granted = 0;
+  Ms local_expiry = 0;  // after this the tokens are taken back (before the store's expiry)
+  Ms store_expiry = 0;  // the store's expiry, mapped onto the local clock
+};
+
+// Scheduler-only state. No atomics: only the refill scheduler reads or writes it.
+struct RefillState {
+  HeldLease leases[2];
+  std::int64_t baseline_balance = 0;  // balance right after the last credit/expiry
+  Ms baseline_time = 0;
+  Ms deny_window_start = 0;
+  float rate = 0;  // EWMA of local demand, tokens per second
+  std::uint32_t baseline_denials = 0;
+  std::uint32_t deny_base = 0;
+  std::uint32_t debt = 0;  // optimistic cold allowance not yet paid by a lease
+  std::uint32_t max_cost = 1;
+  std::uint16_t timer_refs = 0;  // timers that still point here
+  std::uint8_t lease_count = 0;
+  bool in_flight = false;
+  bool again = false;                      // asked again while in flight
+  std::uint8_t idle_passes = 0;            // idle scans in a row that found it untouched
+  Ms next_timer = 0;                       // earliest pending timer, when timer_refs > 0
+  std::deque<Waiter*>* waiters = nullptr;  // FIFO; under the limiter's wait mutex
+};
+
+struct Entry {
+  // --- read and written by application threads ---
+  std::atomic<std::int64_t> balance{0};    // tokens (or permits) spendable now
+  std::atomic<std::int64_t> watermark{0};  // refill when the balance falls below
+  std::atomic<std::int64_t> retry_at{0};   // local clock (ns): when asking again makes sense
+  std::atomic<Entry*> next_queued{nullptr};
+  std::uint32_t hash32 = 0;
+  std::atomic<std::uint32_t> waiters{0};
+  std::atomic<std::uint32_t> denials{0};
+  std::atomic<std::uint32_t> permits_out{0};
+  std::atomic<std::uint32_t> last_denied_cost{0};
+  std::uint16_t key_len = 0;
+  std::uint16_t policy = 0;          // index into the limiter's compiled policies
+  std::atomic<bool> queued{false};   // on the refill queue
+  std::atomic<bool> touched{false};  // used since the last idle scan
+  std::atomic<bool> penalized{false};
+  std::atomic<bool> exhausted{false};  // the store said: nothing left until retry_at
+  std::atomic<bool> leased{false};     // has received a grant at least once
+  std::atomic<bool> retired{false};    // unlinked from the table
+  // --- the scheduler's ---
+  RefillState s;
+
+  std::string_view key() const noexcept {
+    return {reinterpret_cast<const char*>(this + 1), key_len};
+  }
+
+  static Entry* create(std::string_view key, std::uint32_t hash32, std::uint16_t policy) {
+    void* mem = ::operator new(sizeof(Entry) + key.size());
+    auto* e = new (mem) Entry();
+    std::memcpy(static_cast<void*>(e + 1), key.data(), key.size());
+    e->key_len = static_cast<std::uint16_t>(key.size());
+    e->hash32 = hash32;
+    e->policy = policy;
+    return e;
+  }
+  static void destroy(Entry* e) noexcept {
+    std::size_t size = sizeof(Entry) + e->key_len;
+    e->~Entry();
+    ::operator delete(static_cast<void*>(e), size);
+  }
+  std::size_t allocated_bytes() const noexcept { return sizeof(Entry) + key_len; }
+};
+
+}  // namespace tollgate::core

@@ -1,0 +1,188 @@
+// The Limiter's machinery: lock-free spending from local leases on application threads,
+// and one refill scheduler (on the SDK's thread, or driven by poll()) that talks to the
+// QuotaStore. Thread-safe: public methods may be called from any thread; the scheduler's
+// state (Entry::s and everything marked "scheduler") is touched under tick_mu_ only.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <queue>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "core/entry.h"
+#include "core/epoch.h"
+#include "core/key_table.h"
+#include "core/policy_index.h"
+#include "tollgate/limiter.h"
+
+namespace tollgate {
+
+namespace core {
+struct Waiter {
+  WaitId id = 0;
+  Entry* entry = nullptr;
+  std::uint64_t cost = 0;
+  Nanos deadline{0};
+  Limiter::Completion done;
+};
+}  // namespace core
+
+class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
+ public:
+  LimiterImpl(Config config, Limiter::Options options);
+  ~LimiterImpl();
+
+  void start();
+  void shutdown();
+
+  Decision try_acquire(std::string_view key, std::uint64_t cost) noexcept;
+  WaitId acquire_async(std::string_view key, std::uint64_t cost, Nanos timeout,
+                       Limiter::Completion done);
+  bool cancel(WaitId id);
+  Permit acquire_permit(std::string_view key, std::uint32_t count) noexcept;
+  void release_permit(void* entry, std::uint32_t count) noexcept;
+  Stats stats() const;
+  void tick();
+
+  const Config& config() const noexcept { return *config_; }
+  const std::string& instance_id() const noexcept { return instance_id_; }
+
+ private:
+  using Entry = core::Entry;
+  struct CompiledPolicy {
+    std::shared_ptr<const Policy> spec;
+    std::uint64_t capacity = 0;
+    std::uint64_t max_lease = 0;
+    bool concurrency = false;
+    double refill_per_second = 0;  // how fast capacity comes back (rate or limit/window)
+  };
+  struct alignas(64) Stripe {
+    std::atomic<std::uint64_t> admitted{0};
+    std::atomic<std::uint64_t> admitted_tokens{0};
+    std::atomic<std::uint64_t> denied[kReasonCount]{};
+  };
+  struct Timer {
+    Nanos at;
+    Entry* entry;
+    bool operator>(const Timer& o) const noexcept { return at > o.at; }
+  };
+  struct Deadline {
+    Nanos at;
+    WaitId id;
+    bool operator>(const Deadline& o) const noexcept { return at > o.at; }
+  };
+  struct InFlight {
+    Nanos sent_at;
+    std::vector<Entry*> entries;
+    std::vector<std::uint64_t> mins;
+    std::vector<std::uint64_t> wants;
+  };
+  // Store answers arrive here from whatever thread the store uses.
+  struct Inbox {
+    std::mutex mu;
+    std::vector<std::pair<std::uint64_t, std::vector<LeaseGrant>>> items;
+    LimiterImpl* owner = nullptr;  // null after shutdown
+  };
+
+  // --- application threads ---
+  Decision deny(Reason r, std::uint32_t stripe, std::int64_t remaining = 0,
+                Nanos retry_after = Nanos{0}) noexcept;
+  Decision spend(Entry* e, std::uint64_t cost, std::uint32_t stripe, bool permit) noexcept;
+  Entry* find_or_create(std::string_view key, std::uint64_t cost, bool permit, std::uint32_t stripe,
+                        Decision& failure) noexcept;
+  void request_refill(Entry* e) noexcept;
+  void wake() noexcept;
+  bool valid(std::string_view key, std::uint64_t cost) const noexcept {
+    return !key.empty() && key.size() <= max_key_length_ && cost > 0;
+  }
+
+  // --- scheduler (under tick_mu_) ---
+  void run();
+  void drain_inbox(Nanos now);
+  void apply(Entry* e, std::uint64_t min, std::uint64_t want, const LeaseGrant& g, Nanos sent_at,
+             Nanos now);
+  void maintain(Entry* e, Nanos now);
+  void consider(Entry* e, Nanos now);
+  void expire_leases(Entry* e, Nanos now);
+  void flush(Nanos now);
+  void add_timer(Entry* e, Nanos at);
+  void ensure_timers(Entry* e, Nanos now);
+  void flush_give_backs() noexcept;
+  void serve_waiters(Entry* e, std::vector<std::pair<Limiter::Completion, Decision>>& out);
+  void expire_deadlines(Nanos now);
+  void idle_scan(Nanos now);
+  bool evict(Entry* e, Nanos now);
+  void give_back(Entry* e, std::int64_t tokens);
+  void reclaim();
+  core::Ms to_ms(Nanos t) const noexcept {
+    return static_cast<core::Ms>((t - start_).count() / 1'000'000);
+  }
+  Nanos from_ms(core::Ms m) const noexcept {
+    return start_ + Nanos{static_cast<std::int64_t>(m) * 1'000'000};
+  }
+  Nanos next_wakeup(Nanos now);
+
+  std::shared_ptr<const Config> config_;
+  std::shared_ptr<QuotaStore> store_;
+  std::shared_ptr<const Clock> clock_;
+  const bool background_;
+  const Nanos start_;
+  std::string instance_id_;
+  std::size_t max_key_length_;
+  std::vector<CompiledPolicy> policies_;
+  core::PolicyIndex index_;
+  core::KeyTable table_;
+  Stripe stripes_[16];
+
+  // Refill queue: a lock-free stack that application threads push to.
+  std::atomic<Entry*> queue_head_{nullptr};
+  std::atomic<bool> sleeping_{false};
+  std::atomic<bool> pressure_{false};            // key table full: evict harder
+  std::atomic<std::int64_t> rtt_ns_{1'000'000};  // EWMA of store round trips
+
+  // Scheduler state.
+  std::mutex tick_mu_;
+  std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
+  Nanos tick_now_{0};  // scheduler: the time of the tick that is running
+  std::vector<LeaseRequest> batch_;
+  std::vector<Entry*> batch_entries_;
+  std::vector<std::uint64_t> batch_mins_;
+  std::vector<std::uint64_t> batch_wants_;
+  std::unordered_map<std::uint64_t, InFlight> in_flight_;
+  std::vector<GiveBack> give_backs_;
+  std::vector<std::pair<std::uint64_t, Entry*>> graveyard_;  // epoch, unlinked entry
+  std::uint64_t next_batch_ = 1;
+  std::uint64_t next_request_ = 1;
+  std::size_t scan_cursor_ = 0;
+  Nanos last_scan_{0};
+  Nanos busy_until_{0};
+  Nanos store_offset_{0};  // store clock minus local clock, erring early
+  std::shared_ptr<Inbox> inbox_;
+
+  // Waiters (acquire / acquire_async).
+  mutable std::mutex wait_mu_;
+  std::unordered_map<WaitId, core::Waiter*> waits_;
+  std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;
+  std::uint64_t next_wait_ = 1;
+
+  // Counters the scheduler keeps.
+  std::atomic<std::uint64_t> leases_asked_{0}, leases_granted_{0}, tokens_leased_{0},
+      tokens_given_back_{0}, tokens_expired_{0}, keys_evicted_{0};
+
+  // The SDK's thread.
+  std::thread thread_;
+  std::mutex wake_mu_;
+  std::condition_variable wake_cv_;
+  bool wake_flag_ = false;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> shut_{false};
+};
+
+}  // namespace tollgate

@@ -1,0 +1,500 @@
+// Lease logic of the Limiter against a mocked QuotaStore and a simulated clock:
+// prefetch, single flight, expiry, eviction, cold keys, penalty box, waiters, permits.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tollgate/tollgate.hpp"
+
+namespace tollgate {
+namespace {
+
+using ::testing::_;
+using ::testing::Invoke;
+using ::testing::NiceMock;
+using namespace std::chrono_literals;
+
+class MockStore : public QuotaStore {
+ public:
+  MOCK_METHOD(void, lease, (std::vector<LeaseRequest> batch, LeaseCallback done), (override));
+  MOCK_METHOD(void, give_back, (std::vector<GiveBack> batch), (override));
+};
+
+// Records every lease call and lets the test answer it later (or never).
+struct Pending {
+  std::vector<LeaseRequest> batch;
+  QuotaStore::LeaseCallback done;
+};
+
+Config bucket_config(double rate = 1000, double burst = 1000) {
+  Config c;
+  Policy p;
+  p.name = "tenants";
+  p.match = "tenant:*";
+  p.kind = PolicyKind::kTokenBucket;
+  p.rate = rate;
+  p.burst = burst;
+  c.policies.push_back(p);
+  c.leases.ttl = 2s;
+  c.leases.horizon = 200ms;
+  c.leases.max_fraction = 0.5;
+  c.instance_id = "test-instance";
+  return c;
+}
+
+class LeaseTest : public ::testing::Test {
+ protected:
+  void make(Config c) {
+    store = std::make_shared<NiceMock<MockStore>>();
+    ON_CALL(*store, lease(_, _))
+        .WillByDefault(Invoke([this](std::vector<LeaseRequest> b, QuotaStore::LeaseCallback d) {
+          pending.push_back({std::move(b), std::move(d)});
+        }));
+    ON_CALL(*store, give_back(_)).WillByDefault(Invoke([this](std::vector<GiveBack> b) {
+      for (auto& g : b) given_back.push_back(g);
+    }));
+    clock = std::make_shared<ManualClock>();
+    limiter.emplace(std::move(c), Limiter::Options{store, clock, false});
+  }
+
+  // Answers the oldest pending lease call, every key with `granted` tokens.
+  void answer(std::uint64_t granted, Nanos ttl = 2s, Nanos wait = 0ns) {
+    ASSERT_FALSE(pending.empty());
+    Pending p = std::move(pending.front());
+    pending.erase(pending.begin());
+    std::vector<LeaseGrant> grants;
+    for (auto& r : p.batch) {
+      LeaseGrant g;
+      g.granted = granted;
+      g.now = clock->now();
+      g.expires_at = clock->now() + ttl;
+      g.remaining = 1'000'000;  // plenty: no scarcity back-off
+      g.wait_until = clock->now() + wait;
+      (void)r;
+      grants.push_back(g);
+    }
+    p.done(std::move(grants));
+    limiter->poll();
+  }
+
+  std::uint64_t given_back_total() const {
+    std::uint64_t n = 0;
+    for (auto& g : given_back) n += g.tokens;
+    return n;
+  }
+
+  std::shared_ptr<NiceMock<MockStore>> store;
+  std::shared_ptr<ManualClock> clock;
+  std::vector<Pending> pending;
+  std::vector<GiveBack> given_back;
+  std::optional<Limiter> limiter;  // last: destroyed first, while the above still exist
+};
+
+TEST_F(LeaseTest, ColdKeyIsDeniedUntilTheFirstLeaseArrives) {
+  make(bucket_config());
+  Decision d = limiter->try_acquire("tenant:a");
+  EXPECT_FALSE(d.allowed);
+  EXPECT_EQ(d.reason, Reason::kColdKey);
+  EXPECT_GT(d.retry_after.count(), 0);
+  limiter->poll();
+  ASSERT_EQ(pending.size(), 1u);
+  ASSERT_EQ(pending[0].batch.size(), 1u);
+  EXPECT_EQ(pending[0].batch[0].key, "tenant:a");
+  EXPECT_GE(pending[0].batch[0].want, 1u);
+  EXPECT_EQ(pending[0].batch[0].holder, "test-instance");
+  answer(100);
+  d = limiter->try_acquire("tenant:a");
+  EXPECT_TRUE(d.allowed);
+  EXPECT_EQ(d.reason, Reason::kOk);
+  EXPECT_EQ(d.remaining, 99);
+}
+
+TEST_F(LeaseTest, OptimisticColdKeyAdmitsTheAllowanceAndTheFirstLeasePaysItBack) {
+  Config c = bucket_config();
+  c.cold_keys.mode = ColdKeyMode::kOptimistic;
+  c.cold_keys.allowance = 5;
+  make(c);
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(limiter->try_acquire("tenant:a").allowed) << i;
+  EXPECT_EQ(limiter->try_acquire("tenant:a").reason, Reason::kColdKey);
+  limiter->poll();
+  ASSERT_EQ(pending.size(), 1u);
+  // The request covers the debt on top of what is needed now.
+  EXPECT_GE(pending[0].batch[0].min, 6u);
+  answer(20);
+  // 20 granted, 5 of them repay the allowance already spent.
+  Decision d = limiter->try_acquire("tenant:a");
+  EXPECT_TRUE(d.allowed);
+  EXPECT_EQ(d.remaining, 14);
+}
+
+TEST_F(LeaseTest, PrefetchAsksBeforeTheBalanceRunsOut) {
+  make(bucket_config(100'000, 100'000));
+  limiter->try_acquire("tenant:a");
+  limiter->poll();
+  answer(200);
+  int denied = 0;
+  std::int64_t balance_when_asked = -1;
+  // Spend 10 tokens per simulated millisecond, polling like the SDK thread does.
+  for (int ms = 0; ms < 400; ++ms) {
+    for (int i = 0; i < 10; ++i) {
+      if (!limiter->try_acquire("tenant:a").allowed) ++denied;
+    }
+    clock->advance(1ms);
+    limiter->poll();
+    if (!pending.empty()) {
+      if (ms > 100 && balance_when_asked < 0) {
+        balance_when_asked = limiter->try_acquire("tenant:a").remaining + 1;
+      }
+      answer(200);
+    }
+  }
+  EXPECT_GT(balance_when_asked, 0) << "refill asked only once the lease was empty";
+  EXPECT_EQ(denied, 0);
+}
+
+TEST_F(LeaseTest, OnlyOneRefillPerKeyIsInFlight) {
+  make(bucket_config());
+  for (int i = 0; i < 50; ++i) {
+    limiter->try_acquire("tenant:a");
+    limiter->poll();
+  }
+  EXPECT_EQ(pending.size(), 1u);
+  answer(0, 2s, 10ms);  // nothing there; wait 10 ms
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(limiter->try_acquire("tenant:a").reason, Reason::kOverLimit);
+    limiter->poll();
+  }
+  EXPECT_TRUE(pending.empty()) << "asked again before the store's wait_until";
+  clock->advance(11ms);
+  limiter->poll();
+  EXPECT_EQ(pending.size(), 1u);
+}
+
+TEST_F(LeaseTest, OverLimitCarriesTheStoresRetryAfter) {
+  make(bucket_config());
+  limiter->try_acquire("tenant:a");
+  limiter->poll();
+  answer(0, 2s, 500ms);
+  Decision d = limiter->try_acquire("tenant:a");
+  EXPECT_EQ(d.reason, Reason::kOverLimit);
+  EXPECT_GE(d.retry_after, 499ms);
+  EXPECT_LE(d.retry_after, 500ms);
+}
+
+TEST_F(LeaseTest, ExpiredLeaseTokensAreTakenBackAndGivenBack) {
+  make(bucket_config());
+  limiter->try_acquire("tenant:a");
+  limiter->poll();
+  const Nanos store_expiry = clock->now() + 2s;
+  answer(100);
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(limiter->try_acquire("tenant:a").allowed);
+  clock->advance(2s - 21ms);
+  limiter->poll();
+  EXPECT_TRUE(given_back.empty()) << "taken back too early";
+  clock->advance(2ms);
+  limiter->poll();
+  ASSERT_EQ(given_back.size(), 1u);
+  EXPECT_EQ(given_back[0].tokens, 90u);
+  EXPECT_LE(given_back[0].expires_at, store_expiry);
+  EXPECT_EQ(given_back[0].key, "tenant:a");
+  Decision d = limiter->try_acquire("tenant:a");
+  EXPECT_FALSE(d.allowed);
+  EXPECT_EQ(limiter->stats().tokens_given_back, 90u);
+}
+
+TEST_F(LeaseTest, OlderLeaseExpiresWithoutTakingTheNewerOnesTokens) {
+  make(bucket_config());
+  limiter->try_acquire("tenant:a");
+  limiter->poll();
+  answer(10);  // lease 1: 10 tokens, expires at +2 s
+  for (int i = 0; i < 8; ++i) ASSERT_TRUE(limiter->try_acquire("tenant:a").allowed);
+  clock->advance(1s);
+  limiter->poll();
+  if (pending.empty()) {
+    limiter->try_acquire("tenant:a", 5);  // denied, forces a refill
+    limiter->poll();
+  }
+  ASSERT_EQ(pending.size(), 1u);
+  answer(50);  // lease 2: 50 tokens, expires at +3 s
+  clock->advance(1s);
+  limiter->poll();  // lease 1 expires: at most its 2 unspent tokens go back
+  EXPECT_LE(given_back_total(), 2u);
+  std::int64_t left = limiter->try_acquire("tenant:a").remaining + 1;
+  EXPECT_GE(left, 50);
+}
+
+TEST_F(LeaseTest, IdleKeysAreEvictedAndTheirTokensGivenBack) {
+  Config c = bucket_config();
+  c.idle_timeout = 1s;
+  make(c);
+  limiter->try_acquire("tenant:a");
+  limiter->poll();
+  answer(100, 60s);
+  ASSERT_TRUE(limiter->try_acquire("tenant:a").allowed);
+  EXPECT_EQ(limiter->stats().keys_tracked, 1u);
+  for (int i = 0; i < 40; ++i) {
+    clock->advance(100ms);
+    limiter->poll();
+  }
+  Stats st = limiter->stats();
+  EXPECT_TRUE(pending.empty());
+  EXPECT_EQ(st.keys_tracked, 0u);
+  EXPECT_EQ(st.keys_evicted, 1u);
+  EXPECT_EQ(given_back_total(), 99u);
+}
+
+TEST_F(LeaseTest, BusyKeysAreNotEvicted) {
+  Config c = bucket_config();
+  c.idle_timeout = 1s;
+  make(c);
+  limiter->try_acquire("tenant:a");
+  limiter->poll();
+  answer(1000, 60s);
+  for (int i = 0; i < 40; ++i) {
+    ASSERT_TRUE(limiter->try_acquire("tenant:a").allowed);
+    clock->advance(100ms);
+    limiter->poll();
+  }
+  EXPECT_EQ(limiter->stats().keys_tracked, 1u);
+}
+
+TEST_F(LeaseTest, FullKeyTableDeniesNewKeysAndEvictsIdleOnes) {
+  Config c = bucket_config();
+  c.max_keys = 2;
+  make(c);
+  limiter->try_acquire("tenant:a");
+  limiter->try_acquire("tenant:b");
+  limiter->poll();
+  answer(10);
+  // Full: the new key is refused, and the refusal asks the scheduler to make room.
+  EXPECT_EQ(limiter->try_acquire("tenant:c").reason, Reason::kKeyTableFull);
+  limiter->poll();  // second chance (CLOCK): a and b were used since the last look
+  EXPECT_EQ(limiter->try_acquire("tenant:c").reason, Reason::kKeyTableFull);
+  limiter->poll();  // untouched since: evicted, their tokens given back
+  EXPECT_NE(limiter->try_acquire("tenant:c").reason, Reason::kKeyTableFull);
+  Stats st = limiter->stats();
+  EXPECT_LE(st.keys_tracked, 2u);
+  EXPECT_GE(st.keys_evicted, 1u);
+  EXPECT_GE(given_back_total(), 9u);
+}
+
+TEST_F(LeaseTest, PenaltyBoxRefusesWithoutAskingTheStore) {
+  Config c = bucket_config();
+  c.policies[0].penalty_box = PenaltyBox{3, 1s, 5s};
+  make(c);
+  limiter->try_acquire("tenant:a");
+  limiter->poll();
+  answer(0, 2s, 10s);  // exhausted for a long time
+  for (int i = 0; i < 5; ++i)
+    EXPECT_EQ(limiter->try_acquire("tenant:a").reason, Reason::kOverLimit);
+  limiter->poll();
+  Decision d = limiter->try_acquire("tenant:a");
+  EXPECT_EQ(d.reason, Reason::kPenaltyBox);
+  EXPECT_GT(d.retry_after, 4s);
+  clock->advance(4s);
+  limiter->poll();
+  EXPECT_TRUE(pending.empty());
+  EXPECT_EQ(limiter->try_acquire("tenant:a").reason, Reason::kPenaltyBox);
+  clock->advance(1001ms);
+  limiter->poll();
+  EXPECT_NE(limiter->try_acquire("tenant:a").reason, Reason::kPenaltyBox);
+}
+
+TEST_F(LeaseTest, WaitersAreServedFirstInFirstOut) {
+  make(bucket_config());
+  std::vector<std::string> order;
+  limiter->acquire_async("tenant:a", 5, 10s, [&](const Decision& d) {
+    order.push_back(d.allowed ? "five" : "five-denied");
+  });
+  limiter->acquire_async("tenant:a", 1, 10s, [&](const Decision& d) {
+    order.push_back(d.allowed ? "one" : "one-denied");
+  });
+  limiter->poll();
+  ASSERT_EQ(pending.size(), 1u);
+  EXPECT_GE(pending[0].batch[0].min, 5u);
+  answer(3);  // not enough for the head: the one-token waiter must not jump the queue
+  EXPECT_TRUE(order.empty());
+  EXPECT_FALSE(limiter->try_acquire("tenant:a").allowed) << "try_acquire barged past waiters";
+  limiter->poll();
+  if (pending.empty()) {
+    clock->advance(10ms);
+    limiter->poll();
+  }
+  ASSERT_FALSE(pending.empty());
+  answer(10);
+  EXPECT_EQ(order, (std::vector<std::string>{"five", "one"}));
+}
+
+TEST_F(LeaseTest, WaitsTimeOutOnTheInjectedClock) {
+  make(bucket_config());
+  std::optional<Decision> result;
+  WaitId id = limiter->acquire_async("tenant:a", 1, 100ms, [&](const Decision& d) { result = d; });
+  EXPECT_NE(id, 0u);
+  limiter->poll();
+  clock->advance(99ms);
+  limiter->poll();
+  EXPECT_FALSE(result.has_value());
+  clock->advance(2ms);
+  limiter->poll();
+  ASSERT_TRUE(result.has_value());
+  EXPECT_EQ(result->reason, Reason::kTimeout);
+  EXPECT_FALSE(limiter->cancel(id));
+}
+
+TEST_F(LeaseTest, CancelCompletesTheWaitOnce) {
+  make(bucket_config());
+  int calls = 0;
+  Reason reason = Reason::kOk;
+  WaitId id = limiter->acquire_async("tenant:a", 1, 10s, [&](const Decision& d) {
+    ++calls;
+    reason = d.reason;
+  });
+  EXPECT_TRUE(limiter->cancel(id));
+  EXPECT_FALSE(limiter->cancel(id));
+  limiter->poll();
+  if (!pending.empty()) answer(10);
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(reason, Reason::kCancelled);
+}
+
+TEST_F(LeaseTest, WaitQueueIsBounded) {
+  Config c = bucket_config();
+  c.max_waiters_per_key = 2;
+  make(c);
+  std::vector<Reason> reasons;
+  for (int i = 0; i < 3; ++i) {
+    limiter->acquire_async("tenant:a", 1, 10s,
+                           [&](const Decision& d) { reasons.push_back(d.reason); });
+  }
+  ASSERT_EQ(reasons.size(), 1u);
+  EXPECT_EQ(reasons[0], Reason::kQueueFull);
+  limiter.reset();  // the two queued waits are completed, not lost
+  ASSERT_EQ(reasons.size(), 3u);
+  EXPECT_EQ(reasons[1], Reason::kShutdown);
+  EXPECT_EQ(reasons[2], Reason::kShutdown);
+}
+
+TEST_F(LeaseTest, ImmediateDecisionsCompleteInline) {
+  make(bucket_config());
+  limiter->try_acquire("tenant:a");
+  limiter->poll();
+  answer(10);
+  std::optional<Decision> result;
+  EXPECT_EQ(limiter->acquire_async("tenant:a", 2, 1s, [&](const Decision& d) { result = d; }), 0u);
+  ASSERT_TRUE(result.has_value());
+  EXPECT_TRUE(result->allowed);
+}
+
+Config permit_config(std::uint64_t limit) {
+  Config c;
+  Policy p;
+  p.name = "gpu";
+  p.match = "gpu:*";
+  p.kind = PolicyKind::kConcurrency;
+  p.limit = limit;
+  c.policies.push_back(p);
+  c.leases.max_fraction = 0.5;
+  c.instance_id = "test-instance";
+  return c;
+}
+
+TEST_F(LeaseTest, PermitsAreReservedFromTheStoreAndReturnOnRelease) {
+  make(permit_config(4));
+  EXPECT_FALSE(limiter->acquire_permit("gpu:t1").decision().allowed);
+  limiter->poll();
+  ASSERT_EQ(pending.size(), 1u);
+  EXPECT_GE(pending[0].batch[0].want, 1u);
+  EXPECT_LE(pending[0].batch[0].want, 4u);
+  answer(2);  // a reservation of 2 permits
+  {
+    Permit a = limiter->acquire_permit("gpu:t1");
+    Permit b = limiter->acquire_permit("gpu:t1");
+    EXPECT_TRUE(a);
+    EXPECT_TRUE(b);
+    EXPECT_FALSE(limiter->acquire_permit("gpu:t1"));
+    Permit moved = std::move(a);
+    EXPECT_TRUE(moved);
+  }
+  Permit again = limiter->acquire_permit("gpu:t1", 2);
+  EXPECT_TRUE(again) << "released permits did not come back";
+}
+
+TEST_F(LeaseTest, PermitsAndTokensDoNotMix) {
+  Config c = permit_config(4);
+  c.policies.push_back(bucket_config().policies[0]);
+  make(c);
+  EXPECT_EQ(limiter->try_acquire("gpu:t1").reason, Reason::kInvalidArgument);
+  EXPECT_EQ(limiter->acquire_permit("tenant:a").decision().reason, Reason::kInvalidArgument);
+  EXPECT_EQ(limiter->stats().keys_tracked, 0u);
+}
+
+TEST_F(LeaseTest, BadInputIsRejectedWithoutTouchingState) {
+  make(bucket_config(100, 50));
+  EXPECT_EQ(limiter->try_acquire("").reason, Reason::kInvalidArgument);
+  EXPECT_EQ(limiter->try_acquire("tenant:a", 0).reason, Reason::kInvalidArgument);
+  EXPECT_EQ(limiter->try_acquire("tenant:a", 51).reason, Reason::kInvalidArgument);
+  EXPECT_EQ(limiter->try_acquire("tenant:" + std::string(10 * 1024, 'x')).reason,
+            Reason::kInvalidArgument);
+  EXPECT_EQ(limiter->try_acquire("unknown:a").reason, Reason::kNoPolicy);
+  limiter->poll();
+  EXPECT_TRUE(pending.empty());
+  Stats st = limiter->stats();
+  EXPECT_TRUE(pending.empty());
+  EXPECT_EQ(st.keys_tracked, 0u);
+  EXPECT_EQ(st.denied[static_cast<int>(Reason::kInvalidArgument)], 4u);
+  EXPECT_EQ(st.denied[static_cast<int>(Reason::kNoPolicy)], 1u);
+  EXPECT_EQ(st.leases_asked, 0u);
+}
+
+TEST_F(LeaseTest, ExactPolicyBeatsPattern) {
+  Config c = bucket_config(100, 100);
+  Policy vip = c.policies[0];
+  vip.name = "vip";
+  vip.match = "tenant:vip";
+  vip.rate = 5000;
+  vip.burst = 5000;
+  c.policies.push_back(vip);
+  make(c);
+  limiter->try_acquire("tenant:vip");
+  limiter->try_acquire("tenant:other");
+  limiter->poll();
+  ASSERT_EQ(pending.size(), 1u);
+  ASSERT_EQ(pending[0].batch.size(), 2u);
+  for (auto& r : pending[0].batch) {
+    EXPECT_EQ(r.policy->name, r.key == "tenant:vip" ? "vip" : "tenants");
+  }
+}
+
+TEST_F(LeaseTest, StatsCountAdmissionsDenialsAndLeases) {
+  make(bucket_config());
+  limiter->try_acquire("tenant:a");
+  limiter->poll();
+  answer(3);
+  for (int i = 0; i < 5; ++i) limiter->try_acquire("tenant:a");
+  Stats st = limiter->stats();
+  EXPECT_EQ(st.admitted, 3u);
+  EXPECT_EQ(st.admitted_tokens, 3u);
+  EXPECT_EQ(st.denied[static_cast<int>(Reason::kColdKey)], 1u);
+  EXPECT_EQ(st.denied_total(), 3u);
+  EXPECT_EQ(st.leases_asked, 1u);
+  EXPECT_EQ(st.leases_granted, 1u);
+  EXPECT_EQ(st.tokens_leased, 3u);
+  EXPECT_EQ(st.keys_tracked, 1u);
+  EXPECT_GT(st.bytes_used, 0u);
+}
+
+TEST_F(LeaseTest, DestructionGivesUnspentTokensBack) {
+  make(bucket_config());
+  limiter->try_acquire("tenant:a");
+  limiter->poll();
+  answer(40);
+  limiter->try_acquire("tenant:a");
+  limiter.reset();
+  EXPECT_EQ(given_back_total(), 39u);
+}
+
+}  // namespace
+}  // namespace tollgate
