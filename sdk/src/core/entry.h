@@ -6,7 +6,6 @@
 #include <atomic>
 #include <cstdint>
 #include <cstring>
-#include <deque>
 #include <new>
 #include <string_view>
 
@@ -41,10 +40,10 @@ struct RefillState {
   std::uint16_t timer_refs = 0;  // timers that still point here
   std::uint8_t lease_count = 0;
   bool in_flight = false;
-  bool again = false;                      // asked again while in flight
-  std::uint8_t idle_passes = 0;            // idle scans in a row that found it untouched
-  Ms next_timer = 0;                       // earliest pending timer, when timer_refs > 0
-  std::deque<Waiter*>* waiters = nullptr;  // FIFO; under the limiter's wait mutex
+  bool again = false;            // asked again while in flight
+  std::uint8_t idle_passes = 0;  // idle scans in a row that found it untouched
+  Ms next_timer = 0;             // earliest pending timer, when timer_refs > 0
+  // Waiters queue in the limiter's map (few keys have any), not here: 8 bytes a key.
 };
 
 struct Entry {
@@ -89,5 +88,8 @@ struct Entry {
   }
   std::size_t allocated_bytes() const noexcept { return sizeof(Entry) + key_len; }
 };
+
+// With a short key an entry fits a 160-byte malloc chunk; docs/performance.md counts on it.
+static_assert(sizeof(Entry) <= 136, "Entry grew: check bytes_per_key in docs/performance.md");
 
 }  // namespace tollgate::core

@@ -76,14 +76,19 @@ std::uint64_t Epoch::advance() noexcept {
 
 std::uint64_t Epoch::safe_epoch() noexcept {
   // Make every reader's earlier `active` store visible before we look.
+#if defined(__SANITIZE_THREAD__)
+  constexpr auto kLoadOrder = std::memory_order_seq_cst;  // pairs with EpochGuard under TSan
+#else
+  constexpr auto kLoadOrder = std::memory_order_acquire;
   if (light_) {
     membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED);
   } else {
     std::atomic_thread_fence(std::memory_order_seq_cst);
   }
+#endif
   std::uint64_t least = std::numeric_limits<std::uint64_t>::max();
   for (EpochRecord* r = records_.load(std::memory_order_acquire); r != nullptr; r = r->next) {
-    std::uint64_t a = r->active.load(std::memory_order_acquire);
+    std::uint64_t a = r->active.load(kLoadOrder);
     if (a != 0) least = std::min(least, a);
   }
   return least;

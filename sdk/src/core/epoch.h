@@ -44,12 +44,17 @@ class EpochGuard {
  public:
   EpochGuard() noexcept : rec_(Epoch::mine()) {
     if (rec_.depth++ == 0) {
+#if defined(__SANITIZE_THREAD__)
+      // TSan models neither membarrier nor fences: a seq_cst store says the same to it.
+      rec_.active.store(Epoch::current(), std::memory_order_seq_cst);
+#else
       rec_.active.store(Epoch::current(), std::memory_order_relaxed);
       if (Epoch::light_fences()) {
         std::atomic_signal_fence(std::memory_order_seq_cst);
       } else {
         std::atomic_thread_fence(std::memory_order_seq_cst);
       }
+#endif
     }
   }
   ~EpochGuard() {
@@ -57,7 +62,9 @@ class EpochGuard {
   }
   EpochGuard(const EpochGuard&) = delete;
   EpochGuard& operator=(const EpochGuard&) = delete;
-  std::uint32_t thread_index() const noexcept { return rec_.index; }
+  std::uint32_t thread_index() const noexcept {
+    return rec_.index;
+  }
 
  private:
   EpochRecord& rec_;

@@ -93,14 +93,11 @@ void LimiterImpl::shutdown() {
     for (auto& [id, w] : waits_) {
       Decision d{false, Reason::kShutdown, 0, Nanos{0}};
       done.emplace_back(std::move(w->done), d);
-      if (w->entry->s.waiters != nullptr) {
-        delete w->entry->s.waiters;
-        w->entry->s.waiters = nullptr;
-      }
       w->entry->waiters.store(0, std::memory_order_relaxed);
       delete w;
     }
     waits_.clear();
+    queues_.clear();
   }
   for (auto& [fn, d] : done) {
     try {
@@ -113,10 +110,6 @@ void LimiterImpl::shutdown() {
   {
     EpochGuard g;
     table_.for_each([&](Entry* e) {
-      if (e->s.waiters != nullptr) {
-        delete e->s.waiters;
-        e->s.waiters = nullptr;
-      }
       if (e->permits_out.load() != 0) return;  // permits still out: let the lease expire
       std::int64_t b = e->balance.exchange(0);
       if (policies_[e->policy].concurrency) {
@@ -285,13 +278,13 @@ WaitId LimiterImpl::acquire_async(std::string_view key, std::uint64_t cost, Nano
       lk.unlock();
       return finish(Decision{false, Reason::kLeasePending, 0, d.retry_after});
     }
-    if (e->s.waiters == nullptr) e->s.waiters = new std::deque<core::Waiter*>();
-    if (e->s.waiters->size() >= config_->max_waiters_per_key) {
+    auto& queue = queues_[e];
+    if (queue.size() >= config_->max_waiters_per_key) {
       lk.unlock();
       return finish(deny(Reason::kQueueFull, stripe));
     }
     auto* w = new core::Waiter{next_wait_++, e, cost, clock_->now() + timeout, std::move(done)};
-    e->s.waiters->push_back(w);
+    queue.push_back(w);
     e->waiters.fetch_add(1, std::memory_order_acq_rel);
     waits_.emplace(w->id, w);
     deadlines_.push({w->deadline, w->id});
@@ -311,9 +304,7 @@ bool LimiterImpl::cancel(WaitId id) {
     if (it == waits_.end()) return false;
     core::Waiter* w = it->second;
     waits_.erase(it);
-    auto& q = *w->entry->s.waiters;
-    q.erase(std::find(q.begin(), q.end(), w));
-    w->entry->waiters.fetch_sub(1, std::memory_order_acq_rel);
+    unqueue(w);
     done = std::move(w->done);
     delete w;
   }
@@ -516,7 +507,8 @@ void LimiterImpl::consider(Entry* e, Nanos now) {
   std::uint64_t head_cost = 0;
   if (e->waiters.load(std::memory_order_acquire) != 0) {
     std::lock_guard lk(wait_mu_);
-    if (s.waiters != nullptr && !s.waiters->empty()) head_cost = s.waiters->front()->cost;
+    auto it = queues_.find(e);
+    if (it != queues_.end() && !it->second.empty()) head_cost = it->second.front()->cost;
   }
   const std::uint64_t denied_cost = e->last_denied_cost.load(std::memory_order_relaxed);
   s.max_cost =
@@ -771,8 +763,10 @@ void LimiterImpl::serve_waiters(Entry* e,
                                 std::vector<std::pair<Limiter::Completion, Decision>>& out) {
   if (e->waiters.load(std::memory_order_acquire) == 0) return;
   std::lock_guard lk(wait_mu_);
-  auto* q = e->s.waiters;
-  while (q != nullptr && !q->empty()) {
+  auto it = queues_.find(e);
+  if (it == queues_.end()) return;
+  auto* q = &it->second;
+  while (!q->empty()) {
     core::Waiter* w = q->front();
     const auto cost = static_cast<std::int64_t>(w->cost);
     std::int64_t b = e->balance.load(std::memory_order_acquire);
@@ -793,6 +787,17 @@ void LimiterImpl::serve_waiters(Entry* e,
     out.emplace_back(std::move(w->done), Decision{true, Reason::kOk, b - cost, Nanos{0}});
     delete w;
   }
+  if (q->empty()) queues_.erase(it);
+}
+
+void LimiterImpl::unqueue(core::Waiter* w) {
+  auto it = queues_.find(w->entry);
+  if (it != queues_.end()) {
+    auto& q = it->second;
+    q.erase(std::find(q.begin(), q.end(), w));
+    if (q.empty()) queues_.erase(it);
+  }
+  w->entry->waiters.fetch_sub(1, std::memory_order_acq_rel);
 }
 
 void LimiterImpl::expire_deadlines(Nanos now) {
@@ -806,9 +811,7 @@ void LimiterImpl::expire_deadlines(Nanos now) {
       if (it == waits_.end()) continue;
       core::Waiter* w = it->second;
       waits_.erase(it);
-      auto& q = *w->entry->s.waiters;
-      q.erase(std::find(q.begin(), q.end(), w));
-      w->entry->waiters.fetch_sub(1, std::memory_order_acq_rel);
+      unqueue(w);
       stripes_[0].denied[static_cast<int>(Reason::kTimeout)].fetch_add(1,
                                                                        std::memory_order_relaxed);
       Nanos retry{clamp_nonneg(w->entry->retry_at.load(std::memory_order_relaxed) - now.count())};
@@ -858,10 +861,7 @@ bool LimiterImpl::evict(Entry* e, Nanos now) {
     std::lock_guard lk(wait_mu_);
     if (e->waiters.load(std::memory_order_acquire) != 0) return false;
     table_.erase(e);  // marks it retired; no new waiter can join
-    if (e->s.waiters != nullptr) {
-      delete e->s.waiters;
-      e->s.waiters = nullptr;
-    }
+    queues_.erase(e);
   }
   expire_leases(e, now);
   std::int64_t b = e->balance.exchange(0, std::memory_order_acq_rel);

@@ -115,6 +115,7 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   void add_timer(Entry* e, Nanos at);
   void ensure_timers(Entry* e, Nanos now);
   void flush_give_backs() noexcept;
+  void unqueue(core::Waiter* w);  // under wait_mu_
   void serve_waiters(Entry* e, std::vector<std::pair<Limiter::Completion, Decision>>& out);
   void expire_deadlines(Nanos now);
   void idle_scan(Nanos now);
@@ -169,6 +170,7 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   // Waiters (acquire / acquire_async).
   mutable std::mutex wait_mu_;
   std::unordered_map<WaitId, core::Waiter*> waits_;
+  std::unordered_map<const core::Entry*, std::deque<core::Waiter*>> queues_;  // FIFO per key
   std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;
   std::uint64_t next_wait_ = 1;
 
