@@ -586,8 +586,8 @@ TEST(ConfigLimits, TableAndKeyBounds) {
   expect_refused([](Json& j) { j["max_keys"] = 0; }, "max_keys", "must be >= 1");
   expect_refused([](Json& j) { j["max_keys"] = 100000001; }, "max_keys", "must be <= 100000000");
   expect_refused([](Json& j) { j["max_key_length"] = 0; }, "max_key_length", "must be >= 1");
-  expect_refused([](Json& j) { j["max_key_length"] = 65537; }, "max_key_length",
-                 "must be <= 65536");
+  expect_refused([](Json& j) { j["max_key_length"] = 65536; }, "max_key_length",
+                 "must be <= 65535");
   expect_refused([](Json& j) { j["idle_timeout_ms"] = 0; }, "idle_timeout_ms", "must be > 0");
   expect_refused([](Json& j) { j["max_waiters_per_key"] = 1000001; }, "max_waiters_per_key",
                  "must be <= 1000000");
@@ -597,7 +597,7 @@ TEST(ConfigLimits, TableAndKeyBounds) {
 
   Json j = base();
   j["max_keys"] = 100000000;
-  j["max_key_length"] = 65536;
+  j["max_key_length"] = 65535;
   j["max_waiters_per_key"] = 0;
   EXPECT_NO_THROW(Config::from_json(j.dump()));
 }

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -11,8 +12,6 @@
 #include "tollgate/export.h"
 
 namespace tollgate {
-
-using namespace std::chrono_literals;
 
 enum class PolicyKind : std::uint8_t {
   kTokenBucket = 0,    // rate tokens/s, up to burst at once
@@ -57,11 +56,14 @@ struct ColdKeys {
 };
 
 struct LeaseOptions {
-  Nanos ttl = 2s;             // tokens of a lease expire this long after the store granted them
-  Nanos horizon = 200ms;      // a lease covers about this much of the key's local spending
-  double max_fraction = 0.1;  // and never more than this fraction of the policy's capacity
+  Nanos ttl =
+      std::chrono::seconds{2};  // tokens of a lease expire this long after the store granted them
+  Nanos horizon =
+      std::chrono::milliseconds{200};  // a lease covers about this much of the key's local spending
+  double max_fraction = 0.1;           // and never more than this fraction of the policy's capacity
   std::uint64_t min_tokens = 1;
-  Nanos expiry_margin = 20ms;  // local expiry comes this much before the store's
+  Nanos expiry_margin =
+      std::chrono::milliseconds{20};  // local expiry comes this much before the store's
 };
 
 struct StoreConfig {
@@ -77,7 +79,7 @@ struct Config {
   std::size_t max_keys = 100'000;
   std::size_t max_key_length = 512;
   std::size_t max_waiters_per_key = 1024;
-  Nanos idle_timeout = 60s;
+  Nanos idle_timeout = std::chrono::seconds{60};
   std::string instance_id;  // empty: host-pid-random, chosen at start
 
   // Parses the JSON form (docs/configuration.md) and validates it.

@@ -35,7 +35,7 @@ constexpr double kMaxTokens = 9007199254740992.0;  // 2^53
 constexpr std::uint64_t kMaxTokensInt = 9007199254740992ull;
 constexpr std::size_t kMaxPolicies = 65535;  // policies are indexed by 16 bits
 constexpr std::size_t kMaxKeys = 100'000'000;
-constexpr std::size_t kMaxKeyLength = 65536;
+constexpr std::size_t kMaxKeyLength = 65535;  // Entry::key_len is 16 bits
 constexpr std::size_t kMaxWaitersPerKey = 1'000'000;
 constexpr std::size_t kMaxInstanceIdLength = 256;
 constexpr std::size_t kMaxJsonDepth = 32;
@@ -452,6 +452,9 @@ void validate_policy(const Policy& p, const std::string& path, std::size_t max_k
     if (p.burst != 0) fail(field("burst"), "not used by " + kind + " (it takes " + uses + ")");
     if (p.limit < 1) fail(field("limit"), "must be >= 1");
     if (p.limit > kMaxTokensInt) fail(field("limit"), "must be <= 2^53");
+    if (p.kind == PolicyKind::kConcurrency && p.limit > (1ull << 30)) {
+      fail(field("limit"), "must be <= 2^30 for concurrency (permits are counted in 32 bits)");
+    }
     if (is_window(p.kind)) {
       check_duration(field("window_ms"), p.window, true);
     } else if (p.window.count() != 0) {
