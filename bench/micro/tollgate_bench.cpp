@@ -1,0 +1,259 @@
+// Micro benchmarks of the Limiter's hot path and of its memory per tracked key.
+// What each one measures, and the targets, are in docs/performance.md. Tooling reads the
+// benchmark and counter names: keep them as they are.
+//
+//   BM_TryAcquireHit/threads:1   try_acquire on one warm key, one thread
+//   BM_TryAcquireHit/threads:2   the same key from two threads at once
+//   BM_TryAcquireManyKeys        100k warm keys, random order (a precomputed sequence)
+//   BM_BytesPerKey               1M keys tracked; counters bytes_per_key, stats_bytes_per_key
+#include <benchmark/benchmark.h>
+#include <malloc.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <random>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "tollgate/clock.h"
+#include "tollgate/config.h"
+#include "tollgate/decision.h"
+#include "tollgate/limiter.h"
+#include "tollgate/quota_store.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+using tollgate::Config;
+using tollgate::Decision;
+using tollgate::Limiter;
+using tollgate::Policy;
+using tollgate::PolicyKind;
+
+// A bucket that never runs dry within a benchmark: huge rate and burst, leases as large as
+// the library allows (max_fraction 1.0), long-lived, and covering a long horizon.
+Config never_dry_config(std::size_t max_keys) {
+  Config c;
+  Policy p;
+  p.name = std::string("bench");  // not = "bench": GCC 12 -O3 -Wrestrict false positive
+  p.match = std::string("*");
+  p.kind = PolicyKind::kTokenBucket;
+  p.rate = 1e12;
+  p.burst = 1e12;
+  c.policies.push_back(p);
+  c.leases.ttl = 600s;
+  c.leases.horizon = 1s;
+  c.leases.max_fraction = 1.0;
+  c.leases.expiry_margin = 20ms;
+  c.max_keys = max_keys;
+  c.idle_timeout = 3600s;
+  c.instance_id = std::string("bench");
+  return c;
+}
+
+[[noreturn]] void die(const char* what) {
+  std::fprintf(stderr, "tollgate_bench: %s\n", what);
+  std::abort();
+}
+
+// Calls try_acquire (with short real sleeps in between) until `key` is admitted: its first
+// lease has arrived. The key table, the lease and the caches are warm afterwards.
+bool warm_up(Limiter& limiter, std::string_view key) {
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (limiter.try_acquire(key)) {
+      // A few more, so the first-touch paths are behind us.
+      for (int i = 0; i < 1000; ++i) (void)limiter.try_acquire(key);
+      return true;
+    }
+    std::this_thread::sleep_for(200us);
+  }
+  return false;
+}
+
+// Heap in use: small chunks (uordblks) and mmapped blocks (hblkhd, large arrays such as
+// the key table's slots), summed over all arenas by glibc.
+std::size_t heap_in_use() {
+  struct mallinfo2 mi = mallinfo2();
+  return mi.uordblks + mi.hblkhd;
+}
+
+// ---------------------------------------------------------------------------------------
+// BM_TryAcquireHit: one warm key, 1 or 2 threads on it.
+
+constexpr std::string_view kHotKey = "tenant:hot";
+std::unique_ptr<Limiter> g_hot;
+
+void setup_hot(const benchmark::State&) {
+  g_hot = std::make_unique<Limiter>(never_dry_config(1024));
+  if (!warm_up(*g_hot, kHotKey)) die("hot key never received a lease");
+}
+
+void teardown_hot(const benchmark::State&) {
+  g_hot.reset();
+}
+
+void BM_TryAcquireHit(benchmark::State& state) {
+  Limiter& limiter = *g_hot;
+  std::uint64_t denied = 0;
+  for (auto _ : state) {
+    Decision d = limiter.try_acquire(kHotKey);
+    denied += d.allowed ? 0 : 1;
+    benchmark::DoNotOptimize(d);
+  }
+  // No items_per_second here: without UseRealTime() it would be computed from CPU time,
+  // which for two threads is twice the wall time. The Time column is the figure.
+  state.counters["denied"] = benchmark::Counter(static_cast<double>(denied));  // summed
+}
+// Not UseRealTime(): it would rename the runs BM_TryAcquireHit/real_time/threads:N, and the
+// names are read by tooling. The "Time" column is wall-clock time either way (for N
+// threads: elapsed time / iterations of all threads); only the choice of the iteration
+// count differs. See docs/performance.md.
+BENCHMARK(BM_TryAcquireHit)->Setup(setup_hot)->Teardown(teardown_hot)->Threads(1)->Threads(2);
+
+// ---------------------------------------------------------------------------------------
+// BM_TryAcquireManyKeys: 100k warm keys, accessed in a random order.
+
+constexpr std::size_t kManyKeys = 100'000;
+constexpr std::size_t kSequence = 1 << 20;  // precomputed random key indices
+std::unique_ptr<Limiter> g_many;
+std::vector<std::string> g_keys;
+std::vector<std::uint32_t> g_order;
+
+void setup_many(const benchmark::State&) {
+  g_keys.clear();
+  g_keys.reserve(kManyKeys);
+  char buf[32];
+  for (std::size_t i = 0; i < kManyKeys; ++i) {
+    std::snprintf(buf, sizeof(buf), "tenant:%06zu", i);
+    g_keys.emplace_back(buf);
+  }
+  std::mt19937_64 rng(42);
+  std::uniform_int_distribution<std::uint32_t> pick(0, kManyKeys - 1);
+  g_order.resize(kSequence);
+  for (auto& i : g_order) i = pick(rng);
+
+  g_many = std::make_unique<Limiter>(never_dry_config(2 * kManyKeys));
+  // First sight of every key asks for its lease; then retry until all are admitted.
+  std::vector<std::uint32_t> cold(kManyKeys);
+  for (std::uint32_t i = 0; i < kManyKeys; ++i) cold[i] = i;
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (!cold.empty()) {
+    std::vector<std::uint32_t> still;
+    for (std::uint32_t i : cold) {
+      if (!g_many->try_acquire(g_keys[i])) still.push_back(i);
+    }
+    cold.swap(still);
+    if (cold.empty()) break;
+    if (std::chrono::steady_clock::now() > deadline) die("100k keys never all received a lease");
+    std::this_thread::sleep_for(1ms);
+  }
+}
+
+void teardown_many(const benchmark::State&) {
+  g_many.reset();
+  g_keys = {};
+  g_order = {};
+}
+
+void BM_TryAcquireManyKeys(benchmark::State& state) {
+  Limiter& limiter = *g_many;
+  const std::string* keys = g_keys.data();
+  const std::uint32_t* order = g_order.data();
+  std::size_t pos = 0;
+  std::uint64_t denied = 0;
+  for (auto _ : state) {
+    const std::string& key = keys[order[pos]];
+    pos = (pos + 1) & (kSequence - 1);
+    Decision d = limiter.try_acquire(key);
+    denied += d.allowed ? 0 : 1;
+    benchmark::DoNotOptimize(d);
+  }
+  state.SetItemsProcessed(state.iterations());
+  state.counters["denied"] = benchmark::Counter(static_cast<double>(denied));
+  state.counters["keys"] = benchmark::Counter(static_cast<double>(g_many->stats().keys_tracked));
+}
+BENCHMARK(BM_TryAcquireManyKeys)->Setup(setup_many)->Teardown(teardown_many);
+
+// ---------------------------------------------------------------------------------------
+// BM_BytesPerKey: what tracking a million keys costs in memory.
+//
+// A store that grants whatever is asked, inline, and keeps nothing per key: the heap
+// growth measured is then the Limiter's alone (the global buckets live in Redis in
+// production). Every key is leased, so the scheduler's per-key state (lease timers)
+// is counted too.
+class GrantAllStore final : public tollgate::QuotaStore {
+ public:
+  void lease(std::vector<tollgate::LeaseRequest> batch, LeaseCallback done) override {
+    const tollgate::Nanos now = clock_->now();
+    std::vector<tollgate::LeaseGrant> grants(batch.size());
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      grants[i].granted = batch[i].want;
+      grants[i].now = now;
+      grants[i].expires_at = now + batch[i].ttl;
+      grants[i].remaining = 1'000'000'000;
+    }
+    batch.clear();
+    batch.shrink_to_fit();
+    done(std::move(grants));
+  }
+  void give_back(std::vector<tollgate::GiveBack>) override {}
+
+ private:
+  std::shared_ptr<tollgate::SteadyClock> clock_ = tollgate::SteadyClock::shared();
+};
+
+constexpr std::size_t kMillion = 1'000'000;
+
+void BM_BytesPerKey(benchmark::State& state) {
+  for (auto _ : state) {
+    Config config = never_dry_config(kMillion);
+    Limiter::Options options;
+    options.store = std::make_shared<GrantAllStore>();
+    options.background_thread = false;  // leases are driven by poll() below
+    auto limiter = std::make_unique<Limiter>(std::move(config), std::move(options));
+    limiter->poll();
+    const std::size_t before = heap_in_use();
+
+    char buf[32];
+    std::uint64_t created = 0;
+    for (std::size_t i = 0; i < kMillion; ++i) {
+      // Keys are formatted on the stack: the benchmark keeps no copy of them.
+      int n = std::snprintf(buf, sizeof(buf), "tenant:%07zu", i);
+      Decision d = limiter->try_acquire(std::string_view(buf, static_cast<std::size_t>(n)));
+      created += d.reason == tollgate::Reason::kColdKey ? 1 : 0;
+    }
+    // Lease every key, then let the scheduler free what it can (retired slot arrays).
+    for (int i = 0; i < 3; ++i) limiter->poll();
+    const tollgate::Stats st = limiter->stats();
+    const std::size_t after = heap_in_use();
+
+    std::uint64_t admitted = 0;  // spot check: leased keys admit
+    for (std::size_t i = 0; i < kMillion; i += 1000) {
+      int n = std::snprintf(buf, sizeof(buf), "tenant:%07zu", i);
+      admitted += limiter->try_acquire(std::string_view(buf, static_cast<std::size_t>(n))) ? 1 : 0;
+    }
+
+    const double keys = static_cast<double>(st.keys_tracked);
+    state.counters["keys"] = keys;
+    state.counters["cold_denials"] = static_cast<double>(created);
+    state.counters["leases_granted"] = static_cast<double>(st.leases_granted);
+    state.counters["spot_admitted_pct"] = static_cast<double>(admitted) / (kMillion / 1000) * 100;
+    state.counters["bytes_per_key"] = keys > 0 ? static_cast<double>(after - before) / keys : 0.0;
+    state.counters["stats_bytes_per_key"] =
+        keys > 0 ? static_cast<double>(st.bytes_used) / keys : 0.0;
+    state.PauseTiming();
+    limiter.reset();
+    state.ResumeTiming();
+  }
+}
+BENCHMARK(BM_BytesPerKey)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
+BENCHMARK_MAIN();
