@@ -184,6 +184,31 @@ TEST_F(LeaseTest, OverLimitCarriesTheStoresRetryAfter) {
   EXPECT_LE(d.retry_after, 500ms);
 }
 
+TEST_F(LeaseTest, PartGrantUnderScarcityDeniesOverLimitUntilTheRestCanRefill) {
+  make(bucket_config(100, 100));  // 100 tokens/s
+  limiter->try_acquire("tenant:a");
+  limiter->poll();
+  ASSERT_EQ(pending.size(), 1u);
+  const std::uint64_t want = pending[0].batch[0].want;
+  ASSERT_GT(want, 2u);
+  LeaseGrant g;
+  g.granted = 2;  // the global bucket had only 2
+  g.now = clock->now();
+  g.expires_at = clock->now() + 2s;
+  g.remaining = 0;
+  pending[0].done({g});
+  pending.clear();
+  limiter->poll();
+  EXPECT_TRUE(limiter->try_acquire("tenant:a").allowed);
+  EXPECT_TRUE(limiter->try_acquire("tenant:a").allowed);
+  Decision d = limiter->try_acquire("tenant:a");
+  EXPECT_EQ(d.reason, Reason::kOverLimit);
+  // The rest (want - 2 tokens at 100/s) cannot have refilled sooner.
+  EXPECT_GE(d.retry_after, std::chrono::milliseconds((want - 2) * 10) - 1ms);
+  limiter->poll();
+  EXPECT_TRUE(pending.empty()) << "asked the scarce store again at once";
+}
+
 TEST_F(LeaseTest, ExpiredLeaseTokensAreTakenBackAndGivenBack) {
   make(bucket_config());
   limiter->try_acquire("tenant:a");

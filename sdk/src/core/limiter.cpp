@@ -730,16 +730,18 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
     e->exhausted.store(true, std::memory_order_release);
     add_timer(e, now + wait);
   } else {
-    e->exhausted.store(false, std::memory_order_release);
     std::int64_t retry_at = 0;
     if (!p.concurrency && granted < want && g.remaining < want && p.refill_per_second > 0) {
       // Partly served under scarcity: do not ask again before the rest can have refilled.
+      // Once the part is spent, denials say over_limit (the global bucket is low), not
+      // lease_pending.
       const double secs = static_cast<double>(want - granted) / p.refill_per_second;
       Nanos wait{static_cast<std::int64_t>(secs * 1e9)};
       wait = std::clamp(wait, kTick, config_->leases.ttl / 4);
       retry_at = (now + wait).count();
     }
     e->retry_at.store(retry_at, std::memory_order_relaxed);
+    e->exhausted.store(retry_at != 0, std::memory_order_release);
   }
   s.baseline_balance = e->balance.load(std::memory_order_relaxed);
   s.baseline_time = to_ms(now);
