@@ -474,6 +474,18 @@ TEST_F(LeaseTest, BadInputIsRejectedWithoutTouchingState) {
   EXPECT_EQ(st.leases_asked, 0u);
 }
 
+TEST_F(LeaseTest, BadCostOnAWarmKeyLeavesItsBalanceAlone) {
+  make(bucket_config(100, 50));
+  limiter->try_acquire("tenant:a");
+  limiter->poll();
+  answer(20);
+  const std::int64_t before = limiter->try_acquire("tenant:a").remaining;  // spends 1
+  EXPECT_EQ(limiter->try_acquire("tenant:a", 0).reason, Reason::kInvalidArgument);
+  EXPECT_EQ(limiter->try_acquire("tenant:a", 51).reason, Reason::kInvalidArgument);
+  EXPECT_FALSE(limiter->acquire_permit("tenant:a", 1)) << "permits on a token bucket";
+  EXPECT_EQ(limiter->try_acquire("tenant:a").remaining, before - 1);
+}
+
 TEST_F(LeaseTest, ExactPolicyBeatsPattern) {
   Config c = bucket_config(100, 100);
   Policy vip = c.policies[0];
