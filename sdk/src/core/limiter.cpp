@@ -128,7 +128,8 @@ void LimiterImpl::shutdown() {
 
 Decision LimiterImpl::deny(Reason r, std::uint32_t stripe, std::int64_t remaining,
                            Nanos retry_after) noexcept {
-  stripes_[stripe & 15].denied[static_cast<int>(r)].fetch_add(1, std::memory_order_relaxed);
+  count(
+      stripe, [r](Stripe & s) -> auto& { return s.denied[static_cast<int>(r)]; }, 1);
   return Decision{false, r, remaining, retry_after};
 }
 
@@ -163,9 +164,10 @@ Decision LimiterImpl::spend(Entry* e, std::uint64_t cost, std::uint32_t stripe,
                                            std::memory_order_relaxed)) {
         std::int64_t left = b - want;
         if (left < e->watermark.load(std::memory_order_relaxed)) request_refill(e);
-        Stripe& s = stripes_[stripe & 15];
-        s.admitted.fetch_add(1, std::memory_order_relaxed);
-        s.admitted_tokens.fetch_add(cost, std::memory_order_relaxed);
+        count(
+            stripe, [](Stripe & s) -> auto& { return s.admitted; }, 1);
+        count(
+            stripe, [](Stripe & s) -> auto& { return s.admitted_tokens; }, cost);
         return Decision{true, Reason::kOk, left, Nanos{0}};
       }
     }
@@ -783,7 +785,7 @@ void LimiterImpl::serve_waiters(Entry* e,
     q->pop_front();
     waits_.erase(w->id);
     e->waiters.fetch_sub(1, std::memory_order_acq_rel);
-    Stripe& st = stripes_[0];
+    Stripe& st = stripes_[kOwnedStripes];  // shared: the scheduler owns no stripe
     st.admitted.fetch_add(1, std::memory_order_relaxed);
     st.admitted_tokens.fetch_add(w->cost, std::memory_order_relaxed);
     out.emplace_back(std::move(w->done), Decision{true, Reason::kOk, b - cost, Nanos{0}});
@@ -814,8 +816,8 @@ void LimiterImpl::expire_deadlines(Nanos now) {
       core::Waiter* w = it->second;
       waits_.erase(it);
       unqueue(w);
-      stripes_[0].denied[static_cast<int>(Reason::kTimeout)].fetch_add(1,
-                                                                       std::memory_order_relaxed);
+      stripes_[kOwnedStripes].denied[static_cast<int>(Reason::kTimeout)].fetch_add(
+          1, std::memory_order_relaxed);
       Nanos retry{clamp_nonneg(w->entry->retry_at.load(std::memory_order_relaxed) - now.count())};
       done.emplace_back(std::move(w->done), Decision{false, Reason::kTimeout, 0, retry});
       delete w;
