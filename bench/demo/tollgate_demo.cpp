@@ -300,7 +300,7 @@ int main(int argc, char** argv) {
     const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
     std::string line;
     char buf[128];
-    std::snprintf(buf, sizeof(buf), "\r[%5.1f / %.1f s] admitted/s:", elapsed, opt.seconds);
+    std::snprintf(buf, sizeof(buf), "[%5.1f / %.1f s] admitted/s:", elapsed, opt.seconds);
     line += buf;
     for (std::size_t k = 0; k < nkeys; ++k) {
       const std::uint64_t now_admitted = key_admitted(k);
@@ -309,7 +309,7 @@ int main(int argc, char** argv) {
       line += buf;
       last[k] = now_admitted;
     }
-    std::fprintf(stderr, "%s   ", line.c_str());
+    std::fprintf(stderr, "%s\n", line.c_str());
     std::fflush(stderr);
     if (until >= deadline) break;
   }
@@ -317,7 +317,6 @@ int main(int argc, char** argv) {
   for (auto& w : workers) w->thread.join();
   const auto t1 = Clock::now();
   const Nanos store_end = tollgate::SteadyClock::shared()->now();
-  std::fprintf(stderr, "\n");
   const double T = std::chrono::duration<double>(t1 - t0).count();
   const double ttl_s = std::chrono::duration<double>(lease_ttl).count();
 

@@ -6,9 +6,11 @@
 //   BM_TryAcquireHit/threads:2   the same key from two threads at once
 //   BM_TryAcquireManyKeys        100k warm keys, random order (a precomputed sequence)
 //   BM_BytesPerKey               1M keys tracked; counters bytes_per_key, stats_bytes_per_key
+//   BM_ReferenceCas/threads:N    a bare load + CAS on one atomic: the floor, for comparison
 #include <benchmark/benchmark.h>
 #include <malloc.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -115,6 +117,23 @@ void BM_TryAcquireHit(benchmark::State& state) {
 // threads: elapsed time / iterations of all threads); only the choice of the iteration
 // count differs. See docs/performance.md.
 BENCHMARK(BM_TryAcquireHit)->Setup(setup_hot)->Teardown(teardown_hot)->Threads(1)->Threads(2);
+
+// ---------------------------------------------------------------------------------------
+// BM_ReferenceCas: the floor under BM_TryAcquireHit on this machine — a load and a CAS on
+// one shared atomic, nothing else. Two threads show what moving one cache line between
+// cores costs.
+
+alignas(64) std::atomic<std::int64_t> g_reference{std::int64_t{1} << 62};
+
+void BM_ReferenceCas(benchmark::State& state) {
+  for (auto _ : state) {
+    std::int64_t b = g_reference.load(std::memory_order_relaxed);
+    while (!g_reference.compare_exchange_weak(b, b - 1, std::memory_order_acquire,
+                                              std::memory_order_relaxed)) {
+    }
+  }
+}
+BENCHMARK(BM_ReferenceCas)->Threads(1)->Threads(2);
 
 // ---------------------------------------------------------------------------------------
 // BM_TryAcquireManyKeys: 100k warm keys, accessed in a random order.
