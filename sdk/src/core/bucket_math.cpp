@@ -44,6 +44,18 @@ void roll(WindowState& s, std::int64_t window, std::int64_t now) noexcept {
   s.start = start;
 }
 
+// Grants up to `free` tokens counted in the current window (ending at `end`); false when
+// fewer than `min` are free.
+bool take_from_window(WindowState& s, std::uint64_t free, const LeaseAsk& ask, std::int64_t now,
+                      std::int64_t end, LeaseAnswer& a) noexcept {
+  if (ask.want == 0 || free < std::max<std::uint64_t>(1, ask.min)) return false;
+  a.granted = std::min(ask.want, free);
+  s.count += a.granted;
+  // Tokens of this window are spent in this window, or the next one could see 2x limit.
+  a.expires_at = std::min(now + ask.ttl, end);
+  return true;
+}
+
 }  // namespace
 
 LeaseAnswer lease_token_bucket(TokenBucketState& s, const Policy& p, const LeaseAsk& ask,
@@ -80,16 +92,8 @@ LeaseAnswer lease_fixed_window(WindowState& s, const Policy& p, const LeaseAsk& 
   roll(s, window, now);
   const std::int64_t end = s.start + window;
   const std::uint64_t free = p.limit > s.count ? p.limit - s.count : 0;
-  const std::uint64_t min = std::max<std::uint64_t>(1, ask.min);
   LeaseAnswer a;
-  if (ask.want > 0 && free >= min) {
-    a.granted = std::min(ask.want, free);
-    s.count += a.granted;
-    // Tokens of this window are spent in this window, or the next one could see 2× limit.
-    a.expires_at = std::min(now + ask.ttl, end);
-  } else if (ask.want > 0) {
-    a.wait_until = end;
-  }
+  if (!take_from_window(s, free, ask, now, end, a) && ask.want > 0) a.wait_until = end;
   a.remaining = p.limit - std::min(p.limit, s.count);
   return a;
 }
@@ -110,17 +114,14 @@ LeaseAnswer lease_sliding_window(WindowState& s, const Policy& p, const LeaseAsk
   const double used = sliding_window_estimate(s, p, now);
   const std::uint64_t free =
       used >= limit ? 0 : static_cast<std::uint64_t>(std::floor(limit - used + 1e-9));
-  const std::uint64_t min = std::max<std::uint64_t>(1, ask.min);
   LeaseAnswer a;
-  if (ask.want > 0 && free >= min) {
-    a.granted = std::min(ask.want, free);
-    s.count += a.granted;
-    a.expires_at = std::min(now + ask.ttl, end);
+  if (take_from_window(s, free, ask, now, end, a)) {
     a.remaining = free - a.granted;
     return a;
   }
   a.remaining = free;
   if (ask.want == 0) return a;
+  const std::uint64_t min = std::max<std::uint64_t>(1, ask.min);
   // When will previous × (1 − e/window) + count + min ≤ limit hold?
   const auto need = static_cast<double>(min);
   const auto wdur = static_cast<double>(window);
