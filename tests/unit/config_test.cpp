@@ -574,12 +574,60 @@ TEST(ConfigColdKeys, Rules) {
   EXPECT_EQ(validate_error(c)->field, "cold_keys.mode");
 }
 
-TEST(ConfigStore, OnlyInProcessForNow) {
-  expect_refused([](Json& j) { j["store"]["type"] = "redis"; }, "store.type",
-                 "unknown store type \"redis\"");
+TEST(ConfigStore, UnknownTypesAreRefused) {
+  expect_refused([](Json& j) { j["store"]["type"] = "memcached"; }, "store.type",
+                 "unknown store type \"memcached\"");
   Config c = valid_config();
   c.store.type = "";
   EXPECT_EQ(validate_error(c)->field, "store.type");
+}
+
+TEST(ConfigStore, RedisTakesShardUrlsAndTimeouts) {
+  Json j = base();
+  j["store"] = {{"type", "redis"},
+                {"shards", {"redis://127.0.0.1:6379", "rediss://alice:pw@cache:6380/2"}},
+                {"connect_timeout_ms", 250},
+                {"command_timeout_ms", 100}};
+  Config c = Config::from_json(j.dump());
+  EXPECT_EQ(c.store.type, "redis");
+  ASSERT_EQ(c.store.shards.size(), 2u);
+  EXPECT_EQ(c.store.connect_timeout, std::chrono::milliseconds(250));
+  EXPECT_EQ(c.store.command_timeout, std::chrono::milliseconds(100));
+}
+
+TEST(ConfigStore, BadShardsAreNamedWithoutTheirPasswords) {
+  expect_refused([](Json& j) { j["store"] = {{"type", "redis"}}; }, "store.shards", "at least one");
+  expect_refused(
+      [](Json& j) {
+        j["store"] = {{"type", "redis"}, {"shards", {"redis://h:1", "http://:hunter2@h:1"}}};
+      },
+      "store.shards[1]", "redis://");
+  try {
+    Json j = base();
+    j["store"] = {{"type", "redis"}, {"shards", {"redis://:hunter2@h:0"}}};
+    Config::from_json(j.dump());
+    ADD_FAILURE() << "accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()).find("hunter2"), std::string::npos) << e.what();
+  }
+  expect_refused(
+      [](Json& j) {
+        j["store"] = {{"type", "in_process"}, {"shards", {"redis://h"}}};
+      },
+      "store.shards", "unknown field");
+  expect_refused(
+      [](Json& j) {
+        j["store"] = {{"type", "redis"}, {"shards", {"redis://h"}}, {"command_timeout_ms", 0}};
+      },
+      "store.command_timeout_ms", "must be > 0");
+}
+
+TEST(ConfigPolicy, GroupIsOptionalButNotEmpty) {
+  Json j = base();
+  j["policies"][0]["group"] = "acme";
+  EXPECT_EQ(Config::from_json(j.dump()).policies[0].group, "acme");
+  expect_refused([](Json& j2) { j2["policies"][0]["group"] = ""; }, "policies[0].group",
+                 "must not be empty");
 }
 
 TEST(ConfigLimits, TableAndKeyBounds) {

@@ -33,6 +33,9 @@ struct PenaltyBox {
 struct Policy {
   std::string name;   // defaults to `match`
   std::string match;  // "tenant:*" matches by prefix, anything else exactly; "*" matches all
+  // Keys of one group share a Redis shard (and, next, a group budget). Empty: each key is
+  // its own group.
+  std::string group;
   PolicyKind kind = PolicyKind::kTokenBucket;
   double rate = 0;          // token bucket: tokens per second
   double burst = 0;         // token bucket: most tokens at once; 0 means one second of rate
@@ -67,7 +70,11 @@ struct LeaseOptions {
 };
 
 struct StoreConfig {
-  std::string type = "in_process";
+  std::string type = "in_process";  // or "redis"
+  // redis: one URL per shard, redis://[user:pass@]host:port[/db] or rediss://…
+  std::vector<std::string> shards;
+  Nanos connect_timeout = std::chrono::seconds{1};
+  Nanos command_timeout = std::chrono::seconds{1};
 };
 
 // Immutable once given to a Limiter (it keeps a shared_ptr<const Config>).

@@ -3,6 +3,8 @@
 // have); validate() checks values, so a Config built in code obeys the same rules.
 #include "tollgate/config.h"
 
+#include "redis/endpoint.h"
+
 #include <algorithm>
 #include <array>
 #include <cerrno>
@@ -43,7 +45,8 @@ constexpr std::uintmax_t kMaxConfigFileBytes = 16u << 20;
 
 // Store types known to this build. A new store adds its name here and its fields in
 // parse_store().
-constexpr std::array<std::string_view, 1> kStoreTypes = {"in_process"};
+constexpr std::array<std::string_view, 2> kStoreTypes = {"in_process", "redis"};
+constexpr std::size_t kMaxShards = 1024;
 
 [[noreturn]] void fail(std::string field, std::string reason) {
   throw ConfigError(std::move(field), std::move(reason));
@@ -291,7 +294,8 @@ PenaltyBox parse_penalty_box(const Json& j, const std::string& path) {
 
 Policy parse_policy(const Json& j, const std::string& path) {
   Fields f(j, path);
-  f.allow_only({"name", "match", "type", "rate", "burst", "limit", "window_ms", "penalty_box"});
+  f.allow_only(
+      {"name", "match", "group", "type", "rate", "burst", "limit", "window_ms", "penalty_box"});
   Policy p;
   if (!f.has("match")) fail(f.path("match"), "required");
   f.read("match", p.match);
@@ -325,6 +329,11 @@ Policy parse_policy(const Json& j, const std::string& path) {
     if (p.name.empty()) fail(f.path("name"), "must not be empty (omit it to use match)");
   } else {
     p.name = p.match;
+  }
+  if (f.has("group")) {
+    f.read("group", p.group);
+    if (p.group.empty())
+      fail(f.path("group"), "must not be empty (omit it: each key its own group)");
   }
   f.read("rate", p.rate);
   f.read("burst", p.burst);
@@ -372,7 +381,21 @@ StoreConfig parse_store(const Json& j) {
   f.read("type", s.type);
   // Each store type takes its own fields; a new store lists them here by its type.
   // validate() names a type that is not known.
-  f.allow_only({"type"});
+  if (s.type == "redis") {
+    f.allow_only({"type", "shards", "connect_timeout_ms", "command_timeout_ms"});
+  } else {
+    f.allow_only({"type"});
+  }
+  if (f.has("shards")) {
+    const Json& arr = f.at("shards");
+    if (!arr.is_array()) fail(f.path("shards"), "must be an array of redis:// URLs");
+    for (std::size_t i = 0; i < arr.size(); ++i) {
+      if (!arr[i].is_string()) fail(indexed(f.path("shards"), i), "must be a string");
+      s.shards.push_back(arr[i].get<std::string>());
+    }
+  }
+  f.read_ms("connect_timeout_ms", s.connect_timeout);
+  f.read_ms("command_timeout_ms", s.command_timeout);
   return s;
 }
 
@@ -419,6 +442,9 @@ void check_tokens(const std::string& field, double v) {
 void validate_policy(const Policy& p, const std::string& path, std::size_t max_key_length) {
   const auto field = [&](std::string_view k) { return join(path, k); };
   if (p.match.empty()) fail(field("match"), "must not be empty");
+  if (p.group.size() > max_key_length) {
+    fail(field("group"), "longer than max_key_length (" + std::to_string(max_key_length) + ")");
+  }
   const auto star = p.match.find('*');
   if (star != std::string::npos && star + 1 != p.match.size()) {
     fail(field("match"), "'*' may only be the last character");
@@ -576,7 +602,25 @@ void Config::validate() const {
   }
 
   if (std::find(kStoreTypes.begin(), kStoreTypes.end(), store.type) == kStoreTypes.end()) {
-    fail("store.type", "unknown store type " + in_quotes(store.type) + " (expected in_process)");
+    fail("store.type",
+         "unknown store type " + in_quotes(store.type) + " (expected in_process or redis)");
+  }
+  if (store.type == "redis") {
+    if (store.shards.empty()) fail("store.shards", "at least one redis:// URL");
+    if (store.shards.size() > kMaxShards) {
+      fail("store.shards", "at most " + std::to_string(kMaxShards) + " shards");
+    }
+    for (std::size_t i = 0; i < store.shards.size(); ++i) {
+      try {
+        (void)redis::Endpoint::parse(store.shards[i]);
+      } catch (const std::invalid_argument& ex) {
+        fail(indexed("store.shards", i), ex.what());  // the message never holds the password
+      }
+    }
+    check_duration("store.connect_timeout_ms", store.connect_timeout, true);
+    check_duration("store.command_timeout_ms", store.command_timeout, true);
+  } else if (!store.shards.empty()) {
+    fail("store.shards", "only for store type \"redis\"");
   }
 
   if (policies.empty()) fail("policies", "must not be empty");

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "core/limiter_impl.h"
+#include "store/factory.h"
 
 namespace tollgate {
 
@@ -50,7 +51,7 @@ LimiterImpl::LimiterImpl(Config config, Limiter::Options options)
       index_(config_->policies),
       table_(config_->max_keys),
       inbox_(std::make_shared<Inbox>()) {
-  if (!store_) store_ = std::make_shared<InProcessStore>(clock_);
+  if (!store_) store_ = make_store(*config_, clock_);
   for (const Policy& p : config_->policies) {
     CompiledPolicy c;
     c.spec = std::make_shared<const Policy>(p);

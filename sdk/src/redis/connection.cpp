@@ -1,0 +1,203 @@
+#include "redis/connection.h"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+
+namespace tollgate::redis {
+
+std::shared_ptr<Connection> Connection::create(asio::io_context& io, Options options) {
+  return std::shared_ptr<Connection>(new Connection(io, std::move(options)));
+}
+
+Connection::Connection(asio::io_context& io, Options options)
+    : io_(io),
+      options_(std::move(options)),
+      resolver_(io),
+      socket_(io),
+      timer_(io),
+      backoff_(options_.reconnect_backoff),
+      in_(16 * 1024) {}
+
+Connection::~Connection() = default;
+
+void Connection::send(std::vector<Command> commands, Done done) {
+  Batch b;
+  b.commands = std::move(commands);
+  b.done = std::move(done);
+  asio::post(
+      io_, [self = shared_from_this(), b = std::move(b)]() mutable { self->submit(std::move(b)); });
+}
+
+void Connection::close() {
+  asio::post(io_, [self = shared_from_this()] { self->fail_all("connection closed"); });
+}
+
+void Connection::submit(Batch batch) {
+  if (batch.commands.empty()) {
+    batch.done({}, {});
+    return;
+  }
+  if (state_ == State::kIdle && Clock::now() < retry_after_) {
+    batch.done({}, "unavailable (reconnecting after: " + last_error_ + ")");
+    return;
+  }
+  waiting_.push_back(std::move(batch));
+  if (state_ == State::kIdle) {
+    connect();
+  } else if (state_ == State::kReady) {
+    flush();
+  }
+}
+
+void Connection::connect() {
+  state_ = State::kConnecting;
+  connect_deadline_ = Clock::now() + options_.connect_timeout;
+  arm_timer();
+  const unsigned gen = generation_;
+  auto self = shared_from_this();
+  resolver_.async_resolve(
+      options_.endpoint.host, std::to_string(options_.endpoint.port),
+      [self, gen](const boost::system::error_code& ec,
+                  const asio::ip::tcp::resolver::results_type& results) {
+        if (gen != self->generation_) return;
+        if (ec) return self->fail_all("cannot resolve " + self->options_.endpoint.host);
+        asio::async_connect(self->socket_, results,
+                            [self, gen](const boost::system::error_code& ec2, const auto&) {
+                              if (gen != self->generation_) return;
+                              if (ec2) return self->fail_all("cannot connect: " + ec2.message());
+                              self->on_connected();
+                            });
+      });
+}
+
+void Connection::on_connected() {
+  boost::system::error_code ignored;
+  socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
+  // AUTH and SELECT go first, in the same pipeline as whatever is waiting.
+  Batch hello;
+  hello.handshake = true;
+  const Endpoint& ep = options_.endpoint;
+  if (!ep.password.empty()) {
+    if (ep.user.empty()) {
+      hello.commands.push_back({"AUTH", ep.password});
+    } else {
+      hello.commands.push_back({"AUTH", ep.user, ep.password});
+    }
+  }
+  if (ep.db != 0) hello.commands.push_back({"SELECT", std::to_string(ep.db)});
+  for (const Command& c : options_.on_connect) hello.commands.push_back(c);
+  if (!hello.commands.empty()) waiting_.push_front(std::move(hello));
+  state_ = State::kReady;
+  read();
+  flush();
+}
+
+void Connection::flush() {
+  if (writing_ || waiting_.empty() || state_ != State::kReady) return;
+  out_.clear();
+  const auto deadline = Clock::now() + options_.command_timeout;
+  while (!waiting_.empty()) {
+    Batch b = std::move(waiting_.front());
+    waiting_.pop_front();
+    for (const Command& c : b.commands) encode(c, out_);
+    b.deadline = deadline;
+    in_flight_.push_back(std::move(b));
+  }
+  arm_timer();
+  writing_ = true;
+  const unsigned gen = generation_;
+  auto self = shared_from_this();
+  asio::async_write(socket_, asio::buffer(out_),
+                    [self, gen](const boost::system::error_code& ec, std::size_t) {
+                      if (gen != self->generation_) return;
+                      self->writing_ = false;
+                      if (ec) return self->fail_all("write failed: " + ec.message());
+                      self->flush();
+                    });
+}
+
+void Connection::read() {
+  const unsigned gen = generation_;
+  auto self = shared_from_this();
+  socket_.async_read_some(
+      asio::buffer(in_), [self, gen](const boost::system::error_code& ec, std::size_t n) {
+        if (gen != self->generation_) return;
+        if (ec) {
+          return self->fail_all(ec == asio::error::eof ? "server closed the connection"
+                                                       : "read failed: " + ec.message());
+        }
+        try {
+          self->parser_->feed(self->in_.data(), n);
+          Reply r;
+          while (gen == self->generation_ && self->parser_->next(r)) self->on_reply(std::move(r));
+        } catch (const std::exception& ex) {
+          return self->fail_all(ex.what());
+        }
+        if (gen == self->generation_) self->read();
+      });
+}
+
+void Connection::on_reply(Reply reply) {
+  if (in_flight_.empty()) return fail_all("reply without a request");
+  Batch& b = in_flight_.front();
+  if (b.handshake && reply.is_error()) {
+    // Never echo credentials: the server's error text does not contain them.
+    return fail_all("handshake failed: " + reply.str);
+  }
+  b.replies.push_back(std::move(reply));
+  if (b.replies.size() < b.commands.size()) return;
+  Batch done = std::move(b);
+  in_flight_.pop_front();
+  backoff_ = options_.reconnect_backoff;  // the server answers: healthy
+  arm_timer();
+  if (!done.handshake) done.done(std::move(done.replies), {});
+}
+
+void Connection::fail_all(const std::string& why) {
+  ++generation_;
+  boost::system::error_code ignored;
+  resolver_.cancel();
+  socket_.close(ignored);
+  timer_.cancel();
+  parser_ = std::make_unique<ReplyParser>();
+  writing_ = false;
+  state_ = State::kIdle;
+  last_error_ = why;
+  retry_after_ = Clock::now() + backoff_;
+  backoff_ = std::min<std::chrono::milliseconds>(backoff_ * 2, std::chrono::milliseconds(2000));
+  std::deque<Batch> failed;
+  failed.swap(in_flight_);
+  for (auto& b : waiting_) failed.push_back(std::move(b));
+  waiting_.clear();
+  for (auto& b : failed) {
+    if (!b.handshake) b.done({}, why);
+  }
+}
+
+void Connection::arm_timer() {
+  Clock::time_point due{};
+  if (state_ == State::kConnecting) {
+    due = connect_deadline_;
+  } else if (!in_flight_.empty()) {
+    due = in_flight_.front().deadline;
+  } else {
+    timer_.cancel();
+    return;
+  }
+  timer_.expires_at(due);
+  const unsigned gen = generation_;
+  auto self = shared_from_this();
+  timer_.async_wait([self, gen, due](const boost::system::error_code& ec) {
+    if (ec || gen != self->generation_) return;
+    if (self->state_ == State::kConnecting && Clock::now() >= self->connect_deadline_) {
+      return self->fail_all("connect timed out");
+    }
+    if (!self->in_flight_.empty() && Clock::now() >= self->in_flight_.front().deadline) {
+      return self->fail_all("command timed out");
+    }
+    (void)due;
+  });
+}
+
+}  // namespace tollgate::redis

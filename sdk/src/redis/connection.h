@@ -1,0 +1,89 @@
+// One pipelined connection to one Redis server, on an io_context the caller runs (one
+// thread). Batches of commands are written back to back and their replies matched in
+// order. It connects on first use, authenticates (password, or ACL user and password),
+// selects the database, and reconnects on the next send after a failure — not before a
+// short back-off, so a dead server is not hammered. Connect and command timeouts fail
+// every batch in flight and close the socket (their replies could no longer be matched).
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "redis/endpoint.h"
+#include "redis/resp.h"
+
+namespace tollgate::redis {
+
+namespace asio = boost::asio;
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  struct Options {
+    Endpoint endpoint;
+    std::chrono::milliseconds connect_timeout{1000};
+    std::chrono::milliseconds command_timeout{1000};
+    std::chrono::milliseconds reconnect_backoff{100};  // doubles per failure, up to 2 s
+    std::vector<Command> on_connect;  // sent after AUTH/SELECT on every (re)connect
+  };
+  // `error` is empty on success; then replies.size() equals the commands sent. Replies may
+  // be Redis errors (Reply::is_error): that is the caller's business.
+  using Done = std::function<void(std::vector<Reply> replies, std::string error)>;
+
+  static std::shared_ptr<Connection> create(asio::io_context& io, Options options);
+  ~Connection();
+
+  // Thread-safe: hands the batch to the io_context's thread.
+  void send(std::vector<Command> commands, Done done);
+  // Thread-safe: fails what is pending ("closed") and closes the socket.
+  void close();
+
+  const Endpoint& endpoint() const noexcept { return options_.endpoint; }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  struct Batch {
+    std::vector<Command> commands;
+    Done done;
+    std::vector<Reply> replies;
+    Clock::time_point deadline{};
+    bool handshake = false;
+  };
+  enum class State { kIdle, kConnecting, kReady };
+
+  Connection(asio::io_context& io, Options options);
+  void submit(Batch batch);
+  void connect();
+  void on_connected();
+  void flush();
+  void read();
+  void on_reply(Reply reply);
+  void fail_all(const std::string& why);
+  void arm_timer();
+
+  asio::io_context& io_;
+  Options options_;
+  asio::ip::tcp::resolver resolver_;
+  asio::ip::tcp::socket socket_;
+  asio::steady_timer timer_;
+  State state_ = State::kIdle;
+  Clock::time_point connect_deadline_{};
+  Clock::time_point retry_after_{};
+  std::chrono::milliseconds backoff_;
+  std::string last_error_;
+  std::deque<Batch> waiting_;    // not written yet
+  std::deque<Batch> in_flight_;  // written; replies awaited in this order
+  std::string out_;
+  bool writing_ = false;
+  std::unique_ptr<ReplyParser> parser_ = std::make_unique<ReplyParser>();
+  std::vector<char> in_;
+  unsigned generation_ = 0;  // bumps on every close: late callbacks of old sockets are ignored
+};
+
+}  // namespace tollgate::redis

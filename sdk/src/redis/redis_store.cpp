@@ -1,0 +1,239 @@
+#include "redis/redis_store.h"
+
+#include <openssl/sha.h>
+
+#include <boost/asio/post.hpp>
+#include <cstdio>
+#include <mutex>
+
+#include "redis/keys.h"
+#include "redis/scripts.h"
+
+namespace tollgate::redis {
+namespace {
+
+std::string sha1_hex(std::string_view text) {
+  unsigned char digest[SHA_DIGEST_LENGTH];
+  SHA1(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
+  std::string hex(2 * SHA_DIGEST_LENGTH, '0');
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (int i = 0; i < SHA_DIGEST_LENGTH; ++i) {
+    hex[2 * i] = kHex[digest[i] >> 4];
+    hex[2 * i + 1] = kHex[digest[i] & 15];
+  }
+  return hex;
+}
+
+std::string_view group_of(const Policy& p, std::string_view key) {
+  return p.group.empty() ? key : std::string_view(p.group);
+}
+
+std::string micros(Nanos d) {
+  return std::to_string(d.count() / 1000);
+}
+
+std::string number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.17g", v);
+  return buf;
+}
+
+Command lease_command(const std::string& sha, const LeaseRequest& r) {
+  const Policy& p = *r.policy;
+  const std::string_view group = group_of(p, r.key);
+  return {"EVALSHA",
+          sha,
+          "2",
+          bucket_key(group, p.name, r.key),
+          request_key(group, r.request_id),
+          std::to_string(static_cast<int>(p.kind)),
+          std::to_string(r.want),
+          std::to_string(r.min),
+          micros(r.ttl),
+          number(p.rate),
+          number(p.effective_burst()),
+          std::to_string(p.limit),
+          micros(p.window),
+          r.holder};
+}
+
+Command give_back_command(const std::string& sha, const GiveBack& g) {
+  const Policy& p = *g.policy;
+  return {"EVALSHA",
+          sha,
+          "1",
+          bucket_key(group_of(p, g.key), p.name, g.key),
+          std::to_string(static_cast<int>(p.kind)),
+          std::to_string(g.tokens),
+          micros(g.expires_at),
+          g.holder,
+          micros(p.window)};
+}
+
+// {granted, now_us, expires_at_us, remaining, wait_until_us}
+LeaseGrant to_grant(const Reply& r) {
+  LeaseGrant g;
+  if (r.type != Reply::Type::kArray || r.elements.size() != 5) {
+    g.ok = false;
+    g.error = r.is_error() ? "redis: " + r.str : "redis: unexpected reply to the lease script";
+    return g;
+  }
+  auto at = [&](int i) { return r.elements[static_cast<std::size_t>(i)].integer; };
+  g.granted = static_cast<std::uint64_t>(std::max<long long>(0, at(0)));
+  g.now = Nanos{at(1) * 1000};
+  g.expires_at = Nanos{at(2) * 1000};
+  g.remaining = static_cast<std::uint64_t>(std::max<long long>(0, at(3)));
+  g.wait_until = Nanos{at(4) * 1000};
+  return g;
+}
+
+}  // namespace
+
+// One lease() call: its answers, and how many shards are still to answer.
+struct RedisStore::Call {
+  std::mutex mu;  // shards answer on the io thread, but the first may answer inline
+  std::vector<LeaseRequest> batch;
+  std::vector<LeaseGrant> grants;
+  std::size_t pending = 0;
+  LeaseCallback done;
+
+  void finish_part() {
+    bool last = false;
+    {
+      std::lock_guard lk(mu);
+      last = --pending == 0;
+    }
+    if (last) done(std::move(grants));
+  }
+};
+
+RedisStore::RedisStore(const StoreConfig& config)
+    : work_(asio::make_work_guard(io_)),
+      lease_sha_(sha1_hex(kLeaseScript)),
+      give_back_sha_(sha1_hex(kGiveBackScript)) {
+  for (std::size_t i = 0; i < config.shards.size(); ++i) {
+    Connection::Options o;
+    try {
+      o.endpoint = Endpoint::parse(config.shards[i]);
+    } catch (const std::invalid_argument& ex) {
+      throw ConfigError("store.shards[" + std::to_string(i) + "]", ex.what());
+    }
+    o.connect_timeout =
+        std::chrono::duration_cast<std::chrono::milliseconds>(config.connect_timeout);
+    o.command_timeout =
+        std::chrono::duration_cast<std::chrono::milliseconds>(config.command_timeout);
+    // Loaded on every connect, so that NOSCRIPT is only seen after SCRIPT FLUSH or a
+    // restart behind a live connection (then the call loads it again and retries).
+    o.on_connect = {{"SCRIPT", "LOAD", kLeaseScript}, {"SCRIPT", "LOAD", kGiveBackScript}};
+    shards_.push_back(Connection::create(io_, std::move(o)));
+  }
+  if (shards_.empty()) throw ConfigError("store.shards", "at least one redis:// URL");
+  thread_ = std::thread([this] { io_.run(); });
+}
+
+RedisStore::~RedisStore() {
+  // Fail what is in flight (every lease callback is called), then stop the thread.
+  for (auto& c : shards_) c->close();
+  asio::post(io_, [this] { io_.stop(); });
+  work_.reset();
+  if (thread_.joinable()) thread_.join();
+}
+
+std::size_t RedisStore::shard_of(const Policy& policy, std::string_view key) const {
+  return static_cast<std::size_t>(
+      redis::shard_of(group_of(policy, key), static_cast<std::int32_t>(shards_.size())));
+}
+
+RedisStore::Counters RedisStore::counters() const noexcept {
+  return {calls_.load(), batches_.load(), failures_.load(), reloads_.load()};
+}
+
+void RedisStore::lease(std::vector<LeaseRequest> batch, LeaseCallback done) {
+  auto call = std::make_shared<Call>();
+  call->grants.resize(batch.size());
+  std::vector<std::vector<std::size_t>> by_shard(shards_.size());
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    if (!batch[i].policy) {
+      call->grants[i].ok = false;
+      call->grants[i].error = "lease request without a policy";
+      continue;
+    }
+    by_shard[shard_of(*batch[i].policy, batch[i].key)].push_back(i);
+  }
+  call->batch = std::move(batch);
+  call->done = std::move(done);
+  call->pending = 1;  // held until every shard's part is sent
+  for (std::size_t s = 0; s < shards_.size(); ++s) {
+    if (by_shard[s].empty()) continue;
+    {
+      std::lock_guard lk(call->mu);
+      ++call->pending;
+    }
+    send_leases(s, call, std::move(by_shard[s]), 0);
+  }
+  call->finish_part();
+}
+
+void RedisStore::send_leases(std::size_t shard, std::shared_ptr<Call> call,
+                             std::vector<std::size_t> idx, int attempt) {
+  std::vector<Command> cmds;
+  cmds.reserve(idx.size() + 1);
+  if (attempt > 0) cmds.push_back({"SCRIPT", "LOAD", kLeaseScript});
+  for (std::size_t i : idx) cmds.push_back(lease_command(lease_sha_, call->batch[i]));
+  calls_ += idx.size();
+  ++batches_;
+  shards_[shard]->send(std::move(cmds), [this, shard, call, idx = std::move(idx), attempt](
+                                            std::vector<Reply> replies, std::string error) {
+    const std::size_t offset = attempt > 0 ? 1 : 0;
+    std::vector<std::size_t> again;
+    for (std::size_t k = 0; k < idx.size(); ++k) {
+      LeaseGrant& g = call->grants[idx[k]];
+      if (!error.empty()) {
+        g.ok = false;
+        g.error = "redis " + shards_[shard]->endpoint().redacted() + ": " + error;
+        ++failures_;
+        continue;
+      }
+      const Reply& r = replies[offset + k];
+      if (r.error_code_is("NOSCRIPT") && attempt == 0) {
+        again.push_back(idx[k]);  // the script did not run: sending it again is safe
+        continue;
+      }
+      g = to_grant(r);
+      if (!g.ok) ++failures_;
+    }
+    if (!again.empty()) {
+      ++reloads_;
+      send_leases(shard, call, std::move(again), attempt + 1);  // keeps the call pending
+      return;
+    }
+    call->finish_part();
+  });
+}
+
+void RedisStore::give_back(std::vector<GiveBack> batch) {
+  std::vector<std::vector<Command>> by_shard(shards_.size());
+  for (const GiveBack& g : batch) {
+    if (!g.policy || g.tokens == 0) continue;
+    by_shard[shard_of(*g.policy, g.key)].push_back(give_back_command(give_back_sha_, g));
+  }
+  for (std::size_t s = 0; s < shards_.size(); ++s) {
+    if (by_shard[s].empty()) continue;
+    calls_ += by_shard[s].size();
+    ++batches_;
+    auto cmds = std::make_shared<std::vector<Command>>(std::move(by_shard[s]));
+    shards_[s]->send(*cmds, [this, s, cmds](std::vector<Reply> replies, std::string error) {
+      if (!error.empty()) return;  // best effort: the tokens expire in Redis
+      std::vector<Command> again;
+      for (std::size_t k = 0; k < replies.size(); ++k) {
+        if (replies[k].error_code_is("NOSCRIPT")) again.push_back((*cmds)[k]);
+      }
+      if (again.empty()) return;
+      ++reloads_;
+      again.insert(again.begin(), Command{"SCRIPT", "LOAD", kGiveBackScript});
+      shards_[s]->send(std::move(again), [](std::vector<Reply>, std::string) {});
+    });
+  }
+}
+
+}  // namespace tollgate::redis

@@ -1,0 +1,53 @@
+// QuotaStore over Redis shards: the Lua scripts of scripts.h, one pipelined connection
+// per shard on one io_context thread the store owns, group -> shard by jump hash.
+#pragma once
+
+#include <atomic>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "redis/connection.h"
+#include "tollgate/quota_store.h"
+
+namespace tollgate::redis {
+
+class RedisStore final : public QuotaStore {
+ public:
+  // Throws ConfigError (field store.shards[i]) for a URL that does not parse.
+  explicit RedisStore(const StoreConfig& config);
+  ~RedisStore() override;
+
+  void lease(std::vector<LeaseRequest> batch, LeaseCallback done) override;
+  void give_back(std::vector<GiveBack> batch) override;
+
+  std::size_t shard_count() const noexcept { return shards_.size(); }
+  // Which shard holds this key's group (tests, and the simulator's report).
+  std::size_t shard_of(const Policy& policy, std::string_view key) const;
+
+  struct Counters {
+    std::uint64_t calls = 0;     // EVALSHA calls sent
+    std::uint64_t batches = 0;   // pipelined round trips
+    std::uint64_t failures = 0;  // keys answered with ok = false
+    std::uint64_t reloads = 0;   // scripts loaded again after NOSCRIPT
+  };
+  Counters counters() const noexcept;
+
+ private:
+  struct Call;
+  void send_leases(std::size_t shard, std::shared_ptr<Call> call, std::vector<std::size_t> idx,
+                   int attempt);
+
+  asio::io_context io_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  std::vector<std::shared_ptr<Connection>> shards_;
+  std::string lease_sha_;
+  std::string give_back_sha_;
+  std::atomic<std::uint64_t> calls_{0}, batches_{0}, failures_{0}, reloads_{0};
+  std::thread thread_;
+};
+
+}  // namespace tollgate::redis

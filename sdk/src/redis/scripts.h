@@ -1,0 +1,227 @@
+// The Lua scripts that run the global buckets in Redis. They mirror core/bucket_math.cpp
+// line by line (in microseconds of the server's TIME; the C++ side works in nanoseconds),
+// so the InProcessStore and Redis decide alike; one typed test suite runs on both.
+//
+// Rules every script keeps: time only from TIME; keys only through KEYS; every key written
+// gets a TTL; numbers written as plain decimals (string.format), never Lua's %.14g.
+// Kinds: 0 token bucket, 1 fixed window, 2 sliding window, 3 concurrency. Each kind is one
+// function over (state, ask) so that a group level (a second bucket key in the same slot)
+// and fair shares can be added as further steps of the same call.
+#pragma once
+
+namespace tollgate::redis {
+
+// KEYS[1] bucket, KEYS[2] request id
+// ARGV: kind, want, min, ttl_us, rate, burst, limit, window_us, holder
+// Returns {granted, now_us, expires_at_us, remaining, wait_until_us}.
+inline constexpr const char* kLeaseScript = R"lua(
+local function int(x) return string.format('%.0f', x) end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local seen = redis.call('GET', KEYS[2])
+if seen then
+  local r = {}
+  for v in string.gmatch(seen, '[^,]+') do r[#r + 1] = tonumber(v) end
+  return r
+end
+local kind, want, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])
+local min = math.max(1, tonumber(ARGV[3]))
+local granted, expires, remaining, wait, keep = 0, 0, 0, 0, 0
+
+local function roll(window)
+  local s = redis.call('HMGET', KEYS[1], 'st', 'c', 'pv')
+  local st, c, pv = tonumber(s[1]), tonumber(s[2]) or 0, tonumber(s[3]) or 0
+  local start = now - (now % window)
+  if st ~= start then
+    if st == start - window then pv = c else pv = 0 end
+    c = 0
+    st = start
+  end
+  return st, c, pv
+end
+
+local function take_from_window(free, window_end)
+  if want == 0 or free < min then return false end
+  granted = math.min(want, free)
+  expires = math.min(now + ttl, window_end)
+  return true
+end
+
+local function token_bucket()
+  local rate, burst = tonumber(ARGV[5]), tonumber(ARGV[6])
+  local s = redis.call('HMGET', KEYS[1], 'l', 'ts', 'p', 'pe')
+  local level, ts = tonumber(s[1]), tonumber(s[2])
+  local pool, pe = tonumber(s[3]) or 0, tonumber(s[4]) or 0
+  if level == nil then
+    level = burst
+    ts = now
+  elseif now > ts then
+    level = math.min(burst, level + rate * (now - ts) / 1e6)
+    ts = now
+  end
+  if pool > 0 and pe <= now then pool = 0 end
+  local quarter = math.floor(ttl / 4)
+  if want > 0 then
+    if pool > 0 and pe - now >= quarter and pool >= min then
+      granted = math.min(want, pool)
+      pool = pool - granted
+      expires = pe
+    elseif level >= min then
+      granted = math.min(want, math.floor(level))
+      level = level - granted
+      expires = now + ttl
+    else
+      wait = now + math.max(1, math.ceil((min - level) / rate * 1e6))
+    end
+  end
+  remaining = math.floor(level)
+  if pool > 0 and pe - now >= quarter then remaining = remaining + pool end
+  redis.call('HSET', KEYS[1], 'l', string.format('%.17g', level), 'ts', int(ts), 'p', int(pool),
+             'pe', int(pe))
+  keep = math.ceil((burst - level) / rate * 1000)
+  if pool > 0 then keep = math.max(keep, math.ceil((pe - now) / 1000)) end
+end
+
+local function fixed_window()
+  local limit, window = tonumber(ARGV[7]), tonumber(ARGV[8])
+  local st, c, pv = roll(window)
+  local free = math.max(0, limit - c)
+  if take_from_window(free, st + window) then
+    c = c + granted
+  elseif want > 0 then
+    wait = st + window
+  end
+  remaining = limit - math.min(limit, c)
+  redis.call('HSET', KEYS[1], 'st', int(st), 'c', int(c), 'pv', int(pv))
+  keep = math.ceil((st + 2 * window - now) / 1000)
+end
+
+local function sliding_window()
+  local limit, window = tonumber(ARGV[7]), tonumber(ARGV[8])
+  local st, c, pv = roll(window)
+  local weight = math.min(1, math.max(0, 1 - (now - st) / window))
+  local used = pv * weight + c
+  local free = 0
+  if used < limit then free = math.floor(limit - used + 1e-9) end
+  if take_from_window(free, st + window) then
+    c = c + granted
+    remaining = free - granted
+  else
+    remaining = free
+    if want > 0 then
+      if c + min <= limit then
+        local e = math.ceil(window * (1 - (limit - c - min) / math.max(1, pv)))
+        wait = st + math.min(window, math.max(now - st + 1, e))
+      elseif min <= limit then
+        local e = math.ceil(window * (1 - (limit - min) / math.max(1, c)))
+        wait = st + window + math.min(window, math.max(0, e))
+      else
+        wait = st + 2 * window
+      end
+    end
+  end
+  redis.call('HSET', KEYS[1], 'st', int(st), 'c', int(c), 'pv', int(pv))
+  keep = math.ceil((st + 2 * window - now) / 1000)
+end
+
+local function concurrency()
+  local limit, holder = tonumber(ARGV[7]), ARGV[9]
+  local all = redis.call('HGETALL', KEYS[1])
+  local others, current, last = 0, 0, now
+  local next_lapse = now + 50000
+  for i = 1, #all, 2 do
+    local r, e = string.match(all[i + 1], '^(%d+):(%d+)$')
+    r = tonumber(r)
+    e = tonumber(e)
+    if e <= now then
+      redis.call('HDEL', KEYS[1], all[i])
+    elseif all[i] == holder then
+      current = r
+    else
+      others = others + r
+      next_lapse = math.min(next_lapse, e)
+      last = math.max(last, e)
+    end
+  end
+  granted = math.min(want, math.max(current, math.max(0, limit - others)))
+  if granted > 0 then
+    expires = now + ttl
+    last = math.max(last, expires)
+    redis.call('HSET', KEYS[1], holder, int(granted) .. ':' .. int(expires))
+  else
+    redis.call('HDEL', KEYS[1], holder)
+  end
+  remaining = math.max(0, limit - others - granted)
+  if granted < math.min(want, min) then wait = next_lapse end
+  keep = math.ceil((last - now) / 1000)
+end
+
+if kind == 0 then token_bucket()
+elseif kind == 1 then fixed_window()
+elseif kind == 2 then sliding_window()
+else concurrency() end
+
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('PEXPIRE', KEYS[1], int(math.max(1000, keep + 1000)))
+end
+local answer = {granted, now, expires, remaining, wait}
+local parts = {}
+for i = 1, 5 do parts[i] = int(answer[i]) end
+redis.call('SET', KEYS[2], table.concat(parts, ','), 'PX', int(math.max(1000, 2 * ttl / 1000)))
+return answer
+)lua";
+
+// KEYS[1] bucket
+// ARGV: kind, tokens, expires_at_us, holder, window_us
+// Returns the tokens credited (0: the lease had expired or its window has passed).
+inline constexpr const char* kGiveBackScript = R"lua(
+local function int(x) return string.format('%.0f', x) end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local kind, tokens, expires = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+if tokens <= 0 or redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if kind == 3 then
+  local v = redis.call('HGET', KEYS[1], ARGV[4])
+  if not v then return 0 end
+  local r, e = string.match(v, '^(%d+):(%d+)$')
+  r = tonumber(r)
+  e = tonumber(e)
+  if e <= now then
+    redis.call('HDEL', KEYS[1], ARGV[4])
+    return 0
+  end
+  local credit = math.min(tokens, r)
+  if r - credit == 0 then
+    redis.call('HDEL', KEYS[1], ARGV[4])
+  else
+    redis.call('HSET', KEYS[1], ARGV[4], int(r - credit) .. ':' .. int(e))
+  end
+  return credit
+end
+if expires <= now then return 0 end
+if kind == 0 then
+  local s = redis.call('HMGET', KEYS[1], 'p', 'pe')
+  local pool, pe = tonumber(s[1]) or 0, tonumber(s[2]) or 0
+  if pool > 0 and pe > now then
+    pe = math.min(pe, expires)
+    pool = pool + tokens
+  else
+    pool = tokens
+    pe = expires
+  end
+  redis.call('HSET', KEYS[1], 'p', int(pool), 'pe', int(pe))
+  local left = redis.call('PTTL', KEYS[1])
+  local need = math.ceil((pe - now) / 1000) + 1000
+  if left < need then redis.call('PEXPIRE', KEYS[1], int(need)) end
+  return tokens
+end
+local window = tonumber(ARGV[5])
+local s = redis.call('HMGET', KEYS[1], 'st', 'c')
+local st, c = tonumber(s[1]), tonumber(s[2]) or 0
+if st == nil or now >= st + window or expires > st + window or expires <= st then return 0 end
+local credit = math.min(tokens, c)
+redis.call('HSET', KEYS[1], 'c', int(c - credit))
+return credit
+)lua";
+
+}  // namespace tollgate::redis

@@ -1,0 +1,12 @@
+#include "store/factory.h"
+
+#include "redis/redis_store.h"
+
+namespace tollgate {
+
+std::shared_ptr<QuotaStore> make_store(const Config& config, std::shared_ptr<const Clock> clock) {
+  if (config.store.type == "redis") return std::make_shared<redis::RedisStore>(config.store);
+  return std::make_shared<InProcessStore>(std::move(clock));
+}
+
+}  // namespace tollgate

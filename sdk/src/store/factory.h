@@ -1,0 +1,10 @@
+// The store a Limiter uses when Options::store is not given: the one its config names.
+#pragma once
+
+#include <memory>
+
+#include "tollgate/quota_store.h"
+
+namespace tollgate {
+std::shared_ptr<QuotaStore> make_store(const Config& config, std::shared_ptr<const Clock> clock);
+}  // namespace tollgate

@@ -1,0 +1,14 @@
+# Tests against real redis-server processes (started and stopped by the tests' fixture,
+# tests/redis/redis_server.h). Label "redis".
+add_library(tollgate_redis_fixture STATIC ${CMAKE_CURRENT_SOURCE_DIR}/redis/redis_server.cpp)
+target_link_libraries(tollgate_redis_fixture PUBLIC tollgate_warnings)
+target_include_directories(tollgate_redis_fixture PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/redis)
+
+file(GLOB TOLLGATE_REDIS_TESTS CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/redis/*_test.cpp)
+foreach(src IN LISTS TOLLGATE_REDIS_TESTS)
+  get_filename_component(name ${src} NAME_WE)
+  add_executable(${name} ${src})
+  target_link_libraries(${name} PRIVATE tollgate_static tollgate_redis_fixture tollgate_warnings
+                                        GTest::gmock_main GTest::gmock GTest::gtest)
+  gtest_discover_tests(${name} PROPERTIES LABELS redis DISCOVERY_TIMEOUT 60)
+endforeach()

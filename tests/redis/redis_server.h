@@ -1,0 +1,48 @@
+// A real redis-server for a test: started on a free loopback port with no persistence,
+// stopped (and its files removed) when the object goes — also when the test fails, and
+// by the kernel (PR_SET_PDEATHSIG) if the test process dies.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+namespace tollgate::testing {
+
+class RedisServer {
+ public:
+  struct Options {
+    std::string password;            // requirepass (the default user's password)
+    std::vector<std::string> users;  // ACL rules, e.g. "alice on >secret ~* &* +@all"
+  };
+  RedisServer() : RedisServer(Options{}) {}
+  explicit RedisServer(Options options);
+  ~RedisServer();
+  RedisServer(const RedisServer&) = delete;
+  RedisServer& operator=(const RedisServer&) = delete;
+
+  int port() const noexcept { return port_; }
+  // redis://[userinfo@]127.0.0.1:port
+  std::string url(const std::string& userinfo = "") const;
+  // Runs redis-cli against the server (as the default user) and returns its output,
+  // trailing newline removed.
+  std::string cli(const std::vector<std::string>& args) const;
+  // Every key and its PTTL (ms; -1 = no TTL).
+  std::vector<std::pair<std::string, long long>> keys_with_ttl() const;
+
+  void stop();   // SIGTERM, then SIGKILL after 5 s
+  void start();  // again, on the same port, with empty data
+
+ private:
+  Options options_;
+  int port_ = 0;
+  pid_t pid_ = -1;
+  std::string dir_;
+};
+
+// Runs a program and returns its standard output (stderr to /dev/null). Bounded: killed
+// after 10 s.
+std::string run_capture(const std::vector<std::string>& argv);
+
+}  // namespace tollgate::testing

@@ -1,0 +1,209 @@
+// One behavioural suite, run on both stores: the InProcessStore and the Redis store (its
+// Lua scripts against a real redis-server). Both use real time here (Redis only has its
+// own), so the policies are chosen to make the answers exact anyway: buckets that refill
+// too slowly to matter during a test, and windows of a day.
+#include <gtest/gtest.h>
+
+#include <future>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "redis/redis_store.h"
+#include "redis_server.h"
+#include "tollgate/quota_store.h"
+
+namespace tollgate {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct InProcess {
+  static constexpr const char* kName = "in_process";
+  std::shared_ptr<QuotaStore> make() { return std::make_shared<InProcessStore>(); }
+};
+
+struct Redis {
+  static constexpr const char* kName = "redis";
+  std::unique_ptr<testing::RedisServer> server = std::make_unique<testing::RedisServer>();
+  std::shared_ptr<QuotaStore> make() {
+    StoreConfig c;
+    c.type = "redis";
+    c.shards = {server->url()};
+    return std::make_shared<redis::RedisStore>(c);
+  }
+};
+
+template <typename Backend>
+class StoreBehaviour : public ::testing::Test {
+ protected:
+  std::vector<LeaseGrant> lease(std::vector<LeaseRequest> batch) {
+    std::promise<std::vector<LeaseGrant>> p;
+    auto f = p.get_future();
+    store->lease(std::move(batch), [&p](std::vector<LeaseGrant> g) { p.set_value(std::move(g)); });
+    EXPECT_EQ(f.wait_for(10s), std::future_status::ready);
+    return f.get();
+  }
+  LeaseGrant one(std::shared_ptr<const Policy> p, std::string key, std::uint64_t want,
+                 std::string holder = "h1", std::uint64_t min = 1) {
+    return lease({request(std::move(p), std::move(key), want, std::move(holder), min)})[0];
+  }
+  LeaseRequest request(std::shared_ptr<const Policy> p, std::string key, std::uint64_t want,
+                       std::string holder = "h1", std::uint64_t min = 1) {
+    LeaseRequest r;
+    r.key = std::move(key);
+    r.policy = std::move(p);
+    r.want = want;
+    r.min = min;
+    r.holder = std::move(holder);
+    r.request_id = r.holder + ":" + std::to_string(next_id_++);
+    r.ttl = 2s;
+    return r;
+  }
+  // Give-backs are fire-and-forget; a lease call afterwards is ordered behind them on
+  // the same connection (and the in-process store is synchronous).
+  void give_back(std::vector<GiveBack> b) { store->give_back(std::move(b)); }
+
+  static std::shared_ptr<const Policy> bucket(double rate, double burst) {
+    auto p = std::make_shared<Policy>();
+    p->name = p->match = "tenants";
+    p->rate = rate;
+    p->burst = burst;
+    return p;
+  }
+  static std::shared_ptr<const Policy> windowed(PolicyKind kind, std::uint64_t limit) {
+    auto p = std::make_shared<Policy>();
+    p->name = p->match = "windows";
+    p->kind = kind;
+    p->limit = limit;
+    p->window = 24h;
+    return p;
+  }
+  static std::shared_ptr<const Policy> permits(std::uint64_t limit) {
+    auto p = std::make_shared<Policy>();
+    p->name = p->match = "gpu";
+    p->kind = PolicyKind::kConcurrency;
+    p->limit = limit;
+    return p;
+  }
+
+  Backend backend;
+  std::shared_ptr<QuotaStore> store = backend.make();
+  int next_id_ = 1;
+};
+
+using Backends = ::testing::Types<InProcess, Redis>;
+class BackendNames {
+ public:
+  template <typename T>
+  static std::string GetName(int) {
+    return T::kName;
+  }
+};
+TYPED_TEST_SUITE(StoreBehaviour, Backends, BackendNames);
+
+constexpr double kSlow = 0.001;  // tokens per second: no refill within a test
+
+TYPED_TEST(StoreBehaviour, AnswersABatchInOrderUpToTheBurst) {
+  auto p = this->bucket(kSlow, 100);
+  auto g = this->lease({this->request(p, "tenant:a", 30), this->request(p, "tenant:b", 500),
+                        this->request(p, "tenant:a", 80)});
+  ASSERT_EQ(g.size(), 3u);
+  for (auto& x : g) ASSERT_TRUE(x.ok) << x.error;
+  EXPECT_EQ(g[0].granted, 30u);
+  EXPECT_EQ(g[1].granted, 100u);
+  EXPECT_EQ(g[2].granted, 70u);
+  EXPECT_EQ(g[2].remaining, 0u);
+  EXPECT_EQ(g[0].expires_at - g[0].now, 2s);
+}
+
+TYPED_TEST(StoreBehaviour, TooLittleLeftGrantsNothingAndSaysWhen) {
+  auto p = this->bucket(10, 50);
+  this->one(p, "tenant:a", 47);
+  LeaseGrant g = this->one(p, "tenant:a", 8, "h1", 8);
+  EXPECT_EQ(g.granted, 0u);
+  EXPECT_GE(g.remaining, 3u);
+  // 5 more tokens at 10/s: about half a second after the store's now.
+  EXPECT_GT(g.wait_until - g.now, 400ms);
+  EXPECT_LE(g.wait_until - g.now, 500ms);
+}
+
+TYPED_TEST(StoreBehaviour, ARetriedRequestIdGetsTheFirstAnswer) {
+  auto p = this->bucket(kSlow, 100);
+  LeaseRequest r = this->request(p, "tenant:a", 60);
+  LeaseGrant first = this->lease({r})[0];
+  LeaseGrant retry = this->lease({r})[0];
+  EXPECT_EQ(first.granted, 60u);
+  EXPECT_EQ(retry.granted, 60u);
+  EXPECT_EQ(retry.expires_at, first.expires_at);
+  EXPECT_EQ(this->one(p, "tenant:a", 100).granted, 40u) << "the retry was granted twice";
+}
+
+TYPED_TEST(StoreBehaviour, GivenBackTokensAreLentAgainWithTheirExpiry) {
+  auto p = this->bucket(kSlow, 100);
+  LeaseGrant first = this->one(p, "tenant:a", 100);
+  this->give_back({GiveBack{"tenant:a", p, 60, first.expires_at, "h1"}});
+  LeaseGrant again = this->one(p, "tenant:a", 40);
+  EXPECT_EQ(again.granted, 40u);
+  EXPECT_EQ(again.expires_at, first.expires_at);
+}
+
+TYPED_TEST(StoreBehaviour, GiveBackOfAnExpiredLeaseIsDropped) {
+  auto p = this->bucket(kSlow, 100);
+  LeaseGrant first = this->one(p, "tenant:a", 100);
+  this->give_back({GiveBack{"tenant:a", p, 60, first.now - 1ms, "h1"}});
+  EXPECT_EQ(this->one(p, "tenant:a", 10).granted, 0u);
+}
+
+TYPED_TEST(StoreBehaviour, FixedWindowGrantsTheLimitOnceAndWaitsForTheNextWindow) {
+  auto p = this->windowed(PolicyKind::kFixedWindow, 50);
+  EXPECT_EQ(this->one(p, "tenant:a", 30).granted, 30u);
+  LeaseGrant g = this->one(p, "tenant:a", 30);
+  EXPECT_EQ(g.granted, 20u);
+  EXPECT_LE(g.expires_at - g.now, 2s);
+  LeaseGrant none = this->one(p, "tenant:a", 5);
+  EXPECT_EQ(none.granted, 0u);
+  EXPECT_GT(none.wait_until, none.now);
+  EXPECT_LE(none.wait_until - none.now, 24h);
+}
+
+TYPED_TEST(StoreBehaviour, WindowGiveBackIsCreditedWithinTheWindow) {
+  auto p = this->windowed(PolicyKind::kSlidingWindow, 50);
+  LeaseGrant g = this->one(p, "tenant:a", 50);
+  ASSERT_EQ(g.granted, 50u);
+  this->give_back({GiveBack{"tenant:a", p, 20, g.expires_at, "h1"}});
+  EXPECT_EQ(this->one(p, "tenant:a", 50).granted, 20u);
+}
+
+TYPED_TEST(StoreBehaviour, ConcurrencyReservationsShareTheLimit) {
+  auto p = this->permits(10);
+  EXPECT_EQ(this->one(p, "gpu:pool", 6, "a").granted, 6u);
+  EXPECT_EQ(this->one(p, "gpu:pool", 6, "b").granted, 4u);
+  EXPECT_EQ(this->one(p, "gpu:pool", 6, "a").granted, 6u) << "asking again is absolute";
+  this->give_back({GiveBack{"gpu:pool", p, 6, {}, "a"}});
+  EXPECT_EQ(this->one(p, "gpu:pool", 6, "b").granted, 6u);
+}
+
+TYPED_TEST(StoreBehaviour, PoliciesAndKeysHaveTheirOwnBuckets) {
+  auto a = this->bucket(kSlow, 100);
+  auto b = std::make_shared<Policy>(*a);
+  b->name = "other";
+  EXPECT_EQ(this->one(a, "tenant:x", 100).granted, 100u);
+  EXPECT_EQ(this->one(b, "tenant:x", 100).granted, 100u);
+  EXPECT_EQ(this->one(a, "tenant:y", 100).granted, 100u);
+  // Keys that differ only where escaping matters stay apart.
+  EXPECT_EQ(this->one(a, "t:a:b", 100).granted, 100u);
+  EXPECT_EQ(this->one(a, "t:a%3Ab", 100).granted, 100u);
+}
+
+TYPED_TEST(StoreBehaviour, ZeroWantChangesNothing) {
+  auto p = this->bucket(kSlow, 100);
+  this->one(p, "tenant:a", 30);
+  LeaseGrant g = this->one(p, "tenant:a", 0);
+  EXPECT_EQ(g.granted, 0u);
+  EXPECT_EQ(g.remaining, 70u);
+  EXPECT_EQ(this->one(p, "tenant:a", 100).granted, 70u);
+}
+
+}  // namespace
+}  // namespace tollgate
