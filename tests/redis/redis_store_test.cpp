@@ -1,0 +1,261 @@
+// The Redis store against real redis-server processes: routing over shards, NOSCRIPT
+// recovery, TTLs on every key, escaping, AUTH and ACL users, failures that say what
+// happened, and Limiters sharing quotas through three shards.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "redis/keys.h"
+#include "redis/redis_store.h"
+#include "redis_server.h"
+#include "tollgate/tollgate.hpp"
+
+namespace tollgate {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::RedisServer;
+
+std::shared_ptr<const Policy> bucket(double rate, double burst, std::string group = "") {
+  auto p = std::make_shared<Policy>();
+  p->name = p->match = "tenants";
+  p->rate = rate;
+  p->burst = burst;
+  p->group = std::move(group);
+  return p;
+}
+
+std::unique_ptr<redis::RedisStore> store_for(const std::vector<std::string>& urls,
+                                             Nanos timeout = 1s) {
+  StoreConfig c;
+  c.type = "redis";
+  c.shards = urls;
+  c.connect_timeout = timeout;
+  c.command_timeout = timeout;
+  return std::make_unique<redis::RedisStore>(c);
+}
+
+std::vector<LeaseGrant> lease(QuotaStore& store, std::vector<LeaseRequest> batch) {
+  std::promise<std::vector<LeaseGrant>> p;
+  auto f = p.get_future();
+  store.lease(std::move(batch), [&p](std::vector<LeaseGrant> g) { p.set_value(std::move(g)); });
+  EXPECT_EQ(f.wait_for(15s), std::future_status::ready) << "the store never answered";
+  return f.get();
+}
+
+int request_seq = 0;
+LeaseRequest request(std::shared_ptr<const Policy> p, std::string key, std::uint64_t want) {
+  LeaseRequest r;
+  r.key = std::move(key);
+  r.policy = std::move(p);
+  r.want = want;
+  r.holder = "test";
+  r.request_id = "test:" + std::to_string(++request_seq);
+  r.ttl = 2s;
+  return r;
+}
+
+long long evalsha_calls(const RedisServer& s) {
+  std::istringstream info(s.cli({"INFO", "commandstats"}));
+  for (std::string line; std::getline(info, line);) {
+    if (line.rfind("cmdstat_evalsha:calls=", 0) == 0) return std::stoll(line.substr(22));
+  }
+  return 0;
+}
+
+TEST(RedisStore, GroupsLiveOnTheirShardAndOneCallServesAllShards) {
+  RedisServer a, b, c;
+  auto store = store_for({a.url(), b.url(), c.url()});
+  auto p = bucket(1, 10);
+  std::vector<LeaseRequest> batch;
+  for (int i = 0; i < 30; ++i) batch.push_back(request(p, "tenant:" + std::to_string(i), 5));
+  auto grants = lease(*store, batch);
+  std::map<std::size_t, int> per_shard;
+  for (std::size_t i = 0; i < grants.size(); ++i) {
+    ASSERT_TRUE(grants[i].ok) << grants[i].error;
+    EXPECT_EQ(grants[i].granted, 5u);
+    ++per_shard[store->shard_of(*p, batch[i].key)];
+  }
+  const RedisServer* servers[] = {&a, &b, &c};
+  for (std::size_t s = 0; s < 3; ++s) {
+    EXPECT_GT(per_shard[s], 0) << "30 groups all missed shard " << s;
+    // each lease wrote its bucket and its request record
+    EXPECT_EQ(std::stoi(servers[s]->cli({"DBSIZE"})), 2 * per_shard[s]);
+  }
+  EXPECT_EQ(store->counters().batches, 3u) << "one pipelined round trip per shard";
+}
+
+TEST(RedisStore, ScriptsAreLoadedAgainAfterScriptFlush) {
+  RedisServer s;
+  auto store = store_for({s.url()});
+  auto p = bucket(1, 100);
+  ASSERT_EQ(lease(*store, {request(p, "tenant:a", 10)})[0].granted, 10u);
+  EXPECT_EQ(s.cli({"SCRIPT", "FLUSH"}), "OK");
+  LeaseGrant g = lease(*store, {request(p, "tenant:a", 10)})[0];
+  ASSERT_TRUE(g.ok) << g.error;
+  EXPECT_EQ(g.granted, 10u);
+  EXPECT_EQ(store->counters().reloads, 1u);
+}
+
+TEST(RedisStore, EveryKeyTheStoreWritesHasATtl) {
+  RedisServer s;
+  auto store = store_for({s.url()});
+  auto tb = bucket(100, 100);
+  auto fw = std::make_shared<Policy>();
+  fw->name = fw->match = "fw";
+  fw->kind = PolicyKind::kFixedWindow;
+  fw->limit = 10;
+  fw->window = 1s;
+  auto sw = std::make_shared<Policy>(*fw);
+  sw->name = "sw";
+  sw->kind = PolicyKind::kSlidingWindow;
+  auto cc = std::make_shared<Policy>();
+  cc->name = cc->match = "cc";
+  cc->kind = PolicyKind::kConcurrency;
+  cc->limit = 4;
+  auto g = lease(*store, {request(tb, "a", 50), request(fw, "a", 5), request(sw, "a", 5),
+                          request(cc, "a", 2)});
+  for (auto& x : g) ASSERT_TRUE(x.ok) << x.error;
+  store->give_back({GiveBack{"a", tb, 10, g[0].expires_at, "test"},
+                    GiveBack{"a", fw, 1, g[1].expires_at, "test"},
+                    GiveBack{"a", cc, 1, g[3].expires_at, "test"}});
+  lease(*store, {request(tb, "b", 1)});  // ordered after the give-backs
+  auto keys = s.keys_with_ttl();
+  EXPECT_EQ(keys.size(), 10u);  // 5 buckets + 5 request records
+  for (auto& [key, ttl] : keys) {
+    EXPECT_GT(ttl, 0) << key << " has no TTL";
+    EXPECT_LE(ttl, 10'000) << key << " lives longer than it needs";
+  }
+}
+
+TEST(RedisStore, UserKeysAreEscapedAndStayInTheirGroupsSlot) {
+  RedisServer s;
+  auto store = store_for({s.url()});
+  const std::string huge = std::string(10 * 1024, '}') + "{x}";
+  auto grouped = bucket(1, 100, "acme{corp}");
+  auto g = lease(*store, {request(grouped, "t:{evil}:1", 7), request(grouped, huge, 7),
+                          request(bucket(1, 100), "a:b", 7), request(bucket(1, 100), "a%3Ab", 7)});
+  for (auto& x : g) {
+    ASSERT_TRUE(x.ok) << x.error;
+    EXPECT_EQ(x.granted, 7u);
+  }
+  std::istringstream keys(s.cli({"--scan", "--pattern", "tg:*:b:*"}));
+  int in_group = 0, total = 0;
+  for (std::string k; std::getline(keys, k);) {
+    ++total;
+    const auto open = k.find('{');
+    const auto close = k.find('}', open);
+    ASSERT_NE(close, std::string::npos) << k;
+    // Redis hashes only what is between the first '{' and the next '}'.
+    const std::string tag = k.substr(open + 1, close - open - 1);
+    if (tag == redis::escape("acme{corp}")) ++in_group;
+    EXPECT_EQ(k.find_first_of("{}", close + 1), std::string::npos) << "a second tag in " << k;
+  }
+  EXPECT_EQ(total, 4) << "two tenants collided";
+  EXPECT_EQ(in_group, 2) << "a tenant id moved its key out of its group's slot";
+}
+
+TEST(RedisStore, AuthenticatesWithAPasswordAndWithAnAclUser) {
+  RedisServer s({"s3cret", {"alice on >wonder ~tg:* &* +@all"}});
+  auto p = bucket(1, 100);
+  auto by_password = store_for({s.url(":s3cret")});
+  LeaseGrant g = lease(*by_password, {request(p, "tenant:a", 5)})[0];
+  EXPECT_TRUE(g.ok) << g.error;
+  auto by_user = store_for({s.url("alice:wonder")});
+  g = lease(*by_user, {request(p, "tenant:a", 5)})[0];
+  EXPECT_TRUE(g.ok) << g.error;
+  EXPECT_EQ(g.granted, 5u);
+}
+
+TEST(RedisStore, AWrongPasswordFailsClearlyAndNeverShowsThePassword) {
+  RedisServer s({"s3cret", {}});
+  auto store = store_for({s.url(":not-the-password")});
+  LeaseGrant g = lease(*store, {request(bucket(1, 100), "tenant:a", 5)})[0];
+  EXPECT_FALSE(g.ok);
+  EXPECT_EQ(g.granted, 0u);
+  EXPECT_NE(g.error.find("handshake failed"), std::string::npos) << g.error;
+  EXPECT_EQ(g.error.find("not-the-password"), std::string::npos) << g.error;
+}
+
+TEST(RedisStore, NothingListeningFailsWithinTheConnectTimeout) {
+  int port = 0;
+  {
+    RedisServer s;
+    port = s.port();
+  }  // stopped: nothing listens there now
+  auto store = store_for({"redis://127.0.0.1:" + std::to_string(port)}, 500ms);
+  const auto t0 = std::chrono::steady_clock::now();
+  LeaseGrant g = lease(*store, {request(bucket(1, 100), "tenant:a", 5)})[0];
+  EXPECT_FALSE(g.ok);
+  EXPECT_NE(g.error.find("cannot connect"), std::string::npos) << g.error;
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+}
+
+// Limiters (threads of this process) sharing token buckets through three shards.
+TEST(RedisStore, LimitersShareQuotasThroughThreeShardsWithinTheBound) {
+  RedisServer a, b, c;
+  constexpr double kRate = 20'000, kBurst = 20'000;
+  constexpr int kInstances = 4;
+  Config config;
+  Policy p;
+  p.name = p.match = "tenant:*";
+  p.rate = kRate;
+  p.burst = kBurst;
+  config.policies.push_back(p);
+  config.store.type = "redis";
+  config.store.shards = {a.url(), b.url(), c.url()};
+  config.leases.ttl = 2s;
+  std::vector<std::unique_ptr<Limiter>> limiters;
+  for (int i = 0; i < kInstances; ++i) {
+    config.instance_id = "inst-" + std::to_string(i);
+    limiters.push_back(std::make_unique<Limiter>(config));
+  }
+  const std::vector<std::string> keys = {"tenant:a", "tenant:b", "tenant:c"};
+  std::atomic<std::uint64_t> admitted[3] = {};
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto run = 3s;
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kInstances; ++i) {
+    threads.emplace_back([&, i] {
+      std::uint64_t n = 0;
+      while (std::chrono::steady_clock::now() - t0 < run) {
+        for (int k = 0; k < 3; ++k) {
+          if (limiters[static_cast<std::size_t>(i)]->try_acquire(
+                  keys[static_cast<std::size_t>(k)])) {
+            admitted[k].fetch_add(1, std::memory_order_relaxed);
+          }
+        }
+        if (++n % 64 == 0) std::this_thread::yield();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  long long calls = evalsha_calls(a) + evalsha_calls(b) + evalsha_calls(c);
+  std::uint64_t total = 0;
+  for (int k = 0; k < 3; ++k) {
+    const double got = static_cast<double>(admitted[k].load());
+    total += admitted[k].load();
+    const double capacity = kBurst + kRate * seconds;
+    std::printf("%s: admitted %.0f of capacity %.0f (%.1f%%)\n",
+                keys[static_cast<std::size_t>(k)].c_str(), got, capacity, 100 * got / capacity);
+    EXPECT_LE(got, kBurst + kRate * (seconds + 2.0)) << "over the bound";
+    EXPECT_GE(got, 0.9 * capacity) << "quota left unused";
+  }
+  std::printf("admitted %llu with %lld EVALSHA calls: %.0f per call\n",
+              static_cast<unsigned long long>(total), calls,
+              static_cast<double>(total) / static_cast<double>(std::max(1LL, calls)));
+  EXPECT_GE(static_cast<double>(total) / static_cast<double>(std::max(1LL, calls)), 100.0);
+}
+
+}  // namespace
+}  // namespace tollgate
