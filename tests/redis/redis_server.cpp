@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -87,7 +88,26 @@ RedisServer::RedisServer(Options options) : options_(std::move(options)), port_(
   char tmpl[] = "/tmp/tollgate-redis-XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error("mkdtemp");
   dir_ = tmpl;
+  if (options_.tls) make_certificates();
   start();
+}
+
+void RedisServer::make_certificates() {
+  const std::string d = dir_ + "/";
+  {
+    std::ofstream san(d + "san.cnf");
+    san << "subjectAltName=DNS:localhost,IP:127.0.0.1\n";
+  }
+  run_capture({"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", d + "ca.key",
+               "-out", d + "ca.crt", "-days", "1", "-subj", "/CN=Tollgate Test CA"});
+  run_capture({"openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", d + "server.key",
+               "-out", d + "server.csr", "-subj", "/CN=127.0.0.1"});
+  run_capture({"openssl", "x509", "-req", "-in", d + "server.csr", "-CA", d + "ca.crt", "-CAkey",
+               d + "ca.key", "-CAcreateserial", "-out", d + "server.crt", "-days", "1", "-extfile",
+               d + "san.cnf"});
+  if (!std::filesystem::exists(d + "server.crt")) {
+    throw std::runtime_error("openssl could not make the test certificates");
+  }
 }
 
 RedisServer::~RedisServer() {
@@ -97,15 +117,33 @@ RedisServer::~RedisServer() {
 }
 
 std::string RedisServer::url(const std::string& userinfo) const {
-  return "redis://" + (userinfo.empty() ? "" : userinfo + "@") +
-         "127.0.0.1:" + std::to_string(port_);
+  return std::string(options_.tls ? "rediss://" : "redis://") +
+         (userinfo.empty() ? "" : userinfo + "@") + "127.0.0.1:" + std::to_string(port_);
 }
 
 void RedisServer::start() {
-  std::vector<std::string> argv = {
-      "redis-server", "--port",    std::to_string(port_), "--bind", "127.0.0.1",
-      "--save",       "",          "--appendonly",        "no",     "--dir",
-      dir_,           "--logfile", dir_ + "/redis.log"};
+  const std::string port = std::to_string(port_);
+  std::vector<std::string> argv = {"redis-server",
+                                   "--port",
+                                   options_.tls ? "0" : port,
+                                   "--bind",
+                                   "127.0.0.1",
+                                   "--save",
+                                   "",
+                                   "--appendonly",
+                                   "no",
+                                   "--dir",
+                                   dir_,
+                                   "--logfile",
+                                   dir_ + "/redis.log"};
+  if (options_.tls) {
+    const std::vector<std::string> tls = {"--tls-port",         port,
+                                          "--tls-cert-file",    dir_ + "/server.crt",
+                                          "--tls-key-file",     dir_ + "/server.key",
+                                          "--tls-ca-cert-file", ca_file(),
+                                          "--tls-auth-clients", "no"};
+    argv.insert(argv.end(), tls.begin(), tls.end());
+  }
   if (!options_.password.empty()) {
     argv.push_back("--requirepass");
     argv.push_back(options_.password);
@@ -162,6 +200,11 @@ void RedisServer::stop() {
 
 std::string RedisServer::cli(const std::vector<std::string>& args) const {
   std::vector<std::string> argv = {"redis-cli", "-h", "127.0.0.1", "-p", std::to_string(port_)};
+  if (options_.tls) {
+    argv.push_back("--tls");
+    argv.push_back("--cacert");
+    argv.push_back(ca_file());
+  }
   if (!options_.password.empty()) {
     argv.push_back("--no-auth-warning");
     argv.push_back("-a");

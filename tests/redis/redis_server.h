@@ -15,6 +15,7 @@ class RedisServer {
   struct Options {
     std::string password;            // requirepass (the default user's password)
     std::vector<std::string> users;  // ACL rules, e.g. "alice on >secret ~* &* +@all"
+    bool tls = false;  // TLS only, with a CA and a certificate for 127.0.0.1 made here
   };
   RedisServer() : RedisServer(Options{}) {}
   explicit RedisServer(Options options);
@@ -23,7 +24,9 @@ class RedisServer {
   RedisServer& operator=(const RedisServer&) = delete;
 
   int port() const noexcept { return port_; }
-  // redis://[userinfo@]127.0.0.1:port
+  // The CA that signed the server's certificate (TLS servers).
+  std::string ca_file() const { return dir_ + "/ca.crt"; }
+  // redis://[userinfo@]127.0.0.1:port (rediss:// for a TLS server)
   std::string url(const std::string& userinfo = "") const;
   // Runs redis-cli against the server (as the default user) and returns its output,
   // trailing newline removed.
@@ -35,6 +38,7 @@ class RedisServer {
   void start();  // again, on the same port, with empty data
 
  private:
+  void make_certificates();
   Options options_;
   int port_ = 0;
   pid_t pid_ = -1;

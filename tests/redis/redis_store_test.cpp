@@ -259,3 +259,41 @@ TEST(RedisStore, LimitersShareQuotasThroughThreeShardsWithinTheBound) {
 
 }  // namespace
 }  // namespace tollgate
+
+namespace tollgate {
+namespace {
+
+TEST(RedisStoreTls, LeasesOverTlsVerifyingTheServerAgainstTheGivenCa) {
+  RedisServer s({"s3cret", {}, true});
+  StoreConfig c;
+  c.type = "redis";
+  c.shards = {s.url(":s3cret")};
+  c.tls_ca_file = s.ca_file();
+  redis::RedisStore store(c);
+  LeaseGrant g = lease(store, {request(bucket(1, 100), "tenant:a", 5)})[0];
+  ASSERT_TRUE(g.ok) << g.error;
+  EXPECT_EQ(g.granted, 5u);
+}
+
+TEST(RedisStoreTls, AServerThatTheCaDidNotSignIsRefused) {
+  RedisServer s({"", {}, true});
+  StoreConfig c;
+  c.type = "redis";
+  c.shards = {s.url()};  // no CA given: the system's CAs do not know the test CA
+  redis::RedisStore store(c);
+  LeaseGrant g = lease(store, {request(bucket(1, 100), "tenant:a", 5)})[0];
+  EXPECT_FALSE(g.ok);
+  EXPECT_NE(g.error.find("TLS handshake failed"), std::string::npos) << g.error;
+}
+
+TEST(RedisStoreTls, PlainTextToATlsPortFailsByTimeoutNotHang) {
+  RedisServer s({"", {}, true});
+  auto store = store_for({"redis://127.0.0.1:" + std::to_string(s.port())}, 300ms);
+  const auto t0 = std::chrono::steady_clock::now();
+  LeaseGrant g = lease(*store, {request(bucket(1, 100), "tenant:a", 5)})[0];
+  EXPECT_FALSE(g.ok);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+}
+
+}  // namespace
+}  // namespace tollgate

@@ -622,6 +622,16 @@ TEST(ConfigStore, BadShardsAreNamedWithoutTheirPasswords) {
       "store.command_timeout_ms", "must be > 0");
 }
 
+TEST(ConfigStore, TlsCaFileMustExist) {
+  expect_refused(
+      [](Json& j) {
+        j["store"] = {{"type", "redis"},
+                      {"shards", {"rediss://h:6380"}},
+                      {"tls_ca_file", "/nonexistent/ca.pem"}};
+      },
+      "store.tls_ca_file", "no such file");
+}
+
 TEST(ConfigPolicy, GroupIsOptionalButNotEmpty) {
   Json j = base();
   j["policies"][0]["group"] = "acme";

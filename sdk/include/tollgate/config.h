@@ -75,6 +75,7 @@ struct StoreConfig {
   std::vector<std::string> shards;
   Nanos connect_timeout = std::chrono::seconds{1};
   Nanos command_timeout = std::chrono::seconds{1};
+  std::string tls_ca_file;  // rediss://: PEM file of the CAs to trust; empty: the system's
 };
 
 // Immutable once given to a Limiter (it keeps a shared_ptr<const Config>).

@@ -382,7 +382,7 @@ StoreConfig parse_store(const Json& j) {
   // Each store type takes its own fields; a new store lists them here by its type.
   // validate() names a type that is not known.
   if (s.type == "redis") {
-    f.allow_only({"type", "shards", "connect_timeout_ms", "command_timeout_ms"});
+    f.allow_only({"type", "shards", "connect_timeout_ms", "command_timeout_ms", "tls_ca_file"});
   } else {
     f.allow_only({"type"});
   }
@@ -396,6 +396,7 @@ StoreConfig parse_store(const Json& j) {
   }
   f.read_ms("connect_timeout_ms", s.connect_timeout);
   f.read_ms("command_timeout_ms", s.command_timeout);
+  f.read("tls_ca_file", s.tls_ca_file);
   return s;
 }
 
@@ -615,6 +616,12 @@ void Config::validate() const {
         (void)redis::Endpoint::parse(store.shards[i]);
       } catch (const std::invalid_argument& ex) {
         fail(indexed("store.shards", i), ex.what());  // the message never holds the password
+      }
+    }
+    if (!store.tls_ca_file.empty()) {
+      std::error_code ec;
+      if (!std::filesystem::is_regular_file(store.tls_ca_file, ec)) {
+        fail("store.tls_ca_file", "no such file " + in_quotes(store.tls_ca_file));
       }
     }
     check_duration("store.connect_timeout_ms", store.connect_timeout, true);

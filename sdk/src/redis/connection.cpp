@@ -2,6 +2,7 @@
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/write.hpp>
 
 namespace tollgate::redis {
@@ -14,10 +15,33 @@ Connection::Connection(asio::io_context& io, Options options)
     : io_(io),
       options_(std::move(options)),
       resolver_(io),
-      socket_(io),
       timer_(io),
       backoff_(options_.reconnect_backoff),
-      in_(16 * 1024) {}
+      in_(16 * 1024) {
+  if (options_.endpoint.tls) {
+    tls_context_ = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
+    tls_context_->set_options(asio::ssl::context::default_workarounds |
+                              asio::ssl::context::no_sslv2 | asio::ssl::context::no_sslv3 |
+                              asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
+    if (options_.tls_ca_file.empty()) {
+      tls_context_->set_default_verify_paths();
+    } else {
+      tls_context_->load_verify_file(options_.tls_ca_file);  // throws: a bad path is config
+    }
+    tls_context_->set_verify_mode(asio::ssl::verify_peer);
+  }
+  reset_transport();
+}
+
+void Connection::reset_transport() {
+  if (tls_context_) {
+    tls_ = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket>>(io_, *tls_context_);
+    tls_->set_verify_callback(asio::ssl::host_name_verification(options_.endpoint.host));
+    SSL_set_tlsext_host_name(tls_->native_handle(), options_.endpoint.host.c_str());
+  } else {
+    plain_ = std::make_unique<asio::ip::tcp::socket>(io_);
+  }
+}
 
 Connection::~Connection() = default;
 
@@ -51,6 +75,9 @@ void Connection::submit(Batch batch) {
 }
 
 void Connection::connect() {
+  // A TLS stream cannot be used again after a close; a fresh transport per connection.
+  // (The old one's aborted handlers have long run: connect() follows a back-off.)
+  if (generation_ > 0) reset_transport();
   state_ = State::kConnecting;
   connect_deadline_ = Clock::now() + options_.connect_timeout;
   arm_timer();
@@ -62,18 +89,26 @@ void Connection::connect() {
                   const asio::ip::tcp::resolver::results_type& results) {
         if (gen != self->generation_) return;
         if (ec) return self->fail_all("cannot resolve " + self->options_.endpoint.host);
-        asio::async_connect(self->socket_, results,
-                            [self, gen](const boost::system::error_code& ec2, const auto&) {
-                              if (gen != self->generation_) return;
-                              if (ec2) return self->fail_all("cannot connect: " + ec2.message());
-                              self->on_connected();
-                            });
+        asio::async_connect(
+            self->socket(), results,
+            [self, gen](const boost::system::error_code& ec2, const auto&) {
+              if (gen != self->generation_) return;
+              if (ec2) return self->fail_all("cannot connect: " + ec2.message());
+              if (!self->tls_) return self->on_connected();
+              self->tls_->async_handshake(
+                  asio::ssl::stream_base::client,
+                  [self, gen](const boost::system::error_code& ec3) {
+                    if (gen != self->generation_) return;
+                    if (ec3) return self->fail_all("TLS handshake failed: " + ec3.message());
+                    self->on_connected();
+                  });
+            });
       });
 }
 
 void Connection::on_connected() {
   boost::system::error_code ignored;
-  socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
+  socket().set_option(asio::ip::tcp::no_delay(true), ignored);
   // AUTH and SELECT go first, in the same pipeline as whatever is waiting.
   Batch hello;
   hello.handshake = true;
@@ -108,34 +143,38 @@ void Connection::flush() {
   writing_ = true;
   const unsigned gen = generation_;
   auto self = shared_from_this();
-  asio::async_write(socket_, asio::buffer(out_),
-                    [self, gen](const boost::system::error_code& ec, std::size_t) {
-                      if (gen != self->generation_) return;
-                      self->writing_ = false;
-                      if (ec) return self->fail_all("write failed: " + ec.message());
-                      self->flush();
-                    });
+  with_stream([&](auto& stream) {
+    asio::async_write(stream, asio::buffer(out_),
+                      [self, gen](const boost::system::error_code& ec, std::size_t) {
+                        if (gen != self->generation_) return;
+                        self->writing_ = false;
+                        if (ec) return self->fail_all("write failed: " + ec.message());
+                        self->flush();
+                      });
+  });
 }
 
 void Connection::read() {
   const unsigned gen = generation_;
   auto self = shared_from_this();
-  socket_.async_read_some(
-      asio::buffer(in_), [self, gen](const boost::system::error_code& ec, std::size_t n) {
-        if (gen != self->generation_) return;
-        if (ec) {
-          return self->fail_all(ec == asio::error::eof ? "server closed the connection"
-                                                       : "read failed: " + ec.message());
-        }
-        try {
-          self->parser_->feed(self->in_.data(), n);
-          Reply r;
-          while (gen == self->generation_ && self->parser_->next(r)) self->on_reply(std::move(r));
-        } catch (const std::exception& ex) {
-          return self->fail_all(ex.what());
-        }
-        if (gen == self->generation_) self->read();
-      });
+  with_stream([&](auto& stream) {
+    stream.async_read_some(
+        asio::buffer(in_), [self, gen](const boost::system::error_code& ec, std::size_t n) {
+          if (gen != self->generation_) return;
+          if (ec) {
+            return self->fail_all(ec == asio::error::eof ? "server closed the connection"
+                                                         : "read failed: " + ec.message());
+          }
+          try {
+            self->parser_->feed(self->in_.data(), n);
+            Reply r;
+            while (gen == self->generation_ && self->parser_->next(r)) self->on_reply(std::move(r));
+          } catch (const std::exception& ex) {
+            return self->fail_all(ex.what());
+          }
+          if (gen == self->generation_) self->read();
+        });
+  });
 }
 
 void Connection::on_reply(Reply reply) {
@@ -158,7 +197,7 @@ void Connection::fail_all(const std::string& why) {
   ++generation_;
   boost::system::error_code ignored;
   resolver_.cancel();
-  socket_.close(ignored);
+  socket().close(ignored);  // a new transport is made at the next connect()
   timer_.cancel();
   parser_ = std::make_unique<ReplyParser>();
   writing_ = false;

@@ -8,6 +8,8 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <deque>
@@ -31,6 +33,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::chrono::milliseconds command_timeout{1000};
     std::chrono::milliseconds reconnect_backoff{100};  // doubles per failure, up to 2 s
     std::vector<Command> on_connect;  // sent after AUTH/SELECT on every (re)connect
+    // rediss://: trust these CAs (PEM file); empty: the system's. The server's name is
+    // always verified against its certificate.
+    std::string tls_ca_file;
   };
   // `error` is empty on success; then replies.size() equals the commands sent. Replies may
   // be Redis errors (Reply::is_error): that is the caller's business.
@@ -66,11 +71,24 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void on_reply(Reply reply);
   void fail_all(const std::string& why);
   void arm_timer();
+  void reset_transport();
+  // Calls f(stream) with the plain socket or the TLS stream over it.
+  template <typename F>
+  void with_stream(F&& f) {
+    if (tls_) {
+      f(*tls_);
+    } else {
+      f(*plain_);
+    }
+  }
+  asio::ip::tcp::socket& socket() { return tls_ ? tls_->next_layer() : *plain_; }
 
   asio::io_context& io_;
   Options options_;
   asio::ip::tcp::resolver resolver_;
-  asio::ip::tcp::socket socket_;
+  std::unique_ptr<asio::ssl::context> tls_context_;  // rediss:// only
+  std::unique_ptr<asio::ip::tcp::socket> plain_;
+  std::unique_ptr<asio::ssl::stream<asio::ip::tcp::socket>> tls_;
   asio::steady_timer timer_;
   State state_ = State::kIdle;
   Clock::time_point connect_deadline_{};

@@ -124,8 +124,13 @@ RedisStore::RedisStore(const StoreConfig& config)
         std::chrono::duration_cast<std::chrono::milliseconds>(config.command_timeout);
     // Loaded on every connect, so that NOSCRIPT is only seen after SCRIPT FLUSH or a
     // restart behind a live connection (then the call loads it again and retries).
+    o.tls_ca_file = config.tls_ca_file;
     o.on_connect = {{"SCRIPT", "LOAD", kLeaseScript}, {"SCRIPT", "LOAD", kGiveBackScript}};
-    shards_.push_back(Connection::create(io_, std::move(o)));
+    try {
+      shards_.push_back(Connection::create(io_, std::move(o)));
+    } catch (const std::exception& ex) {  // e.g. a CA file that cannot be read
+      throw ConfigError("store.tls_ca_file", ex.what());
+    }
   }
   if (shards_.empty()) throw ConfigError("store.shards", "at least one redis:// URL");
   thread_ = std::thread([this] { io_.run(); });
