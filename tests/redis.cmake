@@ -12,3 +12,10 @@ foreach(src IN LISTS TOLLGATE_REDIS_TESTS)
                                         GTest::gmock_main GTest::gmock GTest::gtest)
   gtest_discover_tests(${name} PROPERTIES LABELS redis DISCOVERY_TIMEOUT 60)
 endforeach()
+
+# The multi-process guarantee test starts this driver, one process per instance.
+add_executable(tollgate_guarantee_driver ${CMAKE_CURRENT_SOURCE_DIR}/redis/guarantee_driver.cpp)
+target_link_libraries(tollgate_guarantee_driver PRIVATE tollgate_static tollgate_warnings)
+target_compile_definitions(guarantee_processes_test
+  PRIVATE TOLLGATE_DRIVER_PATH="$<TARGET_FILE:tollgate_guarantee_driver>")
+add_dependencies(guarantee_processes_test tollgate_guarantee_driver)
