@@ -10,7 +10,8 @@ foreach(src IN LISTS TOLLGATE_REDIS_TESTS)
   add_executable(${name} ${src})
   target_link_libraries(${name} PRIVATE tollgate_static tollgate_redis_fixture tollgate_warnings
                                         GTest::gmock_main GTest::gmock GTest::gtest)
-  gtest_discover_tests(${name} PROPERTIES LABELS redis DISCOVERY_TIMEOUT 60)
+  # Servers and timing-sensitive checks: one binary at a time.
+  gtest_discover_tests(${name} PROPERTIES LABELS redis RUN_SERIAL TRUE DISCOVERY_TIMEOUT 60)
 endforeach()
 
 # The multi-process guarantee test starts this driver, one process per instance.

@@ -35,14 +35,15 @@ struct RefillState {
   float rate = 0;  // EWMA of local demand, tokens per second
   std::uint32_t baseline_denials = 0;
   std::uint32_t deny_base = 0;
-  std::uint32_t debt = 0;  // optimistic cold allowance not yet paid by a lease
-  std::uint32_t max_cost = 1;
+  std::uint32_t debt = 0;        // optimistic cold allowance not yet paid by a lease
+  std::uint16_t max_cost = 1;    // largest cost seen (saturating), for the watermark
   std::uint16_t timer_refs = 0;  // timers that still point here
   std::uint8_t lease_count = 0;
   bool in_flight = false;
   bool again = false;            // asked again while in flight
   std::uint8_t idle_passes = 0;  // idle scans in a row that found it untouched
-  Ms next_timer = 0;             // earliest pending timer, when timer_refs > 0
+  Ms last_grant = 0;  // when the last granted ask was sent (0: never); paces asks under scarcity
+  Ms next_timer = 0;  // earliest pending timer, when timer_refs > 0
   // Waiters queue in the limiter's map (few keys have any), not here: 8 bytes a key.
 };
 

@@ -514,8 +514,8 @@ void LimiterImpl::consider(Entry* e, Nanos now) {
     if (it != queues_.end() && !it->second.empty()) head_cost = it->second.front()->cost;
   }
   const std::uint64_t denied_cost = e->last_denied_cost.load(std::memory_order_relaxed);
-  s.max_cost =
-      static_cast<std::uint32_t>(std::max<std::uint64_t>({s.max_cost, denied_cost, head_cost}));
+  s.max_cost = static_cast<std::uint16_t>(std::min<std::uint64_t>(
+      65535, std::max<std::uint64_t>({s.max_cost, denied_cost, head_cost})));
   const std::uint64_t min_need = std::max<std::uint64_t>({1, denied_cost, head_cost});
 
   std::uint64_t want = 0;
@@ -727,6 +727,8 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
         GiveBack{std::string(e->key()), p.spec, granted, g.expires_at, instance_id_});
     tokens_expired_.fetch_add(granted, std::memory_order_relaxed);
   }
+  const core::Ms previous_grant = s.last_grant;
+  if (granted > 0 && !p.concurrency) s.last_grant = to_ms(sent_at) | 1;
   if (granted < min) {
     const Nanos wait = std::max(g.wait_until - g.now, kTick);
     e->retry_at.store((now + wait).count(), std::memory_order_relaxed);
@@ -738,7 +740,16 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
       // Partly served under scarcity: do not ask again before the rest can have refilled.
       // Once the part is spent, denials say over_limit (the global bucket is low), not
       // lease_pending.
-      const double secs = static_cast<double>(want - granted) / p.refill_per_second;
+      double secs = static_cast<double>(want - granted) / p.refill_per_second;
+      if (previous_grant != 0 && granted > 0) {
+        // Other instances share the refill: at the share this one just received (granted
+        // for the time between its last two asks), `want` takes want * dt / granted to
+        // come together. Asking sooner only splits the same tokens over more round trips.
+        const double dt =
+            static_cast<double>(static_cast<std::int32_t>(to_ms(sent_at) - previous_grant)) / 1e3;
+        if (dt > 0)
+          secs = std::max(secs, static_cast<double>(want) * dt / static_cast<double>(granted));
+      }
       Nanos wait{static_cast<std::int64_t>(secs * 1e9)};
       wait = std::clamp(wait, kTick, config_->leases.ttl / 4);
       retry_at = (now + wait).count();
