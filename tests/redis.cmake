@@ -1,8 +1,6 @@
 # Tests against real redis-server processes (started and stopped by the tests' fixture,
-# tests/redis/redis_server.h). Label "redis".
-add_library(tollgate_redis_fixture STATIC ${CMAKE_CURRENT_SOURCE_DIR}/redis/redis_server.cpp)
-target_link_libraries(tollgate_redis_fixture PUBLIC tollgate_warnings)
-target_include_directories(tollgate_redis_fixture PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/redis)
+# tools/redis_server/redis_server.h). Label "redis".
+# (The fixture, tools/redis_server, is shared with the simulator.)
 
 file(GLOB TOLLGATE_REDIS_TESTS CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/redis/*_test.cpp)
 foreach(src IN LISTS TOLLGATE_REDIS_TESTS)

@@ -1,4 +1,4 @@
-// A real redis-server for a test: started on a free loopback port with no persistence,
+// A real redis-server for a test or the simulator: started on a free loopback port with no persistence,
 // stopped (and its files removed) when the object goes — also when the test fails, and
 // by the kernel (PR_SET_PDEATHSIG) if the test process dies.
 #pragma once
