@@ -45,15 +45,19 @@ struct Options {
   double demand = 2.0;
   double zipf = 0;  // 0: uniform
   bool json = false;
+  int horizon_ms = 1000;       // leases.horizon
+  int ttl_ms = 2000;           // leases.ttl
+  double max_fraction = 0.25;  // leases.max_fraction
 };
 
 [[noreturn]] void usage(const std::string& why) {
-  std::fprintf(stderr,
-               "tollgate_sim: %s\n"
-               "usage: tollgate_sim [--start-shards N | --shards URL,...] [--instances N]\n"
-               "       [--tenants T] [--groups G] [--rate R] [--seconds S] [--demand X]\n"
-               "       [--skew zipf:S] [--json]\n",
-               why.c_str());
+  std::fprintf(
+      stderr,
+      "tollgate_sim: %s\n"
+      "usage: tollgate_sim [--start-shards N | --shards URL,...] [--instances N]\n"
+      "       [--tenants T] [--groups G] [--rate R] [--seconds S] [--demand X]\n"
+      "       [--skew zipf:S] [--json] [--horizon-ms MS] [--max-fraction F] [--ttl-ms MS]\n",
+      why.c_str());
   std::exit(2);
 }
 
@@ -87,6 +91,12 @@ Options parse(int argc, char** argv) {
         const std::string v = value();
         if (v.rfind("zipf:", 0) != 0) usage("--skew takes zipf:S");
         o.zipf = std::stod(v.substr(5));
+      } else if (a == "--horizon-ms") {
+        o.horizon_ms = std::stoi(value());
+      } else if (a == "--ttl-ms") {
+        o.ttl_ms = std::stoi(value());
+      } else if (a == "--max-fraction") {
+        o.max_fraction = std::stod(value());
       } else if (a == "--json") {
         o.json = true;
       } else {
@@ -132,7 +142,7 @@ int main(int argc, char** argv) {
   const auto N = static_cast<std::size_t>(o.instances);
   constexpr int kThreads = 2;  // load threads per instance
   const double burst = o.rate;
-  const auto ttl = 2s;
+  const auto ttl = std::chrono::milliseconds(o.ttl_ms);
 
   // Shards.
   std::vector<std::unique_ptr<tollgate::testing::RedisServer>> started;
@@ -154,8 +164,8 @@ int main(int argc, char** argv) {
     config.policies.push_back(p);
   }
   config.leases.ttl = ttl;
-  config.leases.horizon = 1s;
-  config.leases.max_fraction = 0.25;
+  config.leases.horizon = std::chrono::milliseconds(o.horizon_ms);
+  config.leases.max_fraction = o.max_fraction;
   config.store.type = "redis";
   config.store.shards = shards;
 
@@ -262,6 +272,16 @@ int main(int argc, char** argv) {
   for (auto& t : threads) t.join();
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   const std::uint64_t calls = redis_calls();
+  tollgate::Stats sdk;  // summed over instances, for the report (not for the checks)
+  for (auto& l : limiters) {
+    const tollgate::Stats st = l->stats();
+    for (int r = 0; r < tollgate::kReasonCount; ++r) sdk.denied[r] += st.denied[r];
+    sdk.leases_asked += st.leases_asked;
+    sdk.leases_granted += st.leases_granted;
+    sdk.tokens_leased += st.tokens_leased;
+    sdk.tokens_given_back += st.tokens_given_back;
+    sdk.tokens_expired += st.tokens_expired;
+  }
   limiters.clear();  // gives unspent tokens back
   stores.clear();
 
@@ -339,6 +359,21 @@ int main(int argc, char** argv) {
         static_cast<unsigned long long>(sum_admitted), capacity, utilization, over,
         static_cast<unsigned long long>(calls), per_call, static_cast<unsigned long long>(pct(0.5)),
         static_cast<unsigned long long>(pct(0.99)), static_cast<unsigned long long>(pct(0.999)));
+    std::printf(
+        "SDK: leases asked %llu, granted %llu, tokens leased %llu, given back %llu,"
+        " expired %llu; denied:",
+        static_cast<unsigned long long>(sdk.leases_asked),
+        static_cast<unsigned long long>(sdk.leases_granted),
+        static_cast<unsigned long long>(sdk.tokens_leased),
+        static_cast<unsigned long long>(sdk.tokens_given_back),
+        static_cast<unsigned long long>(sdk.tokens_expired));
+    for (int r = 0; r < tollgate::kReasonCount; ++r) {
+      if (sdk.denied[r] == 0) continue;
+      std::printf(" %s %llu",
+                  std::string(tollgate::to_string(static_cast<tollgate::Reason>(r))).c_str(),
+                  static_cast<unsigned long long>(sdk.denied[r]));
+    }
+    std::printf("\n");
   }
   return over > 0 ? 1 : 0;
 }

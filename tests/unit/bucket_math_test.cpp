@@ -81,10 +81,22 @@ TEST(TokenBucketMath, GivenBackTokensKeepTheirExpiry) {
   ASSERT_EQ(first.granted, 100u);
   EXPECT_EQ(give_back_token_bucket(s, p, 60, first.expires_at, 100 * kMs), 60u);
   // Handed out again first, with the original expiry, not a fresh TTL.
-  auto again = lease_token_bucket(s, p, ask(40), 200 * kMs);
-  EXPECT_EQ(again.granted, 40u);
+  auto again = lease_token_bucket(s, p, ask(40), 100 * kMs);
   EXPECT_EQ(again.expires_at, first.expires_at);
-  EXPECT_EQ(s.pool, 20u);
+  // ...and no more than the asker can spend in the 1.9 s left: 40 x 1.9 / 2 = 38.
+  EXPECT_EQ(again.granted, 38u);
+  EXPECT_EQ(s.pool, 22u);
+}
+
+TEST(TokenBucketMath, PooledTokensAreLentInProportionToTheLifeLeft) {
+  TokenBucketState s;
+  const Policy p = bucket(1, 1000);
+  auto first = lease_token_bucket(s, p, ask(1000), 0);
+  give_back_token_bucket(s, p, 500, first.expires_at, 0);
+  // Half the TTL left: half of what was asked comes from the pool.
+  auto a = lease_token_bucket(s, p, ask(100), kTtl / 2);
+  EXPECT_EQ(a.granted, 50u);
+  EXPECT_EQ(a.expires_at, first.expires_at);
 }
 
 TEST(TokenBucketMath, GiveBackOfExpiredLeaseIsDropped) {

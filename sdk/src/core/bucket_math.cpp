@@ -69,8 +69,16 @@ LeaseAnswer lease_token_bucket(TokenBucketState& s, const Policy& p, const Lease
     a.remaining = static_cast<std::uint64_t>(s.level) + (pool_usable ? s.pool : 0);
     return a;
   }
-  if (pool_usable && s.pool >= min) {
-    a.granted = std::min(ask.want, s.pool);
+  // Pooled tokens expire early: lend no more of them than the asker can spend before
+  // then (its `want` covers at most a TTL of its spending).
+  const std::uint64_t pool_share =
+      pool_usable && ask.ttl > 0
+          ? static_cast<std::uint64_t>(std::ceil(static_cast<double>(ask.want) *
+                                                 static_cast<double>(s.pool_expires - now) /
+                                                 static_cast<double>(ask.ttl)))
+          : 0;
+  if (pool_usable && std::min(s.pool, pool_share) >= min) {
+    a.granted = std::min({ask.want, s.pool, pool_share});
     s.pool -= a.granted;
     a.expires_at = s.pool_expires;
   } else if (s.level >= static_cast<double>(min)) {

@@ -562,7 +562,7 @@ void LimiterImpl::consider(Entry* e, Nanos now) {
     }
     const double horizon = std::chrono::duration<double>(config_->leases.horizon).count();
     const auto by_rate = static_cast<std::uint64_t>(std::ceil(s.rate * horizon));
-    const std::uint64_t first = s.rate <= 0 ? std::max<std::uint64_t>(1, p.max_lease / 4) : 0;
+    const std::uint64_t first = s.rate <= 0 ? std::max<std::uint64_t>(1, p.max_lease) : 0;
     const std::uint64_t cap = std::max<std::uint64_t>(p.max_lease, min_need);
     want = std::clamp<std::uint64_t>(
         std::max({by_rate, first, config_->leases.min_tokens, min_need + s.debt}), 1, cap + s.debt);

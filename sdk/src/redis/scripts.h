@@ -62,8 +62,10 @@ local function token_bucket()
   if pool > 0 and pe <= now then pool = 0 end
   local quarter = math.floor(ttl / 4)
   if want > 0 then
-    if pool > 0 and pe - now >= quarter and pool >= min then
-      granted = math.min(want, pool)
+    local share = 0
+    if pool > 0 and pe - now >= quarter and ttl > 0 then share = math.ceil(want * (pe - now) / ttl) end
+    if pool > 0 and pe - now >= quarter and math.min(pool, share) >= min then
+      granted = math.min(want, pool, share)
       pool = pool - granted
       expires = pe
     elseif level >= min then
