@@ -46,7 +46,7 @@ struct Options {
   double zipf = 0;  // 0: uniform
   bool json = false;
   int horizon_ms = 1000;       // leases.horizon
-  int ttl_ms = 2000;           // leases.ttl
+  int ttl_ms = 4000;           // leases.ttl
   double max_fraction = 0.25;  // leases.max_fraction
 };
 
