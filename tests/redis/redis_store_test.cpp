@@ -308,3 +308,37 @@ TEST(RedisStoreTls, PlainTextToATlsPortFailsByTimeoutNotHang) {
 
 }  // namespace
 }  // namespace tollgate
+
+namespace tollgate {
+namespace {
+
+TEST(RedisStoreRetry, ADroppedConnectionIsRetriedAndServed) {
+  RedisServer s;
+  auto store = store_for({s.url()});
+  auto p = bucket(1, 100);
+  ASSERT_TRUE(lease(*store, {request(p, "tenant:a", 10)})[0].ok);
+  s.cli({"CLIENT", "KILL", "TYPE", "normal"});  // drops the store's connection
+  LeaseGrant g = lease(*store, {request(p, "tenant:a", 10)})[0];
+  EXPECT_TRUE(g.ok) << g.error;
+  EXPECT_EQ(g.granted, 10u);
+}
+
+TEST(RedisStoreRetry, ATimedOutCallIsAskedForAgainAndNeverGrantedTwice) {
+  RedisServer s;
+  auto store = store_for({s.url()}, 200ms);
+  auto p = bucket(0.001, 100);
+  ASSERT_TRUE(lease(*store, {request(p, "tenant:a", 10)})[0].ok);  // connected: 90 left
+  // Every client is paused for 350 ms from before the lease is sent: it times out
+  // (200 ms); the retry (150 ms later, the same request id) comes after the pause.
+  // Whether the first call ran (its reply lost) or not, the tokens go out once.
+  ASSERT_EQ(s.cli({"CLIENT", "PAUSE", "350", "ALL"}), "OK");
+  LeaseGrant g = lease(*store, {request(p, "tenant:a", 30)})[0];
+  ASSERT_TRUE(g.ok) << g.error;
+  EXPECT_EQ(g.granted, 30u);
+  EXPECT_EQ(store->counters().retries, 1u);
+  // Granted once: 100 - 10 - 30 are left, not 100 - 10 - 30 - 30.
+  EXPECT_EQ(lease(*store, {request(p, "tenant:a", 100)})[0].granted, 60u);
+}
+
+}  // namespace
+}  // namespace tollgate

@@ -123,19 +123,11 @@ std::string RedisServer::url(const std::string& userinfo) const {
 
 void RedisServer::start() {
   const std::string port = std::to_string(port_);
-  std::vector<std::string> argv = {"redis-server",
-                                   "--port",
-                                   options_.tls ? "0" : port,
-                                   "--bind",
-                                   "127.0.0.1",
-                                   "--save",
-                                   "",
-                                   "--appendonly",
-                                   "no",
-                                   "--dir",
-                                   dir_,
-                                   "--logfile",
-                                   dir_ + "/redis.log"};
+  std::vector<std::string> argv = {"redis-server", "--port", options_.tls ? "0" : port, "--bind",
+                                   "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir_,
+                                   "--logfile", dir_ + "/redis.log",
+                                   // tests use DEBUG SLEEP to make a slow server
+                                   "--enable-debug-command", "local"};
   if (options_.tls) {
     const std::vector<std::string> tls = {"--tls-port",         port,
                                           "--tls-cert-file",    dir_ + "/server.crt",

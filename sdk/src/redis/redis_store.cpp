@@ -87,6 +87,10 @@ LeaseGrant to_grant(const Reply& r) {
   return g;
 }
 
+// After a transport failure, the same requests go again this much later: past the
+// connection's first reconnect back-off (100 ms).
+constexpr std::chrono::milliseconds kRetryAfter{150};
+
 }  // namespace
 
 // One lease() call: its answers, and how many shards are still to answer.
@@ -150,7 +154,7 @@ std::size_t RedisStore::shard_of(const Policy& policy, std::string_view key) con
 }
 
 RedisStore::Counters RedisStore::counters() const noexcept {
-  return {calls_.load(), batches_.load(), failures_.load(), reloads_.load()};
+  return {calls_.load(), batches_.load(), failures_.load(), reloads_.load(), retries_.load()};
 }
 
 void RedisStore::lease(std::vector<LeaseRequest> batch, LeaseCallback done) {
@@ -174,21 +178,35 @@ void RedisStore::lease(std::vector<LeaseRequest> batch, LeaseCallback done) {
       std::lock_guard lk(call->mu);
       ++call->pending;
     }
-    send_leases(s, call, std::move(by_shard[s]), 0);
+    send_leases(s, call, std::move(by_shard[s]), 0, false);
   }
   call->finish_part();
 }
 
 void RedisStore::send_leases(std::size_t shard, std::shared_ptr<Call> call,
-                             std::vector<std::size_t> idx, int attempt) {
+                             std::vector<std::size_t> idx, int attempt, bool retried) {
   std::vector<Command> cmds;
   cmds.reserve(idx.size() + 1);
   if (attempt > 0) cmds.push_back({"SCRIPT", "LOAD", kLeaseScript});
   for (std::size_t i : idx) cmds.push_back(lease_command(lease_sha_, call->batch[i]));
   calls_ += idx.size();
   ++batches_;
-  shards_[shard]->send(std::move(cmds), [this, shard, call, idx = std::move(idx), attempt](
-                                            std::vector<Reply> replies, std::string error) {
+  shards_[shard]->send(std::move(cmds), [this, shard, call, idx = std::move(idx), attempt, retried](
+                                            std::vector<Reply> replies, std::string error) mutable {
+    if (!error.empty() && !retried) {
+      // The batch may or may not have run (a lost reply, a dropped connection). Send the
+      // same requests again once the connection has had time to come back: their ids
+      // make Redis answer what it answered the first time, so nothing is granted twice
+      // and nothing granted is lost.
+      ++retries_;
+      auto timer = std::make_shared<asio::steady_timer>(io_, kRetryAfter);
+      timer->async_wait([this, shard, call, idx = std::move(idx), attempt,
+                         timer](const boost::system::error_code& ec) mutable {
+        if (ec) return;
+        send_leases(shard, std::move(call), std::move(idx), attempt, true);
+      });
+      return;
+    }
     const std::size_t offset = attempt > 0 ? 1 : 0;
     std::vector<std::size_t> again;
     for (std::size_t k = 0; k < idx.size(); ++k) {
@@ -209,7 +227,7 @@ void RedisStore::send_leases(std::size_t shard, std::shared_ptr<Call> call,
     }
     if (!again.empty()) {
       ++reloads_;
-      send_leases(shard, call, std::move(again), attempt + 1);  // keeps the call pending
+      send_leases(shard, call, std::move(again), attempt + 1, retried);  // still pending
       return;
     }
     call->finish_part();

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <memory>
 #include <string>
 #include <thread>
@@ -33,20 +34,21 @@ class RedisStore final : public QuotaStore {
     std::uint64_t batches = 0;   // pipelined round trips
     std::uint64_t failures = 0;  // keys answered with ok = false
     std::uint64_t reloads = 0;   // scripts loaded again after NOSCRIPT
+    std::uint64_t retries = 0;   // batches sent again (same ids) after a transport failure
   };
   Counters counters() const noexcept;
 
  private:
   struct Call;
   void send_leases(std::size_t shard, std::shared_ptr<Call> call, std::vector<std::size_t> idx,
-                   int attempt);
+                   int attempt, bool retried);
 
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::vector<std::shared_ptr<Connection>> shards_;
   std::string lease_sha_;
   std::string give_back_sha_;
-  std::atomic<std::uint64_t> calls_{0}, batches_{0}, failures_{0}, reloads_{0};
+  std::atomic<std::uint64_t> calls_{0}, batches_{0}, failures_{0}, reloads_{0}, retries_{0};
   std::thread thread_;
 };
 
