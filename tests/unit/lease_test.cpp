@@ -130,6 +130,16 @@ TEST_F(LeaseTest, OptimisticColdKeyAdmitsTheAllowanceAndTheFirstLeasePaysItBack)
   EXPECT_EQ(d.remaining, 14);
 }
 
+TEST_F(LeaseTest, OneTicksWishesTravelTogetherInBatchesOfAtMost512) {
+  make(bucket_config());
+  for (int i = 0; i < 1200; ++i) limiter->try_acquire("tenant:" + std::to_string(i));
+  limiter->poll();
+  ASSERT_EQ(pending.size(), 3u) << "1200 cold keys in one tick: 512 + 512 + 176";
+  EXPECT_EQ(pending[0].batch.size(), 512u);
+  EXPECT_EQ(pending[1].batch.size(), 512u);
+  EXPECT_EQ(pending[2].batch.size(), 176u);
+}
+
 TEST_F(LeaseTest, PrefetchAsksBeforeTheBalanceRunsOut) {
   make(bucket_config(100'000, 100'000));
   limiter->try_acquire("tenant:a");

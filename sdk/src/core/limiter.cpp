@@ -19,6 +19,7 @@ namespace {
 constexpr Nanos kTick = std::chrono::milliseconds(1);
 constexpr Nanos kMaxSleep = std::chrono::milliseconds(250);
 constexpr Nanos kStoreErrorBackoff = std::chrono::milliseconds(50);
+constexpr std::size_t kMaxBatch = 512;  // lease requests per store call
 constexpr std::uint64_t kMaxLeaseTokens = 1u << 30;  // a lease fits HeldLease::granted
 constexpr Ms kNoTimer = 0x7fffffff;                  // "no timer known" offset
 
@@ -591,6 +592,9 @@ void LimiterImpl::consider(Entry* e, Nanos now) {
   batch_wants_.push_back(req.want);
   batch_.push_back(std::move(req));
   batch_entries_.push_back(e);
+  // A tick's wishes go out together at its end (within a millisecond), or as soon as a
+  // batch is full.
+  if (batch_.size() >= kMaxBatch) flush(now);
 }
 
 void LimiterImpl::flush(Nanos now) {
