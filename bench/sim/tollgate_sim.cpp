@@ -45,19 +45,20 @@ struct Options {
   double demand = 2.0;
   double zipf = 0;  // 0: uniform
   bool json = false;
-  int horizon_ms = 1000;       // leases.horizon
-  int ttl_ms = 4000;           // leases.ttl
-  double max_fraction = 0.25;  // leases.max_fraction
+  int horizon_ms = 1000;         // leases.horizon
+  int ttl_ms = 4000;             // leases.ttl
+  double max_fraction = 0.25;    // leases.max_fraction
+  std::uint64_t min_tokens = 400;  // leases.min_tokens
 };
 
 [[noreturn]] void usage(const std::string& why) {
-  std::fprintf(
-      stderr,
-      "tollgate_sim: %s\n"
-      "usage: tollgate_sim [--start-shards N | --shards URL,...] [--instances N]\n"
-      "       [--tenants T] [--groups G] [--rate R] [--seconds S] [--demand X]\n"
-      "       [--skew zipf:S] [--json] [--horizon-ms MS] [--max-fraction F] [--ttl-ms MS]\n",
-      why.c_str());
+  std::fprintf(stderr,
+               "tollgate_sim: %s\n"
+               "usage: tollgate_sim [--start-shards N | --shards URL,...] [--instances N]\n"
+               "       [--tenants T] [--groups G] [--rate R] [--seconds S] [--demand X]\n"
+               "       [--skew zipf:S] [--json] [--horizon-ms MS] [--max-fraction F] [--ttl-ms MS] "
+               "[--min-tokens N]\n",
+               why.c_str());
   std::exit(2);
 }
 
@@ -95,6 +96,8 @@ Options parse(int argc, char** argv) {
         o.horizon_ms = std::stoi(value());
       } else if (a == "--ttl-ms") {
         o.ttl_ms = std::stoi(value());
+      } else if (a == "--min-tokens") {
+        o.min_tokens = std::stoull(value());
       } else if (a == "--max-fraction") {
         o.max_fraction = std::stod(value());
       } else if (a == "--json") {
@@ -166,6 +169,7 @@ int main(int argc, char** argv) {
   config.leases.ttl = ttl;
   config.leases.horizon = std::chrono::milliseconds(o.horizon_ms);
   config.leases.max_fraction = o.max_fraction;
+  config.leases.min_tokens = o.min_tokens;
   config.store.type = "redis";
   config.store.shards = shards;
 
