@@ -4,7 +4,7 @@
 #include <set>
 #include <string>
 
-#include "redis/endpoint.h"
+#include "redis/connection.h"
 #include "redis/keys.h"
 #include "redis/resp.h"
 

@@ -3,7 +3,7 @@
 // have); validate() checks values, so a Config built in code obeys the same rules.
 #include "tollgate/config.h"
 
-#include "redis/endpoint.h"
+#include "core/shard_url.h"
 
 #include <algorithm>
 #include <array>
@@ -613,7 +613,7 @@ void Config::validate() const {
     }
     for (std::size_t i = 0; i < store.shards.size(); ++i) {
       try {
-        (void)redis::Endpoint::parse(store.shards[i]);
+        (void)core::ShardUrl::parse(store.shards[i]);
       } catch (const std::invalid_argument& ex) {
         fail(indexed("store.shards", i), ex.what());  // the message never holds the password
       }

@@ -6,7 +6,7 @@
 #include <utility>
 
 #include "core/limiter_impl.h"
-#include "store/factory.h"
+#include "core/store_factory.h"
 
 namespace tollgate {
 

@@ -18,12 +18,13 @@
 #include <string>
 #include <vector>
 
-#include "redis/endpoint.h"
+#include "core/shard_url.h"
 #include "redis/resp.h"
 
 namespace tollgate::redis {
 
 namespace asio = boost::asio;
+using Endpoint = core::ShardUrl;
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:

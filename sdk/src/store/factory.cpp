@@ -1,4 +1,4 @@
-#include "store/factory.h"
+#include "core/store_factory.h"
 
 #include "redis/redis_store.h"
 

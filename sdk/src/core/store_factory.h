@@ -1,4 +1,6 @@
 // The store a Limiter uses when Options::store is not given: the one its config names.
+// Declared here, on core's side of the QuotaStore seam; defined in store/ (which knows the
+// in-process and Redis stores), so core includes nothing of the stores.
 #pragma once
 
 #include <memory>

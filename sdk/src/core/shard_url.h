@@ -1,13 +1,14 @@
-// Shard addresses: redis://[user:pass@]host:port[/db] and rediss://… (TLS).
+// Shard addresses: redis://[user:pass@]host:port[/db] and rediss://… (TLS). Pure parsing:
+// it lives in core because Config::validate checks the URLs; the Redis store uses it.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <string_view>
 
-namespace tollgate::redis {
+namespace tollgate::core {
 
-struct Endpoint {
+struct ShardUrl {
   bool tls = false;
   std::string host;
   std::uint16_t port = 6379;
@@ -16,9 +17,9 @@ struct Endpoint {
   int db = 0;
 
   // Throws std::invalid_argument saying what is wrong (never echoing the password).
-  static Endpoint parse(std::string_view url);
+  static ShardUrl parse(std::string_view url);
   // The URL with the password replaced by "***": the only form that may be logged.
   std::string redacted() const;
 };
 
-}  // namespace tollgate::redis
+}  // namespace tollgate::core

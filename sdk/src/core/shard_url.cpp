@@ -1,9 +1,9 @@
-#include "redis/endpoint.h"
+#include "core/shard_url.h"
 
 #include <charconv>
 #include <stdexcept>
 
-namespace tollgate::redis {
+namespace tollgate::core {
 namespace {
 
 int hex_value(char c) {
@@ -35,8 +35,8 @@ std::string percent_decode(std::string_view s, const char* what) {
 
 }  // namespace
 
-Endpoint Endpoint::parse(std::string_view url) {
-  Endpoint e;
+ShardUrl ShardUrl::parse(std::string_view url) {
+  ShardUrl e;
   std::string_view rest;
   if (url.starts_with("redis://")) {
     rest = url.substr(8);
@@ -94,7 +94,7 @@ Endpoint Endpoint::parse(std::string_view url) {
   return e;
 }
 
-std::string Endpoint::redacted() const {
+std::string ShardUrl::redacted() const {
   std::string s = tls ? "rediss://" : "redis://";
   if (!user.empty() || !password.empty()) {
     s += user;
@@ -107,4 +107,4 @@ std::string Endpoint::redacted() const {
   return s;
 }
 
-}  // namespace tollgate::redis
+}  // namespace tollgate::core
