@@ -1,5 +1,5 @@
-// A real redis-server for a test or the simulator: started on a free loopback port with no persistence,
-// stopped (and its files removed) when the object goes — also when the test fails, and
+// A real redis-server for a test or the simulator: started on a free loopback port with no
+// persistence, stopped (and its files removed) when the object goes — also when the test fails, and
 // by the kernel (PR_SET_PDEATHSIG) if the test process dies.
 #pragma once
 
@@ -34,8 +34,10 @@ class RedisServer {
   // Every key and its PTTL (ms; -1 = no TTL).
   std::vector<std::pair<std::string, long long>> keys_with_ttl() const;
 
-  void stop();   // SIGTERM, then SIGKILL after 5 s
-  void start();  // again, on the same port, with empty data
+  void stop();    // SIGTERM, then SIGKILL after 5 s
+  void pause();   // SIGSTOP: a hung server (accepts connections, answers nothing)
+  void resume();  // SIGCONT
+  void start();   // again, on the same port, with empty data
 
  private:
   void make_certificates();

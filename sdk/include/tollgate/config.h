@@ -69,6 +69,18 @@ struct LeaseOptions {
       std::chrono::milliseconds{20};  // local expiry comes this much before the store's
 };
 
+// A circuit breaker per Redis shard (docs/redis.md). Names as in Polly and resilience4j.
+struct BreakerConfig {
+  double failure_ratio = 0.5;             // Polly FailureRatio
+  double slow_call_rate_threshold = 1.0;  // resilience4j slowCallRateThreshold, as a ratio
+  Nanos slow_call_duration_threshold = std::chrono::milliseconds{500};
+  Nanos sampling_duration = std::chrono::seconds{10};  // Polly SamplingDuration
+  std::size_t sliding_window_size = 0;             // > 0: count-based window of the last N calls
+  std::size_t minimum_throughput = 10;             // Polly MinimumThroughput
+  Nanos break_duration = std::chrono::seconds{5};  // Polly BreakDuration
+  std::size_t permitted_calls_in_half_open = 1;    // resilience4j
+};
+
 struct StoreConfig {
   std::string type = "in_process";  // or "redis"
   // redis: one URL per shard, redis://[user:pass@]host:port[/db] or rediss://…
@@ -76,6 +88,7 @@ struct StoreConfig {
   Nanos connect_timeout = std::chrono::seconds{1};
   Nanos command_timeout = std::chrono::seconds{1};
   std::string tls_ca_file;  // rediss://: PEM file of the CAs to trust; empty: the system's
+  BreakerConfig breaker;    // one breaker per shard
 };
 
 // Immutable once given to a Limiter (it keeps a shared_ptr<const Config>).

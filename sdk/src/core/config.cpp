@@ -382,7 +382,8 @@ StoreConfig parse_store(const Json& j) {
   // Each store type takes its own fields; a new store lists them here by its type.
   // validate() names a type that is not known.
   if (s.type == "redis") {
-    f.allow_only({"type", "shards", "connect_timeout_ms", "command_timeout_ms", "tls_ca_file"});
+    f.allow_only(
+        {"type", "shards", "connect_timeout_ms", "command_timeout_ms", "tls_ca_file", "breaker"});
   } else {
     f.allow_only({"type"});
   }
@@ -397,6 +398,21 @@ StoreConfig parse_store(const Json& j) {
   f.read_ms("connect_timeout_ms", s.connect_timeout);
   f.read_ms("command_timeout_ms", s.command_timeout);
   f.read("tls_ca_file", s.tls_ca_file);
+  if (f.has("breaker")) {
+    Fields b(f.at("breaker"), f.path("breaker"));
+    b.allow_only({"failure_ratio", "slow_call_rate_threshold", "slow_call_duration_threshold_ms",
+                  "sampling_duration_ms", "sliding_window_size", "minimum_throughput",
+                  "break_duration_ms", "permitted_calls_in_half_open"});
+    BreakerConfig& c = s.breaker;
+    b.read("failure_ratio", c.failure_ratio);
+    b.read("slow_call_rate_threshold", c.slow_call_rate_threshold);
+    b.read_ms("slow_call_duration_threshold_ms", c.slow_call_duration_threshold);
+    b.read_ms("sampling_duration_ms", c.sampling_duration);
+    b.read("sliding_window_size", c.sliding_window_size);
+    b.read("minimum_throughput", c.minimum_throughput);
+    b.read_ms("break_duration_ms", c.break_duration);
+    b.read("permitted_calls_in_half_open", c.permitted_calls_in_half_open);
+  }
   return s;
 }
 
@@ -623,6 +639,24 @@ void Config::validate() const {
       if (!std::filesystem::is_regular_file(store.tls_ca_file, ec)) {
         fail("store.tls_ca_file", "no such file " + in_quotes(store.tls_ca_file));
       }
+    }
+    const BreakerConfig& b = store.breaker;
+    if (!(b.failure_ratio > 0 && b.failure_ratio <= 1)) {
+      fail("store.breaker.failure_ratio", "must be > 0 and <= 1");
+    }
+    if (!(b.slow_call_rate_threshold > 0)) {
+      fail("store.breaker.slow_call_rate_threshold", "must be > 0 (above 1: off)");
+    }
+    check_duration("store.breaker.slow_call_duration_threshold_ms", b.slow_call_duration_threshold,
+                   true);
+    check_duration("store.breaker.sampling_duration_ms", b.sampling_duration, true);
+    check_duration("store.breaker.break_duration_ms", b.break_duration, true);
+    if (b.minimum_throughput < 1) fail("store.breaker.minimum_throughput", "must be >= 1");
+    if (b.permitted_calls_in_half_open < 1) {
+      fail("store.breaker.permitted_calls_in_half_open", "must be >= 1");
+    }
+    if (b.sliding_window_size > 100'000) {
+      fail("store.breaker.sliding_window_size", "must be <= 100000");
     }
     check_duration("store.connect_timeout_ms", store.connect_timeout, true);
     check_duration("store.command_timeout_ms", store.command_timeout, true);

@@ -130,6 +130,17 @@ RedisStore::RedisStore(const StoreConfig& config)
     // restart behind a live connection (then the call loads it again and retries).
     o.tls_ca_file = config.tls_ca_file;
     o.on_connect = {{"SCRIPT", "LOAD", kLeaseScript}, {"SCRIPT", "LOAD", kGiveBackScript}};
+    const BreakerConfig& bc = config.breaker;
+    resilience::BreakerOptions bo;
+    bo.failure_ratio = bc.failure_ratio;
+    bo.slow_call_rate_threshold = bc.slow_call_rate_threshold;
+    bo.slow_call_duration_threshold = bc.slow_call_duration_threshold;
+    bo.sampling_duration = bc.sampling_duration;
+    bo.sliding_window_size = bc.sliding_window_size;
+    bo.minimum_throughput = bc.minimum_throughput;
+    bo.break_duration = bc.break_duration;
+    bo.permitted_calls_in_half_open = bc.permitted_calls_in_half_open;
+    breakers_.push_back(std::make_unique<resilience::CircuitBreaker>(bo, SteadyClock::shared()));
     try {
       shards_.push_back(Connection::create(io_, std::move(o)));
     } catch (const std::exception& ex) {  // e.g. a CA file that cannot be read
@@ -154,7 +165,8 @@ std::size_t RedisStore::shard_of(const Policy& policy, std::string_view key) con
 }
 
 RedisStore::Counters RedisStore::counters() const noexcept {
-  return {calls_.load(), batches_.load(), failures_.load(), reloads_.load(), retries_.load()};
+  return {calls_.load(),   batches_.load(), failures_.load(),
+          reloads_.load(), retries_.load(), short_circuited_.load()};
 }
 
 void RedisStore::lease(std::vector<LeaseRequest> batch, LeaseCallback done) {
@@ -185,53 +197,73 @@ void RedisStore::lease(std::vector<LeaseRequest> batch, LeaseCallback done) {
 
 void RedisStore::send_leases(std::size_t shard, std::shared_ptr<Call> call,
                              std::vector<std::size_t> idx, int attempt, bool retried) {
+  resilience::CircuitBreaker& breaker = *breakers_[shard];
+  if (!breaker.allow()) {
+    // The shard is failing: answer at once instead of queueing behind it.
+    for (std::size_t i : idx) {
+      LeaseGrant& g = call->grants[i];
+      g.ok = false;
+      g.error = "redis " + shards_[shard]->endpoint().redacted() + ": circuit open";
+    }
+    short_circuited_ += idx.size();
+    call->finish_part();
+    return;
+  }
+  const auto sent = std::chrono::steady_clock::now();
   std::vector<Command> cmds;
   cmds.reserve(idx.size() + 1);
   if (attempt > 0) cmds.push_back({"SCRIPT", "LOAD", kLeaseScript});
   for (std::size_t i : idx) cmds.push_back(lease_command(lease_sha_, call->batch[i]));
   calls_ += idx.size();
   ++batches_;
-  shards_[shard]->send(std::move(cmds), [this, shard, call, idx = std::move(idx), attempt, retried](
-                                            std::vector<Reply> replies, std::string error) mutable {
-    if (!error.empty() && !retried) {
-      // The batch may or may not have run (a lost reply, a dropped connection). Send the
-      // same requests again once the connection has had time to come back: their ids
-      // make Redis answer what it answered the first time, so nothing is granted twice
-      // and nothing granted is lost.
-      ++retries_;
-      auto timer = std::make_shared<asio::steady_timer>(io_, kRetryAfter);
-      timer->async_wait([this, shard, call, idx = std::move(idx), attempt,
-                         timer](const boost::system::error_code& ec) mutable {
-        if (ec) return;
-        send_leases(shard, std::move(call), std::move(idx), attempt, true);
+  shards_[shard]->send(
+      std::move(cmds), [this, shard, call, idx = std::move(idx), attempt, retried, sent](
+                           std::vector<Reply> replies, std::string error) mutable {
+        const Nanos took = std::chrono::steady_clock::now() - sent;
+        if (error.empty()) {
+          breakers_[shard]->on_success(took);
+        } else {
+          breakers_[shard]->on_failure(took);
+        }
+        if (!error.empty() && !retried) {
+          // The batch may or may not have run (a lost reply, a dropped connection). Send the
+          // same requests again once the connection has had time to come back: their ids
+          // make Redis answer what it answered the first time, so nothing is granted twice
+          // and nothing granted is lost.
+          ++retries_;
+          auto timer = std::make_shared<asio::steady_timer>(io_, kRetryAfter);
+          timer->async_wait([this, shard, call, idx = std::move(idx), attempt,
+                             timer](const boost::system::error_code& ec) mutable {
+            if (ec) return;
+            send_leases(shard, std::move(call), std::move(idx), attempt, true);
+          });
+          return;
+        }
+        const std::size_t offset = attempt > 0 ? 1 : 0;
+        std::vector<std::size_t> again;
+        for (std::size_t k = 0; k < idx.size(); ++k) {
+          LeaseGrant& g = call->grants[idx[k]];
+          if (!error.empty()) {
+            g.ok = false;
+            g.error = "redis " + shards_[shard]->endpoint().redacted() + ": " + error;
+            ++failures_;
+            continue;
+          }
+          const Reply& r = replies[offset + k];
+          if (r.error_code_is("NOSCRIPT") && attempt == 0) {
+            again.push_back(idx[k]);  // the script did not run: sending it again is safe
+            continue;
+          }
+          g = to_grant(r);
+          if (!g.ok) ++failures_;
+        }
+        if (!again.empty()) {
+          ++reloads_;
+          send_leases(shard, call, std::move(again), attempt + 1, retried);  // still pending
+          return;
+        }
+        call->finish_part();
       });
-      return;
-    }
-    const std::size_t offset = attempt > 0 ? 1 : 0;
-    std::vector<std::size_t> again;
-    for (std::size_t k = 0; k < idx.size(); ++k) {
-      LeaseGrant& g = call->grants[idx[k]];
-      if (!error.empty()) {
-        g.ok = false;
-        g.error = "redis " + shards_[shard]->endpoint().redacted() + ": " + error;
-        ++failures_;
-        continue;
-      }
-      const Reply& r = replies[offset + k];
-      if (r.error_code_is("NOSCRIPT") && attempt == 0) {
-        again.push_back(idx[k]);  // the script did not run: sending it again is safe
-        continue;
-      }
-      g = to_grant(r);
-      if (!g.ok) ++failures_;
-    }
-    if (!again.empty()) {
-      ++reloads_;
-      send_leases(shard, call, std::move(again), attempt + 1, retried);  // still pending
-      return;
-    }
-    call->finish_part();
-  });
 }
 
 void RedisStore::give_back(std::vector<GiveBack> batch) {

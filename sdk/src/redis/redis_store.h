@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "redis/connection.h"
+#include "resilience/circuit_breaker.h"
 #include "tollgate/quota_store.h"
 
 namespace tollgate::redis {
@@ -26,15 +27,19 @@ class RedisStore final : public QuotaStore {
   void give_back(std::vector<GiveBack> batch) override;
 
   std::size_t shard_count() const noexcept { return shards_.size(); }
+  resilience::BreakerState breaker_state(std::size_t shard) const {
+    return breakers_[shard]->state();
+  }
   // Which shard holds this key's group (tests, and the simulator's report).
   std::size_t shard_of(const Policy& policy, std::string_view key) const;
 
   struct Counters {
-    std::uint64_t calls = 0;     // EVALSHA calls sent
-    std::uint64_t batches = 0;   // pipelined round trips
-    std::uint64_t failures = 0;  // keys answered with ok = false
-    std::uint64_t reloads = 0;   // scripts loaded again after NOSCRIPT
-    std::uint64_t retries = 0;   // batches sent again (same ids) after a transport failure
+    std::uint64_t calls = 0;            // EVALSHA calls sent
+    std::uint64_t batches = 0;          // pipelined round trips
+    std::uint64_t failures = 0;         // keys answered with ok = false
+    std::uint64_t reloads = 0;          // scripts loaded again after NOSCRIPT
+    std::uint64_t retries = 0;          // batches sent again (same ids) after a transport failure
+    std::uint64_t short_circuited = 0;  // keys failed at once: their shard's breaker is open
   };
   Counters counters() const noexcept;
 
@@ -46,9 +51,11 @@ class RedisStore final : public QuotaStore {
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::vector<std::shared_ptr<Connection>> shards_;
+  std::vector<std::unique_ptr<resilience::CircuitBreaker>> breakers_;  // one per shard
   std::string lease_sha_;
   std::string give_back_sha_;
-  std::atomic<std::uint64_t> calls_{0}, batches_{0}, failures_{0}, reloads_{0}, retries_{0};
+  std::atomic<std::uint64_t> calls_{0}, batches_{0}, failures_{0}, reloads_{0}, retries_{0},
+      short_circuited_{0};
   std::thread thread_;
 };
 

@@ -1,0 +1,109 @@
+// A circuit breaker per shard, against real redis-servers: a hung shard (SIGSTOP) is
+// found by the command timeout, its breaker opens and its keys fail at once while the
+// other shards keep answering; after SIGCONT and the break duration a probe closes it.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <future>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "redis/redis_store.h"
+#include "redis_server.h"
+
+namespace tollgate {
+namespace {
+
+using namespace std::chrono_literals;
+using resilience::BreakerState;
+using Steady = std::chrono::steady_clock;
+
+std::vector<LeaseGrant> lease(QuotaStore& store, std::vector<LeaseRequest> batch) {
+  std::promise<std::vector<LeaseGrant>> p;
+  auto f = p.get_future();
+  store.lease(std::move(batch), [&p](std::vector<LeaseGrant> g) { p.set_value(std::move(g)); });
+  EXPECT_EQ(f.wait_for(15s), std::future_status::ready);
+  return f.get();
+}
+
+TEST(ShardBreaker, AHungShardIsLeftBehindAndTakenBackAfterTheBreak) {
+  testing::RedisServer a, b, c;
+  StoreConfig sc;
+  sc.type = "redis";
+  sc.shards = {a.url(), b.url(), c.url()};
+  sc.command_timeout = 200ms;
+  sc.breaker.minimum_throughput = 3;
+  sc.breaker.break_duration = 1s;
+  redis::RedisStore store(sc);
+  auto p = std::make_shared<Policy>();
+  p->name = p->match = "tenants";
+  p->rate = 1e6;
+  p->burst = 1e6;
+  // One key per shard.
+  std::vector<std::string> keys(3);
+  for (int i = 0, found = 0; found < 3; ++i) {
+    const std::string k = "tenant:" + std::to_string(i);
+    auto& slot = keys[store.shard_of(*p, k)];
+    if (slot.empty()) {
+      slot = k;
+      ++found;
+    }
+  }
+  int seq = 0;
+  auto ask_all = [&] {
+    std::vector<LeaseRequest> batch;
+    for (const auto& k : keys) {
+      LeaseRequest r;
+      r.key = k;
+      r.policy = p;
+      r.want = 1;
+      r.holder = "t";
+      r.request_id = "t:" + std::to_string(++seq);
+      r.ttl = 2s;
+      batch.push_back(std::move(r));
+    }
+    return lease(store, std::move(batch));
+  };
+  for (auto& g : ask_all()) ASSERT_TRUE(g.ok) << g.error;
+
+  b.pause();
+  const auto t_stop = Steady::now();
+  Steady::duration opened_after{};
+  while (Steady::now() - t_stop < 10s) {
+    auto g = ask_all();
+    EXPECT_TRUE(g[0].ok) << "shard 0 must stay untouched: " << g[0].error;
+    EXPECT_TRUE(g[2].ok) << "shard 2 must stay untouched: " << g[2].error;
+    if (store.breaker_state(1) == BreakerState::kOpen) {
+      opened_after = Steady::now() - t_stop;
+      break;
+    }
+  }
+  ASSERT_EQ(store.breaker_state(1), BreakerState::kOpen) << "never opened";
+  EXPECT_LT(opened_after, 2s);
+  // Open: the hung shard's keys fail at once, not after a timeout.
+  const auto t0 = Steady::now();
+  auto g = ask_all();
+  EXPECT_LT(Steady::now() - t0, 100ms);
+  EXPECT_FALSE(g[1].ok);
+  EXPECT_NE(g[1].error.find("circuit open"), std::string::npos) << g[1].error;
+  EXPECT_TRUE(g[0].ok && g[2].ok);
+
+  b.resume();
+  const auto t_cont = Steady::now();
+  Steady::duration back_after{};
+  while (Steady::now() - t_cont < 10s) {
+    auto r = ask_all();
+    if (r[1].ok) {
+      back_after = Steady::now() - t_cont;
+      break;
+    }
+    std::this_thread::sleep_for(20ms);  // polling a condition, bounded by the loop
+  }
+  EXPECT_EQ(store.breaker_state(1), BreakerState::kClosed);
+  EXPECT_LT(back_after, 2s + sc.breaker.break_duration);
+  EXPECT_GE(store.counters().short_circuited, 1u);
+}
+
+}  // namespace
+}  // namespace tollgate
