@@ -105,5 +105,47 @@ TEST(ShardBreaker, AHungShardIsLeftBehindAndTakenBackAfterTheBreak) {
   EXPECT_GE(store.counters().short_circuited, 1u);
 }
 
+TEST(ShardBreaker, AKilledShardRestartedEmptyIsReconnectedAndServesAgain) {
+  testing::RedisServer s;
+  StoreConfig sc;
+  sc.type = "redis";
+  sc.shards = {s.url()};
+  sc.command_timeout = 300ms;
+  sc.connect_timeout = 300ms;
+  sc.breaker.minimum_throughput = 3;
+  sc.breaker.break_duration = 500ms;
+  redis::RedisStore store(sc);
+  auto p = std::make_shared<Policy>();
+  p->name = p->match = "tenants";
+  p->rate = 1;
+  p->burst = 100;
+  int seq = 0;
+  auto ask = [&](std::uint64_t want) {
+    LeaseRequest r;
+    r.key = "tenant:a";
+    r.policy = p;
+    r.want = want;
+    r.holder = "t";
+    r.request_id = "t:" + std::to_string(++seq);
+    r.ttl = 2s;
+    return lease(store, {r})[0];
+  };
+  ASSERT_EQ(ask(60).granted, 60u);
+  s.stop();  // killed: its data is gone with it
+  EXPECT_FALSE(ask(1).ok);
+  s.start();  // the same port, empty
+  const auto t0 = Steady::now();
+  LeaseGrant g;
+  while (Steady::now() - t0 < 10s) {
+    g = ask(10);
+    if (g.ok) break;
+    std::this_thread::sleep_for(20ms);  // polling a condition, bounded by the loop
+  }
+  ASSERT_TRUE(g.ok) << g.error;
+  EXPECT_EQ(g.granted, 10u);  // an empty server: a new, full bucket
+  EXPECT_LT(Steady::now() - t0, 5s);
+  EXPECT_EQ(store.counters().reloads, 0u) << "the scripts come with the reconnect, not by NOSCRIPT";
+}
+
 }  // namespace
 }  // namespace tollgate

@@ -16,7 +16,8 @@ Connection::Connection(asio::io_context& io, Options options)
       options_(std::move(options)),
       resolver_(io),
       timer_(io),
-      backoff_(options_.reconnect_backoff),
+      backoff_({options_.reconnect_backoff, options_.reconnect_backoff_cap, 0,
+                resilience::Jitter::kFull}),
       in_(16 * 1024) {
   if (options_.endpoint.tls) {
     tls_context_ = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
@@ -188,7 +189,7 @@ void Connection::on_reply(Reply reply) {
   if (b.replies.size() < b.commands.size()) return;
   Batch done = std::move(b);
   in_flight_.pop_front();
-  backoff_ = options_.reconnect_backoff;  // the server answers: healthy
+  backoff_.reset();  // the server answers: healthy
   arm_timer();
   if (!done.handshake) done.done(std::move(done.replies), {});
 }
@@ -203,8 +204,7 @@ void Connection::fail_all(const std::string& why) {
   writing_ = false;
   state_ = State::kIdle;
   last_error_ = why;
-  retry_after_ = Clock::now() + backoff_;
-  backoff_ = std::min<std::chrono::milliseconds>(backoff_ * 2, std::chrono::milliseconds(2000));
+  retry_after_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(*backoff_.next());
   std::deque<Batch> failed;
   failed.swap(in_flight_);
   for (auto& b : waiting_) failed.push_back(std::move(b));

@@ -20,6 +20,7 @@
 
 #include "core/shard_url.h"
 #include "redis/resp.h"
+#include "resilience/backoff.h"
 
 namespace tollgate::redis {
 
@@ -32,7 +33,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     Endpoint endpoint;
     std::chrono::milliseconds connect_timeout{1000};
     std::chrono::milliseconds command_timeout{1000};
-    std::chrono::milliseconds reconnect_backoff{100};  // doubles per failure, up to 2 s
+    // Reconnects back off exponentially with full jitter: random(0, min(cap, base * 2^n)).
+    std::chrono::milliseconds reconnect_backoff{100};
+    std::chrono::milliseconds reconnect_backoff_cap{2000};
     std::vector<Command> on_connect;  // sent after AUTH/SELECT on every (re)connect
     // rediss://: trust these CAs (PEM file); empty: the system's. The server's name is
     // always verified against its certificate.
@@ -94,7 +97,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   State state_ = State::kIdle;
   Clock::time_point connect_deadline_{};
   Clock::time_point retry_after_{};
-  std::chrono::milliseconds backoff_;
+  resilience::Backoff backoff_;
   std::string last_error_;
   std::deque<Batch> waiting_;    // not written yet
   std::deque<Batch> in_flight_;  // written; replies awaited in this order
