@@ -149,3 +149,53 @@ TEST(ShardBreaker, AKilledShardRestartedEmptyIsReconnectedAndServesAgain) {
 
 }  // namespace
 }  // namespace tollgate
+
+namespace tollgate {
+namespace {
+
+TEST(ShardBulkhead, TenThousandColdKeysAtOnceNeverPutMoreThanTheLimitOnTheWire) {
+  testing::RedisServer s;
+  StoreConfig sc;
+  sc.type = "redis";
+  sc.shards = {s.url()};
+  sc.bulkhead.max_in_flight = 1000;
+  sc.bulkhead.max_queue = 2000;
+  redis::RedisStore store(sc);
+  auto p = std::make_shared<Policy>();
+  p->name = p->match = "tenants";
+  p->rate = 100;
+  p->burst = 100;
+  std::vector<LeaseRequest> batch;
+  for (int i = 0; i < 10'000; ++i) {
+    LeaseRequest r;
+    r.key = "tenant:" + std::to_string(i);
+    r.policy = p;
+    r.want = 5;
+    r.holder = "t";
+    r.request_id = "t:" + std::to_string(i);
+    r.ttl = 2s;
+    batch.push_back(std::move(r));
+  }
+  const auto grants = lease(store, std::move(batch));
+  std::size_t served = 0, refused = 0;
+  for (const auto& g : grants) {
+    if (g.ok) {
+      ++served;
+      EXPECT_EQ(g.granted, 5u);
+    } else if (g.error.find("bulkhead full") != std::string::npos) {
+      ++refused;
+    } else {
+      ADD_FAILURE() << g.error;
+    }
+  }
+  EXPECT_EQ(served, 3000u);  // 1000 on the wire, 2000 queued behind them
+  EXPECT_EQ(refused, 7000u);
+  const auto c = store.counters();
+  EXPECT_EQ(c.bulkhead_rejected, 7000u);
+  EXPECT_LE(c.most_in_flight, 1000u);
+  EXPECT_EQ(c.most_in_flight, 1000u);
+  EXPECT_EQ(std::stoi(s.cli({"DBSIZE"})), 6000);  // 3000 buckets + 3000 request records
+}
+
+}  // namespace
+}  // namespace tollgate

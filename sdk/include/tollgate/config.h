@@ -81,6 +81,13 @@ struct BreakerConfig {
   std::size_t permitted_calls_in_half_open = 1;    // resilience4j
 };
 
+// Per Redis shard: at most max_in_flight lease requests (keys) on the wire, at most
+// max_queue waiting behind them; beyond that a key is refused at once ("bulkhead full").
+struct BulkheadConfig {
+  std::size_t max_in_flight = 4096;
+  std::size_t max_queue = 16384;
+};
+
 struct StoreConfig {
   std::string type = "in_process";  // or "redis"
   // redis: one URL per shard, redis://[user:pass@]host:port[/db] or rediss://…
@@ -89,6 +96,7 @@ struct StoreConfig {
   Nanos command_timeout = std::chrono::seconds{1};
   std::string tls_ca_file;  // rediss://: PEM file of the CAs to trust; empty: the system's
   BreakerConfig breaker;    // one breaker per shard
+  BulkheadConfig bulkhead;  // one bulkhead per shard
 };
 
 // Immutable once given to a Limiter (it keeps a shared_ptr<const Config>).

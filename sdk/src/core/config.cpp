@@ -382,8 +382,8 @@ StoreConfig parse_store(const Json& j) {
   // Each store type takes its own fields; a new store lists them here by its type.
   // validate() names a type that is not known.
   if (s.type == "redis") {
-    f.allow_only(
-        {"type", "shards", "connect_timeout_ms", "command_timeout_ms", "tls_ca_file", "breaker"});
+    f.allow_only({"type", "shards", "connect_timeout_ms", "command_timeout_ms", "tls_ca_file",
+                  "breaker", "bulkhead"});
   } else {
     f.allow_only({"type"});
   }
@@ -412,6 +412,12 @@ StoreConfig parse_store(const Json& j) {
     b.read("minimum_throughput", c.minimum_throughput);
     b.read_ms("break_duration_ms", c.break_duration);
     b.read("permitted_calls_in_half_open", c.permitted_calls_in_half_open);
+  }
+  if (f.has("bulkhead")) {
+    Fields b(f.at("bulkhead"), f.path("bulkhead"));
+    b.allow_only({"max_in_flight", "max_queue"});
+    b.read("max_in_flight", s.bulkhead.max_in_flight);
+    b.read("max_queue", s.bulkhead.max_queue);
   }
   return s;
 }
@@ -654,6 +660,12 @@ void Config::validate() const {
     if (b.minimum_throughput < 1) fail("store.breaker.minimum_throughput", "must be >= 1");
     if (b.permitted_calls_in_half_open < 1) {
       fail("store.breaker.permitted_calls_in_half_open", "must be >= 1");
+    }
+    if (store.bulkhead.max_in_flight < 1 || store.bulkhead.max_in_flight > 1'000'000) {
+      fail("store.bulkhead.max_in_flight", "must be 1 .. 1000000");
+    }
+    if (store.bulkhead.max_queue > 10'000'000) {
+      fail("store.bulkhead.max_queue", "must be <= 10000000");
     }
     if (b.sliding_window_size > 100'000) {
       fail("store.breaker.sliding_window_size", "must be <= 100000");

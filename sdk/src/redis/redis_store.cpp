@@ -112,7 +112,8 @@ struct RedisStore::Call {
 };
 
 RedisStore::RedisStore(const StoreConfig& config)
-    : work_(asio::make_work_guard(io_)),
+    : bulkhead_(config.bulkhead),
+      work_(asio::make_work_guard(io_)),
       lease_sha_(sha1_hex(kLeaseScript)),
       give_back_sha_(sha1_hex(kGiveBackScript)) {
   for (std::size_t i = 0; i < config.shards.size(); ++i) {
@@ -141,6 +142,7 @@ RedisStore::RedisStore(const StoreConfig& config)
     bo.break_duration = bc.break_duration;
     bo.permitted_calls_in_half_open = bc.permitted_calls_in_half_open;
     breakers_.push_back(std::make_unique<resilience::CircuitBreaker>(bo, SteadyClock::shared()));
+    gates_.push_back(std::make_unique<Gate>());
     try {
       shards_.push_back(Connection::create(io_, std::move(o)));
     } catch (const std::exception& ex) {  // e.g. a CA file that cannot be read
@@ -165,8 +167,13 @@ std::size_t RedisStore::shard_of(const Policy& policy, std::string_view key) con
 }
 
 RedisStore::Counters RedisStore::counters() const noexcept {
-  return {calls_.load(),   batches_.load(), failures_.load(),
-          reloads_.load(), retries_.load(), short_circuited_.load()};
+  std::uint64_t most = 0;
+  for (const auto& g : gates_) {
+    std::lock_guard lk(g->mu);
+    most = std::max<std::uint64_t>(most, g->most_in_flight);
+  }
+  return {calls_.load(),   batches_.load(),         failures_.load(),          reloads_.load(),
+          retries_.load(), short_circuited_.load(), bulkhead_rejected_.load(), most};
 }
 
 void RedisStore::lease(std::vector<LeaseRequest> batch, LeaseCallback done) {
@@ -185,18 +192,90 @@ void RedisStore::lease(std::vector<LeaseRequest> batch, LeaseCallback done) {
   call->done = std::move(done);
   call->pending = 1;  // held until every shard's part is sent
   for (std::size_t s = 0; s < shards_.size(); ++s) {
-    if (by_shard[s].empty()) continue;
+    if (!by_shard[s].empty()) admit(s, call, std::move(by_shard[s]));
+  }
+  call->finish_part();
+}
+
+void RedisStore::admit(std::size_t shard, const std::shared_ptr<Call>& call,
+                       std::vector<std::size_t> idx) {
+  Gate& gate = *gates_[shard];
+  std::vector<std::size_t> now, later, refused;
+  {
+    std::lock_guard lk(gate.mu);
+    const std::size_t free =
+        bulkhead_.max_in_flight - std::min(bulkhead_.max_in_flight, gate.in_flight);
+    // Keys already waiting go first: a new part only goes straight out if none wait.
+    const std::size_t n_now = gate.queue.empty() ? std::min(free, idx.size()) : 0;
+    const std::size_t room = bulkhead_.max_queue - std::min(bulkhead_.max_queue, gate.queued);
+    const std::size_t n_later = std::min(room, idx.size() - n_now);
+    now.assign(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(n_now));
+    later.assign(idx.begin() + static_cast<std::ptrdiff_t>(n_now),
+                 idx.begin() + static_cast<std::ptrdiff_t>(n_now + n_later));
+    refused.assign(idx.begin() + static_cast<std::ptrdiff_t>(n_now + n_later), idx.end());
+    gate.in_flight += now.size();
+    gate.most_in_flight = std::max(gate.most_in_flight, gate.in_flight);
+    if (!later.empty()) {
+      gate.queued += later.size();
+      std::lock_guard lc(call->mu);
+      ++call->pending;  // the queued part
+      gate.queue.emplace_back(call, std::move(later));
+    }
+  }
+  for (std::size_t i : refused) {
+    LeaseGrant& g = call->grants[i];
+    g.ok = false;
+    g.error = "redis " + shards_[shard]->endpoint().redacted() + ": bulkhead full";
+  }
+  bulkhead_rejected_ += refused.size();
+  if (!now.empty()) {
     {
-      std::lock_guard lk(call->mu);
+      std::lock_guard lc(call->mu);
       ++call->pending;
     }
-    send_leases(s, call, std::move(by_shard[s]), 0, false);
+    const std::size_t slots = now.size();
+    send_leases(shard, call, std::move(now), 0, false, slots);
+  }
+}
+
+void RedisStore::part_done(std::size_t shard, std::size_t slots,
+                           const std::shared_ptr<Call>& call) {
+  Gate& gate = *gates_[shard];
+  std::vector<std::pair<std::shared_ptr<Call>, std::vector<std::size_t>>> start;
+  {
+    std::lock_guard lk(gate.mu);
+    gate.in_flight -= std::min(slots, gate.in_flight);
+    while (!gate.queue.empty() && gate.in_flight < bulkhead_.max_in_flight) {
+      auto& [waiting, keys] = gate.queue.front();
+      const std::size_t take = std::min(keys.size(), bulkhead_.max_in_flight - gate.in_flight);
+      if (take == keys.size()) {
+        start.emplace_back(std::move(waiting), std::move(keys));  // carries the part's count
+        gate.queue.pop_front();
+      } else {
+        std::vector<std::size_t> piece(keys.begin(),
+                                       keys.begin() + static_cast<std::ptrdiff_t>(take));
+        keys.erase(keys.begin(), keys.begin() + static_cast<std::ptrdiff_t>(take));
+        {
+          std::lock_guard lc(waiting->mu);
+          ++waiting->pending;  // the piece; the rest keeps the queued part's count
+        }
+        start.emplace_back(waiting, std::move(piece));
+      }
+      gate.in_flight += take;
+      gate.queued -= take;
+      gate.most_in_flight = std::max(gate.most_in_flight, gate.in_flight);
+    }
+  }
+  for (auto& [waiting, keys] : start) {
+    const std::size_t n = keys.size();
+    send_leases(shard, waiting, std::move(keys), 0, false, n);
   }
   call->finish_part();
 }
 
 void RedisStore::send_leases(std::size_t shard, std::shared_ptr<Call> call,
-                             std::vector<std::size_t> idx, int attempt, bool retried) {
+                             std::vector<std::size_t> idx, int attempt, bool retried,
+                             std::size_t slots) {
   resilience::CircuitBreaker& breaker = *breakers_[shard];
   if (!breaker.allow()) {
     // The shard is failing: answer at once instead of queueing behind it.
@@ -206,7 +285,7 @@ void RedisStore::send_leases(std::size_t shard, std::shared_ptr<Call> call,
       g.error = "redis " + shards_[shard]->endpoint().redacted() + ": circuit open";
     }
     short_circuited_ += idx.size();
-    call->finish_part();
+    part_done(shard, slots, call);
     return;
   }
   const auto sent = std::chrono::steady_clock::now();
@@ -217,7 +296,7 @@ void RedisStore::send_leases(std::size_t shard, std::shared_ptr<Call> call,
   calls_ += idx.size();
   ++batches_;
   shards_[shard]->send(
-      std::move(cmds), [this, shard, call, idx = std::move(idx), attempt, retried, sent](
+      std::move(cmds), [this, shard, call, idx = std::move(idx), attempt, retried, sent, slots](
                            std::vector<Reply> replies, std::string error) mutable {
         const Nanos took = std::chrono::steady_clock::now() - sent;
         if (error.empty()) {
@@ -232,10 +311,10 @@ void RedisStore::send_leases(std::size_t shard, std::shared_ptr<Call> call,
           // and nothing granted is lost.
           ++retries_;
           auto timer = std::make_shared<asio::steady_timer>(io_, kRetryAfter);
-          timer->async_wait([this, shard, call, idx = std::move(idx), attempt,
+          timer->async_wait([this, shard, call, idx = std::move(idx), attempt, slots,
                              timer](const boost::system::error_code& ec) mutable {
             if (ec) return;
-            send_leases(shard, std::move(call), std::move(idx), attempt, true);
+            send_leases(shard, std::move(call), std::move(idx), attempt, true, slots);
           });
           return;
         }
@@ -259,10 +338,10 @@ void RedisStore::send_leases(std::size_t shard, std::shared_ptr<Call> call,
         }
         if (!again.empty()) {
           ++reloads_;
-          send_leases(shard, call, std::move(again), attempt + 1, retried);  // still pending
+          send_leases(shard, call, std::move(again), attempt + 1, retried, slots);  // pending
           return;
         }
-        call->finish_part();
+        part_done(shard, slots, call);
       });
 }
 
