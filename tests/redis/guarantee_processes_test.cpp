@@ -20,6 +20,15 @@
 namespace tollgate {
 namespace {
 
+// The bound is asserted in every build. Utilisation is a performance figure: >= 97 % in
+// the plain build; sanitizers slow every thread several-fold on two cores, so there a
+// floor only catches gross regressions.
+#ifdef TOLLGATE_SANITIZED
+constexpr double kMinUtilisation = 0.90;
+#else
+constexpr double kMinUtilisation = 0.97;
+#endif
+
 constexpr int kInstances = 8, kKeys = 4;
 constexpr double kRate = 2000, kBurst = 1000, kTtl = 1.0, kSeconds = 5;
 
@@ -96,7 +105,7 @@ TEST(GuaranteeOverRedis, ProcessesSharingThreeShardsStayWithinTheBoundAndUseTheQ
                 100.0 * static_cast<double>(steady) / capacity,
                 static_cast<unsigned long long>(max_in_window(adm, 1'000'000'000)),
                 kRate * (1 + kTtl) + kBurst);
-    EXPECT_GE(static_cast<double>(steady), 0.97 * capacity) << "key " << k;
+    EXPECT_GE(static_cast<double>(steady), kMinUtilisation * capacity) << "key " << k;
   }
 }
 

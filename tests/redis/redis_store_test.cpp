@@ -265,7 +265,11 @@ TEST(RedisStore, LimitersShareQuotasThroughThreeShardsWithFewRoundTrips) {
   std::printf("steady state: %llu admitted with %lld EVALSHA calls: %.0f per call\n",
               static_cast<unsigned long long>(admitted_end - admitted_1s), calls_end - calls_1s,
               per_call);
+#ifdef TOLLGATE_SANITIZED
+  EXPECT_GE(per_call, 200.0);  // sanitizers slow the load threads; a floor only
+#else
   EXPECT_GE(per_call, 500.0);
+#endif
 }
 
 }  // namespace

@@ -20,6 +20,15 @@
 namespace tollgate {
 namespace {
 
+// The bound is asserted in every build. Utilisation is a performance figure: >= 97 % in
+// the plain build; sanitizers slow every thread several-fold on two cores, so there a
+// floor only catches gross regressions.
+#ifdef TOLLGATE_SANITIZED
+constexpr double kMinUtilisation = 0.90;
+#else
+constexpr double kMinUtilisation = 0.97;
+#endif
+
 using namespace std::chrono_literals;
 using Steady = std::chrono::steady_clock;
 
@@ -143,7 +152,7 @@ TEST(GuaranteeTest, SharedQuotaIsNeverExceededAndIsFullyUsed) {
         keys[k].c_str(), 100.0 * static_cast<double>(steady) / capacity,
         static_cast<unsigned long long>(max_in_window(adm, 1'000'000'000)),
         kRate * (1.0 + std::chrono::duration<double>(kTtl).count()) + kBurst);
-    EXPECT_GE(static_cast<double>(steady), 0.97 * capacity)
+    EXPECT_GE(static_cast<double>(steady), kMinUtilisation * capacity)
         << keys[k] << ": steady-state utilisation " << static_cast<double>(steady) / capacity;
   }
   EXPECT_EQ(total_admitted, counted) << "SDK stats disagree with the test's own count";
