@@ -57,7 +57,10 @@ class LeaseTest : public ::testing::Test {
       for (auto& g : b) given_back.push_back(g);
     }));
     clock = std::make_shared<ManualClock>();
-    limiter.emplace(std::move(c), Limiter::Options{store, clock, false});
+    limiter.emplace(
+        std::move(c),
+        Limiter::Options{
+            .store = store, .clock = clock, .background_thread = false, .observer = {}});
   }
 
   // Answers the oldest pending lease call, every key with `granted` tokens.

@@ -88,7 +88,7 @@ TEST_F(BreakerTest, OpensAtTheFailureRatioThenProbesAndCloses) {
   CircuitBreaker b(o, clock);
   std::vector<std::string> seen;
   b.set_observer([&](BreakerState from, BreakerState to) {
-    seen.push_back(std::string(to_string(from)) + "->" + to_string(to));
+    seen.push_back(std::string(to_string(from)) + "->" + std::string(to_string(to)));
   });
   record(b, 5, 4);
   EXPECT_EQ(b.state(), BreakerState::kClosed);  // 4 of 9, and below 10 calls

@@ -5,11 +5,13 @@
 #include <functional>
 #include <memory>
 #include <string_view>
+#include <vector>
 
 #include "tollgate/clock.h"
 #include "tollgate/config.h"
 #include "tollgate/decision.h"
 #include "tollgate/export.h"
+#include "tollgate/observer.h"
 #include "tollgate/quota_store.h"
 
 namespace tollgate {
@@ -28,7 +30,11 @@ struct Stats {
   std::uint64_t tokens_expired = 0;  // leased, unspent, expired before they could go back
   std::uint64_t keys_tracked = 0;
   std::uint64_t keys_evicted = 0;
-  std::uint64_t bytes_used = 0;  // key table, entries and wait queues
+  std::uint64_t bytes_used = 0;           // key table, entries and wait queues
+  std::uint64_t lease_failures = 0;       // keys whose lease request failed (shard unavailable)
+  std::uint64_t breaker_transitions = 0;  // circuit breaker state changes, all shards
+  std::uint64_t breakers_opened = 0;      // of which to open
+  std::vector<BreakerState> breakers;     // each shard's breaker now (empty: in-process store)
 
   std::uint64_t denied_total() const noexcept {
     std::uint64_t n = 0;
@@ -75,6 +81,8 @@ class TOLLGATE_API Limiter {
     std::shared_ptr<const Clock> clock;  // nullptr: SteadyClock
     // false: no SDK thread; the owner calls poll() (tests with a ManualClock).
     bool background_thread = true;
+    // Telemetry: lease round trips, breaker changes, log lines (tollgate/observer.h).
+    std::shared_ptr<Observer> observer;
   };
   using Completion = std::function<void(const Decision&)>;
 

@@ -9,6 +9,7 @@
 #include "tollgate/clock.h"
 #include "tollgate/config.h"
 #include "tollgate/export.h"
+#include "tollgate/observer.h"
 
 namespace tollgate {
 
@@ -58,6 +59,11 @@ class TOLLGATE_API QuotaStore {
   virtual void lease(std::vector<LeaseRequest> batch, LeaseCallback done) = 0;
   // Best effort; tokens that cannot be given back simply expire.
   virtual void give_back(std::vector<GiveBack> batch) = 0;
+
+  // Where breaker changes and log lines go (the Limiter passes its Options::observer).
+  virtual void set_observer(std::shared_ptr<Observer> /*observer*/) {}
+  // One state per shard; empty for a store without shards.
+  virtual std::vector<BreakerState> breaker_states() const { return {}; }
 };
 
 // Global buckets in this process: the embedded default, and the reference for the

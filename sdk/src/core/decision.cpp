@@ -1,4 +1,5 @@
 #include "tollgate/decision.h"
+#include "tollgate/observer.h"
 
 namespace tollgate {
 
@@ -38,5 +39,33 @@ std::string_view to_string(Reason reason) noexcept {
   }
   return "unknown";
 }
+
+std::string_view to_string(BreakerState state) noexcept {
+  switch (state) {
+    case BreakerState::kClosed:
+      return "closed";
+    case BreakerState::kOpen:
+      return "open";
+    case BreakerState::kHalfOpen:
+      return "half_open";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(LogLevel level) noexcept {
+  switch (level) {
+    case LogLevel::kDebug:
+      return "debug";
+    case LogLevel::kInfo:
+      return "info";
+    case LogLevel::kWarn:
+      return "warn";
+    case LogLevel::kError:
+      return "error";
+  }
+  return "unknown";
+}
+
+Observer::~Observer() = default;
 
 }  // namespace tollgate

@@ -19,7 +19,7 @@ namespace {
 constexpr Nanos kTick = std::chrono::milliseconds(1);
 constexpr Nanos kMaxSleep = std::chrono::milliseconds(250);
 constexpr Nanos kStoreErrorBackoff = std::chrono::milliseconds(50);
-constexpr std::size_t kMaxBatch = 512;  // lease requests per store call
+constexpr std::size_t kMaxBatch = 512;               // lease requests per store call
 constexpr std::uint64_t kMaxLeaseTokens = 1u << 30;  // a lease fits HeldLease::granted
 constexpr Ms kNoTimer = 0x7fffffff;                  // "no timer known" offset
 
@@ -53,6 +53,8 @@ LimiterImpl::LimiterImpl(Config config, Limiter::Options options)
       table_(config_->max_keys),
       inbox_(std::make_shared<Inbox>()) {
   if (!store_) store_ = make_store(*config_, clock_);
+  relay_->user = std::move(options.observer);
+  store_->set_observer(relay_);
   for (const Policy& p : config_->policies) {
     CompiledPolicy c;
     c.spec = std::make_shared<const Policy>(p);
@@ -659,8 +661,9 @@ void LimiterImpl::drain_inbox(Nanos now) {
     InFlight f = std::move(it->second);
     in_flight_.erase(it);
     const std::int64_t rtt = (now - f.sent_at).count();
-    const std::int64_t old = rtt_ns_.load(std::memory_order_relaxed);
-    rtt_ns_.store(old + (rtt - old) / 8, std::memory_order_relaxed);
+    LeaseEvent ev;
+    ev.keys = static_cast<std::uint32_t>(f.entries.size());
+    ev.duration = now - f.sent_at;
     for (std::size_t i = 0; i < f.entries.size(); ++i) {
       LeaseGrant g;
       if (i < grants.size()) {
@@ -669,8 +672,23 @@ void LimiterImpl::drain_inbox(Nanos now) {
         g.ok = false;
         g.error = "store answered fewer keys than asked";
       }
+      ev.tokens_asked += f.wants[i];
+      if (g.ok) {
+        ev.tokens_granted += g.granted;
+      } else {
+        ++ev.failed_keys;
+      }
       apply(f.entries[i], f.mins[i], f.wants[i], g, f.sent_at, now);
     }
+    if (ev.failed_keys > 0) {
+      ev.outcome = LeaseOutcome::kFailed;
+      lease_failures_.fetch_add(ev.failed_keys, std::memory_order_relaxed);
+    } else {
+      // Failed answers (often instant: an open breaker) would drag the estimate down.
+      const std::int64_t old = rtt_ns_.load(std::memory_order_relaxed);
+      rtt_ns_.store(old + (rtt - old) / 8, std::memory_order_relaxed);
+    }
+    relay_->on_lease(ev);
   }
 }
 
@@ -941,6 +959,13 @@ Stats LimiterImpl::stats() const {
     waiting = waits_.size();
   }
   st.bytes_used = table_.bytes_used() + waiting * (sizeof(core::Waiter) + 2 * sizeof(void*));
+  st.lease_failures = lease_failures_.load(std::memory_order_relaxed);
+  st.breaker_transitions = relay_->transitions.load(std::memory_order_relaxed);
+  st.breakers_opened = relay_->opened.load(std::memory_order_relaxed);
+  try {
+    st.breakers = store_->breaker_states();
+  } catch (...) {
+  }
   return st;
 }
 

@@ -130,7 +130,25 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   }
   Nanos next_wakeup(Nanos now);
 
+  // Stands between the store and the user's observer: counts breaker changes for stats().
+  struct Relay final : Observer {
+    std::shared_ptr<Observer> user;
+    std::atomic<std::uint64_t> transitions{0}, opened{0};
+    void on_lease(const LeaseEvent& e) noexcept override {
+      if (user) user->on_lease(e);
+    }
+    void on_breaker(const BreakerEvent& e) noexcept override {
+      transitions.fetch_add(1, std::memory_order_relaxed);
+      if (e.to == BreakerState::kOpen) opened.fetch_add(1, std::memory_order_relaxed);
+      if (user) user->on_breaker(e);
+    }
+    void on_log(LogLevel level, std::string_view message) noexcept override {
+      if (user) user->on_log(level, message);
+    }
+  };
+
   std::shared_ptr<const Config> config_;
+  std::shared_ptr<Relay> relay_ = std::make_shared<Relay>();
   std::shared_ptr<QuotaStore> store_;
   std::shared_ptr<const Clock> clock_;
   const bool background_;
@@ -189,7 +207,7 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
 
   // Counters the scheduler keeps.
   std::atomic<std::uint64_t> leases_asked_{0}, leases_granted_{0}, tokens_leased_{0},
-      tokens_given_back_{0}, tokens_expired_{0}, keys_evicted_{0};
+      tokens_given_back_{0}, tokens_expired_{0}, keys_evicted_{0}, lease_failures_{0};
 
   // The SDK's thread.
   std::thread thread_;

@@ -190,6 +190,10 @@ void Connection::on_reply(Reply reply) {
   Batch done = std::move(b);
   in_flight_.pop_front();
   backoff_.reset();  // the server answers: healthy
+  if (down_) {
+    down_ = false;
+    if (options_.log) options_.log(LogLevel::kInfo, options_.endpoint.redacted() + ": up again");
+  }
   arm_timer();
   if (!done.handshake) done.done(std::move(done.replies), {});
 }
@@ -204,6 +208,10 @@ void Connection::fail_all(const std::string& why) {
   writing_ = false;
   state_ = State::kIdle;
   last_error_ = why;
+  if (!down_ && why != "connection closed") {
+    down_ = true;
+    if (options_.log) options_.log(LogLevel::kWarn, options_.endpoint.redacted() + ": " + why);
+  }
   retry_after_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(*backoff_.next());
   std::deque<Batch> failed;
   failed.swap(in_flight_);

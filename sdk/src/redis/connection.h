@@ -6,6 +6,8 @@
 // every batch in flight and close the socket (their replies could no longer be matched).
 #pragma once
 
+#include "tollgate/observer.h"
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
@@ -40,6 +42,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     // rediss://: trust these CAs (PEM file); empty: the system's. The server's name is
     // always verified against its certificate.
     std::string tls_ca_file;
+    // Called on the io thread when the shard goes down (first failure after being up)
+    // and when it is up again. Messages name the redacted URL, never a password.
+    std::function<void(LogLevel, const std::string&)> log;
   };
   // `error` is empty on success; then replies.size() equals the commands sent. Replies may
   // be Redis errors (Reply::is_error): that is the caller's business.
@@ -99,6 +104,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Clock::time_point retry_after_{};
   resilience::Backoff backoff_;
   std::string last_error_;
+  bool down_ = false;            // failed since the last answer (for log lines on changes only)
   std::deque<Batch> waiting_;    // not written yet
   std::deque<Batch> in_flight_;  // written; replies awaited in this order
   std::string out_;

@@ -131,6 +131,9 @@ RedisStore::RedisStore(const StoreConfig& config)
     // restart behind a live connection (then the call loads it again and retries).
     o.tls_ca_file = config.tls_ca_file;
     o.on_connect = {{"SCRIPT", "LOAD", kLeaseScript}, {"SCRIPT", "LOAD", kGiveBackScript}};
+    o.log = [slot = observer_](LogLevel level, const std::string& message) {
+      if (auto ob = slot->get()) ob->on_log(level, message);
+    };
     const BreakerConfig& bc = config.breaker;
     resilience::BreakerOptions bo;
     bo.failure_ratio = bc.failure_ratio;
@@ -142,6 +145,16 @@ RedisStore::RedisStore(const StoreConfig& config)
     bo.break_duration = bc.break_duration;
     bo.permitted_calls_in_half_open = bc.permitted_calls_in_half_open;
     breakers_.push_back(std::make_unique<resilience::CircuitBreaker>(bo, SteadyClock::shared()));
+    breakers_.back()->set_observer(
+        [slot = observer_, shard = static_cast<std::uint32_t>(i), url = o.endpoint.redacted()](
+            BreakerState from, BreakerState to) {
+          auto ob = slot->get();
+          if (!ob) return;
+          ob->on_breaker(BreakerEvent{shard, from, to});
+          ob->on_log(to == BreakerState::kOpen ? LogLevel::kWarn : LogLevel::kInfo,
+                     url + ": circuit breaker " + std::string(to_string(from)) + " -> " +
+                         std::string(to_string(to)));
+        });
     gates_.push_back(std::make_unique<Gate>());
     try {
       shards_.push_back(Connection::create(io_, std::move(o)));
@@ -151,6 +164,18 @@ RedisStore::RedisStore(const StoreConfig& config)
   }
   if (shards_.empty()) throw ConfigError("store.shards", "at least one redis:// URL");
   thread_ = std::thread([this] { io_.run(); });
+}
+
+void RedisStore::set_observer(std::shared_ptr<Observer> observer) {
+  std::lock_guard lk(observer_->mu);
+  observer_->observer = std::move(observer);
+}
+
+std::vector<BreakerState> RedisStore::breaker_states() const {
+  std::vector<BreakerState> out;
+  out.reserve(breakers_.size());
+  for (const auto& b : breakers_) out.push_back(b->state());
+  return out;
 }
 
 RedisStore::~RedisStore() {

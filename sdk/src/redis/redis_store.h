@@ -27,6 +27,8 @@ class RedisStore final : public QuotaStore {
 
   void lease(std::vector<LeaseRequest> batch, LeaseCallback done) override;
   void give_back(std::vector<GiveBack> batch) override;
+  void set_observer(std::shared_ptr<Observer> observer) override;
+  std::vector<BreakerState> breaker_states() const override;
 
   std::size_t shard_count() const noexcept { return shards_.size(); }
   resilience::BreakerState breaker_state(std::size_t shard) const {
@@ -70,6 +72,16 @@ class RedisStore final : public QuotaStore {
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::vector<std::shared_ptr<Connection>> shards_;
   std::vector<std::unique_ptr<resilience::CircuitBreaker>> breakers_;  // one per shard
+  // Read on the io thread and by breakers on any thread; set once by the Limiter.
+  struct ObserverSlot {
+    std::mutex mu;
+    std::shared_ptr<Observer> observer;
+    std::shared_ptr<Observer> get() {
+      std::lock_guard lk(mu);
+      return observer;
+    }
+  };
+  std::shared_ptr<ObserverSlot> observer_ = std::make_shared<ObserverSlot>();
   std::string lease_sha_;
   std::string give_back_sha_;
   std::atomic<std::uint64_t> calls_{0}, batches_{0}, failures_{0}, reloads_{0}, retries_{0},

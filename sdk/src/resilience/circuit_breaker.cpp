@@ -5,18 +5,6 @@ namespace {
 constexpr std::int64_t kBuckets = 10;  // a time window is kept in 10 slices
 }
 
-const char* to_string(BreakerState s) noexcept {
-  switch (s) {
-    case BreakerState::kClosed:
-      return "closed";
-    case BreakerState::kOpen:
-      return "open";
-    case BreakerState::kHalfOpen:
-      return "half_open";
-  }
-  return "unknown";
-}
-
 CircuitBreaker::CircuitBreaker(BreakerOptions options, std::shared_ptr<const Clock> clock)
     : options_(options), clock_(clock ? std::move(clock) : SteadyClock::shared()) {}
 

@@ -26,11 +26,11 @@
 #include <vector>
 
 #include "tollgate/clock.h"
+#include "tollgate/observer.h"
 
 namespace tollgate::resilience {
 
-enum class BreakerState : std::uint8_t { kClosed, kOpen, kHalfOpen };
-const char* to_string(BreakerState s) noexcept;
+using tollgate::BreakerState;  // the public enum (tollgate/observer.h)
 
 struct BreakerOptions {
   double failure_ratio = 0.5;
