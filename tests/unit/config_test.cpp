@@ -409,6 +409,56 @@ TEST(ConfigPolicies, TokenBucketRateAndBurst) {
   EXPECT_EQ(Config::from_json(j.dump()).policies[0].capacity(), 1u);
 }
 
+TEST(ConfigPolicies, FallbackDefaultsToALocalBucketSharedByTheDeclaredInstances) {
+  Json j = base();
+  j["policies"][0]["rate"] = 100;
+  j["policies"][0]["burst"] = 200;
+  Config c = Config::from_json(j.dump());
+  EXPECT_EQ(c.policies[0].fallback.mode, FallbackMode::kLocal);
+  EXPECT_DOUBLE_EQ(c.policies[0].fallback_rate(), 100);
+  EXPECT_DOUBLE_EQ(c.policies[0].fallback_burst(), 200);
+  j["policies"][0]["fallback"] = {{"mode", "local"}, {"instances", 8}};
+  c = Config::from_json(j.dump());
+  EXPECT_DOUBLE_EQ(c.policies[0].fallback_rate(), 12.5);
+  EXPECT_DOUBLE_EQ(c.policies[0].fallback_burst(), 25);
+  j["policies"][0]["fallback"] = {{"mode", "local"}, {"rate", 3}, {"burst", 7}};
+  c = Config::from_json(j.dump());
+  EXPECT_DOUBLE_EQ(c.policies[0].fallback_rate(), 3);
+  EXPECT_DOUBLE_EQ(c.policies[0].fallback_burst(), 7);
+  j["policies"][0]["fallback"] = {{"mode", "allow"}};
+  EXPECT_EQ(Config::from_json(j.dump()).policies[0].fallback.mode, FallbackMode::kAllow);
+  j["policies"][0]["fallback"] = {{"mode", "deny"}};
+  EXPECT_EQ(Config::from_json(j.dump()).policies[0].fallback.mode, FallbackMode::kDeny);
+}
+
+TEST(ConfigPolicies, BadFallbacksNameTheirField) {
+  expect_refused(
+      [](Json& j) {
+        j["policies"][0]["fallback"] = {{"mode", "maybe"}};
+      },
+      "policies[0].fallback.mode", "expected local, deny or allow");
+  expect_refused(
+      [](Json& j) {
+        j["policies"][0]["fallback"] = {{"instances", 0}};
+      },
+      "policies[0].fallback.instances", "must be >= 1");
+  expect_refused(
+      [](Json& j) {
+        j["policies"][0]["fallback"] = {{"rate", -1}};
+      },
+      "policies[0].fallback.rate", "must not be negative");
+  expect_refused(
+      [](Json& j) {
+        j["policies"][0]["fallback"] = {{"burst", 0.5}};
+      },
+      "policies[0].fallback.burst", "must be >= 1");
+  expect_refused(
+      [](Json& j) {
+        j["policies"][0]["fallback"] = {{"mood", "local"}};
+      },
+      "policies[0].fallback.mood", "unknown field");
+}
+
 TEST(ConfigPolicies, NonFiniteRatesAreRefusedInCode) {
   const double nan = std::numeric_limits<double>::quiet_NaN();
   const double inf = std::numeric_limits<double>::infinity();

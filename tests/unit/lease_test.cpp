@@ -83,6 +83,31 @@ class LeaseTest : public ::testing::Test {
     limiter->poll();
   }
 
+  // Answers the oldest pending lease call with a failure for every key.
+  void fail_lease(const std::string& why = "shard unavailable") {
+    ASSERT_FALSE(pending.empty());
+    Pending p = std::move(pending.front());
+    pending.erase(pending.begin());
+    std::vector<LeaseGrant> grants(p.batch.size());
+    for (auto& g : grants) {
+      g.ok = false;
+      g.error = why;
+    }
+    p.done(std::move(grants));
+    limiter->poll();
+  }
+
+  // Admits `key` until denied; returns how many were admitted and the denial.
+  std::pair<int, Decision> drain(const std::string& key, Reason admitted_as) {
+    int n = 0;
+    for (;;) {
+      Decision d = limiter->try_acquire(key);
+      if (!d.allowed) return {n, d};
+      EXPECT_EQ(d.reason, admitted_as);
+      ++n;
+    }
+  }
+
   std::uint64_t given_back_total() const {
     std::uint64_t n = 0;
     for (auto& g : given_back) n += g.tokens;
@@ -544,6 +569,127 @@ TEST_F(LeaseTest, DestructionGivesUnspentTokensBack) {
   limiter->try_acquire("tenant:a");
   limiter.reset();
   EXPECT_EQ(given_back_total(), 39u);
+}
+
+// ---------------------------------------------------------------------------------------
+// Fallbacks: the shard is unavailable and the key's lease is spent.
+
+Config fallback_config(FallbackMode mode) {
+  Config c = bucket_config(100, 100);  // 100 tokens/s, burst 100
+  c.policies[0].fallback.mode = mode;
+  c.policies[0].fallback.instances = 4;  // local bucket: 25 tokens/s, burst 25
+  return c;
+}
+
+TEST_F(LeaseTest, LocalFallbackAdmitsTheDeclaredBucketAndSaysSo) {
+  make(fallback_config(FallbackMode::kLocal));
+  limiter->try_acquire("tenant:a");
+  limiter->poll();
+  fail_lease();
+  // Full at the start of the outage: burst / instances.
+  auto [admitted, denial] = drain("tenant:a", Reason::kFallbackLocal);
+  EXPECT_EQ(admitted, 25);
+  EXPECT_EQ(denial.reason, Reason::kFallbackLocal);
+  EXPECT_EQ(denial.retry_after, 40ms) << "one token at 25/s";
+  // Then the refill rate: 25/s, so 10 tokens in 400 ms.
+  clock->advance(400ms);
+  limiter->poll();
+  while (!pending.empty()) fail_lease();  // the limiter keeps asking; the shard is still out
+  EXPECT_EQ(drain("tenant:a", Reason::kFallbackLocal).first, 10);
+  Stats st = limiter->stats();
+  EXPECT_EQ(st.fallback_tokens, 35u);
+  EXPECT_EQ(st.denied[static_cast<int>(Reason::kFallbackLocal)], 2u);
+  EXPECT_GE(st.lease_failures, 2u);
+}
+
+TEST_F(LeaseTest, WhenTheShardReturnsLeasesResumeAndFallbackTokensAreNeitherKeptNorGivenBack) {
+  make(fallback_config(FallbackMode::kLocal));
+  limiter->try_acquire("tenant:a");
+  limiter->poll();
+  fail_lease();
+  for (int i = 0; i < 5; ++i)
+    EXPECT_EQ(limiter->try_acquire("tenant:a").reason, Reason::kFallbackLocal);
+  // 20 local tokens are left, and 50 ms at 25/s add one before the shard answers again.
+  clock->advance(50ms);
+  limiter->poll();
+  ASSERT_FALSE(pending.empty());
+  answer(30);
+  while (!pending.empty()) answer(0);
+  auto [admitted, denial] = drain("tenant:a", Reason::kOk);
+  EXPECT_EQ(admitted, 30) << "only the lease: the 21 fallback tokens are gone";
+  Stats st = limiter->stats();
+  EXPECT_EQ(st.fallback_dropped, 21u);
+  limiter.reset();  // gives back what is unspent: never fallback tokens
+  EXPECT_EQ(given_back_total(), 0u);
+}
+
+TEST_F(LeaseTest, ALeaseStillHeldIsSpentBeforeTheFallback) {
+  make(fallback_config(FallbackMode::kLocal));
+  limiter->try_acquire("tenant:a");
+  limiter->poll();
+  answer(10);
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(limiter->try_acquire("tenant:a").reason, Reason::kOk);
+  // A cost of 5 does not fit the 2 left: a refill goes out, and fails.
+  EXPECT_FALSE(limiter->try_acquire("tenant:a", 5).allowed);
+  limiter->poll();
+  ASSERT_FALSE(pending.empty());
+  while (!pending.empty()) fail_lease();
+  EXPECT_EQ(limiter->try_acquire("tenant:a").reason, Reason::kOk);
+  EXPECT_EQ(limiter->try_acquire("tenant:a").reason, Reason::kOk);
+  // The lease is spent: the next denial hands over to the local bucket.
+  EXPECT_FALSE(limiter->try_acquire("tenant:a").allowed);
+  limiter->poll();
+  EXPECT_EQ(limiter->try_acquire("tenant:a").reason, Reason::kFallbackLocal);
+}
+
+TEST_F(LeaseTest, DenyFallbackRefusesWithItsReason) {
+  make(fallback_config(FallbackMode::kDeny));
+  limiter->try_acquire("tenant:a");
+  limiter->poll();
+  fail_lease();
+  Decision d = limiter->try_acquire("tenant:a");
+  EXPECT_FALSE(d.allowed);
+  EXPECT_EQ(d.reason, Reason::kFallbackDeny);
+  EXPECT_GT(d.retry_after.count(), 0);
+  EXPECT_EQ(limiter->stats().fallback_tokens, 0u);
+}
+
+TEST_F(LeaseTest, AllowFallbackAdmitsWithItsReasonUntilTheShardReturns) {
+  make(fallback_config(FallbackMode::kAllow));
+  limiter->try_acquire("tenant:a");
+  limiter->poll();
+  fail_lease();
+  for (int i = 0; i < 1000; ++i) {
+    Decision d = limiter->try_acquire("tenant:a");
+    ASSERT_TRUE(d.allowed);
+    ASSERT_EQ(d.reason, Reason::kFallbackAllow);
+  }
+  clock->advance(100ms);
+  limiter->poll();
+  ASSERT_FALSE(pending.empty());
+  answer(3);
+  while (!pending.empty()) answer(0);
+  auto [admitted, denial] = drain("tenant:a", Reason::kOk);
+  EXPECT_EQ(admitted, 3);
+  EXPECT_NE(denial.reason, Reason::kFallbackAllow);
+}
+
+TEST_F(LeaseTest, ConcurrencyPoliciesFallBackToDenyForLocal) {
+  Config c;
+  Policy p;
+  p.match = "gpu:*";
+  p.name = "gpu";
+  p.kind = PolicyKind::kConcurrency;
+  p.limit = 8;
+  c.policies.push_back(p);
+  c.instance_id = "test-instance";
+  make(c);
+  EXPECT_FALSE(limiter->acquire_permit("gpu:a"));
+  limiter->poll();
+  fail_lease();
+  Permit permit = limiter->acquire_permit("gpu:a");
+  EXPECT_FALSE(permit);
+  EXPECT_EQ(permit.decision().reason, Reason::kFallbackDeny);
 }
 
 }  // namespace

@@ -30,6 +30,25 @@ struct PenaltyBox {
   bool enabled() const noexcept { return denials > 0; }
 };
 
+// What a key decides while its shard is unavailable (store failing, breaker open) and
+// its lease is spent or expired (docs/resilience.md).
+enum class FallbackMode : std::uint8_t {
+  kLocal = 0,  // a local token bucket per key: rate and burst below (concurrency: as deny)
+  kDeny = 1,   // refuse (reason fallback_deny)
+  kAllow = 2,  // admit everything (reason fallback_allow): no bound while the shard is out
+};
+TOLLGATE_API std::string_view to_string(FallbackMode mode) noexcept;
+
+struct Fallback {
+  FallbackMode mode = FallbackMode::kLocal;
+  // How many instances share the policy: the local bucket's defaults are the policy's
+  // refill rate and capacity divided by this, so that all of them together stay near
+  // the global limit.
+  std::uint32_t instances = 1;
+  double rate = 0;   // tokens per second of the local bucket; 0: refill rate / instances
+  double burst = 0;  // most tokens at once; 0: capacity / instances (at least 1)
+};
+
 struct Policy {
   std::string name;   // defaults to `match`
   std::string match;  // "tenant:*" matches by prefix, anything else exactly; "*" matches all
@@ -42,10 +61,16 @@ struct Policy {
   std::uint64_t limit = 0;  // windows: admissions per window; concurrency: permits
   Nanos window{0};          // fixed and sliding windows
   PenaltyBox penalty_box;
+  Fallback fallback;
 
   // The most one acquire may cost: burst for a bucket, limit otherwise.
   TOLLGATE_API std::uint64_t capacity() const noexcept;
   TOLLGATE_API double effective_burst() const noexcept;
+  // Tokens per second the global quota refills at: rate, or limit per window.
+  TOLLGATE_API double refill_per_second() const noexcept;
+  // The local fallback bucket's rate and burst, defaults applied.
+  TOLLGATE_API double fallback_rate() const noexcept;
+  TOLLGATE_API double fallback_burst() const noexcept;
 };
 
 enum class ColdKeyMode : std::uint8_t {

@@ -32,6 +32,8 @@ struct Stats {
   std::uint64_t keys_evicted = 0;
   std::uint64_t bytes_used = 0;           // key table, entries and wait queues
   std::uint64_t lease_failures = 0;       // keys whose lease request failed (shard unavailable)
+  std::uint64_t fallback_tokens = 0;      // tokens the local fallback buckets handed out
+  std::uint64_t fallback_dropped = 0;     // of which unspent when the shard came back
   std::uint64_t breaker_transitions = 0;  // circuit breaker state changes, all shards
   std::uint64_t breakers_opened = 0;      // of which to open
   std::vector<BreakerState> breakers;     // each shard's breaker now (empty: in-process store)

@@ -292,10 +292,34 @@ PenaltyBox parse_penalty_box(const Json& j, const std::string& path) {
   return box;
 }
 
+Fallback parse_fallback(const Json& j, const std::string& path) {
+  Fields f(j, path);
+  f.allow_only({"mode", "instances", "rate", "burst"});
+  Fallback fb;
+  if (f.has("mode")) {
+    std::string mode;
+    f.read("mode", mode);
+    bool known = false;
+    for (auto m : {FallbackMode::kLocal, FallbackMode::kDeny, FallbackMode::kAllow}) {
+      if (mode == to_string(m)) {
+        fb.mode = m;
+        known = true;
+      }
+    }
+    if (!known) {
+      fail(f.path("mode"), "unknown mode " + in_quotes(mode) + " (expected local, deny or allow)");
+    }
+  }
+  f.read("instances", fb.instances);
+  f.read("rate", fb.rate);
+  f.read("burst", fb.burst);
+  return fb;
+}
+
 Policy parse_policy(const Json& j, const std::string& path) {
   Fields f(j, path);
-  f.allow_only(
-      {"name", "match", "group", "type", "rate", "burst", "limit", "window_ms", "penalty_box"});
+  f.allow_only({"name", "match", "group", "type", "rate", "burst", "limit", "window_ms",
+                "penalty_box", "fallback"});
   Policy p;
   if (!f.has("match")) fail(f.path("match"), "required");
   f.read("match", p.match);
@@ -341,6 +365,7 @@ Policy parse_policy(const Json& j, const std::string& path) {
   f.read_ms("window_ms", p.window);
   if (f.has("penalty_box"))
     p.penalty_box = parse_penalty_box(f.at("penalty_box"), f.path("penalty_box"));
+  if (f.has("fallback")) p.fallback = parse_fallback(f.at("fallback"), f.path("fallback"));
   return p;
 }
 
@@ -514,6 +539,18 @@ void validate_policy(const Policy& p, const std::string& path, std::size_t max_k
   const PenaltyBox& box = p.penalty_box;
   check_duration(field("penalty_box.within_ms"), box.within, box.enabled());
   check_duration(field("penalty_box.duration_ms"), box.duration, box.enabled());
+
+  const Fallback& fb = p.fallback;
+  if (fb.mode != FallbackMode::kLocal && fb.mode != FallbackMode::kDeny &&
+      fb.mode != FallbackMode::kAllow) {
+    fail(field("fallback.mode"), "unknown mode");
+  }
+  if (fb.instances < 1) fail(field("fallback.instances"), "must be >= 1");
+  check_tokens(field("fallback.rate"), fb.rate);
+  if (fb.rate < 0) fail(field("fallback.rate"), "must not be negative (0: the default)");
+  check_tokens(field("fallback.burst"), fb.burst);
+  if (fb.burst < 0) fail(field("fallback.burst"), "must not be negative (0: the default)");
+  if (fb.burst != 0 && fb.burst < 1) fail(field("fallback.burst"), "must be >= 1 (or 0)");
 }
 
 }  // namespace
@@ -536,6 +573,35 @@ std::string_view to_string(PolicyKind kind) noexcept {
 
 double Policy::effective_burst() const noexcept {
   return burst == 0 ? rate : burst;
+}
+
+double Policy::refill_per_second() const noexcept {
+  if (kind == PolicyKind::kTokenBucket) return rate;
+  if (kind == PolicyKind::kConcurrency || window.count() <= 0) return 0;
+  return static_cast<double>(limit) * 1e9 / static_cast<double>(window.count());
+}
+
+double Policy::fallback_rate() const noexcept {
+  if (fallback.rate > 0) return fallback.rate;
+  return refill_per_second() / std::max<std::uint32_t>(1, fallback.instances);
+}
+
+double Policy::fallback_burst() const noexcept {
+  if (fallback.burst > 0) return fallback.burst;
+  return std::max(1.0, std::floor(static_cast<double>(capacity()) /
+                                  std::max<std::uint32_t>(1, fallback.instances)));
+}
+
+std::string_view to_string(FallbackMode mode) noexcept {
+  switch (mode) {
+    case FallbackMode::kLocal:
+      return "local";
+    case FallbackMode::kDeny:
+      return "deny";
+    case FallbackMode::kAllow:
+      return "allow";
+  }
+  return "unknown";
 }
 
 std::uint64_t Policy::capacity() const noexcept {

@@ -19,6 +19,12 @@ inline bool ms_before(Ms a, Ms b) noexcept {
 
 struct Waiter;
 
+// Entry::fallback: what the key does while its shard is unavailable.
+inline constexpr std::uint8_t kFallbackOff = 0;
+inline constexpr std::uint8_t kFallbackLocal = 1;  // the balance holds local bucket tokens
+inline constexpr std::uint8_t kFallbackDeny = 2;
+inline constexpr std::uint8_t kFallbackAllow = 3;
+
 // A lease the key holds: tokens credited, and when they stop being spendable.
 struct HeldLease {
   std::uint32_t granted = 0;
@@ -44,6 +50,9 @@ struct RefillState {
   std::uint8_t idle_passes = 0;  // idle scans in a row that found it untouched
   Ms last_grant = 0;  // when the last granted ask was sent (0: never); paces asks under scarcity
   Ms next_timer = 0;  // earliest pending timer, when timer_refs > 0
+  // While the local fallback bucket is in use no lease is held (lease_count == 0), so the
+  // first lease slot keeps the time the bucket was filled up to.
+  Ms& fallback_filled() noexcept { return leases[0].local_expiry; }
   // Waiters queue in the limiter's map (few keys have any), not here: 8 bytes a key.
 };
 
@@ -66,6 +75,9 @@ struct Entry {
   std::atomic<bool> exhausted{false};  // the store said: nothing left until retry_at
   std::atomic<bool> leased{false};     // has received a grant at least once
   std::atomic<bool> retired{false};    // unlinked from the table
+  // The shard is unavailable and the key decides by its policy's fallback (kFallback*).
+  std::atomic<std::uint8_t> fallback{0};
+  bool unavailable = false;  // scheduler only: the store's last answer was a failure
   // --- the scheduler's ---
   RefillState s;
 

@@ -63,12 +63,21 @@ LimiterImpl::LimiterImpl(Config config, Limiter::Options options)
     auto frac = static_cast<std::uint64_t>(
         std::floor(config_->leases.max_fraction * static_cast<double>(c.capacity)));
     c.max_lease = std::clamp<std::uint64_t>(frac, 1, kMaxLeaseTokens);
-    if (p.kind == PolicyKind::kTokenBucket) {
-      c.refill_per_second = p.rate;
-    } else if (p.window.count() > 0) {
-      c.refill_per_second =
-          static_cast<double>(p.limit) * 1e9 / static_cast<double>(p.window.count());
+    c.refill_per_second = p.refill_per_second();
+    switch (p.fallback.mode) {
+      case FallbackMode::kLocal:  // concurrency: no local bucket for permits, so deny
+        c.fallback = c.concurrency ? core::kFallbackDeny : core::kFallbackLocal;
+        break;
+      case FallbackMode::kDeny:
+        c.fallback = core::kFallbackDeny;
+        break;
+      case FallbackMode::kAllow:
+        c.fallback = core::kFallbackAllow;
+        break;
     }
+    c.fallback_rate = p.fallback_rate();
+    c.fallback_burst = static_cast<std::int64_t>(
+        std::min(p.fallback_burst(), static_cast<double>(kMaxLeaseTokens)));
     policies_.push_back(std::move(c));
   }
   inbox_->owner = this;
@@ -172,7 +181,8 @@ Decision LimiterImpl::spend(Entry* e, std::uint64_t cost, std::uint32_t stripe,
             stripe, [](Stripe & s) -> auto& { return s.admitted; }, 1);
         count(
             stripe, [](Stripe & s) -> auto& { return s.admitted_tokens; }, cost);
-        return Decision{true, Reason::kOk, left, Nanos{0}};
+        const bool local = e->fallback.load(std::memory_order_relaxed) == core::kFallbackLocal;
+        return Decision{true, local ? Reason::kFallbackLocal : Reason::kOk, left, Nanos{0}};
       }
     }
   }
@@ -183,6 +193,9 @@ Decision LimiterImpl::spend(Entry* e, std::uint64_t cost, std::uint32_t stripe,
                               std::memory_order_relaxed);
   }
   request_refill(e);
+  if (const std::uint8_t fb = e->fallback.load(std::memory_order_acquire); fb != 0) {
+    return spend_fallback(e, fb, cost, b, stripe);
+  }
   if (e->exhausted.load(std::memory_order_relaxed)) {
     Nanos wait{clamp_nonneg(e->retry_at.load(std::memory_order_relaxed) - clock_->now().count())};
     return deny(Reason::kOverLimit, stripe, clamp_nonneg(b), wait);
@@ -190,6 +203,31 @@ Decision LimiterImpl::spend(Entry* e, std::uint64_t cost, std::uint32_t stripe,
   Nanos rtt{rtt_ns_.load(std::memory_order_relaxed) + kTick.count()};
   Reason r = e->leased.load(std::memory_order_relaxed) ? Reason::kLeasePending : Reason::kColdKey;
   return deny(r, stripe, clamp_nonneg(b), rtt);
+}
+
+// The shard is unavailable and the key's lease spent: the policy's fallback decides.
+Decision LimiterImpl::spend_fallback(Entry* e, std::uint8_t fb, std::uint64_t cost,
+                                     std::int64_t balance, std::uint32_t stripe) noexcept {
+  if (fb == core::kFallbackAllow) {
+    count(
+        stripe, [](Stripe & s) -> auto& { return s.admitted; }, 1);
+    count(
+        stripe, [](Stripe & s) -> auto& { return s.admitted_tokens; }, cost);
+    return Decision{true, Reason::kFallbackAllow, 0, Nanos{0}};
+  }
+  if (fb == core::kFallbackLocal) {
+    // The local bucket is short of `cost`: it holds that many after cost / rate.
+    const double rate = policies_[e->policy].fallback_rate;
+    const double secs =
+        rate > 0 ? static_cast<double>(
+                       cost - std::min(cost, static_cast<std::uint64_t>(clamp_nonneg(balance)))) /
+                       rate
+                 : 1.0;
+    return deny(Reason::kFallbackLocal, stripe, clamp_nonneg(balance),
+                std::max(Nanos{static_cast<std::int64_t>(secs * 1e9)}, kTick));
+  }
+  Nanos wait{clamp_nonneg(e->retry_at.load(std::memory_order_relaxed) - clock_->now().count())};
+  return deny(Reason::kFallbackDeny, stripe, clamp_nonneg(balance), std::max(wait, kTick));
 }
 
 Entry* LimiterImpl::find_or_create(std::string_view key, std::uint64_t cost, bool permit,
@@ -484,10 +522,68 @@ void LimiterImpl::expire_leases(Entry* e, Nanos now) {
   }
 }
 
+// Fills the key's local fallback bucket (fallback = local) while its shard is
+// unavailable. It starts full (burst) once the key's leases are spent or expired, then
+// refills at the fallback rate. Its tokens live in the balance, which then holds nothing
+// else: leases are credited only after leave_fallback() has taken the rest away.
+void LimiterImpl::fallback_refill(Entry* e, Nanos now) {
+  auto& s = e->s;
+  const CompiledPolicy& p = policies_[e->policy];
+  if (!e->unavailable || p.fallback != core::kFallbackLocal) return;
+  const std::int64_t b = e->balance.load(std::memory_order_acquire);
+  if (s.lease_count > 0) {
+    if (b > 0) return;  // lease tokens left: those first (expire_leases ends them)
+    s.lease_count = 0;  // spent: nothing of them to give back
+  }
+  const Ms nms = to_ms(now);
+  const std::int64_t room = std::max<std::int64_t>(0, p.fallback_burst - b);
+  std::int64_t add = 0;
+  if (e->fallback.load(std::memory_order_relaxed) != core::kFallbackLocal) {
+    e->fallback.store(core::kFallbackLocal, std::memory_order_release);  // before the tokens
+    add = room;
+    s.fallback_filled() = nms;
+  } else {
+    const auto elapsed = static_cast<std::int32_t>(nms - s.fallback_filled());
+    if (elapsed <= 0) return;
+    add = static_cast<std::int64_t>(std::floor(p.fallback_rate * elapsed / 1e3));
+    if (add >= room) {
+      add = room;
+      s.fallback_filled() = nms;
+    } else if (add > 0) {  // keep the part of a token not yet accrued
+      s.fallback_filled() += static_cast<Ms>(static_cast<double>(add) * 1e3 / p.fallback_rate);
+    }
+  }
+  if (add <= 0) return;
+  e->balance.fetch_add(add, std::memory_order_acq_rel);
+  s.baseline_balance += add;
+  fallback_tokens_.fetch_add(static_cast<std::uint64_t>(add), std::memory_order_relaxed);
+  std::vector<std::pair<Limiter::Completion, Decision>> done;
+  serve_waiters(e, done);
+  for (auto& [fn, d] : done) {
+    try {
+      fn(d);
+    } catch (...) {
+    }
+  }
+}
+
+// The store answered again: leases resume, and what the local fallback bucket still
+// holds is dropped (it never came from the store, so it must not outlive the outage).
+void LimiterImpl::leave_fallback(Entry* e) {
+  e->unavailable = false;
+  if (e->fallback.exchange(core::kFallbackOff, std::memory_order_acq_rel) == core::kFallbackLocal) {
+    const std::int64_t left = e->balance.exchange(0, std::memory_order_acq_rel);
+    if (left > 0)
+      fallback_dropped_.fetch_add(static_cast<std::uint64_t>(left), std::memory_order_relaxed);
+    e->s.baseline_balance = 0;
+  }
+}
+
 void LimiterImpl::consider(Entry* e, Nanos now) {
   auto& s = e->s;
   const CompiledPolicy& p = policies_[e->policy];
   const Ms nms = to_ms(now);
+  if (e->unavailable) fallback_refill(e, now);
   if (s.in_flight) {
     s.again = true;
     return;
@@ -698,10 +794,23 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
   const CompiledPolicy& p = policies_[e->policy];
   s.in_flight = false;
   if (!g.ok) {
+    // The shard is unavailable for this key: its policy's fallback decides once the
+    // lease is spent, until an answer comes back.
+    e->unavailable = true;
+    if (p.fallback == core::kFallbackLocal) {
+      fallback_refill(e, now);
+    } else {
+      e->fallback.store(p.fallback, std::memory_order_release);
+    }
     e->retry_at.store((now + kStoreErrorBackoff).count(), std::memory_order_relaxed);
     add_timer(e, now + kStoreErrorBackoff);
+    if (s.again) {
+      s.again = false;
+      request_refill(e);
+    }
     return;
   }
+  if (e->unavailable) leave_fallback(e);
   // The store's clock decides expiry; mapping it onto ours from the moment we asked
   // (which is no later than the moment it decided) can only make leases end earlier.
   store_offset_ = g.now - now;
@@ -960,6 +1069,8 @@ Stats LimiterImpl::stats() const {
   }
   st.bytes_used = table_.bytes_used() + waiting * (sizeof(core::Waiter) + 2 * sizeof(void*));
   st.lease_failures = lease_failures_.load(std::memory_order_relaxed);
+  st.fallback_tokens = fallback_tokens_.load(std::memory_order_relaxed);
+  st.fallback_dropped = fallback_dropped_.load(std::memory_order_relaxed);
   st.breaker_transitions = relay_->transitions.load(std::memory_order_relaxed);
   st.breakers_opened = relay_->opened.load(std::memory_order_relaxed);
   try {

@@ -62,6 +62,9 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
     std::uint64_t max_lease = 0;
     bool concurrency = false;
     double refill_per_second = 0;  // how fast capacity comes back (rate or limit/window)
+    std::uint8_t fallback = core::kFallbackLocal;  // Entry::fallback while unavailable
+    double fallback_rate = 0;                      // local bucket, tokens per second
+    std::int64_t fallback_burst = 1;
   };
   struct alignas(64) Stripe {
     std::atomic<std::uint64_t> admitted{0};
@@ -95,6 +98,8 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   Decision deny(Reason r, std::uint32_t stripe, std::int64_t remaining = 0,
                 Nanos retry_after = Nanos{0}) noexcept;
   Decision spend(Entry* e, std::uint64_t cost, std::uint32_t stripe, bool permit) noexcept;
+  Decision spend_fallback(Entry* e, std::uint8_t fallback, std::uint64_t cost, std::int64_t balance,
+                          std::uint32_t stripe) noexcept;
   Entry* find_or_create(std::string_view key, std::uint64_t cost, bool permit, std::uint32_t stripe,
                         Decision& failure) noexcept;
   void request_refill(Entry* e) noexcept;
@@ -111,6 +116,8 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   void maintain(Entry* e, Nanos now);
   void consider(Entry* e, Nanos now);
   void expire_leases(Entry* e, Nanos now);
+  void fallback_refill(Entry* e, Nanos now);
+  void leave_fallback(Entry* e);
   void flush(Nanos now);
   void add_timer(Entry* e, Nanos at);
   void ensure_timers(Entry* e, Nanos now);
@@ -207,7 +214,8 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
 
   // Counters the scheduler keeps.
   std::atomic<std::uint64_t> leases_asked_{0}, leases_granted_{0}, tokens_leased_{0},
-      tokens_given_back_{0}, tokens_expired_{0}, keys_evicted_{0}, lease_failures_{0};
+      tokens_given_back_{0}, tokens_expired_{0}, keys_evicted_{0}, lease_failures_{0},
+      fallback_tokens_{0}, fallback_dropped_{0};
 
   // The SDK's thread.
   std::thread thread_;
