@@ -7,9 +7,15 @@
 //
 //   tollgate_sim [--start-shards N | --shards URL,...] [--instances 8] [--tenants 20]
 //                [--groups 5] [--rate 5000] [--seconds 20] [--demand 2.0]
-//                [--skew zipf:S] [--json]
+//                [--skew zipf:S] [--json] [--fault KIND:SHARD@START+DURATION ...]
 //
-// Exit status: 0; 1 when any tenant was admitted beyond its bound; 2 on bad arguments.
+// Faults (on started shards; docs/resilience.md): stop = SIGSTOP, SIGCONT at the end;
+// kill = SIGKILL, restarted empty on the same port at the end; slow = DEBUG SLEEP 0.5 back
+// to back; drop = CLIENT KILL TYPE normal every 100 ms. E.g. --fault stop:1@5s+10s.
+//
+// Exit status: 0; 1 when any tenant was admitted beyond its bound (plus, on a faulted
+// shard, the declared fallback allowance); 2 on bad arguments; 3 when a shard never
+// recovered from a fault.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -17,8 +23,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -34,7 +42,15 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
+struct Fault {
+  std::string kind;  // stop, kill, slow, drop
+  int shard = 0;
+  double start = 0;     // seconds from the start of the run
+  double duration = 0;  // seconds
+};
+
 struct Options {
+  std::vector<Fault> faults;
   int start_shards = 0;
   std::vector<std::string> shards;
   int instances = 8;
@@ -45,9 +61,9 @@ struct Options {
   double demand = 2.0;
   double zipf = 0;  // 0: uniform
   bool json = false;
-  int horizon_ms = 1000;         // leases.horizon
-  int ttl_ms = 4000;             // leases.ttl
-  double max_fraction = 0.25;    // leases.max_fraction
+  int horizon_ms = 1000;           // leases.horizon
+  int ttl_ms = 4000;               // leases.ttl
+  double max_fraction = 0.25;      // leases.max_fraction
   std::uint64_t min_tokens = 400;  // leases.min_tokens
 };
 
@@ -57,9 +73,38 @@ struct Options {
                "usage: tollgate_sim [--start-shards N | --shards URL,...] [--instances N]\n"
                "       [--tenants T] [--groups G] [--rate R] [--seconds S] [--demand X]\n"
                "       [--skew zipf:S] [--json] [--horizon-ms MS] [--max-fraction F] [--ttl-ms MS] "
-               "[--min-tokens N]\n",
+               "[--min-tokens N]\n"
+               "       [--fault stop|kill|slow|drop:SHARD@START+DURATION, e.g. stop:1@5s+10s]\n",
                why.c_str());
   std::exit(2);
+}
+
+// "5s", "500ms" or "5" (seconds).
+double seconds_of(const std::string& v) {
+  std::size_t used = 0;
+  const double x = std::stod(v, &used);
+  const std::string unit = v.substr(used);
+  if (unit.empty() || unit == "s") return x;
+  if (unit == "ms") return x / 1000;
+  throw std::invalid_argument("unit");
+}
+
+Fault parse_fault(const std::string& v) {
+  const auto colon = v.find(':'), at = v.find('@'), plus = v.find('+');
+  if (colon == std::string::npos || at == std::string::npos || plus == std::string::npos ||
+      !(colon < at && at < plus)) {
+    usage("--fault takes KIND:SHARD@START+DURATION, e.g. stop:1@5s+10s");
+  }
+  Fault f;
+  f.kind = v.substr(0, colon);
+  if (f.kind != "stop" && f.kind != "kill" && f.kind != "slow" && f.kind != "drop") {
+    usage("--fault kinds are stop, kill, slow and drop");
+  }
+  f.shard = std::stoi(v.substr(colon + 1, at - colon - 1));
+  f.start = seconds_of(v.substr(at + 1, plus - at - 1));
+  f.duration = seconds_of(v.substr(plus + 1));
+  if (f.shard < 0 || f.start < 0 || !(f.duration > 0)) usage("--fault: bad shard or times");
+  return f;
 }
 
 Options parse(int argc, char** argv) {
@@ -100,6 +145,8 @@ Options parse(int argc, char** argv) {
         o.min_tokens = std::stoull(value());
       } else if (a == "--max-fraction") {
         o.max_fraction = std::stod(value());
+      } else if (a == "--fault") {
+        o.faults.push_back(parse_fault(value()));
       } else if (a == "--json") {
         o.json = true;
       } else {
@@ -116,6 +163,10 @@ Options parse(int argc, char** argv) {
   }
   if (!(o.rate > 0) || !(o.seconds > 0) || !(o.demand > 0) || o.zipf < 0) {
     usage("rate, seconds and demand must be > 0");
+  }
+  for (const Fault& f : o.faults) {
+    if (f.shard >= o.start_shards) usage("--fault needs a shard the simulator started");
+    if (f.start + f.duration >= o.seconds) usage("--fault must end before the run does");
   }
   return o;
 }
@@ -135,6 +186,34 @@ std::string tenant_key(int t, int groups) {
 
 struct alignas(64) Counter {
   std::atomic<std::uint64_t> n{0};
+};
+
+struct alignas(64) Stamp {
+  std::atomic<std::int64_t> ns{-1};  // since the start of the run
+};
+
+// Every instance's breaker changes, with the time they happened.
+class BreakerLog final : public tollgate::Observer {
+ public:
+  explicit BreakerLog(Clock::time_point t0) : t0_(t0) {}
+  struct Change {
+    std::uint32_t shard;
+    tollgate::BreakerState to;
+    double at;  // seconds since the start of the run
+  };
+  void on_breaker(const tollgate::BreakerEvent& e) noexcept override {
+    std::lock_guard lk(mu_);
+    changes_.push_back({e.shard, e.to, std::chrono::duration<double>(Clock::now() - t0_).count()});
+  }
+  std::vector<Change> changes() const {
+    std::lock_guard lk(mu_);
+    return changes_;
+  }
+
+ private:
+  Clock::time_point t0_;
+  mutable std::mutex mu_;
+  std::vector<Change> changes_;
 };
 
 }  // namespace
@@ -164,6 +243,9 @@ int main(int argc, char** argv) {
     p.group = "g" + std::to_string(g);
     p.rate = o.rate;
     p.burst = burst;
+    // While a shard is out, each instance admits its share of the quota locally.
+    p.fallback.mode = tollgate::FallbackMode::kLocal;
+    p.fallback.instances = static_cast<std::uint32_t>(o.instances);
     config.policies.push_back(p);
   }
   config.leases.ttl = ttl;
@@ -172,6 +254,13 @@ int main(int argc, char** argv) {
   config.leases.min_tokens = o.min_tokens;
   config.store.type = "redis";
   config.store.shards = shards;
+  // A call slower than 200 ms is slow; half of them slow opens the breaker.
+  config.store.breaker.slow_call_duration_threshold = 200ms;
+  config.store.breaker.slow_call_rate_threshold = 0.5;
+  config.store.breaker.minimum_throughput = 3;  // few calls per shard: leases are batched
+  const double break_s = std::chrono::duration<double>(config.store.breaker.break_duration).count();
+  const auto t0 = Clock::now();
+  auto breaker_log = std::make_shared<BreakerLog>(t0);
 
   std::vector<std::shared_ptr<tollgate::redis::RedisStore>> stores;
   std::vector<std::unique_ptr<tollgate::Limiter>> limiters;
@@ -180,6 +269,7 @@ int main(int argc, char** argv) {
     stores.push_back(std::make_shared<tollgate::redis::RedisStore>(config.store));
     tollgate::Limiter::Options opt;
     opt.store = stores.back();
+    opt.observer = breaker_log;
     limiters.push_back(std::make_unique<tollgate::Limiter>(config, opt));
   }
 
@@ -198,10 +288,10 @@ int main(int argc, char** argv) {
     }
   }
 
-  std::vector<Counter> admitted(T), offered(T);
+  std::vector<Counter> admitted(T), offered(T), fallback_admitted(T);
+  std::vector<Stamp> last_ok(T);  // the latest admission from a lease (reason ok)
   std::vector<std::vector<std::uint32_t>> latency(N * kThreads);
   std::atomic<bool> stop{false};
-  const auto t0 = Clock::now();
   const auto end =
       t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.seconds));
   std::vector<std::string> keys;
@@ -227,23 +317,91 @@ int main(int argc, char** argv) {
             while (credit[t] >= 1) {
               credit[t] -= 1;
               offered[t].n.fetch_add(1, std::memory_order_relaxed);
-              bool ok;
+              tollgate::Decision d;
               if ((++calls & 15) == 0) {  // time one call in 16
                 const auto a = Clock::now();
-                ok = static_cast<bool>(limiter.try_acquire(keys[t]));
+                d = limiter.try_acquire(keys[t]);
                 const auto ns =
                     std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - a).count();
                 lat.push_back(static_cast<std::uint32_t>(std::min<std::int64_t>(ns, UINT32_MAX)));
               } else {
-                ok = static_cast<bool>(limiter.try_acquire(keys[t]));
+                d = limiter.try_acquire(keys[t]);
               }
-              if (ok) admitted[t].n.fetch_add(1, std::memory_order_relaxed);
+              if (!d.allowed) continue;
+              admitted[t].n.fetch_add(1, std::memory_order_relaxed);
+              if (d.reason == tollgate::Reason::kOk) {
+                const std::int64_t at =
+                    std::chrono::duration_cast<std::chrono::nanoseconds>(now - t0).count();
+                if (at - last_ok[t].ns.load(std::memory_order_relaxed) > 1'000'000)
+                  last_ok[t].ns.store(at, std::memory_order_relaxed);
+              } else if (d.reason == tollgate::Reason::kFallbackLocal) {
+                fallback_admitted[t].n.fetch_add(1, std::memory_order_relaxed);
+              }
             }
           }
           std::this_thread::sleep_for(1ms);
         }
       });
     }
+  }
+
+  // Faults: one thread each, from start to end; a monitor notes when each shard's
+  // tenants are admitted from leases again after the fault ended.
+  std::vector<std::size_t> shard_of_tenant(T);
+  for (std::size_t t = 0; t < T; ++t) {
+    shard_of_tenant[t] = stores[0]->shard_of(config.policies[t % o.groups], keys[t]);
+  }
+  std::vector<std::optional<double>> recovered(o.faults.size());
+  std::vector<std::thread> fault_threads;
+  const auto at_time = [&](double secs) {
+    return t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(secs));
+  };
+  for (const Fault& f : o.faults) {
+    fault_threads.emplace_back([&, f] {
+      tollgate::testing::RedisServer& server = *started[static_cast<std::size_t>(f.shard)];
+      const auto until = at_time(f.start + f.duration);
+      std::this_thread::sleep_until(at_time(f.start));
+      if (f.kind == "stop") {
+        server.pause();
+        std::this_thread::sleep_until(until);
+        server.resume();
+      } else if (f.kind == "kill") {
+        server.kill();
+        std::this_thread::sleep_until(until);
+        server.start();
+        // The server dies with the thread that started it (PR_SET_PDEATHSIG): stay.
+        while (!stop.load()) std::this_thread::sleep_for(10ms);
+      } else {  // slow, drop: commands in a loop until the end
+        while (Clock::now() < until && !stop.load()) {
+          if (f.kind == "slow") {
+            server.cli({"DEBUG", "SLEEP", "0.5"});
+          } else {
+            server.cli({"CLIENT", "KILL", "TYPE", "normal"});
+            std::this_thread::sleep_for(100ms);
+          }
+        }
+      }
+    });
+  }
+  std::thread monitor;
+  if (!o.faults.empty()) {
+    monitor = std::thread([&] {
+      while (!stop.load() && Clock::now() < end) {
+        const double now_s = std::chrono::duration<double>(Clock::now() - t0).count();
+        for (std::size_t i = 0; i < o.faults.size(); ++i) {
+          const Fault& f = o.faults[i];
+          const double fault_end = f.start + f.duration;
+          if (recovered[i] || now_s < fault_end) continue;
+          bool all = true;
+          for (std::size_t t = 0; t < T; ++t) {
+            if (shard_of_tenant[t] != static_cast<std::size_t>(f.shard)) continue;
+            if (static_cast<double>(last_ok[t].ns.load()) / 1e9 <= fault_end) all = false;
+          }
+          if (all) recovered[i] = now_s - fault_end;
+        }
+        std::this_thread::sleep_for(10ms);
+      }
+    });
   }
 
   // Progress, once a second.
@@ -274,6 +432,8 @@ int main(int argc, char** argv) {
   }
   stop = true;
   for (auto& t : threads) t.join();
+  for (auto& t : fault_threads) t.join();
+  if (monitor.joinable()) monitor.join();
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   const std::uint64_t calls = redis_calls();
   tollgate::Stats sdk;  // summed over instances, for the report (not for the checks)
@@ -306,9 +466,19 @@ int main(int argc, char** argv) {
     std::printf("\n%-10s %-6s %10s %10s %10s %7s %10s  %s\n", "tenant", "group", "offered",
                 "capacity", "admitted", "util", "bound", "bound check");
   }
+  // The declared fallback allowance (docs/resilience.md): while its shard is out, each of
+  // the N instances may admit burst/N at once and rate/N per second from its local bucket,
+  // for at most the fault, the break duration and 2 s to recover; a shard restarted empty
+  // starts a full bucket (one burst more).
+  const auto allowance_of = [&](const Fault& f) {
+    return burst + o.rate * (f.duration + break_s + 2.0) + (f.kind == "kill" ? burst : 0.0);
+  };
   for (std::size_t t = 0; t < T; ++t) {
     const double cap = o.rate * secs + burst;
-    const double bound = o.rate * (secs + ttl_s) + burst;
+    double bound = o.rate * (secs + ttl_s) + burst;
+    for (const Fault& f : o.faults) {
+      if (shard_of_tenant[t] == static_cast<std::size_t>(f.shard)) bound += allowance_of(f);
+    }
     const auto a = admitted[t].n.load();
     const double excess = std::max(0.0, static_cast<double>(a) - bound);
     capacity += cap;
@@ -322,12 +492,40 @@ int main(int argc, char** argv) {
                   excess > 0 ? "OVER" : "ok");
     }
     tenants.push_back({{"tenant", keys[t]},
+                       {"shard", shard_of_tenant[t]},
                        {"offered", offered[t].n.load()},
                        {"admitted", a},
+                       {"admitted_by_fallback", fallback_admitted[t].n.load()},
                        {"capacity", cap},
                        {"bound", bound}});
   }
   const double utilization = static_cast<double>(sum_admitted) / capacity;
+  const auto changes = breaker_log->changes();
+  nlohmann::json faults = nlohmann::json::array();
+  bool unrecovered = false;
+  for (std::size_t i = 0; i < o.faults.size(); ++i) {
+    const Fault& f = o.faults[i];
+    std::optional<double> opened;
+    for (const auto& c : changes) {
+      if (c.shard == static_cast<std::uint32_t>(f.shard) && c.to == tollgate::BreakerState::kOpen &&
+          c.at >= f.start && c.at <= f.start + f.duration + break_s && !opened) {
+        opened = c.at - f.start;
+      }
+    }
+    const auto ms = [](const std::optional<double>& s) -> nlohmann::json {
+      if (!s) return nullptr;
+      return static_cast<std::int64_t>(std::llround(*s * 1000));
+    };
+    unrecovered = unrecovered || !recovered[i];
+    faults.push_back({{"shard", f.shard},
+                      {"kind", f.kind},
+                      {"start_ms", std::llround(f.start * 1000)},
+                      {"duration_ms", std::llround(f.duration * 1000)},
+                      {"breaker_opened_after_ms", ms(opened)},
+                      {"recovered_after_ms", ms(recovered[i])},
+                      {"break_duration_ms", std::llround(break_s * 1000)},
+                      {"fallback_allowance_per_tenant", allowance_of(f)}});
+  }
   const double per_call =
       calls == 0 ? 0.0 : static_cast<double>(sum_admitted) / static_cast<double>(calls);
   nlohmann::json out = {{"shards", shards.size()},
@@ -349,6 +547,7 @@ int main(int argc, char** argv) {
                         {"p99_ns", pct(0.99)},
                         {"p999_ns", pct(0.999)},
                         {"latency_samples", all.size()},
+                        {"faults", faults},
                         {"per_tenant", tenants}};
   if (o.json) {
     std::printf("%s\n", out.dump().c_str());
@@ -378,6 +577,16 @@ int main(int argc, char** argv) {
                   static_cast<unsigned long long>(sdk.denied[r]));
     }
     std::printf("\n");
+    for (const auto& f : faults) {
+      std::printf(
+          "fault %s on shard %d at %lld ms for %lld ms: breaker opened after %s ms, "
+          "leases flowing again %s ms after the fault ended (break duration %lld ms)\n",
+          f["kind"].get<std::string>().c_str(), f["shard"].get<int>(),
+          f["start_ms"].get<long long>(), f["duration_ms"].get<long long>(),
+          f["breaker_opened_after_ms"].dump().c_str(), f["recovered_after_ms"].dump().c_str(),
+          f["break_duration_ms"].get<long long>());
+    }
   }
-  return over > 0 ? 1 : 0;
+  if (over > 0) return 1;
+  return unrecovered ? 3 : 0;
 }

@@ -190,6 +190,14 @@ void RedisServer::stop() {
   pid_ = -1;
 }
 
+void RedisServer::kill() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  int status = 0;
+  ::waitpid(pid_, &status, 0);
+  pid_ = -1;
+}
+
 void RedisServer::pause() {
   if (pid_ > 0) ::kill(pid_, SIGSTOP);
 }

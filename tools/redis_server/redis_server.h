@@ -35,9 +35,12 @@ class RedisServer {
   std::vector<std::pair<std::string, long long>> keys_with_ttl() const;
 
   void stop();    // SIGTERM, then SIGKILL after 5 s
+  void kill();    // SIGKILL: gone at once, no goodbye to its clients
   void pause();   // SIGSTOP: a hung server (accepts connections, answers nothing)
   void resume();  // SIGCONT
-  void start();   // again, on the same port, with empty data
+  // Again, on the same port, with empty data. The server is killed when the calling
+  // thread ends (PR_SET_PDEATHSIG follows the thread), so call it from one that stays.
+  void start();
 
  private:
   void make_certificates();

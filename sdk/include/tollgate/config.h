@@ -99,9 +99,11 @@ struct BreakerConfig {
   double failure_ratio = 0.5;             // Polly FailureRatio
   double slow_call_rate_threshold = 1.0;  // resilience4j slowCallRateThreshold, as a ratio
   Nanos slow_call_duration_threshold = std::chrono::milliseconds{500};
-  Nanos sampling_duration = std::chrono::seconds{10};  // Polly SamplingDuration
-  std::size_t sliding_window_size = 0;             // > 0: count-based window of the last N calls
-  std::size_t minimum_throughput = 10;             // Polly MinimumThroughput
+  // Short, because a shard sees few calls (leases are batched): a long window would take
+  // many seconds to notice an outage (docs/resilience.md).
+  Nanos sampling_duration = std::chrono::seconds{2};  // Polly SamplingDuration
+  std::size_t sliding_window_size = 0;  // > 0: count-based window of the last N calls
+  std::size_t minimum_throughput = 5;   // Polly MinimumThroughput
   Nanos break_duration = std::chrono::seconds{5};  // Polly BreakDuration
   std::size_t permitted_calls_in_half_open = 1;    // resilience4j
 };
@@ -118,7 +120,7 @@ struct StoreConfig {
   // redis: one URL per shard, redis://[user:pass@]host:port[/db] or rediss://…
   std::vector<std::string> shards;
   Nanos connect_timeout = std::chrono::seconds{1};
-  Nanos command_timeout = std::chrono::seconds{1};
+  Nanos command_timeout = std::chrono::milliseconds{500};
   std::string tls_ca_file;  // rediss://: PEM file of the CAs to trust; empty: the system's
   BreakerConfig breaker;    // one breaker per shard
   BulkheadConfig bulkhead;  // one bulkhead per shard
