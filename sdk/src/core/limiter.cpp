@@ -585,7 +585,10 @@ void LimiterImpl::consider(Entry* e, Nanos now) {
   const Ms nms = to_ms(now);
   if (e->unavailable) fallback_refill(e, now);
   if (s.in_flight) {
+    // Parked until the answer: `queued` stays set, so that denials meanwhile do not push
+    // the key again or wake this thread (a system call on the hot path) for nothing.
     s.again = true;
+    e->queued.store(true, std::memory_order_relaxed);
     return;
   }
   const std::uint32_t denials = e->denials.load(std::memory_order_relaxed);
@@ -638,9 +641,11 @@ void LimiterImpl::consider(Entry* e, Nanos now) {
     want = std::min<std::uint64_t>(
         p.capacity, static_cast<std::uint64_t>(std::max<std::int64_t>(in_use, 0)) + headroom);
   } else {
+    // An unavailable shard is asked again (every kStoreErrorBackoff) even while the local
+    // fallback bucket has tokens: that is how its return is noticed.
     const bool short_of_tokens = balance < e->watermark.load(std::memory_order_relaxed) ||
                                  balance < static_cast<std::int64_t>(min_need) ||
-                                 !e->leased.load(std::memory_order_relaxed);
+                                 !e->leased.load(std::memory_order_relaxed) || e->unavailable;
     if (!short_of_tokens) return;
     const std::int64_t retry_at = e->retry_at.load(std::memory_order_relaxed);
     if (now.count() < retry_at) {
@@ -806,6 +811,7 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
     add_timer(e, now + kStoreErrorBackoff);
     if (s.again) {
       s.again = false;
+      e->queued.store(false, std::memory_order_relaxed);
       request_refill(e);
     }
     return;
@@ -902,6 +908,7 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
   }
   if (s.again) {
     s.again = false;
+    e->queued.store(false, std::memory_order_relaxed);
     request_refill(e);
   }
 }
