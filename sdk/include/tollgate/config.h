@@ -102,10 +102,10 @@ struct BreakerConfig {
   // Short, because a shard sees few calls (leases are batched): a long window would take
   // many seconds to notice an outage (docs/resilience.md).
   Nanos sampling_duration = std::chrono::seconds{2};  // Polly SamplingDuration
-  std::size_t sliding_window_size = 0;  // > 0: count-based window of the last N calls
-  std::size_t minimum_throughput = 5;   // Polly MinimumThroughput
-  Nanos break_duration = std::chrono::seconds{5};  // Polly BreakDuration
-  std::size_t permitted_calls_in_half_open = 1;    // resilience4j
+  std::size_t sliding_window_size = 0;                // > 0: count-based window of the last N calls
+  std::size_t minimum_throughput = 5;                 // Polly MinimumThroughput
+  Nanos break_duration = std::chrono::seconds{5};     // Polly BreakDuration
+  std::size_t permitted_calls_in_half_open = 1;       // resilience4j
 };
 
 // Per Redis shard: at most max_in_flight lease requests (keys) on the wire, at most
@@ -119,7 +119,7 @@ struct StoreConfig {
   std::string type = "in_process";  // or "redis"
   // redis: one URL per shard, redis://[user:pass@]host:port[/db] or rediss://…
   std::vector<std::string> shards;
-  Nanos connect_timeout = std::chrono::seconds{1};
+  Nanos connect_timeout = std::chrono::milliseconds{500};
   Nanos command_timeout = std::chrono::milliseconds{500};
   std::string tls_ca_file;  // rediss://: PEM file of the CAs to trust; empty: the system's
   BreakerConfig breaker;    // one breaker per shard

@@ -63,7 +63,11 @@ void Connection::submit(Batch batch) {
     batch.done({}, {});
     return;
   }
-  if (state_ == State::kIdle && Clock::now() < retry_after_) {
+  // Down: fail at once while backing off, and while a reconnect is being tried (only the
+  // batch that started it waits for it), so that callers and breakers learn of an outage
+  // at their own pace instead of one connect timeout at a time.
+  if ((state_ == State::kIdle && Clock::now() < retry_after_) ||
+      (state_ == State::kConnecting && down_)) {
     batch.done({}, "unavailable (reconnecting after: " + last_error_ + ")");
     return;
   }

@@ -329,7 +329,10 @@ void RedisStore::send_leases(std::size_t shard, std::shared_ptr<Call> call,
         } else {
           breakers_[shard]->on_failure(took);
         }
-        if (!error.empty() && !retried) {
+        // A batch refused before it was written ("unavailable": the connection is down)
+        // did not run: nothing to find out by sending it again.
+        const bool unsent = error.rfind("unavailable", 0) == 0;
+        if (!error.empty() && !retried && !unsent) {
           // The batch may or may not have run (a lost reply, a dropped connection). Send the
           // same requests again once the connection has had time to come back: their ids
           // make Redis answer what it answered the first time, so nothing is granted twice
