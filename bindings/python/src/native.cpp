@@ -1,0 +1,470 @@
+// tollgate._native: the pybind11 module behind the pure-Python package `tollgate`.
+//
+// Threads and the GIL. The SDK calls back (acquire_async completions, Observer) from its
+// own threads, sometimes while holding its scheduler lock. So every call into the SDK that
+// may take a lock or wait runs with the GIL released, and every callback takes the GIL
+// before touching Python. try_acquire and acquire_permit are lock-free and keep the GIL
+// (releasing it would cost more than the call). A native Limiter is only ever destroyed
+// with the GIL released, since its destructor joins threads that may be waiting for it.
+
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "tollgate/tollgate.hpp"
+
+namespace py = pybind11;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Set by _native._shutdown() (the package's atexit hook): from then on SDK threads never
+// try to take the GIL, since a thread that does so during finalization is never resumed.
+std::atomic<bool> g_interpreter_exiting{false};
+
+bool python_usable() {
+  return !g_interpreter_exiting.load(std::memory_order_acquire) && Py_IsInitialized() != 0 &&
+         _Py_IsFinalizing() == 0;
+}
+
+// A Python object that may be copied and dropped on any thread, with or without the GIL.
+// Shared, so copies need no GIL; the last owner takes the GIL to drop the reference.
+class SharedObject {
+ public:
+  SharedObject() = default;
+  explicit SharedObject(py::object obj) : ref_(std::make_shared<Ref>(std::move(obj))) {}
+  // The caller holds the GIL.
+  const py::object& get() const { return ref_->obj; }
+  explicit operator bool() const { return ref_ != nullptr; }
+
+ private:
+  struct Ref {
+    explicit Ref(py::object o) : obj(std::move(o)) {}
+    Ref(const Ref&) = delete;
+    Ref& operator=(const Ref&) = delete;
+    ~Ref() {
+      if (!python_usable()) {
+        obj.release();  // leaked on purpose: the interpreter is going away
+        return;
+      }
+      py::gil_scoped_acquire gil;
+      obj = py::object();
+    }
+    py::object obj;
+  };
+  std::shared_ptr<Ref> ref_;
+};
+
+// Reports an exception raised by a callback that has no caller to raise it to.
+void write_unraisable(py::error_already_set& e, const char* where) {
+  e.restore();
+  PyErr_WriteUnraisable(py::str(where).ptr());
+}
+
+constexpr double kNsPerSecond = 1e9;
+
+double seconds(tollgate::Nanos n) {
+  return static_cast<double>(n.count()) / kNsPerSecond;
+}
+
+// timeout in seconds; None waits "for ever" (a year: the SDK adds it to a 64-bit clock).
+tollgate::Nanos to_timeout(std::optional<double> timeout) {
+  constexpr double kForever = 365.0 * 24 * 3600;
+  double s = timeout.value_or(kForever);
+  if (!(s >= 0)) throw py::value_error("timeout must be >= 0 or None");
+  if (s > kForever) s = kForever;
+  return tollgate::Nanos{static_cast<std::int64_t>(s * kNsPerSecond)};
+}
+
+// The reason strings, made once: decisions hand out these objects instead of new ones.
+std::array<PyObject*, tollgate::kReasonCount> g_reason_names{};
+
+py::str reason_name(tollgate::Reason r) {
+  auto i = static_cast<std::size_t>(r);
+  if (i >= g_reason_names.size() || g_reason_names[i] == nullptr) return py::str("unknown");
+  return py::reinterpret_borrow<py::str>(g_reason_names[i]);
+}
+
+// Forwards the SDK's telemetry to a Python sink object (tollgate._telemetry.Sink) with
+// methods log(level, message), lease(...), breaker(shard, from, to).
+class PyObserver final : public tollgate::Observer {
+ public:
+  PyObserver(py::object sink, bool leases) : sink_(std::move(sink)), leases_(leases) {}
+
+  void detach() { attached_.store(false, std::memory_order_release); }
+
+  void on_log(tollgate::LogLevel level, std::string_view message) noexcept override {
+    call("log", [&](const py::object& s) {
+      s.attr("log")(static_cast<int>(level), py::str(message.data(), message.size()));
+    });
+  }
+  void on_lease(const tollgate::LeaseEvent& ev) noexcept override {
+    if (!leases_) return;
+    call("lease", [&](const py::object& s) {
+      s.attr("lease")(ev.keys, ev.tokens_asked, ev.tokens_granted, ev.failed_keys,
+                      seconds(ev.duration), ev.outcome == tollgate::LeaseOutcome::kOk);
+    });
+  }
+  void on_breaker(const tollgate::BreakerEvent& ev) noexcept override {
+    call("breaker", [&](const py::object& s) {
+      s.attr("breaker")(ev.shard, std::string(tollgate::to_string(ev.from)),
+                        std::string(tollgate::to_string(ev.to)));
+    });
+  }
+
+ private:
+  template <typename F>
+  void call(const char* what, F&& f) noexcept {
+    if (!attached_.load(std::memory_order_acquire) || !python_usable()) return;
+    try {
+      py::gil_scoped_acquire gil;
+      try {
+        f(sink_.get());
+      } catch (py::error_already_set& e) {
+        write_unraisable(e, what);
+      }
+    } catch (...) {
+      // Never let anything escape into the SDK's threads.
+    }
+  }
+
+  SharedObject sink_;
+  bool leases_;
+  std::atomic<bool> attached_{true};
+};
+
+class PyPermit;
+
+// A native Limiter owned by Python. The pointer is read and written only with the GIL held;
+// calls that release the GIL keep a shared_ptr copy, and drop it before taking the GIL back.
+class PyLimiter {
+ public:
+  PyLimiter(const std::string& config_json, bool is_path, py::object sink, bool leases) {
+    tollgate::Config config = is_path ? tollgate::Config::from_json_file(config_json)
+                                      : tollgate::Config::from_json(config_json);
+    tollgate::Limiter::Options options;
+    if (!sink.is_none()) {
+      observer_ = std::make_shared<PyObserver>(std::move(sink), leases);
+      options.observer = observer_;
+    }
+    py::gil_scoped_release nogil;  // connecting to the store logs through the observer
+    limiter_ = std::make_shared<tollgate::Limiter>(std::move(config), std::move(options));
+  }
+  PyLimiter(const PyLimiter&) = delete;
+  PyLimiter& operator=(const PyLimiter&) = delete;
+  ~PyLimiter() {
+    if (Py_IsInitialized() != 0 && PyGILState_Check() != 0) {
+      close();
+    } else {
+      limiter_.reset();
+    }
+  }
+
+  void close() {
+    std::shared_ptr<tollgate::Limiter> doomed = std::move(limiter_);
+    if (!doomed) return;
+    {
+      py::gil_scoped_release nogil;
+      doomed.reset();  // joins the SDK thread; pending waits complete with "shutdown"
+    }
+    if (observer_) observer_->detach();
+  }
+  bool closed() const { return limiter_ == nullptr; }
+
+  tollgate::Decision try_acquire(std::string_view key, std::uint64_t cost) {
+    return live().try_acquire(key, cost);
+  }
+
+  tollgate::Decision acquire(std::string_view key, std::uint64_t cost,
+                             std::optional<double> timeout) {
+    struct Sync {
+      std::mutex mu;
+      std::condition_variable cv;
+      bool done = false;
+      tollgate::Decision d;
+    };
+    const tollgate::Nanos t = to_timeout(timeout);
+    std::weak_ptr<tollgate::Limiter> weak = shared();
+    auto sync = std::make_shared<Sync>();
+    const std::string owned_key(key);  // the str may go away while the GIL is released
+    bool interrupted = false;
+    {
+      py::gil_scoped_release nogil;
+      tollgate::WaitId id = 0;
+      if (auto lim = weak.lock()) {
+        id = lim->acquire_async(owned_key, cost, t, [sync](const tollgate::Decision& d) {
+          std::lock_guard lk(sync->mu);
+          sync->d = d;
+          sync->done = true;
+          sync->cv.notify_all();
+        });
+      } else {
+        std::lock_guard lk(sync->mu);
+        sync->d = tollgate::Decision{false, tollgate::Reason::kShutdown, 0, tollgate::Nanos{0}};
+        sync->done = true;
+      }
+      // Wake now and then to let Ctrl-C through: a signal cancels the wait.
+      std::unique_lock lk(sync->mu);
+      while (!sync->cv.wait_for(lk, 100ms, [&] { return sync->done; })) {
+        lk.unlock();
+        bool signalled = false;
+        {
+          py::gil_scoped_acquire gil;
+          signalled = PyErr_CheckSignals() != 0;
+        }
+        if (signalled) {
+          interrupted = true;
+          if (auto lim = weak.lock()) lim->cancel(id);
+          lk.lock();
+          sync->cv.wait(lk, [&] { return sync->done; });
+          break;
+        }
+        lk.lock();
+      }
+    }
+    if (interrupted) throw py::error_already_set();
+    return sync->d;
+  }
+
+  // Calls `callback(decision)` exactly once, with the GIL, on this thread or the SDK's.
+  tollgate::WaitId acquire_async(std::string_view key, std::uint64_t cost,
+                                 std::optional<double> timeout, py::object callback) {
+    const tollgate::Nanos t = to_timeout(timeout);
+    std::shared_ptr<tollgate::Limiter> lim = shared();
+    SharedObject cb(std::move(callback));
+    const std::string owned_key(key);
+    py::gil_scoped_release nogil;
+    tollgate::WaitId id = lim->acquire_async(owned_key, cost, t, [cb](const tollgate::Decision& d) {
+      if (!python_usable()) return;
+      py::gil_scoped_acquire gil;
+      try {
+        cb.get()(d);
+      } catch (py::error_already_set& e) {
+        write_unraisable(e, "tollgate acquire_async callback");
+      }
+    });
+    lim.reset();  // without the GIL, in case it was the last reference
+    return id;
+  }
+
+  bool cancel(tollgate::WaitId id) {
+    std::shared_ptr<tollgate::Limiter> lim = limiter_;
+    if (!lim) return false;
+    py::gil_scoped_release nogil;
+    bool ok = lim->cancel(id);
+    lim.reset();
+    return ok;
+  }
+
+  std::unique_ptr<PyPermit> acquire_permit(std::string_view key, std::uint32_t count);
+
+  tollgate::Stats stats() {
+    std::shared_ptr<tollgate::Limiter> lim = shared();
+    py::gil_scoped_release nogil;
+    tollgate::Stats s = lim->stats();
+    lim.reset();
+    return s;
+  }
+
+  std::string instance_id() { return live().instance_id(); }
+
+ private:
+  [[noreturn]] static void throw_closed() {
+    static py::handle cls =
+        py::object(py::module_::import("tollgate._errors").attr("LimiterClosedError")).release();
+    PyErr_SetString(cls.ptr(), "the limiter is closed");
+    throw py::error_already_set();
+  }
+  tollgate::Limiter& live() {
+    if (!limiter_) throw_closed();
+    return *limiter_;
+  }
+  std::shared_ptr<tollgate::Limiter> shared() {
+    if (!limiter_) throw_closed();
+    return limiter_;
+  }
+
+  std::shared_ptr<tollgate::Limiter> limiter_;
+  std::shared_ptr<PyObserver> observer_;
+};
+
+// Permits held by Python. Returned on release(), on leaving a `with` block, or when
+// collected. Releasing may drop the last reference to a closed limiter's internals (which
+// joins the store's threads), so it happens without the GIL.
+class PyPermit {
+ public:
+  PyPermit(std::string key, tollgate::Permit p)
+      : key_(std::move(key)), decision_(p.decision()), count_(p.count()) {
+    if (p) permit_ = std::make_unique<tollgate::Permit>(std::move(p));
+  }
+  PyPermit(const PyPermit&) = delete;
+  PyPermit& operator=(const PyPermit&) = delete;
+  ~PyPermit() {
+    if (permit_ && Py_IsInitialized() != 0 && PyGILState_Check() != 0) {
+      release();
+    }
+  }
+  void release() {
+    std::unique_ptr<tollgate::Permit> p = std::move(permit_);
+    if (!p) return;
+    py::gil_scoped_release nogil;
+    p.reset();
+  }
+  bool held() const { return permit_ != nullptr; }
+  const tollgate::Decision& decision() const { return decision_; }
+  std::uint32_t count() const { return count_; }
+  const std::string& key() const { return key_; }
+
+ private:
+  std::string key_;
+  std::unique_ptr<tollgate::Permit> permit_;
+  tollgate::Decision decision_;
+  std::uint32_t count_;
+};
+
+std::unique_ptr<PyPermit> PyLimiter::acquire_permit(std::string_view key, std::uint32_t count) {
+  return std::make_unique<PyPermit>(std::string(key), live().acquire_permit(key, count));
+}
+
+py::dict stats_to_dict(const tollgate::Stats& s) {
+  py::dict denied;
+  for (int r = 0; r < tollgate::kReasonCount; ++r) {
+    denied[reason_name(static_cast<tollgate::Reason>(r))] = s.denied[static_cast<std::size_t>(r)];
+  }
+  py::list breakers;
+  for (auto b : s.breakers) breakers.append(py::str(std::string(tollgate::to_string(b))));
+  py::dict d;
+  d["admitted"] = s.admitted;
+  d["admitted_tokens"] = s.admitted_tokens;
+  d["denied"] = denied;
+  d["denied_total"] = s.denied_total();
+  d["leases_asked"] = s.leases_asked;
+  d["leases_granted"] = s.leases_granted;
+  d["tokens_leased"] = s.tokens_leased;
+  d["tokens_given_back"] = s.tokens_given_back;
+  d["tokens_expired"] = s.tokens_expired;
+  d["keys_tracked"] = s.keys_tracked;
+  d["keys_evicted"] = s.keys_evicted;
+  d["bytes_used"] = s.bytes_used;
+  d["lease_failures"] = s.lease_failures;
+  d["breaker_transitions"] = s.breaker_transitions;
+  d["breakers_opened"] = s.breakers_opened;
+  d["breakers"] = breakers;
+  return d;
+}
+
+std::string decision_repr(const tollgate::Decision& d) {
+  return "Decision(allowed=" + std::string(d.allowed ? "True" : "False") + ", reason='" +
+         std::string(tollgate::to_string(d.reason)) +
+         "', remaining=" + std::to_string(d.remaining) +
+         ", retry_after=" + py::repr(py::float_(seconds(d.retry_after))).cast<std::string>() + ")";
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_native, m) {
+  m.doc() = "Private native core of the tollgate package; use `tollgate` instead.";
+  m.attr("version") = std::string(tollgate::version());
+  m.attr("compiled_version") = TOLLGATE_VERSION_STRING;
+
+  py::list reasons;
+  for (int r = 0; r < tollgate::kReasonCount; ++r) {
+    auto name = tollgate::to_string(static_cast<tollgate::Reason>(r));
+    PyObject* s = PyUnicode_FromStringAndSize(name.data(), static_cast<Py_ssize_t>(name.size()));
+    if (s == nullptr) throw py::error_already_set();
+    PyUnicode_InternInPlace(&s);
+    g_reason_names[static_cast<std::size_t>(r)] = s;  // owned for the process's life
+    reasons.append(py::reinterpret_borrow<py::str>(s));
+  }
+  m.attr("REASONS") = py::tuple(reasons);
+
+  // ConfigError -> tollgate.ConfigError (a ValueError) carrying field and reason.
+  py::object errors = py::module_::import("tollgate._errors");
+  static py::handle config_error = py::object(errors.attr("ConfigError")).release();
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const tollgate::ConfigError& e) {
+      py::object exc =
+          py::reinterpret_borrow<py::object>(config_error)(e.what(), e.field(), e.reason());
+      PyErr_SetObject(config_error.ptr(), exc.ptr());
+    }
+  });
+
+  py::class_<tollgate::Decision>(m, "Decision")
+      .def_property_readonly("allowed", [](const tollgate::Decision& d) { return d.allowed; })
+      .def_property_readonly("reason",
+                             [](const tollgate::Decision& d) { return reason_name(d.reason); })
+      .def_property_readonly("remaining", [](const tollgate::Decision& d) { return d.remaining; })
+      .def_property_readonly("retry_after",
+                             [](const tollgate::Decision& d) { return seconds(d.retry_after); })
+      .def("__bool__", [](const tollgate::Decision& d) { return d.allowed; })
+      .def("__repr__", &decision_repr)
+      .def("__eq__",
+           [](const tollgate::Decision& a, const tollgate::Decision& b) {
+             return a.allowed == b.allowed && a.reason == b.reason && a.remaining == b.remaining &&
+                    a.retry_after == b.retry_after;
+           })
+      .def("__hash__", [](const tollgate::Decision& d) {
+        return py::hash(py::make_tuple(d.allowed, static_cast<int>(d.reason), d.remaining,
+                                       d.retry_after.count()));
+      });
+
+  py::class_<PyPermit>(m, "Permit")
+      .def_property_readonly("allowed", [](const PyPermit& p) { return p.decision().allowed; })
+      .def_property_readonly("decision", &PyPermit::decision)
+      .def_property_readonly("count", &PyPermit::count)
+      .def_property_readonly("held", &PyPermit::held)
+      .def_property_readonly("key", &PyPermit::key)
+      .def("release", &PyPermit::release)
+      // `with limiter.permit(key, n):` runs the body only with the permits held.
+      .def("__enter__",
+           [](py::object self) {
+             const auto& p = self.cast<const PyPermit&>();
+             if (!p.decision().allowed) {
+               static py::handle cls =
+                   py::object(py::module_::import("tollgate._errors").attr("RateLimitExceeded"))
+                       .release();
+               py::object exc = py::reinterpret_borrow<py::object>(cls)(
+                   p.key(), seconds(p.decision().retry_after), reason_name(p.decision().reason),
+                   p.decision());
+               PyErr_SetObject(cls.ptr(), exc.ptr());
+               throw py::error_already_set();
+             }
+             return self;
+           })
+      .def("__exit__",
+           [](PyPermit& p, const py::args&) {
+             p.release();
+             return false;
+           })
+      .def("__bool__", [](const PyPermit& p) { return p.decision().allowed; });
+
+  py::class_<PyLimiter>(m, "Limiter")
+      .def(py::init<const std::string&, bool, py::object, bool>(), py::arg("config"),
+           py::arg("is_path"), py::arg("sink"), py::arg("leases"))
+      .def("try_acquire", &PyLimiter::try_acquire, py::arg("key"), py::arg("cost") = 1)
+      .def("acquire", &PyLimiter::acquire, py::arg("key"), py::arg("cost") = 1,
+           py::arg("timeout") = py::none())
+      .def("_acquire_async", &PyLimiter::acquire_async, py::arg("key"), py::arg("cost"),
+           py::arg("timeout"), py::arg("callback"))
+      .def("cancel", &PyLimiter::cancel, py::arg("wait_id"))
+      .def("acquire_permit", &PyLimiter::acquire_permit, py::arg("key"), py::arg("count") = 1)
+      .def("stats", [](PyLimiter& l) { return stats_to_dict(l.stats()); })
+      .def_property_readonly("instance_id", &PyLimiter::instance_id)
+      .def_property_readonly("closed", &PyLimiter::closed)
+      .def("close", &PyLimiter::close);
+
+  m.def("_shutdown", [] { g_interpreter_exiting.store(true, std::memory_order_release); });
+}
