@@ -22,6 +22,7 @@
 #include <string_view>
 #include <utility>
 
+#include "casters.h"
 #include "tollgate/tollgate.hpp"
 
 namespace py = pybind11;
@@ -87,13 +88,8 @@ tollgate::Nanos to_timeout(std::optional<double> timeout) {
   return tollgate::Nanos{static_cast<std::int64_t>(s * kNsPerSecond)};
 }
 
-// The reason strings, made once: decisions hand out these objects instead of new ones.
-std::array<PyObject*, tollgate::kReasonCount> g_reason_names{};
-
 py::str reason_name(tollgate::Reason r) {
-  auto i = static_cast<std::size_t>(r);
-  if (i >= g_reason_names.size() || g_reason_names[i] == nullptr) return py::str("unknown");
-  return py::reinterpret_borrow<py::str>(g_reason_names[i]);
+  return py::reinterpret_borrow<py::str>(tollgate_py::reason_name(r));
 }
 
 // Forwards the SDK's telemetry to a Python sink object (tollgate._telemetry.Sink) with
@@ -146,6 +142,18 @@ class PyObserver final : public tollgate::Observer {
 
 class PyPermit;
 
+// Sets tollgate.LimiterClosedError. Needs the GIL.
+void set_closed_error() {
+  static PyObject* cls = [] {
+    PyObject* mod = PyImport_ImportModule("tollgate._errors");
+    PyObject* c = mod != nullptr ? PyObject_GetAttrString(mod, "LimiterClosedError") : nullptr;
+    Py_XDECREF(mod);
+    return c;  // kept for the process's life
+  }();
+  if (cls == nullptr) return;  // the import failed and set its own error
+  PyErr_SetString(cls, "the limiter is closed");
+}
+
 // A native Limiter owned by Python. The pointer is read and written only with the GIL held;
 // calls that release the GIL keep a shared_ptr copy, and drop it before taking the GIL back.
 class PyLimiter {
@@ -182,9 +190,8 @@ class PyLimiter {
   }
   bool closed() const { return limiter_ == nullptr; }
 
-  tollgate::Decision try_acquire(std::string_view key, std::uint64_t cost) {
-    return live().try_acquire(key, cost);
-  }
+  // The open native limiter, or nullptr once closed. The caller holds the GIL.
+  tollgate::Limiter* raw() const { return limiter_.get(); }
 
   tollgate::Decision acquire(std::string_view key, std::uint64_t cost,
                              std::optional<double> timeout) {
@@ -281,9 +288,7 @@ class PyLimiter {
 
  private:
   [[noreturn]] static void throw_closed() {
-    static py::handle cls =
-        py::object(py::module_::import("tollgate._errors").attr("LimiterClosedError")).release();
-    PyErr_SetString(cls.ptr(), "the limiter is closed");
+    set_closed_error();
     throw py::error_already_set();
   }
   tollgate::Limiter& live() {
@@ -337,6 +342,83 @@ std::unique_ptr<PyPermit> PyLimiter::acquire_permit(std::string_view key, std::u
   return std::make_unique<PyPermit>(std::string(key), live().acquire_permit(key, count));
 }
 
+// Limiter.try_acquire(key, cost=1), written against the C API: it is the call services make
+// per request, and pybind11's generic dispatch cost several times the decision itself.
+PyObject* fast_try_acquire(PyObject* self, PyObject* const* args, Py_ssize_t nargs,
+                           PyObject* kwnames) noexcept {
+  PyObject* key = nargs >= 1 ? args[0] : nullptr;
+  PyObject* cost_obj = nargs >= 2 ? args[1] : nullptr;
+  if (nargs > 2) {
+    PyErr_SetString(PyExc_TypeError, "try_acquire() takes at most 2 arguments (key, cost)");
+    return nullptr;
+  }
+  if (kwnames != nullptr) {
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); ++i) {
+      PyObject* name = PyTuple_GET_ITEM(kwnames, i);
+      PyObject** slot = nullptr;
+      if (PyUnicode_CompareWithASCIIString(name, "key") == 0) slot = &key;
+      if (PyUnicode_CompareWithASCIIString(name, "cost") == 0) slot = &cost_obj;
+      if (slot == nullptr || *slot != nullptr) {
+        PyErr_Format(PyExc_TypeError, "try_acquire() got an unexpected or repeated argument %R",
+                     name);
+        return nullptr;
+      }
+      *slot = args[nargs + i];
+    }
+  }
+  if (key == nullptr) {
+    PyErr_SetString(PyExc_TypeError, "try_acquire() missing required argument 'key'");
+    return nullptr;
+  }
+  const char* data = nullptr;
+  Py_ssize_t len = 0;
+  if (PyUnicode_Check(key)) {
+    data = PyUnicode_AsUTF8AndSize(key, &len);
+    if (data == nullptr) return nullptr;
+  } else if (PyBytes_Check(key)) {
+    data = PyBytes_AS_STRING(key);
+    len = PyBytes_GET_SIZE(key);
+  } else {
+    PyErr_Format(PyExc_TypeError, "key must be str or bytes, not %s", Py_TYPE(key)->tp_name);
+    return nullptr;
+  }
+  unsigned long long cost = 1;
+  if (cost_obj != nullptr) {
+    if (!PyLong_Check(cost_obj)) {
+      PyErr_Format(PyExc_TypeError, "cost must be an int, not %s", Py_TYPE(cost_obj)->tp_name);
+      return nullptr;
+    }
+    cost = PyLong_AsUnsignedLongLong(cost_obj);
+    if (cost == static_cast<unsigned long long>(-1) && PyErr_Occurred() != nullptr) {
+      PyErr_SetString(PyExc_ValueError, "cost must be an int >= 0 and < 2**64");
+      return nullptr;
+    }
+  }
+  // The method descriptor has checked that self is a Limiter; its first (only) C++ base
+  // holds the PyLimiter.
+  auto* inst = reinterpret_cast<py::detail::instance*>(self);
+  py::detail::value_and_holder vh = inst->get_value_and_holder(nullptr, false);
+  if (!vh.holder_constructed()) {
+    PyErr_SetString(PyExc_TypeError, "Limiter.__init__() was not called");
+    return nullptr;
+  }
+  tollgate::Limiter* lim = vh.value_ptr<PyLimiter>()->raw();
+  if (lim == nullptr) {
+    set_closed_error();
+    return nullptr;
+  }
+  return tollgate_py::make_decision(
+      lim->try_acquire(std::string_view(data, static_cast<std::size_t>(len)), cost));
+}
+
+PyMethodDef g_try_acquire_def = {
+    "try_acquire",
+    reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(fast_try_acquire)),
+    METH_FASTCALL | METH_KEYWORDS,
+    "try_acquire(key, cost=1) -> Decision\n\nSpends cost tokens from the key's local lease if "
+    "it can. Never blocks, never waits for the store.",
+};
+
 py::dict stats_to_dict(const tollgate::Stats& s) {
   py::dict denied;
   for (int r = 0; r < tollgate::kReasonCount; ++r) {
@@ -364,13 +446,6 @@ py::dict stats_to_dict(const tollgate::Stats& s) {
   return d;
 }
 
-std::string decision_repr(const tollgate::Decision& d) {
-  return "Decision(allowed=" + std::string(d.allowed ? "True" : "False") + ", reason='" +
-         std::string(tollgate::to_string(d.reason)) +
-         "', remaining=" + std::to_string(d.remaining) +
-         ", retry_after=" + py::repr(py::float_(seconds(d.retry_after))).cast<std::string>() + ")";
-}
-
 }  // namespace
 
 PYBIND11_MODULE(_native, m) {
@@ -378,14 +453,10 @@ PYBIND11_MODULE(_native, m) {
   m.attr("version") = std::string(tollgate::version());
   m.attr("compiled_version") = TOLLGATE_VERSION_STRING;
 
+  tollgate_py::init_decision_type(m);
   py::list reasons;
   for (int r = 0; r < tollgate::kReasonCount; ++r) {
-    auto name = tollgate::to_string(static_cast<tollgate::Reason>(r));
-    PyObject* s = PyUnicode_FromStringAndSize(name.data(), static_cast<Py_ssize_t>(name.size()));
-    if (s == nullptr) throw py::error_already_set();
-    PyUnicode_InternInPlace(&s);
-    g_reason_names[static_cast<std::size_t>(r)] = s;  // owned for the process's life
-    reasons.append(py::reinterpret_borrow<py::str>(s));
+    reasons.append(reason_name(static_cast<tollgate::Reason>(r)));
   }
   m.attr("REASONS") = py::tuple(reasons);
 
@@ -401,25 +472,6 @@ PYBIND11_MODULE(_native, m) {
       PyErr_SetObject(config_error.ptr(), exc.ptr());
     }
   });
-
-  py::class_<tollgate::Decision>(m, "Decision")
-      .def_property_readonly("allowed", [](const tollgate::Decision& d) { return d.allowed; })
-      .def_property_readonly("reason",
-                             [](const tollgate::Decision& d) { return reason_name(d.reason); })
-      .def_property_readonly("remaining", [](const tollgate::Decision& d) { return d.remaining; })
-      .def_property_readonly("retry_after",
-                             [](const tollgate::Decision& d) { return seconds(d.retry_after); })
-      .def("__bool__", [](const tollgate::Decision& d) { return d.allowed; })
-      .def("__repr__", &decision_repr)
-      .def("__eq__",
-           [](const tollgate::Decision& a, const tollgate::Decision& b) {
-             return a.allowed == b.allowed && a.reason == b.reason && a.remaining == b.remaining &&
-                    a.retry_after == b.retry_after;
-           })
-      .def("__hash__", [](const tollgate::Decision& d) {
-        return py::hash(py::make_tuple(d.allowed, static_cast<int>(d.reason), d.remaining,
-                                       d.retry_after.count()));
-      });
 
   py::class_<PyPermit>(m, "Permit")
       .def_property_readonly("allowed", [](const PyPermit& p) { return p.decision().allowed; })
@@ -451,10 +503,10 @@ PYBIND11_MODULE(_native, m) {
            })
       .def("__bool__", [](const PyPermit& p) { return p.decision().allowed; });
 
-  py::class_<PyLimiter>(m, "Limiter")
+  py::class_<PyLimiter> limiter(m, "Limiter");
+  limiter
       .def(py::init<const std::string&, bool, py::object, bool>(), py::arg("config"),
            py::arg("is_path"), py::arg("sink"), py::arg("leases"))
-      .def("try_acquire", &PyLimiter::try_acquire, py::arg("key"), py::arg("cost") = 1)
       .def("acquire", &PyLimiter::acquire, py::arg("key"), py::arg("cost") = 1,
            py::arg("timeout") = py::none())
       .def("_acquire_async", &PyLimiter::acquire_async, py::arg("key"), py::arg("cost"),
@@ -465,6 +517,10 @@ PYBIND11_MODULE(_native, m) {
       .def_property_readonly("instance_id", &PyLimiter::instance_id)
       .def_property_readonly("closed", &PyLimiter::closed)
       .def("close", &PyLimiter::close);
+  PyObject* try_acquire =
+      PyDescr_NewMethod(reinterpret_cast<PyTypeObject*>(limiter.ptr()), &g_try_acquire_def);
+  if (try_acquire == nullptr) throw py::error_already_set();
+  limiter.attr("try_acquire") = py::reinterpret_steal<py::object>(try_acquire);
 
   m.def("_shutdown", [] { g_interpreter_exiting.store(true, std::memory_order_release); });
 }
