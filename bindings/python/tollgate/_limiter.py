@@ -109,7 +109,8 @@ class Limiter(_native.Limiter):
               timeout: Optional[float] = None) -> Callable[[F], F]:
         """Decorates a function (sync or async) so that each call spends ``cost`` from the
         key; ``key`` is a ``str.format`` template over the call's arguments
-        (``"tenant:{tenant_id}"``), ``cost`` an int or a function of the same arguments.
+        (``"tenant:{tenant_id}"``), ``cost`` an int or a function called with the same
+        arguments as the decorated one.
         Without ``timeout`` a call never waits; with it, it waits that long at most. A
         denied call raises ``RateLimitExceeded`` and the function does not run."""
         fields = {f for _, f, _, _ in string.Formatter().parse(key) if f}
@@ -120,16 +121,15 @@ class Limiter(_native.Limiter):
                            if p.kind is inspect.Parameter.VAR_KEYWORD), None)
 
             def resolve(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, int]:
-                if not fields and not callable(cost):
-                    return key, cast(int, cost)
+                c = cost(*args, **kwargs) if callable(cost) else cost
+                if not fields:
+                    return key, c
                 bound = sig.bind(*args, **kwargs)
                 bound.apply_defaults()
                 values = dict(bound.arguments)
                 if var_kw is not None:
                     values.update(values.pop(var_kw, {}))
-                k = key.format(**values) if fields else key
-                c = cost(**values) if callable(cost) else cost
-                return k, c
+                return key.format(**values), c
 
             def check(k: str, d: Decision) -> None:
                 _telemetry.record_decision(d, "decorator")
