@@ -2,7 +2,11 @@
 
 import asyncio
 import http.client
+import os
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 from socketserver import ThreadingMixIn
 from typing import Iterator
@@ -143,3 +147,13 @@ def test_retry_after_header_rounds_up():
     assert tollgate.middleware.retry_after_header(D(0.2)) == "1"
     assert tollgate.middleware.retry_after_header(D(1.01)) == "2"
     assert tollgate.middleware.retry_after_header(D(7.0)) == "7"
+
+
+def test_sample_flask_app_self_test():
+    app = os.path.join(os.path.dirname(__file__), "..", "..", "..", "samples", "python", "app.py")
+    if not os.path.exists(app):
+        pytest.skip("the samples are not next to these tests")
+    out = subprocess.run([sys.executable, app, "--self-test"], capture_output=True, text=True,
+                         timeout=120, cwd=tempfile.gettempdir())
+    assert out.returncode == 0, out.stdout + out.stderr[-2000:]
+    assert "429" in out.stdout
