@@ -41,13 +41,6 @@ def tenant_key(header_value: str | None) -> str | None:
     return None if header_value is None else "tenant:" + header_value
 
 
-def check_429(status: int, headers: dict[str, str], body: bytes) -> None:
-    assert status == 429
-    assert int(headers["retry-after"]) >= 1
-    assert headers["tollgate-reason"] == "over_limit"
-    assert b"Too Many Requests" in body
-
-
 @pytest.fixture
 def flask_server(make_limiter) -> Iterator[tuple[int, tollgate.Limiter]]:
     flask = pytest.importorskip("flask")
@@ -73,14 +66,22 @@ def flask_server(make_limiter) -> Iterator[tuple[int, tollgate.Limiter]]:
         thread.join(30)
 
 
-def test_wsgi_middleware_with_flask(flask_server, key):
-    port, lim = flask_server
+def admitted_then_429(port: int, lim: tollgate.Limiter, key: str, path: str) -> None:
     tenant = key.split(":", 1)[1]
     warm(lim, key)
-    status, _, body = get(port, "/hello", tenant)
+    status, _, body = get(port, path, tenant)
     assert (status, body) == (200, b"hello ok")
     exhaust(lim, key)
-    check_429(*get(port, "/hello", tenant))
+    status, headers, body = get(port, path, tenant)
+    assert status == 429
+    assert int(headers["retry-after"]) >= 1
+    assert headers["tollgate-reason"] == "over_limit"
+    assert b"Too Many Requests" in body
+
+
+def test_wsgi_middleware_with_flask(flask_server, key):
+    port, lim = flask_server
+    admitted_then_429(port, lim, key, "/hello")
     # Requests without the header are not limited.
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     conn.request("GET", "/hello")
@@ -131,12 +132,7 @@ def uvicorn_server(make_limiter) -> Iterator[tuple[int, tollgate.Limiter]]:
 
 def test_asgi_middleware_with_uvicorn(uvicorn_server, key):
     port, lim = uvicorn_server
-    tenant = key.split(":", 1)[1]
-    warm(lim, key)
-    status, _, body = get(port, "/", tenant)
-    assert (status, body) == (200, b"hello ok")
-    exhaust(lim, key)
-    check_429(*get(port, "/", tenant))
+    admitted_then_429(port, lim, key, "/")
 
 
 def test_retry_after_header_rounds_up():

@@ -28,13 +28,24 @@ def retry_after_header(decision: Decision) -> str:
     return str(max(1, math.ceil(decision.retry_after)))
 
 
-def _spend(limiter: Any, key: str, cost: int, timeout: Optional[float]) -> Decision:
-    d = limiter.try_acquire(key, cost) if timeout is None else limiter.acquire(key, cost, timeout)
-    _telemetry.record_decision(d, "middleware")
-    return d
+class _Middleware:
+    """What both middlewares are configured with; `request` is a WSGI environ or an ASGI scope."""
+
+    def __init__(self, app: Callable[..., Any], limiter: Any,
+                 key: Callable[[Any], Optional[str]],
+                 cost: Union[int, Callable[[Any], int]] = 1, *,
+                 timeout: Optional[float] = None) -> None:
+        self.app = app
+        self.limiter = limiter
+        self.key = key
+        self.cost = cost
+        self.timeout = timeout
+
+    def _cost(self, request: Any) -> int:
+        return self.cost(request) if callable(self.cost) else self.cost
 
 
-class WSGIMiddleware:
+class WSGIMiddleware(_Middleware):
     """``app.wsgi_app = WSGIMiddleware(app.wsgi_app, limiter, key=lambda environ: ...)``.
 
     ``key(environ)`` names the quota key of a request, or returns None to let it through
@@ -43,22 +54,16 @@ class WSGIMiddleware:
     otherwise it is decided at once.
     """
 
-    def __init__(self, app: Callable[..., Iterable[bytes]], limiter: Any,
-                 key: Callable[[Environ], Optional[str]],
-                 cost: Union[int, Callable[[Environ], int]] = 1, *,
-                 timeout: Optional[float] = None) -> None:
-        self.app = app
-        self.limiter = limiter
-        self.key = key
-        self.cost = cost
-        self.timeout = timeout
-
     def __call__(self, environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
         key = self.key(environ)
         if key is None:
             return self.app(environ, start_response)
-        cost = self.cost(environ) if callable(self.cost) else self.cost
-        d = _spend(self.limiter, key, cost, self.timeout)
+        cost = self._cost(environ)
+        if self.timeout is None:
+            d = self.limiter.try_acquire(key, cost)
+        else:
+            d = self.limiter.acquire(key, cost, self.timeout)
+        _telemetry.record_decision(d, "middleware")
         environ["tollgate.decision"] = d
         if d.allowed:
             if d.reason not in _FALLBACKS:
@@ -76,21 +81,11 @@ class WSGIMiddleware:
         return [_BODY]
 
 
-class ASGIMiddleware:
+class ASGIMiddleware(_Middleware):
     """``app = ASGIMiddleware(app, limiter, key=lambda scope: ...)`` for HTTP requests
     (other scope types pass through). ``key(scope)``, ``cost`` and ``timeout`` as in
     :class:`WSGIMiddleware`; with ``timeout`` a request waits on the event loop, not on a
     thread."""
-
-    def __init__(self, app: Callable[..., Awaitable[None]], limiter: Any,
-                 key: Callable[[Scope], Optional[str]],
-                 cost: Union[int, Callable[[Scope], int]] = 1, *,
-                 timeout: Optional[float] = None) -> None:
-        self.app = app
-        self.limiter = limiter
-        self.key = key
-        self.cost = cost
-        self.timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Callable[..., Awaitable[Any]],
                        send: Callable[..., Awaitable[None]]) -> None:
@@ -101,7 +96,7 @@ class ASGIMiddleware:
         if key is None:
             await self.app(scope, receive, send)
             return
-        cost = self.cost(scope) if callable(self.cost) else self.cost
+        cost = self._cost(scope)
         if self.timeout is None:
             d = self.limiter.try_acquire(key, cost)
         else:
