@@ -1,3 +1,4 @@
+import gc
 import json
 import os
 import pathlib
@@ -139,5 +140,12 @@ def test_permits_as_context_managers(redis_url):
         held.release()
         held.release()  # idempotent
         assert not held.held
+        dropped = lim.acquire_permit(key, 4)
+        assert dropped.held
+        del dropped  # collected: the permits go back
+        gc.collect()
+        assert lim.acquire_permit(key, 4).allowed
+        lim.close()
+        assert held.decision.allowed  # a permit outlives its closed limiter harmlessly
     finally:
         lim.close()
