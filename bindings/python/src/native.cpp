@@ -10,6 +10,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cxxabi.h>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -20,6 +21,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 
 #include "casters.h"
@@ -71,6 +73,30 @@ class SharedObject {
 void write_unraisable(py::error_already_set& e, const char* where) {
   e.restore();
   PyErr_WriteUnraisable(py::str(where).ptr());
+}
+
+// Runs f() with the GIL released, on a Python thread. The GIL is taken back in ordinary
+// code, never in a destructor (unlike py::gil_scoped_release): at exit Python ends daemon
+// threads that try to take it with pthread_exit, whose forced unwind must not leave a
+// destructor or a noexcept function (std::terminate), and must not be swallowed.
+template <typename F>
+auto without_gil(F&& f) -> decltype(f()) {
+  PyThreadState* ts = PyEval_SaveThread();
+  try {
+    if constexpr (std::is_void_v<decltype(f())>) {
+      f();
+      PyEval_RestoreThread(ts);
+    } else {
+      auto result = f();
+      PyEval_RestoreThread(ts);
+      return result;
+    }
+  } catch (abi::__forced_unwind&) {
+    throw;  // the thread is being ended; the GIL is not ours to take back
+  } catch (...) {
+    PyEval_RestoreThread(ts);
+    throw;
+  }
 }
 
 constexpr double kNsPerSecond = 1e9;
@@ -166,8 +192,9 @@ class PyLimiter {
       observer_ = std::make_shared<PyObserver>(std::move(sink), leases);
       options.observer = observer_;
     }
-    py::gil_scoped_release nogil;  // connecting to the store logs through the observer
-    limiter_ = std::make_shared<tollgate::Limiter>(std::move(config), std::move(options));
+    // Without the GIL: connecting to the store logs through the observer.
+    limiter_ = without_gil(
+        [&] { return std::make_shared<tollgate::Limiter>(std::move(config), std::move(options)); });
   }
   PyLimiter(const PyLimiter&) = delete;
   PyLimiter& operator=(const PyLimiter&) = delete;
@@ -182,10 +209,7 @@ class PyLimiter {
   void close() {
     std::shared_ptr<tollgate::Limiter> doomed = std::move(limiter_);
     if (!doomed) return;
-    {
-      py::gil_scoped_release nogil;
-      doomed.reset();  // joins the SDK thread; pending waits complete with "shutdown"
-    }
+    without_gil([&] { doomed.reset(); });  // joins the SDK thread; waits end with "shutdown"
     if (observer_) observer_->detach();
   }
   bool closed() const { return limiter_ == nullptr; }
@@ -206,8 +230,9 @@ class PyLimiter {
     auto sync = std::make_shared<Sync>();
     const std::string owned_key(key);  // the str may go away while the GIL is released
     bool interrupted = false;
-    {
-      py::gil_scoped_release nogil;
+    // Not without_gil(): the GIL is taken every 100 ms to let signals (Ctrl-C) through.
+    PyThreadState* ts = PyEval_SaveThread();
+    try {
       tollgate::WaitId id = 0;
       if (auto lim = weak.lock()) {
         id = lim->acquire_async(owned_key, cost, t, [sync](const tollgate::Decision& d) {
@@ -221,15 +246,12 @@ class PyLimiter {
         sync->d = tollgate::Decision{false, tollgate::Reason::kShutdown, 0, tollgate::Nanos{0}};
         sync->done = true;
       }
-      // Wake now and then to let Ctrl-C through: a signal cancels the wait.
       std::unique_lock lk(sync->mu);
       while (!sync->cv.wait_for(lk, 100ms, [&] { return sync->done; })) {
         lk.unlock();
-        bool signalled = false;
-        {
-          py::gil_scoped_acquire gil;
-          signalled = PyErr_CheckSignals() != 0;
-        }
+        PyEval_RestoreThread(ts);
+        const bool signalled = PyErr_CheckSignals() != 0;
+        ts = PyEval_SaveThread();
         if (signalled) {
           interrupted = true;
           if (auto lim = weak.lock()) lim->cancel(id);
@@ -239,6 +261,13 @@ class PyLimiter {
         }
         lk.lock();
       }
+      lk.unlock();
+      PyEval_RestoreThread(ts);
+    } catch (abi::__forced_unwind&) {
+      throw;  // see without_gil()
+    } catch (...) {
+      PyEval_RestoreThread(ts);
+      throw;
     }
     if (interrupted) throw py::error_already_set();
     return sync->d;
@@ -251,37 +280,41 @@ class PyLimiter {
     std::shared_ptr<tollgate::Limiter> lim = shared();
     SharedObject cb(std::move(callback));
     const std::string owned_key(key);
-    py::gil_scoped_release nogil;
-    tollgate::WaitId id = lim->acquire_async(owned_key, cost, t, [cb](const tollgate::Decision& d) {
-      if (!python_usable()) return;
-      py::gil_scoped_acquire gil;
-      try {
-        cb.get()(d);
-      } catch (py::error_already_set& e) {
-        write_unraisable(e, "tollgate acquire_async callback");
-      }
+    return without_gil([&] {
+      tollgate::WaitId id =
+          lim->acquire_async(owned_key, cost, t, [cb](const tollgate::Decision& d) {
+            if (!python_usable()) return;
+            py::gil_scoped_acquire gil;
+            try {
+              cb.get()(d);
+            } catch (py::error_already_set& e) {
+              write_unraisable(e, "tollgate acquire_async callback");
+            }
+          });
+      lim.reset();  // without the GIL, in case it was the last reference
+      return id;
     });
-    lim.reset();  // without the GIL, in case it was the last reference
-    return id;
   }
 
   bool cancel(tollgate::WaitId id) {
     std::shared_ptr<tollgate::Limiter> lim = limiter_;
     if (!lim) return false;
-    py::gil_scoped_release nogil;
-    bool ok = lim->cancel(id);
-    lim.reset();
-    return ok;
+    return without_gil([&] {
+      bool ok = lim->cancel(id);
+      lim.reset();
+      return ok;
+    });
   }
 
   std::unique_ptr<PyPermit> acquire_permit(std::string_view key, std::uint32_t count);
 
   tollgate::Stats stats() {
     std::shared_ptr<tollgate::Limiter> lim = shared();
-    py::gil_scoped_release nogil;
-    tollgate::Stats s = lim->stats();
-    lim.reset();
-    return s;
+    return without_gil([&] {
+      tollgate::Stats s = lim->stats();
+      lim.reset();
+      return s;
+    });
   }
 
   std::string instance_id() { return live().instance_id(); }
@@ -323,8 +356,7 @@ class PyPermit {
   void release() {
     std::unique_ptr<tollgate::Permit> p = std::move(permit_);
     if (!p) return;
-    py::gil_scoped_release nogil;
-    p.reset();
+    without_gil([&] { p.reset(); });
   }
   bool held() const { return permit_ != nullptr; }
   const tollgate::Decision& decision() const { return decision_; }
