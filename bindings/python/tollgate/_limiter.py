@@ -98,7 +98,7 @@ class Limiter(_native.Limiter):
             wait_id = self._acquire_async(key, cost, timeout, done)
             try:
                 decision = await fut
-            except asyncio.CancelledError:
+            except BaseException:  # cancelled, or the coroutine closed unfinished
                 if wait_id:
                     self.cancel(wait_id)
                 raise
