@@ -128,6 +128,9 @@ def test_opentelemetry_metrics_and_spans_when_importable(fake_otel, make_limiter
     assert spans[0].attributes == {"tollgate.cost": 2, "tollgate.allowed": True,
                                    "tollgate.reason": "ok"}
 
+    assert lim.acquire(key, 1, timeout=20).allowed
+    assert spans[1].name == "tollgate.acquire" and spans[1].attributes["tollgate.cost"] == 1
+
     @lim.limit(key)
     def f() -> None:
         pass

@@ -81,6 +81,16 @@ class Limiter(_native.Limiter):
         raises ``RateLimitExceeded`` when they were not granted, and returns them on exit."""
         return self.acquire_permit(key, count)
 
+    def acquire(self, key: str, cost: int = 1, timeout: Optional[float] = None) -> Decision:
+        """Waits up to ``timeout`` seconds (None: until decided) for tokens, first in first
+        out per key, with the GIL released. Ctrl-C cancels the wait."""
+        if _telemetry.otel() is None:
+            return super().acquire(key, cost, timeout)
+        with _telemetry.span("tollgate.acquire", cost) as span:
+            decision = super().acquire(key, cost, timeout)
+            _telemetry.end_span(span, decision)
+        return decision
+
     async def acquire_async(self, key: str, cost: int = 1,
                             timeout: Optional[float] = None) -> Decision:
         """Waits up to ``timeout`` seconds (None: until decided) without blocking the loop.
