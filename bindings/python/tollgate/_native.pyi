@@ -1,0 +1,66 @@
+# Hand-written stubs of the private native module (src/native.cpp).
+from typing import Any, Callable, Optional
+
+version: str
+compiled_version: str
+REASONS: tuple[str, ...]
+
+class Decision:
+    """The answer to one acquire. Immutable."""
+
+    @property
+    def allowed(self) -> bool: ...
+    @property
+    def reason(self) -> str:
+        """One of REASONS: "ok", "over_limit", "cold_key", "lease_pending", ..."""
+    @property
+    def remaining(self) -> int:
+        """Tokens (or permits) left in the key's local lease after this decision."""
+    @property
+    def retry_after(self) -> float:
+        """Seconds until a retry may succeed; 0.0 when allowed or unknown."""
+    def __bool__(self) -> bool: ...
+    def __eq__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
+
+class Permit:
+    """Concurrency permits; returned on release(), on leaving a `with` block, or when
+    collected."""
+
+    @property
+    def allowed(self) -> bool: ...
+    @property
+    def decision(self) -> Decision: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def held(self) -> bool:
+        """True while the permits are out (granted and not yet released)."""
+    def release(self) -> None: ...
+    def __bool__(self) -> bool: ...
+    def __enter__(self) -> "Permit":
+        """Raises RateLimitExceeded when the permits were not granted."""
+    def __exit__(self, *exc: object) -> bool: ...
+
+class Limiter:
+    def __init__(self, config: str, is_path: bool, sink: Any, leases: bool) -> None: ...
+    def try_acquire(self, key: str, cost: int = 1) -> Decision:
+        """Never blocks."""
+    def acquire(self, key: str, cost: int = 1, timeout: Optional[float] = None) -> Decision:
+        """Waits up to `timeout` seconds (None: until decided) with the GIL released."""
+    def _acquire_async(self, key: str, cost: int, timeout: Optional[float],
+                       callback: Callable[[Decision], None]) -> int: ...
+    def cancel(self, wait_id: int) -> bool: ...
+    def acquire_permit(self, key: str, count: int = 1) -> Permit: ...
+    def stats(self) -> dict[str, Any]: ...
+    @property
+    def instance_id(self) -> str: ...
+    @property
+    def closed(self) -> bool: ...
+    def close(self) -> None:
+        """Stops the SDK thread, completes pending waits with reason "shutdown" and gives
+        unspent tokens back. Idempotent."""
+
+def _shutdown() -> None: ...

@@ -1,0 +1,129 @@
+"""WSGI and ASGI middleware: a request whose key is denied gets ``429 Too Many Requests``
+with ``Retry-After`` (whole seconds, at least 1) and ``Tollgate-Reason`` (the decision's
+reason); an admitted one goes on to the app, with the decision in
+``environ["tollgate.decision"]`` (WSGI) or ``scope["tollgate.decision"]`` (ASGI).
+Decisions made under a store outage (reasons ``fallback_*``) are tagged on the response
+with ``Tollgate-Reason`` too."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Awaitable, Callable, Iterable, MutableMapping, Optional, Union
+
+from . import _telemetry
+from ._native import Decision
+
+__all__ = ["WSGIMiddleware", "ASGIMiddleware", "retry_after_header"]
+
+_BODY = b"Too Many Requests\n"
+_FALLBACKS = frozenset({"fallback_local", "fallback_deny", "fallback_allow"})
+
+Environ = dict[str, Any]
+Scope = MutableMapping[str, Any]
+
+
+def retry_after_header(decision: Decision) -> str:
+    """Retry-After in delay-seconds: rounded up, and at least 1 (0 means "unknown" in
+    a decision, and a client told 0 would retry at once)."""
+    return str(max(1, math.ceil(decision.retry_after)))
+
+
+class _Middleware:
+    """What both middlewares are configured with; `request` is a WSGI environ or an ASGI scope."""
+
+    def __init__(self, app: Callable[..., Any], limiter: Any,
+                 key: Callable[[Any], Optional[str]],
+                 cost: Union[int, Callable[[Any], int]] = 1, *,
+                 timeout: Optional[float] = None) -> None:
+        self.app = app
+        self.limiter = limiter
+        self.key = key
+        self.cost = cost
+        self.timeout = timeout
+
+    def _cost(self, request: Any) -> int:
+        return self.cost(request) if callable(self.cost) else self.cost
+
+
+class WSGIMiddleware(_Middleware):
+    """``app.wsgi_app = WSGIMiddleware(app.wsgi_app, limiter, key=lambda environ: ...)``.
+
+    ``key(environ)`` names the quota key of a request, or returns None to let it through
+    unlimited; ``cost`` is an int or a function of the environ. With ``timeout`` (seconds) a
+    request waits that long for tokens (holding its worker thread; the GIL is released),
+    otherwise it is decided at once.
+    """
+
+    def __call__(self, environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        key = self.key(environ)
+        if key is None:
+            return self.app(environ, start_response)
+        cost = self._cost(environ)
+        if self.timeout is None:
+            d = self.limiter.try_acquire(key, cost)
+        else:
+            d = self.limiter.acquire(key, cost, self.timeout)
+        _telemetry.record_decision(d, "middleware")
+        environ["tollgate.decision"] = d
+        if d.allowed:
+            if d.reason not in _FALLBACKS:
+                return self.app(environ, start_response)
+
+            def tagged(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
+                return start_response(status, [*headers, ("Tollgate-Reason", d.reason)], *exc)
+            return self.app(environ, tagged)
+        start_response("429 Too Many Requests", [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", str(len(_BODY))),
+            ("Retry-After", retry_after_header(d)),
+            ("Tollgate-Reason", d.reason),
+        ])
+        return [_BODY]
+
+
+class ASGIMiddleware(_Middleware):
+    """``app = ASGIMiddleware(app, limiter, key=lambda scope: ...)`` for HTTP requests
+    (other scope types pass through). ``key(scope)``, ``cost`` and ``timeout`` as in
+    :class:`WSGIMiddleware`; with ``timeout`` a request waits on the event loop, not on a
+    thread."""
+
+    async def __call__(self, scope: Scope, receive: Callable[..., Awaitable[Any]],
+                       send: Callable[..., Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        key = self.key(scope)
+        if key is None:
+            await self.app(scope, receive, send)
+            return
+        cost = self._cost(scope)
+        if self.timeout is None:
+            d = self.limiter.try_acquire(key, cost)
+        else:
+            d = await self.limiter.acquire_async(key, cost, self.timeout)
+        _telemetry.record_decision(d, "middleware")
+        scope["tollgate.decision"] = d
+        if d.allowed:
+            if d.reason not in _FALLBACKS:
+                await self.app(scope, receive, send)
+                return
+
+            async def tagged(message: MutableMapping[str, Any]) -> None:
+                if message["type"] == "http.response.start":
+                    message = dict(message)
+                    message["headers"] = [*message.get("headers", []),
+                                          (b"tollgate-reason", d.reason.encode())]
+                await send(message)
+            await self.app(scope, receive, tagged)
+            return
+        await send({
+            "type": "http.response.start",
+            "status": 429,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(_BODY)).encode()),
+                (b"retry-after", retry_after_header(d).encode()),
+                (b"tollgate-reason", d.reason.encode()),
+            ],
+        })
+        await send({"type": "http.response.body", "body": _BODY})
