@@ -472,6 +472,8 @@ py::dict stats_to_dict(const tollgate::Stats& s) {
   d["keys_evicted"] = s.keys_evicted;
   d["bytes_used"] = s.bytes_used;
   d["lease_failures"] = s.lease_failures;
+  d["fallback_tokens"] = s.fallback_tokens;
+  d["fallback_dropped"] = s.fallback_dropped;
   d["breaker_transitions"] = s.breaker_transitions;
   d["breakers_opened"] = s.breakers_opened;
   d["breakers"] = breakers;
