@@ -60,6 +60,9 @@ class TOLLGATE_API QuotaStore {
   // Best effort; tokens that cannot be given back simply expire.
   virtual void give_back(std::vector<GiveBack> batch) = 0;
 
+  // Requests of one partition (a Redis shard) are answered together: the Limiter sends
+  // one call per partition, so that a slow partition delays only its own keys.
+  virtual std::size_t partition_of(const LeaseRequest& /*request*/) const { return 0; }
   // Where breaker changes and log lines go (the Limiter passes its Options::observer).
   virtual void set_observer(std::shared_ptr<Observer> /*observer*/) {}
   // One state per shard; empty for a store without shards.

@@ -45,8 +45,9 @@ struct RefillState {
   std::uint16_t max_cost = 1;    // largest cost seen (saturating), for the watermark
   std::uint16_t timer_refs = 0;  // timers that still point here
   std::uint8_t lease_count = 0;
-  bool in_flight = false;
-  bool again = false;            // asked again while in flight
+  bool in_flight : 1 = false;
+  bool again : 1 = false;        // asked again while in flight
+  bool parked : 1 = false;       // and holds `queued` (not on the queue) until the answer
   std::uint8_t idle_passes = 0;  // idle scans in a row that found it untouched
   Ms last_grant = 0;  // when the last granted ask was sent (0: never); paces asks under scarcity
   Ms next_timer = 0;  // earliest pending timer, when timer_refs > 0

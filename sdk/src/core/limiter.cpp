@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <random>
 #include <utility>
 
@@ -587,8 +588,12 @@ void LimiterImpl::consider(Entry* e, Nanos now) {
   if (s.in_flight) {
     // Parked until the answer: `queued` stays set, so that denials meanwhile do not push
     // the key again or wake this thread (a system call on the hot path) for nothing.
+    // (Only when `queued` is free: an application thread may just have put the key on the
+    // queue, and a key must never be on it twice.)
     s.again = true;
-    e->queued.store(true, std::memory_order_relaxed);
+    bool free = false;
+    if (!s.parked && e->queued.compare_exchange_strong(free, true, std::memory_order_acq_rel))
+      s.parked = true;
     return;
   }
   const std::uint32_t denials = e->denials.load(std::memory_order_relaxed);
@@ -705,15 +710,53 @@ void LimiterImpl::flush(Nanos now) {
     flush_give_backs();
     return;
   }
-  const std::uint64_t id = next_batch_++;
-  InFlight f{now, std::move(batch_entries_), std::move(batch_mins_), std::move(batch_wants_)};
-  in_flight_.emplace(id, std::move(f));
+  leases_asked_.fetch_add(batch_.size(), std::memory_order_relaxed);
+  // One store call per partition (a Redis shard), so that a slow or hung shard delays
+  // only its own keys' refills: a store answers a call once, when all of it is done.
+  std::vector<std::size_t> part(batch_.size());
+  bool one = true;
+  for (std::size_t i = 0; i < batch_.size(); ++i) {
+    try {
+      part[i] = store_->partition_of(batch_[i]);
+    } catch (...) {
+      part[i] = 0;
+    }
+    one = one && part[i] == part[0];
+  }
+  if (one) {
+    send(now, std::move(batch_), std::move(batch_entries_), std::move(batch_mins_),
+         std::move(batch_wants_));
+  } else {
+    std::vector<std::size_t> order(batch_.size());
+    std::iota(order.begin(), order.end(), std::size_t{0});
+    std::stable_sort(order.begin(), order.end(),
+                     [&](std::size_t x, std::size_t y) { return part[x] < part[y]; });
+    for (std::size_t k = 0; k < order.size();) {
+      std::vector<LeaseRequest> batch;
+      std::vector<Entry*> entries;
+      std::vector<std::uint64_t> mins, wants;
+      const std::size_t p = part[order[k]];
+      for (; k < order.size() && part[order[k]] == p; ++k) {
+        const std::size_t i = order[k];
+        batch.push_back(std::move(batch_[i]));
+        entries.push_back(batch_entries_[i]);
+        mins.push_back(batch_mins_[i]);
+        wants.push_back(batch_wants_[i]);
+      }
+      send(now, std::move(batch), std::move(entries), std::move(mins), std::move(wants));
+    }
+  }
+  batch_.clear();
   batch_entries_.clear();
   batch_mins_.clear();
   batch_wants_.clear();
-  leases_asked_.fetch_add(batch_.size(), std::memory_order_relaxed);
-  std::vector<LeaseRequest> batch = std::move(batch_);
-  batch_.clear();
+  flush_give_backs();
+}
+
+void LimiterImpl::send(Nanos now, std::vector<LeaseRequest> batch, std::vector<Entry*> entries,
+                       std::vector<std::uint64_t> mins, std::vector<std::uint64_t> wants) {
+  const std::uint64_t id = next_batch_++;
+  in_flight_.emplace(id, InFlight{now, std::move(entries), std::move(mins), std::move(wants)});
   std::weak_ptr<Inbox> weak = inbox_;
   auto done = [weak, id](std::vector<LeaseGrant> grants) {
     auto inbox = weak.lock();
@@ -737,7 +780,6 @@ void LimiterImpl::flush(Nanos now) {
     }
     done(std::move(failed));
   }
-  flush_give_backs();
 }
 
 void LimiterImpl::flush_give_backs() noexcept {
@@ -809,11 +851,7 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
     }
     e->retry_at.store((now + kStoreErrorBackoff).count(), std::memory_order_relaxed);
     add_timer(e, now + kStoreErrorBackoff);
-    if (s.again) {
-      s.again = false;
-      e->queued.store(false, std::memory_order_relaxed);
-      request_refill(e);
-    }
+    requeue(e);
     return;
   }
   if (e->unavailable) leave_fallback(e);
@@ -906,11 +944,19 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
     } catch (...) {
     }
   }
-  if (s.again) {
-    s.again = false;
-    e->queued.store(false, std::memory_order_relaxed);
-    request_refill(e);
+  requeue(e);
+}
+
+// The answer is in: a key asked for while in flight goes on the queue again.
+void LimiterImpl::requeue(Entry* e) noexcept {
+  auto& s = e->s;
+  if (!s.again) return;
+  s.again = false;
+  if (s.parked) {
+    s.parked = false;
+    e->queued.store(false, std::memory_order_release);
   }
+  request_refill(e);
 }
 
 void LimiterImpl::serve_waiters(Entry* e,

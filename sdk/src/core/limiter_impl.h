@@ -117,8 +117,11 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   void consider(Entry* e, Nanos now);
   void expire_leases(Entry* e, Nanos now);
   void fallback_refill(Entry* e, Nanos now);
+  void requeue(Entry* e) noexcept;
   void leave_fallback(Entry* e);
   void flush(Nanos now);
+  void send(Nanos now, std::vector<LeaseRequest> batch, std::vector<Entry*> entries,
+            std::vector<std::uint64_t> mins, std::vector<std::uint64_t> wants);
   void add_timer(Entry* e, Nanos at);
   void ensure_timers(Entry* e, Nanos now);
   void flush_give_backs() noexcept;

@@ -71,6 +71,13 @@ void Connection::submit(Batch batch) {
     batch.done({}, "unavailable (reconnecting after: " + last_error_ + ")");
     return;
   }
+  // Failed twice in a row: reconnect in the background, and do not make the batch wait
+  // for what will most likely be another connect timeout.
+  if (state_ == State::kIdle && failures_in_row_ >= 2) {
+    connect();
+    batch.done({}, "unavailable (reconnecting after: " + last_error_ + ")");
+    return;
+  }
   waiting_.push_back(std::move(batch));
   if (state_ == State::kIdle) {
     connect();
@@ -194,6 +201,7 @@ void Connection::on_reply(Reply reply) {
   Batch done = std::move(b);
   in_flight_.pop_front();
   backoff_.reset();  // the server answers: healthy
+  failures_in_row_ = 0;
   if (down_) {
     down_ = false;
     if (options_.log) options_.log(LogLevel::kInfo, options_.endpoint.redacted() + ": up again");
@@ -212,11 +220,17 @@ void Connection::fail_all(const std::string& why) {
   writing_ = false;
   state_ = State::kIdle;
   last_error_ = why;
+  const bool was_up = !down_;
+  if (why != "connection closed") ++failures_in_row_;
   if (!down_ && why != "connection closed") {
     down_ = true;
     if (options_.log) options_.log(LogLevel::kWarn, options_.endpoint.redacted() + ": " + why);
   }
-  retry_after_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(*backoff_.next());
+  // The first failure after answers (a dropped connection, a server restart) may
+  // reconnect at once; failures in a row back off.
+  retry_after_ = was_up
+                     ? Clock::now()
+                     : Clock::now() + std::chrono::duration_cast<Clock::duration>(*backoff_.next());
   std::deque<Batch> failed;
   failed.swap(in_flight_);
   for (auto& b : waiting_) failed.push_back(std::move(b));

@@ -104,9 +104,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Clock::time_point retry_after_{};
   resilience::Backoff backoff_;
   std::string last_error_;
-  bool down_ = false;            // failed since the last answer (for log lines on changes only)
-  std::deque<Batch> waiting_;    // not written yet
-  std::deque<Batch> in_flight_;  // written; replies awaited in this order
+  unsigned failures_in_row_ = 0;  // since the last answer
+  bool down_ = false;             // failed since the last answer (for log lines on changes only)
+  std::deque<Batch> waiting_;     // not written yet
+  std::deque<Batch> in_flight_;   // written; replies awaited in this order
   std::string out_;
   bool writing_ = false;
   std::unique_ptr<ReplyParser> parser_ = std::make_unique<ReplyParser>();

@@ -330,7 +330,7 @@ void RedisStore::send_leases(std::size_t shard, std::shared_ptr<Call> call,
           breakers_[shard]->on_failure(took);
         }
         // A batch refused before it was written ("unavailable": the connection is down)
-        // did not run: nothing to find out by sending it again.
+        // did not run: nothing to find out by sending it again. The Limiter asks again.
         const bool unsent = error.rfind("unavailable", 0) == 0;
         if (!error.empty() && !retried && !unsent) {
           // The batch may or may not have run (a lost reply, a dropped connection). Send the

@@ -28,6 +28,9 @@ class RedisStore final : public QuotaStore {
   void lease(std::vector<LeaseRequest> batch, LeaseCallback done) override;
   void give_back(std::vector<GiveBack> batch) override;
   void set_observer(std::shared_ptr<Observer> observer) override;
+  std::size_t partition_of(const LeaseRequest& request) const override {
+    return request.policy ? shard_of(*request.policy, request.key) : 0;
+  }
   std::vector<BreakerState> breaker_states() const override;
 
   std::size_t shard_count() const noexcept { return shards_.size(); }
