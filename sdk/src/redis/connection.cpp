@@ -16,6 +16,7 @@ Connection::Connection(asio::io_context& io, Options options)
       options_(std::move(options)),
       resolver_(io),
       timer_(io),
+      reconnect_timer_(io),
       backoff_({options_.reconnect_backoff, options_.reconnect_backoff_cap, 0,
                 resilience::Jitter::kFull}),
       in_(16 * 1024) {
@@ -231,6 +232,15 @@ void Connection::fail_all(const std::string& why) {
   retry_after_ = was_up
                      ? Clock::now()
                      : Clock::now() + std::chrono::duration_cast<Clock::duration>(*backoff_.next());
+  reconnect_timer_.cancel();
+  if (why != "connection closed") {
+    // Down: try again in the background after the back-off, so that the connection is
+    // up by the time a breaker's probe (or a key) needs it.
+    reconnect_timer_.expires_at(retry_after_);
+    reconnect_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+      if (!ec && self->state_ == State::kIdle && self->down_) self->connect();
+    });
+  }
   std::deque<Batch> failed;
   failed.swap(in_flight_);
   for (auto& b : waiting_) failed.push_back(std::move(b));

@@ -99,6 +99,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::unique_ptr<asio::ip::tcp::socket> plain_;
   std::unique_ptr<asio::ssl::stream<asio::ip::tcp::socket>> tls_;
   asio::steady_timer timer_;
+  asio::steady_timer reconnect_timer_;  // background reconnects while down
   State state_ = State::kIdle;
   Clock::time_point connect_deadline_{};
   Clock::time_point retry_after_{};
