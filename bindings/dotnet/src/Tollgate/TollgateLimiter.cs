@@ -21,6 +21,12 @@ public sealed class TollgateLimiterOptions
     /// <summary>How long <c>AcquireAsync</c> of a <see cref="TollgateRateLimiter"/> waits for tokens.</summary>
     public TimeSpan QueueTimeout { get; set; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>
+    /// Whether <c>AcquireAsync</c> of a <see cref="TollgateRateLimiter"/> also waits when the global
+    /// quota is spent (false: only while a lease is on its way, for a cold key or a pending refill).
+    /// </summary>
+    public bool QueueWhenOverLimit { get; set; }
+
     /// <summary>Retry-after given when the native decision has none (a cold key, a pending lease).</summary>
     public TimeSpan DefaultRetryAfter { get; set; } = TimeSpan.FromSeconds(1);
 }

@@ -85,6 +85,11 @@ public sealed class TollgateRateLimiter : RateLimiter
         _lastUsedMs = Environment.TickCount64;
         if (permitCount == 0) return Probe();
         if (_permits) return TakePermits(permitCount);  // permits are never queued natively
+        // Wait only while a lease is on its way; a spent global quota is refused at once with
+        // Retry-After, so rejected requests do not hold connections for the queue timeout.
+        Decision now = TryNow(permitCount);
+        if (now.Allowed || !(now.Reason is Reason.ColdKey or Reason.LeasePending || _owner.Options.QueueWhenOverLimit))
+            return ToLease(now);
         Interlocked.Increment(ref _queued);
         try
         {
@@ -96,6 +101,8 @@ public sealed class TollgateRateLimiter : RateLimiter
             _lastUsedMs = Environment.TickCount64;
         }
     }
+
+    private unsafe Decision TryNow(int permitCount) => _owner.TryAcquire((byte*)_keyPtr, KeyLength, permitCount);
 
     private unsafe Task<Decision> StartWait(int permitCount, CancellationToken cancellationToken) =>
         _owner.AcquireAsync((byte*)_keyPtr, KeyLength, permitCount, _owner.Options.QueueTimeout,

@@ -120,7 +120,11 @@ public sealed class LimiterTests
     [Fact]
     public async Task CancellationEndsTheWaitWithOperationCanceled()
     {
-        using TollgateLimiter limiter = Create(new TollgateLimiterOptions { QueueTimeout = TimeSpan.FromMinutes(10) });
+        using TollgateLimiter limiter = Create(new TollgateLimiterOptions
+        {
+            QueueTimeout = TimeSpan.FromMinutes(10),
+            QueueWhenOverLimit = true,
+        });
         string key = NewKey();
         await Exhaust(limiter, key);
         using TollgateRateLimiter view = limiter.ForKey(key);
@@ -134,6 +138,21 @@ public sealed class LimiterTests
         Assert.Equal(0, view.GetStatistics()!.CurrentQueuedCount);
         // a token cancelled before the call
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => view.AcquireAsync(1, cts.Token).AsTask());
+    }
+
+    [Fact]
+    public async Task AcquireAsyncRefusesASpentQuotaAtOnceByDefault()
+    {
+        using TollgateLimiter limiter = Create(new TollgateLimiterOptions { QueueTimeout = TimeSpan.FromMinutes(10) });
+        string key = NewKey();
+        await Exhaust(limiter, key);
+        using TollgateRateLimiter view = limiter.ForKey(key);
+        ValueTask<RateLimitLease> wait = view.AcquireAsync();
+        Assert.True(wait.IsCompleted);  // no queueing: the quota is spent for ~1000 s
+        using RateLimitLease lease = await wait;
+        Assert.False(lease.IsAcquired);
+        Assert.True(lease.TryGetMetadata(MetadataName.RetryAfter, out TimeSpan _));
+        Assert.Equal(1, view.GetStatistics()!.TotalFailedLeases);
     }
 
     [Fact]
@@ -308,12 +327,19 @@ public sealed class LimiterTests
         lock (logs) Assert.DoesNotContain(logs, l => l.Contains(key, StringComparison.Ordinal));
     }
 
+    // Spends the key's global quota: until a denial says over_limit (not just a local lease
+    // spent while the refill is on its way). At most 10 admissions; bounded by 30 s.
     private static async Task Exhaust(TollgateLimiter limiter, string key)
     {
         Assert.True((await limiter.AcquireAsync(key, 1, Long)).Allowed);
-        while (limiter.TryAcquire(key).Allowed)
+        var deadline = DateTime.UtcNow + Long;
+        while (DateTime.UtcNow < deadline)
         {
+            Decision d = limiter.TryAcquire(key);
+            if (!d.Allowed && d.Reason == Reason.OverLimit) return;
+            if (!d.Allowed) await Task.Delay(1);
         }
+        Assert.Fail("the quota was not spent within 30 s");
     }
 
     // Asks until admitted (a concurrency key has no waiting acquire), at most 30 s.
