@@ -48,7 +48,7 @@ for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PO
 redis-cli -p "$REDIS_PORT" ping | grep -q PONG || fail "redis-server did not start"
 
 RATE=0.01 BURST=20 TTL_MS=2000
-start_app() {  # name
+start_app() {  # name portvar  (not in a subshell: PIDS must see the new process)
   local port
   port=$(free_port)
   (cd "$APP_DIR" && exec dotnet E2eApp.dll --urls "http://127.0.0.1:$port" \
@@ -59,10 +59,10 @@ start_app() {  # name
     --Tollgate:Policies:0:Match='tenant:*' --Tollgate:Policies:0:Type=token_bucket \
     --Tollgate:Policies:0:Rate=$RATE --Tollgate:Policies:0:Burst=$BURST) >"$WORK/$1.log" 2>&1 &
   PIDS+=($!)
-  echo "$port"
+  printf -v "$2" '%s' "$port"
 }
-PORT_A=$(start_app a)
-PORT_B=$(start_app b)
+start_app a PORT_A
+start_app b PORT_B
 for port in "$PORT_A" "$PORT_B"; do
   for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
   [[ $(curl -s "http://127.0.0.1:$port/healthz") == Healthy ]] || fail "instance on $port is not healthy"
