@@ -23,7 +23,10 @@ public sealed class TollgateRateLimiter : RateLimiter
     private readonly byte[] _key;  // pinned for the view's life: no fixed on the hot path
     private readonly nint _keyPtr;
     private readonly bool _permits;
-    private long _lastUsedMs;
+    // IdleDuration without a clock read per acquire: the getter (PartitionedRateLimiter polls
+    // it about every 100 ms) notices when the call counters moved and restarts the idle time.
+    private long _idleSinceMs;
+    private long _idleSeenCalls;
     private long _remaining;
     private long _successful;
     private long _failed;
@@ -43,7 +46,7 @@ public sealed class TollgateRateLimiter : RateLimiter
         KeyLength = n;
         Key = key;
         _permits = permits;
-        _lastUsedMs = Environment.TickCount64;
+        _idleSinceMs = Environment.TickCount64;
     }
 
     /// <summary>The key this view acquires for.</summary>
@@ -52,10 +55,21 @@ public sealed class TollgateRateLimiter : RateLimiter
     private int KeyLength { get; }
 
     /// <inheritdoc />
-    public override TimeSpan? IdleDuration =>
-        Volatile.Read(ref _queued) > 0 || Volatile.Read(ref _held) > 0
-            ? null
-            : TimeSpan.FromMilliseconds(Math.Max(0, Environment.TickCount64 - Volatile.Read(ref _lastUsedMs)));
+    public override TimeSpan? IdleDuration
+    {
+        get
+        {
+            if (Volatile.Read(ref _queued) > 0 || Volatile.Read(ref _held) > 0) return null;
+            long calls = Interlocked.Read(ref _successful) + Interlocked.Read(ref _failed);
+            long now = Environment.TickCount64;
+            if (calls != Interlocked.Exchange(ref _idleSeenCalls, calls))
+            {
+                Volatile.Write(ref _idleSinceMs, now);
+                return TimeSpan.Zero;
+            }
+            return TimeSpan.FromMilliseconds(Math.Max(0, now - Volatile.Read(ref _idleSinceMs)));
+        }
+    }
 
     /// <inheritdoc />
     public override RateLimiterStatistics? GetStatistics() => new()
@@ -70,7 +84,6 @@ public sealed class TollgateRateLimiter : RateLimiter
     protected override unsafe RateLimitLease AttemptAcquireCore(int permitCount)
     {
         ThrowIfDisposed();
-        _lastUsedMs = Environment.TickCount64;
         if (permitCount == 0) return Probe();
         if (_permits) return TakePermits(permitCount);
         return ToLease(_owner.TryAcquire((byte*)_keyPtr, KeyLength, permitCount));
@@ -82,7 +95,6 @@ public sealed class TollgateRateLimiter : RateLimiter
     {
         ThrowIfDisposed();
         cancellationToken.ThrowIfCancellationRequested();
-        _lastUsedMs = Environment.TickCount64;
         if (permitCount == 0) return Probe();
         if (_permits) return TakePermits(permitCount);  // permits are never queued natively
         // Wait only while a lease is on its way; a spent global quota is refused at once with
@@ -98,7 +110,6 @@ public sealed class TollgateRateLimiter : RateLimiter
         finally
         {
             Interlocked.Decrement(ref _queued);
-            _lastUsedMs = Environment.TickCount64;
         }
     }
 
