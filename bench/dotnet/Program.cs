@@ -37,6 +37,7 @@ var result = new Dictionary<string, object>
     ["target_ratio_max"] = 2.0,
     ["tollgate_admitted_fraction"] = Math.Round(AttemptAcquireBench.LastAdmittedFraction, 4),
     ["native_call_ns"] = Math.Round(Mean(nameof(AttemptAcquireBench.NativeOnly)), 2),
+    ["native_call_with_handle_ref_ns"] = Math.Round(Mean(nameof(AttemptAcquireBench.NativeWithHandleRef)), 2),
     ["limiter_try_acquire_ns"] = Math.Round(Mean(nameof(AttemptAcquireBench.LimiterTryAcquire)), 2),
     ["load_average_1m"] = LoadAverage(),
     ["native_version"] = TollgateLimiter.NativeVersion,
@@ -106,6 +107,18 @@ public class AttemptAcquireBench
         NativeDecision d;
         fixed (byte* k = "tenant:bench"u8)
             global::Tollgate.Native.TryAcquire(&d, _tollgate.Handle.DangerousGetHandle(), k, 12, 1);
+        return d.Allowed != 0;
+    }
+
+    [Benchmark]
+    public unsafe bool NativeWithHandleRef()
+    {
+        NativeDecision d;
+        bool added = false;
+        _tollgate.Handle.DangerousAddRef(ref added);
+        fixed (byte* k = "tenant:bench"u8)
+            global::Tollgate.Native.TryAcquire(&d, _tollgate.Handle.DangerousGetHandle(), k, 12, 1);
+        _tollgate.Handle.DangerousRelease();
         return d.Allowed != 0;
     }
 

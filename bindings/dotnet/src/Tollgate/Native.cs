@@ -169,56 +169,54 @@ internal static unsafe partial class Native
             d.RetryAfterNs > 0 ? TimeSpan.FromTicks(d.RetryAfterNs / 100) : TimeSpan.Zero);
 }
 
+/// <summary>A native object behind a SafeHandle; counts the open ones (the tests check for leaks).</summary>
+internal abstract class NativeHandle : SafeHandle
+{
+    protected NativeHandle() : base(IntPtr.Zero, ownsHandle: true) { }
+
+    public override bool IsInvalid => handle == IntPtr.Zero;
+
+    protected abstract ref long OpenCount { get; }
+
+    internal void Adopt(nint h)
+    {
+        SetHandle(h);
+        Interlocked.Increment(ref OpenCount);
+    }
+
+    protected sealed override bool ReleaseHandle()
+    {
+        Destroy(handle);
+        Interlocked.Decrement(ref OpenCount);
+        return true;
+    }
+
+    protected abstract void Destroy(nint h);
+}
+
 /// <summary>Owns a native tg_limiter; destroying it completes pending waits (shutdown).</summary>
-internal sealed class LimiterHandle : SafeHandle
+internal sealed class LimiterHandle : NativeHandle
 {
     private static long s_open;
-    internal static long OpenCount => Interlocked.Read(ref s_open);
+    internal static long Open => Interlocked.Read(ref s_open);
+    protected override ref long OpenCount => ref s_open;
 
     // The observer's GCHandle: freed after tg_limiter_destroy, which promises no callback after.
     internal GCHandle Observer;
 
-    public LimiterHandle() : base(IntPtr.Zero, ownsHandle: true) { }
-
-    public override bool IsInvalid => handle == IntPtr.Zero;
-
-    internal void Adopt(nint h)
+    protected override unsafe void Destroy(nint h)
     {
-        SetHandle(h);
-        Interlocked.Increment(ref s_open);
-    }
-
-    protected override unsafe bool ReleaseHandle()
-    {
-        nint h = handle;
         Native.LimiterDestroy(&h);
         if (Observer.IsAllocated) Observer.Free();
-        Interlocked.Decrement(ref s_open);
-        return true;
     }
 }
 
 /// <summary>Owns permits taken from a concurrency policy; releasing returns them.</summary>
-internal sealed class PermitHandle : SafeHandle
+internal sealed class PermitHandle : NativeHandle
 {
     private static long s_open;
-    internal static long OpenCount => Interlocked.Read(ref s_open);
+    internal static long Open => Interlocked.Read(ref s_open);
+    protected override ref long OpenCount => ref s_open;
 
-    public PermitHandle() : base(IntPtr.Zero, ownsHandle: true) { }
-
-    public override bool IsInvalid => handle == IntPtr.Zero;
-
-    internal void Adopt(nint h)
-    {
-        SetHandle(h);
-        Interlocked.Increment(ref s_open);
-    }
-
-    protected override unsafe bool ReleaseHandle()
-    {
-        nint h = handle;
-        Native.PermitDestroy(&h);
-        Interlocked.Decrement(ref s_open);
-        return true;
-    }
+    protected override unsafe void Destroy(nint h) => Native.PermitDestroy(&h);
 }

@@ -247,7 +247,7 @@ public sealed class LimiterTests
     [Fact]
     public void NoHandleIsLeaked()
     {
-        long limiters = LimiterHandle.OpenCount, permits = PermitHandle.OpenCount;
+        long limiters = LimiterHandle.Open, permits = PermitHandle.Open;
         for (int i = 0; i < 10; i++)
         {
             using TollgateLimiter l = Create();
@@ -255,8 +255,8 @@ public sealed class LimiterTests
             l.TryAcquire(NewKey());
         }
         Assert.Throws<TollgateConfigException>(() => TollgateLimiter.Create("""{"policies": []}"""));
-        Assert.Equal(limiters, LimiterHandle.OpenCount);
-        Assert.Equal(permits, PermitHandle.OpenCount);
+        Assert.Equal(limiters, LimiterHandle.Open);
+        Assert.Equal(permits, PermitHandle.Open);
     }
 
     [Fact]
