@@ -95,15 +95,42 @@ public sealed class AspNetCoreTests
     }
 
     [Fact]
-    public async Task NativeLogLinesReachILogger()
+    public async Task HealthCheckIsUnhealthyWhenTheOnlyShardsBreakerOpens()
     {
-        // A shard nobody listens on: the connection's failure is logged (a warning).
+        var settings = Valid($"redis://127.0.0.1:{ClosedPort()}");
+        settings["Tollgate:Store:Breaker:MinimumThroughput"] = "1";
+        settings["Tollgate:Store:Breaker:BreakDurationMs"] = "600000";
+        using ServiceProvider sp = Services(settings);
+        TollgateLimiter limiter = sp.GetRequiredService<TollgateLimiter>();
+        HealthCheckService health = sp.GetRequiredService<HealthCheckService>();
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        HealthReport report = await health.CheckHealthAsync();
+        for (int i = 0; report.Status != HealthStatus.Unhealthy && DateTime.UtcNow < deadline; i++)
+        {
+            limiter.TryAcquire($"tenant:h{i}");  // each new key asks the (unreachable) shard for a lease
+            await Task.Delay(20);
+            report = await health.CheckHealthAsync();
+        }
+        Assert.Equal(HealthStatus.Unhealthy, report.Status);
+        Assert.Equal("open", report.Entries["tollgate"].Data["shard0"]);
+        Assert.True(limiter.GetStats().BreakerTransitions >= 1);
+    }
+
+    private static int ClosedPort()
+    {
         var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
         int port = ((IPEndPoint)listener.LocalEndpoint).Port;
         listener.Stop();
+        return port;
+    }
+
+    [Fact]
+    public async Task NativeLogLinesReachILogger()
+    {
+        // A shard nobody listens on: the connection's failure is logged (a warning).
         var logs = new CollectingLoggerProvider();
-        using ServiceProvider sp = Services(Valid($"redis://127.0.0.1:{port}"), logs);
+        using ServiceProvider sp = Services(Valid($"redis://127.0.0.1:{ClosedPort()}"), logs);
         TollgateLimiter limiter = sp.GetRequiredService<TollgateLimiter>();
         var deadline = DateTime.UtcNow.AddSeconds(30);
         while (logs.Count == 0 && DateTime.UtcNow < deadline)
