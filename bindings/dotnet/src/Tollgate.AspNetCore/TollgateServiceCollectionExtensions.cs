@@ -26,7 +26,7 @@ public static class TollgateServiceCollectionExtensions
         ArgumentNullException.ThrowIfNull(services);
         ArgumentNullException.ThrowIfNull(section);
         services.AddOptions<TollgateOptions>()
-            .Bind(section, b => b.ErrorOnUnknownConfiguration = true)
+            .Configure(o => BindStrictly(section, o))
             .ValidateOnStart();
         services.AddSingleton<IValidateOptions<TollgateOptions>>(new TollgateOptionsValidator(section.Path));
         services.AddSingleton(sp =>
@@ -90,6 +90,22 @@ public static class TollgateServiceCollectionExtensions
             return ValueTask.CompletedTask;
         };
         return options;
+    }
+
+    // Unknown keys are errors (as in the JSON form); the binder's own message hides the
+    // property's name in an inner exception, so it is brought up front.
+    private static void BindStrictly(IConfigurationSection section, TollgateOptions options)
+    {
+        try
+        {
+            section.Bind(options, b => b.ErrorOnUnknownConfiguration = true);
+        }
+        catch (InvalidOperationException e)
+        {
+            Exception inner = e;
+            while (inner.InnerException != null) inner = inner.InnerException;
+            throw new InvalidOperationException($"{section.Path}: {inner.Message}", e);
+        }
     }
 
     private static RateLimitPartition<string> PartitionOf(HttpContext context, Func<HttpContext, string?> keyOf)

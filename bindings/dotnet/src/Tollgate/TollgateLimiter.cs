@@ -100,7 +100,6 @@ public sealed unsafe class TollgateLimiter : IDisposable
         if (s != Status.Ok)
         {
             self.Free();
-            GC.SuppressFinalize(limiter);
             throw Failure(s, err);
         }
         handle.Adopt(h);

@@ -63,7 +63,8 @@ public sealed class AspNetCoreTests
         settings["Tollgate:Policies:0:Rat"] = "5";
         using ServiceProvider sp = Services(settings);
         var e = Assert.Throws<InvalidOperationException>(() => sp.GetRequiredService<IOptions<TollgateOptions>>().Value);
-        Assert.Contains("'Rat'", e.ToString());
+        Assert.Contains("'Rat'", e.Message);
+        Assert.StartsWith("Tollgate: ", e.Message);
     }
 
     [Fact]
