@@ -128,7 +128,11 @@ public sealed unsafe class TollgateLimiter : IDisposable
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal Decision TryAcquire(byte* key, int keyLength, long cost)
+    internal Decision TryAcquire(byte* key, int keyLength, long cost) =>
+        Native.ToDecision(TryAcquireRaw(key, keyLength, cost));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal NativeDecision TryAcquireRaw(byte* key, int keyLength, long cost)
     {
         NativeDecision d;
         bool added = false;
@@ -141,7 +145,7 @@ public sealed unsafe class TollgateLimiter : IDisposable
         {
             if (added) Handle.DangerousRelease();
         }
-        return Native.ToDecision(d);
+        return d;
     }
 
     /// <summary>

@@ -86,7 +86,15 @@ public sealed class TollgateRateLimiter : RateLimiter
         ThrowIfDisposed();
         if (permitCount == 0) return Probe();
         if (_permits) return TakePermits(permitCount);
-        return ToLease(_owner.TryAcquire((byte*)_keyPtr, KeyLength, permitCount));
+        // Admissions touch only the raw decision: no TimeSpan, no allocation.
+        NativeDecision d = _owner.TryAcquireRaw((byte*)_keyPtr, KeyLength, permitCount);
+        _remaining = d.Remaining;
+        if (d.Allowed != 0)
+        {
+            Interlocked.Increment(ref _successful);
+            return s_admitted;
+        }
+        return ToLease(Native.ToDecision(d));
     }
 
     /// <inheritdoc />
@@ -209,6 +217,8 @@ public sealed class TollgateRateLimiter : RateLimiter
 
         protected override void Dispose(bool disposing)
         {
+            // The shared admitted lease has no permit: no interlocked write on every dispose.
+            if (Volatile.Read(ref _permit) is null) return;
             TollgatePermit? p = Interlocked.Exchange(ref _permit, null);
             if (p != null)
             {
