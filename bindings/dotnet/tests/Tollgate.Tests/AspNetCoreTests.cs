@@ -98,7 +98,7 @@ public sealed class AspNetCoreTests
     [Fact]
     public async Task HealthCheckIsUnhealthyWhenTheOnlyShardsBreakerOpens()
     {
-        var settings = Valid($"redis://127.0.0.1:{ClosedPort()}");
+        var settings = Valid($"redis://127.0.0.1:{RedisServer.FreePort()}");
         settings["Tollgate:Store:Breaker:MinimumThroughput"] = "1";
         settings["Tollgate:Store:Breaker:BreakDurationMs"] = "600000";
         using ServiceProvider sp = Services(settings);
@@ -117,21 +117,12 @@ public sealed class AspNetCoreTests
         Assert.True(limiter.GetStats().BreakerTransitions >= 1);
     }
 
-    private static int ClosedPort()
-    {
-        var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        int port = ((IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
-        return port;
-    }
-
     [Fact]
     public async Task NativeLogLinesReachILogger()
     {
         // A shard nobody listens on: the connection's failure is logged (a warning).
         var logs = new CollectingLoggerProvider();
-        using ServiceProvider sp = Services(Valid($"redis://127.0.0.1:{ClosedPort()}"), logs);
+        using ServiceProvider sp = Services(Valid($"redis://127.0.0.1:{RedisServer.FreePort()}"), logs);
         TollgateLimiter limiter = sp.GetRequiredService<TollgateLimiter>();
         var deadline = DateTime.UtcNow.AddSeconds(30);
         while (logs.Count == 0 && DateTime.UtcNow < deadline)

@@ -43,7 +43,8 @@ public sealed class RedisServer : IDisposable
 
     public string Url => $"redis://127.0.0.1:{Port}";
 
-    private static int FreePort()
+    /// <summary>A loopback port nobody listens on (just now).</summary>
+    public static int FreePort()
     {
         var l = new TcpListener(IPAddress.Loopback, 0);
         l.Start();
