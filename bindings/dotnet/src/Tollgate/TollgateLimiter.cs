@@ -384,10 +384,8 @@ public sealed unsafe class TollgateLimiter : IDisposable
     {
         try
         {
-            var ev = new BreakerEvent((int)e->Shard, (BreakerState)e->From, (BreakerState)e->To);
-            TollgateTelemetry.Breaker(ev);
-            Owner(userData)?._log?.Invoke(ev.To == BreakerState.Open ? TollgateLogLevel.Warning : TollgateLogLevel.Information,
-                $"shard {ev.Shard} circuit breaker {ev.From} -> {ev.To}");
+            // The native side logs the transition itself (on_log); this is for the meter.
+            TollgateTelemetry.Breaker(new BreakerEvent((int)e->Shard, (BreakerState)e->From, (BreakerState)e->To));
         }
         catch
         {

@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Diagnostics.Metrics;
 using System.Net;
 using System.Net.Sockets;
 using System.Threading;
@@ -101,7 +102,15 @@ public sealed class AspNetCoreTests
         var settings = Valid($"redis://127.0.0.1:{RedisServer.FreePort()}");
         settings["Tollgate:Store:Breaker:MinimumThroughput"] = "1";
         settings["Tollgate:Store:Breaker:BreakDurationMs"] = "600000";
-        using ServiceProvider sp = Services(settings);
+        long transitions = 0;
+        using var meters = new MeterListener
+        {
+            InstrumentPublished = (i, l) => { if (i.Name == "tollgate.breaker.transitions") l.EnableMeasurementEvents(i); },
+        };
+        meters.SetMeasurementEventCallback<long>((_, v, _, _) => Interlocked.Add(ref transitions, v));
+        meters.Start();
+        var logs = new CollectingLoggerProvider();
+        using ServiceProvider sp = Services(settings, logs);
         TollgateLimiter limiter = sp.GetRequiredService<TollgateLimiter>();
         HealthCheckService health = sp.GetRequiredService<HealthCheckService>();
         var deadline = DateTime.UtcNow.AddSeconds(30);
@@ -115,6 +124,11 @@ public sealed class AspNetCoreTests
         Assert.Equal(HealthStatus.Unhealthy, report.Status);
         Assert.Equal("open", report.Entries["tollgate"].Data["shard0"]);
         Assert.True(limiter.GetStats().BreakerTransitions >= 1);
+        // The observer may report a moment after the state is visible: wait for it (bounded).
+        bool Logged() => logs.Entries.Exists(e => e.Level == LogLevel.Warning && e.Message.Contains("circuit breaker closed -> open"));
+        while ((Interlocked.Read(ref transitions) == 0 || !Logged()) && DateTime.UtcNow < deadline) await Task.Delay(20);
+        Assert.True(Interlocked.Read(ref transitions) >= 1);  // on_breaker reached the meter
+        Assert.Contains(logs.Entries, e => e.Level == LogLevel.Warning && e.Message.Contains("circuit breaker closed -> open"));
     }
 
     [Fact]
