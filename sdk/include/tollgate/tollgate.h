@@ -8,7 +8,8 @@
  *   - Arguments: output parameters first, then the subject (the limiter), then inputs; a
  *     callback travels with a trailing `void *user_data`.
  *   - Keys are bytes (UTF-8 by convention) with an explicit length; they need no NUL.
- *   - Every function is thread-safe unless it says otherwise.
+ *   - Every function is thread-safe unless it says otherwise; the destroy functions end a
+ *     handle's life, so no other thread may be using that handle when they are called.
  */
 #ifndef TOLLGATE_TOLLGATE_H
 #define TOLLGATE_TOLLGATE_H
