@@ -23,6 +23,8 @@ var job = Job.Default
 IConfig config = ManualConfig.CreateMinimumViable().AddJob(job);
 if (json) config = ManualConfig.CreateEmpty().AddJob(job).AddLogger(NullLogger.Instance)
     .AddColumnProvider(BenchmarkDotNet.Columns.DefaultColumnProviders.Instance);
+// Reports under bin/, not in whatever folder the command ran from.
+config = config.WithArtifactsPath(Path.Combine(AppContext.BaseDirectory, "BenchmarkDotNet.Artifacts"));
 
 Summary summary = BenchmarkRunner.Run<AttemptAcquireBench>(config);
 double Mean(string method) =>
