@@ -13,4 +13,17 @@ if [[ -n $bad ]]; then
   echo "$bad" | head -50
   exit 1
 fi
-echo "libtollgate.so: $count exported symbols, all tollgate:: or tg_*"
+# The C API: every function tollgate.h declares is exported, and no other tg_* symbol.
+header=$(dirname "$0")/../../sdk/include/tollgate/tollgate.h
+declared=$(grep -oE '^TG_API [^(]*\btg_[a-z_0-9]+\(' "$header" | grep -oE 'tg_[a-z_0-9]+\($' | tr -d '(' | sort -u)
+exported=$(grep -E '^tg_' <<<"$symbols" | sort -u || true)
+if [[ -z $declared ]]; then
+  echo "no TG_API functions found in $header"
+  exit 1
+fi
+if [[ $declared != "$exported" ]]; then
+  echo "tg_* exports differ from tollgate.h (< declared, > exported):"
+  diff <(echo "$declared") <(echo "$exported") || true
+  exit 1
+fi
+echo "libtollgate.so: $count exported symbols, all tollgate:: or tg_*; $(wc -l <<<"$declared") C functions as declared"

@@ -1,0 +1,113 @@
+using System;
+using System.Collections.Generic;
+
+namespace Tollgate;
+
+/// <summary>Why a decision came out as it did. Same values as the C API's tg_reason.</summary>
+public enum Reason : byte
+{
+    /// <summary>Admitted from a locally held lease.</summary>
+    Ok = 0,
+    /// <summary>The global quota is spent; RetryAfter says when it refills.</summary>
+    OverLimit = 1,
+    /// <summary>First sight of the key; no lease yet.</summary>
+    ColdKey = 2,
+    /// <summary>The local lease was spent faster than the refill arrived.</summary>
+    LeasePending = 3,
+    /// <summary>Denied too often recently; refused without asking the store.</summary>
+    PenaltyBox = 4,
+    /// <summary>Async acquire: the key's wait queue is full.</summary>
+    QueueFull = 5,
+    /// <summary>Async acquire: no tokens within the timeout.</summary>
+    Timeout = 6,
+    /// <summary>Async acquire: cancelled.</summary>
+    Cancelled = 7,
+    /// <summary>max_keys reached and nothing could be evicted.</summary>
+    KeyTableFull = 8,
+    /// <summary>No policy matches the key.</summary>
+    NoPolicy = 9,
+    /// <summary>Empty or too long key, cost 0, or cost above the policy's capacity.</summary>
+    InvalidArgument = 10,
+    /// <summary>Store unavailable; decided by the local fallback bucket.</summary>
+    FallbackLocal = 11,
+    /// <summary>Store unavailable; fallback = deny.</summary>
+    FallbackDeny = 12,
+    /// <summary>Store unavailable; fallback = allow.</summary>
+    FallbackAllow = 13,
+    /// <summary>The limiter is being disposed.</summary>
+    Shutdown = 14,
+}
+
+/// <summary>The answer to one acquire.</summary>
+/// <param name="Allowed">Admitted or not.</param>
+/// <param name="Reason">Why.</param>
+/// <param name="Remaining">Tokens (permits) left in the key's local lease.</param>
+/// <param name="RetryAfter">When denied: how long until a retry may succeed (zero: unknown).</param>
+public readonly record struct Decision(bool Allowed, Reason Reason, long Remaining, TimeSpan RetryAfter);
+
+/// <summary>A Redis shard's circuit breaker.</summary>
+public enum BreakerState
+{
+    /// <summary>Calls go through.</summary>
+    Closed = 0,
+    /// <summary>Calls are refused until the break duration has passed.</summary>
+    Open = 1,
+    /// <summary>A few probe calls decide whether to close again.</summary>
+    HalfOpen = 2,
+}
+
+/// <summary>Level of a native log line.</summary>
+public enum TollgateLogLevel
+{
+    /// <summary>Detail.</summary>
+    Debug = 0,
+    /// <summary>Normal events.</summary>
+    Information = 1,
+    /// <summary>Something went wrong and was handled.</summary>
+    Warning = 2,
+    /// <summary>Something failed.</summary>
+    Error = 3,
+}
+
+/// <summary>Counters of one limiter since it started.</summary>
+public sealed class TollgateStats
+{
+    /// <summary>Decisions that admitted.</summary>
+    public ulong Admitted { get; init; }
+    /// <summary>Their summed cost.</summary>
+    public ulong AdmittedTokens { get; init; }
+    /// <summary>All denials.</summary>
+    public ulong Denied { get; init; }
+    /// <summary>Denials by reason.</summary>
+    public IReadOnlyDictionary<Reason, ulong> DeniedByReason { get; init; } = new Dictionary<Reason, ulong>();
+    /// <summary>Lease requests sent.</summary>
+    public ulong LeasesAsked { get; init; }
+    /// <summary>Lease answers that granted something.</summary>
+    public ulong LeasesGranted { get; init; }
+    /// <summary>Tokens received in leases.</summary>
+    public ulong TokensLeased { get; init; }
+    /// <summary>Unspent tokens given back.</summary>
+    public ulong TokensGivenBack { get; init; }
+    /// <summary>Keys tracked now.</summary>
+    public ulong KeysTracked { get; init; }
+    /// <summary>Keys whose lease request failed.</summary>
+    public ulong LeaseFailures { get; init; }
+    /// <summary>Circuit breaker state changes, all shards.</summary>
+    public ulong BreakerTransitions { get; init; }
+    /// <summary>Each shard's breaker now (empty for the in-process store).</summary>
+    public IReadOnlyList<BreakerState> Breakers { get; init; } = Array.Empty<BreakerState>();
+}
+
+/// <summary>A configuration the native library refused; the message names the field.</summary>
+public sealed class TollgateConfigException : ArgumentException
+{
+    /// <summary>Creates the exception.</summary>
+    public TollgateConfigException(string message) : base(message) { }
+}
+
+/// <summary>One lease round trip (a batch of keys sent to the store together), reported when it ended.</summary>
+public readonly record struct LeaseEvent(int Keys, int FailedKeys, ulong TokensAsked, ulong TokensGranted,
+    TimeSpan Duration, bool Failed);
+
+/// <summary>A shard's circuit breaker changed state.</summary>
+public readonly record struct BreakerEvent(int Shard, BreakerState From, BreakerState To);

@@ -1,0 +1,222 @@
+// The C API (sdk/include/tollgate/tollgate.h) through source-generated P/Invoke.
+using System;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Threading;
+
+namespace Tollgate;
+
+internal enum Status
+{
+    Ok = 0,
+    InvalidArgument = 1,
+    Config = 2,
+    NoMemory = 3,
+    Internal = 4,
+}
+
+[StructLayout(LayoutKind.Sequential)]
+internal struct NativeDecision
+{
+    public int Allowed;
+    public int Reason;
+    public long Remaining;
+    public long RetryAfterNs;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+internal struct NativeLeaseEvent
+{
+    public uint Keys;
+    public uint FailedKeys;
+    public ulong TokensAsked;
+    public ulong TokensGranted;
+    public long DurationNs;
+    public int Outcome;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+internal struct NativeBreakerEvent
+{
+    public uint Shard;
+    public int From;
+    public int To;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct NativeLimiterOptions
+{
+    public uint Version;
+    public delegate* unmanaged[Cdecl]<NativeLeaseEvent*, nint, void> OnLease;
+    public delegate* unmanaged[Cdecl]<NativeBreakerEvent*, nint, void> OnBreaker;
+    public delegate* unmanaged[Cdecl]<int, byte*, nuint, nint, void> OnLog;
+    public int MinLogLevel;
+    public nint ObserverUserData;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct NativeStats
+{
+    public uint Version;
+    public ulong Admitted;
+    public ulong AdmittedTokens;
+    public ulong DeniedTotal;
+    public fixed ulong Denied[15];
+    public ulong LeasesAsked;
+    public ulong LeasesGranted;
+    public ulong TokensLeased;
+    public ulong TokensGivenBack;
+    public ulong TokensExpired;
+    public ulong KeysTracked;
+    public ulong KeysEvicted;
+    public ulong BytesUsed;
+    public ulong LeaseFailures;
+    public ulong BreakerTransitions;
+    public ulong BreakersOpened;
+    public uint Shards;
+    public uint BreakersClosed;
+    public uint BreakersOpen;
+    public uint BreakersHalfOpen;
+}
+
+internal static unsafe partial class Native
+{
+    private const string Library = "tollgate";
+
+    // The binding needs at least this library version (TG_VERSION_NUM), and the same major.
+    internal const int MinimumVersionNum = 100;
+    internal const uint LimiterOptionsVersion = 1;
+    internal const uint StatsVersion = 1;
+    internal const int ReasonCount = 15;
+
+    [LibraryImport(Library, EntryPoint = "tg_version_num")]
+    internal static partial int VersionNum();
+
+    [LibraryImport(Library, EntryPoint = "tg_version")]
+    internal static partial byte* Version();
+
+    [LibraryImport(Library, EntryPoint = "tg_config_validate")]
+    internal static partial Status ConfigValidate(byte* configJson, byte* errstr, nuint errstrSize);
+
+    [LibraryImport(Library, EntryPoint = "tg_limiter_create")]
+    internal static partial Status LimiterCreate(nint* outLimiter, byte* configJson,
+        NativeLimiterOptions* options, byte* errstr, nuint errstrSize);
+
+    [LibraryImport(Library, EntryPoint = "tg_limiter_destroy")]
+    internal static partial void LimiterDestroy(nint* limiter);
+
+    // Never blocks and never calls back into the runtime: no GC transition needed.
+    [LibraryImport(Library, EntryPoint = "tg_try_acquire")]
+    [SuppressGCTransition]
+    internal static partial Status TryAcquire(NativeDecision* outDecision, nint limiter, byte* key,
+        nuint keyLen, ulong cost);
+
+    [LibraryImport(Library, EntryPoint = "tg_acquire_async")]
+    internal static partial Status AcquireAsync(ulong* outWaitId, nint limiter, byte* key,
+        nuint keyLen, ulong cost, long timeoutNs,
+        delegate* unmanaged[Cdecl]<NativeDecision*, nint, void> done, nint userData);
+
+    [LibraryImport(Library, EntryPoint = "tg_cancel")]
+    internal static partial Status Cancel(int* outCancelled, nint limiter, ulong waitId);
+
+    [LibraryImport(Library, EntryPoint = "tg_acquire_permit")]
+    internal static partial Status AcquirePermit(nint* outPermit, NativeDecision* outDecision,
+        nint limiter, byte* key, nuint keyLen, uint count);
+
+    [LibraryImport(Library, EntryPoint = "tg_permit_destroy")]
+    internal static partial void PermitDestroy(nint* permit);
+
+    [LibraryImport(Library, EntryPoint = "tg_limiter_stats")]
+    internal static partial Status LimiterStats(NativeStats* outStats, nint limiter);
+
+    [LibraryImport(Library, EntryPoint = "tg_limiter_breakers")]
+    internal static partial Status LimiterBreakers(int* outStates, nuint capacity, nuint* outCount,
+        nint limiter);
+
+    private static int s_checked;
+
+    /// <summary>Refuses a native library older than this binding was built for (once).</summary>
+    internal static void EnsureCompatible()
+    {
+        if (Volatile.Read(ref s_checked) != 0) return;
+        int loaded;
+        try
+        {
+            loaded = VersionNum();
+        }
+        catch (DllNotFoundException e)
+        {
+            throw new DllNotFoundException(
+                "Tollgate: the native library libtollgate.so was not found. The Tollgate package " +
+                "carries it under runtimes/linux-x64/native/; other platforms need it on the " +
+                "library path.", e);
+        }
+        if (loaded < MinimumVersionNum || loaded / 10000 != MinimumVersionNum / 10000)
+        {
+            throw new InvalidOperationException(
+                $"Tollgate: the native library is version {Marshal.PtrToStringUTF8((nint)Version())}, " +
+                $"but this binding needs {MinimumVersionNum / 10000}.{MinimumVersionNum / 100 % 100}." +
+                $"{MinimumVersionNum % 100} or newer with the same major version.");
+        }
+        Volatile.Write(ref s_checked, 1);
+    }
+
+    internal static string NativeVersion => Marshal.PtrToStringUTF8((nint)Version()) ?? "";
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Decision ToDecision(in NativeDecision d) =>
+        new(d.Allowed != 0, (Reason)d.Reason, d.Remaining,
+            d.RetryAfterNs > 0 ? TimeSpan.FromTicks(d.RetryAfterNs / 100) : TimeSpan.Zero);
+}
+
+/// <summary>A native object behind a SafeHandle; counts the open ones (the tests check for leaks).</summary>
+internal abstract class NativeHandle : SafeHandle
+{
+    protected NativeHandle() : base(IntPtr.Zero, ownsHandle: true) { }
+
+    public override bool IsInvalid => handle == IntPtr.Zero;
+
+    protected abstract ref long OpenCount { get; }
+
+    internal void Adopt(nint h)
+    {
+        SetHandle(h);
+        Interlocked.Increment(ref OpenCount);
+    }
+
+    protected sealed override bool ReleaseHandle()
+    {
+        Destroy(handle);
+        Interlocked.Decrement(ref OpenCount);
+        return true;
+    }
+
+    protected abstract void Destroy(nint h);
+}
+
+/// <summary>Owns a native tg_limiter; destroying it completes pending waits (shutdown).</summary>
+internal sealed class LimiterHandle : NativeHandle
+{
+    private static long s_open;
+    internal static long Open => Interlocked.Read(ref s_open);
+    protected override ref long OpenCount => ref s_open;
+
+    // The observer's GCHandle: freed after tg_limiter_destroy, which promises no callback after.
+    internal GCHandle Observer;
+
+    protected override unsafe void Destroy(nint h)
+    {
+        Native.LimiterDestroy(&h);
+        if (Observer.IsAllocated) Observer.Free();
+    }
+}
+
+/// <summary>Owns permits taken from a concurrency policy; releasing returns them.</summary>
+internal sealed class PermitHandle : NativeHandle
+{
+    private static long s_open;
+    internal static long Open => Interlocked.Read(ref s_open);
+    protected override ref long OpenCount => ref s_open;
+
+    protected override unsafe void Destroy(nint h) => Native.PermitDestroy(&h);
+}

@@ -1,0 +1,435 @@
+using System;
+using System.Collections.Generic;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Threading;
+using System.Threading.RateLimiting;
+using System.Threading.Tasks;
+
+namespace Tollgate;
+
+/// <summary>Options of a <see cref="TollgateLimiter"/> beyond its JSON config.</summary>
+public sealed class TollgateLimiterOptions
+{
+    /// <summary>Native log lines (called on the SDK's threads; must be quick and must not call the limiter).</summary>
+    public Action<TollgateLogLevel, string>? Log { get; set; }
+
+    /// <summary>Lines below this level are not passed to <see cref="Log"/>.</summary>
+    public TollgateLogLevel MinimumLogLevel { get; set; } = TollgateLogLevel.Information;
+
+    /// <summary>How long <c>AcquireAsync</c> of a <see cref="TollgateRateLimiter"/> waits for tokens.</summary>
+    public TimeSpan QueueTimeout { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// Whether <c>AcquireAsync</c> of a <see cref="TollgateRateLimiter"/> also waits when the global
+    /// quota is spent (false: only while a lease is on its way, for a cold key or a pending refill).
+    /// </summary>
+    public bool QueueWhenOverLimit { get; set; }
+
+    /// <summary>Retry-after given when the native decision has none (a cold key, a pending lease).</summary>
+    public TimeSpan DefaultRetryAfter { get; set; } = TimeSpan.FromSeconds(1);
+}
+
+/// <summary>
+/// A native Tollgate limiter: global quotas, answered from locally held leases. Thread-safe.
+/// Dispose it to stop its SDK thread and give unspent tokens back; calls after that throw
+/// <see cref="ObjectDisposedException"/>.
+/// </summary>
+public sealed unsafe class TollgateLimiter : IDisposable
+{
+    internal readonly LimiterHandle Handle;
+    internal readonly TollgateLimiterOptions Options;
+    private readonly Action<TollgateLogLevel, string>? _log;
+    private static long s_pendingWaits;
+
+    /// <summary>Async acquires whose completion has not run yet, across all limiters.</summary>
+    internal static long PendingWaits => Interlocked.Read(ref s_pendingWaits);
+
+    private TollgateLimiter(LimiterHandle handle, TollgateLimiterOptions options)
+    {
+        Handle = handle;
+        Options = options;
+        _log = options.Log;
+    }
+
+    /// <summary>The loaded native library's version.</summary>
+    public static string NativeVersion
+    {
+        get
+        {
+            Native.EnsureCompatible();
+            return Native.NativeVersion;
+        }
+    }
+
+    /// <summary>Checks a JSON config; throws <see cref="TollgateConfigException"/> naming the bad field.</summary>
+    public static void Validate(string configJson)
+    {
+        ArgumentNullException.ThrowIfNull(configJson);
+        Native.EnsureCompatible();
+        byte[] json = NullTerminated(configJson);
+        byte* err = stackalloc byte[512];
+        Status s;
+        fixed (byte* j = json) s = Native.ConfigValidate(j, err, 512);
+        if (s != Status.Ok) throw Failure(s, err);
+    }
+
+    /// <summary>Creates a limiter from a JSON config (docs/configuration.md).</summary>
+    public static TollgateLimiter Create(string configJson, TollgateLimiterOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(configJson);
+        Native.EnsureCompatible();
+        options ??= new TollgateLimiterOptions();
+        var handle = new LimiterHandle();
+        var limiter = new TollgateLimiter(handle, options);
+        // The observer's user_data: a GCHandle the native side holds until destroy returns.
+        GCHandle self = GCHandle.Alloc(new WeakReference<TollgateLimiter>(limiter));
+        NativeLimiterOptions o = default;
+        o.Version = Native.LimiterOptionsVersion;
+        o.OnLease = &OnLease;
+        o.OnBreaker = &OnBreaker;
+        o.OnLog = &OnLog;
+        o.MinLogLevel = (int)options.MinimumLogLevel;
+        o.ObserverUserData = GCHandle.ToIntPtr(self);
+        byte[] json = NullTerminated(configJson);
+        byte* err = stackalloc byte[512];
+        nint h = 0;
+        Status s;
+        fixed (byte* j = json) s = Native.LimiterCreate(&h, j, &o, err, 512);
+        if (s != Status.Ok)
+        {
+            self.Free();
+            throw Failure(s, err);
+        }
+        handle.Adopt(h);
+        handle.Observer = self;
+        TollgateTelemetry.Track(limiter);
+        return limiter;
+    }
+
+    /// <summary>Stops the limiter: pending waits complete (shutdown), unspent tokens go back.</summary>
+    public void Dispose()
+    {
+        TollgateTelemetry.Untrack(this);
+        Handle.Dispose();
+    }
+
+    /// <summary>Whether <see cref="Dispose"/> has run.</summary>
+    public bool IsDisposed => Handle.IsClosed;
+
+    /// <summary>Never blocks, never does I/O: spends from the key's local lease.</summary>
+    public Decision TryAcquire(string key, long cost = 1)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        Span<byte> buffer = stackalloc byte[256];
+        ReadOnlySpan<byte> utf8 = Utf8(key, buffer, out byte[]? rented);
+        fixed (byte* k = utf8) return TryAcquire(k, utf8.Length, cost);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal Decision TryAcquire(byte* key, int keyLength, long cost) =>
+        Native.ToDecision(TryAcquireRaw(key, keyLength, cost));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal NativeDecision TryAcquireRaw(byte* key, int keyLength, long cost)
+    {
+        NativeDecision d;
+        bool added = false;
+        Handle.DangerousAddRef(ref added);  // throws ObjectDisposedException once disposed
+        try
+        {
+            Native.TryAcquire(&d, Handle.DangerousGetHandle(), key, (nuint)keyLength, Cost(cost));
+        }
+        finally
+        {
+            if (added) Handle.DangerousRelease();
+        }
+        return d;
+    }
+
+    /// <summary>
+    /// Waits up to <paramref name="timeout"/> for tokens without blocking a thread. Cancelling
+    /// <paramref name="cancellationToken"/> ends the wait with <see cref="OperationCanceledException"/>.
+    /// </summary>
+    public Task<Decision> AcquireAsync(string key, long cost, TimeSpan timeout,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        byte[] utf8 = Encoding.UTF8.GetBytes(key);
+        fixed (byte* k = utf8) return AcquireAsync(k, utf8.Length, cost, timeout, cancellationToken);
+    }
+
+    internal Task<Decision> AcquireAsync(byte* key, int keyLength, long cost, TimeSpan timeout,
+        CancellationToken cancellationToken)
+    {
+        if (cancellationToken.IsCancellationRequested)
+            return Task.FromCanceled<Decision>(cancellationToken);
+        var wait = new PendingWait(this, cancellationToken);
+        GCHandle gch = GCHandle.Alloc(wait);
+        Interlocked.Increment(ref s_pendingWaits);
+        ulong id = 0;
+        Status s;
+        bool added = false;
+        try
+        {
+            Handle.DangerousAddRef(ref added);
+            long timeoutNs = timeout <= TimeSpan.Zero ? 0 : (long)Math.Min(timeout.Ticks * 100.0, long.MaxValue);
+            s = Native.AcquireAsync(&id, Handle.DangerousGetHandle(), key, (nuint)keyLength, Cost(cost),
+                timeoutNs, &OnCompletion, GCHandle.ToIntPtr(gch));
+        }
+        catch
+        {
+            gch.Free();
+            Interlocked.Decrement(ref s_pendingWaits);
+            throw;
+        }
+        finally
+        {
+            if (added) Handle.DangerousRelease();
+        }
+        if (s != Status.Ok)
+        {
+            // The completion never runs when the call fails.
+            gch.Free();
+            Interlocked.Decrement(ref s_pendingWaits);
+            throw new InvalidOperationException($"Tollgate: tg_acquire_async failed ({s})");
+        }
+        if (id != 0 && cancellationToken.CanBeCanceled) wait.Watch(id);
+        return wait.Task;
+    }
+
+    /// <summary>Takes <paramref name="count"/> permits of a concurrency policy without waiting.</summary>
+    public TollgatePermit AcquirePermit(string key, int count = 1)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        byte[] utf8 = Encoding.UTF8.GetBytes(key);
+        fixed (byte* k = utf8) return AcquirePermit(k, utf8.Length, count);
+    }
+
+    internal TollgatePermit AcquirePermit(byte* key, int keyLength, int count)
+    {
+        var permit = new PermitHandle();
+        NativeDecision d;
+        nint p = 0;
+        bool added = false;
+        try
+        {
+            Handle.DangerousAddRef(ref added);
+            Status s = Native.AcquirePermit(&p, &d, Handle.DangerousGetHandle(), key, (nuint)keyLength,
+                count <= 0 ? 0u : (uint)count);
+            if (s != Status.Ok) throw new InvalidOperationException($"Tollgate: tg_acquire_permit failed ({s})");
+            if (p != 0) permit.Adopt(p);
+        }
+        finally
+        {
+            if (added) Handle.DangerousRelease();
+        }
+        return new TollgatePermit(permit, Native.ToDecision(d));
+    }
+
+    /// <summary>Counters since the limiter started, and each shard's breaker state.</summary>
+    public TollgateStats GetStats()
+    {
+        NativeStats s = default;
+        s.Version = Native.StatsVersion;
+        int* states = stackalloc int[64];
+        nuint count = 0;
+        bool added = false;
+        try
+        {
+            Handle.DangerousAddRef(ref added);
+            if (Native.LimiterStats(&s, Handle.DangerousGetHandle()) != Status.Ok)
+                throw new InvalidOperationException("Tollgate: tg_limiter_stats failed");
+            Native.LimiterBreakers(states, 64, &count, Handle.DangerousGetHandle());
+        }
+        finally
+        {
+            if (added) Handle.DangerousRelease();
+        }
+        var byReason = new Dictionary<Reason, ulong>();
+        for (int i = 0; i < Native.ReasonCount; i++)
+            if (s.Denied[i] != 0) byReason[(Reason)i] = s.Denied[i];
+        var breakers = new BreakerState[(int)Math.Min(count, 64)];
+        for (int i = 0; i < breakers.Length; i++) breakers[i] = (BreakerState)states[i];
+        return new TollgateStats
+        {
+            Admitted = s.Admitted,
+            AdmittedTokens = s.AdmittedTokens,
+            Denied = s.DeniedTotal,
+            DeniedByReason = byReason,
+            LeasesAsked = s.LeasesAsked,
+            LeasesGranted = s.LeasesGranted,
+            TokensLeased = s.TokensLeased,
+            TokensGivenBack = s.TokensGivenBack,
+            KeysTracked = s.KeysTracked,
+            LeaseFailures = s.LeaseFailures,
+            BreakerTransitions = s.BreakerTransitions,
+            Breakers = breakers,
+        };
+    }
+
+    /// <summary>A <see cref="RateLimiter"/> for one key (a tenant): a light view over this limiter.</summary>
+    public TollgateRateLimiter ForKey(string key) => new(this, key, permits: false);
+
+    /// <summary>A <see cref="RateLimiter"/> for one key of a concurrency policy: leases hold permits until disposed.</summary>
+    public TollgateRateLimiter ForConcurrencyKey(string key) => new(this, key, permits: true);
+
+    /// <summary>A partition for <c>AddRateLimiter</c> policies and <c>GlobalLimiter</c>: one key per partition.</summary>
+    public RateLimitPartition<string> Partition(string key) =>
+        RateLimitPartition.Get(key, k => ForKey(k));
+
+    /// <summary>A partitioned limiter keyed by <paramref name="keyOf"/> (for example the tenant of a request).</summary>
+    public PartitionedRateLimiter<TResource> CreatePartitioned<TResource>(Func<TResource, string> keyOf)
+    {
+        ArgumentNullException.ThrowIfNull(keyOf);
+        return PartitionedRateLimiter.Create<TResource, string>(r => Partition(keyOf(r)));
+    }
+
+    // ---- native callbacks ----------------------------------------------------------------------
+
+    private sealed class PendingWait
+    {
+        private readonly TaskCompletionSource<Decision> _tcs =
+            new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private readonly TollgateLimiter _owner;
+        private readonly CancellationToken _token;
+        private CancellationTokenRegistration _registration;
+        private ulong _id;
+
+        public PendingWait(TollgateLimiter owner, CancellationToken token)
+        {
+            _owner = owner;
+            _token = token;
+        }
+
+        public Task<Decision> Task => _tcs.Task;
+
+        public void Watch(ulong id)
+        {
+            _id = id;
+            _registration = _token.UnsafeRegister(static s => ((PendingWait)s!).Cancel(), this);
+            if (_tcs.Task.IsCompleted) _registration.Unregister();
+        }
+
+        private void Cancel()
+        {
+            LimiterHandle h = _owner.Handle;
+            bool added = false;
+            try
+            {
+                h.DangerousAddRef(ref added);
+                int cancelled;
+                Native.Cancel(&cancelled, h.DangerousGetHandle(), _id);
+            }
+            catch (ObjectDisposedException)
+            {
+                // Disposing completed the wait already (shutdown).
+            }
+            finally
+            {
+                if (added) h.DangerousRelease();
+            }
+        }
+
+        public void Complete(in NativeDecision d)
+        {
+            Decision decision = Native.ToDecision(d);
+            _registration.Unregister();  // never Dispose: it would wait for Cancel, which may be us
+            if (decision.Reason == Reason.Cancelled && _token.IsCancellationRequested)
+                _tcs.TrySetCanceled(_token);
+            else
+                _tcs.TrySetResult(decision);
+        }
+    }
+
+    [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
+    private static void OnCompletion(NativeDecision* decision, nint userData)
+    {
+        GCHandle h = GCHandle.FromIntPtr(userData);
+        var wait = (PendingWait)h.Target!;
+        h.Free();
+        Interlocked.Decrement(ref s_pendingWaits);
+        try
+        {
+            wait.Complete(*decision);
+        }
+        catch
+        {
+            // Nothing may unwind into native code; TrySet* does not throw.
+        }
+    }
+
+    private static TollgateLimiter? Owner(nint userData) =>
+        GCHandle.FromIntPtr(userData).Target is WeakReference<TollgateLimiter> w && w.TryGetTarget(out var l)
+            ? l
+            : null;
+
+    [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
+    private static void OnLease(NativeLeaseEvent* e, nint userData)
+    {
+        try
+        {
+            TollgateTelemetry.Lease(new LeaseEvent((int)e->Keys, (int)e->FailedKeys, e->TokensAsked,
+                e->TokensGranted, TimeSpan.FromTicks(e->DurationNs / 100), e->Outcome != 0));
+        }
+        catch
+        {
+            // A listener's exception must not unwind into the SDK thread.
+        }
+    }
+
+    [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
+    private static void OnBreaker(NativeBreakerEvent* e, nint userData)
+    {
+        try
+        {
+            // The native side logs the transition itself (on_log); this is for the meter.
+            TollgateTelemetry.Breaker(new BreakerEvent((int)e->Shard, (BreakerState)e->From, (BreakerState)e->To));
+        }
+        catch
+        {
+        }
+    }
+
+    [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
+    private static void OnLog(int level, byte* message, nuint length, nint userData)
+    {
+        try
+        {
+            Owner(userData)?._log?.Invoke((TollgateLogLevel)level,
+                Encoding.UTF8.GetString(message, (int)length));
+        }
+        catch
+        {
+        }
+    }
+
+    // ---- helpers -------------------------------------------------------------------------------
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong Cost(long cost) => cost <= 0 ? 0 : (ulong)cost;
+
+    private static ReadOnlySpan<byte> Utf8(string key, Span<byte> buffer, out byte[]? heap)
+    {
+        heap = null;
+        if (Encoding.UTF8.TryGetBytes(key, buffer, out int n)) return buffer[..n];
+        heap = Encoding.UTF8.GetBytes(key);
+        return heap;
+    }
+
+    private static byte[] NullTerminated(string s)
+    {
+        byte[] b = new byte[Encoding.UTF8.GetByteCount(s) + 1];
+        Encoding.UTF8.GetBytes(s, 0, s.Length, b, 0);
+        return b;
+    }
+
+    private static Exception Failure(Status s, byte* err)
+    {
+        string message = Marshal.PtrToStringUTF8((nint)err) ?? s.ToString();
+        return s == Status.Config
+            ? new TollgateConfigException($"Tollgate config: {message}")
+            : new InvalidOperationException($"Tollgate: {message} ({s})");
+    }
+}

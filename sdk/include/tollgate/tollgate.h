@@ -1,0 +1,260 @@
+/* Tollgate's C API: distributed quotas from locally held leases.
+ *
+ * C99, usable from C, and through FFI from .NET, Python and others. Conventions (docs/c-api.md):
+ *   - Objects are opaque handles, created by tg_*_create and freed by tg_*_destroy, which takes
+ *     a pointer to the handle, accepts NULL (and a NULL handle) and sets the handle to NULL.
+ *   - Fallible calls return a tg_status; when they take `errstr`, a message is written there
+ *     (always NUL-terminated, truncated to errstr_size). No C++ exception crosses this API.
+ *   - Arguments: output parameters first, then the subject (the limiter), then inputs; a
+ *     callback travels with a trailing `void *user_data`.
+ *   - Keys are bytes (UTF-8 by convention) with an explicit length; they need no NUL.
+ *   - Every function is thread-safe unless it says otherwise; the destroy functions end a
+ *     handle's life, so no other thread may be using that handle when they are called.
+ */
+#ifndef TOLLGATE_TOLLGATE_H
+#define TOLLGATE_TOLLGATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32)
+#define TG_API
+#else
+#define TG_API __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Versions ----------------------------------------------------------------------------- */
+
+/* The version this header belongs to; tg_version_num() is the library loaded at run time. */
+#define TG_VERSION_MAJOR 0
+#define TG_VERSION_MINOR 1
+#define TG_VERSION_PATCH 0
+#define TG_VERSION_STRING "0.1.0"
+/* MAJOR * 10000 + MINOR * 100 + PATCH */
+#define TG_VERSION_NUM (TG_VERSION_MAJOR * 10000 + TG_VERSION_MINOR * 100 + TG_VERSION_PATCH)
+
+/* The loaded library's version, e.g. "0.1.0" (static storage). */
+TG_API const char* tg_version(void);
+/* The loaded library's version as TG_VERSION_NUM computes it. */
+TG_API int tg_version_num(void);
+
+/* ---- Status ------------------------------------------------------------------------------- */
+
+typedef enum tg_status {
+  TG_OK = 0,
+  TG_ERR_INVALID_ARGUMENT = 1, /* a NULL where a value is needed, an unknown struct version */
+  TG_ERR_CONFIG = 2,           /* the config is invalid; the message names the field */
+  TG_ERR_NO_MEMORY = 3,
+  TG_ERR_INTERNAL = 4 /* anything else; the message says what */
+} tg_status;
+
+/* "ok", "invalid argument", … (static storage). */
+TG_API const char* tg_status_str(tg_status status);
+
+/* ---- Decisions ---------------------------------------------------------------------------- */
+
+/* Why a decision came out as it did. Same values as tollgate::Reason. */
+typedef enum tg_reason {
+  TG_REASON_OK = 0,                /* admitted from a locally held lease */
+  TG_REASON_OVER_LIMIT = 1,        /* the global quota is spent; retry_after_ns says when */
+  TG_REASON_COLD_KEY = 2,          /* first sight of the key; no lease yet */
+  TG_REASON_LEASE_PENDING = 3,     /* local lease spent faster than the refill arrived */
+  TG_REASON_PENALTY_BOX = 4,       /* denied too often recently */
+  TG_REASON_QUEUE_FULL = 5,        /* async acquire: the key's wait queue is full */
+  TG_REASON_TIMEOUT = 6,           /* async acquire: no tokens within the timeout */
+  TG_REASON_CANCELLED = 7,         /* async acquire: cancelled by tg_cancel */
+  TG_REASON_KEY_TABLE_FULL = 8,    /* max_keys reached and nothing could be evicted */
+  TG_REASON_NO_POLICY = 9,         /* no policy matches the key */
+  TG_REASON_INVALID_ARGUMENT = 10, /* empty or too long key, cost 0, cost above capacity */
+  TG_REASON_FALLBACK_LOCAL = 11,   /* store unavailable; decided by the local fallback */
+  TG_REASON_FALLBACK_DENY = 12,    /* store unavailable; fallback = deny */
+  TG_REASON_FALLBACK_ALLOW = 13,   /* store unavailable; fallback = allow */
+  TG_REASON_SHUTDOWN = 14          /* the limiter is being destroyed */
+} tg_reason;
+#define TG_REASON_COUNT 15
+
+/* "ok", "over_limit", … (static storage); "unknown" for values out of range. */
+TG_API const char* tg_reason_str(tg_reason reason);
+
+typedef struct tg_decision {
+  int allowed;            /* 1: admitted, 0: denied */
+  tg_reason reason;       /* why */
+  int64_t remaining;      /* tokens (permits) left in the key's local lease */
+  int64_t retry_after_ns; /* when denied: how long until a retry may succeed; 0 = unknown */
+} tg_decision;
+
+/* ---- Observer (telemetry) ----------------------------------------------------------------- */
+
+typedef enum tg_breaker_state {
+  TG_BREAKER_CLOSED = 0,
+  TG_BREAKER_OPEN = 1,
+  TG_BREAKER_HALF_OPEN = 2
+} tg_breaker_state;
+
+typedef enum tg_log_level {
+  TG_LOG_DEBUG = 0,
+  TG_LOG_INFO = 1,
+  TG_LOG_WARN = 2,
+  TG_LOG_ERROR = 3
+} tg_log_level;
+
+typedef enum tg_lease_outcome {
+  TG_LEASE_OK = 0,    /* every key of the batch answered */
+  TG_LEASE_FAILED = 1 /* some keys failed: transport error, timeout, open breaker, full bulkhead */
+} tg_lease_outcome;
+
+/* One lease round trip (a batch of keys sent to the store together), reported when it ends.
+   It started duration_ns before the callback. */
+typedef struct tg_lease_event {
+  uint32_t keys;
+  uint32_t failed_keys;
+  uint64_t tokens_asked;
+  uint64_t tokens_granted;
+  int64_t duration_ns;
+  tg_lease_outcome outcome;
+} tg_lease_event;
+
+typedef struct tg_breaker_event {
+  uint32_t shard; /* index into store.shards */
+  tg_breaker_state from;
+  tg_breaker_state to;
+} tg_breaker_event;
+
+/* Observer callbacks are called from the SDK's threads (the refill scheduler, the Redis I/O
+   thread), never from the thread calling tg_try_acquire, and never after tg_limiter_destroy
+   has returned. They must be quick and thread-safe, must not call any tg_* function on the
+   limiter that reports to them, and receive pointers valid only during the call. Log lines
+   carry no passwords and no keys; `message` is not NUL-terminated. */
+typedef void (*tg_lease_cb)(const tg_lease_event* event, void* user_data);
+typedef void (*tg_breaker_cb)(const tg_breaker_event* event, void* user_data);
+typedef void (*tg_log_cb)(tg_log_level level, const char* message, size_t message_len,
+                          void* user_data);
+
+/* ---- Limiter ------------------------------------------------------------------------------ */
+
+typedef struct tg_limiter tg_limiter;
+
+#define TG_LIMITER_OPTIONS_VERSION 1
+/* Options for tg_limiter_create. Grows only at the end; set `version` with the _INIT macro or
+   tg_limiter_options_init. All callbacks may be NULL. */
+typedef struct tg_limiter_options {
+  unsigned int version;
+  tg_lease_cb on_lease;
+  tg_breaker_cb on_breaker;
+  tg_log_cb on_log;
+  tg_log_level min_log_level; /* lines below this level are not passed to on_log */
+  void* observer_user_data;   /* passed to the three callbacks above */
+} tg_limiter_options;
+#define TG_LIMITER_OPTIONS_INIT \
+  { TG_LIMITER_OPTIONS_VERSION, NULL, NULL, NULL, TG_LOG_INFO, NULL }
+/* Sets *options to the defaults of `version`; TG_ERR_INVALID_ARGUMENT for unknown versions. */
+TG_API tg_status tg_limiter_options_init(tg_limiter_options* options, unsigned int version);
+
+/* Checks a JSON config (docs/configuration.md) without creating anything. On TG_ERR_CONFIG
+   the message is "field: reason", e.g. "policies[0].rate: must be > 0". */
+TG_API tg_status tg_config_validate(const char* config_json, char* errstr, size_t errstr_size);
+
+/* Creates a limiter from a JSON config. `options` may be NULL (no observer). On success
+   *out_limiter owns a new limiter (free it with tg_limiter_destroy); on failure it is NULL
+   and errstr says why. The limiter starts an SDK thread (and, for Redis, an I/O thread). */
+TG_API tg_status tg_limiter_create(tg_limiter** out_limiter, const char* config_json,
+                                   const tg_limiter_options* options, char* errstr,
+                                   size_t errstr_size);
+
+/* Stops the limiter and frees it; *limiter becomes NULL. NULL and *limiter == NULL are
+   no-ops. Pending async acquires complete with TG_REASON_SHUTDOWN on this thread before it
+   returns; unspent tokens go back to the store. Must not be called from a callback of the
+   same limiter. Permits still held stay valid (see tg_permit_destroy). */
+TG_API void tg_limiter_destroy(tg_limiter** limiter);
+
+/* Never blocks, never does I/O. Once the key holds a lease: no allocation, no lock. */
+TG_API tg_status tg_try_acquire(tg_decision* out_decision, tg_limiter* limiter, const char* key,
+                                size_t key_len, uint64_t cost);
+
+/* Blocks the calling thread up to timeout_ns for tokens. */
+TG_API tg_status tg_acquire(tg_decision* out_decision, tg_limiter* limiter, const char* key,
+                            size_t key_len, uint64_t cost, int64_t timeout_ns);
+
+/* Called exactly once per tg_acquire_async, with a decision valid only during the call.
+   Which thread calls it:
+     - the thread calling tg_acquire_async, before it returns, when decided at once
+       (then *out_wait_id is 0);
+     - the SDK's thread, when tokens arrive or the timeout passes;
+     - the thread calling tg_cancel, before tg_cancel returns;
+     - the thread calling tg_limiter_destroy (reason TG_REASON_SHUTDOWN).
+   It must not block. It may call tg_try_acquire, tg_acquire_async and tg_cancel; it must not
+   call tg_acquire or tg_limiter_destroy. */
+typedef void (*tg_completion_cb)(const tg_decision* decision, void* user_data);
+
+/* Waits up to timeout_ns for tokens without blocking the caller. *out_wait_id (may be NULL)
+   gets the id to cancel with, or 0 when `done` already ran. On a status other than TG_OK,
+   `done` is not called. */
+TG_API tg_status tg_acquire_async(uint64_t* out_wait_id, tg_limiter* limiter, const char* key,
+                                  size_t key_len, uint64_t cost, int64_t timeout_ns,
+                                  tg_completion_cb done, void* user_data);
+
+/* Completes the wait with TG_REASON_CANCELLED (its callback runs on this thread).
+ *out_cancelled (may be NULL) is 1 when it did, 0 when the wait had already completed. */
+TG_API tg_status tg_cancel(int* out_cancelled, tg_limiter* limiter, uint64_t wait_id);
+
+/* ---- Permits (concurrency policies) ------------------------------------------------------- */
+
+typedef struct tg_permit tg_permit;
+
+/* Takes `count` permits without waiting. When admitted, *out_permit owns them (return them
+   with tg_permit_destroy); when denied it is NULL. The decision says which. */
+TG_API tg_status tg_acquire_permit(tg_permit** out_permit, tg_decision* out_decision,
+                                   tg_limiter* limiter, const char* key, size_t key_len,
+                                   uint32_t count);
+
+/* Returns the permits and frees the handle; *permit becomes NULL. NULL-safe. A permit may
+   outlive its limiter's tg_limiter_destroy (the permits then simply expire). */
+TG_API void tg_permit_destroy(tg_permit** permit);
+
+/* ---- Stats -------------------------------------------------------------------------------- */
+
+#define TG_STATS_VERSION 1
+/* Counters since the limiter started. Grows only at the end. */
+typedef struct tg_stats {
+  unsigned int version;
+  uint64_t admitted;        /* decisions that admitted */
+  uint64_t admitted_tokens; /* their summed cost */
+  uint64_t denied_total;
+  uint64_t denied[TG_REASON_COUNT]; /* denials by tg_reason */
+  uint64_t leases_asked;
+  uint64_t leases_granted;
+  uint64_t tokens_leased;
+  uint64_t tokens_given_back;
+  uint64_t tokens_expired;
+  uint64_t keys_tracked;
+  uint64_t keys_evicted;
+  uint64_t bytes_used;
+  uint64_t lease_failures;
+  uint64_t breaker_transitions; /* all shards */
+  uint64_t breakers_opened;     /* transitions to open */
+  uint32_t shards;              /* breakers below count these; 0 for the in-process store */
+  uint32_t breakers_closed;
+  uint32_t breakers_open;
+  uint32_t breakers_half_open;
+} tg_stats;
+#define TG_STATS_INIT \
+  { TG_STATS_VERSION, 0, 0, 0, {0}, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+TG_API tg_status tg_stats_init(tg_stats* stats, unsigned int version);
+
+/* Fills *out_stats, whose `version` the caller has set (TG_STATS_INIT or tg_stats_init). */
+TG_API tg_status tg_limiter_stats(tg_stats* out_stats, tg_limiter* limiter);
+
+/* Copies each shard's breaker state into out_states (room for `capacity`), and the number of
+   shards into *out_count (which may exceed capacity). */
+TG_API tg_status tg_limiter_breakers(tg_breaker_state* out_states, size_t capacity,
+                                     size_t* out_count, tg_limiter* limiter);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TOLLGATE_TOLLGATE_H */

@@ -1,0 +1,390 @@
+/* The C API from C99: compiled with -std=c99 -pedantic against tollgate.h, linked against
+   libtollgate.so, run against the in-process store. Waits are bounded (30 s) but no check
+   depends on how long anything takes. */
+#define _POSIX_C_SOURCE 200809L
+
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "tollgate/tollgate.h"
+
+static int failures = 0;
+static int checks = 0;
+
+#define CHECK(cond)                                                            \
+  do {                                                                         \
+    ++checks;                                                                  \
+    if (!(cond)) {                                                             \
+      ++failures;                                                              \
+      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+    }                                                                          \
+  } while (0)
+
+static const char* kConfig =
+    "{\"policies\": ["
+    " {\"match\": \"tenant:*\", \"type\": \"token_bucket\", \"rate\": 0.001, \"burst\": 10},"
+    " {\"match\": \"gpu:*\", \"type\": \"concurrency\", \"limit\": 2}],"
+    " \"leases\": {\"max_fraction\": 1}}";
+
+/* ---- a completion that records what it was given ---------------------------------------- */
+
+typedef struct completion {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int calls;
+  tg_decision decision;
+  pthread_t thread;
+} completion;
+
+static void completion_init(completion* c) {
+  memset(c, 0, sizeof *c);
+  pthread_mutex_init(&c->mu, NULL);
+  pthread_cond_init(&c->cv, NULL);
+}
+
+static void completion_free(completion* c) {
+  pthread_mutex_destroy(&c->mu);
+  pthread_cond_destroy(&c->cv);
+}
+
+static void on_done(const tg_decision* d, void* user_data) {
+  completion* c = (completion*)user_data;
+  pthread_mutex_lock(&c->mu);
+  c->calls++;
+  c->decision = *d;
+  c->thread = pthread_self();
+  pthread_cond_broadcast(&c->cv);
+  pthread_mutex_unlock(&c->mu);
+}
+
+/* Waits until the completion ran (at most 30 s); returns its call count. */
+static int completion_wait(completion* c) {
+  struct timespec until;
+  int calls;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += 30;
+  pthread_mutex_lock(&c->mu);
+  while (c->calls == 0 && pthread_cond_timedwait(&c->cv, &c->mu, &until) == 0) {
+  }
+  calls = c->calls;
+  pthread_mutex_unlock(&c->mu);
+  return calls;
+}
+
+/* ---- an observer that counts --------------------------------------------------------------- */
+
+typedef struct observed {
+  pthread_mutex_t mu;
+  int leases;
+  uint64_t tokens_granted;
+  int on_caller_thread;
+  int after_destroy;
+  int destroyed;
+  pthread_t caller;
+} observed;
+
+static void on_lease(const tg_lease_event* e, void* user_data) {
+  observed* o = (observed*)user_data;
+  pthread_mutex_lock(&o->mu);
+  o->leases++;
+  o->tokens_granted += e->tokens_granted;
+  if (pthread_equal(pthread_self(), o->caller)) o->on_caller_thread++;
+  if (o->destroyed) o->after_destroy++;
+  pthread_mutex_unlock(&o->mu);
+}
+
+static void on_log(tg_log_level level, const char* message, size_t len, void* user_data) {
+  observed* o = (observed*)user_data;
+  (void)level;
+  (void)message;
+  (void)len;
+  pthread_mutex_lock(&o->mu);
+  if (o->destroyed) o->after_destroy++;
+  pthread_mutex_unlock(&o->mu);
+}
+
+static tg_limiter* make_limiter(const tg_limiter_options* options) {
+  char err[256];
+  tg_limiter* l = NULL;
+  tg_status s = tg_limiter_create(&l, kConfig, options, err, sizeof err);
+  CHECK(s == TG_OK);
+  if (s != TG_OK) fprintf(stderr, "create: %s\n", err);
+  return l;
+}
+
+/* The first lease of a key, through the blocking acquire. */
+static void warm(tg_limiter* l, const char* key) {
+  tg_decision d;
+  CHECK(tg_acquire(&d, l, key, strlen(key), 1, (int64_t)30 * 1000000000) == TG_OK);
+  CHECK(d.allowed == 1);
+}
+
+/* Spends the key's global quota: until a denial says over_limit, not merely lease_pending
+   (the local lease spent while the refill is on its way). */
+static void exhaust(tg_limiter* l, const char* key) {
+  tg_decision d;
+  int tries;
+  warm(l, key);
+  for (tries = 0; tries < 30000; ++tries) {
+    struct timespec ms = {0, 1000000};
+    CHECK(tg_try_acquire(&d, l, key, strlen(key), 1) == TG_OK);
+    if (!d.allowed && d.reason == TG_REASON_OVER_LIMIT) return;
+    if (!d.allowed) nanosleep(&ms, NULL);
+  }
+  CHECK(!"the quota was not spent within 30 s");
+}
+
+/* ---- tests ---------------------------------------------------------------------------------- */
+
+static void test_versions(void) {
+  CHECK(tg_version_num() == TG_VERSION_NUM);
+  CHECK(strcmp(tg_version(), TG_VERSION_STRING) == 0);
+  CHECK(strcmp(tg_status_str(TG_ERR_CONFIG), "invalid config") == 0);
+  CHECK(strcmp(tg_reason_str(TG_REASON_OVER_LIMIT), "over_limit") == 0);
+  CHECK(strcmp(tg_reason_str((tg_reason)99), "unknown") == 0);
+}
+
+static void test_create_reports_the_bad_field(void) {
+  char err[256];
+  char small[8];
+  tg_limiter* l = (tg_limiter*)&err; /* must be overwritten with NULL */
+  const char* bad =
+      "{\"policies\": [{\"match\": \"*\", \"type\": \"token_bucket\", \"rate\": -1}]}";
+  CHECK(tg_limiter_create(&l, bad, NULL, err, sizeof err) == TG_ERR_CONFIG);
+  CHECK(l == NULL);
+  CHECK(strstr(err, "policies[0].rate") != NULL);
+  CHECK(tg_config_validate(bad, err, sizeof err) == TG_ERR_CONFIG);
+  CHECK(strstr(err, "policies[0].rate") != NULL);
+  CHECK(tg_config_validate("{not json", small, sizeof small) == TG_ERR_CONFIG);
+  CHECK(strlen(small) == sizeof small - 1); /* truncated, NUL-terminated */
+  CHECK(tg_config_validate(kConfig, err, sizeof err) == TG_OK);
+  CHECK(err[0] == '\0');
+  CHECK(tg_limiter_create(NULL, kConfig, NULL, err, sizeof err) == TG_ERR_INVALID_ARGUMENT);
+  CHECK(tg_limiter_create(&l, NULL, NULL, err, sizeof err) == TG_ERR_INVALID_ARGUMENT);
+}
+
+static void test_options_are_versioned(void) {
+  tg_limiter_options o = TG_LIMITER_OPTIONS_INIT;
+  tg_limiter_options p;
+  char err[128];
+  tg_limiter* l = NULL;
+  CHECK(o.version == TG_LIMITER_OPTIONS_VERSION);
+  CHECK(tg_limiter_options_init(&p, TG_LIMITER_OPTIONS_VERSION) == TG_OK);
+  CHECK(p.version == TG_LIMITER_OPTIONS_VERSION && p.on_log == NULL);
+  CHECK(tg_limiter_options_init(&p, 99) == TG_ERR_INVALID_ARGUMENT);
+  o.version = 99;
+  CHECK(tg_limiter_create(&l, kConfig, &o, err, sizeof err) == TG_ERR_INVALID_ARGUMENT);
+  CHECK(l == NULL);
+}
+
+static void test_destroy_is_null_safe(void) {
+  tg_limiter* l = NULL;
+  tg_permit* p = NULL;
+  tg_limiter_destroy(NULL);
+  tg_limiter_destroy(&l);
+  tg_permit_destroy(NULL);
+  tg_permit_destroy(&p);
+  l = make_limiter(NULL);
+  tg_limiter_destroy(&l);
+  CHECK(l == NULL);
+  tg_limiter_destroy(&l); /* a second destroy is a no-op */
+}
+
+static void test_try_acquire_admits_within_the_burst(void) {
+  tg_limiter* l = make_limiter(NULL);
+  tg_decision d;
+  int admitted = 1, i;
+  CHECK(tg_try_acquire(&d, l, "tenant:a", 8, 1) == TG_OK);
+  /* denied cold_key, unless the first lease (asked for by this very call) came first */
+  CHECK(d.allowed ? d.reason == TG_REASON_OK : d.reason == TG_REASON_COLD_KEY);
+  admitted += d.allowed;
+  warm(l, "tenant:a");
+  /* burst 10, refilling at one token per 1000 s: at most 10 in all, whatever the timing */
+  for (i = 0; i < 50; ++i) {
+    CHECK(tg_try_acquire(&d, l, "tenant:a", 8, 1) == TG_OK);
+    admitted += d.allowed;
+  }
+  CHECK(admitted >= 1 && admitted <= 10);
+  CHECK(d.allowed == 0);
+  CHECK(d.reason == TG_REASON_OVER_LIMIT || d.reason == TG_REASON_LEASE_PENDING);
+  /* bad inputs: a status for NULLs, a reason for a bad key or cost */
+  CHECK(tg_try_acquire(NULL, l, "tenant:a", 8, 1) == TG_ERR_INVALID_ARGUMENT);
+  CHECK(tg_try_acquire(&d, NULL, "tenant:a", 8, 1) == TG_ERR_INVALID_ARGUMENT);
+  CHECK(tg_try_acquire(&d, l, NULL, 3, 1) == TG_ERR_INVALID_ARGUMENT);
+  CHECK(tg_try_acquire(&d, l, "", 0, 1) == TG_OK && d.reason == TG_REASON_INVALID_ARGUMENT);
+  CHECK(tg_try_acquire(&d, l, "tenant:a", 8, 0) == TG_OK && d.reason == TG_REASON_INVALID_ARGUMENT);
+  CHECK(tg_try_acquire(&d, l, "other", 5, 1) == TG_OK && d.reason == TG_REASON_NO_POLICY);
+  tg_limiter_destroy(&l);
+}
+
+static void test_async_completes_once_on_the_sdk_thread(void) {
+  tg_limiter* l = make_limiter(NULL);
+  completion c;
+  uint64_t id = 99;
+  completion_init(&c);
+  /* A cold key cannot be decided at once: the first lease comes from the SDK's thread. */
+  CHECK(tg_acquire_async(&id, l, "tenant:b", 8, 1, (int64_t)30 * 1000000000, on_done, &c) == TG_OK);
+  CHECK(completion_wait(&c) == 1);
+  CHECK(c.decision.allowed == 1);
+  if (id != 0) CHECK(!pthread_equal(c.thread, pthread_self()));
+  /* decided at once (invalid cost): inline, id 0 */
+  memset(&c.thread, 0, sizeof c.thread);
+  c.calls = 0;
+  CHECK(tg_acquire_async(&id, l, "tenant:b", 8, 0, 1000, on_done, &c) == TG_OK);
+  CHECK(id == 0 && c.calls == 1 && c.decision.reason == TG_REASON_INVALID_ARGUMENT);
+  CHECK(pthread_equal(c.thread, pthread_self()));
+  CHECK(tg_acquire_async(&id, l, "tenant:b", 8, 1, 1000, NULL, &c) == TG_ERR_INVALID_ARGUMENT);
+  tg_limiter_destroy(&l);
+  CHECK(c.calls == 1); /* nothing more after destroy */
+  completion_free(&c);
+}
+
+static void test_cancel_completes_the_wait_with_cancelled(void) {
+  tg_limiter* l = make_limiter(NULL);
+  completion c;
+  uint64_t id = 0;
+  int cancelled = -1;
+  completion_init(&c);
+  exhaust(l, "tenant:c");
+  /* the quota is spent for ~1000 s: this wait can only end by cancel */
+  CHECK(tg_acquire_async(&id, l, "tenant:c", 8, 1, (int64_t)600 * 1000000000, on_done, &c) ==
+        TG_OK);
+  CHECK(id != 0);
+  CHECK(c.calls == 0);
+  CHECK(tg_cancel(&cancelled, l, id) == TG_OK);
+  CHECK(cancelled == 1);
+  CHECK(c.calls == 1 && c.decision.reason == TG_REASON_CANCELLED && c.decision.allowed == 0);
+  CHECK(pthread_equal(c.thread, pthread_self()));
+  CHECK(tg_cancel(&cancelled, l, id) == TG_OK && cancelled == 0); /* once only */
+  CHECK(tg_cancel(&cancelled, l, 0) == TG_OK && cancelled == 0);
+  CHECK(c.calls == 1);
+  tg_limiter_destroy(&l);
+  completion_free(&c);
+}
+
+static void test_destroy_completes_pending_waits_with_shutdown(void) {
+  tg_limiter* l = make_limiter(NULL);
+  completion c;
+  uint64_t id = 0;
+  completion_init(&c);
+  exhaust(l, "tenant:d");
+  CHECK(tg_acquire_async(&id, l, "tenant:d", 8, 1, (int64_t)600 * 1000000000, on_done, &c) ==
+        TG_OK);
+  CHECK(id != 0);
+  tg_limiter_destroy(&l);
+  CHECK(c.calls == 1 && c.decision.reason == TG_REASON_SHUTDOWN);
+  completion_free(&c);
+}
+
+static void test_permits_are_bounded_and_return(void) {
+  tg_limiter* l = make_limiter(NULL);
+  tg_permit* held[8] = {0};
+  tg_permit* late = NULL;
+  tg_decision d;
+  int n = 0, i, tries;
+  /* a concurrency key has no blocking acquire: ask until the first lease has arrived */
+  for (tries = 0; tries < 30000 && held[0] == NULL; ++tries) {
+    struct timespec ms = {0, 1000000};
+    CHECK(tg_acquire_permit(&held[0], &d, l, "gpu:x", 5, 1) == TG_OK);
+    if (held[0] == NULL) nanosleep(&ms, NULL);
+  }
+  CHECK(held[0] != NULL && d.allowed == 1);
+  n = held[0] != NULL;
+  for (i = 1; i < 8; ++i) {
+    CHECK(tg_acquire_permit(&held[i], &d, l, "gpu:x", 5, 1) == TG_OK);
+    CHECK((held[i] != NULL) == (d.allowed == 1));
+    n += held[i] != NULL;
+  }
+  CHECK(n >= 1 && n <= 2); /* limit 2 */
+  for (i = 0; i < 8; ++i) {
+    tg_permit_destroy(&held[i]);
+    CHECK(held[i] == NULL);
+  }
+  /* after the returns, a permit is to be had again */
+  for (tries = 0; tries < 30000 && late == NULL; ++tries) {
+    struct timespec ms = {0, 1000000};
+    CHECK(tg_acquire_permit(&late, &d, l, "gpu:x", 5, 1) == TG_OK);
+    if (late == NULL) nanosleep(&ms, NULL);
+  }
+  CHECK(late != NULL);
+  /* a permit may outlive its limiter */
+  tg_limiter_destroy(&l);
+  tg_permit_destroy(&late);
+  CHECK(tg_acquire_permit(&late, &d, NULL, "gpu:x", 5, 1) == TG_ERR_INVALID_ARGUMENT);
+}
+
+static void test_stats_count_the_decisions(void) {
+  tg_limiter* l = make_limiter(NULL);
+  tg_stats before = TG_STATS_INIT;
+  tg_stats s = TG_STATS_INIT;
+  tg_stats bad;
+  tg_decision d;
+  tg_breaker_state states[4];
+  size_t count = 99;
+  uint64_t admitted = 0;
+  int i;
+  CHECK(tg_try_acquire(&d, l, "tenant:e", 8, 1) == TG_OK);
+  warm(l, "tenant:e");
+  CHECK(tg_limiter_stats(&before, l) == TG_OK);
+  for (i = 0; i < 20; ++i) {
+    CHECK(tg_try_acquire(&d, l, "tenant:e", 8, 1) == TG_OK);
+    admitted += (uint64_t)d.allowed;
+  }
+  CHECK(tg_limiter_stats(&s, l) == TG_OK);
+  CHECK(s.admitted - before.admitted == admitted);
+  CHECK(s.admitted_tokens - before.admitted_tokens == admitted);
+  CHECK(s.denied_total - before.denied_total == 20 - admitted);
+  CHECK(s.leases_granted >= 1 && s.tokens_leased >= s.admitted_tokens);
+  CHECK(s.keys_tracked == 1);
+  CHECK(s.shards == 0 && s.breakers_open == 0);
+  CHECK(tg_limiter_breakers(states, 4, &count, l) == TG_OK && count == 0);
+  memset(&bad, 0, sizeof bad);
+  CHECK(tg_limiter_stats(&bad, l) == TG_ERR_INVALID_ARGUMENT); /* version 0 */
+  bad.version = TG_STATS_VERSION + 1;
+  CHECK(tg_limiter_stats(&bad, l) == TG_ERR_INVALID_ARGUMENT);
+  CHECK(tg_stats_init(&bad, TG_STATS_VERSION) == TG_OK && bad.version == TG_STATS_VERSION);
+  tg_limiter_destroy(&l);
+}
+
+static void test_observer_sees_leases_from_the_sdk_thread(void) {
+  tg_limiter_options o;
+  observed ob;
+  tg_limiter* l;
+  memset(&ob, 0, sizeof ob);
+  pthread_mutex_init(&ob.mu, NULL);
+  ob.caller = pthread_self();
+  CHECK(tg_limiter_options_init(&o, TG_LIMITER_OPTIONS_VERSION) == TG_OK);
+  o.on_lease = on_lease;
+  o.on_log = on_log;
+  o.min_log_level = TG_LOG_DEBUG;
+  o.observer_user_data = &ob;
+  l = make_limiter(&o);
+  warm(l, "tenant:f");
+  tg_limiter_destroy(&l);
+  pthread_mutex_lock(&ob.mu);
+  ob.destroyed = 1;
+  CHECK(ob.leases >= 1);
+  CHECK(ob.tokens_granted >= 1);
+  CHECK(ob.on_caller_thread == 0);
+  pthread_mutex_unlock(&ob.mu);
+  CHECK(ob.after_destroy == 0);
+  pthread_mutex_destroy(&ob.mu);
+}
+
+int main(void) {
+  test_versions();
+  test_create_reports_the_bad_field();
+  test_options_are_versioned();
+  test_destroy_is_null_safe();
+  test_try_acquire_admits_within_the_burst();
+  test_async_completes_once_on_the_sdk_thread();
+  test_cancel_completes_the_wait_with_cancelled();
+  test_destroy_completes_pending_waits_with_shutdown();
+  test_permits_are_bounded_and_return();
+  test_stats_count_the_decisions();
+  test_observer_sees_leases_from_the_sdk_thread();
+  printf("capi_test: %d checks, %d failed\n", checks, failures);
+  return failures == 0 ? 0 : 1;
+}
