@@ -240,9 +240,11 @@ typedef struct tg_stats {
   uint32_t breakers_closed;
   uint32_t breakers_open;
   uint32_t breakers_half_open;
+  uint64_t fallback_tokens;  /* tokens the local fallback buckets handed out */
+  uint64_t fallback_dropped; /* of which unspent when the shard came back */
 } tg_stats;
 #define TG_STATS_INIT \
-  { TG_STATS_VERSION, 0, 0, 0, {0}, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+  { TG_STATS_VERSION, 0, 0, 0, {0}, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 TG_API tg_status tg_stats_init(tg_stats* stats, unsigned int version);
 
 /* Fills *out_stats, whose `version` the caller has set (TG_STATS_INIT or tg_stats_init). */

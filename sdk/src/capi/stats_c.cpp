@@ -36,6 +36,8 @@ tg_status tg_limiter_stats(tg_stats* out_stats, tg_limiter* limiter) {
     o.lease_failures = s.lease_failures;
     o.breaker_transitions = s.breaker_transitions;
     o.breakers_opened = s.breakers_opened;
+    o.fallback_tokens = s.fallback_tokens;
+    o.fallback_dropped = s.fallback_dropped;
     o.shards = static_cast<uint32_t>(s.breakers.size());
     o.breakers_closed = o.breakers_open = o.breakers_half_open = 0;
     for (auto b : s.breakers) {

@@ -94,6 +94,8 @@ public sealed class TollgateStats
     public ulong LeaseFailures { get; init; }
     /// <summary>Circuit breaker state changes, all shards.</summary>
     public ulong BreakerTransitions { get; init; }
+    /// <summary>Tokens the local fallback buckets handed out while a shard was unavailable.</summary>
+    public ulong FallbackTokens { get; init; }
     /// <summary>Each shard's breaker now (empty for the in-process store).</summary>
     public IReadOnlyList<BreakerState> Breakers { get; init; } = Array.Empty<BreakerState>();
 }

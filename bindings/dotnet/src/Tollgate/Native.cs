@@ -77,6 +77,8 @@ internal unsafe struct NativeStats
     public uint BreakersClosed;
     public uint BreakersOpen;
     public uint BreakersHalfOpen;
+    public ulong FallbackTokens;
+    public ulong FallbackDropped;
 }
 
 internal static unsafe partial class Native

@@ -265,6 +265,7 @@ public sealed unsafe class TollgateLimiter : IDisposable
             KeysTracked = s.KeysTracked,
             LeaseFailures = s.LeaseFailures,
             BreakerTransitions = s.BreakerTransitions,
+            FallbackTokens = s.FallbackTokens,
             Breakers = breakers,
         };
     }
