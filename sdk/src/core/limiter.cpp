@@ -37,6 +37,17 @@ std::int64_t clamp_nonneg(std::int64_t v) {
   return v < 0 ? 0 : v;
 }
 
+// Calls each waiter's completion (outside any lock); a throwing completion is its own
+// business.
+void complete(std::vector<std::pair<Limiter::Completion, Decision>>& done) noexcept {
+  for (auto& [fn, d] : done) {
+    try {
+      fn(d);
+    } catch (...) {
+    }
+  }
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------
@@ -113,12 +124,7 @@ void LimiterImpl::shutdown() {
     waits_.clear();
     queues_.clear();
   }
-  for (auto& [fn, d] : done) {
-    try {
-      fn(d);
-    } catch (...) {
-    }
-  }
+  complete(done);
   // Give every unspent token back so that other instances can use it at once.
   std::lock_guard lk(tick_mu_);
   {
@@ -558,14 +564,7 @@ void LimiterImpl::fallback_refill(Entry* e, Nanos now) {
   e->balance.fetch_add(add, std::memory_order_acq_rel);
   s.baseline_balance += add;
   fallback_tokens_.fetch_add(static_cast<std::uint64_t>(add), std::memory_order_relaxed);
-  std::vector<std::pair<Limiter::Completion, Decision>> done;
-  serve_waiters(e, done);
-  for (auto& [fn, d] : done) {
-    try {
-      fn(d);
-    } catch (...) {
-    }
-  }
+  serve_waiters(e);
 }
 
 // The store answered again: leases resume, and what the local fallback bucket still
@@ -936,14 +935,7 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
   s.baseline_time = to_ms(now);
   s.baseline_denials = e->denials.load(std::memory_order_relaxed);
 
-  std::vector<std::pair<Limiter::Completion, Decision>> done;
-  serve_waiters(e, done);
-  for (auto& [fn, d] : done) {
-    try {
-      fn(d);
-    } catch (...) {
-    }
-  }
+  serve_waiters(e);
   requeue(e);
 }
 
@@ -957,6 +949,12 @@ void LimiterImpl::requeue(Entry* e) noexcept {
     e->queued.store(false, std::memory_order_release);
   }
   request_refill(e);
+}
+
+void LimiterImpl::serve_waiters(Entry* e) {
+  std::vector<std::pair<Limiter::Completion, Decision>> done;
+  serve_waiters(e, done);
+  complete(done);
 }
 
 void LimiterImpl::serve_waiters(Entry* e,
@@ -1019,12 +1017,7 @@ void LimiterImpl::expire_deadlines(Nanos now) {
       delete w;
     }
   }
-  for (auto& [fn, d] : done) {
-    try {
-      fn(d);
-    } catch (...) {
-    }
-  }
+  complete(done);
 }
 
 void LimiterImpl::idle_scan(Nanos now) {

@@ -127,6 +127,7 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   void flush_give_backs() noexcept;
   void unqueue(core::Waiter* w);  // under wait_mu_
   void serve_waiters(Entry* e, std::vector<std::pair<Limiter::Completion, Decision>>& out);
+  void serve_waiters(Entry* e);  // and completes them
   void expire_deadlines(Nanos now);
   void idle_scan(Nanos now);
   bool evict(Entry* e, Nanos now);

@@ -64,11 +64,12 @@ void Connection::submit(Batch batch) {
     batch.done({}, {});
     return;
   }
-  // Down: fail at once while backing off, and while a reconnect is being tried (only the
-  // batch that started it waits for it), so that callers and breakers learn of an outage
-  // at their own pace instead of one connect timeout at a time.
+  // Down: fail at once while backing off, and, after two failures in a row, while a
+  // reconnect is being tried, so that callers and breakers learn of an outage at their
+  // own pace instead of one connect timeout at a time. (After one failure — a dropped
+  // connection — batches wait for the reconnect.)
   if ((state_ == State::kIdle && Clock::now() < retry_after_) ||
-      (state_ == State::kConnecting && down_)) {
+      (state_ == State::kConnecting && failures_in_row_ >= 2)) {
     batch.done({}, "unavailable (reconnecting after: " + last_error_ + ")");
     return;
   }
