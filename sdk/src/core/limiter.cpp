@@ -291,11 +291,9 @@ void LimiterImpl::request_refill(Entry* e) noexcept {
 }
 
 void LimiterImpl::wake() noexcept {
-  {
-    std::lock_guard lk(wake_mu_);
-    wake_flag_ = true;
-  }
-  wake_cv_.notify_one();
+  // A semaphore, not a mutex and a condition variable: an application thread never waits
+  // for a lock the SDK's thread holds (it might be preempted holding it).
+  wake_.release();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -414,9 +412,9 @@ void LimiterImpl::run() {
     if (sleep <= Nanos{0}) continue;
     if (!busy) sleeping_.store(true, std::memory_order_seq_cst);
     if (busy || queue_head_.load(std::memory_order_seq_cst) == nullptr) {
-      std::unique_lock lk(wake_mu_);
-      wake_cv_.wait_for(lk, sleep, [&] { return wake_flag_ || stop_.load(); });
-      wake_flag_ = false;
+      if (!stop_.load()) (void)wake_.try_acquire_for(sleep);
+      while (wake_.try_acquire()) {  // one wake-up is enough for all
+      }
     }
     sleeping_.store(false, std::memory_order_relaxed);
   }

@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <queue>
+#include <semaphore>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -223,9 +224,7 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
 
   // The SDK's thread.
   std::thread thread_;
-  std::mutex wake_mu_;
-  std::condition_variable wake_cv_;
-  bool wake_flag_ = false;
+  std::counting_semaphore<> wake_{0};
   std::atomic<bool> stop_{false};
   std::atomic<bool> shut_{false};
 };
