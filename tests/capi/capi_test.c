@@ -77,6 +77,9 @@ static int completion_wait(completion* c) {
 
 typedef struct observed {
   pthread_mutex_t mu;
+  int starts;
+  uint64_t max_started_id;
+  int ended_unstarted; /* lease ends whose start was not seen first */
   int leases;
   uint64_t tokens_granted;
   int on_caller_thread;
@@ -85,10 +88,21 @@ typedef struct observed {
   pthread_t caller;
 } observed;
 
+static void on_lease_start(const tg_lease_start_event* e, void* user_data) {
+  observed* o = (observed*)user_data;
+  pthread_mutex_lock(&o->mu);
+  o->starts++;
+  if (e->id > o->max_started_id) o->max_started_id = e->id;
+  if (pthread_equal(pthread_self(), o->caller)) o->on_caller_thread++;
+  if (o->destroyed) o->after_destroy++;
+  pthread_mutex_unlock(&o->mu);
+}
+
 static void on_lease(const tg_lease_event* e, void* user_data) {
   observed* o = (observed*)user_data;
   pthread_mutex_lock(&o->mu);
   o->leases++;
+  if (e->id == 0 || e->id > o->max_started_id) o->ended_unstarted++;
   o->tokens_granted += e->tokens_granted;
   if (pthread_equal(pthread_self(), o->caller)) o->on_caller_thread++;
   if (o->destroyed) o->after_destroy++;
@@ -357,6 +371,7 @@ static void test_observer_sees_leases_from_the_sdk_thread(void) {
   ob.caller = pthread_self();
   CHECK(tg_limiter_options_init(&o, TG_LIMITER_OPTIONS_VERSION) == TG_OK);
   o.on_lease = on_lease;
+  o.on_lease_start = on_lease_start;
   o.on_log = on_log;
   o.min_log_level = TG_LOG_DEBUG;
   o.observer_user_data = &ob;
@@ -366,6 +381,8 @@ static void test_observer_sees_leases_from_the_sdk_thread(void) {
   pthread_mutex_lock(&ob.mu);
   ob.destroyed = 1;
   CHECK(ob.leases >= 1);
+  CHECK(ob.starts >= ob.leases);
+  CHECK(ob.ended_unstarted == 0);
   CHECK(ob.tokens_granted >= 1);
   CHECK(ob.on_caller_thread == 0);
   pthread_mutex_unlock(&ob.mu);

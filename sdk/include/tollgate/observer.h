@@ -21,7 +21,15 @@ enum class LeaseOutcome : std::uint8_t {
   kFailed = 1,  // some keys failed: transport error, timeout, open breaker, full bulkhead
 };
 
+// A lease round trip begins (reported before the request goes to the store).
+struct LeaseStartEvent {
+  std::uint64_t id = 0;            // the same in the LeaseEvent that ends it
+  std::uint32_t keys = 0;          // keys in the batch
+  std::uint64_t tokens_asked = 0;  // summed wants
+};
+
 struct LeaseEvent {
+  std::uint64_t id = 0;              // as in its LeaseStartEvent
   std::uint32_t keys = 0;            // keys in the batch
   std::uint64_t tokens_asked = 0;    // summed wants
   std::uint64_t tokens_granted = 0;  // summed grants
@@ -43,6 +51,7 @@ struct BreakerEvent {
 class TOLLGATE_API Observer {
  public:
   virtual ~Observer();
+  virtual void on_lease_start(const LeaseStartEvent& /*event*/) noexcept {}
   virtual void on_lease(const LeaseEvent& /*event*/) noexcept {}
   virtual void on_breaker(const BreakerEvent& /*event*/) noexcept {}
   virtual void on_log(LogLevel /*level*/, std::string_view /*message*/) noexcept {}

@@ -116,7 +116,15 @@ typedef struct tg_lease_event {
   uint64_t tokens_granted;
   int64_t duration_ns;
   tg_lease_outcome outcome;
+  uint64_t id; /* as in the tg_lease_start_event of this round trip */
 } tg_lease_event;
+
+/* A lease round trip begins: reported before the request goes to the store. */
+typedef struct tg_lease_start_event {
+  uint64_t id; /* the same in the tg_lease_event that ends it */
+  uint32_t keys;
+  uint64_t tokens_asked;
+} tg_lease_start_event;
 
 typedef struct tg_breaker_event {
   uint32_t shard; /* index into store.shards */
@@ -129,6 +137,7 @@ typedef struct tg_breaker_event {
    has returned. They must be quick and thread-safe, must not call any tg_* function on the
    limiter that reports to them, and receive pointers valid only during the call. Log lines
    carry no passwords and no keys; `message` is not NUL-terminated. */
+typedef void (*tg_lease_start_cb)(const tg_lease_start_event* event, void* user_data);
 typedef void (*tg_lease_cb)(const tg_lease_event* event, void* user_data);
 typedef void (*tg_breaker_cb)(const tg_breaker_event* event, void* user_data);
 typedef void (*tg_log_cb)(tg_log_level level, const char* message, size_t message_len,
@@ -147,10 +156,11 @@ typedef struct tg_limiter_options {
   tg_breaker_cb on_breaker;
   tg_log_cb on_log;
   tg_log_level min_log_level; /* lines below this level are not passed to on_log */
-  void* observer_user_data;   /* passed to the three callbacks above */
+  void* observer_user_data;   /* passed to every callback */
+  tg_lease_start_cb on_lease_start;
 } tg_limiter_options;
 #define TG_LIMITER_OPTIONS_INIT \
-  { TG_LIMITER_OPTIONS_VERSION, NULL, NULL, NULL, TG_LOG_INFO, NULL }
+  { TG_LIMITER_OPTIONS_VERSION, NULL, NULL, NULL, TG_LOG_INFO, NULL, NULL }
 /* Sets *options to the defaults of `version`; TG_ERR_INVALID_ARGUMENT for unknown versions. */
 TG_API tg_status tg_limiter_options_init(tg_limiter_options* options, unsigned int version);
 

@@ -20,6 +20,7 @@ namespace tollgate::capi {
 class CallbackObserver final : public Observer {
  public:
   explicit CallbackObserver(const tg_limiter_options& o) : options_(o) {}
+  void on_lease_start(const LeaseStartEvent& e) noexcept override;
   void on_lease(const LeaseEvent& e) noexcept override;
   void on_breaker(const BreakerEvent& e) noexcept override;
   void on_log(LogLevel level, std::string_view message) noexcept override;

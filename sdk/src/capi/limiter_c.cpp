@@ -12,6 +12,16 @@ using tollgate::capi::write_error;
 
 namespace tollgate::capi {
 
+void CallbackObserver::on_lease_start(const LeaseStartEvent& e) noexcept {
+  std::shared_lock lk(mu_);
+  if (closed_ || options_.on_lease_start == nullptr) return;
+  tg_lease_start_event c{};
+  c.id = e.id;
+  c.keys = e.keys;
+  c.tokens_asked = e.tokens_asked;
+  options_.on_lease_start(&c, options_.observer_user_data);
+}
+
 void CallbackObserver::on_lease(const LeaseEvent& e) noexcept {
   std::shared_lock lk(mu_);
   if (closed_ || options_.on_lease == nullptr) return;
@@ -22,6 +32,7 @@ void CallbackObserver::on_lease(const LeaseEvent& e) noexcept {
   c.tokens_granted = e.tokens_granted;
   c.duration_ns = e.duration.count();
   c.outcome = static_cast<tg_lease_outcome>(e.outcome);
+  c.id = e.id;
   options_.on_lease(&c, options_.observer_user_data);
 }
 
@@ -113,8 +124,8 @@ tg_status tg_limiter_create(tg_limiter** out_limiter, const char* config_json,
     }
     auto handle = std::make_unique<tg_limiter>();
     tollgate::Limiter::Options lo;
-    if (options != nullptr && (options->on_lease != nullptr || options->on_breaker != nullptr ||
-                               options->on_log != nullptr)) {
+    if (options != nullptr && (options->on_lease != nullptr || options->on_lease_start != nullptr ||
+                               options->on_breaker != nullptr || options->on_log != nullptr)) {
       handle->observer = std::make_shared<tollgate::capi::CallbackObserver>(*options);
       lo.observer = handle->observer;
     }

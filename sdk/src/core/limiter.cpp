@@ -753,6 +753,13 @@ void LimiterImpl::flush(Nanos now) {
 void LimiterImpl::send(Nanos now, std::vector<LeaseRequest> batch, std::vector<Entry*> entries,
                        std::vector<std::uint64_t> mins, std::vector<std::uint64_t> wants) {
   const std::uint64_t id = next_batch_++;
+  if (relay_->user) {
+    LeaseStartEvent start;
+    start.id = id;
+    start.keys = static_cast<std::uint32_t>(batch.size());
+    for (std::uint64_t w : wants) start.tokens_asked += w;
+    relay_->on_lease_start(start);
+  }
   in_flight_.emplace(id, InFlight{now, std::move(entries), std::move(mins), std::move(wants)});
   std::weak_ptr<Inbox> weak = inbox_;
   auto done = [weak, id](std::vector<LeaseGrant> grants) {
@@ -802,6 +809,7 @@ void LimiterImpl::drain_inbox(Nanos now) {
     in_flight_.erase(it);
     const std::int64_t rtt = (now - f.sent_at).count();
     LeaseEvent ev;
+    ev.id = id;
     ev.keys = static_cast<std::uint32_t>(f.entries.size());
     ev.duration = now - f.sent_at;
     for (std::size_t i = 0; i < f.entries.size(); ++i) {

@@ -146,6 +146,9 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   struct Relay final : Observer {
     std::shared_ptr<Observer> user;
     std::atomic<std::uint64_t> transitions{0}, opened{0};
+    void on_lease_start(const LeaseStartEvent& e) noexcept override {
+      if (user) user->on_lease_start(e);
+    }
     void on_lease(const LeaseEvent& e) noexcept override {
       if (user) user->on_lease(e);
     }

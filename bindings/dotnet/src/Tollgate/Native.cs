@@ -33,6 +33,7 @@ internal struct NativeLeaseEvent
     public ulong TokensGranted;
     public long DurationNs;
     public int Outcome;
+    public ulong Id;
 }
 
 [StructLayout(LayoutKind.Sequential)]
@@ -52,6 +53,7 @@ internal unsafe struct NativeLimiterOptions
     public delegate* unmanaged[Cdecl]<int, byte*, nuint, nint, void> OnLog;
     public int MinLogLevel;
     public nint ObserverUserData;
+    public delegate* unmanaged[Cdecl]<void*, nint, void> OnLeaseStart; // not used by .NET
 }
 
 [StructLayout(LayoutKind.Sequential)]
