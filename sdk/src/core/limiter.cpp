@@ -582,6 +582,9 @@ void LimiterImpl::consider(Entry* e, Nanos now) {
   const CompiledPolicy& p = policies_[e->policy];
   const Ms nms = to_ms(now);
   if (e->unavailable) fallback_refill(e, now);
+  // A waiter may have queued just after the last credit served the queue (it saw no
+  // tokens, then the credit found no waiter): the tokens are there, serve it now.
+  if (e->waiters.load(std::memory_order_acquire) != 0) serve_waiters(e);
   if (s.in_flight) {
     // Parked until the answer: `queued` stays set, so that denials meanwhile do not push
     // the key again or wake this thread (a system call on the hot path) for nothing.
