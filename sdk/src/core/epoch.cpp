@@ -45,9 +45,7 @@ EpochRecord& Epoch::mine() noexcept {
 
 EpochRecord* Epoch::register_thread() noexcept {
   EpochRecord* rec = nullptr;
-  std::uint32_t count = 0;
   for (EpochRecord* r = records_.load(std::memory_order_acquire); r != nullptr; r = r->next) {
-    ++count;
     bool expected = false;
     if (!r->in_use.load(std::memory_order_relaxed) &&
         r->in_use.compare_exchange_strong(expected, true, std::memory_order_acq_rel)) {
@@ -58,8 +56,8 @@ EpochRecord* Epoch::register_thread() noexcept {
   if (rec == nullptr) {
     rec = new EpochRecord();  // never freed: readers of the list may hold it
     rec->in_use.store(true, std::memory_order_relaxed);
-    rec->index = count;
-    EpochRecord* head = records_.load(std::memory_order_relaxed);
+    // Acquire: head->index below reads what the thread that pushed head wrote.
+    EpochRecord* head = records_.load(std::memory_order_acquire);
     do {
       rec->next = head;
       rec->index = head == nullptr ? 0 : head->index + 1;
