@@ -234,9 +234,10 @@ void Connection::fail_all(const std::string& why) {
                      ? Clock::now()
                      : Clock::now() + std::chrono::duration_cast<Clock::duration>(*backoff_.next());
   reconnect_timer_.cancel();
-  if (why != "connection closed") {
-    // Down: try again in the background after the back-off, so that the connection is
-    // up by the time a breaker's probe (or a key) needs it.
+  if (why != "connection closed" && failures_in_row_ >= 2) {
+    // Down (twice in a row: after one failure the next batch reconnects and waits for
+    // it): try again in the background after the back-off, so that the connection is up
+    // by the time a breaker's probe (or a key) needs it.
     reconnect_timer_.expires_at(retry_after_);
     reconnect_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
       if (!ec && self->state_ == State::kIdle && self->down_) self->connect();
