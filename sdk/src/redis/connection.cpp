@@ -65,19 +65,14 @@ void Connection::submit(Batch batch) {
     return;
   }
   // Down: fail at once while backing off, and, after two failures in a row, while a
-  // reconnect is being tried, so that callers and breakers learn of an outage at their
-  // own pace instead of one connect timeout at a time. (After one failure — a dropped
-  // connection — batches wait for the reconnect.)
-  if ((state_ == State::kIdle && Clock::now() < retry_after_) ||
-      (state_ == State::kConnecting && failures_in_row_ >= 2)) {
-    batch.done({}, "unavailable (reconnecting after: " + last_error_ + ")");
-    return;
-  }
-  // Failed twice in a row: reconnect in the background, and do not make the batch wait
-  // for what will most likely be another connect timeout.
-  if (state_ == State::kIdle && failures_in_row_ >= 2) {
-    connect();
-    batch.done({}, "unavailable (reconnecting after: " + last_error_ + ")");
+  // reconnect is being tried (starting one in the background when none is), so that
+  // callers and breakers learn of an outage at their own pace instead of one connect
+  // timeout at a time. (After one failure — a dropped connection — batches wait for the
+  // reconnect.)
+  const bool backing_off = state_ == State::kIdle && Clock::now() < retry_after_;
+  if (backing_off || (failures_in_row_ >= 2 && state_ != State::kReady)) {
+    if (!backing_off && state_ == State::kIdle) connect();
+    batch.done({}, std::string(kRefused) + " (reconnecting after: " + last_error_ + ")");
     return;
   }
   waiting_.push_back(std::move(batch));

@@ -48,6 +48,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   };
   // `error` is empty on success; then replies.size() equals the commands sent. Replies may
   // be Redis errors (Reply::is_error): that is the caller's business.
+  // An error starting with kRefused means the batch was never written (the connection was
+  // down): it did not run.
+  static constexpr std::string_view kRefused = "unavailable";
+  static bool refused(const std::string& error) noexcept { return error.rfind(kRefused, 0) == 0; }
   using Done = std::function<void(std::vector<Reply> replies, std::string error)>;
 
   static std::shared_ptr<Connection> create(asio::io_context& io, Options options);

@@ -331,7 +331,7 @@ void RedisStore::send_leases(std::size_t shard, std::shared_ptr<Call> call,
         }
         // A batch refused before it was written ("unavailable": the connection is down)
         // did not run: nothing to find out by sending it again. The Limiter asks again.
-        const bool unsent = error.rfind("unavailable", 0) == 0;
+        const bool unsent = Connection::refused(error);
         if (!error.empty() && !retried && !unsent) {
           // The batch may or may not have run (a lost reply, a dropped connection). Send the
           // same requests again once the connection has had time to come back: their ids
