@@ -93,6 +93,21 @@ public sealed class PolicySettings
     public long? WindowMs { get; set; }
     /// <summary>penalty_box</summary>
     public PenaltyBoxSettings? PenaltyBox { get; set; }
+    /// <summary>fallback: what a key decides while its Redis shard is unavailable (docs/resilience.md)</summary>
+    public FallbackSettings? Fallback { get; set; }
+}
+
+/// <summary>fallback</summary>
+public sealed class FallbackSettings
+{
+    /// <summary>mode: "local" (default), "deny" or "allow"</summary>
+    public string? Mode { get; set; }
+    /// <summary>instances sharing the policy (the local bucket's defaults divide by it)</summary>
+    public long? Instances { get; set; }
+    /// <summary>rate of the local bucket (tokens per second)</summary>
+    public double? Rate { get; set; }
+    /// <summary>burst of the local bucket</summary>
+    public double? Burst { get; set; }
 }
 
 /// <summary>penalty_box</summary>

@@ -84,6 +84,20 @@ public sealed class AspNetCoreTests
     }
 
     [Fact]
+    public void APolicyFallbackBecomesTheNativeJsonAndValidates()
+    {
+        var o = new TollgateOptions
+        {
+            Policies = { new PolicySettings { Match = "tenant:*", Type = "token_bucket", Rate = 5,
+                Fallback = new FallbackSettings { Mode = "deny", Instances = 4 } } },
+        };
+        Assert.Equal(
+            """{"policies":[{"match":"tenant:*","type":"token_bucket","rate":5,"fallback":{"mode":"deny","instances":4}}]}""",
+            o.ToJson());
+        TollgateLimiter.Validate(o.ToJson());
+    }
+
+    [Fact]
     public async Task HealthCheckReportsTheShardsBreakers()
     {
         using ServiceProvider sp = Services(Valid(_redis.Url));
