@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -49,11 +50,21 @@ struct Fallback {
   double burst = 0;  // most tokens at once; 0: capacity / instances (at least 1)
 };
 
+// A budget shared by every key (tenant) of the policies that name the group
+// (docs/quotas.md). A token bucket: the group as a whole never gets more than burst plus
+// rate per second, and under contention each tenant gets its fair share of it.
+struct Group {
+  std::string name;
+  double rate = 0;   // tokens per second for the whole group
+  double burst = 0;  // most tokens at once; 0 means one second of rate
+  TOLLGATE_API double effective_burst() const noexcept;
+};
+
 struct Policy {
   std::string name;   // defaults to `match`
   std::string match;  // "tenant:*" matches by prefix, anything else exactly; "*" matches all
-  // Keys of one group share a Redis shard (and, next, a group budget). Empty: each key is
-  // its own group.
+  // Keys of one group share a Redis shard and one hash slot. When Config::groups names the
+  // group, they also share its budget. Empty: each key is its own group.
   std::string group;
   PolicyKind kind = PolicyKind::kTokenBucket;
   double rate = 0;          // token bucket: tokens per second
@@ -62,6 +73,19 @@ struct Policy {
   Nanos window{0};          // fixed and sliding windows
   PenaltyBox penalty_box;
   Fallback fallback;
+  // In a group with a budget: each key (tenant) of this policy weighs `weight` when the
+  // group's rate is shared out, and gets at least `guaranteed_rate` tokens per second
+  // when it wants them (docs/quotas.md).
+  double weight = 1;
+  double guaranteed_rate = 0;
+  // Under scarcity a key's refill is split among the instances asking in proportion to
+  // their demand, instead of first come, first served. Token buckets only; unset: on in a
+  // group with a budget, off otherwise.
+  std::optional<bool> fair_instances;
+  // The budget of `group`, copied from Config::groups by the Limiter (a store reads it
+  // here); group_rate 0: no group budget.
+  double group_rate = 0;
+  double group_burst = 0;
 
   // The most one acquire may cost: burst for a bucket, limit otherwise.
   TOLLGATE_API std::uint64_t capacity() const noexcept;
@@ -71,6 +95,12 @@ struct Policy {
   // The local fallback bucket's rate and burst, defaults applied.
   TOLLGATE_API double fallback_rate() const noexcept;
   TOLLGATE_API double fallback_burst() const noexcept;
+  bool has_group_budget() const noexcept { return group_rate > 0; }
+  double effective_group_burst() const noexcept {
+    return group_burst > 0 ? group_burst : group_rate;
+  }
+  // Whether instances get proportional parts under scarcity (fair_instances, default applied).
+  bool shares_instances() const noexcept { return fair_instances.value_or(has_group_budget()); }
 };
 
 enum class ColdKeyMode : std::uint8_t {
@@ -129,6 +159,7 @@ struct StoreConfig {
 // Immutable once given to a Limiter (it keeps a shared_ptr<const Config>).
 struct Config {
   std::vector<Policy> policies;
+  std::vector<Group> groups;  // budgets that policies name by `group`
   LeaseOptions leases;
   ColdKeys cold_keys;
   StoreConfig store;
@@ -144,6 +175,8 @@ struct Config {
   TOLLGATE_API static Config from_json_file(const std::string& path);
   // Throws ConfigError for the first invalid field.
   TOLLGATE_API void validate() const;
+  // The policies with their group's budget filled in (Policy::group_rate, group_burst).
+  TOLLGATE_API std::vector<Policy> resolved_policies() const;
 };
 
 class TOLLGATE_API ConfigError : public std::invalid_argument {

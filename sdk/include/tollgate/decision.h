@@ -26,8 +26,11 @@ enum class Reason : std::uint8_t {
   kFallbackDeny = 12,     // store unavailable; fallback = deny
   kFallbackAllow = 13,    // store unavailable; fallback = allow
   kShutdown = 14,         // the limiter is being destroyed
+  // The key's group budget is spent, or the key's fair share of it is (docs/quotas.md);
+  // kOverLimit is the key's own quota. retry_after says when its share refills.
+  kOverGroupLimit = 15,
 };
-inline constexpr int kReasonCount = 15;
+inline constexpr int kReasonCount = 16;
 
 TOLLGATE_API std::string_view to_string(Reason reason) noexcept;
 

@@ -23,6 +23,18 @@ struct LeaseRequest {
   std::string request_id;  // a retry with the same id gets the first answer
   std::string holder;      // the asking instance
   Nanos ttl{0};            // lease lifetime the client asks for (LeaseOptions::ttl)
+  // What the instance reports, as Doorman clients do: its demand for the key (tokens per
+  // second, denied ones included; 0: unknown) and the tokens it holds unspent. Fair
+  // shares are computed from the demand (docs/quotas.md).
+  double demand = 0;
+  std::uint64_t held = 0;
+};
+
+// Which bound held a grant below what was wanted.
+enum class LimitLevel : std::uint8_t {
+  kNone = 0,
+  kKey = 1,    // the key's own bucket, or this instance's part of it
+  kGroup = 2,  // the group's budget, or the key's fair share of it
 };
 
 // The store's answer for one key. All times are on the store's clock.
@@ -34,6 +46,7 @@ struct LeaseGrant {
   Nanos expires_at{0};          // granted tokens must be spent before this
   std::uint64_t remaining = 0;  // left in the global bucket after this grant
   Nanos wait_until{0};          // when granted < min: when `min` tokens should be there
+  LimitLevel limited_by = LimitLevel::kNone;  // when granted < want: which bound held it
 };
 
 // Unused tokens of a lease going back. `expires_at` is the lease's (store clock):

@@ -73,9 +73,10 @@ typedef enum tg_reason {
   TG_REASON_FALLBACK_LOCAL = 11,   /* store unavailable; decided by the local fallback */
   TG_REASON_FALLBACK_DENY = 12,    /* store unavailable; fallback = deny */
   TG_REASON_FALLBACK_ALLOW = 13,   /* store unavailable; fallback = allow */
-  TG_REASON_SHUTDOWN = 14          /* the limiter is being destroyed */
+  TG_REASON_SHUTDOWN = 14,         /* the limiter is being destroyed */
+  TG_REASON_OVER_GROUP_LIMIT = 15  /* the key's group budget (or its fair share of it) is spent */
 } tg_reason;
-#define TG_REASON_COUNT 15
+#define TG_REASON_COUNT 16
 
 /* "ok", "over_limit", … (static storage); "unknown" for values out of range. */
 TG_API const char* tg_reason_str(tg_reason reason);

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <utility>
+#include <vector>
 
 namespace tollgate::core {
 namespace {
@@ -21,8 +23,7 @@ std::int64_t refill_time(double tokens, double rate) noexcept {
   return static_cast<std::int64_t>(std::ceil(tokens / rate * kNsPerSecond));
 }
 
-void refill(TokenBucketState& s, const Policy& p, std::int64_t now) noexcept {
-  const double burst = p.effective_burst();
+void refill(TokenBucketState& s, double rate, double burst, std::int64_t now) noexcept {
   if (s.fresh) {
     s.fresh = false;
     s.level = burst;
@@ -30,9 +31,34 @@ void refill(TokenBucketState& s, const Policy& p, std::int64_t now) noexcept {
     return;
   }
   if (now > s.ts) {
-    s.level = std::min(burst, s.level + p.rate * static_cast<double>(now - s.ts) / kNsPerSecond);
+    s.level = std::min(burst, s.level + rate * static_cast<double>(now - s.ts) / kNsPerSecond);
     s.ts = now;
   }
+}
+
+void refill(TokenBucketState& s, const Policy& p, std::int64_t now) noexcept {
+  refill(s, p.rate, p.effective_burst(), now);
+}
+
+bool bucket_idle(const TokenBucketState& s, double rate, double burst, std::int64_t now) noexcept {
+  if (s.fresh) return true;
+  if (s.pool > 0 && s.pool_expires > now) return false;
+  return now - s.ts >= refill_time(burst - s.level, rate);
+}
+
+// Brings a share level up to date at `rate`, holding at most `cap` (a share that shrank
+// loses what it no longer may hold at once).
+void refill_share(ShareLevel& s, double rate, double cap, std::int64_t now) noexcept {
+  if (s.level < 0) {
+    s.level = cap;
+    s.ts = now;
+    return;
+  }
+  if (now > s.ts) {
+    s.level += rate * static_cast<double>(now - s.ts) / kNsPerSecond;
+    s.ts = now;
+  }
+  s.level = std::min(cap, s.level);
 }
 
 // Rolls the window forward so that `start` is the window holding `now`.
@@ -230,10 +256,187 @@ std::uint64_t give_back_concurrency(ConcurrencyState& s, std::string_view holder
 }
 
 bool idle(const TokenBucketState& s, const Policy& p, std::int64_t now) noexcept {
-  if (s.fresh) return true;
-  if (s.pool > 0 && s.pool_expires > now) return false;
-  const double missing = p.effective_burst() - s.level;
-  return now - s.ts >= refill_time(missing, p.rate);
+  return bucket_idle(s, p.rate, p.effective_burst(), now);
+}
+
+void water_fill(double capacity, std::span<const Claim> in, std::span<double> out) {
+  const std::size_t n = in.size();
+  double sum_hi = 0, sum_w = 0, sum_lo = 0;
+  for (const Claim& c : in) {
+    sum_hi += c.ceiling;
+    sum_w += c.weight;
+  }
+  if (n == 0) return;
+  if (sum_hi <= capacity) {
+    // Not contended: every claim is met, and the spare is lent by weight.
+    for (std::size_t i = 0; i < n; ++i)
+      out[i] = in[i].ceiling + (capacity - sum_hi) * in[i].weight / sum_w;
+    return;
+  }
+  std::vector<double> lo(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    lo[i] = std::min(in[i].floor, in[i].ceiling);
+    sum_lo += lo[i];
+  }
+  if (sum_lo >= capacity) {
+    for (std::size_t i = 0; i < n; ++i) out[i] = sum_lo > 0 ? lo[i] * capacity / sum_lo : 0;
+    return;
+  }
+  // F(λ) = Σ clamp(λ·w, lo, hi) is piecewise linear and rises from Σlo to Σhi: walk its
+  // breakpoints (a claim starts rising at lo/w and stops at hi/w) to where it meets capacity.
+  std::vector<std::pair<double, double>> events;
+  events.reserve(2 * n);
+  for (std::size_t i = 0; i < n; ++i) {
+    events.emplace_back(lo[i] / in[i].weight, in[i].weight);
+    events.emplace_back(in[i].ceiling / in[i].weight, -in[i].weight);
+  }
+  std::sort(events.begin(), events.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  double f = sum_lo, cur = 0, slope = 0, lambda = -1;
+  for (const auto& [x, dw] : events) {
+    const double next = f + slope * (x - cur);
+    if (next >= capacity && slope > 0) {
+      lambda = cur + (capacity - f) / slope;
+      break;
+    }
+    f = next;
+    cur = x;
+    slope += dw;
+  }
+  if (lambda < 0) lambda = cur;
+  for (std::size_t i = 0; i < n; ++i)
+    out[i] = std::min(in[i].ceiling, std::max(lo[i], lambda * in[i].weight));
+}
+
+LeaseAnswer lease_shared(TenantState& t, GroupState* group, const Policy& p,
+                         std::string_view tenant, std::string_view holder, double demand,
+                         std::uint64_t held, const LeaseAsk& ask, std::int64_t now) {
+  TokenBucketState& b = t.bucket;
+  refill(b, p, now);
+  if (b.pool > 0 && b.pool_expires <= now) b.pool = 0;
+  const std::int64_t span = std::max<std::int64_t>(ask.ttl, 1);
+  const std::int64_t live_after = now - span;
+  // A share level holds at most a quarter of a TTL of its rate (the longest an instance
+  // waits between asks while partly served), and always one ask's minimum.
+  const double window = static_cast<double>(span / 4) / kNsPerSecond;
+  const std::uint64_t min = std::max<std::uint64_t>(1, ask.min);
+  const auto need = static_cast<double>(min);
+  t.ttl = span;
+
+  // This instance's demand, and the key's: the sum over its live instances.
+  const double d = demand > 0 && std::isfinite(demand)
+                       ? demand
+                       : static_cast<double>(ask.want) / std::max(window, 1e-9);
+  std::erase_if(t.instances,
+                [&](const auto& kv) { return kv.second.seen <= live_after && kv.first != holder; });
+  auto it = t.instances.find(holder);
+  if (it == t.instances.end())
+    it = t.instances.emplace(std::string(holder), InstanceRecord{}).first;
+  InstanceRecord& me = it->second;
+  me.demand = d;
+  me.held = held;
+  me.seen = now;
+  double total = 0;
+  for (const auto& [name, r] : t.instances) total += r.demand;
+
+  double rate = p.rate;  // what the key may spend: its own rate, or its share of the group's
+  double group_share = 0;
+  if (group != nullptr) {
+    refill(group->bucket, p.group_rate, p.effective_group_burst(), now);
+    group->ttl = span;
+    std::erase_if(group->tenants, [&](const auto& kv) {
+      return kv.second.seen <= live_after && kv.first != tenant;
+    });
+    group->tenants[std::string(tenant)] =
+        TenantRecord{p.weight, p.guaranteed_rate, std::min(total, p.rate), now};
+    std::vector<Claim> claims;
+    claims.reserve(group->tenants.size());
+    std::size_t mine = 0;
+    for (const auto& [name, r] : group->tenants) {
+      if (name == tenant) mine = claims.size();
+      claims.push_back(Claim{r.weight, r.guaranteed, r.demand});
+    }
+    std::vector<double> shares(claims.size());
+    water_fill(p.group_rate, claims, shares);
+    group_share = shares[mine];
+    refill_share(t.group_share, group_share, std::max(group_share * window, need), now);
+    rate = std::min(rate, group_share);
+  }
+  const bool paced = p.shares_instances();
+  double part = 0;
+  if (paced) {
+    part = total > 0 ? rate * d / total : rate;
+    refill_share(me.share, part, std::max(part * window, need), now);
+  }
+
+  // An instance's part belongs to the level that set the key's rate.
+  double key_room = b.level;
+  double group_room = group != nullptr ? std::min(group->bucket.level, t.group_share.level)
+                                       : std::numeric_limits<double>::infinity();
+  if (paced && group != nullptr && group_share < p.rate) {
+    group_room = std::min(group_room, me.share.level);
+  } else if (paced) {
+    key_room = std::min(key_room, me.share.level);
+  }
+  const double room = std::min(key_room, group_room);
+  const bool pool_usable = b.pool > 0 && b.pool_expires - now >= ask.ttl / 4;
+  LeaseAnswer a;
+  if (ask.want > 0) {
+    const std::uint64_t pool_share =
+        pool_usable && ask.ttl > 0
+            ? static_cast<std::uint64_t>(std::ceil(static_cast<double>(ask.want) *
+                                                   static_cast<double>(b.pool_expires - now) /
+                                                   static_cast<double>(ask.ttl)))
+            : 0;
+    if (pool_usable && std::min(b.pool, pool_share) >= min) {
+      // Given-back tokens were counted by the group and the shares when first granted.
+      a.granted = std::min({ask.want, b.pool, pool_share});
+      b.pool -= a.granted;
+      a.expires_at = b.pool_expires;
+    } else if (room >= need) {
+      a.granted = std::min<std::uint64_t>(ask.want, static_cast<std::uint64_t>(room));
+      const auto g = static_cast<double>(a.granted);
+      b.level -= g;
+      if (paced) me.share.level -= g;
+      if (group != nullptr) {
+        group->bucket.level -= g;
+        t.group_share.level -= g;
+      }
+      a.expires_at = now + ask.ttl;
+    } else {
+      // Until every bound that is short has `min` again; shares move, so look again
+      // within a TTL at most.
+      std::int64_t wait = 1;
+      const auto until = [&](double level, double r) {
+        if (level < need) wait = std::max(wait, refill_time(need - level, r));
+      };
+      until(b.level, p.rate);
+      if (paced) until(me.share.level, part);
+      if (group != nullptr) {
+        until(group->bucket.level, p.group_rate);
+        until(t.group_share.level, group_share);
+      }
+      a.wait_until = now + std::min(wait, span);
+    }
+    if (a.granted < ask.want) a.limited_by = key_room <= group_room ? 1 : 2;
+  }
+  double left = paced ? std::min(b.level, me.share.level) : b.level;
+  if (group != nullptr) left = std::min({left, group->bucket.level, t.group_share.level});
+  a.remaining = static_cast<std::uint64_t>(std::max(0.0, left)) +
+                (b.pool > 0 && b.pool_expires - now >= ask.ttl / 4 ? b.pool : 0);
+  return a;
+}
+
+bool idle(const TenantState& t, const Policy& p, std::int64_t now) noexcept {
+  return idle(t.bucket, p, now) &&
+         std::all_of(t.instances.begin(), t.instances.end(),
+                     [&](const auto& kv) { return kv.second.seen <= now - t.ttl; });
+}
+
+bool idle(const GroupState& g, const Policy& p, std::int64_t now) noexcept {
+  return bucket_idle(g.bucket, p.group_rate, p.effective_group_burst(), now) &&
+         std::all_of(g.tenants.begin(), g.tenants.end(),
+                     [&](const auto& kv) { return kv.second.seen <= now - g.ttl; });
 }
 
 bool idle(const WindowState& s, const Policy& p, std::int64_t now) noexcept {

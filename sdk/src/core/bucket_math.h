@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <map>
+#include <span>
 #include <string>
 
 #include "tollgate/config.h"
@@ -30,6 +31,7 @@ struct LeaseAnswer {
   std::int64_t expires_at = 0;  // ns, store clock
   std::uint64_t remaining = 0;  // left for others after this grant
   std::int64_t wait_until = 0;  // when granted < min: when `min` should be available
+  std::uint8_t limited_by = 0;  // when granted < want: 1 the key's bound, 2 the group's
 };
 
 // Token bucket: `level` refills at `rate`/s up to `burst`. Given-back tokens wait in a
@@ -61,6 +63,66 @@ struct ConcurrencyState {
   };
   std::map<std::string, Hold, std::less<>> holders;
 };
+
+// --- Shares (docs/quotas.md) ---------------------------------------------------------
+// A token-bucket key (a tenant) in a group with a budget draws from its own bucket and the
+// group's in one step; under contention its grants are paced at its fair share of the
+// group's rate. With fair instances, each asking instance's grants are paced at a part of
+// the key's rate proportional to its demand. Pacing uses share levels: small buckets that
+// refill at the share's current rate and hold at most a quarter of a TTL of it.
+
+// One claimant of a weighted max-min fair allocation.
+struct Claim {
+  double weight = 1;
+  double floor = 0;    // guaranteed: allocated first (up to the demand)
+  double ceiling = 0;  // its demand: it never gets more than this while capacity is short
+};
+// Doorman's FAIR_SHARE with weights and guarantees (water-filling): when the ceilings sum
+// to more than `capacity`, each claimant gets clamp(λ·weight, floor, ceiling) for the λ that
+// hands out exactly `capacity` (guarantees scaled down if even they do not fit); otherwise
+// each gets its ceiling plus the spare by weight (work-conserving). out.size() == in.size().
+void water_fill(double capacity, std::span<const Claim> in, std::span<double> out);
+
+struct ShareLevel {
+  double level = -1;  // < 0: new, starts full
+  std::int64_t ts = 0;
+};
+
+struct InstanceRecord {  // one instance asking for a key
+  double demand = 0;     // tokens per second, as it reported
+  std::uint64_t held = 0;
+  std::int64_t seen = 0;  // live while seen > now - ttl
+  ShareLevel share;
+};
+
+struct TenantRecord {  // one key of a group, as the group sees it
+  double weight = 1;
+  double guaranteed = 0;
+  double demand = 0;  // its instances' demand, at most its own rate
+  std::int64_t seen = 0;
+};
+
+// A token-bucket key with shares: its bucket, its pacing at the group's share, its instances.
+struct TenantState {
+  std::int64_t ttl = 0;  // of the last ask: records live this long
+  TokenBucketState bucket;
+  ShareLevel group_share;
+  std::map<std::string, InstanceRecord, std::less<>> instances;
+};
+
+struct GroupState {
+  std::int64_t ttl = 0;
+  TokenBucketState bucket;
+  std::map<std::string, TenantRecord, std::less<>> tenants;
+};
+
+// A token-bucket lease with shares. `group` is null when the policy has no group budget.
+// `tenant` names the key within its group.
+LeaseAnswer lease_shared(TenantState& t, GroupState* group, const Policy& p,
+                         std::string_view tenant, std::string_view holder, double demand,
+                         std::uint64_t held, const LeaseAsk& ask, std::int64_t now);
+bool idle(const TenantState& t, const Policy& p, std::int64_t now) noexcept;
+bool idle(const GroupState& g, const Policy& p, std::int64_t now) noexcept;
 
 LeaseAnswer lease_token_bucket(TokenBucketState& s, const Policy& p, const LeaseAsk& ask,
                                std::int64_t now) noexcept;

@@ -9,6 +9,7 @@
 #include <array>
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -69,6 +70,12 @@ std::string join(std::string_view parent, std::string_view child) {
 
 std::string indexed(std::string_view parent, std::size_t i) {
   return std::string(parent) + "[" + std::to_string(i) + "]";
+}
+
+std::string number_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g", v);
+  return buf;
 }
 
 std::string ms_text(Nanos d) {
@@ -319,7 +326,7 @@ Fallback parse_fallback(const Json& j, const std::string& path) {
 Policy parse_policy(const Json& j, const std::string& path) {
   Fields f(j, path);
   f.allow_only({"name", "match", "group", "type", "rate", "burst", "limit", "window_ms",
-                "penalty_box", "fallback"});
+                "penalty_box", "fallback", "weight", "guaranteed_rate", "fair_instances"});
   Policy p;
   if (!f.has("match")) fail(f.path("match"), "required");
   f.read("match", p.match);
@@ -366,7 +373,26 @@ Policy parse_policy(const Json& j, const std::string& path) {
   if (f.has("penalty_box"))
     p.penalty_box = parse_penalty_box(f.at("penalty_box"), f.path("penalty_box"));
   if (f.has("fallback")) p.fallback = parse_fallback(f.at("fallback"), f.path("fallback"));
+  f.read("weight", p.weight);
+  f.read("guaranteed_rate", p.guaranteed_rate);
+  if (f.has("fair_instances")) {
+    if (!f.at("fair_instances").is_boolean())
+      fail(f.path("fair_instances"), "expected true or false");
+    p.fair_instances = f.at("fair_instances").get<bool>();
+  }
   return p;
+}
+
+Group parse_group(const Json& j, const std::string& path) {
+  Fields f(j, path);
+  f.allow_only({"name", "rate", "burst"});
+  Group g;
+  if (!f.has("name")) fail(f.path("name"), "required");
+  if (!f.has("rate")) fail(f.path("rate"), "required");
+  f.read("name", g.name);
+  f.read("rate", g.rate);
+  f.read("burst", g.burst);
+  return g;
 }
 
 LeaseOptions parse_leases(const Json& j) {
@@ -450,7 +476,7 @@ StoreConfig parse_store(const Json& j) {
 Config parse(const Json& root) {
   Fields f(root, "");
   f.allow_only({"instance_id", "max_keys", "max_key_length", "max_waiters_per_key",
-                "idle_timeout_ms", "leases", "cold_keys", "store", "policies"});
+                "idle_timeout_ms", "leases", "cold_keys", "store", "groups", "policies"});
   Config c;
   f.read("instance_id", c.instance_id);
   f.read("max_keys", c.max_keys);
@@ -469,6 +495,13 @@ Config parse(const Json& root) {
   c.policies.reserve(policies.size());
   for (std::size_t i = 0; i < policies.size(); ++i) {
     c.policies.push_back(parse_policy(policies[i], indexed("policies", i)));
+  }
+  if (f.has("groups")) {
+    const Json& groups = f.at("groups");
+    if (!groups.is_array()) fail("groups", "expected an array");
+    for (std::size_t i = 0; i < groups.size(); ++i) {
+      c.groups.push_back(parse_group(groups[i], indexed("groups", i)));
+    }
   }
   return c;
 }
@@ -551,6 +584,39 @@ void validate_policy(const Policy& p, const std::string& path, std::size_t max_k
   check_tokens(field("fallback.burst"), fb.burst);
   if (fb.burst < 0) fail(field("fallback.burst"), "must not be negative (0: the default)");
   if (fb.burst != 0 && fb.burst < 1) fail(field("fallback.burst"), "must be >= 1 (or 0)");
+
+  check_tokens(field("weight"), p.weight);
+  if (!(p.weight > 0)) fail(field("weight"), "must be > 0");
+  check_tokens(field("guaranteed_rate"), p.guaranteed_rate);
+  if (p.guaranteed_rate < 0) fail(field("guaranteed_rate"), "must not be negative");
+  if (p.fair_instances.value_or(false) && p.kind != PolicyKind::kTokenBucket) {
+    fail(field("fair_instances"), "only for token_bucket (type is " + kind + ")");
+  }
+}
+
+// The rules between a policy and the group it names (Config::groups).
+void validate_shares(const Policy& p, const std::string& path, const Group* group) {
+  const auto field = [&](std::string_view k) { return join(path, k); };
+  if (group == nullptr) {
+    if (p.weight != 1) {
+      fail(field("weight"), "only used in a group with a budget (groups[] has no " +
+                                in_quotes(p.group.empty() ? "group" : p.group) + ")");
+    }
+    if (p.guaranteed_rate != 0) {
+      fail(field("guaranteed_rate"), "only used in a group with a budget (groups[] has no " +
+                                         in_quotes(p.group.empty() ? "group" : p.group) + ")");
+    }
+    return;
+  }
+  if (p.kind != PolicyKind::kTokenBucket) {
+    fail(field("type"), "group " + in_quotes(group->name) +
+                            " has a budget, which takes token_bucket policies only (type is " +
+                            std::string(to_string(p.kind)) + ")");
+  }
+  if (p.guaranteed_rate > group->rate) {
+    fail(field("guaranteed_rate"),
+         "must be <= the group's rate (" + number_text(group->rate) + ")");
+  }
 }
 
 }  // namespace
@@ -573,6 +639,23 @@ std::string_view to_string(PolicyKind kind) noexcept {
 
 double Policy::effective_burst() const noexcept {
   return burst == 0 ? rate : burst;
+}
+
+double Group::effective_burst() const noexcept {
+  return burst == 0 ? rate : burst;
+}
+
+std::vector<Policy> Config::resolved_policies() const {
+  std::vector<Policy> out = policies;
+  for (Policy& p : out) {
+    for (const Group& g : groups) {
+      if (!p.group.empty() && g.name == p.group) {
+        p.group_rate = g.rate;
+        p.group_burst = g.effective_burst();
+      }
+    }
+  }
+  return out;
 }
 
 double Policy::refill_per_second() const noexcept {
@@ -746,12 +829,35 @@ void Config::validate() const {
   if (policies.size() > kMaxPolicies) {
     fail("policies", "at most " + std::to_string(kMaxPolicies) + " policies");
   }
+  std::unordered_map<std::string_view, const Group*> budgets;
+  for (std::size_t i = 0; i < groups.size(); ++i) {
+    const Group& g = groups[i];
+    const std::string path = indexed("groups", i);
+    if (g.name.empty()) fail(join(path, "name"), "must not be empty");
+    if (g.name.size() > max_key_length) {
+      fail(join(path, "name"),
+           "longer than max_key_length (" + std::to_string(max_key_length) + ")");
+    }
+    if (!budgets.emplace(g.name, &g).second) {
+      fail(join(path, "name"), in_quotes(g.name) + " is defined twice");
+    }
+    check_tokens(join(path, "rate"), g.rate);
+    if (!(g.rate > 0)) fail(join(path, "rate"), "must be > 0");
+    check_tokens(join(path, "burst"), g.burst);
+    if (g.burst < 0) fail(join(path, "burst"), "must not be negative");
+    if (g.burst != 0 && g.burst < 1) fail(join(path, "burst"), "must be >= 1 (or 0)");
+    if (g.effective_burst() < 1) {
+      fail(join(path, "rate"), "must be >= 1 when burst is 0 (a bucket must hold one token)");
+    }
+  }
   std::unordered_map<std::string_view, std::size_t> matches;
   std::unordered_map<std::string_view, std::size_t> names;
   for (std::size_t i = 0; i < policies.size(); ++i) {
     const Policy& p = policies[i];
     const std::string path = indexed("policies", i);
     validate_policy(p, path, max_key_length);
+    const auto budget = p.group.empty() ? budgets.end() : budgets.find(p.group);
+    validate_shares(p, path, budget == budgets.end() ? nullptr : budget->second);
     if (auto [it, fresh] = matches.emplace(p.match, i); !fresh) {
       fail(join(path, "match"),
            in_quotes(p.match) + " is already matched by " + indexed("policies", it->second));

@@ -36,6 +36,8 @@ std::string_view to_string(Reason reason) noexcept {
       return "fallback_allow";
     case Reason::kShutdown:
       return "shutdown";
+    case Reason::kOverGroupLimit:
+      return "over_group_limit";
   }
   return "unknown";
 }

@@ -25,6 +25,11 @@ inline constexpr std::uint8_t kFallbackLocal = 1;  // the balance holds local bu
 inline constexpr std::uint8_t kFallbackDeny = 2;
 inline constexpr std::uint8_t kFallbackAllow = 3;
 
+// Entry::exhausted.
+inline constexpr std::uint8_t kExhaustedNot = 0;
+inline constexpr std::uint8_t kExhaustedKey = 1;    // the key's own quota (over_limit)
+inline constexpr std::uint8_t kExhaustedGroup = 2;  // its group's (over_group_limit)
+
 // A lease the key holds: tokens credited, and when they stop being spendable.
 struct HeldLease {
   std::uint32_t granted = 0;
@@ -73,9 +78,10 @@ struct Entry {
   std::atomic<bool> queued{false};   // on the refill queue
   std::atomic<bool> touched{false};  // used since the last idle scan
   std::atomic<bool> penalized{false};
-  std::atomic<bool> exhausted{false};  // the store said: nothing left until retry_at
-  std::atomic<bool> leased{false};     // has received a grant at least once
-  std::atomic<bool> retired{false};    // unlinked from the table
+  // The store said: nothing left until retry_at (kExhausted*: which bound said so).
+  std::atomic<std::uint8_t> exhausted{0};
+  std::atomic<bool> leased{false};   // has received a grant at least once
+  std::atomic<bool> retired{false};  // unlinked from the table
   // The shard is unavailable and the key decides by its policy's fallback (kFallback*).
   std::atomic<std::uint8_t> fallback{0};
   bool unavailable = false;  // scheduler only: the store's last answer was a failure

@@ -18,6 +18,10 @@ using core::Ms;
 namespace {
 
 constexpr Nanos kTick = std::chrono::milliseconds(1);
+
+std::uint8_t exhausted_level(const LeaseGrant& g) noexcept {
+  return g.limited_by == LimitLevel::kGroup ? core::kExhaustedGroup : core::kExhaustedKey;
+}
 constexpr Nanos kMaxSleep = std::chrono::milliseconds(250);
 constexpr Nanos kStoreErrorBackoff = std::chrono::milliseconds(50);
 constexpr std::size_t kMaxBatch = 512;               // lease requests per store call
@@ -67,7 +71,7 @@ LimiterImpl::LimiterImpl(Config config, Limiter::Options options)
   if (!store_) store_ = make_store(*config_, clock_);
   relay_->user = std::move(options.observer);
   store_->set_observer(relay_);
-  for (const Policy& p : config_->policies) {
+  for (const Policy& p : config_->resolved_policies()) {
     CompiledPolicy c;
     c.spec = std::make_shared<const Policy>(p);
     c.capacity = p.capacity();
@@ -203,9 +207,10 @@ Decision LimiterImpl::spend(Entry* e, std::uint64_t cost, std::uint32_t stripe,
   if (const std::uint8_t fb = e->fallback.load(std::memory_order_acquire); fb != 0) {
     return spend_fallback(e, fb, cost, b, stripe);
   }
-  if (e->exhausted.load(std::memory_order_relaxed)) {
+  if (const std::uint8_t level = e->exhausted.load(std::memory_order_relaxed); level != 0) {
     Nanos wait{clamp_nonneg(e->retry_at.load(std::memory_order_relaxed) - clock_->now().count())};
-    return deny(Reason::kOverLimit, stripe, clamp_nonneg(b), wait);
+    return deny(level == core::kExhaustedGroup ? Reason::kOverGroupLimit : Reason::kOverLimit,
+                stripe, clamp_nonneg(b), wait);
   }
   Nanos rtt{rtt_ns_.load(std::memory_order_relaxed) + kTick.count()};
   Reason r = e->leased.load(std::memory_order_relaxed) ? Reason::kLeasePending : Reason::kColdKey;
@@ -696,6 +701,13 @@ void LimiterImpl::consider(Entry* e, Nanos now) {
   req.request_id = instance_id_ + ":" + std::to_string(next_request_++);
   req.holder = instance_id_;
   req.ttl = config_->leases.ttl;
+  if (!p.concurrency) {
+    // What this instance wants per second (denied tokens included); before a rate is known,
+    // what the first lease is for.
+    const double horizon = std::chrono::duration<double>(config_->leases.horizon).count();
+    req.demand = s.rate > 0 ? static_cast<double>(s.rate) : static_cast<double>(want) / horizon;
+    req.held = static_cast<std::uint64_t>(std::max<std::int64_t>(0, balance));
+  }
   batch_mins_.push_back(req.min);
   batch_wants_.push_back(req.want);
   batch_.push_back(std::move(req));
@@ -915,7 +927,7 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
   if (granted < min) {
     const Nanos wait = std::max(g.wait_until - g.now, kTick);
     e->retry_at.store((now + wait).count(), std::memory_order_relaxed);
-    e->exhausted.store(true, std::memory_order_release);
+    e->exhausted.store(exhausted_level(g), std::memory_order_release);
     add_timer(e, now + wait);
   } else {
     std::int64_t retry_at = 0;
@@ -938,7 +950,8 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
       retry_at = (now + wait).count();
     }
     e->retry_at.store(retry_at, std::memory_order_relaxed);
-    e->exhausted.store(retry_at != 0, std::memory_order_release);
+    e->exhausted.store(retry_at != 0 ? exhausted_level(g) : core::kExhaustedNot,
+                       std::memory_order_release);
   }
   s.baseline_balance = e->balance.load(std::memory_order_relaxed);
   s.baseline_time = to_ms(now);

@@ -23,6 +23,14 @@ std::string bucket_key(std::string_view group, std::string_view policy, std::str
   return "tg:{" + escape(group) + "}:b:" + escape(policy) + ":" + escape(key);
 }
 
+std::string group_key(std::string_view group) {
+  return "tg:{" + escape(group) + "}:g";
+}
+
+std::string tenant_field(std::string_view policy, std::string_view key) {
+  return escape(policy) + ":" + escape(key);
+}
+
 std::string request_key(std::string_view group, std::string_view request_id) {
   return "tg:{" + escape(group) + "}:r:" + escape(request_id);
 }

@@ -15,6 +15,10 @@ std::string escape(std::string_view part);
 
 // tg:{group}:b:policy:key — a key's bucket; its group's hash tag keeps a group in one slot.
 std::string bucket_key(std::string_view group, std::string_view policy, std::string_view key);
+// tg:{group}:g — a group's budget and its tenants' demand (docs/quotas.md).
+std::string group_key(std::string_view group);
+// policy:key, escaped — a key's field in its group's hash.
+std::string tenant_field(std::string_view policy, std::string_view key);
 // tg:{group}:r:request_id — a lease request's remembered answer.
 std::string request_key(std::string_view group, std::string_view request_id);
 

@@ -3,6 +3,7 @@
 #include <openssl/sha.h>
 
 #include <boost/asio/post.hpp>
+#include <cmath>
 #include <cstdio>
 #include <mutex>
 
@@ -41,11 +42,15 @@ std::string number(double v) {
 Command lease_command(const std::string& sha, const LeaseRequest& r) {
   const Policy& p = *r.policy;
   const std::string_view group = group_of(p, r.key);
+  const bool budget = p.kind == PolicyKind::kTokenBucket && p.has_group_budget();
+  const bool paced = p.kind == PolicyKind::kTokenBucket && p.shares_instances();
+  const double demand = std::isfinite(r.demand) && r.demand > 0 ? r.demand : 0;
   return {"EVALSHA",
           sha,
-          "2",
+          "3",
           bucket_key(group, p.name, r.key),
           request_key(group, r.request_id),
+          group_key(group),
           std::to_string(static_cast<int>(p.kind)),
           std::to_string(r.want),
           std::to_string(r.min),
@@ -54,7 +59,15 @@ Command lease_command(const std::string& sha, const LeaseRequest& r) {
           number(p.effective_burst()),
           std::to_string(p.limit),
           micros(p.window),
-          r.holder};
+          r.holder,
+          number(demand),
+          std::to_string(r.held),
+          number(budget ? p.group_rate : 0),
+          number(p.effective_group_burst()),
+          number(p.weight),
+          number(p.guaranteed_rate),
+          paced ? "1" : "0",
+          tenant_field(p.name, r.key)};
 }
 
 Command give_back_command(const std::string& sha, const GiveBack& g) {
@@ -70,10 +83,10 @@ Command give_back_command(const std::string& sha, const GiveBack& g) {
           micros(p.window)};
 }
 
-// {granted, now_us, expires_at_us, remaining, wait_until_us}
+// {granted, now_us, expires_at_us, remaining, wait_until_us, limited_by}
 LeaseGrant to_grant(const Reply& r) {
   LeaseGrant g;
-  if (r.type != Reply::Type::kArray || r.elements.size() != 5) {
+  if (r.type != Reply::Type::kArray || r.elements.size() < 5 || r.elements.size() > 6) {
     g.ok = false;
     g.error = r.is_error() ? "redis: " + r.str : "redis: unexpected reply to the lease script";
     return g;
@@ -84,6 +97,9 @@ LeaseGrant to_grant(const Reply& r) {
   g.expires_at = Nanos{at(2) * 1000};
   g.remaining = static_cast<std::uint64_t>(std::max<long long>(0, at(3)));
   g.wait_until = Nanos{at(4) * 1000};
+  if (r.elements.size() == 6 && at(5) >= 0 && at(5) <= 2) {
+    g.limited_by = static_cast<LimitLevel>(at(5));
+  }
   return g;
 }
 

@@ -11,9 +11,15 @@
 
 namespace tollgate::redis {
 
-// KEYS[1] bucket, KEYS[2] request id
-// ARGV: kind, want, min, ttl_us, rate, burst, limit, window_us, holder
-// Returns {granted, now_us, expires_at_us, remaining, wait_until_us}.
+// KEYS[1] bucket, KEYS[2] request id, KEYS[3] the group's hash (same slot; read only when
+// the group has a budget)
+// ARGV: kind, want, min, ttl_us, rate, burst, limit, window_us, holder,
+//       demand, held, group_rate (0: no budget), group_burst, weight, guaranteed_rate,
+//       fair_instances (0/1), tenant (the key's field in the group's hash)
+// Returns {granted, now_us, expires_at_us, remaining, wait_until_us, limited_by}.
+// Shares (core::lease_shared) keep in the bucket's hash: sl, sts (the key's pacing at its
+// group share) and i:<holder> = "demand,held,seen,level,ts" per instance; in the group's
+// hash: l, ts (its bucket) and t:<tenant> = "weight,guaranteed,demand,seen".
 inline constexpr const char* kLeaseScript = R"lua(
 local function int(x) return string.format('%.0f', x) end
 local t = redis.call('TIME')
@@ -26,7 +32,7 @@ if seen then
 end
 local kind, want, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])
 local min = math.max(1, tonumber(ARGV[3]))
-local granted, expires, remaining, wait, keep = 0, 0, 0, 0, 0
+local granted, expires, remaining, wait, keep, limited = 0, 0, 0, 0, 0, 0
 
 local function roll(window)
   local s = redis.call('HMGET', KEYS[1], 'st', 'c', 'pv')
@@ -82,6 +88,214 @@ local function token_bucket()
              'pe', int(pe))
   keep = math.ceil((burst - level) / rate * 1000)
   if pool > 0 then keep = math.max(keep, math.ceil((pe - now) / 1000)) end
+end
+
+local function fields(v)
+  local r = {}
+  for x in string.gmatch(v, '[^,]+') do r[#r + 1] = tonumber(x) end
+  return r
+end
+
+local function float(x) return string.format('%.17g', x) end
+
+-- A share level brought up to date at rate r, holding at most cap (new: full).
+local function refill_share(lv, lts, r, cap)
+  if lv < 0 then return cap, now end
+  if now > lts then
+    lv = lv + r * (now - lts) / 1e6
+    lts = now
+  end
+  return math.min(cap, lv), lts
+end
+
+-- Weighted max-min fair shares of capacity; claims {weight, floor, ceiling} (core::water_fill).
+local function water_fill(capacity, claims)
+  local n, out = #claims, {}
+  local sum_hi, sum_w, sum_lo = 0, 0, 0
+  for i = 1, n do
+    sum_hi = sum_hi + claims[i][3]
+    sum_w = sum_w + claims[i][1]
+  end
+  if sum_hi <= capacity then
+    for i = 1, n do out[i] = claims[i][3] + (capacity - sum_hi) * claims[i][1] / sum_w end
+    return out
+  end
+  local lo = {}
+  for i = 1, n do
+    lo[i] = math.min(claims[i][2], claims[i][3])
+    sum_lo = sum_lo + lo[i]
+  end
+  if sum_lo >= capacity then
+    for i = 1, n do
+      if sum_lo > 0 then out[i] = lo[i] * capacity / sum_lo else out[i] = 0 end
+    end
+    return out
+  end
+  local ev = {}
+  for i = 1, n do
+    ev[#ev + 1] = {lo[i] / claims[i][1], claims[i][1]}
+    ev[#ev + 1] = {claims[i][3] / claims[i][1], -claims[i][1]}
+  end
+  table.sort(ev, function(a, b) return a[1] < b[1] end)
+  local f, cur, slope, lambda = sum_lo, 0, 0, -1
+  for i = 1, #ev do
+    local nf = f + slope * (ev[i][1] - cur)
+    if nf >= capacity and slope > 0 then
+      lambda = cur + (capacity - f) / slope
+      break
+    end
+    f, cur, slope = nf, ev[i][1], slope + ev[i][2]
+  end
+  if lambda < 0 then lambda = cur end
+  for i = 1, n do out[i] = math.min(claims[i][3], math.max(lo[i], lambda * claims[i][1])) end
+  return out
+end
+
+local function shared_bucket()
+  local rate, burst = tonumber(ARGV[5]), tonumber(ARGV[6])
+  local demand, held = tonumber(ARGV[10]), tonumber(ARGV[11])
+  local grate, gburst = tonumber(ARGV[12]), tonumber(ARGV[13])
+  local grouped, paced, tenant = grate > 0, ARGV[16] == '1', 't:' .. ARGV[17]
+  local span = math.max(ttl, 1)
+  local live_after = now - span
+  local window = math.floor(span / 4) / 1e6
+  local need = min
+  local h = {}
+  local all = redis.call('HGETALL', KEYS[1])
+  for i = 1, #all, 2 do h[all[i]] = all[i + 1] end
+  local level, ts = tonumber(h['l']), tonumber(h['ts'])
+  local pool, pe = tonumber(h['p']) or 0, tonumber(h['pe']) or 0
+  if level == nil then
+    level = burst
+    ts = now
+  elseif now > ts then
+    level = math.min(burst, level + rate * (now - ts) / 1e6)
+    ts = now
+  end
+  if pool > 0 and pe <= now then pool = 0 end
+
+  local d = demand
+  if not (d > 0) then d = want / math.max(window, 1e-9) end
+  local mine = 'i:' .. ARGV[9]
+  local total, ml, mts = d, -1, now
+  for k, v in pairs(h) do
+    if string.sub(k, 1, 2) == 'i:' then
+      local r = fields(v)
+      if k == mine then
+        ml, mts = r[4], r[5]
+      elseif r[3] <= live_after then
+        redis.call('HDEL', KEYS[1], k)
+      else
+        total = total + r[1]
+      end
+    end
+  end
+
+  local allowed, gshare, gl, gts, sl, sts = rate, 0, 0, 0, -1, now
+  local weight_arg, guaranteed_arg = 1, 0
+  if grouped then
+    local g = {}
+    local gall = redis.call('HGETALL', KEYS[3])
+    for i = 1, #gall, 2 do g[gall[i]] = gall[i + 1] end
+    gl, gts = tonumber(g['l']), tonumber(g['ts'])
+    if gl == nil then
+      gl = gburst
+      gts = now
+    elseif now > gts then
+      gl = math.min(gburst, gl + grate * (now - gts) / 1e6)
+      gts = now
+    end
+    local claims = {}
+    for k, v in pairs(g) do
+      if string.sub(k, 1, 2) == 't:' and k ~= tenant then
+        local r = fields(v)
+        if r[4] <= live_after then
+          redis.call('HDEL', KEYS[3], k)
+        else
+          claims[#claims + 1] = {r[1], r[2], r[3]}
+        end
+      end
+    end
+    local weight, guaranteed = tonumber(ARGV[14]), tonumber(ARGV[15])
+    claims[#claims + 1] = {weight, guaranteed, math.min(total, rate)}
+    local shares = water_fill(grate, claims)
+    gshare = shares[#claims]
+    sl, sts = tonumber(h['sl']) or -1, tonumber(h['sts']) or now
+    sl, sts = refill_share(sl, sts, gshare, math.max(gshare * window, need))
+    allowed = math.min(rate, gshare)
+    weight_arg, guaranteed_arg = weight, guaranteed
+  end
+  local part = 0
+  if paced then
+    if total > 0 then part = allowed * d / total else part = allowed end
+    ml, mts = refill_share(ml, mts, part, math.max(part * window, need))
+  end
+
+  -- An instance's part belongs to the level that set the key's rate.
+  local key_room, group_room = level, math.huge
+  if grouped then group_room = math.min(gl, sl) end
+  if paced and grouped and gshare < rate then
+    group_room = math.min(group_room, ml)
+  elseif paced then
+    key_room = math.min(level, ml)
+  end
+  local room = math.min(key_room, group_room)
+  local quarter = math.floor(ttl / 4)
+  local pool_usable = pool > 0 and pe - now >= quarter
+  if want > 0 then
+    local share = 0
+    if pool_usable and ttl > 0 then share = math.ceil(want * (pe - now) / ttl) end
+    if pool_usable and math.min(pool, share) >= min then
+      granted = math.min(want, pool, share)
+      pool = pool - granted
+      expires = pe
+    elseif room >= need then
+      granted = math.min(want, math.floor(room))
+      level = level - granted
+      if paced then ml = ml - granted end
+      if grouped then
+        gl = gl - granted
+        sl = sl - granted
+      end
+      expires = now + ttl
+    else
+      local w = 1
+      local function short(lv, r)
+        if lv < need then
+          if r > 0 then w = math.max(w, math.ceil((need - lv) / r * 1e6)) else w = span end
+        end
+      end
+      short(level, rate)
+      if paced then short(ml, part) end
+      if grouped then
+        short(gl, grate)
+        short(sl, gshare)
+      end
+      wait = now + math.min(w, span)
+    end
+    if granted < want then
+      if key_room <= group_room then limited = 1 else limited = 2 end
+    end
+  end
+  local left = level
+  if paced then left = math.min(left, ml) end
+  if grouped then left = math.min(left, gl, sl) end
+  remaining = math.floor(math.max(0, left))
+  if pool > 0 and pe - now >= quarter then remaining = remaining + pool end
+  redis.call('HSET', KEYS[1], 'l', float(level), 'ts', int(ts), 'p', int(pool), 'pe', int(pe),
+             mine, float(d) .. ',' .. int(held) .. ',' .. int(now) .. ',' .. float(ml) .. ',' ..
+             int(mts))
+  keep = math.max(math.ceil((burst - level) / rate * 1000), math.ceil(span / 1000))
+  if pool > 0 then keep = math.max(keep, math.ceil((pe - now) / 1000)) end
+  if grouped then
+    redis.call('HSET', KEYS[1], 'sl', float(sl), 'sts', int(sts))
+    local hi = math.min(total, rate)
+    redis.call('HSET', KEYS[3], 'l', float(gl), 'ts', int(gts), tenant,
+               float(weight_arg) .. ',' .. float(guaranteed_arg) .. ',' .. float(hi) .. ',' ..
+               int(now))
+    redis.call('PEXPIRE', KEYS[3], int(math.max(math.ceil((gburst - gl) / grate * 1000),
+                                                math.ceil(span / 1000)) + 1000))
+  end
 end
 
 local function fixed_window()
@@ -158,7 +372,8 @@ local function concurrency()
   keep = math.ceil((last - now) / 1000)
 end
 
-if kind == 0 then token_bucket()
+if kind == 0 and (tonumber(ARGV[12]) > 0 or ARGV[16] == '1') then shared_bucket()
+elseif kind == 0 then token_bucket()
 elseif kind == 1 then fixed_window()
 elseif kind == 2 then sliding_window()
 else concurrency() end
@@ -166,9 +381,9 @@ else concurrency() end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('PEXPIRE', KEYS[1], int(math.max(1000, keep + 1000)))
 end
-local answer = {granted, now, expires, remaining, wait}
+local answer = {granted, now, expires, remaining, wait, limited}
 local parts = {}
-for i = 1, 5 do parts[i] = int(answer[i]) end
+for i = 1, 6 do parts[i] = int(answer[i]) end
 redis.call('SET', KEYS[2], table.concat(parts, ','), 'PX', int(math.max(1000, 2 * ttl / 1000)))
 return answer
 )lua";

@@ -19,7 +19,13 @@ QuotaStore::~QuotaStore() = default;
 
 namespace {
 
-using BucketState = std::variant<core::TokenBucketState, core::WindowState, core::ConcurrencyState>;
+using BucketState = std::variant<core::TokenBucketState, core::WindowState, core::ConcurrencyState,
+                                 core::TenantState>;
+
+// A token bucket with a group budget or fair instances keeps the records shares need.
+bool has_shares(const Policy& p) {
+  return p.kind == PolicyKind::kTokenBucket && (p.has_group_budget() || p.shares_instances());
+}
 
 struct Bucket {
   PolicyKind kind;
@@ -27,9 +33,10 @@ struct Bucket {
   std::shared_ptr<const Policy> policy;  // the last one seen, to tell when it is idle
 };
 
-BucketState fresh_state(PolicyKind kind) {
-  switch (kind) {
+BucketState fresh_state(const Policy& p) {
+  switch (p.kind) {
     case PolicyKind::kTokenBucket:
+      if (has_shares(p)) return core::TenantState{};
       return core::TokenBucketState{};
     case PolicyKind::kFixedWindow:
     case PolicyKind::kSlidingWindow:
@@ -56,6 +63,11 @@ struct InProcessStore::State {
   std::shared_ptr<const Clock> clock;
   mutable std::mutex mu;
   std::unordered_map<std::string, Bucket> buckets;
+  struct Group {
+    core::GroupState state;
+    std::shared_ptr<const Policy> policy;  // the last one seen, for its budget
+  };
+  std::unordered_map<std::string, Group> groups;
   // Idempotency: answers by request id, remembered for twice the lease TTL.
   struct Remembered {
     LeaseGrant grant;
@@ -68,9 +80,10 @@ struct InProcessStore::State {
 
   Bucket& bucket(const std::shared_ptr<const Policy>& p, std::string_view key) {
     auto [it, inserted] = buckets.try_emplace(bucket_name(*p, key));
-    if (inserted || it->second.kind != p->kind) {
+    if (inserted || it->second.kind != p->kind ||
+        has_shares(*p) != std::holds_alternative<core::TenantState>(it->second.state)) {
       it->second.kind = p->kind;
-      it->second.state = fresh_state(p->kind);
+      it->second.state = fresh_state(*p);
     }
     it->second.policy = p;
     return it->second;
@@ -90,7 +103,18 @@ struct InProcessStore::State {
     core::LeaseAnswer a;
     switch (p.kind) {
       case PolicyKind::kTokenBucket:
-        a = core::lease_token_bucket(std::get<core::TokenBucketState>(b.state), p, ask, now);
+        if (auto* t = std::get_if<core::TenantState>(&b.state)) {
+          core::GroupState* group = nullptr;
+          if (p.has_group_budget()) {
+            Group& gr = groups[p.group];
+            gr.policy = r.policy;
+            group = &gr.state;
+          }
+          a = core::lease_shared(*t, group, p, bucket_name(p, r.key), r.holder, r.demand, r.held,
+                                 ask, now);
+        } else {
+          a = core::lease_token_bucket(std::get<core::TokenBucketState>(b.state), p, ask, now);
+        }
         break;
       case PolicyKind::kFixedWindow:
         a = core::lease_fixed_window(std::get<core::WindowState>(b.state), p, ask, now);
@@ -107,6 +131,7 @@ struct InProcessStore::State {
     g.expires_at = Nanos{a.expires_at};
     g.remaining = a.remaining;
     g.wait_until = Nanos{a.wait_until};
+    g.limited_by = static_cast<LimitLevel>(a.limited_by);
     return g;
   }
 
@@ -134,6 +159,9 @@ struct InProcessStore::State {
     }
     if (buckets.size() < next_sweep) return;
     std::erase_if(buckets, [now](const auto& kv) { return is_idle(kv.second, now); });
+    std::erase_if(groups, [now](const auto& kv) {
+      return core::idle(kv.second.state, *kv.second.policy, now);
+    });
     next_sweep = std::max<std::size_t>(1024, 2 * buckets.size());
   }
 };
@@ -185,10 +213,13 @@ void InProcessStore::give_back(std::vector<GiveBack> batch) {
     if (it != state_->buckets.end() && it->second.kind == p.kind) {
       auto& s = it->second.state;
       switch (p.kind) {
-        case PolicyKind::kTokenBucket:
-          credited = core::give_back_token_bucket(std::get<core::TokenBucketState>(s), p, gb.tokens,
-                                                  gb.expires_at.count(), now);
+        case PolicyKind::kTokenBucket: {
+          auto* t = std::get_if<core::TenantState>(&s);
+          credited = core::give_back_token_bucket(
+              t != nullptr ? t->bucket : std::get<core::TokenBucketState>(s), p, gb.tokens,
+              gb.expires_at.count(), now);
           break;
+        }
         case PolicyKind::kFixedWindow:
         case PolicyKind::kSlidingWindow:
           credited = core::give_back_window(std::get<core::WindowState>(s), p, gb.tokens,
