@@ -1,0 +1,266 @@
+// Tenant groups over a real redis-server, seen through Limiters (docs/quotas.md):
+//   1. three tenants with weights 1:1:2, all asking for more than the group has, get
+//      25/25/50 % of it, and the group as a whole stays within its bound;
+//   2. while one tenant is idle the other two use its share; when it comes back it
+//      reaches its share within two lease TTLs;
+//   3. eight instances of one tenant with 4:1 uneven demand: the tenant gets its whole
+//      capacity, and each instance about its demand-proportional part of it.
+// Load is open-loop (a paced rate of try_acquire per stream, admitted or denied), so what
+// an instance reports as its demand is what it is offered. Redis keeps time by TIME, so
+// these tests run on the real clock; they measure over windows and compare with margins
+// stated at each assertion. The figures are printed for docs/performance.md.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "redis/redis_store.h"
+#include "redis_server.h"
+#include "tollgate/tollgate.hpp"
+
+namespace tollgate {
+namespace {
+
+using namespace std::chrono_literals;
+using Steady = std::chrono::steady_clock;
+
+constexpr auto kSlot = 50ms;  // admissions are counted in slots of this length
+
+// Streams of try_acquire at fixed rates, paced from one thread (the test's), each
+// counting its admissions per slot.
+class OpenLoad {
+ public:
+  struct Stream {
+    Limiter* limiter;
+    std::string key;
+    double rate;        // offered per second
+    double from_s = 0;  // starts this long into the run
+    double due = 0;
+    std::vector<std::uint64_t> admitted;  // per slot
+    std::uint64_t group_denials = 0;
+  };
+
+  std::size_t add(Limiter& l, std::string key, double rate, double from_s = 0) {
+    streams_.push_back(Stream{&l, std::move(key), rate, from_s, 0, {}, 0});
+    return streams_.size() - 1;
+  }
+
+  void run(Steady::duration length) {
+    const std::size_t slots = static_cast<std::size_t>(length / kSlot) + 1;
+    for (auto& s : streams_) s.admitted.assign(slots, 0);
+    start_ = Steady::now();
+    auto last = start_;
+    for (;;) {
+      const auto now = Steady::now();
+      if (now - start_ >= length) break;
+      const double dt = std::chrono::duration<double>(now - last).count();
+      const double at = std::chrono::duration<double>(now - start_).count();
+      const auto slot = static_cast<std::size_t>((now - start_) / kSlot);
+      last = now;
+      for (auto& s : streams_) {
+        if (at < s.from_s) continue;
+        s.due += s.rate * dt;
+        for (; s.due >= 1; s.due -= 1) {
+          const Decision d = s.limiter->try_acquire(s.key);
+          if (d.allowed) ++s.admitted[slot];
+          if (d.reason == Reason::kOverGroupLimit) ++s.group_denials;
+        }
+      }
+      std::this_thread::sleep_for(1ms);  // pacing: the rate is kept by `due`, not by this
+    }
+  }
+
+  // Admissions of a stream in [from_s, to_s) of the run.
+  double admitted(std::size_t i, double from_s, double to_s) const {
+    const auto& a = streams_[i].admitted;
+    const auto lo = static_cast<std::size_t>(from_s / std::chrono::duration<double>(kSlot).count());
+    const auto hi = std::min(
+        a.size(), static_cast<std::size_t>(to_s / std::chrono::duration<double>(kSlot).count()));
+    double n = 0;
+    for (std::size_t k = lo; k < hi; ++k) n += static_cast<double>(a[k]);
+    return n;
+  }
+  double total(std::size_t i) const {
+    double n = 0;
+    for (auto x : streams_[i].admitted) n += static_cast<double>(x);
+    return n;
+  }
+  const Stream& stream(std::size_t i) const { return streams_[i]; }
+
+ private:
+  std::vector<Stream> streams_;
+  Steady::time_point start_;
+};
+
+class Fairness : public ::testing::Test {
+ protected:
+  // One group with a budget of `rate`/s (burst: a quarter second of it), its tenants'
+  // policies given as (key, weight); each tenant may on its own use the whole group.
+  Config config(double rate, const std::vector<std::pair<std::string, double>>& tenants) {
+    Config c;
+    c.groups.push_back(Group{"gpu", rate, rate / 4});
+    for (const auto& [key, weight] : tenants) {
+      Policy p;
+      p.match = key;
+      p.group = "gpu";
+      p.rate = rate;
+      p.weight = weight;
+      c.policies.push_back(p);
+    }
+    c.leases.ttl = kTtl;
+    c.leases.horizon = 100ms;
+    c.leases.max_fraction = 0.25;
+    c.store.type = "redis";
+    c.store.shards = {server.url()};
+    return c;
+  }
+
+  Limiter& instance(Config c) {
+    c.instance_id = "fair-" + std::to_string(limiters.size());
+    limiters.push_back(std::make_unique<Limiter>(std::move(c)));
+    return *limiters.back();
+  }
+
+  static constexpr auto kTtl = 1000ms;
+  static constexpr double kTtlS = 1.0;
+  testing::RedisServer server;
+  std::vector<std::unique_ptr<Limiter>> limiters;  // destroyed before the server
+};
+
+TEST_F(Fairness, WeightsOneOneTwoGetQuarterQuarterHalfAndTheGroupStaysWithinItsBound) {
+  constexpr double kRate = 1200;
+  const Config c = config(kRate, {{"t:a", 1}, {"t:b", 1}, {"t:c", 2}});
+  const auto t0 = Steady::now();
+  Limiter& l1 = instance(c);
+  Limiter& l2 = instance(c);
+  OpenLoad load;
+  std::vector<std::size_t> a, b, cc;
+  for (Limiter* l : {&l1, &l2}) {  // each tenant asks for the whole group from each instance
+    a.push_back(load.add(*l, "t:a", kRate));
+    b.push_back(load.add(*l, "t:b", kRate));
+    cc.push_back(load.add(*l, "t:c", kRate));
+  }
+  load.run(6s);
+  const double elapsed = std::chrono::duration<double>(Steady::now() - t0).count();
+
+  const auto sum = [&](const std::vector<std::size_t>& ids, double from, double to) {
+    double n = 0;
+    for (auto i : ids) n += load.admitted(i, from, to);
+    return n;
+  };
+  // Steady state: after two TTLs, when every tenant's demand is known.
+  const double na = sum(a, 2, 6), nb = sum(b, 2, 6), nc = sum(cc, 2, 6);
+  const double all = na + nb + nc;
+  std::printf("[ figures  ] shares a %.1f %% b %.1f %% c %.1f %% of %.0f admitted in 4 s "
+              "(group %.0f/s: %.1f %% used)\n",
+              100 * na / all, 100 * nb / all, 100 * nc / all, all, kRate,
+              100 * all / (4 * kRate));
+  // The margin: each within ±5 % of its share (as a fraction of that share).
+  EXPECT_NEAR(na / all, 0.25, 0.25 * 0.05);
+  EXPECT_NEAR(nb / all, 0.25, 0.25 * 0.05);
+  EXPECT_NEAR(nc / all, 0.50, 0.50 * 0.05);
+
+  // The bound: never more than the burst plus the rate over the whole run.
+  double total = 0;
+  for (const auto& ids : {a, b, cc})
+    for (auto i : ids) total += load.total(i);
+  EXPECT_LE(total, kRate / 4 + kRate * elapsed);
+  std::uint64_t group_denials = 0;
+  for (const auto& ids : {a, b, cc})
+    for (auto i : ids) group_denials += load.stream(i).group_denials;
+  EXPECT_GT(group_denials, 0u) << "denials of a contended group say over_group_limit";
+}
+
+TEST_F(Fairness, AnIdleTenantsShareIsLentAndComesBackWithinTwoTtls) {
+  constexpr double kRate = 1200;
+  const Config c = config(kRate, {{"t:a", 1}, {"t:b", 1}, {"t:c", 1}});
+  Limiter& l1 = instance(c);
+  Limiter& l2 = instance(c);
+  OpenLoad load;
+  std::vector<std::size_t> busy, late;
+  constexpr double kLateAt = 4;  // t:c is idle until then
+  for (Limiter* l : {&l1, &l2}) {
+    busy.push_back(load.add(*l, "t:a", kRate));
+    busy.push_back(load.add(*l, "t:b", kRate));
+    late.push_back(load.add(*l, "t:c", kRate, kLateAt));
+  }
+  load.run(7s);
+
+  double used = 0;
+  for (auto i : busy) used += load.admitted(i, 1, kLateAt);
+  const double use = used / (kRate * (kLateAt - 1));
+  // After t:c starts: the first 250 ms window in which it gets 90 % of its third.
+  double reached = -1;
+  for (double from = kLateAt; from + 0.25 <= 7; from += 0.05) {
+    double n = 0;
+    for (auto i : late) n += load.admitted(i, from, from + 0.25);
+    if (n >= 0.9 * kRate / 3 * 0.25) {
+      reached = from + 0.25 - kLateAt;
+      break;
+    }
+  }
+  double late_share = 0, all = 0;
+  for (auto i : late) late_share += load.admitted(i, kLateAt + 2 * kTtlS, 7);
+  for (auto i : busy) all += load.admitted(i, kLateAt + 2 * kTtlS, 7);
+  all += late_share;
+  std::printf("[ figures  ] idle tenant: the other two used %.1f %% of the group; it reached "
+              "its share %.2f s (%.2f TTLs) after starting; then held %.1f %% of the group\n",
+              100 * use, reached, reached / kTtlS, 100 * late_share / all);
+  EXPECT_GE(use, 0.95);
+  ASSERT_GE(reached, 0) << "never reached its share";
+  EXPECT_LE(reached, 2 * kTtlS);
+  EXPECT_NEAR(late_share / all, 1.0 / 3, 0.05);
+}
+
+TEST_F(Fairness, EightInstancesWithUnevenDemandSplitTheTenantInProportion) {
+  constexpr double kRate = 1600;  // the tenant's capacity
+  Config c;
+  Policy p;
+  p.match = "t:*";
+  p.rate = kRate;
+  p.burst = kRate / 4;
+  p.fair_instances = true;
+  c.policies.push_back(p);
+  c.leases.ttl = kTtl;
+  c.leases.horizon = 100ms;
+  c.leases.max_fraction = 0.25;
+  c.store.type = "redis";
+  c.store.shards = {server.url()};
+  // Four instances offered 4 units, four offered 1: 20 units, twice the capacity.
+  const double unit = 2 * kRate / 20;
+  OpenLoad load;
+  std::vector<std::size_t> ids;
+  std::vector<double> offered;
+  for (int i = 0; i < 8; ++i) {
+    offered.push_back(i < 4 ? 4 * unit : unit);
+    ids.push_back(load.add(instance(c), "t:x", offered.back()));
+  }
+  load.run(6s);
+
+  constexpr double kFrom = 2, kTo = 6;  // after two TTLs
+  double total = 0;
+  for (auto i : ids) total += load.admitted(i, kFrom, kTo);
+  const double capacity = kRate * (kTo - kFrom);
+  const double offered_sum = 20 * unit;
+  double worst = 0;
+  for (std::size_t k = 0; k < ids.size(); ++k) {
+    const double expected = capacity * offered[k] / offered_sum;
+    const double got = load.admitted(ids[k], kFrom, kTo);
+    worst = std::max(worst, (expected - got) / expected);
+    std::printf("[ figures  ] instance %zu offered %.0f/s: admitted %.0f/s, proportional %.0f/s\n",
+                k, offered[k], got / (kTo - kFrom), expected / (kTo - kFrom));
+  }
+  std::printf("[ figures  ] tenant used %.1f %% of its capacity; worst instance %.1f %% below "
+              "its demand-proportional part\n",
+              100 * total / capacity, 100 * worst);
+  EXPECT_GE(total, 0.97 * capacity);
+  EXPECT_LE(worst, 0.10);
+}
+
+}  // namespace
+}  // namespace tollgate
