@@ -156,10 +156,10 @@ TEST_F(Fairness, WeightsOneOneTwoGetQuarterQuarterHalfAndTheGroupStaysWithinItsB
   // Steady state: after two TTLs, when every tenant's demand is known.
   const double na = sum(a, 2, 6), nb = sum(b, 2, 6), nc = sum(cc, 2, 6);
   const double all = na + nb + nc;
-  std::printf("[ figures  ] shares a %.1f %% b %.1f %% c %.1f %% of %.0f admitted in 4 s "
-              "(group %.0f/s: %.1f %% used)\n",
-              100 * na / all, 100 * nb / all, 100 * nc / all, all, kRate,
-              100 * all / (4 * kRate));
+  std::printf(
+      "[ figures  ] shares a %.1f %% b %.1f %% c %.1f %% of %.0f admitted in 4 s "
+      "(group %.0f/s: %.1f %% used)\n",
+      100 * na / all, 100 * nb / all, 100 * nc / all, all, kRate, 100 * all / (4 * kRate));
   // The margin: each within ±5 % of its share (as a fraction of that share).
   EXPECT_NEAR(na / all, 0.25, 0.25 * 0.05);
   EXPECT_NEAR(nb / all, 0.25, 0.25 * 0.05);
@@ -208,9 +208,10 @@ TEST_F(Fairness, AnIdleTenantsShareIsLentAndComesBackWithinTwoTtls) {
   for (auto i : late) late_share += load.admitted(i, kLateAt + 2 * kTtlS, 7);
   for (auto i : busy) all += load.admitted(i, kLateAt + 2 * kTtlS, 7);
   all += late_share;
-  std::printf("[ figures  ] idle tenant: the other two used %.1f %% of the group; it reached "
-              "its share %.2f s (%.2f TTLs) after starting; then held %.1f %% of the group\n",
-              100 * use, reached, reached / kTtlS, 100 * late_share / all);
+  std::printf(
+      "[ figures  ] idle tenant: the other two used %.1f %% of the group; it reached "
+      "its share %.2f s (%.2f TTLs) after starting; then held %.1f %% of the group\n",
+      100 * use, reached, reached / kTtlS, 100 * late_share / all);
   EXPECT_GE(use, 0.95);
   ASSERT_GE(reached, 0) << "never reached its share";
   EXPECT_LE(reached, 2 * kTtlS);
@@ -255,9 +256,10 @@ TEST_F(Fairness, EightInstancesWithUnevenDemandSplitTheTenantInProportion) {
     std::printf("[ figures  ] instance %zu offered %.0f/s: admitted %.0f/s, proportional %.0f/s\n",
                 k, offered[k], got / (kTo - kFrom), expected / (kTo - kFrom));
   }
-  std::printf("[ figures  ] tenant used %.1f %% of its capacity; worst instance %.1f %% below "
-              "its demand-proportional part\n",
-              100 * total / capacity, 100 * worst);
+  std::printf(
+      "[ figures  ] tenant used %.1f %% of its capacity; worst instance %.1f %% below "
+      "its demand-proportional part\n",
+      100 * total / capacity, 100 * worst);
   EXPECT_GE(total, 0.97 * capacity);
   EXPECT_LE(worst, 0.10);
 }

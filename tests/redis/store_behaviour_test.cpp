@@ -205,5 +205,80 @@ TYPED_TEST(StoreBehaviour, ZeroWantChangesNothing) {
   EXPECT_EQ(this->one(p, "tenant:a", 100).granted, 70u);
 }
 
+// --- Groups and shares (docs/quotas.md) ---
+
+// A tenant policy in group "gpu" with a budget of group_rate/s and group_burst at once.
+std::shared_ptr<const Policy> tenant(const std::string& name, double rate, double burst,
+                                     double group_rate, double group_burst, double weight = 1) {
+  auto p = std::make_shared<Policy>();
+  p->name = p->match = name;
+  p->group = "gpu";
+  p->rate = rate;
+  p->burst = burst;
+  p->weight = weight;
+  p->group_rate = group_rate;
+  p->group_burst = group_burst;
+  return p;
+}
+
+TYPED_TEST(StoreBehaviour, AGroupBudgetBoundsItsTenantsTogetherAndSaysSo) {
+  auto a = tenant("a", kSlow, 1000, kSlow, 100);
+  auto b = tenant("b", kSlow, 1000, kSlow, 100);
+  auto g1 = this->one(a, "a", 70);
+  auto g2 = this->one(b, "b", 70);
+  ASSERT_TRUE(g1.ok && g2.ok) << g1.error << g2.error;
+  EXPECT_EQ(g1.granted + g2.granted, 100u) << "the group's burst, whoever asks";
+  EXPECT_EQ(g2.limited_by, LimitLevel::kGroup);
+  auto g3 = this->one(a, "a", 10);
+  EXPECT_EQ(g3.granted, 0u);
+  EXPECT_EQ(g3.limited_by, LimitLevel::kGroup);
+  EXPECT_GT(g3.wait_until, g3.now);
+  // A tenant's own bucket is its own bound.
+  auto own = std::make_shared<Policy>(*tenant("c", kSlow, 5, kSlow, 1000));
+  own->group = "other";  // a group of its own, with budget to spare
+  std::shared_ptr<const Policy> c = own;
+  auto g4 = this->one(c, "c", 10);
+  EXPECT_EQ(g4.granted, 5u);
+  EXPECT_EQ(g4.limited_by, LimitLevel::kKey);
+}
+
+TYPED_TEST(StoreBehaviour, ContendedTenantsArePacedAtTheirWaterFilledShares) {
+  // Doorman's example: capacity 120, demands 1000/50/10 -> 60/50/10 per second. Each
+  // share may be taken at once up to its part of the group's burst (120 x share / 120).
+  auto p = tenant("t", 1000, 1000, 120, 120);
+  std::vector<std::pair<std::string, double>> demand = {{"a", 1000}, {"b", 50}, {"c", 10}};
+  for (const auto& [key, d] : demand) {  // every tenant's demand is known first
+    auto r = this->request(p, key, 0);
+    r.demand = d;
+    ASSERT_TRUE(this->lease({r})[0].ok);
+  }
+  std::vector<std::uint64_t> got;
+  for (const auto& [key, d] : demand) {
+    auto r = this->request(p, key, 1000);
+    r.demand = d;
+    got.push_back(this->lease({r})[0].granted);
+  }
+  EXPECT_EQ(got, (std::vector<std::uint64_t>{60, 50, 10}));
+}
+
+TYPED_TEST(StoreBehaviour, FairInstancesGetPartsInProportionToTheirDemand) {
+  auto q = std::make_shared<Policy>(*this->bucket(100, 100));
+  q->fair_instances = true;
+  std::shared_ptr<const Policy> p = q;
+  for (auto [holder, d] : {std::pair{"h1", 300.0}, std::pair{"h2", 100.0}}) {
+    auto r = this->request(p, "tenant:a", 0, holder);
+    r.demand = d;
+    ASSERT_TRUE(this->lease({r})[0].ok);
+  }
+  // h1 wants three quarters of the demand: it may take 75 of the burst of 100, h2 25.
+  auto r1 = this->request(p, "tenant:a", 1000, "h1");
+  r1.demand = 300;
+  auto r2 = this->request(p, "tenant:a", 1000, "h2");
+  r2.demand = 100;
+  auto g = this->lease({r1, r2});
+  EXPECT_EQ(g[0].granted, 75u);
+  EXPECT_EQ(g[1].granted, 25u);
+}
+
 }  // namespace
 }  // namespace tollgate

@@ -4,6 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+#include <string>
+#include <vector>
+
 namespace tollgate::core {
 namespace {
 
@@ -233,6 +237,194 @@ TEST(TokenBucketMath, IdleOnlyWhenFullAgainAndPoolEmpty) {
   lease_token_bucket(s, p, ask(50), 0);
   EXPECT_FALSE(idle(s, p, 4 * kSec));
   EXPECT_TRUE(idle(s, p, 5 * kSec));
+}
+
+}  // namespace
+}  // namespace tollgate::core
+
+// ---------------------------------------------------------------------------------------
+// Shares (docs/quotas.md), on the simulated clock.
+
+namespace tollgate::core {
+namespace {
+
+std::vector<double> fill(double capacity, const std::vector<Claim>& claims) {
+  std::vector<double> out(claims.size());
+  water_fill(capacity, claims, out);
+  return out;
+}
+
+TEST(WaterFill, DoormansExampleGivesSixtyFiftyTen) {
+  const auto s = fill(120, {{1, 0, 1000}, {1, 0, 50}, {1, 0, 10}});
+  EXPECT_DOUBLE_EQ(s[0], 60);
+  EXPECT_DOUBLE_EQ(s[1], 50);
+  EXPECT_DOUBLE_EQ(s[2], 10);
+}
+
+TEST(WaterFill, WeightsSplitWhatTheSmallDemandsLeave) {
+  const auto s = fill(100, {{1, 0, 1000}, {1, 0, 1000}, {2, 0, 1000}, {1, 0, 4}});
+  EXPECT_DOUBLE_EQ(s[3], 4);
+  EXPECT_DOUBLE_EQ(s[0], 24);
+  EXPECT_DOUBLE_EQ(s[1], 24);
+  EXPECT_DOUBLE_EQ(s[2], 48);
+}
+
+TEST(WaterFill, AGuaranteeHoldsAgainstHeavierWeights) {
+  // Weighted share alone would give the first 100/11 ≈ 9; its guarantee is 30.
+  const auto s = fill(100, {{1, 30, 1000}, {10, 0, 1000}});
+  EXPECT_DOUBLE_EQ(s[0], 30);
+  EXPECT_DOUBLE_EQ(s[1], 70);
+  // A guarantee is not a grant: without the demand it is lent out.
+  const auto t = fill(100, {{1, 30, 5}, {10, 0, 1000}});
+  EXPECT_DOUBLE_EQ(t[0], 5);
+  EXPECT_DOUBLE_EQ(t[1], 95);
+}
+
+TEST(WaterFill, GuaranteesThatDoNotFitAreScaledDown) {
+  const auto s = fill(100, {{1, 80, 1000}, {1, 120, 1000}});
+  EXPECT_DOUBLE_EQ(s[0], 40);
+  EXPECT_DOUBLE_EQ(s[1], 60);
+}
+
+TEST(WaterFill, UncontendedCapacityIsLentByWeight) {
+  const auto s = fill(100, {{1, 0, 10}, {3, 0, 10}});
+  EXPECT_DOUBLE_EQ(s[0], 10 + 80.0 / 4);
+  EXPECT_DOUBLE_EQ(s[1], 10 + 80.0 * 3 / 4);
+}
+
+TEST(WaterFill, AlwaysHandsOutExactlyTheCapacity) {
+  for (int seed = 1; seed < 200; ++seed) {
+    std::vector<Claim> claims;
+    unsigned x = static_cast<unsigned>(seed) * 2654435761u;
+    for (int i = 0; i < 1 + seed % 9; ++i) {
+      x = x * 1103515245u + 12345u;
+      const double w = 0.5 + (x % 7);
+      const double lo = (x >> 8) % 3 == 0 ? (x >> 4) % 20 : 0;
+      const double hi = (x >> 12) % 200;
+      claims.push_back({w, lo, hi});
+    }
+    const auto s = fill(150, claims);
+    double sum = 0;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+      sum += s[i];
+      EXPECT_GE(s[i], 0);
+    }
+    EXPECT_NEAR(sum, 150, 1e-6) << "seed " << seed;
+  }
+}
+
+Policy grouped(double rate, double weight, double group_rate) {
+  Policy p = bucket(rate, rate);
+  p.group = "g";
+  p.weight = weight;
+  p.group_rate = group_rate;
+  p.group_burst = group_rate / 4;
+  return p;
+}
+
+// Instances asking every `step` for a TTL's worth of their demand, which is more than
+// they can get; returns tokens granted per (tenant, instance) between from and to.
+struct Asker {
+  std::string tenant;
+  std::string holder;
+  const Policy* policy;
+  double demand;       // tokens per second it reports
+  std::int64_t start;  // first ask
+  std::uint64_t granted = 0;
+};
+
+void run(GroupState* group, std::map<std::string, TenantState>& tenants, std::vector<Asker>& who,
+         std::int64_t from, std::int64_t to, std::int64_t count_from) {
+  constexpr std::int64_t kStep = 10 * kMs;
+  for (std::int64_t now = from; now < to; now += kStep) {
+    for (Asker& a : who) {
+      if (now < a.start) continue;
+      const auto want = static_cast<std::uint64_t>(a.demand / 10);  // 100 ms of demand
+      const LeaseAnswer r = lease_shared(tenants[a.tenant], group, *a.policy, a.tenant, a.holder,
+                                         a.demand, 0, LeaseAsk{want, 1, kTtl}, now);
+      if (now >= count_from) a.granted += r.granted;
+    }
+  }
+}
+
+TEST(SharedBucket, ContendedTenantsGetTheirWeightedSharesAndTheGroupItsRate) {
+  const Policy a = grouped(1000, 1, 400), b = grouped(1000, 1, 400), c = grouped(1000, 2, 400);
+  GroupState group;
+  std::map<std::string, TenantState> tenants;
+  std::vector<Asker> who = {
+      {"a", "h1", &a, 1000, 0}, {"b", "h1", &b, 1000, 0}, {"c", "h1", &c, 1000, 0}};
+  run(&group, tenants, who, 0, 2 * kSec, 2 * kSec);  // until every demand is known
+  run(&group, tenants, who, 2 * kSec, 20 * kSec, 2 * kSec);
+  const double all = static_cast<double>(who[0].granted + who[1].granted + who[2].granted);
+  EXPECT_LE(all, 100 + 400 * 18);  // burst + rate × time
+  EXPECT_GE(all, 0.98 * 400 * 18);
+  EXPECT_NEAR(static_cast<double>(who[0].granted) / all, 0.25, 0.01);
+  EXPECT_NEAR(static_cast<double>(who[1].granted) / all, 0.25, 0.01);
+  EXPECT_NEAR(static_cast<double>(who[2].granted) / all, 0.50, 0.01);
+}
+
+TEST(SharedBucket, AnIdleTenantsShareIsLentAndReturnsWithinATtl) {
+  const Policy p = grouped(1000, 1, 300);
+  GroupState group;
+  std::map<std::string, TenantState> tenants;
+  std::vector<Asker> who = {
+      {"a", "h1", &p, 1000, 0}, {"b", "h1", &p, 1000, 0}, {"c", "h1", &p, 1000, 10 * kSec}};
+  run(&group, tenants, who, 0, 10 * kSec, 2 * kSec);
+  EXPECT_GE(static_cast<double>(who[0].granted + who[1].granted), 0.99 * 300 * 8);
+  // c starts: over the second after one TTL it holds its third.
+  for (auto& w : who) w.granted = 0;
+  run(&group, tenants, who, 10 * kSec, 10 * kSec + kTtl + kSec, 10 * kSec + kTtl);
+  EXPECT_NEAR(static_cast<double>(who[2].granted), 100, 5);
+}
+
+TEST(SharedBucket, InstancesGetPartsInProportionToTheirDemand) {
+  Policy p = bucket(800, 200);
+  p.fair_instances = true;
+  std::map<std::string, TenantState> tenants;
+  std::vector<Asker> who;
+  for (int i = 0; i < 8; ++i)
+    who.push_back({"t", "h" + std::to_string(i), &p, i < 4 ? 640.0 : 160.0, 0});
+  run(nullptr, tenants, who, 0, 10 * kSec, 2 * kSec);
+  double all = 0;
+  for (auto& w : who) all += static_cast<double>(w.granted);
+  EXPECT_GE(all, 0.99 * 800 * 8);
+  for (int i = 0; i < 8; ++i) {
+    const double expected = 800 * 8 * (i < 4 ? 0.2 : 0.05);
+    EXPECT_NEAR(static_cast<double>(who[static_cast<std::size_t>(i)].granted), expected,
+                0.05 * expected)
+        << "instance " << i;
+  }
+}
+
+TEST(SharedBucket, TheTighterBoundSaysWhichLevelDenied) {
+  Policy p = grouped(10, 1, 1000);  // the tenant's own rate binds
+  GroupState group;
+  TenantState t;
+  auto r = lease_shared(t, &group, p, "a", "h1", 50, 0, LeaseAsk{50, 1, kTtl}, 0);
+  EXPECT_EQ(r.granted, 10u);
+  EXPECT_EQ(r.limited_by, 1);
+  Policy q = grouped(1000, 1, 8);  // the group binds (burst 2)
+  GroupState group2;
+  TenantState t2;
+  r = lease_shared(t2, &group2, q, "a", "h1", 50, 0, LeaseAsk{50, 1, kTtl}, 0);
+  EXPECT_EQ(r.granted, 2u);
+  EXPECT_EQ(r.limited_by, 2);
+  r = lease_shared(t2, &group2, q, "a", "h1", 50, 0, LeaseAsk{50, 1, kTtl}, 0);
+  EXPECT_EQ(r.granted, 0u);
+  EXPECT_EQ(r.limited_by, 2);
+  EXPECT_GT(r.wait_until, 0);
+}
+
+TEST(SharedBucket, GivenBackTokensAreLentAgainWithoutCountingTheGroupTwice) {
+  Policy p = grouped(1000, 1, 40);  // group burst 10
+  GroupState group;
+  TenantState t;
+  auto r = lease_shared(t, &group, p, "a", "h1", 100, 0, LeaseAsk{10, 1, kTtl}, 0);
+  ASSERT_EQ(r.granted, 10u);
+  EXPECT_EQ(give_back_token_bucket(t.bucket, p, 6, r.expires_at, kMs), 6u);
+  r = lease_shared(t, &group, p, "a", "h1", 100, 0, LeaseAsk{6, 1, kTtl}, 2 * kMs);
+  EXPECT_EQ(r.granted, 6u);  // from the pool: the group is still empty
+  EXPECT_LT(group.bucket.level, 1);
 }
 
 }  // namespace

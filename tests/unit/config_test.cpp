@@ -799,3 +799,78 @@ TEST(Names, Version) {
 
 }  // namespace
 }  // namespace tollgate
+
+// ---------------------------------------------------------------------------------------
+// Groups with a budget (docs/quotas.md)
+
+namespace tollgate {
+namespace {
+
+constexpr const char* kGroups = R"({
+  "groups": [{"name": "gpu", "rate": 120, "burst": 240}],
+  "policies": [
+    {"match": "gpu:acme", "group": "gpu", "type": "token_bucket", "rate": 100, "weight": 2, "guaranteed_rate": 10},
+    {"match": "gpu:*", "group": "gpu", "type": "token_bucket", "rate": 60},
+    {"match": "free:*", "group": "free", "type": "token_bucket", "rate": 5}
+  ]
+})";
+
+TEST(ConfigGroups, GroupsAndSharesParseAndReachThePolicies) {
+  const Config c = Config::from_json(kGroups);
+  ASSERT_EQ(c.groups.size(), 1u);
+  EXPECT_EQ(c.groups[0].name, "gpu");
+  EXPECT_EQ(c.groups[0].rate, 120);
+  EXPECT_EQ(c.groups[0].burst, 240);
+  EXPECT_EQ(c.policies[0].weight, 2);
+  EXPECT_EQ(c.policies[0].guaranteed_rate, 10);
+  EXPECT_EQ(c.policies[1].weight, 1);  // the default
+  const auto p = c.resolved_policies();
+  EXPECT_EQ(p[0].group_rate, 120);
+  EXPECT_EQ(p[0].group_burst, 240);
+  EXPECT_TRUE(p[0].shares_instances());  // on by default in a group with a budget
+  EXPECT_EQ(p[2].group_rate, 0);         // "free" names no budget: a shard hint only
+  EXPECT_FALSE(p[2].shares_instances());
+}
+
+TEST(ConfigGroups, AGroupBurstOfZeroIsOneSecondOfRate) {
+  const Config c = Config::from_json(
+      R"({"groups": [{"name": "g", "rate": 50}], "policies": [{"match": "a", "group": "g", "type": "token_bucket", "rate": 5}]})");
+  EXPECT_EQ(c.resolved_policies()[0].group_burst, 50);
+}
+
+TEST(ConfigGroups, MistakesNameTheField) {
+  const auto with = [](const std::string& groups, const std::string& policy) {
+    return R"({"groups": )" + groups + R"(, "policies": [)" + policy + "]}";
+  };
+  const std::string g = R"([{"name": "g", "rate": 100}])";
+  const std::string ok = R"({"match": "a", "group": "g", "type": "token_bucket", "rate": 5})";
+  expect_refused(with(R"([{"rate": 100}])", ok), "groups[0].name", "required");
+  expect_refused(with(R"([{"name": "g"}])", ok), "groups[0].rate", "required");
+  expect_refused(with(R"([{"name": "g", "rate": 0}])", ok), "groups[0].rate", "must be > 0");
+  expect_refused(with(R"([{"name": "g", "rate": 9, "burst": 0.5}])", ok), "groups[0].burst",
+                 ">= 1");
+  expect_refused(with(R"([{"name": "g", "rate": 9}, {"name": "g", "rate": 1}])", ok),
+                 "groups[1].name", "defined twice");
+  expect_refused(with(R"([{"name": "g", "rate": 9, "size": 1}])", ok), "groups[0].size",
+                 "unknown field");
+  expect_refused(with(g, R"({"match": "a", "group": "g", "type": "token_bucket", "rate": 5, "weight": 0})"),
+                 "policies[0].weight", "must be > 0");
+  expect_refused(with(g, R"({"match": "a", "group": "g", "type": "token_bucket", "rate": 5, "guaranteed_rate": 101})"),
+                 "policies[0].guaranteed_rate", "<= the group's rate (100)");
+  expect_refused(with(g, R"({"match": "a", "group": "h", "type": "token_bucket", "rate": 5, "weight": 2})"),
+                 "policies[0].weight", "only used in a group with a budget");
+  expect_refused(with(g, R"({"match": "a", "type": "token_bucket", "rate": 5, "guaranteed_rate": 2})"),
+                 "policies[0].guaranteed_rate", "only used in a group with a budget");
+  expect_refused(with(g, R"({"match": "a", "group": "g", "type": "concurrency", "limit": 5})"),
+                 "policies[0].type", "token_bucket policies only");
+  expect_refused(
+      with(g, R"({"match": "a", "type": "concurrency", "limit": 5, "fair_instances": true})"),
+      "policies[0].fair_instances", "only for token_bucket");
+  expect_refused(with(g, R"({"match": "a", "type": "token_bucket", "rate": 5, "fair_instances": 1})"),
+                 "policies[0].fair_instances", "expected true or false");
+  expect_refused(R"({"groups": {}, "policies": [{"match": "a", "type": "token_bucket", "rate": 5}]})", "groups",
+                 "expected an array");
+}
+
+}  // namespace
+}  // namespace tollgate

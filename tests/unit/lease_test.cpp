@@ -692,5 +692,54 @@ TEST_F(LeaseTest, ConcurrencyPoliciesFallBackToDenyForLocal) {
   EXPECT_EQ(permit.decision().reason, Reason::kFallbackDeny);
 }
 
+TEST_F(LeaseTest, AGroupLimitedAnswerDeniesWithOverGroupLimit) {
+  make(bucket_config());
+  limiter->try_acquire("tenant:a");
+  limiter->poll();
+  ASSERT_EQ(pending.size(), 1u);
+  LeaseGrant g;
+  g.granted = 0;
+  g.now = clock->now();
+  g.wait_until = clock->now() + 300ms;
+  g.limited_by = LimitLevel::kGroup;
+  pending[0].done({g});
+  pending.clear();
+  limiter->poll();
+  Decision d = limiter->try_acquire("tenant:a");
+  EXPECT_FALSE(d.allowed);
+  EXPECT_EQ(d.reason, Reason::kOverGroupLimit);
+  EXPECT_EQ(to_string(d.reason), "over_group_limit");
+  EXPECT_GE(d.retry_after, 299ms);
+  EXPECT_EQ(limiter->stats().denied[static_cast<int>(Reason::kOverGroupLimit)], 1u);
+}
+
+TEST_F(LeaseTest, RequestsCarryTheInstancesDemandAndTheGroupsBudget) {
+  Config c = bucket_config(1000, 1000);
+  c.policies[0].group = "gpu";
+  c.policies[0].weight = 3;
+  c.groups.push_back(Group{"gpu", 500, 0});
+  make(c);
+  limiter->try_acquire("tenant:a");
+  limiter->poll();
+  ASSERT_EQ(pending.size(), 1u);
+  const LeaseRequest& first = pending[0].batch[0];
+  EXPECT_EQ(first.policy->group_rate, 500);
+  EXPECT_EQ(first.policy->group_burst, 500);  // one second of rate
+  EXPECT_EQ(first.policy->weight, 3);
+  // No rate is known yet: the demand is what the first lease is for, over the horizon.
+  EXPECT_DOUBLE_EQ(first.demand, static_cast<double>(first.want) / 0.2);
+  answer(100);
+  // Spend 100 and be denied 100 times over 100 ms: 2000 tokens per second wanted.
+  for (int i = 0; i < 10; ++i) {
+    clock->advance(10ms);
+    for (int k = 0; k < 20; ++k) limiter->try_acquire("tenant:a");
+    limiter->poll();
+  }
+  ASSERT_FALSE(pending.empty());
+  const LeaseRequest& next = pending.back().batch[0];
+  EXPECT_GT(next.demand, 1000);
+  EXPECT_LT(next.demand, 3000);
+}
+
 }  // namespace
 }  // namespace tollgate

@@ -316,8 +316,9 @@ LeaseAnswer lease_shared(TenantState& t, GroupState* group, const Policy& p,
   if (b.pool > 0 && b.pool_expires <= now) b.pool = 0;
   const std::int64_t span = std::max<std::int64_t>(ask.ttl, 1);
   const std::int64_t live_after = now - span;
-  // A share level holds at most a quarter of a TTL of its rate (the longest an instance
-  // waits between asks while partly served), and always one ask's minimum.
+  // A share level holds a quarter of a TTL of its rate (the longest an instance waits
+  // between asks while partly served) or its part of the bucket's burst, whichever is
+  // more, and always one ask's minimum.
   const double window = static_cast<double>(span / 4) / kNsPerSecond;
   const std::uint64_t min = std::max<std::uint64_t>(1, ask.min);
   const auto need = static_cast<double>(min);
@@ -359,14 +360,20 @@ LeaseAnswer lease_shared(TenantState& t, GroupState* group, const Policy& p,
     std::vector<double> shares(claims.size());
     water_fill(p.group_rate, claims, shares);
     group_share = shares[mine];
-    refill_share(t.group_share, group_share, std::max(group_share * window, need), now);
+    // A share holds its part of the group's burst too, so that shares never make a
+    // burst smaller than the buckets allow.
+    refill_share(t.group_share, group_share,
+                 std::max({group_share * window,
+                           p.effective_group_burst() * group_share / p.group_rate, need}),
+                 now);
     rate = std::min(rate, group_share);
   }
   const bool paced = p.shares_instances();
   double part = 0;
   if (paced) {
     part = total > 0 ? rate * d / total : rate;
-    refill_share(me.share, part, std::max(part * window, need), now);
+    refill_share(me.share, part,
+                 std::max({part * window, p.effective_burst() * part / p.rate, need}), now);
   }
 
   // An instance's part belongs to the level that set the key's rate.

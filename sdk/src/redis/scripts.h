@@ -221,14 +221,15 @@ local function shared_bucket()
     local shares = water_fill(grate, claims)
     gshare = shares[#claims]
     sl, sts = tonumber(h['sl']) or -1, tonumber(h['sts']) or now
-    sl, sts = refill_share(sl, sts, gshare, math.max(gshare * window, need))
+    sl, sts = refill_share(sl, sts, gshare,
+                           math.max(gshare * window, gburst * gshare / grate, need))
     allowed = math.min(rate, gshare)
     weight_arg, guaranteed_arg = weight, guaranteed
   end
   local part = 0
   if paced then
     if total > 0 then part = allowed * d / total else part = allowed end
-    ml, mts = refill_share(ml, mts, part, math.max(part * window, need))
+    ml, mts = refill_share(ml, mts, part, math.max(part * window, burst * part / rate, need))
   end
 
   -- An instance's part belongs to the level that set the key's rate.
