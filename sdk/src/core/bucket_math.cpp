@@ -259,29 +259,40 @@ bool idle(const TokenBucketState& s, const Policy& p, std::int64_t now) noexcept
   return bucket_idle(s, p.rate, p.effective_burst(), now);
 }
 
+double FairShare::of(const Claim& c) const noexcept {
+  const double lo = std::min(c.floor, c.ceiling);
+  switch (mode) {
+    case kAll:
+      return c.ceiling + k * c.weight;
+    case kGuarantees:
+      return lo * k;
+    default:
+      return std::min(c.ceiling, std::max(lo, k * c.weight));
+  }
+}
+
 void water_fill(double capacity, std::span<const Claim> in, std::span<double> out) {
+  const FairShare f = fair_share(capacity, in);
+  for (std::size_t i = 0; i < in.size(); ++i) out[i] = f.of(in[i]);
+}
+
+FairShare fair_share(double capacity, std::span<const Claim> in) {
   const std::size_t n = in.size();
   double sum_hi = 0, sum_w = 0, sum_lo = 0;
   for (const Claim& c : in) {
     sum_hi += c.ceiling;
     sum_w += c.weight;
   }
-  if (n == 0) return;
-  if (sum_hi <= capacity) {
+  if (n == 0 || sum_hi <= capacity) {
     // Not contended: every claim is met, and the spare is lent by weight.
-    for (std::size_t i = 0; i < n; ++i)
-      out[i] = in[i].ceiling + (capacity - sum_hi) * in[i].weight / sum_w;
-    return;
+    return {FairShare::kAll, n == 0 ? 0 : (capacity - sum_hi) / sum_w};
   }
   std::vector<double> lo(n);
   for (std::size_t i = 0; i < n; ++i) {
     lo[i] = std::min(in[i].floor, in[i].ceiling);
     sum_lo += lo[i];
   }
-  if (sum_lo >= capacity) {
-    for (std::size_t i = 0; i < n; ++i) out[i] = sum_lo > 0 ? lo[i] * capacity / sum_lo : 0;
-    return;
-  }
+  if (sum_lo >= capacity) return {FairShare::kGuarantees, capacity / sum_lo};
   // F(λ) = Σ clamp(λ·w, lo, hi) is piecewise linear and rises from Σlo to Σhi: walk its
   // breakpoints (a claim starts rising at lo/w and stops at hi/w) to where it meets capacity.
   std::vector<std::pair<double, double>> events;
@@ -304,8 +315,7 @@ void water_fill(double capacity, std::span<const Claim> in, std::span<double> ou
     slope += dw;
   }
   if (lambda < 0) lambda = cur;
-  for (std::size_t i = 0; i < n; ++i)
-    out[i] = std::min(in[i].ceiling, std::max(lo[i], lambda * in[i].weight));
+  return {FairShare::kLevel, lambda};
 }
 
 LeaseAnswer lease_shared(TenantState& t, GroupState* group, const Policy& p,
@@ -328,38 +338,49 @@ LeaseAnswer lease_shared(TenantState& t, GroupState* group, const Policy& p,
   const double d = demand > 0 && std::isfinite(demand)
                        ? demand
                        : static_cast<double>(ask.want) / std::max(window, 1e-9);
-  std::erase_if(t.instances,
-                [&](const auto& kv) { return kv.second.seen <= live_after && kv.first != holder; });
+  // The sums over all records are redone once per refresh; in between, a call updates
+  // them by its own change only, so that a lease costs O(1) however many instances and
+  // tenants there are (the Lua script reads two hashes whole only at a refresh).
+  const std::int64_t refresh = span / 16;
   auto it = t.instances.find(holder);
-  if (it == t.instances.end())
-    it = t.instances.emplace(std::string(holder), InstanceRecord{}).first;
+  const bool counted = it != t.instances.end();
+  if (!counted) it = t.instances.emplace(std::string(holder), InstanceRecord{}).first;
   InstanceRecord& me = it->second;
+  const double before = counted ? me.demand : 0;
   me.demand = d;
   me.held = held;
   me.seen = now;
-  double total = 0;
-  for (const auto& [name, r] : t.instances) total += r.demand;
+  if (!t.total_known || now - t.total_at >= refresh) {
+    std::erase_if(t.instances, [&](const auto& kv) { return kv.second.seen <= live_after; });
+    t.demand_total = 0;
+    for (const auto& [name, r] : t.instances) t.demand_total += r.demand;
+    t.total_known = true;
+    t.total_at = now;
+  } else {
+    t.demand_total += d - before;
+  }
+  const double total = t.demand_total;
 
   double rate = p.rate;  // what the key may spend: its own rate, or its share of the group's
   double group_share = 0;
   if (group != nullptr) {
     refill(group->bucket, p.group_rate, p.effective_group_burst(), now);
     group->ttl = span;
-    std::erase_if(group->tenants, [&](const auto& kv) {
-      return kv.second.seen <= live_after && kv.first != tenant;
-    });
-    group->tenants[std::string(tenant)] =
-        TenantRecord{p.weight, p.guaranteed_rate, std::min(total, p.rate), now};
-    std::vector<Claim> claims;
-    claims.reserve(group->tenants.size());
-    std::size_t mine = 0;
-    for (const auto& [name, r] : group->tenants) {
-      if (name == tenant) mine = claims.size();
-      claims.push_back(Claim{r.weight, r.guaranteed, r.demand});
+    const Claim mine{p.weight, p.guaranteed_rate, std::min(total, p.rate)};
+    auto [rec, joined] = group->tenants.try_emplace(std::string(tenant));
+    rec->second = TenantRecord{mine.weight, mine.floor, mine.ceiling, now};
+    // A tenant that joins is counted at once, so that its share is there when it asks.
+    if (!group->fair_known || joined || now - group->fair_at >= refresh) {
+      std::erase_if(group->tenants, [&](const auto& kv) { return kv.second.seen <= live_after; });
+      std::vector<Claim> claims;
+      claims.reserve(group->tenants.size());
+      for (const auto& [name, r] : group->tenants)
+        claims.push_back(Claim{r.weight, r.guaranteed, r.demand});
+      group->fair = fair_share(p.group_rate, claims);
+      group->fair_known = true;
+      group->fair_at = now;
     }
-    std::vector<double> shares(claims.size());
-    water_fill(p.group_rate, claims, shares);
-    group_share = shares[mine];
+    group_share = group->fair.of(mine);
     // A share holds its part of the group's burst too, so that shares never make a
     // burst smaller than the buckets allow.
     refill_share(t.group_share, group_share,

@@ -83,6 +83,16 @@ struct Claim {
 // each gets its ceiling plus the spare by weight (work-conserving). out.size() == in.size().
 void water_fill(double capacity, std::span<const Claim> in, std::span<double> out);
 
+// The same, kept as the two numbers that give any claim its share, so that a claim that
+// changed (or joined) since can be served without looking at the others again.
+struct FairShare {
+  enum Mode : std::uint8_t { kAll = 0, kLevel = 1, kGuarantees = 2 };
+  Mode mode = kAll;
+  double k = 0;  // kAll: spare per unit of weight; kLevel: λ; kGuarantees: scale
+  double of(const Claim& c) const noexcept;
+};
+FairShare fair_share(double capacity, std::span<const Claim> in);
+
 struct ShareLevel {
   double level = -1;  // < 0: new, starts full
   std::int64_t ts = 0;
@@ -106,6 +116,9 @@ struct TenantRecord {  // one key of a group, as the group sees it
 struct TenantState {
   std::int64_t ttl = 0;  // of the last ask: records live this long
   TokenBucketState bucket;
+  bool total_known = false;
+  double demand_total = 0;  // over the instances, as of total_at plus the changes since
+  std::int64_t total_at = 0;
   ShareLevel group_share;
   std::map<std::string, InstanceRecord, std::less<>> instances;
 };
@@ -113,6 +126,9 @@ struct TenantState {
 struct GroupState {
   std::int64_t ttl = 0;
   TokenBucketState bucket;
+  bool fair_known = false;
+  FairShare fair;  // as computed at fair_at over every live tenant
+  std::int64_t fair_at = 0;
   std::map<std::string, TenantRecord, std::less<>> tenants;
 };
 

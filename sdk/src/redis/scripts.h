@@ -108,29 +108,24 @@ local function refill_share(lv, lts, r, cap)
   return math.min(cap, lv), lts
 end
 
--- Weighted max-min fair shares of capacity; claims {weight, floor, ceiling} (core::water_fill).
-local function water_fill(capacity, claims)
-  local n, out = #claims, {}
+-- Weighted max-min fair shares of capacity over claims {weight, floor, ceiling}, kept as
+-- (mode, k) as core::fair_share does: 0 ceiling + k*weight, 1 clamp(k*weight, floor,
+-- ceiling), 2 floor*k.
+local function fair_share(capacity, claims)
+  local n = #claims
   local sum_hi, sum_w, sum_lo = 0, 0, 0
   for i = 1, n do
     sum_hi = sum_hi + claims[i][3]
     sum_w = sum_w + claims[i][1]
   end
-  if sum_hi <= capacity then
-    for i = 1, n do out[i] = claims[i][3] + (capacity - sum_hi) * claims[i][1] / sum_w end
-    return out
-  end
+  if n == 0 then return 0, 0 end
+  if sum_hi <= capacity then return 0, (capacity - sum_hi) / sum_w end
   local lo = {}
   for i = 1, n do
     lo[i] = math.min(claims[i][2], claims[i][3])
     sum_lo = sum_lo + lo[i]
   end
-  if sum_lo >= capacity then
-    for i = 1, n do
-      if sum_lo > 0 then out[i] = lo[i] * capacity / sum_lo else out[i] = 0 end
-    end
-    return out
-  end
+  if sum_lo >= capacity then return 2, capacity / sum_lo end
   local ev = {}
   for i = 1, n do
     ev[#ev + 1] = {lo[i] / claims[i][1], claims[i][1]}
@@ -147,10 +142,18 @@ local function water_fill(capacity, claims)
     f, cur, slope = nf, ev[i][1], slope + ev[i][2]
   end
   if lambda < 0 then lambda = cur end
-  for i = 1, n do out[i] = math.min(claims[i][3], math.max(lo[i], lambda * claims[i][1])) end
-  return out
+  return 1, lambda
 end
 
+local function share_of(mode, k, w, floor, ceiling)
+  local lo = math.min(floor, ceiling)
+  if mode == 0 then return ceiling + k * w end
+  if mode == 2 then return lo * k end
+  return math.min(ceiling, math.max(lo, k * w))
+end
+
+-- Sums over all records are redone once per refresh (a sixteenth of a TTL); in between a
+-- call changes them by its own change only, so a lease reads no whole hash (O(1)).
 local function shared_bucket()
   local rate, burst = tonumber(ARGV[5]), tonumber(ARGV[6])
   local demand, held = tonumber(ARGV[10]), tonumber(ARGV[11])
@@ -158,13 +161,13 @@ local function shared_bucket()
   local grouped, paced, tenant = grate > 0, ARGV[16] == '1', 't:' .. ARGV[17]
   local span = math.max(ttl, 1)
   local live_after = now - span
+  local refresh = math.floor(span / 16)
   local window = math.floor(span / 4) / 1e6
   local need = min
-  local h = {}
-  local all = redis.call('HGETALL', KEYS[1])
-  for i = 1, #all, 2 do h[all[i]] = all[i + 1] end
-  local level, ts = tonumber(h['l']), tonumber(h['ts'])
-  local pool, pe = tonumber(h['p']) or 0, tonumber(h['pe']) or 0
+  local mine = 'i:' .. ARGV[9]
+  local s = redis.call('HMGET', KEYS[1], 'l', 'ts', 'p', 'pe', 'sl', 'sts', 'it', 'ia', mine)
+  local level, ts = tonumber(s[1]), tonumber(s[2])
+  local pool, pe = tonumber(s[3]) or 0, tonumber(s[4]) or 0
   if level == nil then
     level = burst
     ts = now
@@ -176,28 +179,37 @@ local function shared_bucket()
 
   local d = demand
   if not (d > 0) then d = want / math.max(window, 1e-9) end
-  local mine = 'i:' .. ARGV[9]
-  local total, ml, mts = d, -1, now
-  for k, v in pairs(h) do
-    if string.sub(k, 1, 2) == 'i:' then
-      local r = fields(v)
-      if k == mine then
-        ml, mts = r[4], r[5]
-      elseif r[3] <= live_after then
-        redis.call('HDEL', KEYS[1], k)
-      else
-        total = total + r[1]
+  local ml, mts, before = -1, now, 0
+  if s[9] then
+    local r = fields(s[9])
+    before, ml, mts = r[1], r[4], r[5]
+  end
+  local total, total_at = tonumber(s[7]), tonumber(s[8])
+  if total_at == nil or now - total_at >= refresh then
+    total, total_at = d, now
+    local all = redis.call('HGETALL', KEYS[1])
+    for i = 1, #all, 2 do
+      local k = all[i]
+      if string.sub(k, 1, 2) == 'i:' and k ~= mine then
+        local r = fields(all[i + 1])
+        if r[3] <= live_after then
+          redis.call('HDEL', KEYS[1], k)
+        else
+          total = total + r[1]
+        end
       end
     end
+  else
+    total = total + d - before
   end
 
   local allowed, gshare, gl, gts, sl, sts = rate, 0, 0, 0, -1, now
-  local weight_arg, guaranteed_arg = 1, 0
+  local weight, guaranteed = tonumber(ARGV[14]), tonumber(ARGV[15])
+  local fm, fk, fa
   if grouped then
-    local g = {}
-    local gall = redis.call('HGETALL', KEYS[3])
-    for i = 1, #gall, 2 do g[gall[i]] = gall[i + 1] end
-    gl, gts = tonumber(g['l']), tonumber(g['ts'])
+    local g = redis.call('HMGET', KEYS[3], 'l', 'ts', 'fm', 'fk', 'fa', tenant)
+    gl, gts = tonumber(g[1]), tonumber(g[2])
+    fm, fk, fa = tonumber(g[3]), tonumber(g[4]), tonumber(g[5])
     if gl == nil then
       gl = gburst
       gts = now
@@ -205,26 +217,30 @@ local function shared_bucket()
       gl = math.min(gburst, gl + grate * (now - gts) / 1e6)
       gts = now
     end
-    local claims = {}
-    for k, v in pairs(g) do
-      if string.sub(k, 1, 2) == 't:' and k ~= tenant then
-        local r = fields(v)
-        if r[4] <= live_after then
-          redis.call('HDEL', KEYS[3], k)
-        else
-          claims[#claims + 1] = {r[1], r[2], r[3]}
+    local hi = math.min(total, rate)
+    if fa == nil or g[6] == false or now - fa >= refresh then
+      local claims = {}
+      local gall = redis.call('HGETALL', KEYS[3])
+      for i = 1, #gall, 2 do
+        local k = gall[i]
+        if string.sub(k, 1, 2) == 't:' and k ~= tenant then
+          local r = fields(gall[i + 1])
+          if r[4] <= live_after then
+            redis.call('HDEL', KEYS[3], k)
+          else
+            claims[#claims + 1] = {r[1], r[2], r[3]}
+          end
         end
       end
+      claims[#claims + 1] = {weight, guaranteed, hi}
+      fm, fk = fair_share(grate, claims)
+      fa = now
     end
-    local weight, guaranteed = tonumber(ARGV[14]), tonumber(ARGV[15])
-    claims[#claims + 1] = {weight, guaranteed, math.min(total, rate)}
-    local shares = water_fill(grate, claims)
-    gshare = shares[#claims]
-    sl, sts = tonumber(h['sl']) or -1, tonumber(h['sts']) or now
+    gshare = share_of(fm, fk, weight, guaranteed, hi)
+    sl, sts = tonumber(s[5]) or -1, tonumber(s[6]) or now
     sl, sts = refill_share(sl, sts, gshare,
                            math.max(gshare * window, gburst * gshare / grate, need))
     allowed = math.min(rate, gshare)
-    weight_arg, guaranteed_arg = weight, guaranteed
   end
   local part = 0
   if paced then
@@ -284,6 +300,7 @@ local function shared_bucket()
   remaining = math.floor(math.max(0, left))
   if pool > 0 and pe - now >= quarter then remaining = remaining + pool end
   redis.call('HSET', KEYS[1], 'l', float(level), 'ts', int(ts), 'p', int(pool), 'pe', int(pe),
+             'it', float(total), 'ia', int(total_at),
              mine, float(d) .. ',' .. int(held) .. ',' .. int(now) .. ',' .. float(ml) .. ',' ..
              int(mts))
   keep = math.max(math.ceil((burst - level) / rate * 1000), math.ceil(span / 1000))
@@ -291,9 +308,9 @@ local function shared_bucket()
   if grouped then
     redis.call('HSET', KEYS[1], 'sl', float(sl), 'sts', int(sts))
     local hi = math.min(total, rate)
-    redis.call('HSET', KEYS[3], 'l', float(gl), 'ts', int(gts), tenant,
-               float(weight_arg) .. ',' .. float(guaranteed_arg) .. ',' .. float(hi) .. ',' ..
-               int(now))
+    redis.call('HSET', KEYS[3], 'l', float(gl), 'ts', int(gts), 'fm', int(fm), 'fk', float(fk),
+               'fa', int(fa), tenant,
+               float(weight) .. ',' .. float(guaranteed) .. ',' .. float(hi) .. ',' .. int(now))
     redis.call('PEXPIRE', KEYS[3], int(math.max(math.ceil((gburst - gl) / grate * 1000),
                                                 math.ceil(span / 1000)) + 1000))
   end

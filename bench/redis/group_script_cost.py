@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Server-side cost of one lease script call, plain and grouped, by the number of active
+tenants in the group (docs/quotas.md, docs/performance.md).
+
+Starts a redis-server on a free loopback port, loads the lease script from
+sdk/src/redis/scripts.h, and for each case sends pipelined EVALSHA calls with fresh request
+ids, then reads usec_per_call of evalsha from INFO commandstats (time inside Redis, no
+network). Standard library only.
+
+    bench/redis/group_script_cost.py [--calls 20000]
+"""
+import argparse, os, re, shutil, socket, subprocess, sys, tempfile, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def resp(*args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        a = str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+class Conn:
+    def __init__(self, port):
+        self.s = socket.create_connection(("127.0.0.1", port))
+        self.buf = b""
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            self.buf += self.s.recv(65536)
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def reply(self):
+        line = self._line()
+        t, rest = line[:1], line[1:]
+        if t in (b"+", b":"):
+            return rest.decode()
+        if t == b"-":
+            raise RuntimeError(rest.decode())
+        if t == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            while len(self.buf) < n + 2:
+                self.buf += self.s.recv(65536)
+            data, self.buf = self.buf[:n], self.buf[n + 2:]
+            return data.decode()
+        if t == b"*":
+            return [self.reply() for _ in range(int(rest))]
+        raise RuntimeError("unexpected reply " + repr(line))
+
+    def call(self, *args):
+        self.s.sendall(resp(*args))
+        return self.reply()
+
+    def pipeline(self, commands, depth=200):
+        for i in range(0, len(commands), depth):
+            chunk = commands[i:i + depth]
+            self.s.sendall(b"".join(resp(*c) for c in chunk))
+            for _ in chunk:
+                self.reply()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--calls", type=int, default=20000)
+    o = ap.parse_args()
+    text = open(os.path.join(ROOT, "sdk/src/redis/scripts.h")).read()
+    script = re.search(r'kLeaseScript = R"lua\((.*?)\)lua"', text, re.S).group(1)
+    port = free_port()
+    tmp = tempfile.mkdtemp()
+    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                               "--save", "", "--appendonly", "no", "--dir", tmp],
+                              stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                c = Conn(port)
+                c.call("PING")
+                break
+            except OSError:
+                time.sleep(0.05)
+        sha = c.call("SCRIPT", "LOAD", script)
+        rid = [0]
+
+        def lease(tenant, group_rate, paced):
+            rid[0] += 1
+            # kind want min ttl_us rate burst limit window holder demand held grate gburst
+            # weight guaranteed paced tenant
+            return ["EVALSHA", sha, 3, "tg:{g}:b:p:" + tenant, "tg:{g}:r:%d" % rid[0], "tg:{g}:g",
+                    0, 10, 1, 2000000, 1e9, 1e9, 0, 0, "h1", 100, 0, group_rate, group_rate,
+                    1, 0, paced, "p:" + tenant]
+
+        print("%-34s %10s" % ("case", "us/call"))
+        results = {}
+        cases = [("plain token bucket", 1, 0, 0), ("fair instances, no group", 1, 0, 1)]
+        cases += [("group, %d active tenants" % n, n, 1e6, 1) for n in (1, 10, 100, 1000)]
+        for name, tenants, group_rate, paced in cases:
+            c.call("FLUSHALL")
+            c.pipeline([lease("t%d" % i, group_rate, paced) for i in range(tenants)])
+            c.call("CONFIG", "RESETSTAT")
+            c.pipeline([lease("t%d" % (i % tenants), group_rate, paced) for i in range(o.calls)])
+            stats = c.call("INFO", "commandstats")
+            us = float(re.search(r"cmdstat_evalsha:.*usec_per_call=([0-9.]+)", stats).group(1))
+            results[name] = us
+            print("%-34s %10.1f" % (name, us))
+    finally:
+        server.terminate()
+        server.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
