@@ -135,19 +135,26 @@ static void warm(tg_limiter* l, const char* key) {
   CHECK(d.allowed == 1);
 }
 
-/* Spends the key's global quota: until a denial says over_limit, not merely lease_pending
-   (the local lease spent while the refill is on its way). */
-static void exhaust(tg_limiter* l, const char* key) {
+/* Spends until a denial gives `reason` (over_limit: the key's global quota; over_group_limit:
+   its group's budget), not merely lease_pending (the local lease spent while the refill is on
+   its way). Returns that denial; `other` must never be the reason on the way. */
+static tg_decision spend_until(tg_limiter* l, const char* key, tg_reason reason, tg_reason other) {
   tg_decision d;
   int tries;
-  warm(l, key);
   for (tries = 0; tries < 30000; ++tries) {
     struct timespec ms = {0, 1000000};
     CHECK(tg_try_acquire(&d, l, key, strlen(key), 1) == TG_OK);
-    if (!d.allowed && d.reason == TG_REASON_OVER_LIMIT) return;
-    if (!d.allowed) nanosleep(&ms, NULL);
+    if (!d.allowed && d.reason == reason) return d;
+    CHECK(d.allowed || d.reason != other);
+    if (!d.allowed) nanosleep(&ms, NULL); /* paces the polling; decides nothing */
   }
   CHECK(!"the quota was not spent within 30 s");
+  return d;
+}
+
+static void exhaust(tg_limiter* l, const char* key) {
+  warm(l, key);
+  (void)spend_until(l, key, TG_REASON_OVER_LIMIT, TG_REASON_OVER_GROUP_LIMIT);
 }
 
 /* ---- tests ---------------------------------------------------------------------------------- */
@@ -157,6 +164,9 @@ static void test_versions(void) {
   CHECK(strcmp(tg_version(), TG_VERSION_STRING) == 0);
   CHECK(strcmp(tg_status_str(TG_ERR_CONFIG), "invalid config") == 0);
   CHECK(strcmp(tg_reason_str(TG_REASON_OVER_LIMIT), "over_limit") == 0);
+  CHECK(strcmp(tg_reason_str(TG_REASON_OVER_GROUP_LIMIT), "over_group_limit") == 0);
+  CHECK(TG_REASON_COUNT == TG_REASON_OVER_GROUP_LIMIT + 1);
+  CHECK(strcmp(tg_reason_str((tg_reason)TG_REASON_COUNT), "unknown") == 0);
   CHECK(strcmp(tg_reason_str((tg_reason)99), "unknown") == 0);
 }
 
@@ -362,6 +372,45 @@ static void test_stats_count_the_decisions(void) {
   tg_limiter_destroy(&l);
 }
 
+/* A group budget (docs/quotas.md) through the C API, in-process store: two tenants with rate
+   100 each share a group of rate 10, so spending from one key runs into the group's budget
+   (over_group_limit) long before its own rate (over_limit). */
+static void test_group_budget_denies_with_over_group_limit(void) {
+  static const char* config =
+      "{\"groups\": [{\"name\": \"gpu\", \"rate\": 10, \"burst\": 10}],"
+      " \"policies\": [{\"match\": \"tenant:*\", \"group\": \"gpu\", \"type\": \"token_bucket\","
+      " \"rate\": 100, \"weight\": 2, \"guaranteed_rate\": 1, \"fair_instances\": true}]}";
+  static const char* stray_weight =
+      "{\"policies\": [{\"match\": \"tenant:*\", \"group\": \"gpu\", \"type\": \"token_bucket\","
+      " \"rate\": 100, \"weight\": 2}]}";
+  char err[256];
+  tg_limiter* l = NULL;
+  tg_stats s = TG_STATS_INIT;
+  tg_decision d;
+  CHECK(tg_config_validate(config, err, sizeof err) == TG_OK);
+  CHECK(tg_config_validate(stray_weight, err, sizeof err) == TG_ERR_CONFIG);
+  CHECK(strstr(err, "policies[0].weight") != NULL);
+  CHECK(tg_limiter_create(&l, config, NULL, err, sizeof err) == TG_OK);
+  if (l == NULL) {
+    fprintf(stderr, "create: %s\n", err);
+    return;
+  }
+  warm(l, "tenant:g1");
+  d = spend_until(l, "tenant:g1", TG_REASON_OVER_GROUP_LIMIT, TG_REASON_OVER_LIMIT);
+  CHECK(d.allowed == 0 && d.reason == TG_REASON_OVER_GROUP_LIMIT);
+  CHECK(d.retry_after_ns > 0);
+  /* the other tenant of the group meets the same spent budget, not its own rate */
+  CHECK(tg_acquire(&d, l, "tenant:g2", 9, 1, (int64_t)30 * 1000000000) == TG_OK);
+  d = spend_until(l, "tenant:g2", TG_REASON_OVER_GROUP_LIMIT, TG_REASON_OVER_LIMIT);
+  CHECK(d.reason == TG_REASON_OVER_GROUP_LIMIT);
+  /* counted in the slot after TG_REASON_SHUTDOWN (tg_stats.denied has TG_REASON_COUNT slots) */
+  CHECK(tg_limiter_stats(&s, l) == TG_OK);
+  CHECK(s.denied[TG_REASON_OVER_GROUP_LIMIT] >= 2);
+  CHECK(s.denied[TG_REASON_OVER_LIMIT] == 0);
+  CHECK(s.fallback_tokens == 0 && s.fallback_dropped == 0); /* the fields after denied[] */
+  tg_limiter_destroy(&l);
+}
+
 static void test_observer_sees_leases_from_the_sdk_thread(void) {
   tg_limiter_options o;
   observed ob;
@@ -401,6 +450,7 @@ int main(void) {
   test_destroy_completes_pending_waits_with_shutdown();
   test_permits_are_bounded_and_return();
   test_stats_count_the_decisions();
+  test_group_budget_denies_with_over_group_limit();
   test_observer_sees_leases_from_the_sdk_thread();
   printf("capi_test: %d checks, %d failed\n", checks, failures);
   return failures == 0 ? 0 : 1;

@@ -3,6 +3,7 @@ from typing import Any, Callable, Optional
 
 version: str
 compiled_version: str
+# Every reason in the SDK's numeric order: ("ok", "over_limit", ..., "shutdown", "over_group_limit").
 REASONS: tuple[str, ...]
 
 class Decision:
@@ -12,7 +13,8 @@ class Decision:
     def allowed(self) -> bool: ...
     @property
     def reason(self) -> str:
-        """One of REASONS: "ok", "over_limit", "cold_key", "lease_pending", ..."""
+        """One of REASONS: "ok", "over_limit", "cold_key", "lease_pending", ...,
+        "over_group_limit" (the key's group budget, or its fair share of it, is spent)."""
     @property
     def remaining(self) -> int:
         """Tokens (or permits) left in the key's local lease after this decision."""

@@ -28,6 +28,8 @@ public sealed class TollgateOptions
     public ColdKeySettings? ColdKeys { get; set; }
     /// <summary>store</summary>
     public StoreSettings? Store { get; set; }
+    /// <summary>groups: budgets shared by the keys of the policies that name them (docs/quotas.md)</summary>
+    public List<GroupSettings>? Groups { get; set; }
     /// <summary>policies (at least one)</summary>
     public List<PolicySettings> Policies { get; set; } = new();
 
@@ -95,6 +97,23 @@ public sealed class PolicySettings
     public PenaltyBoxSettings? PenaltyBox { get; set; }
     /// <summary>fallback: what a key decides while its Redis shard is unavailable (docs/resilience.md)</summary>
     public FallbackSettings? Fallback { get; set; }
+    /// <summary>weight: each key's weight when its group's rate is shared out (&gt; 0, default 1; only in a group with a budget)</summary>
+    public double? Weight { get; set; }
+    /// <summary>guaranteed_rate: tokens per second each key gets at least when it wants them (default 0, at most the group's rate; only in a group with a budget)</summary>
+    public double? GuaranteedRate { get; set; }
+    /// <summary>fair_instances: under scarcity, split a key's refill among instances by demand (token_bucket only; default: on in a group with a budget)</summary>
+    public bool? FairInstances { get; set; }
+}
+
+/// <summary>groups[]: a budget shared by every key of the policies whose group is <see cref="Name"/> (docs/quotas.md)</summary>
+public sealed class GroupSettings
+{
+    /// <summary>name (required): what policies name in their group</summary>
+    public string? Name { get; set; }
+    /// <summary>rate (required, &gt; 0): tokens per second for the whole group</summary>
+    public double? Rate { get; set; }
+    /// <summary>burst: most tokens at once (0 or unset: one second of rate)</summary>
+    public double? Burst { get; set; }
 }
 
 /// <summary>fallback</summary>

@@ -36,6 +36,11 @@ public enum Reason : byte
     FallbackAllow = 13,
     /// <summary>The limiter is being disposed.</summary>
     Shutdown = 14,
+    /// <summary>
+    /// The key's group budget is spent, or the key's fair share of it (docs/quotas.md);
+    /// <see cref="OverLimit"/> is the key's own quota. RetryAfter says when its share refills.
+    /// </summary>
+    OverGroupLimit = 15,
 }
 
 /// <summary>The answer to one acquire.</summary>

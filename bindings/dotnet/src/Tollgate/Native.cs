@@ -63,7 +63,7 @@ internal unsafe struct NativeStats
     public ulong Admitted;
     public ulong AdmittedTokens;
     public ulong DeniedTotal;
-    public fixed ulong Denied[15];
+    public fixed ulong Denied[Native.ReasonCount];  // TG_REASON_COUNT
     public ulong LeasesAsked;
     public ulong LeasesGranted;
     public ulong TokensLeased;
@@ -91,13 +91,18 @@ internal static unsafe partial class Native
     internal const int MinimumVersionNum = 100;
     internal const uint LimiterOptionsVersion = 1;
     internal const uint StatsVersion = 1;
-    internal const int ReasonCount = 15;
+    // TG_REASON_COUNT: the length of tg_stats.denied[] (GroupTests checks it against the loaded
+    // library: tg_reason_str knows exactly this many reasons).
+    internal const int ReasonCount = 16;
 
     [LibraryImport(Library, EntryPoint = "tg_version_num")]
     internal static partial int VersionNum();
 
     [LibraryImport(Library, EntryPoint = "tg_version")]
     internal static partial byte* Version();
+
+    [LibraryImport(Library, EntryPoint = "tg_reason_str")]
+    internal static partial byte* ReasonStr(int reason);
 
     [LibraryImport(Library, EntryPoint = "tg_config_validate")]
     internal static partial Status ConfigValidate(byte* configJson, byte* errstr, nuint errstrSize);
