@@ -528,7 +528,8 @@ void LimiterImpl::expire_leases(Entry* e, Nanos now) {
     }
     s.leases[0] = s.leases[1];
     --s.lease_count;
-    s.baseline_balance = e->balance.load(std::memory_order_relaxed);
+    // Tokens taken back were not spent: keep them out of the next demand sample.
+    s.baseline_balance -= take;
   }
 }
 
@@ -631,6 +632,7 @@ void LimiterImpl::consider(Entry* e, Nanos now) {
   const std::uint64_t min_need = std::max<std::uint64_t>({1, denied_cost, head_cost});
 
   std::uint64_t want = 0;
+  double reported = -1;  // the demand to report, when not the average (< 0)
   if (p.concurrency) {
     const std::int64_t reserved = s.lease_count > 0 ? s.leases[0].granted : 0;
     const std::int64_t in_use = reserved - balance;
@@ -664,6 +666,7 @@ void LimiterImpl::consider(Entry* e, Nanos now) {
     }
     // Local demand: tokens spent plus tokens denied since the last credit.
     const double dt = static_cast<double>(static_cast<std::int32_t>(nms - s.baseline_time)) / 1e3;
+    const double horizon = std::chrono::duration<double>(config_->leases.horizon).count();
     if (e->leased.load(std::memory_order_relaxed) && dt >= 0.001) {
       const double spent =
           static_cast<double>(std::max<std::int64_t>(0, s.baseline_balance - balance)) +
@@ -673,8 +676,11 @@ void LimiterImpl::consider(Entry* e, Nanos now) {
       const double alpha = 1.0 - std::exp(-dt / 0.5);
       s.rate = s.rate <= 0 ? static_cast<float>(sample)
                            : static_cast<float>(alpha * sample + (1 - alpha) * s.rate);
+      // The demand reported for fair shares follows a drop at once when the sample spans
+      // a horizon (a tenant gone quiet lends its share within one ask); rises go through
+      // the average like everything else.
+      if (dt >= horizon) reported = std::min(static_cast<double>(s.rate), sample);
     }
-    const double horizon = std::chrono::duration<double>(config_->leases.horizon).count();
     const auto by_rate = static_cast<std::uint64_t>(std::ceil(s.rate * horizon));
     const std::uint64_t first = s.rate <= 0 ? std::max<std::uint64_t>(1, p.max_lease) : 0;
     const std::uint64_t cap = std::max<std::uint64_t>(p.max_lease, min_need);
@@ -705,7 +711,9 @@ void LimiterImpl::consider(Entry* e, Nanos now) {
     // What this instance wants per second (denied tokens included); before a rate is known,
     // what the first lease is for.
     const double horizon = std::chrono::duration<double>(config_->leases.horizon).count();
-    req.demand = s.rate > 0 ? static_cast<double>(s.rate) : static_cast<double>(want) / horizon;
+    req.demand = reported >= 0 ? reported
+                 : s.rate > 0  ? static_cast<double>(s.rate)
+                               : static_cast<double>(want) / horizon;
     req.held = static_cast<std::uint64_t>(std::max<std::int64_t>(0, balance));
   }
   batch_mins_.push_back(req.min);
