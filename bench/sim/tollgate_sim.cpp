@@ -5,9 +5,13 @@
 // counts admissions itself (not from the SDK's stats), checks them against the documented
 // bound, and reports utilisation, Redis calls per admission and try_acquire latency.
 //
-//   tollgate_sim [--start-shards N | --shards URL,...] [--instances 8] [--tenants 20]
-//                [--groups 5] [--rate 5000] [--seconds 20] [--demand 2.0]
+//   tollgate_sim [--scenario default|fairness] [--start-shards N | --shards URL,...]
+//                [--instances 8] [--tenants 20] [--groups 5] [--rate 5000] [--seconds 20]
+//                [--demand 2.0]
 //                [--skew zipf:S] [--json] [--fault KIND:SHARD@START+DURATION ...]
+//
+// --scenario fairness (default: the above) runs three phases of fair shares in a group
+// instead, about 28 s (--seconds scales them); see run_fairness below.
 //
 // Faults (on started shards; docs/resilience.md): stop = SIGSTOP, SIGCONT at the end;
 // kill = SIGKILL, restarted empty on the same port at the end; slow = DEBUG SLEEP 0.5 back
@@ -15,7 +19,7 @@
 //
 // Exit status: 0; 1 when any tenant was admitted beyond its bound (plus, on a faulted
 // shard, the declared fallback allowance); 2 on bad arguments; 3 when a shard never
-// recovered from a fault.
+// recovered from a fault; 4 (fairness) when the shares are far off.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -33,6 +37,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/bucket_math.h"
 #include "redis/redis_store.h"
 #include "redis_server.h"
 #include "tollgate/tollgate.hpp"
@@ -50,6 +55,7 @@ struct Fault {
 };
 
 struct Options {
+  std::string scenario = "default";  // or "fairness"
   std::vector<Fault> faults;
   int start_shards = 0;
   std::vector<std::string> shards;
@@ -58,22 +64,28 @@ struct Options {
   int groups = 5;
   double rate = 5000;
   double seconds = 20;
+  bool seconds_given = false;
   double demand = 2.0;
   double zipf = 0;  // 0: uniform
   bool json = false;
-  int horizon_ms = 1000;           // leases.horizon
-  int ttl_ms = 4000;               // leases.ttl
-  double max_fraction = 0.25;      // leases.max_fraction
-  std::uint64_t min_tokens = 400;  // leases.min_tokens
+  bool series = false;  // fairness: each phase's admissions per tenant per 100 ms, to stderr
+  // Lease options; unset: the scenario's own (default: 1000 ms, 4000 ms, 0.25, 400;
+  // fairness: 200 ms, 1000 ms, 0.1, 1).
+  std::optional<int> horizon_ms;            // leases.horizon
+  std::optional<int> ttl_ms;                // leases.ttl
+  std::optional<double> max_fraction;       // leases.max_fraction
+  std::optional<std::uint64_t> min_tokens;  // leases.min_tokens
 };
 
 [[noreturn]] void usage(const std::string& why) {
   std::fprintf(stderr,
                "tollgate_sim: %s\n"
-               "usage: tollgate_sim [--start-shards N | --shards URL,...] [--instances N]\n"
+               "usage: tollgate_sim [--scenario default|fairness]\n"
+               "       [--start-shards N | --shards URL,...] [--instances N]\n"
                "       [--tenants T] [--groups G] [--rate R] [--seconds S] [--demand X]\n"
                "       [--skew zipf:S] [--json] [--horizon-ms MS] [--max-fraction F] [--ttl-ms MS] "
                "[--min-tokens N]\n"
+               "       [--series (fairness: admissions per tenant per 100 ms to stderr)]\n"
                "       [--fault stop|kill|slow|drop:SHARD@START+DURATION, e.g. stop:1@5s+10s]\n",
                why.c_str());
   std::exit(2);
@@ -131,6 +143,12 @@ Options parse(int argc, char** argv) {
         o.rate = std::stod(value());
       } else if (a == "--seconds") {
         o.seconds = std::stod(value());
+        o.seconds_given = true;
+      } else if (a == "--scenario") {
+        o.scenario = value();
+        if (o.scenario != "default" && o.scenario != "fairness") {
+          usage("--scenario is default or fairness");
+        }
       } else if (a == "--demand") {
         o.demand = std::stod(value());
       } else if (a == "--skew") {
@@ -147,6 +165,8 @@ Options parse(int argc, char** argv) {
         o.max_fraction = std::stod(value());
       } else if (a == "--fault") {
         o.faults.push_back(parse_fault(value()));
+      } else if (a == "--series") {
+        o.series = true;
       } else if (a == "--json") {
         o.json = true;
       } else {
@@ -164,6 +184,7 @@ Options parse(int argc, char** argv) {
   if (!(o.rate > 0) || !(o.seconds > 0) || !(o.demand > 0) || o.zipf < 0) {
     usage("rate, seconds and demand must be > 0");
   }
+  if (o.scenario == "fairness" && !o.faults.empty()) usage("--fault: default scenario only");
   for (const Fault& f : o.faults) {
     if (f.shard >= o.start_shards) usage("--fault needs a shard the simulator started");
     if (f.start + f.duration >= o.seconds) usage("--fault must end before the run does");
@@ -216,6 +237,459 @@ class BreakerLog final : public tollgate::Observer {
   std::vector<Change> changes_;
 };
 
+// --- --scenario fairness ---------------------------------------------------------------
+// Fair shares over real Redis (docs/performance.md, "Fair shares"), in three phases, each
+// with its own Limiters and its own group, so that no state carries over:
+//   weights    a group with a budget of R = 3000/s; tenants a, b, c weighing 1:1:2, each
+//              offered 2R over 4 instances: each should get its water-filled share of R
+//              (25/25/50 %).
+//   idle       the same, but c offers nothing for a while: once c's record lapses (one
+//              lease TTL), a and b should use all of R; when c offers again, it should be
+//              back at its share within 2 TTLs.
+//   instances  one tenant (a plain policy, rate 2000/s, fair_instances) on 8 instances
+//              offered 4:1 unevenly (4 at 800/s, 4 at 200/s): the tenant should use all of
+//              its rate, each instance its demand-proportional part of it.
+// Load is open-loop: each instance offers each tenant a paced rate, admitted or denied, so
+// the demand an instance reports is its offered rate. Shares are measured in tokens per
+// second over each phase's steady part (after 2 lease TTLs); the bound checks use whole
+// phases: a group (or the tenant, in `instances`) never admits more than
+// burst + rate × elapsed, since every admitted token was leased from its bucket once.
+
+struct FairTenant {
+  std::string name;
+  double weight = 1;
+  double guaranteed = 0;
+  double idle_from = -1;  // seconds into the phase during which it offers nothing
+  double idle_until = -1;
+  bool idle_at(double at) const { return at >= idle_from && at < idle_until; }
+};
+
+struct FairPhase {
+  std::string name;
+  double seconds = 0;
+  double rate = 0;        // each tenant's own rate (= burst)
+  double group_rate = 0;  // = group burst; 0: a plain policy with fair_instances
+  std::vector<FairTenant> tenants;
+  std::vector<std::vector<double>> offered;  // [instance][tenant], tokens/s while active
+  std::size_t instances() const { return offered.size(); }
+  double capacity() const { return group_rate > 0 ? group_rate : rate; }
+  double tenant_offered(std::size_t t) const {
+    double s = 0;
+    for (const auto& row : offered) s += row[t];
+    return s;
+  }
+};
+
+struct FairRun {
+  double seconds = 0;  // from before the first try_acquire to after the last
+  // Every 100 ms (the first at 0, the last at the end): admitted and offered per
+  // [instance * tenants + tenant], and when (seconds into the phase).
+  std::vector<double> at;
+  std::vector<std::vector<std::uint64_t>> admitted, offered;
+  tollgate::Stats stats;  // summed over the instances
+  std::uint64_t redis_calls = 0;
+};
+
+struct LeaseChoice {
+  std::chrono::milliseconds ttl, horizon;
+  double max_fraction;
+  std::uint64_t min_tokens;
+};
+
+FairRun run_fair_phase(const FairPhase& ph, const std::vector<std::string>& shards,
+                       const LeaseChoice& lc, const std::string& nonce, bool series) {
+  const std::size_t N = ph.instances(), T = ph.tenants.size();
+  tollgate::Config config;
+  const std::string group = "fair-" + ph.name + "-" + nonce;
+  if (ph.group_rate > 0) config.groups.push_back({group, ph.group_rate, ph.group_rate});
+  std::vector<std::string> keys;
+  for (const FairTenant& ft : ph.tenants) {
+    keys.push_back(group + ":" + ft.name);
+    tollgate::Policy p;
+    p.name = ph.name + "-" + ft.name;
+    p.match = keys.back();
+    p.group = group;
+    p.rate = ph.rate;
+    p.burst = ph.rate;
+    p.weight = ft.weight;
+    p.guaranteed_rate = ft.guaranteed;
+    if (ph.group_rate <= 0) p.fair_instances = true;
+    // No local fallback: the bound checks must hold without an allowance.
+    p.fallback.mode = tollgate::FallbackMode::kDeny;
+    config.policies.push_back(p);
+  }
+  config.leases.ttl = lc.ttl;
+  config.leases.horizon = lc.horizon;
+  config.leases.max_fraction = lc.max_fraction;
+  config.leases.min_tokens = lc.min_tokens;
+  config.store.type = "redis";
+  config.store.shards = shards;
+
+  std::vector<std::shared_ptr<tollgate::redis::RedisStore>> stores;
+  std::vector<std::unique_ptr<tollgate::Limiter>> limiters;
+  for (std::size_t i = 0; i < N; ++i) {
+    config.instance_id = "sim-" + std::to_string(i);
+    stores.push_back(std::make_shared<tollgate::redis::RedisStore>(config.store));
+    tollgate::Limiter::Options opt;
+    opt.store = stores.back();
+    limiters.push_back(std::make_unique<tollgate::Limiter>(config, opt));
+  }
+
+  std::vector<Counter> admitted(N * T), offered(N * T);
+  std::atomic<bool> stop{false};
+  const auto t0 = Clock::now();
+  const auto end =
+      t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(ph.seconds));
+  const auto since = [&](Clock::time_point t) {
+    return std::chrono::duration<double>(t - t0).count();
+  };
+  std::vector<std::thread> threads;  // one load thread per instance
+  for (std::size_t i = 0; i < N; ++i) {
+    threads.emplace_back([&, i] {
+      tollgate::Limiter& limiter = *limiters[i];
+      std::vector<double> credit(T, 0.0);
+      auto last = Clock::now();
+      while (!stop.load(std::memory_order_relaxed)) {
+        const auto now = Clock::now();
+        if (now >= end) break;
+        const double dt = std::chrono::duration<double>(now - last).count();
+        last = now;
+        for (std::size_t t = 0; t < T; ++t) {
+          if (ph.tenants[t].idle_at(since(now))) {
+            credit[t] = 0;
+            continue;
+          }
+          credit[t] += ph.offered[i][t] * dt;
+          for (; credit[t] >= 1; credit[t] -= 1) {
+            offered[i * T + t].n.fetch_add(1, std::memory_order_relaxed);
+            if (limiter.try_acquire(keys[t]).allowed) {
+              admitted[i * T + t].n.fetch_add(1, std::memory_order_relaxed);
+            }
+          }
+        }
+        std::this_thread::sleep_for(1ms);
+      }
+    });
+  }
+  FairRun run;
+  const auto sample = [&](double at) {
+    run.at.push_back(at);
+    run.admitted.emplace_back(N * T);
+    run.offered.emplace_back(N * T);
+    for (std::size_t j = 0; j < N * T; ++j) {
+      run.admitted.back()[j] = admitted[j].n.load(std::memory_order_relaxed);
+      run.offered.back()[j] = offered[j].n.load(std::memory_order_relaxed);
+    }
+  };
+  sample(0);
+  for (auto tick = t0 + 100ms; tick < end; tick += 100ms) {
+    std::this_thread::sleep_until(tick);
+    sample(since(Clock::now()));
+  }
+  std::this_thread::sleep_until(end);
+  stop = true;
+  for (auto& t : threads) t.join();
+  run.seconds = since(Clock::now());
+  sample(run.seconds);
+  for (auto& l : limiters) {
+    const tollgate::Stats st = l->stats();
+    for (int r = 0; r < tollgate::kReasonCount; ++r) run.stats.denied[r] += st.denied[r];
+    run.stats.leases_asked += st.leases_asked;
+    run.stats.leases_granted += st.leases_granted;
+  }
+  for (auto& s : stores) run.redis_calls += s->counters().calls;
+  if (series) {
+    std::fprintf(stderr, "# %s: admitted per 100 ms, by tenant\n# at_s", ph.name.c_str());
+    for (const FairTenant& ft : ph.tenants) std::fprintf(stderr, " %6s", ft.name.c_str());
+    std::fprintf(stderr, "\n");
+    for (std::size_t k = 1; k < run.at.size(); ++k) {
+      std::fprintf(stderr, "%6.1f", run.at[k]);
+      for (std::size_t t = 0; t < T; ++t) {
+        std::uint64_t x = 0;
+        for (std::size_t i = 0; i < N; ++i) {
+          x += run.admitted[k][i * T + t] - run.admitted[k - 1][i * T + t];
+        }
+        std::fprintf(stderr, " %6llu", static_cast<unsigned long long>(x));
+      }
+      std::fprintf(stderr, "\n");
+    }
+  }
+  return run;
+}
+
+// The samples nearest to [from, to] (seconds into the phase).
+struct Span {
+  std::size_t k0 = 0, k1 = 0;
+  double seconds = 0;
+};
+Span span_of(const FairRun& r, double from, double to) {
+  Span s;
+  const auto near = [&](double x) {
+    std::size_t best = 0;
+    for (std::size_t k = 0; k < r.at.size(); ++k) {
+      if (std::abs(r.at[k] - x) < std::abs(r.at[best] - x)) best = k;
+    }
+    return best;
+  };
+  s.k0 = near(from);
+  s.k1 = std::max(s.k0, near(to));
+  s.seconds = r.at[s.k1] - r.at[s.k0];
+  return s;
+}
+double rate_in(const FairRun& r, const Span& s, std::size_t j) {
+  if (s.seconds <= 0) return 0;
+  return static_cast<double>(r.admitted[s.k1][j] - r.admitted[s.k0][j]) / s.seconds;
+}
+double offered_in(const FairRun& r, const Span& s, std::size_t j) {
+  if (s.seconds <= 0) return 0;
+  return static_cast<double>(r.offered[s.k1][j] - r.offered[s.k0][j]) / s.seconds;
+}
+
+// Expected tenant rates: the SDK's own water-filling of the capacity over the tenants
+// active in the window, each claiming at most its offered rate and its own rate.
+std::vector<double> expected_tenants(const FairPhase& ph, double at) {
+  std::vector<tollgate::core::Claim> claims;
+  for (std::size_t t = 0; t < ph.tenants.size(); ++t) {
+    const FairTenant& ft = ph.tenants[t];
+    const double demand = ft.idle_at(at) ? 0.0 : std::min(ph.tenant_offered(t), ph.rate);
+    claims.push_back({ft.weight, ft.guaranteed, demand});
+  }
+  std::vector<double> out(claims.size());
+  tollgate::core::water_fill(ph.capacity(), claims, out);
+  return out;
+}
+
+struct ShareReport {
+  nlohmann::json rows = nlohmann::json::array();
+  double worst_tenant_points = 0;  // largest |admitted % − expected %| of a tenant
+  double worst_shortfall = 0;      // largest instance shortfall, % of its expected part
+  double total = 0;                // all tenants' admitted, tokens/s
+};
+
+// Tenants' and instances' expected vs admitted rates over [from, to]; within a tenant,
+// each instance is expected to get the tenant's rate × its offered / the tenant's offered.
+ShareReport report_shares(const std::string& label, const FairPhase& ph, const FairRun& r,
+                          double from, double to, bool json) {
+  ShareReport rep;
+  const Span s = span_of(r, from, to);
+  const std::size_t N = ph.instances(), T = ph.tenants.size();
+  const std::vector<double> expected = expected_tenants(ph, (from + to) / 2);
+  const double cap = ph.capacity();
+  if (!json) {
+    std::printf("\n%s: %.1f-%.1f s, tokens/s; capacity %.0f/s (%s)\n", label.c_str(), r.at[s.k0],
+                r.at[s.k1], cap, ph.group_rate > 0 ? "group rate" : "tenant rate");
+    std::printf("  %-8s %-8s %9s %9s %9s %7s %7s %9s\n", "level", "name", "offered", "expected",
+                "admitted", "exp %", "adm %", "shortfall");
+  }
+  const auto row = [&](const char* level, const std::string& name, double off, double exp,
+                       double adm) {
+    const double shortfall = exp > 0 ? std::max(0.0, 100.0 * (1 - adm / exp)) : 0.0;
+    rep.rows.push_back({{"phase", label},
+                        {"level", level},
+                        {"name", name},
+                        {"expected", exp},
+                        {"admitted", adm},
+                        {"offered", off},
+                        {"shortfall_pct", shortfall}});
+    if (!json) {
+      std::printf("  %-8s %-8s %9.0f %9.0f %9.0f %6.1f%% %6.1f%% %8.1f%%\n", level, name.c_str(),
+                  off, exp, adm, 100 * exp / cap, 100 * adm / cap, shortfall);
+    }
+    return shortfall;
+  };
+  for (std::size_t t = 0; t < T; ++t) {
+    double off = 0, adm = 0;
+    for (std::size_t i = 0; i < N; ++i) {
+      off += offered_in(r, s, i * T + t);
+      adm += rate_in(r, s, i * T + t);
+    }
+    rep.total += adm;
+    rep.worst_tenant_points =
+        std::max(rep.worst_tenant_points, 100 * std::abs(adm - expected[t]) / cap);
+    row("tenant", ph.tenants[t].name, off, expected[t], adm);
+    const double planned = ph.tenant_offered(t);
+    for (std::size_t i = 0; i < N; ++i) {
+      if (ph.offered[i][t] <= 0 || expected[t] <= 0) continue;
+      const double part = planned > 0 ? expected[t] * ph.offered[i][t] / planned : 0.0;
+      rep.worst_shortfall = std::max(
+          rep.worst_shortfall, row("instance", ph.tenants[t].name + "@" + std::to_string(i),
+                                   offered_in(r, s, i * T + t), part, rate_in(r, s, i * T + t)));
+    }
+  }
+  return rep;
+}
+
+// The whole phase's admissions against burst + rate × elapsed of the bucket they all drew
+// from (the group's, or the one tenant's). Returns the excess.
+double check_bound(const std::string& name, const FairPhase& ph, const FairRun& r,
+                   nlohmann::json& bounds, bool json) {
+  std::uint64_t sum = 0;
+  for (auto x : r.admitted.back()) sum += x;
+  const double cap = ph.capacity();
+  const double bound = cap + cap * r.seconds;
+  const double over = std::max(0.0, static_cast<double>(sum) - bound);
+  bounds.push_back({{"phase", name},
+                    {"of", ph.group_rate > 0 ? "group" : "tenant"},
+                    {"admitted", sum},
+                    {"bound", bound},
+                    {"seconds", r.seconds},
+                    {"over_admitted", static_cast<std::uint64_t>(std::ceil(over))}});
+  if (!json) {
+    std::printf("%s: %s admitted %llu in %.2f s, bound (burst + rate x elapsed) %.0f: %s\n",
+                name.c_str(), ph.group_rate > 0 ? "group" : "tenant",
+                static_cast<unsigned long long>(sum), r.seconds, bound, over > 0 ? "OVER" : "ok");
+    std::printf("  redis calls %llu, leases asked %llu, granted %llu; denied:",
+                static_cast<unsigned long long>(r.redis_calls),
+                static_cast<unsigned long long>(r.stats.leases_asked),
+                static_cast<unsigned long long>(r.stats.leases_granted));
+    for (int k = 0; k < tollgate::kReasonCount; ++k) {
+      if (r.stats.denied[k] == 0) continue;
+      std::printf(" %s %llu",
+                  std::string(tollgate::to_string(static_cast<tollgate::Reason>(k))).c_str(),
+                  static_cast<unsigned long long>(r.stats.denied[k]));
+    }
+    std::printf("\n");
+  }
+  return over;
+}
+
+// Exit status: 0; 1 when a bound was exceeded; 4 when the shares are far off (a tenant's
+// share more than 15 points from its expected share in `weights`, or the tenant in
+// `instances` below 85 % of its rate). The targets (±5 points, ≥ 97 %, ...) are only
+// reported: these are measurements on whatever machine runs them.
+int run_fairness(const Options& o, const std::vector<std::string>& shards) {
+  const double scale = o.seconds_given ? o.seconds / 28.0 : 1.0;
+  const LeaseChoice lc{std::chrono::milliseconds(o.ttl_ms.value_or(1000)),
+                       std::chrono::milliseconds(o.horizon_ms.value_or(200)),
+                       o.max_fraction.value_or(0.1), o.min_tokens.value_or(1)};
+  const double ttl_s = std::chrono::duration<double>(lc.ttl).count();
+  const double warm = 2 * ttl_s;  // shares are measured after this much of a phase
+  const std::string nonce = std::to_string(std::random_device{}() % 1'000'000);
+  constexpr double kGroupRate = 3000, kTenantRate = 2000;
+  nlohmann::json shares = nlohmann::json::array(), bounds = nlohmann::json::array();
+  double over = 0;
+  const auto add = [&](const ShareReport& r) {
+    for (const auto& x : r.rows) shares.push_back(x);
+  };
+
+  // Weights: 3 tenants, 1:1:2, each offered 2R over 4 instances.
+  FairPhase w;
+  w.name = "weights";
+  w.seconds = 8 * scale;
+  w.rate = kGroupRate;
+  w.group_rate = kGroupRate;
+  w.tenants = {{"a", 1}, {"b", 1}, {"c", 2}};
+  w.offered.assign(4, std::vector<double>(3, 2 * kGroupRate / 4));
+  const FairRun wr = run_fair_phase(w, shards, lc, nonce, o.series);
+  over += check_bound("weights", w, wr, bounds, o.json);
+  const ShareReport ws = report_shares("weights", w, wr, warm, wr.seconds, o.json);
+  add(ws);
+
+  // Idle: the same; c offers nothing in the middle part.
+  FairPhase id = w;
+  id.name = "idle";
+  id.seconds = 13 * scale;
+  const double idle_from = 3 * scale, idle_until = 8 * scale;
+  id.tenants[2].idle_from = idle_from;
+  id.tenants[2].idle_until = idle_until;
+  const FairRun ir = run_fair_phase(id, shards, lc, nonce, o.series);
+  over += check_bound("idle", id, ir, bounds, o.json);
+  // While c is idle: a and b's use of the group rate once c's record lapsed, and overall.
+  const auto use = [&](double from, double to) {
+    const Span s = span_of(ir, from, to);
+    double sum = 0;
+    for (std::size_t i = 0; i < id.instances(); ++i) {
+      for (std::size_t t = 0; t < 2; ++t) sum += rate_in(ir, s, i * 3 + t);
+    }
+    return 100 * sum / kGroupRate;
+  };
+  const double idle_use = use(idle_from + ttl_s, idle_until);
+  const double idle_use_2 = use(idle_from + 2 * ttl_s, idle_until);
+  const double idle_use_all = use(idle_from, idle_until);
+  add(report_shares("idle/all", id, ir, std::min(warm, idle_from / 2), idle_from, o.json));
+  add(report_shares("idle/c-idle", id, ir, idle_from + ttl_s, idle_until, o.json));
+  const ShareReport back =
+      report_shares("idle/c-back", id, ir, idle_until + warm, ir.seconds, o.json);
+  add(back);
+  // c is back at its share from the first 100 ms window k after it offers again from which
+  // its admitted rate, over k and the 4 windows after it (500 ms), is >= 90 % of expected.
+  std::optional<double> return_ms;
+  {
+    const double expected_c = expected_tenants(id, ir.seconds)[2];
+    for (double k = idle_until; k + 0.5 <= ir.seconds + 1e-9 && !return_ms; k += 0.1) {
+      const Span s = span_of(ir, k, k + 0.5);
+      double c = 0;
+      for (std::size_t i = 0; i < id.instances(); ++i) c += rate_in(ir, s, i * 3 + 2);
+      if (c >= 0.9 * expected_c) return_ms = (k + 0.1 - idle_until) * 1000;
+    }
+  }
+
+  // Instances: one tenant, 8 instances offered 4:1 (4 x 4 units, 4 x 1 unit; 2x its rate).
+  FairPhase in;
+  in.name = "instances";
+  in.seconds = 7 * scale;
+  in.rate = kTenantRate;
+  in.tenants = {{"t", 1}};
+  const double unit = 2 * kTenantRate / 20;
+  for (int i = 0; i < 8; ++i) in.offered.push_back({(i < 4 ? 4 : 1) * unit});
+  const FairRun nr = run_fair_phase(in, shards, lc, nonce, o.series);
+  over += check_bound("instances", in, nr, bounds, o.json);
+  const ShareReport ns = report_shares("instances", in, nr, warm, nr.seconds, o.json);
+  add(ns);
+  const double instance_total = 100 * ns.total / kTenantRate;
+
+  const auto ms_json = [](const std::optional<double>& v) -> nlohmann::json {
+    if (!v) return nullptr;
+    return std::llround(*v);
+  };
+  nlohmann::json summary = {{"group_over_admitted", static_cast<std::uint64_t>(std::ceil(over))},
+                            {"tenant_share_error_points", ws.worst_tenant_points},
+                            {"tenant_share_error_points_after_return", back.worst_tenant_points},
+                            {"idle_utilization_pct", idle_use},
+                            {"idle_utilization_after_2_ttls_pct", idle_use_2},
+                            {"idle_utilization_incl_lapse_pct", idle_use_all},
+                            {"return_ms", ms_json(return_ms)},
+                            {"lease_ttl_ms", lc.ttl.count()},
+                            {"instance_total_pct", instance_total},
+                            {"worst_shortfall_pct", ns.worst_shortfall}};
+  if (o.json) {
+    nlohmann::json out = {{"scenario", "fairness"},
+                          {"shards", shards.size()},
+                          {"leases",
+                           {{"ttl_ms", lc.ttl.count()},
+                            {"horizon_ms", lc.horizon.count()},
+                            {"max_fraction", lc.max_fraction},
+                            {"min_tokens", lc.min_tokens}}},
+                          {"units",
+                           "expected, admitted and offered are tokens per second over "
+                           "the phase's measured window"},
+                          {"over_admitted", static_cast<std::uint64_t>(std::ceil(over))},
+                          {"bounds", bounds},
+                          {"summary", summary},
+                          {"shares", shares}};
+    std::printf("%s\n", out.dump().c_str());
+  } else {
+    std::printf(
+        "\nsummary (lease ttl %lld ms, horizon %lld ms, max_fraction %.2f, min_tokens %llu)\n"
+        "  over the bounds: %.0f tokens\n"
+        "  weights: worst tenant share error %.1f points (target <= 5)\n"
+        "  idle: a+b use %.1f %% of the group rate from 1 TTL after c went idle (%.1f %% from 2 "
+        "TTLs, %.1f %% over the whole idle part; target >= 95 %%)\n"
+        "  idle: c back at its share after %s ms (target <= %lld ms); worst tenant error after "
+        "that %.1f points\n"
+        "  instances: tenant at %.1f %% of its rate (target >= 97 %%), worst instance shortfall "
+        "%.1f %% (target <= 10 %%)\n",
+        static_cast<long long>(lc.ttl.count()), static_cast<long long>(lc.horizon.count()),
+        lc.max_fraction, static_cast<unsigned long long>(lc.min_tokens), over,
+        ws.worst_tenant_points, idle_use, idle_use_2, idle_use_all,
+        ms_json(return_ms).dump().c_str(), static_cast<long long>(2 * lc.ttl.count()),
+        back.worst_tenant_points, instance_total, ns.worst_shortfall);
+  }
+  if (over > 0) return 1;
+  if (ws.worst_tenant_points > 15 || instance_total < 85) return 4;
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -224,7 +698,7 @@ int main(int argc, char** argv) {
   const auto N = static_cast<std::size_t>(o.instances);
   constexpr int kThreads = 2;  // load threads per instance
   const double burst = o.rate;
-  const auto ttl = std::chrono::milliseconds(o.ttl_ms);
+  const auto ttl = std::chrono::milliseconds(o.ttl_ms.value_or(4000));
 
   // Shards.
   std::vector<std::unique_ptr<tollgate::testing::RedisServer>> started;
@@ -233,6 +707,7 @@ int main(int argc, char** argv) {
     started.push_back(std::make_unique<tollgate::testing::RedisServer>());
     shards.push_back(started.back()->url());
   }
+  if (o.scenario == "fairness") return run_fairness(o, shards);
 
   // One policy per group: its tenants share a shard.
   tollgate::Config config;
@@ -249,9 +724,9 @@ int main(int argc, char** argv) {
     config.policies.push_back(p);
   }
   config.leases.ttl = ttl;
-  config.leases.horizon = std::chrono::milliseconds(o.horizon_ms);
-  config.leases.max_fraction = o.max_fraction;
-  config.leases.min_tokens = o.min_tokens;
+  config.leases.horizon = std::chrono::milliseconds(o.horizon_ms.value_or(1000));
+  config.leases.max_fraction = o.max_fraction.value_or(0.25);
+  config.leases.min_tokens = o.min_tokens.value_or(400);
   config.store.type = "redis";
   config.store.shards = shards;
   // A call slower than 200 ms is slow; half of them slow opens the breaker.
