@@ -159,7 +159,7 @@ TEST_F(Fairness, WeightsOneOneTwoGetQuarterQuarterHalfAndTheGroupStaysWithinItsB
   std::printf(
       "[ figures  ] shares a %.1f %% b %.1f %% c %.1f %% of %.0f admitted in 6 s "
       "(group %.0f/s: %.1f %% used)\n",
-      100 * na / all, 100 * nb / all, 100 * nc / all, all, kRate, 100 * all / (4 * kRate));
+      100 * na / all, 100 * nb / all, 100 * nc / all, all, kRate, 100 * all / (6 * kRate));
   // The margin, ±5 % of the group, read as percentage points: on a loaded two-core
   // machine a share measured over 6 s moves by a point or two run to run (leases are
   // spent across the window's edges), so ±5 % of the share itself would be a coin toss.

@@ -228,14 +228,17 @@ TG_API void tg_permit_destroy(tg_permit** permit);
 
 /* ---- Stats -------------------------------------------------------------------------------- */
 
-#define TG_STATS_VERSION 1
+#define TG_STATS_VERSION 2
+/* The reasons of version 1, which denied[] counts; reasons added since have fields of their
+   own at the end, so that the struct only ever grows there. */
+#define TG_STATS_DENIED_SLOTS 15
 /* Counters since the limiter started. Grows only at the end. */
 typedef struct tg_stats {
   unsigned int version;
   uint64_t admitted;        /* decisions that admitted */
   uint64_t admitted_tokens; /* their summed cost */
   uint64_t denied_total;
-  uint64_t denied[TG_REASON_COUNT]; /* denials by tg_reason */
+  uint64_t denied[TG_STATS_DENIED_SLOTS]; /* denials by tg_reason, for reasons below 15 */
   uint64_t leases_asked;
   uint64_t leases_granted;
   uint64_t tokens_leased;
@@ -253,9 +256,11 @@ typedef struct tg_stats {
   uint32_t breakers_half_open;
   uint64_t fallback_tokens;  /* tokens the local fallback buckets handed out */
   uint64_t fallback_dropped; /* of which unspent when the shard came back */
+  /* version 2 */
+  uint64_t denied_over_group_limit; /* denials with TG_REASON_OVER_GROUP_LIMIT */
 } tg_stats;
 #define TG_STATS_INIT \
-  { TG_STATS_VERSION, 0, 0, 0, {0}, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+  { TG_STATS_VERSION, 0, 0, 0, {0}, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 TG_API tg_status tg_stats_init(tg_stats* stats, unsigned int version);
 
 /* Fills *out_stats, whose `version` the caller has set (TG_STATS_INIT or tg_stats_init). */

@@ -19,12 +19,14 @@ tg_status tg_limiter_stats(tg_stats* out_stats, tg_limiter* limiter) {
     return TG_ERR_INVALID_ARGUMENT;
   return guarded([&] {
     const tollgate::Stats s = limiter->limiter->stats();
-    tg_stats& o = *out_stats;  // version 1: every field below
+    tg_stats& o = *out_stats;  // version 1: every field up to fallback_dropped
     o.admitted = s.admitted;
     o.admitted_tokens = s.admitted_tokens;
     o.denied_total = s.denied_total();
     static_assert(TG_REASON_COUNT == tollgate::kReasonCount, "tg_reason and Reason disagree");
-    for (int i = 0; i < TG_REASON_COUNT; ++i) o.denied[i] = s.denied[i];
+    // A new reason needs a field of its own at the end, and a new version.
+    static_assert(TG_REASON_COUNT == TG_STATS_DENIED_SLOTS + 1, "a reason without a stats field");
+    for (int i = 0; i < TG_STATS_DENIED_SLOTS; ++i) o.denied[i] = s.denied[i];
     o.leases_asked = s.leases_asked;
     o.leases_granted = s.leases_granted;
     o.tokens_leased = s.tokens_leased;
@@ -38,6 +40,9 @@ tg_status tg_limiter_stats(tg_stats* out_stats, tg_limiter* limiter) {
     o.breakers_opened = s.breakers_opened;
     o.fallback_tokens = s.fallback_tokens;
     o.fallback_dropped = s.fallback_dropped;
+    if (o.version >= 2) {
+      o.denied_over_group_limit = s.denied[static_cast<int>(tollgate::Reason::kOverGroupLimit)];
+    }
     o.shards = static_cast<uint32_t>(s.breakers.size());
     o.breakers_closed = o.breakers_open = o.breakers_half_open = 0;
     for (auto b : s.breakers) {

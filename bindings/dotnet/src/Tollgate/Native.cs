@@ -63,7 +63,7 @@ internal unsafe struct NativeStats
     public ulong Admitted;
     public ulong AdmittedTokens;
     public ulong DeniedTotal;
-    public fixed ulong Denied[Native.ReasonCount];  // TG_REASON_COUNT
+    public fixed ulong Denied[Native.StatsDeniedSlots];  // TG_STATS_DENIED_SLOTS
     public ulong LeasesAsked;
     public ulong LeasesGranted;
     public ulong TokensLeased;
@@ -81,6 +81,7 @@ internal unsafe struct NativeStats
     public uint BreakersHalfOpen;
     public ulong FallbackTokens;
     public ulong FallbackDropped;
+    public ulong DeniedOverGroupLimit;  // version 2
 }
 
 internal static unsafe partial class Native
@@ -90,9 +91,12 @@ internal static unsafe partial class Native
     // The binding needs at least this library version (TG_VERSION_NUM), and the same major.
     internal const int MinimumVersionNum = 100;
     internal const uint LimiterOptionsVersion = 1;
-    internal const uint StatsVersion = 1;
-    // TG_REASON_COUNT: the length of tg_stats.denied[] (GroupTests checks it against the loaded
-    // library: tg_reason_str knows exactly this many reasons).
+    internal const uint StatsVersion = 2;
+    // TG_STATS_DENIED_SLOTS: tg_stats.denied[] counts the reasons of version 1; later ones
+    // have fields of their own at the end.
+    internal const int StatsDeniedSlots = 15;
+    // TG_REASON_COUNT (GroupTests checks it against the loaded library: tg_reason_str knows
+    // exactly this many reasons).
     internal const int ReasonCount = 16;
 
     [LibraryImport(Library, EntryPoint = "tg_version_num")]

@@ -248,8 +248,9 @@ public sealed unsafe class TollgateLimiter : IDisposable
             if (added) Handle.DangerousRelease();
         }
         var byReason = new Dictionary<Reason, ulong>();
-        for (int i = 0; i < Native.ReasonCount; i++)
+        for (int i = 0; i < Native.StatsDeniedSlots; i++)
             if (s.Denied[i] != 0) byReason[(Reason)i] = s.Denied[i];
+        if (s.DeniedOverGroupLimit != 0) byReason[Reason.OverGroupLimit] = s.DeniedOverGroupLimit;
         var breakers = new BreakerState[(int)Math.Min(count, 64)];
         for (int i = 0; i < breakers.Length; i++) breakers[i] = (BreakerState)states[i];
         return new TollgateStats
