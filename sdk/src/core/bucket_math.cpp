@@ -61,6 +61,16 @@ void refill_share(ShareLevel& s, double rate, double cap, std::int64_t now) noex
   s.level = std::min(cap, s.level);
 }
 
+// Pooled tokens expire early: lend no more of them than the asker can spend before
+// then (its `want` covers at most a TTL of its spending).
+std::uint64_t pool_share(const TokenBucketState& s, const LeaseAsk& ask, bool usable,
+                         std::int64_t now) noexcept {
+  if (!usable || ask.ttl <= 0) return 0;
+  return static_cast<std::uint64_t>(
+      std::ceil(static_cast<double>(ask.want) * static_cast<double>(s.pool_expires - now) /
+                static_cast<double>(ask.ttl)));
+}
+
 // Rolls the window forward so that `start` is the window holding `now`.
 void roll(WindowState& s, std::int64_t window, std::int64_t now) noexcept {
   const std::int64_t start = align_down(now, window);
@@ -95,16 +105,9 @@ LeaseAnswer lease_token_bucket(TokenBucketState& s, const Policy& p, const Lease
     a.remaining = static_cast<std::uint64_t>(s.level) + (pool_usable ? s.pool : 0);
     return a;
   }
-  // Pooled tokens expire early: lend no more of them than the asker can spend before
-  // then (its `want` covers at most a TTL of its spending).
-  const std::uint64_t pool_share =
-      pool_usable && ask.ttl > 0
-          ? static_cast<std::uint64_t>(std::ceil(static_cast<double>(ask.want) *
-                                                 static_cast<double>(s.pool_expires - now) /
-                                                 static_cast<double>(ask.ttl)))
-          : 0;
-  if (pool_usable && std::min(s.pool, pool_share) >= min) {
-    a.granted = std::min({ask.want, s.pool, pool_share});
+  const std::uint64_t lend = pool_share(s, ask, pool_usable, now);
+  if (pool_usable && std::min(s.pool, lend) >= min) {
+    a.granted = std::min({ask.want, s.pool, lend});
     s.pool -= a.granted;
     a.expires_at = s.pool_expires;
   } else if (s.level >= static_cast<double>(min)) {
@@ -410,15 +413,10 @@ LeaseAnswer lease_shared(TenantState& t, GroupState* group, const Policy& p,
   const bool pool_usable = b.pool > 0 && b.pool_expires - now >= ask.ttl / 4;
   LeaseAnswer a;
   if (ask.want > 0) {
-    const std::uint64_t pool_share =
-        pool_usable && ask.ttl > 0
-            ? static_cast<std::uint64_t>(std::ceil(static_cast<double>(ask.want) *
-                                                   static_cast<double>(b.pool_expires - now) /
-                                                   static_cast<double>(ask.ttl)))
-            : 0;
-    if (pool_usable && std::min(b.pool, pool_share) >= min) {
+    const std::uint64_t lend = pool_share(b, ask, pool_usable, now);
+    if (pool_usable && std::min(b.pool, lend) >= min) {
       // Given-back tokens were counted by the group and the shares when first granted.
-      a.granted = std::min({ask.want, b.pool, pool_share});
+      a.granted = std::min({ask.want, b.pool, lend});
       b.pool -= a.granted;
       a.expires_at = b.pool_expires;
     } else if (room >= need) {

@@ -53,9 +53,9 @@ local function take_from_window(free, window_end)
   return true
 end
 
-local function token_bucket()
-  local rate, burst = tonumber(ARGV[5]), tonumber(ARGV[6])
-  local s = redis.call('HMGET', KEYS[1], 'l', 'ts', 'p', 'pe')
+-- A token bucket's level, ts, pool and pool expiry from HMGET l, ts, p, pe (the first
+-- four values of s), brought up to now. A new bucket starts full.
+local function bucket_state(s, rate, burst)
   local level, ts = tonumber(s[1]), tonumber(s[2])
   local pool, pe = tonumber(s[3]) or 0, tonumber(s[4]) or 0
   if level == nil then
@@ -66,6 +66,13 @@ local function token_bucket()
     ts = now
   end
   if pool > 0 and pe <= now then pool = 0 end
+  return level, ts, pool, pe
+end
+
+local function token_bucket()
+  local rate, burst = tonumber(ARGV[5]), tonumber(ARGV[6])
+  local s = redis.call('HMGET', KEYS[1], 'l', 'ts', 'p', 'pe')
+  local level, ts, pool, pe = bucket_state(s, rate, burst)
   local quarter = math.floor(ttl / 4)
   if want > 0 then
     local share = 0
@@ -166,16 +173,7 @@ local function shared_bucket()
   local need = min
   local mine = 'i:' .. ARGV[9]
   local s = redis.call('HMGET', KEYS[1], 'l', 'ts', 'p', 'pe', 'sl', 'sts', 'it', 'ia', mine)
-  local level, ts = tonumber(s[1]), tonumber(s[2])
-  local pool, pe = tonumber(s[3]) or 0, tonumber(s[4]) or 0
-  if level == nil then
-    level = burst
-    ts = now
-  elseif now > ts then
-    level = math.min(burst, level + rate * (now - ts) / 1e6)
-    ts = now
-  end
-  if pool > 0 and pe <= now then pool = 0 end
+  local level, ts, pool, pe = bucket_state(s, rate, burst)
 
   local d = demand
   if not (d > 0) then d = want / math.max(window, 1e-9) end
@@ -208,15 +206,8 @@ local function shared_bucket()
   local fm, fk, fa
   if grouped then
     local g = redis.call('HMGET', KEYS[3], 'l', 'ts', 'fm', 'fk', 'fa', tenant)
-    gl, gts = tonumber(g[1]), tonumber(g[2])
+    gl, gts = bucket_state({g[1], g[2]}, grate, gburst)
     fm, fk, fa = tonumber(g[3]), tonumber(g[4]), tonumber(g[5])
-    if gl == nil then
-      gl = gburst
-      gts = now
-    elseif now > gts then
-      gl = math.min(gburst, gl + grate * (now - gts) / 1e6)
-      gts = now
-    end
     local hi = math.min(total, rate)
     if fa == nil or g[6] == false or now - fa >= refresh then
       local claims = {}
