@@ -832,6 +832,15 @@ TEST(ConfigGroups, GroupsAndSharesParseAndReachThePolicies) {
   EXPECT_FALSE(p[2].shares_instances());
 }
 
+TEST(ConfigGroups, TheExampleInQuotasMdParses) {
+  const auto path = repo_root() / "docs" / "examples" / "groups.json";
+  const Config c = Config::from_json_file(path.string());
+  ASSERT_EQ(c.groups.size(), 1u);
+  EXPECT_EQ(c.policies[0].weight, 2);
+  EXPECT_EQ(c.policies[0].guaranteed_rate, 200);
+  EXPECT_EQ(c.resolved_policies()[1].group_rate, 1200);
+}
+
 TEST(ConfigGroups, AGroupBurstOfZeroIsOneSecondOfRate) {
   const Config c = Config::from_json(
       R"({"groups": [{"name": "g", "rate": 50}], "policies": [{"match": "a", "group": "g", "type": "token_bucket", "rate": 5}]})");
