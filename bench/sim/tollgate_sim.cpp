@@ -201,6 +201,21 @@ std::vector<double> zipf_weights(int n, double s) {
   return w;
 }
 
+// N instances sharing `config` (instance ids sim-0 …), each with its own Redis store.
+void make_instances(tollgate::Config& config, std::size_t n,
+                    std::shared_ptr<tollgate::Observer> observer,
+                    std::vector<std::shared_ptr<tollgate::redis::RedisStore>>& stores,
+                    std::vector<std::unique_ptr<tollgate::Limiter>>& limiters) {
+  for (std::size_t i = 0; i < n; ++i) {
+    config.instance_id = "sim-" + std::to_string(i);
+    stores.push_back(std::make_shared<tollgate::redis::RedisStore>(config.store));
+    tollgate::Limiter::Options opt;
+    opt.store = stores.back();
+    opt.observer = observer;
+    limiters.push_back(std::make_unique<tollgate::Limiter>(config, opt));
+  }
+}
+
 std::string tenant_key(int t, int groups) {
   return "g" + std::to_string(t % groups) + ":t" + std::to_string(t);
 }
@@ -327,13 +342,7 @@ FairRun run_fair_phase(const FairPhase& ph, const std::vector<std::string>& shar
 
   std::vector<std::shared_ptr<tollgate::redis::RedisStore>> stores;
   std::vector<std::unique_ptr<tollgate::Limiter>> limiters;
-  for (std::size_t i = 0; i < N; ++i) {
-    config.instance_id = "sim-" + std::to_string(i);
-    stores.push_back(std::make_shared<tollgate::redis::RedisStore>(config.store));
-    tollgate::Limiter::Options opt;
-    opt.store = stores.back();
-    limiters.push_back(std::make_unique<tollgate::Limiter>(config, opt));
-  }
+  make_instances(config, N, nullptr, stores, limiters);
 
   std::vector<Counter> admitted(N * T), offered(N * T);
   std::atomic<bool> stop{false};
@@ -739,14 +748,7 @@ int main(int argc, char** argv) {
 
   std::vector<std::shared_ptr<tollgate::redis::RedisStore>> stores;
   std::vector<std::unique_ptr<tollgate::Limiter>> limiters;
-  for (std::size_t i = 0; i < N; ++i) {
-    config.instance_id = "sim-" + std::to_string(i);
-    stores.push_back(std::make_shared<tollgate::redis::RedisStore>(config.store));
-    tollgate::Limiter::Options opt;
-    opt.store = stores.back();
-    opt.observer = breaker_log;
-    limiters.push_back(std::make_unique<tollgate::Limiter>(config, opt));
-  }
+  make_instances(config, N, breaker_log, stores, limiters);
 
   // Offered load. Each tenant gets demand x rate on average; with skew, hot tenants get
   // more, but every tenant at least its rate (so full use stays possible), and each

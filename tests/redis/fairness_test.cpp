@@ -112,12 +112,17 @@ class Fairness : public ::testing::Test {
       p.weight = weight;
       c.policies.push_back(p);
     }
+    with_leases_and_redis(c);
+    return c;
+  }
+
+  // Lease TTL kTtl, leases of 100 ms of demand (at most 5 % of a capacity), the server.
+  void with_leases_and_redis(Config& c) {
     c.leases.ttl = kTtl;
     c.leases.horizon = 100ms;
     c.leases.max_fraction = 0.05;
     c.store.type = "redis";
     c.store.shards = {server.url()};
-    return c;
   }
 
   Limiter& instance(Config c) {
@@ -229,11 +234,7 @@ TEST_F(Fairness, EightInstancesWithUnevenDemandSplitTheTenantInProportion) {
   p.burst = kRate / 4;
   p.fair_instances = true;
   c.policies.push_back(p);
-  c.leases.ttl = kTtl;
-  c.leases.horizon = 100ms;
-  c.leases.max_fraction = 0.05;
-  c.store.type = "redis";
-  c.store.shards = {server.url()};
+  with_leases_and_redis(c);
   // Four instances offered 4 units, four offered 1: 20 units, twice the capacity.
   const double unit = 2 * kRate / 20;
   OpenLoad load;
