@@ -73,13 +73,19 @@ TEST(LimiterConcurrency, EvictionUnderPressureWhileReadersAreInside) {
   c.max_keys = 64;  // 1000 keys compete for 64 places: constant eviction
   Limiter limiter(c);
   std::atomic<std::uint64_t> admitted{0};
+  std::atomic<bool> evicted{false};
   run_threads(4, [&](int t) {
     std::mt19937 rng(static_cast<unsigned>(t));
     std::uint64_t mine = 0;
-    const auto deadline = Steady::now() + 2s;
-    for (int i = 0; i < 400'000 && Steady::now() < deadline; ++i) {
+    // 400k tries or 2 s each, and on until an eviction has happened (the SDK thread evicts
+    // between its scans, which a loaded machine may run rarely), but never past 30 s.
+    const auto start = Steady::now();
+    for (int i = 0;; ++i) {
+      const bool enough = i >= 400'000 || Steady::now() - start >= 2s;
+      if ((enough && evicted.load()) || Steady::now() - start >= 30s) break;
       const std::string key = "k:" + std::to_string(rng() % 1000);
       if (limiter.try_acquire(key).allowed) ++mine;
+      if (t == 0 && i % 4096 == 0 && limiter.stats().keys_evicted > 0) evicted = true;
     }
     admitted += mine;
   });
