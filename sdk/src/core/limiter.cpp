@@ -632,7 +632,7 @@ void LimiterImpl::consider(Entry* e, Nanos now) {
   const std::uint64_t min_need = std::max<std::uint64_t>({1, denied_cost, head_cost});
 
   std::uint64_t want = 0;
-  double reported = -1;  // the demand to report, when not the average (< 0)
+  double demand = -1;  // per second, reported with a token bucket's request (< 0: not yet)
   if (p.concurrency) {
     const std::int64_t reserved = s.lease_count > 0 ? s.leases[0].granted : 0;
     const std::int64_t in_use = reserved - balance;
@@ -679,13 +679,16 @@ void LimiterImpl::consider(Entry* e, Nanos now) {
       // The demand reported for fair shares follows a drop at once when the sample spans
       // a horizon (a tenant gone quiet lends its share within one ask); rises go through
       // the average like everything else.
-      if (dt >= horizon) reported = std::min(static_cast<double>(s.rate), sample);
+      if (dt >= horizon) demand = std::min(static_cast<double>(s.rate), sample);
     }
     const auto by_rate = static_cast<std::uint64_t>(std::ceil(s.rate * horizon));
     const std::uint64_t first = s.rate <= 0 ? std::max<std::uint64_t>(1, p.max_lease) : 0;
     const std::uint64_t cap = std::max<std::uint64_t>(p.max_lease, min_need);
     want = std::clamp<std::uint64_t>(
         std::max({by_rate, first, config_->leases.min_tokens, min_need + s.debt}), 1, cap + s.debt);
+    // Otherwise the average (denied tokens included); before a rate is known, what the
+    // first lease is for.
+    if (demand < 0) demand = s.rate > 0 ? s.rate : static_cast<double>(want) / horizon;
     // Refill early enough that the lease lasts through a round trip and a tick.
     const double lead = (static_cast<double>(rtt_ns_.load(std::memory_order_relaxed)) +
                          2.0 * static_cast<double>(kTick.count())) /
@@ -708,12 +711,7 @@ void LimiterImpl::consider(Entry* e, Nanos now) {
   req.holder = instance_id_;
   req.ttl = config_->leases.ttl;
   if (!p.concurrency) {
-    // What this instance wants per second (denied tokens included); before a rate is known,
-    // what the first lease is for.
-    const double horizon = std::chrono::duration<double>(config_->leases.horizon).count();
-    req.demand = reported >= 0 ? reported
-                 : s.rate > 0  ? static_cast<double>(s.rate)
-                               : static_cast<double>(want) / horizon;
+    req.demand = demand;
     req.held = static_cast<std::uint64_t>(std::max<std::int64_t>(0, balance));
   }
   batch_mins_.push_back(req.min);

@@ -182,21 +182,23 @@ local function shared_bucket()
     local r = fields(s[9])
     before, ml, mts = r[1], r[4], r[5]
   end
+  -- Reads the hash at key whole: records under prefix (but skip) last seen (their value's
+  -- field `seen`) at or before live_after are deleted, the others given to visit.
+  local function live_records(key, prefix, skip, seen, visit)
+    local all = redis.call('HGETALL', key)
+    for i = 1, #all, 2 do
+      local k = all[i]
+      if string.sub(k, 1, 2) == prefix and k ~= skip then
+        local r = fields(all[i + 1])
+        if r[seen] <= live_after then redis.call('HDEL', key, k) else visit(r) end
+      end
+    end
+  end
+
   local total, total_at = tonumber(s[7]), tonumber(s[8])
   if total_at == nil or now - total_at >= refresh then
     total, total_at = d, now
-    local all = redis.call('HGETALL', KEYS[1])
-    for i = 1, #all, 2 do
-      local k = all[i]
-      if string.sub(k, 1, 2) == 'i:' and k ~= mine then
-        local r = fields(all[i + 1])
-        if r[3] <= live_after then
-          redis.call('HDEL', KEYS[1], k)
-        else
-          total = total + r[1]
-        end
-      end
-    end
+    live_records(KEYS[1], 'i:', mine, 3, function(r) total = total + r[1] end)
   else
     total = total + d - before
   end
@@ -211,18 +213,8 @@ local function shared_bucket()
     local hi = math.min(total, rate)
     if fa == nil or g[6] == false or now - fa >= refresh then
       local claims = {}
-      local gall = redis.call('HGETALL', KEYS[3])
-      for i = 1, #gall, 2 do
-        local k = gall[i]
-        if string.sub(k, 1, 2) == 't:' and k ~= tenant then
-          local r = fields(gall[i + 1])
-          if r[4] <= live_after then
-            redis.call('HDEL', KEYS[3], k)
-          else
-            claims[#claims + 1] = {r[1], r[2], r[3]}
-          end
-        end
-      end
+      live_records(KEYS[3], 't:', tenant, 4,
+                   function(r) claims[#claims + 1] = {r[1], r[2], r[3]} end)
       claims[#claims + 1] = {weight, guaranteed, hi}
       fm, fk = fair_share(grate, claims)
       fa = now
