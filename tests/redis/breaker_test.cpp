@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/store_factory.h"
 #include "redis/redis_store.h"
 #include "redis_server.h"
 
@@ -25,6 +26,39 @@ std::vector<LeaseGrant> lease(QuotaStore& store, std::vector<LeaseRequest> batch
   store.lease(std::move(batch), [&p](std::vector<LeaseGrant> g) { p.set_value(std::move(g)); });
   EXPECT_EQ(f.wait_for(15s), std::future_status::ready);
   return f.get();
+}
+
+// The breaker is timed on the clock the Limiter gives the store (make_store), not on the
+// steady clock: a break of an hour is over as soon as that clock says so.
+TEST(ShardBreaker, TheBreakIsTimedOnTheClockTheStoreIsGiven) {
+  int port = 0;
+  {
+    testing::RedisServer s;
+    port = s.port();
+  }  // stopped: nothing listens there now
+  Config config;
+  config.store.type = "redis";
+  config.store.shards = {"redis://127.0.0.1:" + std::to_string(port)};
+  config.store.breaker.minimum_throughput = 1;
+  config.store.breaker.break_duration = 1h;
+  auto clock = std::make_shared<ManualClock>();
+  std::shared_ptr<QuotaStore> store = make_store(config, clock);
+  auto p = std::make_shared<Policy>();
+  p->name = p->match = "tenants";
+  p->rate = 10;
+  LeaseRequest r;
+  r.key = "tenant:a";
+  r.policy = p;
+  r.want = 1;
+  r.holder = "t";
+  r.request_id = "t:1";
+  r.ttl = 2s;
+  EXPECT_FALSE(lease(*store, {r})[0].ok);
+  ASSERT_EQ(store->breaker_states().at(0), BreakerState::kOpen);
+  clock->advance(1h - 1ms);
+  EXPECT_EQ(store->breaker_states().at(0), BreakerState::kOpen);
+  clock->advance(1ms);
+  EXPECT_EQ(store->breaker_states().at(0), BreakerState::kHalfOpen);
 }
 
 TEST(ShardBreaker, AHungShardIsLeftBehindAndTakenBackAfterTheBreak) {

@@ -3,6 +3,7 @@
 #include <openssl/sha.h>
 
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <cmath>
 #include <cstdio>
 #include <mutex>
@@ -103,33 +104,35 @@ LeaseGrant to_grant(const Reply& r) {
   return g;
 }
 
-// After a transport failure, the same requests go again this much later: past the
-// connection's first reconnect back-off (100 ms).
-constexpr std::chrono::milliseconds kRetryAfter{150};
+// The guard's retries wait on an Asio timer of the io thread: real time, as the
+// connection's reconnect back-off they wait out is.
+class AsioTimers final : public resilience::Timers {
+ public:
+  explicit AsioTimers(asio::io_context& io) : io_(io) {}
+  void after(Nanos delay, std::function<void()> fn) override {
+    asio::post(io_, [&io = io_, delay, fn = std::move(fn)]() mutable {
+      auto timer = std::make_shared<asio::steady_timer>(io, delay);
+      timer->async_wait([timer, fn = std::move(fn)](const boost::system::error_code& ec) {
+        if (!ec) fn();
+      });
+    });
+  }
+
+ private:
+  asio::io_context& io_;
+};
 
 }  // namespace
 
-// One lease() call: its answers, and how many shards are still to answer.
-struct RedisStore::Call {
-  std::mutex mu;  // shards answer on the io thread, but the first may answer inline
-  std::vector<LeaseRequest> batch;
+// One send_leases() call: its requests, the answers so far, and whom to tell.
+struct RedisTransport::Leases {
+  std::vector<const LeaseRequest*> requests;
   std::vector<LeaseGrant> grants;
-  std::size_t pending = 0;
-  LeaseCallback done;
-
-  void finish_part() {
-    bool last = false;
-    {
-      std::lock_guard lk(mu);
-      last = --pending == 0;
-    }
-    if (last) done(std::move(grants));
-  }
+  std::function<void(resilience::ShardOutcome)> done;
 };
 
-RedisStore::RedisStore(const StoreConfig& config)
-    : bulkhead_(config.bulkhead),
-      work_(asio::make_work_guard(io_)),
+RedisTransport::RedisTransport(const StoreConfig& config)
+    : work_(asio::make_work_guard(io_)),
       lease_sha_(sha1_hex(kLeaseScript)),
       give_back_sha_(sha1_hex(kGiveBackScript)) {
   for (std::size_t i = 0; i < config.shards.size(); ++i) {
@@ -144,34 +147,12 @@ RedisStore::RedisStore(const StoreConfig& config)
     o.command_timeout =
         std::chrono::duration_cast<std::chrono::milliseconds>(config.command_timeout);
     // Loaded on every connect, so that NOSCRIPT is only seen after SCRIPT FLUSH or a
-    // restart behind a live connection (then the call loads it again and retries).
+    // restart behind a live connection (then the call loads it again and resends).
     o.tls_ca_file = config.tls_ca_file;
     o.on_connect = {{"SCRIPT", "LOAD", kLeaseScript}, {"SCRIPT", "LOAD", kGiveBackScript}};
     o.log = [slot = observer_](LogLevel level, const std::string& message) {
       if (auto ob = slot->get()) ob->on_log(level, message);
     };
-    const BreakerConfig& bc = config.breaker;
-    resilience::BreakerOptions bo;
-    bo.failure_ratio = bc.failure_ratio;
-    bo.slow_call_rate_threshold = bc.slow_call_rate_threshold;
-    bo.slow_call_duration_threshold = bc.slow_call_duration_threshold;
-    bo.sampling_duration = bc.sampling_duration;
-    bo.sliding_window_size = bc.sliding_window_size;
-    bo.minimum_throughput = bc.minimum_throughput;
-    bo.break_duration = bc.break_duration;
-    bo.permitted_calls_in_half_open = bc.permitted_calls_in_half_open;
-    breakers_.push_back(std::make_unique<resilience::CircuitBreaker>(bo, SteadyClock::shared()));
-    breakers_.back()->set_observer(
-        [slot = observer_, shard = static_cast<std::uint32_t>(i), url = o.endpoint.redacted()](
-            BreakerState from, BreakerState to) {
-          auto ob = slot->get();
-          if (!ob) return;
-          ob->on_breaker(BreakerEvent{shard, from, to});
-          ob->on_log(to == BreakerState::kOpen ? LogLevel::kWarn : LogLevel::kInfo,
-                     url + ": circuit breaker " + std::string(to_string(from)) + " -> " +
-                         std::string(to_string(to)));
-        });
-    gates_.push_back(std::make_unique<Gate>());
     try {
       shards_.push_back(Connection::create(io_, std::move(o)));
     } catch (const std::exception& ex) {  // e.g. a CA file that cannot be read
@@ -182,236 +163,132 @@ RedisStore::RedisStore(const StoreConfig& config)
   thread_ = std::thread([this] { io_.run(); });
 }
 
-void RedisStore::set_observer(std::shared_ptr<Observer> observer) {
+RedisTransport::~RedisTransport() {
+  close();
+}
+
+void RedisTransport::close() {
+  std::call_once(closed_, [this] {
+    // Fail what is in flight (every callback is called), then stop the thread.
+    for (auto& c : shards_) c->close();
+    asio::post(io_, [this] { io_.stop(); });
+    work_.reset();
+    if (thread_.joinable()) thread_.join();
+  });
+}
+
+void RedisTransport::set_observer(std::shared_ptr<Observer> observer) {
   std::lock_guard lk(observer_->mu);
   observer_->observer = std::move(observer);
 }
 
-std::vector<BreakerState> RedisStore::breaker_states() const {
-  std::vector<BreakerState> out;
-  out.reserve(breakers_.size());
-  for (const auto& b : breakers_) out.push_back(b->state());
-  return out;
-}
-
-RedisStore::~RedisStore() {
-  // Fail what is in flight (every lease callback is called), then stop the thread.
-  for (auto& c : shards_) c->close();
-  asio::post(io_, [this] { io_.stop(); });
-  work_.reset();
-  if (thread_.joinable()) thread_.join();
-}
-
-std::size_t RedisStore::shard_of(const Policy& policy, std::string_view key) const {
+std::size_t RedisTransport::shard_of(const Policy& policy, std::string_view key) const {
   return static_cast<std::size_t>(
       redis::shard_of(group_of(policy, key), static_cast<std::int32_t>(shards_.size())));
 }
 
-RedisStore::Counters RedisStore::counters() const noexcept {
-  std::uint64_t most = 0;
-  for (const auto& g : gates_) {
-    std::lock_guard lk(g->mu);
-    most = std::max<std::uint64_t>(most, g->most_in_flight);
-  }
-  return {calls_.load(),   batches_.load(),         failures_.load(),          reloads_.load(),
-          retries_.load(), short_circuited_.load(), bulkhead_rejected_.load(), most};
+std::string RedisTransport::shard_name(std::size_t shard) const {
+  return shards_.at(shard)->endpoint().redacted();
 }
 
-void RedisStore::lease(std::vector<LeaseRequest> batch, LeaseCallback done) {
-  auto call = std::make_shared<Call>();
-  call->grants.resize(batch.size());
-  std::vector<std::vector<std::size_t>> by_shard(shards_.size());
-  for (std::size_t i = 0; i < batch.size(); ++i) {
-    if (!batch[i].policy) {
-      call->grants[i].ok = false;
-      call->grants[i].error = "lease request without a policy";
-      continue;
-    }
-    by_shard[shard_of(*batch[i].policy, batch[i].key)].push_back(i);
-  }
-  call->batch = std::move(batch);
-  call->done = std::move(done);
-  call->pending = 1;  // held until every shard's part is sent
-  for (std::size_t s = 0; s < shards_.size(); ++s) {
-    if (!by_shard[s].empty()) admit(s, call, std::move(by_shard[s]));
-  }
-  call->finish_part();
+RedisTransport::Counters RedisTransport::counters() const noexcept {
+  return {calls_.load(), batches_.load(), reloads_.load()};
 }
 
-void RedisStore::admit(std::size_t shard, const std::shared_ptr<Call>& call,
-                       std::vector<std::size_t> idx) {
-  Gate& gate = *gates_[shard];
-  std::vector<std::size_t> now, later, refused;
-  {
-    std::lock_guard lk(gate.mu);
-    const std::size_t free =
-        bulkhead_.max_in_flight - std::min(bulkhead_.max_in_flight, gate.in_flight);
-    // Keys already waiting go first: a new part only goes straight out if none wait.
-    const std::size_t n_now = gate.queue.empty() ? std::min(free, idx.size()) : 0;
-    const std::size_t room = bulkhead_.max_queue - std::min(bulkhead_.max_queue, gate.queued);
-    const std::size_t n_later = std::min(room, idx.size() - n_now);
-    now.assign(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(n_now));
-    later.assign(idx.begin() + static_cast<std::ptrdiff_t>(n_now),
-                 idx.begin() + static_cast<std::ptrdiff_t>(n_now + n_later));
-    refused.assign(idx.begin() + static_cast<std::ptrdiff_t>(n_now + n_later), idx.end());
-    gate.in_flight += now.size();
-    gate.most_in_flight = std::max(gate.most_in_flight, gate.in_flight);
-    if (!later.empty()) {
-      gate.queued += later.size();
-      std::lock_guard lc(call->mu);
-      ++call->pending;  // the queued part
-      gate.queue.emplace_back(call, std::move(later));
-    }
-  }
-  for (std::size_t i : refused) {
-    LeaseGrant& g = call->grants[i];
-    g.ok = false;
-    g.error = "redis " + shards_[shard]->endpoint().redacted() + ": bulkhead full";
-  }
-  bulkhead_rejected_ += refused.size();
-  if (!now.empty()) {
-    {
-      std::lock_guard lc(call->mu);
-      ++call->pending;
-    }
-    const std::size_t slots = now.size();
-    send_leases(shard, call, std::move(now), 0, false, slots);
-  }
+void RedisTransport::send_leases(std::size_t shard, std::vector<const LeaseRequest*> requests,
+                                 std::function<void(resilience::ShardOutcome)> done) {
+  auto leases = std::make_shared<Leases>();
+  leases->grants.resize(requests.size());
+  leases->requests = std::move(requests);
+  leases->done = std::move(done);
+  std::vector<std::size_t> idx(leases->requests.size());
+  for (std::size_t i = 0; i < idx.size(); ++i) idx[i] = i;
+  send_lease_commands(shard, std::move(leases), std::move(idx), false);
 }
 
-void RedisStore::part_done(std::size_t shard, std::size_t slots,
-                           const std::shared_ptr<Call>& call) {
-  Gate& gate = *gates_[shard];
-  std::vector<std::pair<std::shared_ptr<Call>, std::vector<std::size_t>>> start;
-  {
-    std::lock_guard lk(gate.mu);
-    gate.in_flight -= std::min(slots, gate.in_flight);
-    while (!gate.queue.empty() && gate.in_flight < bulkhead_.max_in_flight) {
-      auto& [waiting, keys] = gate.queue.front();
-      const std::size_t take = std::min(keys.size(), bulkhead_.max_in_flight - gate.in_flight);
-      if (take == keys.size()) {
-        start.emplace_back(std::move(waiting), std::move(keys));  // carries the part's count
-        gate.queue.pop_front();
-      } else {
-        std::vector<std::size_t> piece(keys.begin(),
-                                       keys.begin() + static_cast<std::ptrdiff_t>(take));
-        keys.erase(keys.begin(), keys.begin() + static_cast<std::ptrdiff_t>(take));
-        {
-          std::lock_guard lc(waiting->mu);
-          ++waiting->pending;  // the piece; the rest keeps the queued part's count
-        }
-        start.emplace_back(waiting, std::move(piece));
-      }
-      gate.in_flight += take;
-      gate.queued -= take;
-      gate.most_in_flight = std::max(gate.most_in_flight, gate.in_flight);
-    }
-  }
-  for (auto& [waiting, keys] : start) {
-    const std::size_t n = keys.size();
-    send_leases(shard, waiting, std::move(keys), 0, false, n);
-  }
-  call->finish_part();
-}
-
-void RedisStore::send_leases(std::size_t shard, std::shared_ptr<Call> call,
-                             std::vector<std::size_t> idx, int attempt, bool retried,
-                             std::size_t slots) {
-  resilience::CircuitBreaker& breaker = *breakers_[shard];
-  if (!breaker.allow()) {
-    // The shard is failing: answer at once instead of queueing behind it.
-    for (std::size_t i : idx) {
-      LeaseGrant& g = call->grants[i];
-      g.ok = false;
-      g.error = "redis " + shards_[shard]->endpoint().redacted() + ": circuit open";
-    }
-    short_circuited_ += idx.size();
-    part_done(shard, slots, call);
-    return;
-  }
-  const auto sent = std::chrono::steady_clock::now();
+void RedisTransport::send_lease_commands(std::size_t shard, std::shared_ptr<Leases> leases,
+                                         std::vector<std::size_t> idx, bool reload) {
   std::vector<Command> cmds;
   cmds.reserve(idx.size() + 1);
-  if (attempt > 0) cmds.push_back({"SCRIPT", "LOAD", kLeaseScript});
-  for (std::size_t i : idx) cmds.push_back(lease_command(lease_sha_, call->batch[i]));
+  if (reload) cmds.push_back({"SCRIPT", "LOAD", kLeaseScript});
+  for (std::size_t i : idx) cmds.push_back(lease_command(lease_sha_, *leases->requests[i]));
   calls_ += idx.size();
   ++batches_;
-  shards_[shard]->send(
-      std::move(cmds), [this, shard, call, idx = std::move(idx), attempt, retried, sent, slots](
-                           std::vector<Reply> replies, std::string error) mutable {
-        const Nanos took = std::chrono::steady_clock::now() - sent;
-        if (error.empty()) {
-          breakers_[shard]->on_success(took);
-        } else {
-          breakers_[shard]->on_failure(took);
-        }
-        // A batch refused before it was written ("unavailable": the connection is down)
-        // did not run: nothing to find out by sending it again. The Limiter asks again.
-        const bool unsent = Connection::refused(error);
-        if (!error.empty() && !retried && !unsent) {
-          // The batch may or may not have run (a lost reply, a dropped connection). Send the
-          // same requests again once the connection has had time to come back: their ids
-          // make Redis answer what it answered the first time, so nothing is granted twice
-          // and nothing granted is lost.
-          ++retries_;
-          auto timer = std::make_shared<asio::steady_timer>(io_, kRetryAfter);
-          timer->async_wait([this, shard, call, idx = std::move(idx), attempt, slots,
-                             timer](const boost::system::error_code& ec) mutable {
-            if (ec) return;
-            send_leases(shard, std::move(call), std::move(idx), attempt, true, slots);
-          });
-          return;
-        }
-        const std::size_t offset = attempt > 0 ? 1 : 0;
-        std::vector<std::size_t> again;
-        for (std::size_t k = 0; k < idx.size(); ++k) {
-          LeaseGrant& g = call->grants[idx[k]];
-          if (!error.empty()) {
-            g.ok = false;
-            g.error = "redis " + shards_[shard]->endpoint().redacted() + ": " + error;
-            ++failures_;
-            continue;
-          }
-          const Reply& r = replies[offset + k];
-          if (r.error_code_is("NOSCRIPT") && attempt == 0) {
-            again.push_back(idx[k]);  // the script did not run: sending it again is safe
-            continue;
-          }
-          g = to_grant(r);
-          if (!g.ok) ++failures_;
-        }
-        if (!again.empty()) {
-          ++reloads_;
-          send_leases(shard, call, std::move(again), attempt + 1, retried, slots);  // pending
-          return;
-        }
-        part_done(shard, slots, call);
-      });
+  shards_[shard]->send(std::move(cmds), [this, shard, leases, idx = std::move(idx), reload](
+                                            std::vector<Reply> replies, std::string error) {
+    if (!error.empty()) {
+      resilience::ShardOutcome out;
+      // "unavailable": never written, so it did not run. A resend after NOSCRIPT that
+      // fails is not that: the call's other keys did run.
+      out.unsent = !reload && Connection::refused(error);
+      out.error = std::move(error);
+      leases->done(std::move(out));
+      return;
+    }
+    const std::size_t offset = reload ? 1 : 0;
+    std::vector<std::size_t> again;
+    for (std::size_t k = 0; k < idx.size(); ++k) {
+      const Reply& r = replies[offset + k];
+      if (!reload && r.error_code_is("NOSCRIPT")) {
+        again.push_back(idx[k]);  // the script did not run: sending it again is safe
+        continue;
+      }
+      leases->grants[idx[k]] = to_grant(r);
+    }
+    if (!again.empty()) {
+      ++reloads_;
+      send_lease_commands(shard, leases, std::move(again), true);
+      return;
+    }
+    resilience::ShardOutcome out;
+    out.grants = std::move(leases->grants);
+    leases->done(std::move(out));
+  });
 }
 
-void RedisStore::give_back(std::vector<GiveBack> batch) {
-  std::vector<std::vector<Command>> by_shard(shards_.size());
+void RedisTransport::send_give_backs(std::size_t shard, std::vector<GiveBack> batch) {
+  auto cmds = std::make_shared<std::vector<Command>>();
+  cmds->reserve(batch.size());
   for (const GiveBack& g : batch) {
-    if (!g.policy || g.tokens == 0) continue;
-    by_shard[shard_of(*g.policy, g.key)].push_back(give_back_command(give_back_sha_, g));
+    if (g.policy) cmds->push_back(give_back_command(give_back_sha_, g));
   }
-  for (std::size_t s = 0; s < shards_.size(); ++s) {
-    if (by_shard[s].empty()) continue;
-    calls_ += by_shard[s].size();
-    ++batches_;
-    auto cmds = std::make_shared<std::vector<Command>>(std::move(by_shard[s]));
-    shards_[s]->send(*cmds, [this, s, cmds](std::vector<Reply> replies, std::string error) {
-      if (!error.empty()) return;  // best effort: the tokens expire in Redis
-      std::vector<Command> again;
-      for (std::size_t k = 0; k < replies.size(); ++k) {
-        if (replies[k].error_code_is("NOSCRIPT")) again.push_back((*cmds)[k]);
-      }
-      if (again.empty()) return;
-      ++reloads_;
-      again.insert(again.begin(), Command{"SCRIPT", "LOAD", kGiveBackScript});
-      shards_[s]->send(std::move(again), [](std::vector<Reply>, std::string) {});
-    });
-  }
+  if (cmds->empty()) return;
+  calls_ += cmds->size();
+  ++batches_;
+  shards_[shard]->send(*cmds, [this, shard, cmds](std::vector<Reply> replies, std::string error) {
+    if (!error.empty()) return;  // best effort: the tokens expire in Redis
+    std::vector<Command> again;
+    for (std::size_t k = 0; k < replies.size(); ++k) {
+      if (replies[k].error_code_is("NOSCRIPT")) again.push_back((*cmds)[k]);
+    }
+    if (again.empty()) return;
+    ++reloads_;
+    again.insert(again.begin(), Command{"SCRIPT", "LOAD", kGiveBackScript});
+    shards_[shard]->send(std::move(again), [](std::vector<Reply>, std::string) {});
+  });
+}
+
+RedisStore::RedisStore(const StoreConfig& config, std::shared_ptr<const Clock> clock)
+    : transport_(std::make_shared<RedisTransport>(config)),
+      guard_(std::make_shared<resilience::GuardedStore>(
+          transport_, config.breaker, config.bulkhead, resilience::RetryOptions{}, std::move(clock),
+          std::make_shared<AsioTimers>(transport_->io()))) {}
+
+RedisStore::~RedisStore() {
+  // Fail what is in flight and stop the io thread first: no callback runs after this.
+  transport_->close();
+}
+
+void RedisStore::set_observer(std::shared_ptr<Observer> observer) {
+  guard_->set_observer(observer);
+  transport_->set_observer(std::move(observer));
+}
+
+RedisStore::Counters RedisStore::counters() const noexcept {
+  const auto wire = transport_->counters();
+  const auto guard = guard_->counters();
+  return {wire.calls,    wire.batches,          guard.failures,          wire.reloads,
+          guard.retries, guard.short_circuited, guard.bulkhead_rejected, guard.most_in_flight};
 }
 
 }  // namespace tollgate::redis
