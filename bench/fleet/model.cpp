@@ -1,0 +1,211 @@
+#include "model.h"
+
+#include <cmath>
+
+#include "redis/keys.h"
+
+namespace fleet {
+
+using tollgate::GiveBack;
+using tollgate::LeaseGrant;
+using tollgate::LeaseRequest;
+using tollgate::resilience::ShardOutcome;
+
+void Loop::at(Nanos when, std::function<void()> fn) {
+  if (when < now()) when = now();
+  q_.push(Event{when, seq_++, std::move(fn)});
+}
+
+void Loop::run_until(Nanos until) {
+  while (!q_.empty() && q_.top().when <= until) {
+    // top() is const; moving the event out is safe, pop() only compares when and seq.
+    Event e = std::move(const_cast<Event&>(q_.top()));
+    q_.pop();
+    if (e.when > now()) clock_->set(e.when);
+    e.fn();
+  }
+  if (until > now()) clock_->set(until);
+}
+
+Shard::Shard(std::size_t index, Loop& loop, std::shared_ptr<tollgate::ManualClock> clock,
+             const CostModel& cost, Nanos start, std::uint64_t seed)
+    : index_(index),
+      loop_(loop),
+      clock_(std::move(clock)),
+      cost_(cost),
+      start_(start),
+      store_(std::make_unique<tollgate::InProcessStore>(clock_)),
+      rng_(seed),
+      // Mean of a lognormal is exp(mu + sigma^2/2): mu chosen so the mean is rtt_us.
+      rtt_(std::log(cost.rtt_us) - cost.rtt_sigma * cost.rtt_sigma / 2, cost.rtt_sigma) {}
+
+Nanos Shard::one_way() {
+  return Nanos{static_cast<std::int64_t>(rtt_(rng_) * 500.0)};  // half the round trip, in ns
+}
+
+double Shard::coin() {
+  return std::uniform_real_distribution<double>(0, 1)(rng_);
+}
+
+void Shard::account(Nanos at, std::uint64_t runs, double busy_us) {
+  const auto since = (at - start_).count();
+  if (since < 0) return;
+  const auto s = static_cast<std::size_t>(since / 1'000'000'000);
+  const auto d = static_cast<std::size_t>(since / 100'000'000);
+  if (series.calls_per_s.size() <= s) {
+    series.calls_per_s.resize(s + 1, 0);
+    series.busy_s_per_s.resize(s + 1, 0);
+  }
+  if (series.calls_per_100ms.size() <= d) series.calls_per_100ms.resize(d + 1, 0);
+  series.calls_per_s[s] += runs;
+  series.busy_s_per_s[s] += busy_us / 1e6;
+  series.calls_per_100ms[d] += static_cast<std::uint32_t>(runs);
+  script_runs += runs;
+}
+
+void Shard::arrive(std::shared_ptr<std::vector<LeaseRequest>> requests, Reply reply) {
+  if (killed) return;  // the connection is gone: the client's timeout answers
+  if (stopped) {
+    waiting_.push_back(
+        [this, requests, reply] { serve(requests, reply, loop_.now(), Nanos::max()); });
+    return;
+  }
+  serve(std::move(requests), std::move(reply), loop_.now(), Nanos::max());
+}
+
+// One event per call when nothing goes wrong: the call's arrival, its turn in the queue
+// and the reply's way back are known when it is sent, so the store's work and the reply
+// happen together at the reply's time (the store decides a one-way delay late, which
+// only its own clock sees). A call whose reply would come after `deadline` still runs
+// when its turn comes; the client's timeout answers it.
+bool Shard::serve(std::shared_ptr<std::vector<LeaseRequest>> requests, Reply reply, Nanos arrival,
+                  Nanos deadline) {
+  double us = cost_.call_us;
+  for (const LeaseRequest& r : *requests) {
+    const bool shared = r.policy && (r.policy->has_group_budget() || r.policy->shares_instances());
+    us += shared ? cost_.shared_lease_us : cost_.lease_us;
+  }
+  const Nanos begin = std::max(arrival, busy_until_);
+  busy_until_ = begin + Nanos{static_cast<std::int64_t>(us * 1000)};
+  account(begin, requests->size(), us);
+  bytes += cost_.lease_bytes * static_cast<double>(requests->size());
+  Nanos back = busy_until_ + one_way();
+  if (slow_ms > 0) back += Nanos{static_cast<std::int64_t>(coin() * slow_ms * 1e6)};
+  const bool lost = dropping && coin() < 0.5;
+  auto run = [this, requests] {
+    std::vector<LeaseGrant> grants;
+    store_->lease(*requests, [&](std::vector<LeaseGrant> g) { grants = std::move(g); });
+    return grants;
+  };
+  if (back > deadline) {
+    loop_.at(busy_until_, [this, run] {
+      if (!killed) run();
+    });
+    return false;  // the timeout answers
+  }
+  loop_.at(back, [this, run, lost, reply = std::move(reply)] {
+    if (killed) {
+      reply(ShardOutcome{{}, "connection lost", false});
+      return;
+    }
+    auto grants = run();
+    // With `lost` it ran, but the connection dropped before the reply came back.
+    if (lost) {
+      reply(ShardOutcome{{}, "connection lost", false});
+    } else {
+      reply(ShardOutcome{std::move(grants), "", false});
+    }
+  });
+  return true;
+}
+
+void Shard::arrive_give_backs(std::vector<GiveBack> batch) {
+  if (killed) return;
+  if (stopped) {
+    waiting_.push_back([this, batch = std::move(batch)]() mutable {
+      serve_give_backs(std::move(batch), loop_.now());
+    });
+    return;
+  }
+  serve_give_backs(std::move(batch), loop_.now());
+}
+
+void Shard::serve_give_backs(std::vector<GiveBack> batch, Nanos arrival) {
+  const double us = cost_.call_us + cost_.give_back_us * static_cast<double>(batch.size());
+  const Nanos begin = std::max(arrival, busy_until_);
+  busy_until_ = begin + Nanos{static_cast<std::int64_t>(us * 1000)};
+  account(begin, batch.size(), us);
+  bytes += cost_.give_back_bytes * static_cast<double>(batch.size());
+  loop_.at(busy_until_, [this, batch = std::move(batch)]() mutable {
+    if (!killed) store_->give_back(std::move(batch));
+  });
+}
+
+void Shard::resume() {
+  stopped = false;
+  auto waiting = std::move(waiting_);
+  waiting_.clear();
+  for (auto& w : waiting) w();
+}
+
+void Shard::wipe() {
+  store_ = std::make_unique<tollgate::InProcessStore>(clock_);
+  busy_until_ = loop_.now();
+}
+
+std::size_t Transport::shard_of(const tollgate::Policy& policy, std::string_view key) const {
+  const std::string_view group = policy.group.empty() ? key : std::string_view(policy.group);
+  return static_cast<std::size_t>(
+      tollgate::redis::shard_of(group, static_cast<std::int32_t>(shards_.size())));
+}
+
+void Transport::send_leases(std::size_t shard, std::vector<const LeaseRequest*> requests,
+                            std::function<void(ShardOutcome)> done) {
+  struct Call {
+    bool answered = false;
+    std::function<void(ShardOutcome)> done;
+  };
+  auto call = std::make_shared<Call>();
+  call->done = std::move(done);
+  auto finish = [call](ShardOutcome o) {
+    if (call->answered) return;
+    call->answered = true;
+    auto d = std::move(call->done);
+    d(std::move(o));
+  };
+  Shard& s = *shards_[shard];
+  if (s.killed) {
+    // Connection refused: nothing was written.
+    loop_.after(s.one_way() * 2, [finish] {
+      finish(ShardOutcome{{}, "connection refused", true});
+    });
+    return;
+  }
+  auto copies = std::make_shared<std::vector<LeaseRequest>>();
+  copies->reserve(requests.size());
+  for (const LeaseRequest* r : requests) copies->push_back(*r);
+  const Nanos deadline = loop_.now() + timeout_;
+  if (s.stopped) {
+    // Written, and waiting in the stopped server's socket: the timeout answers first.
+    loop_.at(deadline, [finish] { finish(ShardOutcome{{}, "timeout", false}); });
+    s.arrive(copies, finish);
+    return;
+  }
+  // The one-way trip is folded into the queue: the call is served from now + one way.
+  const Nanos arrival = loop_.now() + s.one_way();
+  if (!s.serve(copies, finish, arrival, deadline)) {
+    loop_.at(deadline, [finish] { finish(ShardOutcome{{}, "timeout", false}); });
+  }
+}
+
+void Transport::send_give_backs(std::size_t shard, std::vector<GiveBack> batch) {
+  Shard& s = *shards_[shard];
+  if (s.killed) return;
+  if (s.stopped) {
+    s.arrive_give_backs(std::move(batch));
+    return;
+  }
+  s.serve_give_backs(std::move(batch), loop_.now() + s.one_way());
+}
+
+}  // namespace fleet
