@@ -20,11 +20,12 @@
 //
 // --inject-fault breaks the limiter on purpose (tools/faults, test-only): every instance's
 // store is wrapped so that it reports twice what it granted (double-grant) or expiries an
-// hour late (spend-expired). The checks below must then fail: ctest runs sim.smoke and
-// sim.faults that way too and expects exit status 1.
+// hour late (spend-expired). The checks below must then fail: ctest runs sim.smoke,
+// sim.faults and sim.fairness that way too (double-grant) and expects exit status 1.
 //
-// Exit status: 0; 1 when any tenant was admitted beyond its bound (plus, on a faulted
-// shard, the declared fallback allowance); 2 on bad arguments; 3 when a shard never
+// Exit status: 0; 1 when any tenant was admitted from leases beyond its bound, or by the
+// local fallback beyond the declared fallback allowance of its shard's faults (the two
+// are checked apart); 2 on bad arguments; 3 when a shard never
 // recovered from a fault; 4 (fairness) when the shares are far off.
 #include <algorithm>
 #include <atomic>
