@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "faults/faulty_store.h"
 #include "tollgate/tollgate.hpp"
 
 namespace tollgate {
@@ -47,7 +48,8 @@ Config bucket_config(double rate = 1000, double burst = 1000) {
 
 class LeaseTest : public ::testing::Test {
  protected:
-  void make(Config c) {
+  // `fault` (tools/faults) sits between the Limiter and the mocked store.
+  void make(Config c, faults::Fault fault = faults::Fault::kNone) {
     store = std::make_shared<NiceMock<MockStore>>();
     ON_CALL(*store, lease(_, _))
         .WillByDefault(Invoke([this](std::vector<LeaseRequest> b, QuotaStore::LeaseCallback d) {
@@ -57,10 +59,10 @@ class LeaseTest : public ::testing::Test {
       for (auto& g : b) given_back.push_back(g);
     }));
     clock = std::make_shared<ManualClock>();
-    limiter.emplace(
-        std::move(c),
-        Limiter::Options{
-            .store = store, .clock = clock, .background_thread = false, .observer = {}});
+    limiter.emplace(std::move(c), Limiter::Options{.store = faults::with_fault(store, fault),
+                                                   .clock = clock,
+                                                   .background_thread = false,
+                                                   .observer = {}});
   }
 
   // Answers the oldest pending lease call, every key with `granted` tokens.
@@ -266,6 +268,20 @@ TEST_F(LeaseTest, ExpiredLeaseTokensAreTakenBackAndGivenBack) {
   Decision d = limiter->try_acquire("tenant:a");
   EXPECT_FALSE(d.allowed);
   EXPECT_EQ(limiter->stats().tokens_given_back, 90u);
+}
+
+// The check above against a Limiter that is told every expiry an hour late (the
+// spend-expired fault): it keeps spending the lease past its end, and the check sees it.
+TEST_F(LeaseTest, ExpiredLeaseCheckFailsUnderSpendExpired) {
+  make(bucket_config(), faults::Fault::kSpendExpired);
+  limiter->try_acquire("tenant:a");
+  limiter->poll();
+  answer(100);
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(limiter->try_acquire("tenant:a").allowed);
+  clock->advance(2s + 1ms);
+  limiter->poll();
+  EXPECT_TRUE(given_back.empty());
+  EXPECT_TRUE(limiter->try_acquire("tenant:a").allowed) << "the fault did not take effect";
 }
 
 TEST_F(LeaseTest, OlderLeaseExpiresWithoutTakingTheNewerOnesTokens) {
