@@ -1,4 +1,4 @@
-// QuotaStore over Redis shards: the Lua scripts of scripts.h, one pipelined connection
+// QuotaStore over Redis shards: the Lua scripts of lua/*.lua, one pipelined connection
 // per shard on one io_context thread the store owns, group -> shard by jump hash.
 #pragma once
 
