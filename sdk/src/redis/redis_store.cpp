@@ -223,6 +223,14 @@ RedisStore::Counters RedisStore::counters() const noexcept {
           retries_.load(), short_circuited_.load(), bulkhead_rejected_.load(), most};
 }
 
+StoreStats RedisStore::stats() const {
+  StoreStats s;
+  s.bulkhead_rejected = bulkhead_rejected_.load();
+  s.short_circuited = short_circuited_.load();
+  s.store_retries = retries_.load();
+  return s;
+}
+
 void RedisStore::lease(std::vector<LeaseRequest> batch, LeaseCallback done) {
   auto call = std::make_shared<Call>();
   call->grants.resize(batch.size());

@@ -32,6 +32,7 @@ class RedisStore final : public QuotaStore {
     return request.policy ? shard_of(*request.policy, request.key) : 0;
   }
   std::vector<BreakerState> breaker_states() const override;
+  StoreStats stats() const override;  // from counters()
 
   std::size_t shard_count() const noexcept { return shards_.size(); }
   resilience::BreakerState breaker_state(std::size_t shard) const {
