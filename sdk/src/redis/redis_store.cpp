@@ -156,17 +156,8 @@ RedisStore::RedisStore(const StoreConfig& config)
     o.log = [slot = observer_](LogLevel level, const std::string& message) {
       if (auto ob = slot->get()) ob->on_log(level, message);
     };
-    const BreakerConfig& bc = config.breaker;
-    resilience::BreakerOptions bo;
-    bo.failure_ratio = bc.failure_ratio;
-    bo.slow_call_rate_threshold = bc.slow_call_rate_threshold;
-    bo.slow_call_duration_threshold = bc.slow_call_duration_threshold;
-    bo.sampling_duration = bc.sampling_duration;
-    bo.sliding_window_size = bc.sliding_window_size;
-    bo.minimum_throughput = bc.minimum_throughput;
-    bo.break_duration = bc.break_duration;
-    bo.permitted_calls_in_half_open = bc.permitted_calls_in_half_open;
-    breakers_.push_back(std::make_unique<resilience::CircuitBreaker>(bo, SteadyClock::shared()));
+    breakers_.push_back(
+        std::make_unique<resilience::CircuitBreaker>(config.breaker, SteadyClock::shared()));
     breakers_.back()->set_observer(
         [slot = observer_, shard = static_cast<std::uint32_t>(i), url = o.endpoint.redacted()](
             BreakerState from, BreakerState to) {
