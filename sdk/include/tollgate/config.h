@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "tollgate/breaker_config.h"
 #include "tollgate/clock.h"
 #include "tollgate/export.h"
 
@@ -108,6 +109,8 @@ enum class ColdKeyMode : std::uint8_t {
   kOptimistic = 1,  // admit up to `allowance` tokens; the first lease pays them back
 };
 
+TOLLGATE_API std::string_view to_string(ColdKeyMode mode) noexcept;
+
 struct ColdKeys {
   ColdKeyMode mode = ColdKeyMode::kDeny;
   std::uint64_t allowance = 0;
@@ -122,20 +125,6 @@ struct LeaseOptions {
   std::uint64_t min_tokens = 1;
   Nanos expiry_margin =
       std::chrono::milliseconds{20};  // local expiry comes this much before the store's
-};
-
-// A circuit breaker per Redis shard (docs/redis.md). Names as in Polly and resilience4j.
-struct BreakerConfig {
-  double failure_ratio = 0.5;             // Polly FailureRatio
-  double slow_call_rate_threshold = 1.0;  // resilience4j slowCallRateThreshold, as a ratio
-  Nanos slow_call_duration_threshold = std::chrono::milliseconds{500};
-  // Short, because a shard sees few calls (leases are batched): a long window would take
-  // many seconds to notice an outage (docs/resilience.md).
-  Nanos sampling_duration = std::chrono::seconds{2};  // Polly SamplingDuration
-  std::size_t sliding_window_size = 0;                // > 0: count-based window of the last N calls
-  std::size_t minimum_throughput = 5;                 // Polly MinimumThroughput
-  Nanos break_duration = std::chrono::seconds{5};     // Polly BreakDuration
-  std::size_t permitted_calls_in_half_open = 1;       // resilience4j
 };
 
 // Per Redis shard: at most max_in_flight lease requests (keys) on the wire, at most

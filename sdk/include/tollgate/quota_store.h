@@ -10,6 +10,7 @@
 #include "tollgate/config.h"
 #include "tollgate/export.h"
 #include "tollgate/observer.h"
+#include "tollgate/stats_list.h"
 
 namespace tollgate {
 
@@ -60,6 +61,14 @@ struct GiveBack {
   std::string holder;
 };
 
+// A store's own counters since it started (tollgate/stats_list.h, TOLLGATE_STATS_STORE);
+// Limiter::stats() reports them.
+struct StoreStats {
+#define TOLLGATE_STATS_FIELD(name, since, help) std::uint64_t name = 0;
+  TOLLGATE_STATS_STORE(TOLLGATE_STATS_FIELD)
+#undef TOLLGATE_STATS_FIELD
+};
+
 // The seam between the local leases and wherever the global buckets live.
 // Thread-safe. Callbacks may run on any thread, inline within the call or later,
 // and must not block.
@@ -80,6 +89,8 @@ class TOLLGATE_API QuotaStore {
   virtual void set_observer(std::shared_ptr<Observer> /*observer*/) {}
   // One state per shard; empty for a store without shards.
   virtual std::vector<BreakerState> breaker_states() const { return {}; }
+  // The store's own counters; zero for a store that counts none.
+  virtual StoreStats stats() const { return {}; }
 };
 
 // Global buckets in this process: the embedded default, and the reference for the

@@ -67,11 +67,15 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
     double fallback_rate = 0;                      // local bucket, tokens per second
     std::int64_t fallback_burst = 1;
   };
+#define TOLLGATE_STATS_ATOMIC(name, since, help) std::atomic<std::uint64_t> name{0};
   struct alignas(64) Stripe {
-    std::atomic<std::uint64_t> admitted{0};
-    std::atomic<std::uint64_t> admitted_tokens{0};
+    TOLLGATE_STATS_ADMISSIONS(TOLLGATE_STATS_ATOMIC)
     std::atomic<std::uint64_t> denied[kReasonCount]{};
   };
+  struct SchedulerCounters {
+    TOLLGATE_STATS_SCHEDULER(TOLLGATE_STATS_ATOMIC)
+  };
+#undef TOLLGATE_STATS_ATOMIC
   struct Timer {
     Nanos at;
     Entry* entry;
@@ -220,10 +224,8 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;
   std::uint64_t next_wait_ = 1;
 
-  // Counters the scheduler keeps.
-  std::atomic<std::uint64_t> leases_asked_{0}, leases_granted_{0}, tokens_leased_{0},
-      tokens_given_back_{0}, tokens_expired_{0}, keys_evicted_{0}, lease_failures_{0},
-      fallback_tokens_{0}, fallback_dropped_{0};
+  // Counters the scheduler keeps (and give_back on any thread, fallback on the hot path).
+  SchedulerCounters counted_;
 
   // The SDK's thread.
   std::thread thread_;
