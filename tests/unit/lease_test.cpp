@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -755,6 +756,41 @@ TEST_F(LeaseTest, RequestsCarryTheInstancesDemandAndTheGroupsBudget) {
   const LeaseRequest& next = pending.back().batch[0];
   EXPECT_GT(next.demand, 1000);
   EXPECT_LT(next.demand, 3000);
+}
+
+// A key under steady load keeps at most a few timers pending: the scheduler's memory does
+// not grow with time. (Stale timers used to re-arm themselves each time they fired, so
+// the heap grew with every lease: bytes_used rose ~50x between 5 s and 30 s here.)
+TEST(LeaseTimers, TheSchedulerDoesNotGrowUnderSteadyLoad) {
+  auto clock = std::make_shared<ManualClock>();
+  Config c = bucket_config(1000, 1000);
+  c.leases.max_fraction = 0.1;  // the defaults' small leases: many asks, many timers
+  std::vector<std::unique_ptr<Limiter>> instances;
+  auto store = std::make_shared<InProcessStore>(clock);
+  for (int i = 0; i < 4; ++i) {
+    c.instance_id = "i" + std::to_string(i);
+    instances.push_back(std::make_unique<Limiter>(
+        c, Limiter::Options{
+               .store = store, .clock = clock, .background_thread = false, .observer = {}}));
+  }
+  const std::vector<std::string> keys = {"tenant:a", "tenant:b", "tenant:c", "tenant:d"};
+  std::uint64_t at_5s = 0;
+  // 30 s at 2x the rate: each instance offers each key a request every 2 ms.
+  for (int ms = 1; ms <= 30'000; ++ms) {
+    clock->advance(1ms);
+    for (auto& l : instances) {
+      if (ms % 2 == 0) {
+        for (const auto& k : keys) (void)l->try_acquire(k);
+      }
+      l->poll();
+    }
+    if (ms == 5'000) {
+      for (auto& l : instances) at_5s += l->stats().bytes_used;
+    }
+  }
+  std::uint64_t at_30s = 0;
+  for (auto& l : instances) at_30s += l->stats().bytes_used;
+  EXPECT_LT(at_30s, at_5s * 3 / 2) << "bytes_used at 5 s " << at_5s << ", at 30 s " << at_30s;
 }
 
 }  // namespace

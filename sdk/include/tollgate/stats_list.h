@@ -29,7 +29,7 @@
 // Read from their owners when stats() is called: the key table, the breaker relay.
 #define TOLLGATE_STATS_READ(X)                                           \
   X(keys_tracked, 1, "keys in the key table now")                        \
-  X(bytes_used, 1, "key table, entries and wait queues")                 \
+  X(bytes_used, 1, "key table, entries, wait queues and timers")         \
   X(breaker_transitions, 1, "circuit breaker state changes, all shards") \
   X(breakers_opened, 1, "of which to open")
 

@@ -452,12 +452,19 @@ void LimiterImpl::tick() {
     if (!e->retired.load(std::memory_order_acquire)) consider(e, now);
   }
   while (!timers_.empty() && timers_.top().at <= now) {
-    Entry* e = timers_.top().entry;
+    const Timer t = timers_.top();
+    Entry* e = t.entry;
     timers_.pop();
     --e->s.timer_refs;
+    // Only the entry's earliest timer is live (next_timer); a later one that an earlier
+    // add_timer superseded is stale: the live one has fired already and its maintain() set
+    // what is needed now. Running stale ones too made every fired duplicate push another,
+    // and the heap grew without bound (timers are 16 bytes; timer_refs is 16 bits).
+    if (to_ms(t.at) != e->s.next_timer) continue;
     e->s.next_timer = to_ms(now) + kNoTimer;  // unknown: the next add_timer pushes
     if (!e->retired.load(std::memory_order_acquire)) maintain(e, now);
   }
+  timer_count_.store(timers_.size(), std::memory_order_relaxed);
   flush(now);
   drain_inbox(now);  // stores that answer inline
   expire_deadlines(now);
@@ -1141,7 +1148,8 @@ Stats LimiterImpl::stats() const {
     std::lock_guard lk(wait_mu_);
     waiting = waits_.size();
   }
-  st.bytes_used = table_.bytes_used() + waiting * (sizeof(core::Waiter) + 2 * sizeof(void*));
+  st.bytes_used = table_.bytes_used() + waiting * (sizeof(core::Waiter) + 2 * sizeof(void*)) +
+                  timer_count_.load(std::memory_order_relaxed) * sizeof(Timer);
   st.breaker_transitions = relay_->transitions.load(std::memory_order_relaxed);
   st.breakers_opened = relay_->opened.load(std::memory_order_relaxed);
   try {

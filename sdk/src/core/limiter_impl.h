@@ -201,7 +201,8 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   // Scheduler state.
   std::mutex tick_mu_;
   std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
-  Nanos tick_now_{0};  // scheduler: the time of the tick that is running
+  Nanos tick_now_{0};                        // scheduler: the time of the tick that is running
+  std::atomic<std::size_t> timer_count_{0};  // timers_.size() after the last tick, for stats()
   std::vector<LeaseRequest> batch_;
   std::vector<Entry*> batch_entries_;
   std::vector<std::uint64_t> batch_mins_;
