@@ -371,7 +371,7 @@ TEST(Faults, ASlowShardOpensTheBreakerByTheSlowCallRateAlone) {
   sc.breaker.minimum_throughput = 4;
   sc.breaker.sampling_duration = 10s;
   redis::RedisStore store(sc);
-  auto p = std::make_shared<Policy>();
+  auto p = std::make_shared<ResolvedPolicy>();
   p->name = p->match = "t";
   p->rate = 1e6;
   p->burst = 1e6;

@@ -25,8 +25,8 @@ namespace {
 using namespace std::chrono_literals;
 using testing::RedisServer;
 
-std::shared_ptr<const Policy> bucket(double rate, double burst, std::string group = "") {
-  auto p = std::make_shared<Policy>();
+std::shared_ptr<const ResolvedPolicy> bucket(double rate, double burst, std::string group = "") {
+  auto p = std::make_shared<ResolvedPolicy>();
   p->name = p->match = "tenants";
   p->rate = rate;
   p->burst = burst;
@@ -53,7 +53,7 @@ std::vector<LeaseGrant> lease(QuotaStore& store, std::vector<LeaseRequest> batch
 }
 
 int request_seq = 0;
-LeaseRequest request(std::shared_ptr<const Policy> p, std::string key, std::uint64_t want) {
+LeaseRequest request(std::shared_ptr<const ResolvedPolicy> p, std::string key, std::uint64_t want) {
   LeaseRequest r;
   r.key = std::move(key);
   r.policy = std::move(p);
@@ -110,15 +110,15 @@ TEST(RedisStore, EveryKeyTheStoreWritesHasATtl) {
   RedisServer s;
   auto store = store_for({s.url()});
   auto tb = bucket(100, 100);
-  auto fw = std::make_shared<Policy>();
+  auto fw = std::make_shared<ResolvedPolicy>();
   fw->name = fw->match = "fw";
   fw->kind = PolicyKind::kFixedWindow;
   fw->limit = 10;
   fw->window = 1s;
-  auto sw = std::make_shared<Policy>(*fw);
+  auto sw = std::make_shared<ResolvedPolicy>(*fw);
   sw->name = "sw";
   sw->kind = PolicyKind::kSlidingWindow;
-  auto cc = std::make_shared<Policy>();
+  auto cc = std::make_shared<ResolvedPolicy>();
   cc->name = cc->match = "cc";
   cc->kind = PolicyKind::kConcurrency;
   cc->limit = 4;

@@ -83,10 +83,6 @@ struct Policy {
   // their demand, instead of first come, first served. Token buckets only; unset: on in a
   // group with a budget, off otherwise.
   std::optional<bool> fair_instances;
-  // The budget of `group`, copied from Config::groups by the Limiter (a store reads it
-  // here); group_rate 0: no group budget.
-  double group_rate = 0;
-  double group_burst = 0;
 
   // The most one acquire may cost: burst for a bucket, limit otherwise.
   TOLLGATE_API std::uint64_t capacity() const noexcept;
@@ -96,6 +92,15 @@ struct Policy {
   // The local fallback bucket's rate and burst, defaults applied.
   TOLLGATE_API double fallback_rate() const noexcept;
   TOLLGATE_API double fallback_burst() const noexcept;
+};
+
+// A policy as the stores are given it (LeaseRequest::policy): the Policy of the config and
+// what is derived for it from the rest of the config (Config::resolved_policies()).
+struct ResolvedPolicy : Policy {
+  // The budget of `group` from Config::groups; group_rate 0: no group budget.
+  double group_rate = 0;
+  double group_burst = 0;
+
   bool has_group_budget() const noexcept { return group_rate > 0; }
   double effective_group_burst() const noexcept {
     return group_burst > 0 ? group_burst : group_rate;
@@ -164,8 +169,8 @@ struct Config {
   TOLLGATE_API static Config from_json_file(const std::string& path);
   // Throws ConfigError for the first invalid field.
   TOLLGATE_API void validate() const;
-  // The policies with their group's budget filled in (Policy::group_rate, group_burst).
-  TOLLGATE_API std::vector<Policy> resolved_policies() const;
+  // The policies with their group's budget filled in (ResolvedPolicy::group_rate, group_burst).
+  TOLLGATE_API std::vector<ResolvedPolicy> resolved_policies() const;
 };
 
 class TOLLGATE_API ConfigError : public std::invalid_argument {

@@ -18,7 +18,7 @@ namespace tollgate {
 // reservation (absolute, not a delta), so repeating it is harmless.
 struct LeaseRequest {
   std::string key;
-  std::shared_ptr<const Policy> policy;
+  std::shared_ptr<const ResolvedPolicy> policy;
   std::uint64_t want = 0;  // tokens wished for
   std::uint64_t min = 1;   // smaller grants are useless: grant 0 instead
   std::string request_id;  // a retry with the same id gets the first answer
@@ -55,7 +55,7 @@ struct LeaseGrant {
 // that expiry, so returning tokens can never stretch the admission bound.
 struct GiveBack {
   std::string key;
-  std::shared_ptr<const Policy> policy;
+  std::shared_ptr<const ResolvedPolicy> policy;
   std::uint64_t tokens = 0;
   Nanos expires_at{0};
   std::string holder;

@@ -31,9 +31,11 @@ double Group::effective_burst() const noexcept {
   return burst == 0 ? rate : burst;
 }
 
-std::vector<Policy> Config::resolved_policies() const {
-  std::vector<Policy> out = policies;
-  for (Policy& p : out) {
+std::vector<ResolvedPolicy> Config::resolved_policies() const {
+  std::vector<ResolvedPolicy> out;
+  out.reserve(policies.size());
+  for (const Policy& policy : policies) out.push_back(ResolvedPolicy{policy});
+  for (ResolvedPolicy& p : out) {
     for (const Group& g : groups) {
       if (!p.group.empty() && g.name == p.group) {
         p.group_rate = g.rate;

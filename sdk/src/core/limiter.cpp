@@ -71,9 +71,9 @@ LimiterImpl::LimiterImpl(Config config, Limiter::Options options)
   if (!store_) store_ = make_store(*config_, clock_);
   relay_->user = std::move(options.observer);
   store_->set_observer(relay_);
-  for (const Policy& p : config_->resolved_policies()) {
+  for (const ResolvedPolicy& p : config_->resolved_policies()) {
     CompiledPolicy c;
-    c.spec = std::make_shared<const Policy>(p);
+    c.spec = std::make_shared<const ResolvedPolicy>(p);
     c.capacity = p.capacity();
     c.concurrency = p.kind == PolicyKind::kConcurrency;
     auto frac = static_cast<std::uint64_t>(

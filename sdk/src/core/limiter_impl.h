@@ -58,7 +58,7 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
  private:
   using Entry = core::Entry;
   struct CompiledPolicy {
-    std::shared_ptr<const Policy> spec;
+    std::shared_ptr<const ResolvedPolicy> spec;
     std::uint64_t capacity = 0;
     std::uint64_t max_lease = 0;
     bool concurrency = false;

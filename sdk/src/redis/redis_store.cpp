@@ -50,7 +50,7 @@ class Eval {
 };
 
 Command lease_command(const std::string& sha, const LeaseRequest& r) {
-  const Policy& p = *r.policy;
+  const ResolvedPolicy& p = *r.policy;
   const std::string_view group = group_of(p, r.key);
   const bool budget = p.kind == PolicyKind::kTokenBucket && p.has_group_budget();
   const bool paced = p.kind == PolicyKind::kTokenBucket && p.shares_instances();
