@@ -43,7 +43,7 @@ TEST(ShardBreaker, TheBreakIsTimedOnTheClockTheStoreIsGiven) {
   config.store.breaker.break_duration = 1h;
   auto clock = std::make_shared<ManualClock>();
   std::shared_ptr<QuotaStore> store = make_store(config, clock);
-  auto p = std::make_shared<Policy>();
+  auto p = std::make_shared<ResolvedPolicy>();
   p->name = p->match = "tenants";
   p->rate = 10;
   LeaseRequest r;
