@@ -17,7 +17,7 @@ pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
 for _ in $(seq 100); do redis-cli -p "$port" PING >/dev/null 2>&1 && break; sleep 0.05; done
 # The lease script, as the SDK loads it.
-script=$(sed -n '/kLeaseScript = R"lua(/,/^)lua";/p' sdk/src/redis/scripts.h | sed '1d;$d')
+script=$(cat sdk/src/store/redis/lua/lease.lua)
 sha=$(redis-cli -p "$port" SCRIPT LOAD "$script")
 # One token per call from a bucket that never runs dry; a fresh request id per call.
 echo "throughput, $clients clients:"

@@ -42,5 +42,5 @@ foreach(entry IN LISTS SCRIPTS)
     "inline constexpr std::array<std::string_view, ${count}> k${camel}Slots{${slots}};\n\n")
 endforeach()
 
-set(content "// Generated at build time from sdk/src/redis/lua/*.lua by cmake/embed_lua.cmake.\n#pragma once\n\n#include <array>\n#include <string_view>\n\nnamespace tollgate::redis::lua {\n\n${body}}  // namespace tollgate::redis::lua\n")
+set(content "// Generated at build time from sdk/src/store/redis/lua/*.lua by cmake/embed_lua.cmake.\n#pragma once\n\n#include <array>\n#include <string_view>\n\nnamespace tollgate::redis::lua {\n\n${body}}  // namespace tollgate::redis::lua\n")
 file(WRITE "${OUT}" "${content}")

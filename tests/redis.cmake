@@ -6,7 +6,7 @@ file(GLOB TOLLGATE_REDIS_TESTS CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/red
 foreach(src IN LISTS TOLLGATE_REDIS_TESTS)
   get_filename_component(name ${src} NAME_WE)
   add_executable(${name} ${src})
-  target_link_libraries(${name} PRIVATE tollgate_static tollgate_redis_fixture tollgate_faults
+  target_link_libraries(${name} PRIVATE tollgate_static_whole tollgate_redis_fixture tollgate_faults
                                         tollgate_warnings
                                         GTest::gmock_main GTest::gmock GTest::gtest)
   target_include_directories(${name} PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})  # common/
@@ -16,7 +16,7 @@ endforeach()
 
 # The multi-process guarantee test starts this driver, one process per instance.
 add_executable(tollgate_guarantee_driver ${CMAKE_CURRENT_SOURCE_DIR}/redis/guarantee_driver.cpp)
-target_link_libraries(tollgate_guarantee_driver PRIVATE tollgate_static tollgate_faults
+target_link_libraries(tollgate_guarantee_driver PRIVATE tollgate_static_whole tollgate_faults
                                                         tollgate_warnings)
 target_include_directories(tollgate_guarantee_driver PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
 target_compile_definitions(guarantee_processes_test

@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "redis/keys.h"
+#include "store/redis/keys.h"
 
 namespace fleet {
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "resilience/guarded_store.h"
+#include "tollgate/manual_clock.h"
 #include "tollgate/quota_store.h"
 
 namespace fleet {

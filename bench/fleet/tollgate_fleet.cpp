@@ -22,9 +22,9 @@
 #include <string>
 #include <vector>
 
-#include "core/bucket_math.h"
 #include "faults/faulty_store.h"
 #include "model.h"
+#include "quota/bucket_math.h"
 #include "tollgate/tollgate.hpp"
 
 namespace fleet {

@@ -3,7 +3,7 @@
 tenants in the group (docs/quotas.md, docs/performance.md).
 
 Starts a redis-server on a free loopback port, loads the lease script from
-sdk/src/redis/lua/lease.lua (its ARGV filled by the names of its `slots` table), and for each case sends pipelined EVALSHA calls with fresh request
+sdk/src/store/redis/lua/lease.lua (its ARGV filled by the names of its `slots` table), and for each case sends pipelined EVALSHA calls with fresh request
 ids, then reads usec_per_call of evalsha from INFO commandstats (time inside Redis, no
 network). Standard library only.
 
@@ -74,7 +74,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, default=20000)
     o = ap.parse_args()
-    script = open(os.path.join(ROOT, "sdk/src/redis/lua/lease.lua")).read()
+    script = open(os.path.join(ROOT, "sdk/src/store/redis/lua/lease.lua")).read()
     slots = re.findall(r"'([a-z_0-9]+)'", re.search(r"local slots = {([^}]*)}", script).group(1))
     port = free_port()
     tmp = tempfile.mkdtemp()

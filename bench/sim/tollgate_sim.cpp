@@ -44,10 +44,10 @@
 #include <thread>
 #include <vector>
 
-#include "core/bucket_math.h"
 #include "faults/faulty_store.h"
-#include "redis/redis_store.h"
+#include "quota/bucket_math.h"
 #include "redis_server.h"
+#include "store/redis/redis_store.h"
 #include "tollgate/tollgate.hpp"
 
 namespace {

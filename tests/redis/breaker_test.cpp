@@ -9,9 +9,10 @@
 #include <thread>
 #include <vector>
 
-#include "core/store_factory.h"
-#include "redis/redis_store.h"
+#include "facade/store_factory.h"
 #include "redis_server.h"
+#include "store/redis/redis_store.h"
+#include "tollgate/manual_clock.h"
 
 namespace tollgate {
 namespace {

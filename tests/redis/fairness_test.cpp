@@ -20,8 +20,8 @@
 #include <vector>
 
 #include "faults/faulty_store.h"
-#include "redis/redis_store.h"
 #include "redis_server.h"
+#include "store/redis/redis_store.h"
 #include "tollgate/tollgate.hpp"
 
 namespace tollgate {

@@ -20,7 +20,7 @@
 
 #include "common/guarantee_load.h"
 #include "faults/faulty_store.h"
-#include "redis/redis_store.h"
+#include "store/redis/redis_store.h"
 #include "tollgate/tollgate.hpp"
 
 namespace {

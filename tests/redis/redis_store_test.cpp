@@ -14,9 +14,9 @@
 #include <vector>
 
 #include "faults/faulty_store.h"
-#include "redis/keys.h"
-#include "redis/redis_store.h"
 #include "redis_server.h"
+#include "store/redis/keys.h"
+#include "store/redis/redis_store.h"
 #include "tollgate/tollgate.hpp"
 
 namespace tollgate {

@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "redis/redis_store.h"
 #include "redis_server.h"
+#include "store/redis/redis_store.h"
 #include "tollgate/quota_store.h"
 
 namespace tollgate {

@@ -1,6 +1,6 @@
 // The global bucket arithmetic shared by the InProcessStore and the Redis scripts, under a
 // simulated clock (plain integers: the functions take `now`).
-#include "core/bucket_math.h"
+#include "quota/bucket_math.h"
 
 #include <gtest/gtest.h>
 

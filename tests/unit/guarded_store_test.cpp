@@ -2,6 +2,7 @@
 // the breaker (failures and slow calls as the injected clock measures them, half-open
 // probes), retries with the same request ids, unsent calls, give-backs.
 #include "resilience/guarded_store.h"
+#include "tollgate/manual_clock.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

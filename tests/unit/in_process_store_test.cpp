@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include "tollgate/manual_clock.h"
 #include "tollgate/quota_store.h"
 
 namespace tollgate {

@@ -1,4 +1,4 @@
-// The Lua scripts the build embeds (redis/lua_scripts.h): the SHA1 computed by the build is
+// The Lua scripts the build embeds (store/redis/lua_scripts.h): the SHA1 computed by the build is
 // the one Redis names the text by, and the ARGV slots are the files' `slots` tables.
 #include <openssl/sha.h>
 
@@ -9,7 +9,7 @@
 
 #include <gtest/gtest.h>
 
-#include "redis/scripts.h"
+#include "store/redis/scripts.h"
 
 namespace tollgate::redis {
 namespace {

@@ -4,9 +4,9 @@
 #include <set>
 #include <string>
 
-#include "redis/connection.h"
-#include "redis/keys.h"
-#include "redis/resp.h"
+#include "store/redis/connection.h"
+#include "store/redis/keys.h"
+#include "store/redis/resp.h"
 
 namespace tollgate::redis {
 namespace {

@@ -10,6 +10,7 @@
 #include "resilience/backoff.h"
 #include "resilience/bulkhead.h"
 #include "resilience/circuit_breaker.h"
+#include "tollgate/manual_clock.h"
 
 namespace tollgate::resilience {
 namespace {

@@ -94,7 +94,7 @@ class TOLLGATE_API QuotaStore {
 };
 
 // Global buckets in this process: the embedded default, and the reference for the
-// math the Redis scripts use (sdk/src/core/bucket_math.h). Thread-safe; answers inline.
+// math the Redis scripts use (sdk/src/quota/bucket_math.h). Thread-safe; answers inline.
 class TOLLGATE_API InProcessStore final : public QuotaStore {
  public:
   explicit InProcessStore(std::shared_ptr<const Clock> clock = nullptr);

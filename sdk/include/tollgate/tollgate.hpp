@@ -5,5 +5,6 @@
 #include "tollgate/config.h"
 #include "tollgate/decision.h"
 #include "tollgate/limiter.h"
+#include "tollgate/manual_clock.h"
 #include "tollgate/quota_store.h"
 #include "tollgate/version.h"

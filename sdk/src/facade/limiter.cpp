@@ -1,0 +1,105 @@
+// The public Limiter: the API over LimiterImpl, and the place a store is wired in from
+// the config.
+#include <condition_variable>
+#include <mutex>
+#include <utility>
+
+#include "facade/store_factory.h"
+#include "limiter/limiter_impl.h"
+
+namespace tollgate {
+
+Limiter::Limiter(Config config) : Limiter(std::move(config), Options{}) {}
+
+// The store is the one the config names unless the options bring one: built here, above
+// both the limiter and the stores, so neither knows the other.
+Limiter::Limiter(Config config, Options options) {
+  config.validate();
+  if (!options.clock) options.clock = SteadyClock::shared();
+  if (!options.store) options.store = make_store(config, options.clock);
+  impl_ = std::make_shared<LimiterImpl>(std::move(config), std::move(options));
+  impl_->start();
+}
+
+Limiter::~Limiter() {
+  impl_->shutdown();
+}
+
+Decision Limiter::try_acquire(std::string_view key, std::uint64_t cost) noexcept {
+  return impl_->try_acquire(key, cost);
+}
+
+Decision Limiter::acquire(std::string_view key, std::uint64_t cost, Nanos timeout) {
+  struct Sync {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    Decision d;
+  };
+  auto sync = std::make_shared<Sync>();
+  impl_->acquire_async(key, cost, timeout, [sync](const Decision& d) {
+    std::lock_guard lk(sync->mu);
+    sync->d = d;
+    sync->done = true;
+    sync->cv.notify_all();
+  });
+  std::unique_lock lk(sync->mu);
+  sync->cv.wait(lk, [&] { return sync->done; });
+  return sync->d;
+}
+
+WaitId Limiter::acquire_async(std::string_view key, std::uint64_t cost, Nanos timeout,
+                              Completion done) {
+  return impl_->acquire_async(key, cost, timeout, std::move(done));
+}
+
+bool Limiter::cancel(WaitId id) {
+  return impl_->cancel(id);
+}
+
+Permit Limiter::acquire_permit(std::string_view key, std::uint32_t count) noexcept {
+  return impl_->acquire_permit(key, count);
+}
+
+Stats Limiter::stats() const {
+  return impl_->stats();
+}
+const Config& Limiter::config() const noexcept {
+  return impl_->config();
+}
+const std::string& Limiter::instance_id() const noexcept {
+  return impl_->instance_id();
+}
+void Limiter::poll() {
+  impl_->tick();
+}
+
+Permit::Permit(Permit&& other) noexcept
+    : owner_(std::move(other.owner_)),
+      entry_(std::exchange(other.entry_, nullptr)),
+      count_(std::exchange(other.count_, 0)),
+      decision_(other.decision_) {}
+
+Permit& Permit::operator=(Permit&& other) noexcept {
+  if (this != &other) {
+    release();
+    owner_ = std::move(other.owner_);
+    entry_ = std::exchange(other.entry_, nullptr);
+    count_ = std::exchange(other.count_, 0);
+    decision_ = other.decision_;
+  }
+  return *this;
+}
+
+Permit::~Permit() {
+  release();
+}
+
+void Permit::release() noexcept {
+  if (entry_ != nullptr && owner_) owner_->release_permit(entry_, count_);
+  entry_ = nullptr;
+  count_ = 0;
+  owner_.reset();
+}
+
+}  // namespace tollgate

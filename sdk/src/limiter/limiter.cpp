@@ -1,0 +1,1164 @@
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <utility>
+
+#include "limiter/limiter_impl.h"
+
+namespace tollgate {
+
+using core::Entry;
+using core::EpochGuard;
+using core::Ms;
+
+namespace {
+
+constexpr Nanos kTick = std::chrono::milliseconds(1);
+
+std::uint8_t exhausted_level(const LeaseGrant& g) noexcept {
+  return g.limited_by == LimitLevel::kGroup ? core::kExhaustedGroup : core::kExhaustedKey;
+}
+constexpr Nanos kMaxSleep = std::chrono::milliseconds(250);
+constexpr Nanos kStoreErrorBackoff = std::chrono::milliseconds(50);
+constexpr std::size_t kMaxBatch = 512;               // lease requests per store call
+constexpr std::uint64_t kMaxLeaseTokens = 1u << 30;  // a lease fits HeldLease::granted
+constexpr Ms kNoTimer = 0x7fffffff;                  // "no timer known" offset
+
+std::string default_instance_id() {
+  char host[256] = {0};
+  if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
+  std::random_device rd;
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%08x", rd());
+  return std::string(host) + "-" + std::to_string(getpid()) + "-" + buf;
+}
+
+std::int64_t clamp_nonneg(std::int64_t v) {
+  return v < 0 ? 0 : v;
+}
+
+// Calls each waiter's completion (outside any lock); a throwing completion is its own
+// business.
+void complete(std::vector<std::pair<Limiter::Completion, Decision>>& done) noexcept {
+  for (auto& [fn, d] : done) {
+    try {
+      fn(d);
+    } catch (...) {
+    }
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------
+// Construction
+
+LimiterImpl::LimiterImpl(Config config, Limiter::Options options)
+    : config_(std::make_shared<const Config>((config.validate(), std::move(config)))),
+      store_(std::move(options.store)),
+      clock_(options.clock ? options.clock : SteadyClock::shared()),
+      background_(options.background_thread),
+      start_(clock_->now()),
+      instance_id_(config_->instance_id.empty() ? default_instance_id() : config_->instance_id),
+      max_key_length_(std::min<std::size_t>(config_->max_key_length, 65535)),
+      index_(config_->policies),
+      table_(config_->max_keys),
+      inbox_(std::make_shared<Inbox>()) {
+  relay_->user = std::move(options.observer);
+  store_->set_observer(relay_);
+  for (const ResolvedPolicy& p : config_->resolved_policies()) {
+    CompiledPolicy c;
+    c.spec = std::make_shared<const ResolvedPolicy>(p);
+    c.capacity = p.capacity();
+    c.concurrency = p.kind == PolicyKind::kConcurrency;
+    auto frac = static_cast<std::uint64_t>(
+        std::floor(config_->leases.max_fraction * static_cast<double>(c.capacity)));
+    c.max_lease = std::clamp<std::uint64_t>(frac, 1, kMaxLeaseTokens);
+    c.refill_per_second = p.refill_per_second();
+    switch (p.fallback.mode) {
+      case FallbackMode::kLocal:  // concurrency: no local bucket for permits, so deny
+        c.fallback = c.concurrency ? core::kFallbackDeny : core::kFallbackLocal;
+        break;
+      case FallbackMode::kDeny:
+        c.fallback = core::kFallbackDeny;
+        break;
+      case FallbackMode::kAllow:
+        c.fallback = core::kFallbackAllow;
+        break;
+    }
+    c.fallback_rate = p.fallback_rate();
+    c.fallback_burst = static_cast<std::int64_t>(
+        std::min(p.fallback_burst(), static_cast<double>(kMaxLeaseTokens)));
+    policies_.push_back(std::move(c));
+  }
+  inbox_->owner = this;
+}
+
+LimiterImpl::~LimiterImpl() {
+  shutdown();
+}
+
+void LimiterImpl::start() {
+  if (background_) thread_ = std::thread([this] { run(); });
+}
+
+void LimiterImpl::shutdown() {
+  if (shut_.exchange(true)) return;
+  stop_.store(true);
+  wake();
+  if (thread_.joinable()) thread_.join();
+  {
+    std::lock_guard lk(inbox_->mu);
+    inbox_->owner = nullptr;
+  }
+  std::vector<std::pair<Limiter::Completion, Decision>> done;
+  {
+    std::lock_guard lk(wait_mu_);
+    for (auto& [id, w] : waits_) {
+      Decision d{false, Reason::kShutdown, 0, Nanos{0}};
+      done.emplace_back(std::move(w->done), d);
+      w->entry->waiters.store(0, std::memory_order_relaxed);
+      delete w;
+    }
+    waits_.clear();
+    queues_.clear();
+  }
+  complete(done);
+  // Give every unspent token back so that other instances can use it at once.
+  std::lock_guard lk(tick_mu_);
+  {
+    EpochGuard g;
+    table_.for_each([&](Entry* e) {
+      if (e->permits_out.load() != 0) return;  // permits still out: let the lease expire
+      std::int64_t b = e->balance.exchange(0);
+      if (policies_[e->policy].concurrency) {
+        b = e->s.lease_count > 0 ? e->s.leases[0].granted : 0;
+      }
+      give_back(e, b);
+    });
+  }
+  flush_give_backs();
+  for (auto& [epoch, e] : graveyard_) Entry::destroy(e);
+  graveyard_.clear();
+}
+
+// ---------------------------------------------------------------------------------------
+// The hot path
+
+Decision LimiterImpl::deny(Reason r, std::uint32_t stripe, std::int64_t remaining,
+                           Nanos retry_after) noexcept {
+  count(
+      stripe, [r](Stripe & s) -> auto& { return s.denied[static_cast<int>(r)]; }, 1);
+  return Decision{false, r, remaining, retry_after};
+}
+
+Decision LimiterImpl::try_acquire(std::string_view key, std::uint64_t cost) noexcept {
+  EpochGuard guard;
+  const std::uint32_t stripe = guard.thread_index();
+  if (!valid(key, cost)) return deny(Reason::kInvalidArgument, stripe);
+  Entry* e = table_.find(key, core::hash_key(key));
+  if (__builtin_expect(e == nullptr, 0)) {
+    Decision failure;
+    e = find_or_create(key, cost, false, stripe, failure);
+    if (e == nullptr) return failure;
+  }
+  return spend(e, cost, stripe, false);
+}
+
+Decision LimiterImpl::spend(Entry* e, std::uint64_t cost, std::uint32_t stripe,
+                            bool permit) noexcept {
+  const CompiledPolicy& p = policies_[e->policy];
+  if (p.concurrency != permit || cost > p.capacity) return deny(Reason::kInvalidArgument, stripe);
+  if (!e->touched.load(std::memory_order_relaxed))
+    e->touched.store(true, std::memory_order_relaxed);
+  if (e->penalized.load(std::memory_order_relaxed)) {
+    Nanos wait{clamp_nonneg(e->retry_at.load(std::memory_order_relaxed) - clock_->now().count())};
+    return deny(Reason::kPenaltyBox, stripe, 0, wait);
+  }
+  const auto want = static_cast<std::int64_t>(cost);
+  std::int64_t b = e->balance.load(std::memory_order_relaxed);
+  if (e->waiters.load(std::memory_order_relaxed) == 0) {
+    while (b >= want) {
+      if (e->balance.compare_exchange_weak(b, b - want, std::memory_order_acquire,
+                                           std::memory_order_relaxed)) {
+        std::int64_t left = b - want;
+        if (left < e->watermark.load(std::memory_order_relaxed)) request_refill(e);
+        count(
+            stripe, [](Stripe & s) -> auto& { return s.admitted; }, 1);
+        count(
+            stripe, [](Stripe & s) -> auto& { return s.admitted_tokens; }, cost);
+        const bool local = e->fallback.load(std::memory_order_relaxed) == core::kFallbackLocal;
+        return Decision{true, local ? Reason::kFallbackLocal : Reason::kOk, left, Nanos{0}};
+      }
+    }
+  }
+  // Denied: remember the demand, and make sure a refill is on its way.
+  e->denials.fetch_add(1, std::memory_order_relaxed);
+  if (e->last_denied_cost.load(std::memory_order_relaxed) < cost) {
+    e->last_denied_cost.store(static_cast<std::uint32_t>(std::min<std::uint64_t>(cost, UINT32_MAX)),
+                              std::memory_order_relaxed);
+  }
+  request_refill(e);
+  if (const std::uint8_t fb = e->fallback.load(std::memory_order_acquire); fb != 0) {
+    return spend_fallback(e, fb, cost, b, stripe);
+  }
+  if (const std::uint8_t level = e->exhausted.load(std::memory_order_relaxed); level != 0) {
+    Nanos wait{clamp_nonneg(e->retry_at.load(std::memory_order_relaxed) - clock_->now().count())};
+    return deny(level == core::kExhaustedGroup ? Reason::kOverGroupLimit : Reason::kOverLimit,
+                stripe, clamp_nonneg(b), wait);
+  }
+  Nanos rtt{rtt_ns_.load(std::memory_order_relaxed) + kTick.count()};
+  Reason r = e->leased.load(std::memory_order_relaxed) ? Reason::kLeasePending : Reason::kColdKey;
+  return deny(r, stripe, clamp_nonneg(b), rtt);
+}
+
+// The shard is unavailable and the key's lease spent: the policy's fallback decides.
+Decision LimiterImpl::spend_fallback(Entry* e, std::uint8_t fb, std::uint64_t cost,
+                                     std::int64_t balance, std::uint32_t stripe) noexcept {
+  if (fb == core::kFallbackAllow) {
+    count(
+        stripe, [](Stripe & s) -> auto& { return s.admitted; }, 1);
+    count(
+        stripe, [](Stripe & s) -> auto& { return s.admitted_tokens; }, cost);
+    return Decision{true, Reason::kFallbackAllow, 0, Nanos{0}};
+  }
+  if (fb == core::kFallbackLocal) {
+    // The local bucket is short of `cost`: it holds that many after cost / rate.
+    const double rate = policies_[e->policy].fallback_rate;
+    const double secs =
+        rate > 0 ? static_cast<double>(
+                       cost - std::min(cost, static_cast<std::uint64_t>(clamp_nonneg(balance)))) /
+                       rate
+                 : 1.0;
+    return deny(Reason::kFallbackLocal, stripe, clamp_nonneg(balance),
+                std::max(Nanos{static_cast<std::int64_t>(secs * 1e9)}, kTick));
+  }
+  Nanos wait{clamp_nonneg(e->retry_at.load(std::memory_order_relaxed) - clock_->now().count())};
+  return deny(Reason::kFallbackDeny, stripe, clamp_nonneg(balance), std::max(wait, kTick));
+}
+
+Entry* LimiterImpl::find_or_create(std::string_view key, std::uint64_t cost, bool permit,
+                                   std::uint32_t stripe, Decision& failure) noexcept {
+  try {
+    auto idx = index_.match(key);
+    if (!idx) {
+      failure = deny(Reason::kNoPolicy, stripe);
+      return nullptr;
+    }
+    const CompiledPolicy& p = policies_[*idx];
+    // A bad cost never creates state.
+    if (p.concurrency != permit || cost > p.capacity) {
+      failure = deny(Reason::kInvalidArgument, stripe);
+      return nullptr;
+    }
+    const std::uint64_t h = core::hash_key(key);
+    auto [e, result] = table_.find_or_insert(key, h, [&] {
+      Entry* n = Entry::create(key, static_cast<std::uint32_t>(h), *idx);
+      if (config_->cold_keys.mode == ColdKeyMode::kOptimistic && !p.concurrency) {
+        auto allowance = static_cast<std::int64_t>(
+            std::min<std::uint64_t>(config_->cold_keys.allowance, p.capacity));
+        n->balance.store(allowance, std::memory_order_relaxed);
+        n->s.debt = static_cast<std::uint32_t>(allowance);
+      }
+      return n;
+    });
+    if (result == core::KeyTable::Insert::kFull) {
+      pressure_.store(true, std::memory_order_relaxed);
+      wake();
+      failure = deny(Reason::kKeyTableFull, stripe);
+      return nullptr;
+    }
+    if (result == core::KeyTable::Insert::kInserted) {
+      request_refill(e);
+      wake();  // a cold key wants its first lease now, not at the next tick
+    }
+    return e;
+  } catch (...) {  // allocation failure: deny, never throw through try_acquire
+    failure = deny(Reason::kKeyTableFull, stripe);
+    return nullptr;
+  }
+}
+
+void LimiterImpl::request_refill(Entry* e) noexcept {
+  if (e->queued.load(std::memory_order_relaxed)) return;
+  if (e->queued.exchange(true, std::memory_order_acq_rel)) return;
+  Entry* head = queue_head_.load(std::memory_order_relaxed);
+  do {
+    e->next_queued.store(head, std::memory_order_relaxed);
+  } while (!queue_head_.compare_exchange_weak(head, e, std::memory_order_seq_cst,
+                                              std::memory_order_relaxed));
+  if (sleeping_.load(std::memory_order_seq_cst)) wake();
+}
+
+void LimiterImpl::wake() noexcept {
+  // A semaphore, not a mutex and a condition variable: an application thread never waits
+  // for a lock the SDK's thread holds (it might be preempted holding it).
+  wake_.release();
+}
+
+// ---------------------------------------------------------------------------------------
+// Waiting acquires and permits
+
+WaitId LimiterImpl::acquire_async(std::string_view key, std::uint64_t cost, Nanos timeout,
+                                  Limiter::Completion done) {
+  auto finish = [&](const Decision& d) {
+    done(d);
+    return WaitId{0};
+  };
+  Decision d;
+  Entry* e = nullptr;
+  {
+    EpochGuard guard;
+    const std::uint32_t stripe = guard.thread_index();
+    if (!valid(key, cost)) return finish(deny(Reason::kInvalidArgument, stripe));
+    e = table_.find(key, core::hash_key(key));
+    if (e == nullptr) {
+      e = find_or_create(key, cost, false, stripe, d);
+      if (e == nullptr) return finish(d);
+    }
+    d = spend(e, cost, stripe, false);
+    if (d.allowed || d.reason == Reason::kInvalidArgument || d.reason == Reason::kPenaltyBox) {
+      return finish(d);
+    }
+    if (timeout <= Nanos{0})
+      return finish(Decision{false, Reason::kTimeout, d.remaining, d.retry_after});
+    std::unique_lock lk(wait_mu_);
+    if (e->retired.load(std::memory_order_acquire)) {
+      lk.unlock();
+      return finish(Decision{false, Reason::kLeasePending, 0, d.retry_after});
+    }
+    auto& queue = queues_[e];
+    if (queue.size() >= config_->max_waiters_per_key) {
+      lk.unlock();
+      return finish(deny(Reason::kQueueFull, stripe));
+    }
+    auto* w = new core::Waiter{next_wait_++, e, cost, clock_->now() + timeout, std::move(done)};
+    queue.push_back(w);
+    e->waiters.fetch_add(1, std::memory_order_acq_rel);
+    waits_.emplace(w->id, w);
+    deadlines_.push({w->deadline, w->id});
+    WaitId id = w->id;
+    lk.unlock();
+    request_refill(e);
+    wake();
+    return id;
+  }
+}
+
+bool LimiterImpl::cancel(WaitId id) {
+  Limiter::Completion done;
+  {
+    std::lock_guard lk(wait_mu_);
+    auto it = waits_.find(id);
+    if (it == waits_.end()) return false;
+    core::Waiter* w = it->second;
+    waits_.erase(it);
+    unqueue(w);
+    done = std::move(w->done);
+    delete w;
+  }
+  done(Decision{false, Reason::kCancelled, 0, Nanos{0}});
+  return true;
+}
+
+Permit LimiterImpl::acquire_permit(std::string_view key, std::uint32_t count) noexcept {
+  EpochGuard guard;
+  const std::uint32_t stripe = guard.thread_index();
+  if (!valid(key, count)) return Permit({}, nullptr, 0, deny(Reason::kInvalidArgument, stripe));
+  Entry* e = table_.find(key, core::hash_key(key));
+  if (e == nullptr) {
+    Decision failure;
+    e = find_or_create(key, count, true, stripe, failure);
+    if (e == nullptr) return Permit({}, nullptr, 0, failure);
+  }
+  // Counted before spending, so eviction never takes an entry with permits about to go out.
+  e->permits_out.fetch_add(count, std::memory_order_acq_rel);
+  Decision d = spend(e, count, stripe, true);
+  if (!d.allowed) {
+    e->permits_out.fetch_sub(count, std::memory_order_acq_rel);
+    return Permit({}, nullptr, 0, d);
+  }
+  try {
+    return Permit(shared_from_this(), e, count, d);
+  } catch (...) {
+    release_permit(e, count);
+    return Permit({}, nullptr, 0, Decision{false, Reason::kShutdown, 0, Nanos{0}});
+  }
+}
+
+void LimiterImpl::release_permit(void* entry, std::uint32_t count) noexcept {
+  auto* e = static_cast<Entry*>(entry);
+  e->balance.fetch_add(count, std::memory_order_release);
+  e->touched.store(true, std::memory_order_relaxed);
+  e->permits_out.fetch_sub(count, std::memory_order_acq_rel);
+  if (e->waiters.load(std::memory_order_relaxed) != 0) request_refill(e);
+}
+
+// ---------------------------------------------------------------------------------------
+// The refill scheduler
+
+void LimiterImpl::run() {
+  while (!stop_.load(std::memory_order_acquire)) {
+    tick();
+    Nanos now = clock_->now();
+    Nanos sleep;
+    bool busy = false;
+    {
+      std::lock_guard lk(tick_mu_);
+      sleep = next_wakeup(now) - now;
+      busy = now < busy_until_;
+    }
+    if (busy) sleep = std::min(sleep, kTick);
+    if (sleep <= Nanos{0}) continue;
+    if (!busy) sleeping_.store(true, std::memory_order_seq_cst);
+    if (busy || queue_head_.load(std::memory_order_seq_cst) == nullptr) {
+      if (!stop_.load()) (void)wake_.try_acquire_for(sleep);
+      while (wake_.try_acquire()) {  // one wake-up is enough for all
+      }
+    }
+    sleeping_.store(false, std::memory_order_relaxed);
+  }
+}
+
+Nanos LimiterImpl::next_wakeup(Nanos now) {
+  Nanos next = now + kMaxSleep;
+  if (!timers_.empty()) next = std::min(next, timers_.top().at);
+  {
+    std::lock_guard lk(wait_mu_);
+    if (!deadlines_.empty()) next = std::min(next, deadlines_.top().at);
+  }
+  if (!in_flight_.empty() || !graveyard_.empty()) next = std::min(next, now + kTick);
+  return next;
+}
+
+void LimiterImpl::tick() {
+  std::lock_guard lk(tick_mu_);
+  if (shut_.load(std::memory_order_acquire) && !background_) return;
+  Nanos now = clock_->now();
+  tick_now_ = now;
+  drain_inbox(now);
+
+  Entry* list = queue_head_.exchange(nullptr, std::memory_order_acquire);
+  if (list != nullptr) busy_until_ = now + 2 * config_->leases.horizon;
+  while (list != nullptr) {
+    Entry* e = list;
+    list = e->next_queued.load(std::memory_order_relaxed);
+    e->queued.store(false, std::memory_order_release);
+    if (!e->retired.load(std::memory_order_acquire)) consider(e, now);
+  }
+  while (!timers_.empty() && timers_.top().at <= now) {
+    const Timer t = timers_.top();
+    Entry* e = t.entry;
+    timers_.pop();
+    --e->s.timer_refs;
+    // Only the entry's earliest timer is live (next_timer); a later one that an earlier
+    // add_timer superseded is stale: the live one has fired already and its maintain() set
+    // what is needed now. Running stale ones too made every fired duplicate push another,
+    // and the heap grew without bound (timers are 16 bytes; timer_refs is 16 bits).
+    if (to_ms(t.at) != e->s.next_timer) continue;
+    e->s.next_timer = to_ms(now) + kNoTimer;  // unknown: the next add_timer pushes
+    if (!e->retired.load(std::memory_order_acquire)) maintain(e, now);
+  }
+  timer_count_.store(timers_.size(), std::memory_order_relaxed);
+  flush(now);
+  drain_inbox(now);  // stores that answer inline
+  expire_deadlines(now);
+  idle_scan(now);
+  flush_give_backs();
+  reclaim();
+}
+
+void LimiterImpl::add_timer(Entry* e, Nanos at) {
+  // One pending timer at or before `at` is enough: when it fires, maintain() sets the
+  // next one.
+  // Never due within the tick that is running, or the timer loop would not end.
+  at = std::max(at, tick_now_ + kTick);
+  const Ms due = to_ms(at);
+  if (e->s.timer_refs > 0 && !core::ms_before(due, e->s.next_timer)) return;
+  timers_.push({at, e});
+  ++e->s.timer_refs;
+  e->s.next_timer = due;
+}
+
+void LimiterImpl::ensure_timers(Entry* e, Nanos now) {
+  auto& s = e->s;
+  if (s.lease_count > 0) {
+    add_timer(e, from_ms(s.leases[0].local_expiry));
+    const Nanos renew = from_ms(s.leases[0].local_expiry) - config_->leases.ttl * 2 / 3;
+    if (policies_[e->policy].concurrency && !s.in_flight && renew > now) add_timer(e, renew);
+  }
+  const std::int64_t retry_at = e->retry_at.load(std::memory_order_relaxed);
+  if (retry_at > now.count()) add_timer(e, Nanos{retry_at});
+}
+
+void LimiterImpl::maintain(Entry* e, Nanos now) {
+  expire_leases(e, now);
+  if (e->penalized.load(std::memory_order_relaxed) &&
+      e->retry_at.load(std::memory_order_relaxed) <= now.count()) {
+    e->penalized.store(false, std::memory_order_relaxed);
+    e->s.deny_base = e->denials.load(std::memory_order_relaxed);
+    e->s.deny_window_start = to_ms(now);
+  }
+  consider(e, now);
+  ensure_timers(e, now);
+}
+
+void LimiterImpl::expire_leases(Entry* e, Nanos now) {
+  auto& s = e->s;
+  const Ms nms = to_ms(now);
+  const bool concurrency = policies_[e->policy].concurrency;
+  while (s.lease_count > 0 && !core::ms_before(nms, s.leases[0].local_expiry)) {
+    if (concurrency) {
+      // The reservation lapsed without renewal: the store has let it go too.
+      e->balance.fetch_sub(s.leases[0].granted, std::memory_order_acq_rel);
+      s.lease_count = 0;
+      break;
+    }
+    // Spending is first-in first-out, so what is left of the oldest lease is whatever the
+    // balance holds beyond the newer leases.
+    const std::int64_t newer = s.lease_count > 1 ? s.leases[1].granted : 0;
+    std::int64_t b = e->balance.load(std::memory_order_acquire);
+    std::int64_t take = 0;
+    do {
+      take = std::max<std::int64_t>(0, b - newer);
+    } while (take > 0 && !e->balance.compare_exchange_weak(b, b - take, std::memory_order_acq_rel));
+    if (take > 0) {
+      give_backs_.push_back(GiveBack{
+          std::string(e->key()), policies_[e->policy].spec, static_cast<std::uint64_t>(take),
+          from_ms(s.leases[0].store_expiry) + store_offset_, instance_id_});
+      counted_.tokens_given_back.fetch_add(take, std::memory_order_relaxed);
+    }
+    s.leases[0] = s.leases[1];
+    --s.lease_count;
+    // Tokens taken back were not spent: keep them out of the next demand sample.
+    s.baseline_balance -= take;
+  }
+}
+
+// Fills the key's local fallback bucket (fallback = local) while its shard is
+// unavailable. It starts full (burst) once the key's leases are spent or expired, then
+// refills at the fallback rate. Its tokens live in the balance, which then holds nothing
+// else: leases are credited only after leave_fallback() has taken the rest away.
+void LimiterImpl::fallback_refill(Entry* e, Nanos now) {
+  auto& s = e->s;
+  const CompiledPolicy& p = policies_[e->policy];
+  if (!e->unavailable || p.fallback != core::kFallbackLocal) return;
+  const std::int64_t b = e->balance.load(std::memory_order_acquire);
+  if (s.lease_count > 0) {
+    if (b > 0) return;  // lease tokens left: those first (expire_leases ends them)
+    s.lease_count = 0;  // spent: nothing of them to give back
+  }
+  const Ms nms = to_ms(now);
+  const std::int64_t room = std::max<std::int64_t>(0, p.fallback_burst - b);
+  std::int64_t add = 0;
+  if (e->fallback.load(std::memory_order_relaxed) != core::kFallbackLocal) {
+    e->fallback.store(core::kFallbackLocal, std::memory_order_release);  // before the tokens
+    add = room;
+    s.fallback_filled() = nms;
+  } else {
+    const auto elapsed = static_cast<std::int32_t>(nms - s.fallback_filled());
+    if (elapsed <= 0) return;
+    add = static_cast<std::int64_t>(std::floor(p.fallback_rate * elapsed / 1e3));
+    if (add >= room) {
+      add = room;
+      s.fallback_filled() = nms;
+    } else if (add > 0) {  // keep the part of a token not yet accrued
+      s.fallback_filled() += static_cast<Ms>(static_cast<double>(add) * 1e3 / p.fallback_rate);
+    }
+  }
+  if (add <= 0) return;
+  e->balance.fetch_add(add, std::memory_order_acq_rel);
+  s.baseline_balance += add;
+  counted_.fallback_tokens.fetch_add(static_cast<std::uint64_t>(add), std::memory_order_relaxed);
+  serve_waiters(e);
+}
+
+// The store answered again: leases resume, and what the local fallback bucket still
+// holds is dropped (it never came from the store, so it must not outlive the outage).
+void LimiterImpl::leave_fallback(Entry* e) {
+  e->unavailable = false;
+  if (e->fallback.exchange(core::kFallbackOff, std::memory_order_acq_rel) == core::kFallbackLocal) {
+    const std::int64_t left = e->balance.exchange(0, std::memory_order_acq_rel);
+    if (left > 0)
+      counted_.fallback_dropped.fetch_add(static_cast<std::uint64_t>(left),
+                                          std::memory_order_relaxed);
+    e->s.baseline_balance = 0;
+  }
+}
+
+void LimiterImpl::consider(Entry* e, Nanos now) {
+  auto& s = e->s;
+  const CompiledPolicy& p = policies_[e->policy];
+  const Ms nms = to_ms(now);
+  if (e->unavailable) fallback_refill(e, now);
+  // A waiter may have queued just after the last credit served the queue (it saw no
+  // tokens, then the credit found no waiter): the tokens are there, serve it now.
+  if (e->waiters.load(std::memory_order_acquire) != 0) serve_waiters(e);
+  if (s.in_flight) {
+    // Parked until the answer: `queued` stays set, so that denials meanwhile do not push
+    // the key again or wake this thread (a system call on the hot path) for nothing.
+    // (Only when `queued` is free: an application thread may just have put the key on the
+    // queue, and a key must never be on it twice.)
+    s.again = true;
+    bool free = false;
+    if (!s.parked && e->queued.compare_exchange_strong(free, true, std::memory_order_acq_rel))
+      s.parked = true;
+    return;
+  }
+  const std::uint32_t denials = e->denials.load(std::memory_order_relaxed);
+  // Penalty box: K denials within M refuses the key for U, without asking the store.
+  const PenaltyBox& box = p.spec->penalty_box;
+  if (box.enabled() && !e->penalized.load(std::memory_order_relaxed)) {
+    if (core::ms_before(s.deny_window_start + static_cast<Ms>(box.within.count() / 1'000'000),
+                        nms)) {
+      s.deny_window_start = nms;
+      s.deny_base = denials;
+    } else if (denials - s.deny_base >= box.denials) {
+      e->retry_at.store((now + box.duration).count(), std::memory_order_relaxed);
+      e->penalized.store(true, std::memory_order_release);
+      add_timer(e, now + box.duration);
+      return;
+    }
+  }
+  if (e->penalized.load(std::memory_order_relaxed)) return;
+
+  const std::int64_t balance = e->balance.load(std::memory_order_acquire);
+  std::uint64_t head_cost = 0;
+  if (e->waiters.load(std::memory_order_acquire) != 0) {
+    std::lock_guard lk(wait_mu_);
+    auto it = queues_.find(e);
+    if (it != queues_.end() && !it->second.empty()) head_cost = it->second.front()->cost;
+  }
+  const std::uint64_t denied_cost = e->last_denied_cost.load(std::memory_order_relaxed);
+  s.max_cost = static_cast<std::uint16_t>(std::min<std::uint64_t>(
+      65535, std::max<std::uint64_t>({s.max_cost, denied_cost, head_cost})));
+  const std::uint64_t min_need = std::max<std::uint64_t>({1, denied_cost, head_cost});
+
+  std::uint64_t want = 0;
+  double demand = -1;  // per second, reported with a token bucket's request (< 0: not yet)
+  if (p.concurrency) {
+    const std::int64_t reserved = s.lease_count > 0 ? s.leases[0].granted : 0;
+    const std::int64_t in_use = reserved - balance;
+    const std::uint64_t headroom = std::max<std::uint64_t>(p.max_lease, min_need);
+    const bool short_of_permits = balance < static_cast<std::int64_t>(min_need) &&
+                                  (denied_cost > 0 || head_cost > 0 || reserved == 0);
+    const Nanos ttl = config_->leases.ttl;
+    const bool renew_due =
+        s.lease_count > 0 &&
+        !core::ms_before(
+            nms, s.leases[0].local_expiry - static_cast<Ms>(ttl.count() / 1'000'000 * 2 / 3));
+    const bool too_many = balance > static_cast<std::int64_t>(2 * headroom);
+    if (!short_of_permits && !renew_due && !too_many) return;
+    if (now.count() < e->retry_at.load(std::memory_order_relaxed) && !renew_due) {
+      add_timer(e, Nanos{e->retry_at.load(std::memory_order_relaxed)});
+      return;
+    }
+    want = std::min<std::uint64_t>(
+        p.capacity, static_cast<std::uint64_t>(std::max<std::int64_t>(in_use, 0)) + headroom);
+  } else {
+    // An unavailable shard is asked again (every kStoreErrorBackoff) even while the local
+    // fallback bucket has tokens: that is how its return is noticed.
+    const bool short_of_tokens = balance < e->watermark.load(std::memory_order_relaxed) ||
+                                 balance < static_cast<std::int64_t>(min_need) ||
+                                 !e->leased.load(std::memory_order_relaxed) || e->unavailable;
+    if (!short_of_tokens) return;
+    const std::int64_t retry_at = e->retry_at.load(std::memory_order_relaxed);
+    if (now.count() < retry_at) {
+      add_timer(e, Nanos{retry_at});
+      return;
+    }
+    // Local demand: tokens spent plus tokens denied since the last credit.
+    const double dt = static_cast<double>(static_cast<std::int32_t>(nms - s.baseline_time)) / 1e3;
+    const double horizon = std::chrono::duration<double>(config_->leases.horizon).count();
+    if (e->leased.load(std::memory_order_relaxed) && dt >= 0.001) {
+      const double spent =
+          static_cast<double>(std::max<std::int64_t>(0, s.baseline_balance - balance)) +
+          static_cast<double>(denials - s.baseline_denials) *
+              static_cast<double>(std::max<std::uint64_t>(1, denied_cost));
+      const double sample = spent / dt;
+      const double alpha = 1.0 - std::exp(-dt / 0.5);
+      s.rate = s.rate <= 0 ? static_cast<float>(sample)
+                           : static_cast<float>(alpha * sample + (1 - alpha) * s.rate);
+      // The demand reported for fair shares follows a drop at once when the sample spans
+      // a horizon (a tenant gone quiet lends its share within one ask); rises go through
+      // the average like everything else.
+      if (dt >= horizon) demand = std::min(static_cast<double>(s.rate), sample);
+    }
+    const auto by_rate = static_cast<std::uint64_t>(std::ceil(s.rate * horizon));
+    const std::uint64_t first = s.rate <= 0 ? std::max<std::uint64_t>(1, p.max_lease) : 0;
+    const std::uint64_t cap = std::max<std::uint64_t>(p.max_lease, min_need);
+    want = std::clamp<std::uint64_t>(
+        std::max({by_rate, first, config_->leases.min_tokens, min_need + s.debt}), 1, cap + s.debt);
+    // Otherwise the average (denied tokens included); before a rate is known, what the
+    // first lease is for.
+    if (demand < 0) demand = s.rate > 0 ? s.rate : static_cast<double>(want) / horizon;
+    // Refill early enough that the lease lasts through a round trip and a tick.
+    const double lead = (static_cast<double>(rtt_ns_.load(std::memory_order_relaxed)) +
+                         2.0 * static_cast<double>(kTick.count())) /
+                        1e9;
+    auto wm = static_cast<std::int64_t>(std::ceil(s.rate * lead * 1.5)) + s.max_cost;
+    wm = std::min<std::int64_t>(wm, static_cast<std::int64_t>(want / 2 + 1));
+    e->watermark.store(wm, std::memory_order_relaxed);
+  }
+  e->last_denied_cost.store(0, std::memory_order_relaxed);
+  s.baseline_balance = balance;
+  s.baseline_time = nms;
+  s.baseline_denials = denials;
+  s.in_flight = true;
+  LeaseRequest req;
+  req.key = std::string(e->key());
+  req.policy = p.spec;
+  req.want = want;
+  req.min = p.concurrency ? std::min<std::uint64_t>(want, min_need) : min_need + s.debt;
+  req.request_id = instance_id_ + ":" + std::to_string(next_request_++);
+  req.holder = instance_id_;
+  req.ttl = config_->leases.ttl;
+  if (!p.concurrency) {
+    req.demand = demand;
+    req.held = static_cast<std::uint64_t>(std::max<std::int64_t>(0, balance));
+  }
+  batch_mins_.push_back(req.min);
+  batch_wants_.push_back(req.want);
+  batch_.push_back(std::move(req));
+  batch_entries_.push_back(e);
+  // A tick's wishes go out together at its end (within a millisecond), or as soon as a
+  // batch is full.
+  if (batch_.size() >= kMaxBatch) flush(now);
+}
+
+void LimiterImpl::flush(Nanos now) {
+  if (batch_.empty()) {
+    flush_give_backs();
+    return;
+  }
+  counted_.leases_asked.fetch_add(batch_.size(), std::memory_order_relaxed);
+  // One store call per partition (a Redis shard), so that a slow or hung shard delays
+  // only its own keys' refills: a store answers a call once, when all of it is done.
+  std::vector<std::size_t> part(batch_.size());
+  bool one = true;
+  for (std::size_t i = 0; i < batch_.size(); ++i) {
+    try {
+      part[i] = store_->partition_of(batch_[i]);
+    } catch (...) {
+      part[i] = 0;
+    }
+    one = one && part[i] == part[0];
+  }
+  if (one) {
+    send(now, std::move(batch_), std::move(batch_entries_), std::move(batch_mins_),
+         std::move(batch_wants_));
+  } else {
+    std::vector<std::size_t> order(batch_.size());
+    std::iota(order.begin(), order.end(), std::size_t{0});
+    std::stable_sort(order.begin(), order.end(),
+                     [&](std::size_t x, std::size_t y) { return part[x] < part[y]; });
+    for (std::size_t k = 0; k < order.size();) {
+      std::vector<LeaseRequest> batch;
+      std::vector<Entry*> entries;
+      std::vector<std::uint64_t> mins, wants;
+      const std::size_t p = part[order[k]];
+      for (; k < order.size() && part[order[k]] == p; ++k) {
+        const std::size_t i = order[k];
+        batch.push_back(std::move(batch_[i]));
+        entries.push_back(batch_entries_[i]);
+        mins.push_back(batch_mins_[i]);
+        wants.push_back(batch_wants_[i]);
+      }
+      send(now, std::move(batch), std::move(entries), std::move(mins), std::move(wants));
+    }
+  }
+  batch_.clear();
+  batch_entries_.clear();
+  batch_mins_.clear();
+  batch_wants_.clear();
+  flush_give_backs();
+}
+
+void LimiterImpl::send(Nanos now, std::vector<LeaseRequest> batch, std::vector<Entry*> entries,
+                       std::vector<std::uint64_t> mins, std::vector<std::uint64_t> wants) {
+  const std::uint64_t id = next_batch_++;
+  if (relay_->user) {
+    LeaseStartEvent start;
+    start.id = id;
+    start.keys = static_cast<std::uint32_t>(batch.size());
+    for (std::uint64_t w : wants) start.tokens_asked += w;
+    relay_->on_lease_start(start);
+  }
+  in_flight_.emplace(id, InFlight{now, std::move(entries), std::move(mins), std::move(wants)});
+  std::weak_ptr<Inbox> weak = inbox_;
+  auto done = [weak, id](std::vector<LeaseGrant> grants) {
+    auto inbox = weak.lock();
+    if (!inbox) return;
+    LimiterImpl* owner = nullptr;
+    {
+      std::lock_guard lk(inbox->mu);
+      inbox->items.emplace_back(id, std::move(grants));
+      owner = inbox->owner;
+      if (owner != nullptr) owner->wake();
+    }
+  };
+  const std::size_t n = batch.size();
+  try {
+    store_->lease(std::move(batch), done);
+  } catch (const std::exception& ex) {
+    std::vector<LeaseGrant> failed(n);
+    for (auto& g : failed) {
+      g.ok = false;
+      g.error = ex.what();
+    }
+    done(std::move(failed));
+  }
+}
+
+void LimiterImpl::flush_give_backs() noexcept {
+  if (give_backs_.empty()) return;
+  try {
+    store_->give_back(std::move(give_backs_));
+  } catch (...) {
+    // Best effort: tokens not given back expire in the store.
+  }
+  give_backs_.clear();
+}
+
+void LimiterImpl::drain_inbox(Nanos now) {
+  std::vector<std::pair<std::uint64_t, std::vector<LeaseGrant>>> items;
+  {
+    std::lock_guard lk(inbox_->mu);
+    items.swap(inbox_->items);
+  }
+  for (auto& [id, grants] : items) {
+    auto it = in_flight_.find(id);
+    if (it == in_flight_.end()) continue;
+    InFlight f = std::move(it->second);
+    in_flight_.erase(it);
+    const std::int64_t rtt = (now - f.sent_at).count();
+    LeaseEvent ev;
+    ev.id = id;
+    ev.keys = static_cast<std::uint32_t>(f.entries.size());
+    ev.duration = now - f.sent_at;
+    for (std::size_t i = 0; i < f.entries.size(); ++i) {
+      LeaseGrant g;
+      if (i < grants.size()) {
+        g = std::move(grants[i]);
+      } else {
+        g.ok = false;
+        g.error = "store answered fewer keys than asked";
+      }
+      ev.tokens_asked += f.wants[i];
+      if (g.ok) {
+        ev.tokens_granted += g.granted;
+      } else {
+        ++ev.failed_keys;
+      }
+      apply(f.entries[i], f.mins[i], f.wants[i], g, f.sent_at, now);
+    }
+    if (ev.failed_keys > 0) {
+      ev.outcome = LeaseOutcome::kFailed;
+      counted_.lease_failures.fetch_add(ev.failed_keys, std::memory_order_relaxed);
+    } else {
+      // Failed answers (often instant: an open breaker) would drag the estimate down.
+      const std::int64_t old = rtt_ns_.load(std::memory_order_relaxed);
+      rtt_ns_.store(old + (rtt - old) / 8, std::memory_order_relaxed);
+    }
+    relay_->on_lease(ev);
+  }
+}
+
+void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const LeaseGrant& g,
+                        Nanos sent_at, Nanos now) {
+  auto& s = e->s;
+  const CompiledPolicy& p = policies_[e->policy];
+  s.in_flight = false;
+  if (!g.ok) {
+    // The shard is unavailable for this key: its policy's fallback decides once the
+    // lease is spent, until an answer comes back.
+    e->unavailable = true;
+    if (p.fallback == core::kFallbackLocal) {
+      fallback_refill(e, now);
+    } else {
+      e->fallback.store(p.fallback, std::memory_order_release);
+    }
+    e->retry_at.store((now + kStoreErrorBackoff).count(), std::memory_order_relaxed);
+    add_timer(e, now + kStoreErrorBackoff);
+    requeue(e);
+    return;
+  }
+  if (e->unavailable) leave_fallback(e);
+  // The store's clock decides expiry; mapping it onto ours from the moment we asked
+  // (which is no later than the moment it decided) can only make leases end earlier.
+  store_offset_ = g.now - now;
+  const Nanos ttl_left = g.expires_at - g.now;
+  const Nanos store_expiry = sent_at + ttl_left;
+  const Nanos local_expiry = store_expiry - config_->leases.expiry_margin;
+  const std::uint64_t granted = std::min<std::uint64_t>(g.granted, kMaxLeaseTokens);
+  if (granted > 0) {
+    counted_.leases_granted.fetch_add(1, std::memory_order_relaxed);
+    counted_.tokens_leased.fetch_add(granted, std::memory_order_relaxed);
+  }
+  if (p.concurrency) {
+    const std::int64_t reserved = s.lease_count > 0 ? s.leases[0].granted : 0;
+    const auto now_reserved = static_cast<std::int64_t>(granted);
+    s.leases[0] = core::HeldLease{static_cast<std::uint32_t>(granted), to_ms(local_expiry),
+                                  to_ms(store_expiry)};
+    s.lease_count = granted > 0 ? 1 : 0;
+    e->balance.fetch_add(now_reserved - reserved, std::memory_order_acq_rel);
+    if (granted > 0) {
+      e->leased.store(true, std::memory_order_relaxed);
+      add_timer(e, local_expiry - config_->leases.ttl * 2 / 3);  // renewal
+      add_timer(e, local_expiry);
+    }
+  } else if (granted > 0 && local_expiry > now) {
+    const std::uint64_t pay = std::min<std::uint64_t>(granted, s.debt);
+    s.debt -= static_cast<std::uint32_t>(pay);
+    const auto credit = static_cast<std::uint32_t>(granted - pay);
+    if (credit > 0) {
+      core::HeldLease lease{credit, to_ms(local_expiry), to_ms(store_expiry)};
+      if (s.lease_count == 2) {  // fold into the newer one, keeping the earlier expiries
+        auto& newer = s.leases[1];
+        newer.granted += lease.granted;
+        if (core::ms_before(lease.local_expiry, newer.local_expiry))
+          newer = {newer.granted, lease.local_expiry, lease.store_expiry};
+      } else {
+        s.leases[s.lease_count++] = lease;
+      }
+      e->balance.fetch_add(credit, std::memory_order_acq_rel);
+      add_timer(e, local_expiry);
+    }
+    e->leased.store(true, std::memory_order_relaxed);
+  } else if (granted > 0) {
+    // Expired before it arrived: hand it straight back (the store drops it if too late).
+    give_backs_.push_back(
+        GiveBack{std::string(e->key()), p.spec, granted, g.expires_at, instance_id_});
+    counted_.tokens_expired.fetch_add(granted, std::memory_order_relaxed);
+  }
+  const core::Ms previous_grant = s.last_grant;
+  if (granted > 0 && !p.concurrency) s.last_grant = to_ms(sent_at) | 1;
+  if (granted < min) {
+    const Nanos wait = std::max(g.wait_until - g.now, kTick);
+    e->retry_at.store((now + wait).count(), std::memory_order_relaxed);
+    e->exhausted.store(exhausted_level(g), std::memory_order_release);
+    add_timer(e, now + wait);
+  } else {
+    std::int64_t retry_at = 0;
+    if (!p.concurrency && granted < want && g.remaining < want && p.refill_per_second > 0) {
+      // Partly served under scarcity: do not ask again before the rest can have refilled.
+      // Once the part is spent, denials say over_limit (the global bucket is low), not
+      // lease_pending.
+      double secs = static_cast<double>(want - granted) / p.refill_per_second;
+      if (previous_grant != 0 && granted > 0) {
+        // Other instances share the refill: at the share this one just received (granted
+        // for the time between its last two asks), `want` takes want * dt / granted to
+        // come together. Asking sooner only splits the same tokens over more round trips.
+        const double dt =
+            static_cast<double>(static_cast<std::int32_t>(to_ms(sent_at) - previous_grant)) / 1e3;
+        if (dt > 0)
+          secs = std::max(secs, static_cast<double>(want) * dt / static_cast<double>(granted));
+      }
+      Nanos wait{static_cast<std::int64_t>(secs * 1e9)};
+      wait = std::clamp(wait, kTick, config_->leases.ttl / 4);
+      retry_at = (now + wait).count();
+    }
+    e->retry_at.store(retry_at, std::memory_order_relaxed);
+    e->exhausted.store(retry_at != 0 ? exhausted_level(g) : core::kExhaustedNot,
+                       std::memory_order_release);
+  }
+  s.baseline_balance = e->balance.load(std::memory_order_relaxed);
+  s.baseline_time = to_ms(now);
+  s.baseline_denials = e->denials.load(std::memory_order_relaxed);
+
+  serve_waiters(e);
+  requeue(e);
+}
+
+// The answer is in: a key asked for while in flight goes on the queue again.
+void LimiterImpl::requeue(Entry* e) noexcept {
+  auto& s = e->s;
+  if (!s.again) return;
+  s.again = false;
+  if (s.parked) {
+    s.parked = false;
+    e->queued.store(false, std::memory_order_release);
+  }
+  request_refill(e);
+}
+
+void LimiterImpl::serve_waiters(Entry* e) {
+  std::vector<std::pair<Limiter::Completion, Decision>> done;
+  serve_waiters(e, done);
+  complete(done);
+}
+
+void LimiterImpl::serve_waiters(Entry* e,
+                                std::vector<std::pair<Limiter::Completion, Decision>>& out) {
+  if (e->waiters.load(std::memory_order_acquire) == 0) return;
+  std::lock_guard lk(wait_mu_);
+  auto it = queues_.find(e);
+  if (it == queues_.end()) return;
+  auto* q = &it->second;
+  while (!q->empty()) {
+    core::Waiter* w = q->front();
+    const auto cost = static_cast<std::int64_t>(w->cost);
+    std::int64_t b = e->balance.load(std::memory_order_acquire);
+    bool taken = false;
+    while (b >= cost) {
+      if (e->balance.compare_exchange_weak(b, b - cost, std::memory_order_acq_rel)) {
+        taken = true;
+        break;
+      }
+    }
+    if (!taken) break;
+    q->pop_front();
+    waits_.erase(w->id);
+    e->waiters.fetch_sub(1, std::memory_order_acq_rel);
+    Stripe& st = stripes_[kOwnedStripes];  // shared: the scheduler owns no stripe
+    st.admitted.fetch_add(1, std::memory_order_relaxed);
+    st.admitted_tokens.fetch_add(w->cost, std::memory_order_relaxed);
+    out.emplace_back(std::move(w->done), Decision{true, Reason::kOk, b - cost, Nanos{0}});
+    delete w;
+  }
+  if (q->empty()) queues_.erase(it);
+}
+
+void LimiterImpl::unqueue(core::Waiter* w) {
+  auto it = queues_.find(w->entry);
+  if (it != queues_.end()) {
+    auto& q = it->second;
+    q.erase(std::find(q.begin(), q.end(), w));
+    if (q.empty()) queues_.erase(it);
+  }
+  w->entry->waiters.fetch_sub(1, std::memory_order_acq_rel);
+}
+
+void LimiterImpl::expire_deadlines(Nanos now) {
+  std::vector<std::pair<Limiter::Completion, Decision>> done;
+  {
+    std::lock_guard lk(wait_mu_);
+    while (!deadlines_.empty() && deadlines_.top().at <= now) {
+      WaitId id = deadlines_.top().id;
+      deadlines_.pop();
+      auto it = waits_.find(id);
+      if (it == waits_.end()) continue;
+      core::Waiter* w = it->second;
+      waits_.erase(it);
+      unqueue(w);
+      stripes_[kOwnedStripes].denied[static_cast<int>(Reason::kTimeout)].fetch_add(
+          1, std::memory_order_relaxed);
+      Nanos retry{clamp_nonneg(w->entry->retry_at.load(std::memory_order_relaxed) - now.count())};
+      done.emplace_back(std::move(w->done), Decision{false, Reason::kTimeout, 0, retry});
+      delete w;
+    }
+  }
+  complete(done);
+}
+
+void LimiterImpl::idle_scan(Nanos now) {
+  const bool pressure = pressure_.exchange(false, std::memory_order_relaxed);
+  if (last_scan_.count() == 0) last_scan_ = now;
+  const Nanos elapsed = now - last_scan_;
+  // Every entry is looked at about twice per idle_timeout; under pressure, a batch now.
+  const std::size_t slots = table_.slot_count();
+  const double share = static_cast<double>(elapsed.count()) /
+                       (static_cast<double>(config_->idle_timeout.count()) / 2.0);
+  std::size_t count = static_cast<std::size_t>(static_cast<double>(slots) * std::min(share, 1.0));
+  if (pressure) count = std::max<std::size_t>(count, 256);
+  if (count == 0) return;
+  last_scan_ = now;
+  std::vector<Entry*> victims;
+  {
+    EpochGuard g;
+    scan_cursor_ = table_.visit(scan_cursor_, count, [&](Entry* e) {
+      if (e->touched.load(std::memory_order_relaxed)) {
+        e->touched.store(false, std::memory_order_relaxed);
+        e->s.idle_passes = 0;
+        return;
+      }
+      if (e->s.idle_passes < 255) ++e->s.idle_passes;
+      if (e->s.idle_passes >= 3 || (pressure && e->s.idle_passes >= 1)) victims.push_back(e);
+    });
+  }
+  for (Entry* e : victims) evict(e, now);
+}
+
+bool LimiterImpl::evict(Entry* e, Nanos now) {
+  if (e->s.in_flight || e->permits_out.load(std::memory_order_acquire) != 0) return false;
+  {
+    std::lock_guard lk(wait_mu_);
+    if (e->waiters.load(std::memory_order_acquire) != 0) return false;
+    table_.erase(e);  // marks it retired; no new waiter can join
+    queues_.erase(e);
+  }
+  expire_leases(e, now);
+  std::int64_t b = e->balance.exchange(0, std::memory_order_acq_rel);
+  if (policies_[e->policy].concurrency) b = e->s.lease_count > 0 ? e->s.leases[0].granted : 0;
+  give_back(e, b);
+  graveyard_.emplace_back(core::Epoch::advance(), e);
+  counted_.keys_evicted.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+void LimiterImpl::give_back(Entry* e, std::int64_t tokens) {
+  auto& s = e->s;
+  const CompiledPolicy& p = policies_[e->policy];
+  // Newest leases hold what is left (first-in first-out spending).
+  for (int i = s.lease_count - 1; i >= 0 && tokens > 0; --i) {
+    const auto part = std::min<std::int64_t>(tokens, s.leases[i].granted);
+    give_backs_.push_back(GiveBack{std::string(e->key()), p.spec, static_cast<std::uint64_t>(part),
+                                   from_ms(s.leases[i].store_expiry) + store_offset_,
+                                   instance_id_});
+    counted_.tokens_given_back.fetch_add(part, std::memory_order_relaxed);
+    tokens -= part;
+  }
+  s.lease_count = 0;
+}
+
+void LimiterImpl::reclaim() {
+  table_.reclaim();
+  if (graveyard_.empty()) return;
+  const std::uint64_t safe = core::Epoch::safe_epoch();
+  auto keep = std::stable_partition(graveyard_.begin(), graveyard_.end(), [&](const auto& g) {
+    Entry* e = g.second;
+    return g.first > safe || e->queued.load(std::memory_order_acquire) || e->s.timer_refs != 0 ||
+           e->permits_out.load(std::memory_order_acquire) != 0;
+  });
+  for (auto it = keep; it != graveyard_.end(); ++it) Entry::destroy(it->second);
+  graveyard_.erase(keep, graveyard_.end());
+}
+
+Stats LimiterImpl::stats() const {
+  Stats st;
+#define TOLLGATE_STATS_SUM(name, since, help) st.name += s.name.load(std::memory_order_relaxed);
+  for (const Stripe& s : stripes_) {
+    TOLLGATE_STATS_ADMISSIONS(TOLLGATE_STATS_SUM)
+    for (int r = 0; r < kReasonCount; ++r)
+      st.denied[r] += s.denied[r].load(std::memory_order_relaxed);
+  }
+  {
+    const SchedulerCounters& s = counted_;
+    TOLLGATE_STATS_SCHEDULER(TOLLGATE_STATS_SUM)
+  }
+#undef TOLLGATE_STATS_SUM
+  st.keys_tracked = table_.size();
+  std::size_t waiting = 0;
+  {
+    std::lock_guard lk(wait_mu_);
+    waiting = waits_.size();
+  }
+  st.bytes_used = table_.bytes_used() + waiting * (sizeof(core::Waiter) + 2 * sizeof(void*)) +
+                  timer_count_.load(std::memory_order_relaxed) * sizeof(Timer);
+  st.breaker_transitions = relay_->transitions.load(std::memory_order_relaxed);
+  st.breakers_opened = relay_->opened.load(std::memory_order_relaxed);
+  try {
+    st.breakers = store_->breaker_states();
+    const StoreStats store = store_->stats();
+#define TOLLGATE_STATS_COPY(name, since, help) st.name = store.name;
+    TOLLGATE_STATS_STORE(TOLLGATE_STATS_COPY)
+#undef TOLLGATE_STATS_COPY
+  } catch (...) {
+  }
+  return st;
+}
+
+}  // namespace tollgate

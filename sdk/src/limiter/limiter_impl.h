@@ -1,0 +1,238 @@
+// The Limiter's machinery: lock-free spending from local leases on application threads,
+// and one refill scheduler (on the SDK's thread, or driven by poll()) that talks to the
+// QuotaStore. Thread-safe: public methods may be called from any thread; the scheduler's
+// state (Entry::s and everything marked "scheduler") is touched under tick_mu_ only.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <queue>
+#include <semaphore>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "limiter/entry.h"
+#include "limiter/epoch.h"
+#include "limiter/key_table.h"
+#include "limiter/policy_index.h"
+#include "tollgate/limiter.h"
+
+namespace tollgate {
+
+namespace core {
+struct Waiter {
+  WaitId id = 0;
+  Entry* entry = nullptr;
+  std::uint64_t cost = 0;
+  Nanos deadline{0};
+  Limiter::Completion done;
+};
+}  // namespace core
+
+class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
+ public:
+  LimiterImpl(Config config, Limiter::Options options);
+  ~LimiterImpl();
+
+  void start();
+  void shutdown();
+
+  Decision try_acquire(std::string_view key, std::uint64_t cost) noexcept;
+  WaitId acquire_async(std::string_view key, std::uint64_t cost, Nanos timeout,
+                       Limiter::Completion done);
+  bool cancel(WaitId id);
+  Permit acquire_permit(std::string_view key, std::uint32_t count) noexcept;
+  void release_permit(void* entry, std::uint32_t count) noexcept;
+  Stats stats() const;
+  void tick();
+
+  const Config& config() const noexcept { return *config_; }
+  const std::string& instance_id() const noexcept { return instance_id_; }
+
+ private:
+  using Entry = core::Entry;
+  struct CompiledPolicy {
+    std::shared_ptr<const ResolvedPolicy> spec;
+    std::uint64_t capacity = 0;
+    std::uint64_t max_lease = 0;
+    bool concurrency = false;
+    double refill_per_second = 0;  // how fast capacity comes back (rate or limit/window)
+    std::uint8_t fallback = core::kFallbackLocal;  // Entry::fallback while unavailable
+    double fallback_rate = 0;                      // local bucket, tokens per second
+    std::int64_t fallback_burst = 1;
+  };
+#define TOLLGATE_STATS_ATOMIC(name, since, help) std::atomic<std::uint64_t> name{0};
+  struct alignas(64) Stripe {
+    TOLLGATE_STATS_ADMISSIONS(TOLLGATE_STATS_ATOMIC)
+    std::atomic<std::uint64_t> denied[kReasonCount]{};
+  };
+  struct SchedulerCounters {
+    TOLLGATE_STATS_SCHEDULER(TOLLGATE_STATS_ATOMIC)
+  };
+#undef TOLLGATE_STATS_ATOMIC
+  struct Timer {
+    Nanos at;
+    Entry* entry;
+    bool operator>(const Timer& o) const noexcept { return at > o.at; }
+  };
+  struct Deadline {
+    Nanos at;
+    WaitId id;
+    bool operator>(const Deadline& o) const noexcept { return at > o.at; }
+  };
+  struct InFlight {
+    Nanos sent_at;
+    std::vector<Entry*> entries;
+    std::vector<std::uint64_t> mins;
+    std::vector<std::uint64_t> wants;
+  };
+  // Store answers arrive here from whatever thread the store uses.
+  struct Inbox {
+    std::mutex mu;
+    std::vector<std::pair<std::uint64_t, std::vector<LeaseGrant>>> items;
+    LimiterImpl* owner = nullptr;  // null after shutdown
+  };
+
+  // --- application threads ---
+  Decision deny(Reason r, std::uint32_t stripe, std::int64_t remaining = 0,
+                Nanos retry_after = Nanos{0}) noexcept;
+  Decision spend(Entry* e, std::uint64_t cost, std::uint32_t stripe, bool permit) noexcept;
+  Decision spend_fallback(Entry* e, std::uint8_t fallback, std::uint64_t cost, std::int64_t balance,
+                          std::uint32_t stripe) noexcept;
+  Entry* find_or_create(std::string_view key, std::uint64_t cost, bool permit, std::uint32_t stripe,
+                        Decision& failure) noexcept;
+  void request_refill(Entry* e) noexcept;
+  void wake() noexcept;
+  bool valid(std::string_view key, std::uint64_t cost) const noexcept {
+    return !key.empty() && key.size() <= max_key_length_ && cost > 0;
+  }
+
+  // --- scheduler (under tick_mu_) ---
+  void run();
+  void drain_inbox(Nanos now);
+  void apply(Entry* e, std::uint64_t min, std::uint64_t want, const LeaseGrant& g, Nanos sent_at,
+             Nanos now);
+  void maintain(Entry* e, Nanos now);
+  void consider(Entry* e, Nanos now);
+  void expire_leases(Entry* e, Nanos now);
+  void fallback_refill(Entry* e, Nanos now);
+  void requeue(Entry* e) noexcept;
+  void leave_fallback(Entry* e);
+  void flush(Nanos now);
+  void send(Nanos now, std::vector<LeaseRequest> batch, std::vector<Entry*> entries,
+            std::vector<std::uint64_t> mins, std::vector<std::uint64_t> wants);
+  void add_timer(Entry* e, Nanos at);
+  void ensure_timers(Entry* e, Nanos now);
+  void flush_give_backs() noexcept;
+  void unqueue(core::Waiter* w);  // under wait_mu_
+  void serve_waiters(Entry* e, std::vector<std::pair<Limiter::Completion, Decision>>& out);
+  void serve_waiters(Entry* e);  // and completes them
+  void expire_deadlines(Nanos now);
+  void idle_scan(Nanos now);
+  bool evict(Entry* e, Nanos now);
+  void give_back(Entry* e, std::int64_t tokens);
+  void reclaim();
+  core::Ms to_ms(Nanos t) const noexcept {
+    return static_cast<core::Ms>((t - start_).count() / 1'000'000);
+  }
+  Nanos from_ms(core::Ms m) const noexcept {
+    return start_ + Nanos{static_cast<std::int64_t>(m) * 1'000'000};
+  }
+  Nanos next_wakeup(Nanos now);
+
+  // Stands between the store and the user's observer: counts breaker changes for stats().
+  struct Relay final : Observer {
+    std::shared_ptr<Observer> user;
+    std::atomic<std::uint64_t> transitions{0}, opened{0};
+    void on_lease_start(const LeaseStartEvent& e) noexcept override {
+      if (user) user->on_lease_start(e);
+    }
+    void on_lease(const LeaseEvent& e) noexcept override {
+      if (user) user->on_lease(e);
+    }
+    void on_breaker(const BreakerEvent& e) noexcept override {
+      transitions.fetch_add(1, std::memory_order_relaxed);
+      if (e.to == BreakerState::kOpen) opened.fetch_add(1, std::memory_order_relaxed);
+      if (user) user->on_breaker(e);
+    }
+    void on_log(LogLevel level, std::string_view message) noexcept override {
+      if (user) user->on_log(level, message);
+    }
+  };
+
+  std::shared_ptr<const Config> config_;
+  std::shared_ptr<Relay> relay_ = std::make_shared<Relay>();
+  std::shared_ptr<QuotaStore> store_;
+  std::shared_ptr<const Clock> clock_;
+  const bool background_;
+  const Nanos start_;
+  std::string instance_id_;
+  std::size_t max_key_length_;
+  std::vector<CompiledPolicy> policies_;
+  core::PolicyIndex index_;
+  core::KeyTable table_;
+  // Counters striped by thread: the first kOwnedStripes threads (by epoch record index)
+  // each own one and add without a locked instruction (~8 ns saved per admission, twice);
+  // later threads and the scheduler share the last stripe with fetch_add.
+  static constexpr std::uint32_t kOwnedStripes = 16;
+  Stripe stripes_[kOwnedStripes + 1];
+  template <typename Field>
+  void count(std::uint32_t thread_index, Field field, std::uint64_t n) noexcept {
+    if (thread_index < kOwnedStripes) {
+      auto& c = field(stripes_[thread_index]);
+      c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+    } else {
+      field(stripes_[kOwnedStripes]).fetch_add(n, std::memory_order_relaxed);
+    }
+  }
+
+  // Refill queue: a lock-free stack that application threads push to.
+  std::atomic<Entry*> queue_head_{nullptr};
+  std::atomic<bool> sleeping_{false};
+  std::atomic<bool> pressure_{false};            // key table full: evict harder
+  std::atomic<std::int64_t> rtt_ns_{1'000'000};  // EWMA of store round trips
+
+  // Scheduler state.
+  std::mutex tick_mu_;
+  std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
+  Nanos tick_now_{0};                        // scheduler: the time of the tick that is running
+  std::atomic<std::size_t> timer_count_{0};  // timers_.size() after the last tick, for stats()
+  std::vector<LeaseRequest> batch_;
+  std::vector<Entry*> batch_entries_;
+  std::vector<std::uint64_t> batch_mins_;
+  std::vector<std::uint64_t> batch_wants_;
+  std::unordered_map<std::uint64_t, InFlight> in_flight_;
+  std::vector<GiveBack> give_backs_;
+  std::vector<std::pair<std::uint64_t, Entry*>> graveyard_;  // epoch, unlinked entry
+  std::uint64_t next_batch_ = 1;
+  std::uint64_t next_request_ = 1;
+  std::size_t scan_cursor_ = 0;
+  Nanos last_scan_{0};
+  Nanos busy_until_{0};
+  Nanos store_offset_{0};  // store clock minus local clock, erring early
+  std::shared_ptr<Inbox> inbox_;
+
+  // Waiters (acquire / acquire_async).
+  mutable std::mutex wait_mu_;
+  std::unordered_map<WaitId, core::Waiter*> waits_;
+  std::unordered_map<const core::Entry*, std::deque<core::Waiter*>> queues_;  // FIFO per key
+  std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;
+  std::uint64_t next_wait_ = 1;
+
+  // Counters the scheduler keeps (and give_back on any thread, fallback on the hot path).
+  SchedulerCounters counted_;
+
+  // The SDK's thread.
+  std::thread thread_;
+  std::counting_semaphore<> wake_{0};
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> shut_{false};
+};
+
+}  // namespace tollgate
