@@ -67,6 +67,7 @@ LimiterImpl::LimiterImpl(Config config, Limiter::Options options)
       max_key_length_(std::min<std::size_t>(config_->max_key_length, 65535)),
       index_(config_->policies),
       table_(config_->max_keys),
+      admission_(config_->max_keys),
       inbox_(std::make_shared<Inbox>()) {
   if (!store_) store_ = make_store(*config_, clock_);
   relay_->user = std::move(options.observer);
@@ -257,6 +258,11 @@ Entry* LimiterImpl::find_or_create(std::string_view key, std::uint64_t cost, boo
       return nullptr;
     }
     const std::uint64_t h = core::hash_key(key);
+    if (!admission_.admits(h, table_.size())) {  // a key seen once never takes the last places
+      if (!pressure_.load(std::memory_order_relaxed) && !pressure_.exchange(true)) wake();
+      failure = deny(Reason::kKeyTableFull, stripe);
+      return nullptr;
+    }
     auto [e, result] = table_.find_or_insert(key, h, [&] {
       Entry* n = Entry::create(key, static_cast<std::uint32_t>(h), *idx);
       if (config_->cold_keys.mode == ColdKeyMode::kOptimistic && !p.concurrency) {
@@ -268,6 +274,7 @@ Entry* LimiterImpl::find_or_create(std::string_view key, std::uint64_t cost, boo
       return n;
     });
     if (result == core::KeyTable::Insert::kFull) {
+      admission_.table_full();
       pressure_.store(true, std::memory_order_relaxed);
       wake();
       failure = deny(Reason::kKeyTableFull, stripe);
@@ -462,6 +469,8 @@ void LimiterImpl::tick() {
   drain_inbox(now);  // stores that answer inline
   expire_deadlines(now);
   idle_scan(now);
+  admission_.age();
+  admission_.settle(table_.size());
   flush_give_backs();
   reclaim();
 }
@@ -1111,6 +1120,21 @@ void LimiterImpl::give_back(Entry* e, std::int64_t tokens) {
 void LimiterImpl::reclaim() {
   table_.reclaim();
   if (graveyard_.empty()) return;
+  // Under a flood of keys, evictions outrun the lease timers that hold evicted entries,
+  // and timers made redundant by an earlier one pile up: drop both once they outnumber
+  // the table (a key needs only its earliest timer; when it fires, maintain() sets the next).
+  if (graveyard_.size() > std::max<std::size_t>(1024, config_->max_keys / 64) ||
+      timers_.size() > 2 * table_.size() + 1024) {
+    timers_.drop_if([this](const Timer& t) {
+      Entry* e = t.entry;
+      if (!e->retired.load(std::memory_order_acquire) &&
+          !core::ms_before(e->s.next_timer, to_ms(t.at))) {
+        return false;
+      }
+      --e->s.timer_refs;
+      return true;
+    });
+  }
   const std::uint64_t safe = core::Epoch::safe_epoch();
   auto keep = std::stable_partition(graveyard_.begin(), graveyard_.end(), [&](const auto& g) {
     Entry* e = g.second;
@@ -1141,7 +1165,8 @@ Stats LimiterImpl::stats() const {
     std::lock_guard lk(wait_mu_);
     waiting = waits_.size();
   }
-  st.bytes_used = table_.bytes_used() + waiting * (sizeof(core::Waiter) + 2 * sizeof(void*));
+  st.bytes_used = table_.bytes_used() + admission_.bytes() +
+                  waiting * (sizeof(core::Waiter) + 2 * sizeof(void*));
   st.lease_failures = lease_failures_.load(std::memory_order_relaxed);
   st.fallback_tokens = fallback_tokens_.load(std::memory_order_relaxed);
   st.fallback_dropped = fallback_dropped_.load(std::memory_order_relaxed);
