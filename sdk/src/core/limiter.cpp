@@ -259,6 +259,8 @@ Entry* LimiterImpl::find_or_create(std::string_view key, std::uint64_t cost, boo
     }
     const std::uint64_t h = core::hash_key(key);
     if (!admission_.admits(h, table_.size())) {  // a key seen once never takes the last places
+      // Evict harder, as for a full table; one wake-up a tick is enough (refusals here
+      // come at the hot path's pace, faster than the SDK's thread could drain wake-ups).
       if (!pressure_.load(std::memory_order_relaxed) && !pressure_.exchange(true)) wake();
       failure = deny(Reason::kKeyTableFull, stripe);
       return nullptr;
@@ -425,7 +427,8 @@ void LimiterImpl::run() {
     if (!busy) sleeping_.store(true, std::memory_order_seq_cst);
     if (busy || queue_head_.load(std::memory_order_seq_cst) == nullptr) {
       if (!stop_.load()) (void)wake_.try_acquire_for(sleep);
-      while (wake_.try_acquire()) {  // one wake-up is enough for all
+      // One wake-up is enough for all; bounded, as threads may keep releasing meanwhile.
+      for (int i = 0; i < 4096 && wake_.try_acquire(); ++i) {
       }
     }
     sleeping_.store(false, std::memory_order_relaxed);
