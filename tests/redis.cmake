@@ -10,8 +10,13 @@ foreach(src IN LISTS TOLLGATE_REDIS_TESTS)
                                         tollgate_warnings
                                         GTest::gmock_main GTest::gmock GTest::gtest)
   target_include_directories(${name} PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})  # common/
-  # Servers and timing-sensitive checks: one binary at a time.
-  gtest_discover_tests(${name} PROPERTIES LABELS redis RUN_SERIAL TRUE DISCOVERY_TIMEOUT 60)
+  # Servers and timing-sensitive checks: one binary at a time. *_concurrency_test.cpp files
+  # are labelled "concurrency" instead, so that scripts/test also runs them under TSan.
+  set(label redis)
+  if(name MATCHES "_concurrency_test$")
+    set(label concurrency)
+  endif()
+  gtest_discover_tests(${name} PROPERTIES LABELS ${label} RUN_SERIAL TRUE DISCOVERY_TIMEOUT 60)
 endforeach()
 
 # The multi-process guarantee test starts this driver, one process per instance.

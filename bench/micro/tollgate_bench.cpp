@@ -7,9 +7,12 @@
 //   BM_TryAcquireManyKeys        100k warm keys, random order (a precomputed sequence)
 //   BM_BytesPerKey               1M keys tracked; counters bytes_per_key, stats_bytes_per_key
 //   BM_ReferenceCas/threads:N    a bare load + CAS on one atomic: the floor, for comparison
+//   BM_KeyFlood                  1M distinct keys a (virtual) second for 30 s beside 1,000
+//                                steady tenants; counters steady_share, requests_to_admit
 #include <benchmark/benchmark.h>
 #include <malloc.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -20,12 +23,14 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "tollgate/clock.h"
 #include "tollgate/config.h"
 #include "tollgate/decision.h"
 #include "tollgate/limiter.h"
+#include "tollgate/manual_clock.h"
 #include "tollgate/quota_store.h"
 
 namespace {
@@ -235,9 +240,11 @@ void BM_BytesPerKey(benchmark::State& state) {
     Limiter::Options options;
     options.store = std::make_shared<GrantAllStore>();
     options.background_thread = false;  // leases are driven by poll() below
+    // Measured before the Limiter exists: what it allocates up front (the admission
+    // sketch, 2 MiB at 1M keys) is counted too.
+    const std::size_t before = heap_in_use();
     auto limiter = std::make_unique<Limiter>(std::move(config), std::move(options));
     limiter->poll();
-    const std::size_t before = heap_in_use();
 
     char buf[32];
     std::uint64_t created = 0;
@@ -272,6 +279,193 @@ void BM_BytesPerKey(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_BytesPerKey)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+// ---------------------------------------------------------------------------------------
+// BM_KeyFlood: a flood of distinct keys beside the keys that carry real traffic, on a
+// manual clock (a fixed amount of work, not wall-clock seconds). Default max_keys (100k),
+// one policy `t:*` (10 tokens/s, burst 10). Each virtual millisecond: 1,000 random keys
+// (1M/s, `t:f:` and 10 hex digits), 20 of the 1,000 steady tenants (each sends 20/s, twice its
+// rate), the newcomers due (from second 1 on, one new key a second, each sending 10/s), then one
+// poll().
+//
+//   steady_share       steady tenants' admissions with the flood / without it (>= 0.99)
+//   requests_to_admit  median requests a newcomer sent until one was admitted (<= 10);
+//                      one never admitted counts all it sent
+//   never_admitted     newcomers not admitted by the end
+//   bytes_per_max_key  most of Stats::bytes_used seen, / max_keys (<= 200)
+//   heap_per_max_key   most heap growth seen (the Limiter constructed inside it), / max_keys
+//   p99_ns             99th percentile of a try_acquire call during the flood (all keys)
+
+// A store that keeps only a token bucket per steady key (10/s, burst 10, no request-id
+// memory), and nothing for flood keys (granted as asked): the heap growth measured is then
+// the Limiter's own, as with Redis holding the buckets in production.
+class FloodStore final : public tollgate::QuotaStore {
+ public:
+  explicit FloodStore(std::shared_ptr<const tollgate::Clock> clock) : clock_(std::move(clock)) {}
+  void lease(std::vector<tollgate::LeaseRequest> batch, LeaseCallback done) override {
+    const tollgate::Nanos now = clock_->now();
+    std::vector<tollgate::LeaseGrant> grants(batch.size());
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      tollgate::LeaseGrant& g = grants[i];
+      g.now = now;
+      g.expires_at = now + batch[i].ttl;
+      g.remaining = 1'000'000;
+      if (batch[i].key.starts_with("t:f:")) {
+        g.granted = batch[i].want;
+        continue;
+      }
+      Bucket& b = buckets_.try_emplace(batch[i].key, Bucket{10.0, now}).first->second;
+      b.tokens = std::min(10.0, b.tokens + std::chrono::duration<double>(now - b.at).count() * 10);
+      b.at = now;
+      const auto have = static_cast<std::uint64_t>(b.tokens);
+      g.granted = have >= batch[i].min ? std::min(have, batch[i].want) : 0;
+      b.tokens -= static_cast<double>(g.granted);
+      g.remaining = static_cast<std::uint64_t>(b.tokens);
+      if (g.granted == 0) g.wait_until = now + std::chrono::milliseconds(100);
+    }
+    done(std::move(grants));
+  }
+  void give_back(std::vector<tollgate::GiveBack> batch) override {
+    for (const tollgate::GiveBack& g : batch) {
+      auto it = buckets_.find(g.key);
+      if (it != buckets_.end()) {
+        it->second.tokens = std::min(10.0, it->second.tokens + static_cast<double>(g.tokens));
+      }
+    }
+  }
+
+ private:
+  struct Bucket {
+    double tokens;
+    tollgate::Nanos at;
+  };
+  std::shared_ptr<const tollgate::Clock> clock_;
+  std::unordered_map<std::string, Bucket> buckets_;
+};
+
+struct FloodRun {
+  std::uint64_t steady_admitted = 0;
+  std::vector<std::uint64_t> to_admit;  // per newcomer
+  std::size_t never_admitted = 0;
+  std::uint64_t max_bytes_used = 0;
+  std::size_t heap_growth = 0;
+  double p99_ns = 0;
+  std::size_t max_keys = 0;
+  std::uint64_t evicted = 0;
+};
+
+FloodRun run_flood(bool flood) {
+  constexpr int kSeconds = 30;
+  constexpr int kSteady = 1000;
+  constexpr int kFloodPerMs = 1000;
+  std::vector<float> samples;  // every 8th call's duration
+  samples.reserve(static_cast<std::size_t>(kSeconds) * 1000 * (kFloodPerMs + 30) / 8 + 1);
+  const std::size_t heap_before = heap_in_use();  // the Limiter's table and sketch are counted
+  auto clock = std::make_shared<tollgate::ManualClock>();
+  Config c;
+  Policy p;
+  p.name = std::string("t");
+  p.match = std::string("t:*");
+  p.kind = PolicyKind::kTokenBucket;
+  p.rate = 10;
+  p.burst = 10;
+  c.policies.push_back(p);
+  c.instance_id = std::string("bench");
+  Limiter::Options options;
+  options.store = std::make_shared<FloodStore>(clock);
+  options.clock = clock;
+  options.background_thread = false;
+  auto limiter_ptr = std::make_unique<Limiter>(std::move(c), std::move(options));
+  Limiter& limiter = *limiter_ptr;
+  FloodRun run;
+  run.max_keys = limiter.config().max_keys;
+  std::size_t heap_max = 0;
+
+  std::vector<std::string> steady(kSteady);
+  for (int j = 0; j < kSteady; ++j) steady[j] = "t:steady:" + std::to_string(j);
+  std::vector<std::string> newcomers(kSeconds);
+  for (int i = 1; i < kSeconds; ++i) newcomers[i] = "t:new:" + std::to_string(i);
+  std::vector<std::uint64_t> sent(kSeconds, 0);
+  std::vector<bool> admitted(kSeconds, false);
+
+  std::uint64_t calls = 0;
+  auto timed = [&](std::string_view key) {
+    const bool sample = (++calls & 7) == 0;
+    const auto t0 =
+        sample ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+    Decision d = limiter.try_acquire(key);
+    if (sample)
+      samples.push_back(static_cast<float>((std::chrono::steady_clock::now() - t0).count()));
+    return d;
+  };
+
+  std::uint64_t rng = 0x9e3779b97f4a7c15ULL;
+  auto next = [&rng] {  // splitmix64
+    std::uint64_t z = (rng += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  };
+  limiter.poll();
+  char buf[32];
+  for (int ms = 0; ms < kSeconds * 1000; ++ms) {
+    if (flood) {
+      for (int k = 0; k < kFloodPerMs; ++k) {
+        // 14 bytes, as BM_BytesPerKey's keys: memory per key grows by one byte per key byte.
+        int n = std::snprintf(buf, sizeof(buf), "t:f:%010llx",
+                              static_cast<unsigned long long>(next() >> 24));
+        benchmark::DoNotOptimize(timed(std::string_view(buf, static_cast<std::size_t>(n))));
+      }
+    }
+    for (int j = ms % 50; j < kSteady; j += 50) run.steady_admitted += timed(steady[j]) ? 1 : 0;
+    for (int i = 1; i <= ms / 1000 && i < kSeconds; ++i) {
+      if (ms % 100 != i % 100 || admitted[i]) continue;
+      ++sent[i];
+      admitted[i] = timed(newcomers[i]).allowed;
+    }
+    clock->advance(1ms);
+    limiter.poll();
+    if (ms % 100 == 0) {
+      run.max_bytes_used = std::max(run.max_bytes_used, limiter.stats().bytes_used);
+      heap_max = std::max(heap_max, heap_in_use());
+    }
+  }
+  run.heap_growth = heap_max > heap_before ? heap_max - heap_before : 0;
+  for (int i = 1; i < kSeconds; ++i) {
+    run.to_admit.push_back(sent[i]);
+    run.never_admitted += admitted[i] ? 0 : 1;
+  }
+  if (!samples.empty()) {
+    auto at = samples.begin() + static_cast<std::ptrdiff_t>(samples.size() * 99 / 100);
+    std::nth_element(samples.begin(), at, samples.end());
+    run.p99_ns = *at;
+  }
+  run.evicted = limiter.stats().keys_evicted;
+  return run;
+}
+
+void BM_KeyFlood(benchmark::State& state) {
+  for (auto _ : state) {
+    state.PauseTiming();
+    const FloodRun quiet = run_flood(false);
+    state.ResumeTiming();
+    const FloodRun run = run_flood(true);
+    std::vector<std::uint64_t> to_admit = run.to_admit;
+    std::nth_element(to_admit.begin(), to_admit.begin() + to_admit.size() / 2, to_admit.end());
+    const double max_keys = static_cast<double>(run.max_keys);
+    state.counters["steady_share"] =
+        quiet.steady_admitted > 0
+            ? static_cast<double>(run.steady_admitted) / static_cast<double>(quiet.steady_admitted)
+            : 0.0;
+    state.counters["requests_to_admit"] = static_cast<double>(to_admit[to_admit.size() / 2]);
+    state.counters["never_admitted"] = static_cast<double>(run.never_admitted);
+    state.counters["bytes_per_max_key"] = static_cast<double>(run.max_bytes_used) / max_keys;
+    state.counters["heap_per_max_key"] = static_cast<double>(run.heap_growth) / max_keys;
+    state.counters["p99_ns"] = run.p99_ns;
+    state.counters["keys_evicted"] = static_cast<double>(run.evicted);
+  }
+}
+BENCHMARK(BM_KeyFlood)->Iterations(1)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -445,6 +445,31 @@ static void test_observer_sees_leases_from_the_sdk_thread(void) {
   pthread_mutex_destroy(&ob.mu);
 }
 
+/* A key longer than max_key_length (512 by default) is refused and creates no state, nor
+   does a key without a policy; any bytes within the bound are a key of their own. */
+static void test_over_long_and_unmatched_keys_create_no_state(void) {
+  tg_limiter* l = make_limiter(NULL);
+  tg_decision d;
+  tg_stats st = TG_STATS_INIT;
+  char key[600];
+  int i;
+  memset(key, 'x', sizeof key);
+  memcpy(key, "tenant:", 7);
+  CHECK(tg_try_acquire(&d, l, key, 513, 1) == TG_OK && d.reason == TG_REASON_INVALID_ARGUMENT);
+  CHECK(tg_acquire(&d, l, key, sizeof key, 1, 0) == TG_OK &&
+        d.reason == TG_REASON_INVALID_ARGUMENT);
+  for (i = 0; i < 100; ++i) {
+    CHECK(tg_try_acquire(&d, l, "nobody", 6, 1) == TG_OK && d.reason == TG_REASON_NO_POLICY);
+  }
+  CHECK(tg_limiter_stats(&st, l) == TG_OK && st.keys_tracked == 0);
+  CHECK(tg_try_acquire(&d, l, "tenant:\0{}\r\n\xff", 14, 1) == TG_OK);
+  CHECK(d.reason == TG_REASON_COLD_KEY || d.reason == TG_REASON_OK);
+  CHECK(tg_try_acquire(&d, l, key, 512, 1) == TG_OK);
+  CHECK(d.reason == TG_REASON_COLD_KEY || d.reason == TG_REASON_OK);
+  CHECK(tg_limiter_stats(&st, l) == TG_OK && st.keys_tracked == 2);
+  tg_limiter_destroy(&l);
+}
+
 int main(void) {
   test_versions();
   test_create_reports_the_bad_field();
@@ -458,6 +483,7 @@ int main(void) {
   test_stats_count_the_decisions();
   test_group_budget_denies_with_over_group_limit();
   test_observer_sees_leases_from_the_sdk_thread();
+  test_over_long_and_unmatched_keys_create_no_state();
   printf("capi_test: %d checks, %d failed\n", checks, failures);
   return failures == 0 ? 0 : 1;
 }

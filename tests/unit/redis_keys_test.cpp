@@ -1,11 +1,13 @@
 // Pure parts of the Redis store: shard URLs, key escaping, routing, RESP parsing.
 #include <gtest/gtest.h>
 
+#include <climits>
 #include <set>
 #include <string>
 
 #include "store/redis/connection.h"
 #include "store/redis/keys.h"
+#include "store/redis/lease_reply.h"
 #include "store/redis/resp.h"
 
 namespace tollgate::redis {
@@ -70,6 +72,15 @@ TEST(Keys, BucketKeysCarryTheGroupAsTheirOnlyHashTag) {
   EXPECT_NE(bucket_key("g", "a:b", "c"), bucket_key("g", "a", "b:c"));
 }
 
+// Found by the key fuzzer: "{}" is no hash tag to Redis (it hashes the whole key), so an
+// empty group would have spread its keys over slots.
+TEST(Keys, AnEmptyGroupStillHasAHashTagOfItsOwn) {
+  EXPECT_EQ(group_key(""), "tg:{%}:g");
+  EXPECT_EQ(bucket_key("", "p", "k"), "tg:{%}:b:p:k");
+  EXPECT_EQ(request_key("", "id"), "tg:{%}:r:id");
+  EXPECT_NE(group_key(""), group_key("%"));  // "%" itself escapes to "%25"
+}
+
 TEST(Keys, GoingFromSevenToEightShardsMovesAboutAnEighth) {
   int moved = 0;
   for (int g = 0; g < 10'000; ++g) {
@@ -123,6 +134,63 @@ TEST(Resp, ProtocolGarbageIsAnError) {
   p.feed("?what\r\n", 7);
   Reply r;
   EXPECT_THROW(p.next(r), std::runtime_error);
+}
+
+// hiredis 0.14 allocates an array's element pointers from its header alone, before any
+// element arrives: "*2147483647" would ask for 16 GiB. Refused before it allocates.
+TEST(Resp, AnArrayHeaderAskingForTooManyElementsIsAnError) {
+  ReplyParser p;
+  const std::string huge = "*2147483647\r\n";
+  p.feed(huge.data(), huge.size());
+  Reply r;
+  EXPECT_THROW(p.next(r), std::runtime_error);
+  // Nested arrays count together: a million-element array of million-element arrays.
+  ReplyParser q;
+  const std::string nested = "*1000\r\n*1048576\r\n";
+  q.feed(nested.data(), nested.size());
+  EXPECT_THROW(q.next(r), std::runtime_error);
+  // Below the bound, an array arrives as usual, and the count starts again per reply.
+  ReplyParser ok;
+  for (int i = 0; i < 3; ++i) {
+    const std::string two = "*2\r\n:1\r\n:2\r\n";
+    ok.feed(two.data(), two.size());
+    ASSERT_TRUE(ok.next(r));
+    EXPECT_EQ(r.elements.size(), 2u);
+  }
+}
+
+TEST(LeaseReply, MalformedRepliesAreFailedGrantsAndTimesNeverOverflow) {
+  auto ints = [](std::vector<long long> v) {
+    Reply r;
+    r.type = Reply::Type::kArray;
+    for (long long x : v) {
+      Reply e;
+      e.type = Reply::Type::kInteger;
+      e.integer = x;
+      r.elements.push_back(e);
+    }
+    return r;
+  };
+  LeaseGrant g = to_grant(ints({10, 1'000, 2'000, 5, 0, 2}));
+  EXPECT_TRUE(g.ok);
+  EXPECT_EQ(g.granted, 10u);
+  EXPECT_EQ(g.expires_at, Nanos{2'000'000});
+  EXPECT_EQ(g.limited_by, LimitLevel::kGroup);
+  // What a broken or hostile server may send: microseconds that overflow nanoseconds.
+  g = to_grant(ints({1, LLONG_MAX, LLONG_MIN, -3, LLONG_MAX}));
+  EXPECT_TRUE(g.ok);
+  EXPECT_EQ(g.remaining, 0u);
+  EXPECT_GT(g.now.count(), 0);
+  EXPECT_LT(g.expires_at.count(), 0);
+  EXPECT_FALSE(to_grant(ints({1, 2, 3})).ok);
+  Reply mixed = ints({1, 2, 3, 4, 5});
+  mixed.elements[2].type = Reply::Type::kString;
+  EXPECT_FALSE(to_grant(mixed).ok);
+  Reply err;
+  err.type = Reply::Type::kError;
+  err.str = "NOSCRIPT No matching script";
+  EXPECT_FALSE(to_grant(err).ok);
+  EXPECT_TRUE(needs_script_load(err));
 }
 
 }  // namespace

@@ -49,6 +49,21 @@ def test_cold_key_no_policy_and_invalid_cost(make_limiter, key):
         lim.try_acquire(42)
 
 
+def test_over_long_and_unmatched_keys_create_no_state(make_limiter, redis_url, key):
+    lim = make_limiter(config={**redis_config(redis_url), "max_key_length": 64})
+    long = (key + ":" + "x" * 64)[:65]
+    assert lim.try_acquire(long).reason == "invalid_argument"
+    assert lim.acquire(long, 1, timeout=0.01).reason == "invalid_argument"
+    assert lim.try_acquire("tenant:" + "y" * 600).reason == "invalid_argument"
+    for i in range(1000):
+        assert lim.try_acquire(f"nobody:{i}").reason == "no_policy"
+    assert lim.stats()["keys_tracked"] == 0
+    # Any string within the bound is a key of its own.
+    odd = (key + ":{}\r\n\x00\u00ff")[:60]
+    assert lim.try_acquire(odd).reason in ("cold_key", "ok")
+    assert lim.stats()["keys_tracked"] == 1
+
+
 def test_decision_values(make_limiter, key):
     lim = make_limiter()
     warm(lim, key)

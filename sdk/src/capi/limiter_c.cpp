@@ -1,4 +1,5 @@
 // tg_limiter_*, acquires, permits and versions: the C face of tollgate::Limiter.
+#include <cstring>
 #include <functional>
 #include <utility>
 
@@ -59,6 +60,18 @@ void CallbackObserver::close() noexcept {
 
 }  // namespace tollgate::capi
 
+// A C caller may pass any int where an enum is declared; reading it as the C++ enum type
+// would be undefined for values outside the enumerators' range, so read its bytes.
+namespace {
+template <typename Enum>
+int as_int(const Enum& e) noexcept {
+  static_assert(sizeof(Enum) == sizeof(int));
+  int v = 0;
+  std::memcpy(&v, &e, sizeof v);
+  return v;
+}
+}  // namespace
+
 extern "C" {
 
 const char* tg_version(void) {
@@ -70,7 +83,7 @@ int tg_version_num(void) {
 }
 
 const char* tg_status_str(tg_status status) {
-  switch (status) {
+  switch (as_int(status)) {
     case TG_OK:
       return "ok";
     case TG_ERR_INVALID_ARGUMENT:
@@ -86,9 +99,10 @@ const char* tg_status_str(tg_status status) {
 }
 
 const char* tg_reason_str(tg_reason reason) {
-  if (static_cast<int>(reason) < 0 || static_cast<int>(reason) >= TG_REASON_COUNT) return "unknown";
+  const int r = as_int(reason);
+  if (r < 0 || r >= TG_REASON_COUNT) return "unknown";
   // to_string returns views of string literals, so data() is NUL-terminated.
-  return tollgate::to_string(static_cast<tollgate::Reason>(reason)).data();
+  return tollgate::to_string(static_cast<tollgate::Reason>(r)).data();
 }
 
 tg_status tg_limiter_options_init(tg_limiter_options* options, unsigned int version) {

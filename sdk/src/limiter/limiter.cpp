@@ -66,6 +66,7 @@ LimiterImpl::LimiterImpl(Config config, Limiter::Options options)
       max_key_length_(std::min<std::size_t>(config_->max_key_length, 65535)),
       index_(config_->policies),
       table_(config_->max_keys),
+      admission_(config_->max_keys),
       inbox_(std::make_shared<Inbox>()) {
   relay_->user = std::move(options.observer);
   store_->set_observer(relay_);
@@ -255,6 +256,13 @@ Entry* LimiterImpl::find_or_create(std::string_view key, std::uint64_t cost, boo
       return nullptr;
     }
     const std::uint64_t h = core::hash_key(key);
+    if (!admission_.admits(h, table_.size())) {  // a key seen once never takes the last places
+      // Evict harder, as for a full table; one wake-up a tick is enough (refusals here
+      // come at the hot path's pace, faster than the SDK's thread could drain wake-ups).
+      if (!pressure_.load(std::memory_order_relaxed) && !pressure_.exchange(true)) wake();
+      failure = deny(Reason::kKeyTableFull, stripe);
+      return nullptr;
+    }
     auto [e, result] = table_.find_or_insert(key, h, [&] {
       Entry* n = Entry::create(key, static_cast<std::uint32_t>(h), *idx);
       if (config_->cold_keys.mode == ColdKeyMode::kOptimistic && !p.concurrency) {
@@ -266,6 +274,7 @@ Entry* LimiterImpl::find_or_create(std::string_view key, std::uint64_t cost, boo
       return n;
     });
     if (result == core::KeyTable::Insert::kFull) {
+      admission_.table_full();
       pressure_.store(true, std::memory_order_relaxed);
       wake();
       failure = deny(Reason::kKeyTableFull, stripe);
@@ -416,7 +425,8 @@ void LimiterImpl::run() {
     if (!busy) sleeping_.store(true, std::memory_order_seq_cst);
     if (busy || queue_head_.load(std::memory_order_seq_cst) == nullptr) {
       if (!stop_.load()) (void)wake_.try_acquire_for(sleep);
-      while (wake_.try_acquire()) {  // one wake-up is enough for all
+      // One wake-up is enough for all; bounded, as threads may keep releasing meanwhile.
+      for (int i = 0; i < 4096 && wake_.try_acquire(); ++i) {
       }
     }
     sleeping_.store(false, std::memory_order_relaxed);
@@ -467,6 +477,8 @@ void LimiterImpl::tick() {
   drain_inbox(now);  // stores that answer inline
   expire_deadlines(now);
   idle_scan(now);
+  admission_.age();
+  admission_.settle(table_.size());
   flush_give_backs();
   reclaim();
 }
@@ -1117,6 +1129,21 @@ void LimiterImpl::give_back(Entry* e, std::int64_t tokens) {
 void LimiterImpl::reclaim() {
   table_.reclaim();
   if (graveyard_.empty()) return;
+  // Under a flood of keys, evictions outrun the lease timers that hold evicted entries,
+  // and timers made redundant by an earlier one pile up: drop both once they outnumber
+  // the table (a key needs only its earliest timer; when it fires, maintain() sets the next).
+  if (graveyard_.size() > std::max<std::size_t>(1024, config_->max_keys / 64) ||
+      timers_.size() > 2 * table_.size() + 1024) {
+    timers_.drop_if([this](const Timer& t) {
+      Entry* e = t.entry;
+      if (!e->retired.load(std::memory_order_acquire) &&
+          !core::ms_before(e->s.next_timer, to_ms(t.at))) {
+        return false;
+      }
+      --e->s.timer_refs;
+      return true;
+    });
+  }
   const std::uint64_t safe = core::Epoch::safe_epoch();
   auto keep = std::stable_partition(graveyard_.begin(), graveyard_.end(), [&](const auto& g) {
     Entry* e = g.second;
@@ -1146,7 +1173,8 @@ Stats LimiterImpl::stats() const {
     std::lock_guard lk(wait_mu_);
     waiting = waits_.size();
   }
-  st.bytes_used = table_.bytes_used() + waiting * (sizeof(core::Waiter) + 2 * sizeof(void*)) +
+  st.bytes_used = table_.bytes_used() + admission_.bytes() +
+                  waiting * (sizeof(core::Waiter) + 2 * sizeof(void*)) +
                   timer_count_.load(std::memory_order_relaxed) * sizeof(Timer);
   st.breaker_transitions = relay_->transitions.load(std::memory_order_relaxed);
   st.breakers_opened = relay_->opened.load(std::memory_order_relaxed);

@@ -4,6 +4,7 @@
 // state (Entry::s and everything marked "scheduler") is touched under tick_mu_ only.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -17,6 +18,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "limiter/admission.h"
 #include "limiter/entry.h"
 #include "limiter/epoch.h"
 #include "limiter/key_table.h"
@@ -177,6 +179,7 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   std::vector<CompiledPolicy> policies_;
   core::PolicyIndex index_;
   core::KeyTable table_;
+  core::AdmissionSketch admission_;  // who takes the table's last places
   // Counters striped by thread: the first kOwnedStripes threads (by epoch record index)
   // each own one and add without a locked instruction (~8 ns saved per admission, twice);
   // later threads and the scheduler share the last stripe with fetch_add.
@@ -200,7 +203,19 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
 
   // Scheduler state.
   std::mutex tick_mu_;
-  std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
+  // A heap of timers that can drop some: an evicted entry's memory is otherwise held until
+  // its lease timers would have fired.
+  struct TimerQueue : std::priority_queue<Timer, std::vector<Timer>, std::greater<>> {
+    template <typename Drop>
+    void drop_if(Drop drop) {
+      auto end = std::remove_if(c.begin(), c.end(), drop);
+      if (end == c.end()) return;
+      c.erase(end, c.end());
+      if (c.capacity() > 4 * c.size() + 1024) c.shrink_to_fit();
+      std::make_heap(c.begin(), c.end(), comp);
+    }
+  };
+  TimerQueue timers_;
   Nanos tick_now_{0};                        // scheduler: the time of the tick that is running
   std::atomic<std::size_t> timer_count_{0};  // timers_.size() after the last tick, for stats()
   std::vector<LeaseRequest> batch_;

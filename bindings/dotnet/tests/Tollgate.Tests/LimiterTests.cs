@@ -39,6 +39,21 @@ public sealed class LimiterTests
     }
 
     [Fact]
+    public void OverLongAndUnmatchedKeysCreateNoState()
+    {
+        using TollgateLimiter limiter = Create();
+        string tooLong = "tenant:" + new string('x', 600);  // max_key_length: 512 bytes
+        Assert.Equal(Reason.InvalidArgument, limiter.TryAcquire(tooLong).Reason);
+        for (int i = 0; i < 100; ++i)
+            Assert.Equal(Reason.NoPolicy, limiter.TryAcquire("nobody:" + i).Reason);
+        Assert.Equal(0UL, limiter.GetStats().KeysTracked);
+        // Any string within the bound is a key of its own.
+        Decision odd = limiter.TryAcquire(NewKey() + ":{}\r\n\0\u00ff");
+        Assert.True(odd.Allowed || odd.Reason == Reason.ColdKey);
+        Assert.Equal(1UL, limiter.GetStats().KeysTracked);
+    }
+
+    [Fact]
     public void BadConfigNamesTheField()
     {
         var e = Assert.Throws<TollgateConfigException>(() => TollgateLimiter.Create(

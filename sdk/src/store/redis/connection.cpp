@@ -1,9 +1,13 @@
 #include "store/redis/connection.h"
 
+#include <fcntl.h>
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/write.hpp>
+#include <cerrno>
+#include <iterator>
 
 namespace tollgate::redis {
 
@@ -98,21 +102,47 @@ void Connection::connect() {
                   const asio::ip::tcp::resolver::results_type& results) {
         if (gen != self->generation_) return;
         if (ec) return self->fail_all("cannot resolve " + self->options_.endpoint.host);
-        asio::async_connect(
-            self->socket(), results,
-            [self, gen](const boost::system::error_code& ec2, const auto&) {
-              if (gen != self->generation_) return;
-              if (ec2) return self->fail_all("cannot connect: " + ec2.message());
-              if (!self->tls_) return self->on_connected();
-              self->tls_->async_handshake(
-                  asio::ssl::stream_base::client,
-                  [self, gen](const boost::system::error_code& ec3) {
-                    if (gen != self->generation_) return;
-                    if (ec3) return self->fail_all("TLS handshake failed: " + ec3.message());
-                    self->on_connected();
-                  });
-            });
+        self->connect_to(results, 0, gen, asio::error::host_not_found);
       });
+}
+
+// Not asio::async_connect: it opens each socket itself, without close-on-exec, and a child
+// process the application starts would inherit the Redis connections and keep them open
+// (the server keeps counting them) long after the SDK closed its side.
+void Connection::connect_to(asio::ip::tcp::resolver::results_type results, std::size_t next,
+                            unsigned gen, boost::system::error_code last) {
+  if (next >= results.size()) return fail_all("cannot connect: " + last.message());
+  auto it = results.begin();
+  std::advance(it, static_cast<std::ptrdiff_t>(next));
+  const asio::ip::tcp::endpoint endpoint = it->endpoint();
+  asio::ip::tcp::socket& s = socket();
+  boost::system::error_code ec;
+  s.close(ec);
+  s.open(endpoint.protocol(), ec);
+  if (!ec && ::fcntl(s.native_handle(), F_SETFD, FD_CLOEXEC) != 0) {
+    ec = boost::system::error_code(errno, boost::system::system_category());
+  }
+  if (ec) return connect_to(std::move(results), next + 1, gen, ec);
+  s.async_connect(endpoint, [self = shared_from_this(), results, next,
+                             gen](const boost::system::error_code& ec2) mutable {
+    if (gen != self->generation_) return;
+    if (!ec2) return self->on_transport(gen);
+    // Closed under it (the connect timeout): no further address.
+    if (ec2 == asio::error::operation_aborted || !self->socket().is_open()) {
+      return self->fail_all("cannot connect: " + ec2.message());
+    }
+    self->connect_to(std::move(results), next + 1, gen, ec2);
+  });
+}
+
+void Connection::on_transport(unsigned gen) {
+  if (!tls_) return on_connected();
+  tls_->async_handshake(asio::ssl::stream_base::client,
+                        [self = shared_from_this(), gen](const boost::system::error_code& ec) {
+                          if (gen != self->generation_) return;
+                          if (ec) return self->fail_all("TLS handshake failed: " + ec.message());
+                          self->on_connected();
+                        });
 }
 
 void Connection::on_connected() {

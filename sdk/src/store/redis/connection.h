@@ -78,6 +78,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Connection(asio::io_context& io, Options options);
   void submit(Batch batch);
   void connect();
+  // Tries the resolved addresses in turn from `next`, each on a socket opened close-on-exec.
+  void connect_to(asio::ip::tcp::resolver::results_type results, std::size_t next, unsigned gen,
+                  boost::system::error_code last);
+  void on_transport(unsigned gen);  // TCP up: the TLS handshake, if any, then on_connected
   void on_connected();
   void flush();
   void read();

@@ -19,12 +19,20 @@ std::string escape(std::string_view part) {
   return out;
 }
 
+namespace {
+// A group's hash tag. Redis hashes the whole key when "{}" is empty, so an empty group is
+// tagged "%", which no escaped string can be (escape() follows every '%' by two digits).
+std::string tag(std::string_view group) {
+  return group.empty() ? std::string("%") : escape(group);
+}
+}  // namespace
+
 std::string bucket_key(std::string_view group, std::string_view policy, std::string_view key) {
-  return "tg:{" + escape(group) + "}:b:" + escape(policy) + ":" + escape(key);
+  return "tg:{" + tag(group) + "}:b:" + escape(policy) + ":" + escape(key);
 }
 
 std::string group_key(std::string_view group) {
-  return "tg:{" + escape(group) + "}:g";
+  return "tg:{" + tag(group) + "}:g";
 }
 
 std::string tenant_field(std::string_view policy, std::string_view key) {
@@ -32,7 +40,7 @@ std::string tenant_field(std::string_view policy, std::string_view key) {
 }
 
 std::string request_key(std::string_view group, std::string_view request_id) {
-  return "tg:{" + escape(group) + "}:r:" + escape(request_id);
+  return "tg:{" + tag(group) + "}:r:" + escape(request_id);
 }
 
 std::uint64_t stable_hash(std::string_view s) noexcept {

@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include "store/redis/keys.h"
+#include "store/redis/lease_reply.h"
 #include "store/redis/scripts.h"
 
 namespace tollgate::redis {
@@ -88,26 +89,6 @@ Command give_back_command(const std::string& sha, const GiveBack& g) {
       .set(A::kHolder, g.holder)
       .set(A::kWindowUs, micros(p.window))
       .take();
-}
-
-// {granted, now_us, expires_at_us, remaining, wait_until_us, limited_by}
-LeaseGrant to_grant(const Reply& r) {
-  LeaseGrant g;
-  if (r.type != Reply::Type::kArray || r.elements.size() < 5 || r.elements.size() > 6) {
-    g.ok = false;
-    g.error = r.is_error() ? "redis: " + r.str : "redis: unexpected reply to the lease script";
-    return g;
-  }
-  auto at = [&](int i) { return r.elements[static_cast<std::size_t>(i)].integer; };
-  g.granted = static_cast<std::uint64_t>(std::max<long long>(0, at(0)));
-  g.now = Nanos{at(1) * 1000};
-  g.expires_at = Nanos{at(2) * 1000};
-  g.remaining = static_cast<std::uint64_t>(std::max<long long>(0, at(3)));
-  g.wait_until = Nanos{at(4) * 1000};
-  if (r.elements.size() == 6 && at(5) >= 0 && at(5) <= 2) {
-    g.limited_by = static_cast<LimitLevel>(at(5));
-  }
-  return g;
 }
 
 // The guard's retries wait on an Asio timer of the io thread: real time, as the
@@ -265,7 +246,7 @@ void RedisTransport::send_give_backs(std::size_t shard, std::vector<GiveBack> ba
     if (!error.empty()) return;  // best effort: the tokens expire in Redis
     std::vector<Command> again;
     for (std::size_t k = 0; k < replies.size(); ++k) {
-      if (replies[k].error_code_is("NOSCRIPT")) again.push_back((*cmds)[k]);
+      if (needs_script_load(replies[k])) again.push_back((*cmds)[k]);
     }
     if (again.empty()) return;
     ++reloads_;

@@ -60,11 +60,38 @@ void encode(const Command& cmd, std::string& out) {
 
 struct ReplyParser::Impl {
   redisReader* reader = redisReaderCreate();
+  long long announced = 0;  // array elements announced by the reply being read
   ~Impl() { redisReaderFree(reader); }
 };
 
+namespace {
+
+// hiredis's own reply functions, with the array constructor behind a bound.
+const redisReplyObjectFunctions* g_hiredis = nullptr;
+
+void* bounded_array(const redisReadTask* task, int elements) {
+  auto* announced = static_cast<long long*>(task->privdata);
+  *announced += elements;
+  if (*announced > ReplyParser::kMaxReplyElements) return nullptr;  // hiredis: OOM error
+  return g_hiredis->createArray(task, elements);
+}
+
+redisReplyObjectFunctions* bounded_functions(const redisReplyObjectFunctions* hiredis) {
+  static redisReplyObjectFunctions fns = [hiredis] {
+    g_hiredis = hiredis;
+    redisReplyObjectFunctions f = *hiredis;
+    f.createArray = bounded_array;
+    return f;
+  }();
+  return &fns;
+}
+
+}  // namespace
+
 ReplyParser::ReplyParser() : impl_(std::make_unique<Impl>()) {
   if (impl_->reader == nullptr) throw std::bad_alloc();
+  impl_->reader->fn = bounded_functions(impl_->reader->fn);
+  impl_->reader->privdata = &impl_->announced;
 }
 
 ReplyParser::~ReplyParser() = default;
@@ -78,9 +105,14 @@ void ReplyParser::feed(const char* data, std::size_t len) {
 bool ReplyParser::next(Reply& out) {
   void* raw = nullptr;
   if (redisReaderGetReply(impl_->reader, &raw) != REDIS_OK) {
+    if (impl_->announced > kMaxReplyElements) {
+      throw std::runtime_error("RESP protocol error: a reply announced more than " +
+                               std::to_string(kMaxReplyElements) + " array elements");
+    }
     throw std::runtime_error(std::string("RESP protocol error: ") + impl_->reader->errstr);
   }
   if (raw == nullptr) return false;
+  impl_->announced = 0;
   auto* reply = static_cast<redisReply*>(raw);
   out = convert(reply);
   freeReplyObject(reply);

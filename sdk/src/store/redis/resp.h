@@ -29,8 +29,16 @@ struct Reply {
 using Command = std::vector<std::string>;
 void encode(const Command& cmd, std::string& out);
 
+// Whole replies out of arbitrary bytes. An array header asks hiredis to allocate its
+// element pointers before a single element has arrived ("*2147483647" would ask for
+// 16 GiB, and hiredis 0.14 has no maxelements): the parser refuses, as a protocol error,
+// a reply whose arrays announce more than kMaxReplyElements elements in all, before
+// hiredis allocates them. After a protocol error the parser is spent: make a new one.
 class ReplyParser {
  public:
+  // Far above any reply Tollgate asks for (a lease batch: 6 per key, a few hundred keys).
+  static constexpr long long kMaxReplyElements = 1 << 20;
+
   ReplyParser();
   ~ReplyParser();
   ReplyParser(const ReplyParser&) = delete;
