@@ -46,7 +46,7 @@ constexpr std::uintmax_t kMaxConfigFileBytes = 16u << 20;
 
 // Store types known to this build. A new store adds its name here and its fields in
 // parse_store().
-constexpr std::array<std::string_view, 2> kStoreTypes = {"in_process", "redis"};
+constexpr std::array<std::string_view, 3> kStoreTypes = {"in_process", "redis", "redis_cluster"};
 constexpr std::size_t kMaxShards = 1024;
 
 [[noreturn]] void fail(std::string field, std::string reason) {
@@ -434,7 +434,10 @@ StoreConfig parse_store(const Json& j) {
   // validate() names a type that is not known.
   if (s.type == "redis") {
     f.allow_only({"type", "shards", "connect_timeout_ms", "command_timeout_ms", "tls_ca_file",
-                  "breaker", "bulkhead"});
+                  "breaker", "bulkhead", "wait_replicas", "wait_timeout_ms"});
+  } else if (s.type == "redis_cluster") {
+    f.allow_only({"type", "nodes", "connect_timeout_ms", "command_timeout_ms", "tls_ca_file",
+                  "breaker", "bulkhead", "wait_replicas", "wait_timeout_ms"});
   } else {
     f.allow_only({"type"});
   }
@@ -446,6 +449,16 @@ StoreConfig parse_store(const Json& j) {
       s.shards.push_back(arr[i].get<std::string>());
     }
   }
+  if (f.has("nodes")) {
+    const Json& arr = f.at("nodes");
+    if (!arr.is_array()) fail(f.path("nodes"), "must be an array of redis:// URLs");
+    for (std::size_t i = 0; i < arr.size(); ++i) {
+      if (!arr[i].is_string()) fail(indexed(f.path("nodes"), i), "must be a string");
+      s.nodes.push_back(arr[i].get<std::string>());
+    }
+  }
+  f.read("wait_replicas", s.wait_replicas);
+  f.read_ms("wait_timeout_ms", s.wait_timeout);
   f.read_ms("connect_timeout_ms", s.connect_timeout);
   f.read_ms("command_timeout_ms", s.command_timeout);
   f.read("tls_ca_file", s.tls_ca_file);
@@ -774,11 +787,35 @@ void Config::validate() const {
   }
 
   if (std::find(kStoreTypes.begin(), kStoreTypes.end(), store.type) == kStoreTypes.end()) {
-    fail("store.type",
-         "unknown store type " + in_quotes(store.type) + " (expected in_process or redis)");
+    fail("store.type", "unknown store type " + in_quotes(store.type) +
+                           " (expected in_process, redis or redis_cluster)");
   }
-  if (store.type == "redis") {
-    if (store.shards.empty()) fail("store.shards", "at least one redis:// URL");
+  if (store.type == "redis_cluster") {
+    if (store.nodes.empty()) fail("store.nodes", "at least one redis:// URL of a cluster node");
+    if (store.nodes.size() > kMaxShards) {
+      fail("store.nodes", "at most " + std::to_string(kMaxShards) + " nodes");
+    }
+    for (std::size_t i = 0; i < store.nodes.size(); ++i) {
+      int db = 0;
+      try {
+        db = core::ShardUrl::parse(store.nodes[i]).db;
+      } catch (const std::invalid_argument& ex) {
+        fail(indexed("store.nodes", i), ex.what());  // the message never holds the password
+      }
+      if (db != 0) fail(indexed("store.nodes", i), "a cluster has only database 0");
+    }
+    if (!store.shards.empty()) fail("store.shards", "only for store type \"redis\"");
+  } else if (!store.nodes.empty()) {
+    fail("store.nodes", "only for store type \"redis_cluster\"");
+  }
+  if (store.type == "redis" || store.type == "redis_cluster") {
+    if (store.wait_replicas > 16) {
+      fail("store.wait_replicas", "must be 0 .. 16");
+    }
+    check_duration("store.wait_timeout_ms", store.wait_timeout, true);
+    if (store.type == "redis" && store.shards.empty()) {
+      fail("store.shards", "at least one redis:// URL");
+    }
     if (store.shards.size() > kMaxShards) {
       fail("store.shards", "at most " + std::to_string(kMaxShards) + " shards");
     }
