@@ -206,6 +206,12 @@ bool RedisCluster::wait_until_ok(std::chrono::milliseconds within) const {
         if (w.size() < 8 || w[2].find("fail") != std::string::npos) continue;
         if (w[2].find("master") != std::string::npos && w.size() == 8) ok = false;
       }
+      // A replica has its primary's data (the first sync is done).
+      const std::string repl = cli(i, {"INFO", "replication"});
+      if (repl.find("role:slave") != std::string::npos &&
+          repl.find("master_link_status:up") == std::string::npos) {
+        ok = false;
+      }
       if (!have_first) {
         first = std::move(ranges);
         have_first = true;

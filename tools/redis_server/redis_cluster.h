@@ -57,12 +57,12 @@ class RedisCluster {
   // Moves one slot to node(to) the way redis-cli --cluster reshard does: SETSLOT
   // IMPORTING on the target, MIGRATING on the source, MIGRATE the keys in batches of
   // `batch`, then SETSLOT NODE on both and on every other primary.
-  void move_slot(int slot, std::size_t to, int batch = 10);
+  void move_slot(int slot, std::size_t to, int batch = 100);
   // CLUSTER FAILOVER FORCE on a replica; returns once it says it is a primary (bounded:
   // 10 s, else throws).
   void promote(std::size_t replica);
-  // Polls (bounded by `within`) until every running node says cluster_state:ok and they
-  // agree on who owns every slot.
+  // Polls (bounded by `within`) until every running node says cluster_state:ok, they
+  // agree on who owns every slot, and every running replica's link to its primary is up.
   bool wait_until_ok(std::chrono::milliseconds within) const;
   std::string cli(std::size_t i, const std::vector<std::string>& args) const {
     return nodes_.at(i)->cli(args);

@@ -16,8 +16,8 @@ class RedisServer {
     std::string password;            // requirepass (the default user's password)
     std::vector<std::string> users;  // ACL rules, e.g. "alice on >secret ~* &* +@all"
     bool tls = false;  // TLS only, with a CA and a certificate for 127.0.0.1 made here
-    std::vector<std::string>
-        args;  // more redis-server arguments, e.g. {"--cluster-enabled", "yes"}
+    // More redis-server arguments, e.g. {"--cluster-enabled", "yes"}.
+    std::vector<std::string> args{};
   };
   RedisServer() : RedisServer(Options{}) {}
   explicit RedisServer(Options options);
