@@ -423,3 +423,44 @@ TEST(ClusterStore, ClusterDownIsRetriedWithBackoffThenFailsForTheFallback) {
 
 }  // namespace
 }  // namespace tollgate
+
+namespace tollgate {
+namespace {
+
+// The price of wait_replicas = 1 on a healthy cluster: one WAIT per pipeline, answered
+// when the replica has acknowledged the writes. Measured (printed), not asserted: the
+// figures depend on the machine; what is asserted is that every grant counted.
+TEST(ClusterStore, WaitCostsOneReplicaAcknowledgementPerBatch) {
+  testing::RedisCluster cluster;
+  auto p = bucket("g");
+  for (unsigned wait : {0u, 1u}) {
+    auto store = std::make_shared<redis::RedisStore>(cluster_config(cluster, wait));
+    Leaser l(store, "w" + std::to_string(wait));
+    ASSERT_TRUE(l.one(l.request(p, "tenant:a", 1)).ok);  // the slot map, the connection
+    std::vector<double> ms;
+    for (int i = 0; i < 2000; ++i) {
+      const auto t = Steady::now();
+      const auto g = l.one(l.request(p, "tenant:a", 1));
+      ms.push_back(std::chrono::duration<double, std::milli>(Steady::now() - t).count());
+      ASSERT_TRUE(g.ok) << g.error;
+    }
+    // A batch of 100 keys in one call: WAIT once for all of them.
+    std::vector<LeaseRequest> batch;
+    for (int i = 0; i < 100; ++i) batch.push_back(l.request(p, "tenant:" + std::to_string(i), 1));
+    const auto t = Steady::now();
+    for (const auto& g : l.lease(batch)) ASSERT_TRUE(g.ok) << g.error;
+    const double batch_ms = std::chrono::duration<double, std::milli>(Steady::now() - t).count();
+    std::sort(ms.begin(), ms.end());
+    const auto n = store->counters();
+    std::printf(
+        "wait_replicas %u: one lease p50 %.3f ms, p99 %.3f ms; a batch of 100 keys "
+        "%.3f ms; %llu EVALSHA in %llu round trips, %llu not acknowledged\n",
+        wait, ms[ms.size() / 2], ms[ms.size() * 99 / 100], batch_ms,
+        static_cast<unsigned long long>(n.calls), static_cast<unsigned long long>(n.batches),
+        static_cast<unsigned long long>(n.unreplicated));
+    EXPECT_EQ(n.unreplicated, 0u);
+  }
+}
+
+}  // namespace
+}  // namespace tollgate
