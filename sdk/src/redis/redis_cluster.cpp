@@ -384,6 +384,7 @@ void RedisClusterTransport::query_topology(
               return query_topology(k + 1, candidates, false);
             }
             apply(ranges);
+            map_failing_ = false;
             refreshing_ = false;
             if (refresh_again_) {
               refresh_again_ = false;
@@ -394,7 +395,10 @@ void RedisClusterTransport::query_topology(
 
 void RedisClusterTransport::topology_failed(const std::string& why) {
   refreshing_ = false;
-  if (auto ob = observer_->get()) ob->on_log(LogLevel::kWarn, "cannot read the slot map: " + why);
+  if (!map_failing_) {  // logged once until a map is read again
+    map_failing_ = true;
+    if (auto ob = observer_->get()) ob->on_log(LogLevel::kWarn, "cannot read the slot map: " + why);
+  }
   // Calls that wait for the first map fail unsent (nothing was written for them); the
   // next call reads the map again.
   auto waiting = std::move(waiting_for_map_);
@@ -476,8 +480,16 @@ void RedisClusterTransport::apply(const std::vector<SlotRange>& ranges) {
     }
   }
   for (std::size_t i = 0; i < nodes_.size(); ++i) {
-    nodes_[i].owns = owns[i];
-    if (owns[i]) nodes_[i].last_owned = generation_;
+    Node& n = nodes_[i];
+    n.owns = owns[i];
+    if (owns[i]) {
+      n.last_owned = generation_;
+    } else if (n.connection) {
+      // A node that owns no slot (a dead primary, a node resharded empty) is not kept
+      // connected; a MOVED to it later connects again.
+      n.connection->close();
+      n.connection.reset();
+    }
   }
   for (std::size_t s = 0; s < next.size(); ++s) owner_[s].store(next[s], std::memory_order_relaxed);
   if (!known_) {

@@ -122,6 +122,7 @@ class RedisClusterTransport final : public RedisShards {
   // Topology (io thread).
   bool known_ = false;
   bool closing_ = false;
+  bool map_failing_ = false;
   std::string last_topology_error_;
   bool refreshing_ = false;
   bool refresh_again_ = false;
