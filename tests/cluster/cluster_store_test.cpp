@@ -218,6 +218,12 @@ TEST(ClusterStore, SendsEachGroupToItsSlotsPrimaryFoundFromAReplica) {
   std::set<std::size_t> shards;
   for (int i = 0; i < 30; ++i) shards.insert(store->shard_of(*p, "tenant:" + std::to_string(i)));
   EXPECT_EQ(shards.size(), 3u);  // one breaker and bulkhead per primary
+  // Scripts flushed on every node: each primary answers NOSCRIPT once, loads them again.
+  for (std::size_t i = 0; i < cluster.size(); ++i) cluster.cli(i, {"SCRIPT", "FLUSH"});
+  batch.clear();
+  for (int i = 0; i < 30; ++i) batch.push_back(l.request(p, "tenant:" + std::to_string(i), 5));
+  for (const auto& g : l.lease(batch)) ASSERT_TRUE(g.ok) << g.error;
+  EXPECT_EQ(store->counters().reloads, 3u);
 }
 
 TEST(ClusterStore, ABusyGroupsSlotMovesUnderLoadWithNoGrantLostOrDoubled) {
