@@ -746,14 +746,14 @@ void Fleet::arrivals(Nanos from, Nanos to) {
 }
 
 // The fallback allowance docs/architecture.md states for a shard fault: while a shard is
-// out (and until its breaker lets leases flow again: break duration + 1 s), each instance
+// out (and until its breaker lets leases flow again: break duration + 2 s), each instance
 // may admit its local fallback bucket (burst + rate x time); a shard restarted empty
 // forgets what it granted: one more burst.
 double Fleet::allowance(int tenant, double s, double e) const {
   const Tenant& x = tenants_[static_cast<std::size_t>(tenant)];
   const double ttl = static_cast<double>(o_.leases.ttl.count()) / 1e9;
   const double settle =
-      static_cast<double>(config_.store.breaker.break_duration.count()) / 1e9 + 1.0;
+      static_cast<double>(config_.store.breaker.break_duration.count()) / 1e9 + 2.0;
   double a = 0;
   for (const FaultSpec& f : o_.faults) {
     if (!f.on_shard() || static_cast<std::size_t>(f.target) != x.shard) continue;

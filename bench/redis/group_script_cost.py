@@ -3,7 +3,7 @@
 tenants in the group (docs/quotas.md, docs/performance.md).
 
 Starts a redis-server on a free loopback port, loads the lease script from
-sdk/src/redis/scripts.h, and for each case sends pipelined EVALSHA calls with fresh request
+sdk/src/redis/lua/lease.lua (its ARGV filled by the names of its `slots` table), and for each case sends pipelined EVALSHA calls with fresh request
 ids, then reads usec_per_call of evalsha from INFO commandstats (time inside Redis, no
 network). Standard library only.
 
@@ -74,8 +74,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, default=20000)
     o = ap.parse_args()
-    text = open(os.path.join(ROOT, "sdk/src/redis/scripts.h")).read()
-    script = re.search(r'kLeaseScript = R"lua\((.*?)\)lua"', text, re.S).group(1)
+    script = open(os.path.join(ROOT, "sdk/src/redis/lua/lease.lua")).read()
+    slots = re.findall(r"'([a-z_0-9]+)'", re.search(r"local slots = {([^}]*)}", script).group(1))
     port = free_port()
     tmp = tempfile.mkdtemp()
     server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
@@ -94,11 +94,12 @@ def main():
 
         def lease(tenant, group_rate, paced):
             rid[0] += 1
-            # kind want min ttl_us rate burst limit window holder demand held grate gburst
-            # weight guaranteed paced tenant
-            return ["EVALSHA", sha, 3, "tg:{g}:b:p:" + tenant, "tg:{g}:r:%d" % rid[0], "tg:{g}:g",
-                    0, 10, 1, 2000000, 1e9, 1e9, 0, 0, "h1", 100, 0, group_rate, group_rate,
-                    1, 0, paced, "p:" + tenant]
+            arg = dict(kind=0, want=10, min=1, ttl_us=2000000, rate=1e9, burst=1e9, limit=0,
+                       window_us=0, holder="h1", demand=100, held=0, group_rate=group_rate,
+                       group_burst=group_rate, weight=1, guaranteed_rate=0, fair_instances=paced,
+                       tenant="p:" + tenant)
+            return ["EVALSHA", sha, 3, "tg:{g}:b:p:" + tenant, "tg:{g}:r:%d" % rid[0], "tg:{g}:g"
+                    ] + [arg[name] for name in slots]
 
         print("%-34s %10s" % ("case", "us/call"))
         results = {}

@@ -32,8 +32,8 @@ using Steady = std::chrono::steady_clock;
 constexpr double kSlow = 0.001;  // tokens per second: no refill within a test
 constexpr std::uint64_t kBurst = 10'000'000;
 
-std::shared_ptr<const Policy> bucket(std::string group = "") {
-  auto p = std::make_shared<Policy>();
+std::shared_ptr<const ResolvedPolicy> bucket(std::string group = "") {
+  auto p = std::make_shared<ResolvedPolicy>();
   p->name = p->match = "tenants";
   p->rate = kSlow;
   p->burst = kBurst;
@@ -56,7 +56,7 @@ class Leaser {
  public:
   explicit Leaser(std::shared_ptr<QuotaStore> store, std::string holder = "h")
       : store_(std::move(store)), holder_(std::move(holder)) {}
-  LeaseRequest request(const std::shared_ptr<const Policy>& p, const std::string& key,
+  LeaseRequest request(const std::shared_ptr<const ResolvedPolicy>& p, const std::string& key,
                        std::uint64_t want) {
     LeaseRequest r;
     r.key = key;
@@ -93,8 +93,8 @@ class Leaser {
 // every answer, until stopped.
 class Load {
  public:
-  Load(std::shared_ptr<QuotaStore> store, std::shared_ptr<const Policy> policy, std::string key,
-       std::uint64_t want, std::string holder)
+  Load(std::shared_ptr<QuotaStore> store, std::shared_ptr<const ResolvedPolicy> policy,
+       std::string key, std::uint64_t want, std::string holder)
       : leaser_(std::move(store), std::move(holder)),
         policy_(std::move(policy)),
         key_(std::move(key)) {
@@ -162,7 +162,7 @@ class Load {
 
  private:
   Leaser leaser_;
-  std::shared_ptr<const Policy> policy_;
+  std::shared_ptr<const ResolvedPolicy> policy_;
   std::string key_;
   std::atomic<bool> stop_{false};
   std::mutex mu_;
@@ -175,7 +175,8 @@ class Load {
 };
 
 // The bucket's level as the store sees it now: a lease of nothing.
-std::uint64_t level(Leaser& l, const std::shared_ptr<const Policy>& p, const std::string& key) {
+std::uint64_t level(Leaser& l, const std::shared_ptr<const ResolvedPolicy>& p,
+                    const std::string& key) {
   for (int i = 0; i < 200; ++i) {
     auto g = l.one(l.request(p, key, 0));
     if (g.ok) return g.remaining;

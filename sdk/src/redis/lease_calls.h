@@ -20,7 +20,6 @@
 
 namespace tollgate::redis {
 
-std::string sha1_hex(std::string_view text);
 // The group whose hash tag a key's Redis keys carry: the policy's, else the key itself.
 std::string_view group_of(const Policy& p, std::string_view key);
 Command lease_command(const std::string& sha, const LeaseRequest& r);

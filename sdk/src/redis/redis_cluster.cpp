@@ -29,8 +29,8 @@ RedisClusterTransport::RedisClusterTransport(const StoreConfig& config)
       wait_replicas_(static_cast<std::size_t>(config.wait_replicas)),
       wait_timeout_ms_(std::to_string(
           std::chrono::duration_cast<std::chrono::milliseconds>(config.wait_timeout).count())),
-      lease_sha_(sha1_hex(kLeaseScript)),
-      give_back_sha_(sha1_hex(kGiveBackScript)) {
+      lease_sha_(lua::kLeaseSha1),
+      give_back_sha_(lua::kGiveBackSha1) {
   for (auto& o : owner_) o.store(kUnknown, std::memory_order_relaxed);
   for (std::size_t i = 0; i < config.nodes.size(); ++i) {
     Endpoint endpoint;

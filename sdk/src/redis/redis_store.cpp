@@ -1,11 +1,10 @@
 #include "redis/redis_store.h"
 
-#include <openssl/sha.h>
-
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cmath>
 #include <cstdio>
+#include <initializer_list>
 #include <mutex>
 
 #include "redis/keys.h"
@@ -13,18 +12,6 @@
 #include "redis/scripts.h"
 
 namespace tollgate::redis {
-
-std::string sha1_hex(std::string_view text) {
-  unsigned char digest[SHA_DIGEST_LENGTH];
-  SHA1(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
-  std::string hex(2 * SHA_DIGEST_LENGTH, '0');
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (int i = 0; i < SHA_DIGEST_LENGTH; ++i) {
-    hex[2 * i] = kHex[digest[i] >> 4];
-    hex[2 * i + 1] = kHex[digest[i] & 15];
-  }
-  return hex;
-}
 
 std::string_view group_of(const Policy& p, std::string_view key) {
   return p.group.empty() ? key : std::string_view(p.group);
@@ -42,50 +29,68 @@ std::string number(double v) {
   return buf;
 }
 
+// An EVALSHA of one script: its keys, then its ARGV filled slot by slot (Slot: LeaseArg or
+// GiveBackArg, in the order of the script's `slots` table).
+template <typename Slot>
+class Eval {
+ public:
+  Eval(const std::string& sha, std::initializer_list<std::string> keys)
+      : command_{"EVALSHA", sha, std::to_string(keys.size())} {
+    command_.insert(command_.end(), keys);
+    base_ = command_.size();
+    command_.resize(base_ + static_cast<std::size_t>(Slot::kCount));
+  }
+  Eval& set(Slot slot, std::string value) {
+    command_[base_ + static_cast<std::size_t>(slot)] = std::move(value);
+    return *this;
+  }
+  Command take() { return std::move(command_); }
+
+ private:
+  Command command_;
+  std::size_t base_ = 0;
+};
 }  // namespace
 
 Command lease_command(const std::string& sha, const LeaseRequest& r) {
-  const Policy& p = *r.policy;
+  const ResolvedPolicy& p = *r.policy;
   const std::string_view group = group_of(p, r.key);
   const bool budget = p.kind == PolicyKind::kTokenBucket && p.has_group_budget();
   const bool paced = p.kind == PolicyKind::kTokenBucket && p.shares_instances();
   const double demand = std::isfinite(r.demand) && r.demand > 0 ? r.demand : 0;
-  return {"EVALSHA",
-          sha,
-          "3",
-          bucket_key(group, p.name, r.key),
-          request_key(group, r.request_id),
-          group_key(group),
-          std::to_string(static_cast<int>(p.kind)),
-          std::to_string(r.want),
-          std::to_string(r.min),
-          micros(r.ttl),
-          number(p.rate),
-          number(p.effective_burst()),
-          std::to_string(p.limit),
-          micros(p.window),
-          r.holder,
-          number(demand),
-          std::to_string(r.held),
-          number(budget ? p.group_rate : 0),
-          number(p.effective_group_burst()),
-          number(p.weight),
-          number(p.guaranteed_rate),
-          paced ? "1" : "0",
-          tenant_field(p.name, r.key)};
+  using A = LeaseArg;
+  return Eval<A>(sha, {bucket_key(group, p.name, r.key), request_key(group, r.request_id),
+                       group_key(group)})
+      .set(A::kKind, std::to_string(static_cast<int>(p.kind)))
+      .set(A::kWant, std::to_string(r.want))
+      .set(A::kMin, std::to_string(r.min))
+      .set(A::kTtlUs, micros(r.ttl))
+      .set(A::kRate, number(p.rate))
+      .set(A::kBurst, number(p.effective_burst()))
+      .set(A::kLimit, std::to_string(p.limit))
+      .set(A::kWindowUs, micros(p.window))
+      .set(A::kHolder, r.holder)
+      .set(A::kDemand, number(demand))
+      .set(A::kHeld, std::to_string(r.held))
+      .set(A::kGroupRate, number(budget ? p.group_rate : 0))
+      .set(A::kGroupBurst, number(p.effective_group_burst()))
+      .set(A::kWeight, number(p.weight))
+      .set(A::kGuaranteedRate, number(p.guaranteed_rate))
+      .set(A::kFairInstances, paced ? "1" : "0")
+      .set(A::kTenant, tenant_field(p.name, r.key))
+      .take();
 }
 
 Command give_back_command(const std::string& sha, const GiveBack& g) {
   const Policy& p = *g.policy;
-  return {"EVALSHA",
-          sha,
-          "1",
-          bucket_key(group_of(p, g.key), p.name, g.key),
-          std::to_string(static_cast<int>(p.kind)),
-          std::to_string(g.tokens),
-          micros(g.expires_at),
-          g.holder,
-          micros(p.window)};
+  using A = GiveBackArg;
+  return Eval<A>(sha, {bucket_key(group_of(p, g.key), p.name, g.key)})
+      .set(A::kKind, std::to_string(static_cast<int>(p.kind)))
+      .set(A::kTokens, std::to_string(g.tokens))
+      .set(A::kExpiresAtUs, micros(g.expires_at))
+      .set(A::kHolder, g.holder)
+      .set(A::kWindowUs, micros(p.window))
+      .take();
 }
 
 // {granted, now_us, expires_at_us, remaining, wait_until_us, limited_by}
@@ -162,8 +167,8 @@ RedisTransport::RedisTransport(const StoreConfig& config)
       wait_replicas_(static_cast<std::size_t>(config.wait_replicas)),
       wait_timeout_ms_(std::to_string(
           std::chrono::duration_cast<std::chrono::milliseconds>(config.wait_timeout).count())),
-      lease_sha_(sha1_hex(kLeaseScript)),
-      give_back_sha_(sha1_hex(kGiveBackScript)) {
+      lease_sha_(lua::kLeaseSha1),
+      give_back_sha_(lua::kGiveBackSha1) {
   for (std::size_t i = 0; i < config.shards.size(); ++i) {
     Endpoint endpoint;
     try {
@@ -330,6 +335,15 @@ RedisStore::Counters RedisStore::counters() const noexcept {
       wire.calls,        wire.batches,          guard.failures,          wire.reloads,
       guard.retries,     guard.short_circuited, guard.bulkhead_rejected, guard.most_in_flight,
       wire.unreplicated, wire.redirects,        wire.cluster_retries,    wire.topology_refreshes};
+}
+
+StoreStats RedisStore::stats() const {
+  const auto guard = guard_->counters();
+  StoreStats s;
+  s.bulkhead_rejected = guard.bulkhead_rejected;
+  s.short_circuited = guard.short_circuited;
+  s.store_retries = guard.retries;
+  return s;
 }
 
 }  // namespace tollgate::redis
