@@ -1,11 +1,13 @@
 // The distributed picture over real Redis: N instances (each a Limiter with its own
 // connections, 2 load threads) share T tenants' quotas, grouped into G groups, through
-// Redis shards that the simulator starts (--start-shards) or is given (--shards). Load is
+// Redis shards that the simulator starts (--start-shards) or is given (--shards), or a
+// Redis Cluster it starts (--start-cluster N: N primaries, each with a replica). Load is
 // offered at --demand times capacity, evenly or skewed (--skew zipf:S). The simulator
 // counts admissions itself (not from the SDK's stats), checks them against the documented
 // bound, and reports utilisation, Redis calls per admission and try_acquire latency.
 //
-//   tollgate_sim [--scenario default|fairness] [--start-shards N | --shards URL,...]
+//   tollgate_sim [--scenario default|fairness]
+//                [--start-shards N | --shards URL,... | --start-cluster N]
 //                [--instances 8] [--tenants 20] [--groups 5] [--rate 5000] [--seconds 20]
 //                [--demand 2.0]
 //                [--skew zipf:S] [--json] [--fault KIND:SHARD@START+DURATION ...]
@@ -17,6 +19,11 @@
 // Faults (on started shards; docs/resilience.md): stop = SIGSTOP, SIGCONT at the end;
 // kill = SIGKILL, restarted empty on the same port at the end; slow = DEBUG SLEEP 0.5 back
 // to back; drop = CLIENT KILL TYPE normal every 100 ms. E.g. --fault stop:1@5s+10s.
+// On a started cluster (KIND:PRIMARY@START, PRIMARY counting the primaries in port
+// order): failover = SIGKILL the primary and promote its replica (CLUSTER FAILOVER
+// FORCE); reshard = move the slot of every simulated group on that primary to the next
+// one. Their duration is how long the promotion or the moves took; recovered_after_ms
+// counts from their end.
 //
 // --inject-fault breaks the limiter on purpose (tools/faults, test-only): every instance's
 // store is wrapped so that it reports twice what it granted (double-grant) or expiries an
@@ -46,6 +53,8 @@
 
 #include "faults/faulty_store.h"
 #include "quota/bucket_math.h"
+#include "store/redis/cluster_map.h"
+#include "redis_cluster.h"
 #include "redis_server.h"
 #include "store/redis/redis_store.h"
 #include "tollgate/tollgate.hpp"
@@ -56,7 +65,7 @@ using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
 struct Fault {
-  std::string kind;  // stop, kill, slow, drop
+  std::string kind;  // stop, kill, slow, drop; on a cluster: failover, reshard
   int shard = 0;
   double start = 0;     // seconds from the start of the run
   double duration = 0;  // seconds
@@ -66,6 +75,7 @@ struct Options {
   std::string scenario = "default";  // or "fairness"
   std::vector<Fault> faults;
   int start_shards = 0;
+  int start_cluster = 0;  // primaries of a started Redis Cluster (each with a replica)
   std::vector<std::string> shards;
   int instances = 8;
   int tenants = 20;
@@ -90,12 +100,14 @@ struct Options {
   std::fprintf(stderr,
                "tollgate_sim: %s\n"
                "usage: tollgate_sim [--scenario default|fairness]\n"
-               "       [--start-shards N | --shards URL,...] [--instances N]\n"
+               "       [--start-shards N | --shards URL,... | --start-cluster N] [--instances N]\n"
                "       [--tenants T] [--groups G] [--rate R] [--seconds S] [--demand X]\n"
                "       [--skew zipf:S] [--json] [--horizon-ms MS] [--max-fraction F] [--ttl-ms MS] "
                "[--min-tokens N]\n"
                "       [--series (fairness: admissions per tenant per 100 ms to stderr)]\n"
                "       [--fault stop|kill|slow|drop:SHARD@START+DURATION, e.g. stop:1@5s+10s]\n"
+               "       [--fault failover|reshard:PRIMARY@START (--start-cluster), e.g. "
+               "failover:0@5s]\n"
                "       [--inject-fault none|double-grant|spend-expired (test-only: a broken "
                "limiter the checks must catch)]\n",
                why.c_str());
@@ -114,6 +126,17 @@ double seconds_of(const std::string& v) {
 
 Fault parse_fault(const std::string& v) {
   const auto colon = v.find(':'), at = v.find('@'), plus = v.find('+');
+  if (v.rfind("failover:", 0) == 0 || v.rfind("reshard:", 0) == 0) {
+    if (at == std::string::npos || plus != std::string::npos) {
+      usage("--fault failover and reshard take KIND:PRIMARY@START, e.g. failover:0@5s");
+    }
+    Fault f;
+    f.kind = v.substr(0, colon);
+    f.shard = std::stoi(v.substr(colon + 1, at - colon - 1));
+    f.start = seconds_of(v.substr(at + 1));
+    if (f.shard < 0 || f.start < 0) usage("--fault: bad primary or time");
+    return f;
+  }
   if (colon == std::string::npos || at == std::string::npos || plus == std::string::npos ||
       !(colon < at && at < plus)) {
     usage("--fault takes KIND:SHARD@START+DURATION, e.g. stop:1@5s+10s");
@@ -121,7 +144,7 @@ Fault parse_fault(const std::string& v) {
   Fault f;
   f.kind = v.substr(0, colon);
   if (f.kind != "stop" && f.kind != "kill" && f.kind != "slow" && f.kind != "drop") {
-    usage("--fault kinds are stop, kill, slow and drop");
+    usage("--fault kinds are stop, kill, slow, drop, failover and reshard");
   }
   f.shard = std::stoi(v.substr(colon + 1, at - colon - 1));
   f.start = seconds_of(v.substr(at + 1, plus - at - 1));
@@ -141,6 +164,8 @@ Options parse(int argc, char** argv) {
     try {
       if (a == "--start-shards") {
         o.start_shards = std::stoi(value());
+      } else if (a == "--start-cluster") {
+        o.start_cluster = std::stoi(value());
       } else if (a == "--shards") {
         std::stringstream ss(value());
         for (std::string u; std::getline(ss, u, ',');) o.shards.push_back(u);
@@ -191,8 +216,11 @@ Options parse(int argc, char** argv) {
       usage("bad value for " + a);
     }
   }
-  if (o.start_shards > 0 && !o.shards.empty()) usage("--start-shards or --shards, not both");
-  if (o.start_shards <= 0 && o.shards.empty()) o.start_shards = 3;
+  if ((o.start_shards > 0) + !o.shards.empty() + (o.start_cluster > 0) > 1) {
+    usage("one of --start-shards, --shards and --start-cluster");
+  }
+  if (o.start_shards <= 0 && o.shards.empty() && o.start_cluster <= 0) o.start_shards = 3;
+  if (o.start_cluster > 0 && o.scenario == "fairness") usage("--start-cluster: default scenario");
   if (o.instances < 1 || o.tenants < 1 || o.groups < 1 || o.groups > o.tenants) {
     usage("need instances >= 1 and 1 <= groups <= tenants");
   }
@@ -201,7 +229,13 @@ Options parse(int argc, char** argv) {
   }
   if (o.scenario == "fairness" && !o.faults.empty()) usage("--fault: default scenario only");
   for (const Fault& f : o.faults) {
-    if (f.shard >= o.start_shards) usage("--fault needs a shard the simulator started");
+    const bool on_cluster = f.kind == "failover" || f.kind == "reshard";
+    if (on_cluster && f.shard >= o.start_cluster) {
+      usage("--fault failover/reshard needs a primary of a cluster the simulator started");
+    }
+    if (!on_cluster && f.shard >= o.start_shards) {
+      usage("--fault needs a shard the simulator started");
+    }
     if (f.start + f.duration >= o.seconds) usage("--fault must end before the run does");
   }
   return o;
@@ -734,6 +768,20 @@ int main(int argc, char** argv) {
     shards.push_back(started.back()->url());
   }
   if (o.scenario == "fairness") return run_fairness(o, shards);
+  // Or a cluster: its primaries, in port order, are the faults' PRIMARY numbers.
+  std::unique_ptr<tollgate::testing::RedisCluster> cluster;
+  std::vector<std::size_t> primaries;
+  if (o.start_cluster > 0) {
+    tollgate::testing::RedisCluster::Options co;
+    co.primaries = o.start_cluster;
+    cluster = std::make_unique<tollgate::testing::RedisCluster>(co);
+    for (const auto& v : cluster->view()) {
+      if (v.primary) primaries.push_back(v.index);
+    }
+    std::sort(primaries.begin(), primaries.end(), [&](std::size_t a, std::size_t b) {
+      return cluster->node(a).port() < cluster->node(b).port();
+    });
+  }
 
   // One policy per group: its tenants share a shard.
   tollgate::Config config;
@@ -753,8 +801,13 @@ int main(int argc, char** argv) {
   config.leases.horizon = std::chrono::milliseconds(o.horizon_ms.value_or(1000));
   config.leases.max_fraction = o.max_fraction.value_or(0.25);
   config.leases.min_tokens = o.min_tokens.value_or(400);
-  config.store.type = "redis";
-  config.store.shards = shards;
+  if (cluster) {
+    config.store.type = "redis_cluster";
+    config.store.nodes = cluster->urls();
+  } else {
+    config.store.type = "redis";
+    config.store.shards = shards;
+  }
   // A call slower than 200 ms is slow; half of them slow opens the breaker.
   config.store.breaker.slow_call_duration_threshold = 200ms;
   config.store.breaker.slow_call_rate_threshold = 0.5;
@@ -841,16 +894,65 @@ int main(int argc, char** argv) {
 
   // Faults: one thread each, from start to end; a monitor notes when each shard's
   // tenants are admitted from leases again after the fault ended.
+  // On a cluster a tenant's "shard" is its group's primary's number (port order).
   std::vector<std::size_t> shard_of_tenant(T);
   for (std::size_t t = 0; t < T; ++t) {
-    shard_of_tenant[t] = stores[0]->shard_of(config.policies[t % o.groups], keys[t]);
+    const tollgate::Policy& policy = config.policies[t % static_cast<std::size_t>(o.groups)];
+    if (cluster) {
+      const int owner = cluster->owner_of(tollgate::redis::group_slot(policy.group));
+      shard_of_tenant[t] = static_cast<std::size_t>(
+          std::find(primaries.begin(), primaries.end(), static_cast<std::size_t>(owner)) -
+          primaries.begin());
+    } else {
+      shard_of_tenant[t] = stores[0]->shard_of(policy, keys[t]);
+    }
   }
   std::vector<std::optional<double>> recovered(o.faults.size());
+  // When a failover's promotion or a reshard's moves were done (seconds from t0; < 0:
+  // not yet), and so how long they took.
+  std::vector<std::atomic<double>> fault_done(o.faults.size());
+  for (auto& d : fault_done) d = -1;
+  // A cluster primary's breaker is the store's index for it, read when the fault starts.
+  std::vector<std::atomic<int>> breaker_index(o.faults.size());
+  for (std::size_t i = 0; i < o.faults.size(); ++i) breaker_index[i] = o.faults[i].shard;
+  const auto fault_end_of = [&](std::size_t i) {
+    const Fault& f = o.faults[i];
+    if (f.kind != "failover" && f.kind != "reshard") return f.start + f.duration;
+    const double d = fault_done[i].load();
+    return d < 0 ? 1e300 : d;
+  };
   std::vector<std::thread> fault_threads;
   const auto at_time = [&](double secs) {
     return t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(secs));
   };
-  for (const Fault& f : o.faults) {
+  for (std::size_t fi = 0; fi < o.faults.size(); ++fi) {
+    const Fault& f = o.faults[fi];
+    if (f.kind == "failover" || f.kind == "reshard") {
+      fault_threads.emplace_back([&, f, fi] {
+        std::this_thread::sleep_until(at_time(f.start));
+        const std::size_t node = primaries[static_cast<std::size_t>(f.shard)];
+        for (std::size_t t = 0; t < T; ++t) {
+          if (shard_of_tenant[t] != static_cast<std::size_t>(f.shard)) continue;
+          breaker_index[fi] = static_cast<int>(stores[0]->shard_of(
+              config.policies[t % static_cast<std::size_t>(o.groups)], keys[t]));
+          break;
+        }
+        if (f.kind == "failover") {
+          const int replica = cluster->replica_of(node);
+          cluster->node(node).kill();
+          if (replica >= 0) cluster->promote(static_cast<std::size_t>(replica));
+        } else {
+          const std::size_t to =
+              primaries[(static_cast<std::size_t>(f.shard) + 1) % primaries.size()];
+          for (int g = 0; g < o.groups; ++g) {
+            const int slot = tollgate::redis::group_slot("g" + std::to_string(g));
+            if (cluster->owner_of(slot) == static_cast<int>(node)) cluster->move_slot(slot, to);
+          }
+        }
+        fault_done[fi] = std::chrono::duration<double>(Clock::now() - t0).count();
+      });
+      continue;
+    }
     fault_threads.emplace_back([&, f] {
       tollgate::testing::RedisServer& server = *started[static_cast<std::size_t>(f.shard)];
       const auto until = at_time(f.start + f.duration);
@@ -883,12 +985,11 @@ int main(int argc, char** argv) {
       while (!stop.load() && Clock::now() < end) {
         const double now_s = std::chrono::duration<double>(Clock::now() - t0).count();
         for (std::size_t i = 0; i < o.faults.size(); ++i) {
-          const Fault& f = o.faults[i];
-          const double fault_end = f.start + f.duration;
+          const double fault_end = fault_end_of(i);
           if (recovered[i] || now_s < fault_end) continue;
           bool all = true;
           for (std::size_t t = 0; t < T; ++t) {
-            if (shard_of_tenant[t] != static_cast<std::size_t>(f.shard)) continue;
+            if (shard_of_tenant[t] != static_cast<std::size_t>(o.faults[i].shard)) continue;
             if (static_cast<double>(last_ok[t].ns.load()) / 1e9 <= fault_end) all = false;
           }
           if (all) recovered[i] = now_s - fault_end;
@@ -963,11 +1064,20 @@ int main(int argc, char** argv) {
   // Two bounds per tenant, each checked on its own, so that neither hides the other:
   //  - admissions from leases (every reason but fallback_local): the bound of
   //    docs/architecture.md, burst + rate x (elapsed + lease TTL), plus one burst for each
-  //    restart of its shard (a shard restarted empty starts the bucket full);
+  //    restart of its shard (a shard restarted empty starts the bucket full) and each
+  //    failover of its primary (what the new primary never received: grants within the
+  //    replication lag, at most a bucket);
   //  - admissions from the local fallback buckets: the declared fallback allowance
   //    (docs/resilience.md) of each fault on its shard: while the shard is out, the N
   //    instances together may admit burst at once and rate per second, for at most the
-  //    fault, the break duration and 2 s to recover.
+  //    fault, the break duration and 2 s to recover. A failover is out until the
+  //    promotion; a reshard's keys may fall back while their slot is in migration.
+  std::vector<Fault> faults_run = o.faults;
+  for (std::size_t i = 0; i < faults_run.size(); ++i) {
+    if (faults_run[i].kind == "failover" || faults_run[i].kind == "reshard") {
+      faults_run[i].duration = fault_done[i] < 0 ? 0 : fault_done[i] - faults_run[i].start;
+    }
+  }
   const auto allowance_of = [&](const Fault& f) {
     return burst + o.rate * (f.duration + break_s + 2.0);
   };
@@ -975,10 +1085,10 @@ int main(int argc, char** argv) {
   for (std::size_t t = 0; t < T; ++t) {
     const double cap = o.rate * secs + burst;
     double lease_bound = o.rate * (secs + ttl_s) + burst, allowance = 0;
-    for (const Fault& f : o.faults) {
+    for (const Fault& f : faults_run) {
       if (shard_of_tenant[t] != static_cast<std::size_t>(f.shard)) continue;
       allowance += allowance_of(f);
-      if (f.kind == "kill") lease_bound += burst;
+      if (f.kind == "kill" || f.kind == "failover") lease_bound += burst;
     }
     const double bound = lease_bound + allowance;
     const auto a = admitted[t].n.load();
@@ -1012,12 +1122,13 @@ int main(int argc, char** argv) {
   const auto changes = breaker_log->changes();
   nlohmann::json faults = nlohmann::json::array();
   bool unrecovered = false;
-  for (std::size_t i = 0; i < o.faults.size(); ++i) {
-    const Fault& f = o.faults[i];
+  for (std::size_t i = 0; i < faults_run.size(); ++i) {
+    const Fault& f = faults_run[i];
     std::optional<double> opened;
     for (const auto& c : changes) {
-      if (c.shard == static_cast<std::uint32_t>(f.shard) && c.to == tollgate::BreakerState::kOpen &&
-          c.at >= f.start && c.at <= f.start + f.duration + break_s && !opened) {
+      if (c.shard == static_cast<std::uint32_t>(breaker_index[i].load()) &&
+          c.to == tollgate::BreakerState::kOpen && c.at >= f.start &&
+          c.at <= f.start + f.duration + break_s && !opened) {
         opened = c.at - f.start;
       }
     }
@@ -1037,7 +1148,8 @@ int main(int argc, char** argv) {
   }
   const double per_call =
       calls == 0 ? 0.0 : static_cast<double>(sum_admitted) / static_cast<double>(calls);
-  nlohmann::json out = {{"shards", shards.size()},
+  nlohmann::json out = {{"shards", cluster ? primaries.size() : shards.size()},
+                        {"store", cluster ? "redis_cluster" : "redis"},
                         {"instances", o.instances},
                         {"tenants", o.tenants},
                         {"groups", o.groups},
@@ -1069,8 +1181,8 @@ int main(int argc, char** argv) {
         "least %.1fx each tenant's bound)\n"
         "redis calls %llu: %.0f admitted per call\n"
         "try_acquire latency (1 call in 16 timed): p50 %llu ns, p99 %llu ns, p99.9 %llu ns\n",
-        shards.size(), o.instances, o.tenants, o.groups, secs, o.demand,
-        o.zipf > 0 ? ("zipf:" + std::to_string(o.zipf)).c_str() : "uniform",
+        cluster ? primaries.size() : shards.size(), o.instances, o.tenants, o.groups, secs,
+        o.demand, o.zipf > 0 ? ("zipf:" + std::to_string(o.zipf)).c_str() : "uniform",
         static_cast<unsigned long long>(sum_admitted), capacity, utilization, over,
         min_offered_ratio, static_cast<unsigned long long>(calls), per_call,
         static_cast<unsigned long long>(pct(0.5)), static_cast<unsigned long long>(pct(0.99)),

@@ -189,6 +189,27 @@ static void test_create_reports_the_bad_field(void) {
   CHECK(tg_limiter_create(&l, NULL, NULL, err, sizeof err) == TG_ERR_INVALID_ARGUMENT);
 }
 
+/* The cluster store through the same config JSON: nothing listens on the node, and
+ * create neither blocks nor fails (the slot map is read in the background). */
+static void test_a_cluster_store_is_configured_by_json(void) {
+  char err[256];
+  tg_limiter* l = NULL;
+  const char* cluster =
+      "{\"store\": {\"type\": \"redis_cluster\", \"nodes\": [\"redis://127.0.0.1:1\"],"
+      " \"wait_replicas\": 1, \"connect_timeout_ms\": 100},"
+      " \"policies\": [{\"match\": \"*\", \"type\": \"token_bucket\", \"rate\": 5}]}";
+  const char* no_nodes =
+      "{\"store\": {\"type\": \"redis_cluster\"},"
+      " \"policies\": [{\"match\": \"*\", \"type\": \"token_bucket\", \"rate\": 5}]}";
+  CHECK(tg_config_validate(cluster, err, sizeof err) == TG_OK);
+  CHECK(tg_config_validate(no_nodes, err, sizeof err) == TG_ERR_CONFIG);
+  CHECK(strstr(err, "store.nodes") != NULL);
+  CHECK(tg_limiter_create(&l, cluster, NULL, err, sizeof err) == TG_OK);
+  CHECK(l != NULL);
+  tg_limiter_destroy(&l);
+  CHECK(l == NULL);
+}
+
 static void test_options_are_versioned(void) {
   tg_limiter_options o = TG_LIMITER_OPTIONS_INIT;
   tg_limiter_options p;
@@ -473,6 +494,7 @@ static void test_over_long_and_unmatched_keys_create_no_state(void) {
 int main(void) {
   test_versions();
   test_create_reports_the_bad_field();
+  test_a_cluster_store_is_configured_by_json();
   test_options_are_versioned();
   test_destroy_is_null_safe();
   test_try_acquire_admits_within_the_burst();

@@ -106,6 +106,36 @@ TEST(RedisStore, ScriptsAreLoadedAgainAfterScriptFlush) {
   EXPECT_EQ(store->counters().reloads, 1u);
 }
 
+// wait_replicas on a standalone shard: with no replica WAIT sees none and the grants are
+// not used (ok = false); once a replica follows the shard, they are.
+TEST(RedisStore, WaitReplicasUsesAGrantOnlyOnceAReplicaHasIt) {
+  RedisServer primary;
+  StoreConfig c;
+  c.type = "redis";
+  c.shards = {primary.url()};
+  c.wait_replicas = 1;
+  c.wait_timeout = 20ms;
+  auto store = std::make_unique<redis::RedisStore>(c);
+  auto p = bucket(0.001, 100);
+  LeaseGrant g = lease(*store, {request(p, "tenant:a", 10)})[0];
+  EXPECT_FALSE(g.ok);
+  EXPECT_NE(g.error.find("WAIT: 0 of 1 replicas"), std::string::npos) << g.error;
+  EXPECT_EQ(store->counters().unreplicated, 1u);
+  RedisServer::Options ro;
+  ro.args = {"--replicaof", "127.0.0.1", std::to_string(primary.port()),
+             "--repl-diskless-sync-delay", "0"};
+  RedisServer replica(ro);
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (replica.cli({"INFO", "replication"}).find("master_link_status:up") == std::string::npos) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the replica never synced";
+    std::this_thread::sleep_for(10ms);
+  }
+  g = lease(*store, {request(p, "tenant:a", 10)})[0];
+  ASSERT_TRUE(g.ok) << g.error;
+  EXPECT_EQ(g.granted, 10u);
+  EXPECT_EQ(g.remaining, 80u);  // the refused grant's tokens were taken, and not used
+}
+
 TEST(RedisStore, EveryKeyTheStoreWritesHasATtl) {
   RedisServer s;
   auto store = store_for({s.url()});

@@ -92,7 +92,13 @@ class StoreBehaviour : public ::testing::Test {
   int next_id_ = 1;
 };
 
+// tests/cluster/cluster_store_behaviour_test.cpp runs the suite on a Redis Cluster: it
+// defines its backend and TOLLGATE_STORE_BACKENDS, then includes this file.
+#ifdef TOLLGATE_STORE_BACKENDS
+using Backends = TOLLGATE_STORE_BACKENDS;
+#else
 using Backends = ::testing::Types<InProcess, Redis>;
+#endif
 class BackendNames {
  public:
   template <typename T>

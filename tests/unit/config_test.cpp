@@ -672,6 +672,57 @@ TEST(ConfigStore, BadShardsAreNamedWithoutTheirPasswords) {
       "store.command_timeout_ms", "must be > 0");
 }
 
+TEST(ConfigStore, RedisClusterTakesNodesAndTheShardStoresOptions) {
+  Json j = base();
+  j["store"] = {{"type", "redis_cluster"},
+                {"nodes", {"redis://10.0.0.5:7000", "redis://10.0.0.6:7000"}},
+                {"command_timeout_ms", 100},
+                {"wait_replicas", 1},
+                {"wait_timeout_ms", 20},
+                {"breaker", {{"break_duration_ms", 1000}}},
+                {"bulkhead", {{"max_in_flight", 10}}}};
+  Config c = Config::from_json(j.dump());
+  EXPECT_EQ(c.store.type, "redis_cluster");
+  ASSERT_EQ(c.store.nodes.size(), 2u);
+  EXPECT_EQ(c.store.wait_replicas, 1u);
+  EXPECT_EQ(c.store.wait_timeout, std::chrono::milliseconds(20));
+  EXPECT_EQ(c.store.breaker.break_duration, std::chrono::seconds(1));
+  EXPECT_EQ(c.store.bulkhead.max_in_flight, 10u);
+}
+
+TEST(ConfigStore, BadClusterNodesAreNamed) {
+  expect_refused(
+      [](Json& j) {
+        j["store"] = {{"type", "redis_cluster"}};
+      },
+      "store.nodes", "at least one");
+  expect_refused(
+      [](Json& j) {
+        j["store"] = {{"type", "redis_cluster"}, {"nodes", {"redis://h:1", "http://:hunter2@h:1"}}};
+      },
+      "store.nodes[1]", "redis://");
+  expect_refused(
+      [](Json& j) {
+        j["store"] = {{"type", "redis_cluster"}, {"nodes", {"redis://h:1/2"}}};
+      },
+      "store.nodes[0]", "only database 0");
+  expect_refused(
+      [](Json& j) {
+        j["store"] = {{"type", "redis_cluster"}, {"shards", {"redis://h:1"}}};
+      },
+      "store.shards", "unknown field");
+  expect_refused(
+      [](Json& j) {
+        j["store"] = {{"type", "redis"}, {"shards", {"redis://h:1"}}, {"nodes", {"redis://h:1"}}};
+      },
+      "store.nodes", "unknown field");
+  expect_refused(
+      [](Json& j) {
+        j["store"] = {{"type", "redis"}, {"shards", {"redis://h:1"}}, {"wait_replicas", 17}};
+      },
+      "store.wait_replicas", "0 .. 16");
+}
+
 TEST(ConfigStore, TlsCaFileMustExist) {
   expect_refused(
       [](Json& j) {
@@ -862,23 +913,31 @@ TEST(ConfigGroups, MistakesNameTheField) {
                  "groups[1].name", "defined twice");
   expect_refused(with(R"([{"name": "g", "rate": 9, "size": 1}])", ok), "groups[0].size",
                  "unknown field");
-  expect_refused(with(g, R"({"match": "a", "group": "g", "type": "token_bucket", "rate": 5, "weight": 0})"),
-                 "policies[0].weight", "must be > 0");
-  expect_refused(with(g, R"({"match": "a", "group": "g", "type": "token_bucket", "rate": 5, "guaranteed_rate": 101})"),
-                 "policies[0].guaranteed_rate", "<= the group's rate (100)");
-  expect_refused(with(g, R"({"match": "a", "group": "h", "type": "token_bucket", "rate": 5, "weight": 2})"),
-                 "policies[0].weight", "only used in a group with a budget");
-  expect_refused(with(g, R"({"match": "a", "type": "token_bucket", "rate": 5, "guaranteed_rate": 2})"),
-                 "policies[0].guaranteed_rate", "only used in a group with a budget");
+  expect_refused(
+      with(g, R"({"match": "a", "group": "g", "type": "token_bucket", "rate": 5, "weight": 0})"),
+      "policies[0].weight", "must be > 0");
+  expect_refused(
+      with(
+          g,
+          R"({"match": "a", "group": "g", "type": "token_bucket", "rate": 5, "guaranteed_rate": 101})"),
+      "policies[0].guaranteed_rate", "<= the group's rate (100)");
+  expect_refused(
+      with(g, R"({"match": "a", "group": "h", "type": "token_bucket", "rate": 5, "weight": 2})"),
+      "policies[0].weight", "only used in a group with a budget");
+  expect_refused(
+      with(g, R"({"match": "a", "type": "token_bucket", "rate": 5, "guaranteed_rate": 2})"),
+      "policies[0].guaranteed_rate", "only used in a group with a budget");
   expect_refused(with(g, R"({"match": "a", "group": "g", "type": "concurrency", "limit": 5})"),
                  "policies[0].type", "token_bucket policies only");
   expect_refused(
       with(g, R"({"match": "a", "type": "concurrency", "limit": 5, "fair_instances": true})"),
       "policies[0].fair_instances", "only for token_bucket");
-  expect_refused(with(g, R"({"match": "a", "type": "token_bucket", "rate": 5, "fair_instances": 1})"),
-                 "policies[0].fair_instances", "expected true or false");
-  expect_refused(R"({"groups": {}, "policies": [{"match": "a", "type": "token_bucket", "rate": 5}]})", "groups",
-                 "expected an array");
+  expect_refused(
+      with(g, R"({"match": "a", "type": "token_bucket", "rate": 5, "fair_instances": 1})"),
+      "policies[0].fair_instances", "expected true or false");
+  expect_refused(
+      R"({"groups": {}, "policies": [{"match": "a", "type": "token_bucket", "rate": 5}]})",
+      "groups", "expected an array");
 }
 
 }  // namespace

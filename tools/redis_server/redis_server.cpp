@@ -18,8 +18,6 @@
 #include <thread>
 
 namespace tollgate::testing {
-namespace {
-
 int free_port() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
@@ -36,6 +34,8 @@ int free_port() {
   return ntohs(a.sin_port);
 }
 
+namespace {
+
 std::vector<char*> c_argv(const std::vector<std::string>& argv) {
   std::vector<char*> out;
   for (const auto& a : argv) out.push_back(const_cast<char*>(a.c_str()));
@@ -45,7 +45,7 @@ std::vector<char*> c_argv(const std::vector<std::string>& argv) {
 
 }  // namespace
 
-std::string run_capture(const std::vector<std::string>& argv) {
+std::string run_capture(const std::vector<std::string>& argv, int timeout_s) {
   int pipefd[2];
   if (::pipe(pipefd) != 0) throw std::runtime_error("pipe");
   pid_t pid = ::fork();
@@ -62,7 +62,7 @@ std::string run_capture(const std::vector<std::string>& argv) {
   ::close(pipefd[1]);
   std::string out;
   char buf[4096];
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
   ::fcntl(pipefd[0], F_SETFL, O_NONBLOCK);
   for (;;) {
     ssize_t n = ::read(pipefd[0], buf, sizeof(buf));
@@ -140,6 +140,7 @@ void RedisServer::start() {
     argv.push_back("--requirepass");
     argv.push_back(options_.password);
   }
+  argv.insert(argv.end(), options_.args.begin(), options_.args.end());
   for (const auto& u : options_.users) {
     argv.push_back("--user");
     // redis-server takes the ACL rule's words as separate arguments after --user

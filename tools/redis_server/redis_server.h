@@ -16,6 +16,8 @@ class RedisServer {
     std::string password;            // requirepass (the default user's password)
     std::vector<std::string> users;  // ACL rules, e.g. "alice on >secret ~* &* +@all"
     bool tls = false;  // TLS only, with a CA and a certificate for 127.0.0.1 made here
+    // More redis-server arguments, e.g. {"--cluster-enabled", "yes"}.
+    std::vector<std::string> args{};
   };
   RedisServer() : RedisServer(Options{}) {}
   explicit RedisServer(Options options);
@@ -24,6 +26,9 @@ class RedisServer {
   RedisServer& operator=(const RedisServer&) = delete;
 
   int port() const noexcept { return port_; }
+  bool running() const noexcept { return pid_ > 0; }
+  // The server's own directory (its log, a cluster's nodes.conf).
+  const std::string& dir() const noexcept { return dir_; }
   // The CA that signed the server's certificate (TLS servers).
   std::string ca_file() const { return dir_ + "/ca.crt"; }
   // redis://[userinfo@]127.0.0.1:port (rediss:// for a TLS server)
@@ -50,8 +55,11 @@ class RedisServer {
   std::string dir_;
 };
 
+// A loopback TCP port nothing listens on now.
+int free_port();
+
 // Runs a program and returns its standard output (stderr to /dev/null). Bounded: killed
-// after 10 s.
-std::string run_capture(const std::vector<std::string>& argv);
+// after timeout_s seconds.
+std::string run_capture(const std::vector<std::string>& argv, int timeout_s = 10);
 
 }  // namespace tollgate::testing

@@ -93,6 +93,10 @@ def test_config_forms(tmp_path, redis_url, key):
      "leases.ttl_ms"),
     ({"store": {"type": "redis"}, "policies": [{"match": "*", "type": "token_bucket", "rate": 1}]},
      "store.shards"),
+    ({"store": {"type": "redis_cluster"},
+      "policies": [{"match": "*", "type": "token_bucket", "rate": 1}]}, "store.nodes"),
+    ({"store": {"type": "redis_cluster", "nodes": ["redis://h:7000/1"]},
+      "policies": [{"match": "*", "type": "token_bucket", "rate": 1}]}, "store.nodes[0]"),
     ('{"policies": [}', "$"),
 ])
 def test_bad_config_raises_value_error_naming_the_field(config, field):
@@ -102,6 +106,16 @@ def test_bad_config_raises_value_error_naming_the_field(config, field):
     assert info.value.field == field
     assert field in str(info.value)
     assert info.value.reason
+
+
+def test_a_cluster_store_from_a_dict():
+    # Nothing listens on the node: the limiter is made all the same (the slot map is read
+    # in the background) and its keys fall back.
+    cfg = {"store": {"type": "redis_cluster", "nodes": ["redis://127.0.0.1:1"],
+                     "wait_replicas": 1, "connect_timeout_ms": 100},
+           "policies": [{"match": "*", "type": "token_bucket", "rate": 1}]}
+    with tollgate.Limiter.from_config(cfg) as lim:
+        assert not lim.closed
 
 
 def test_unreadable_config_file(tmp_path):

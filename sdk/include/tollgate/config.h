@@ -140,9 +140,16 @@ struct BulkheadConfig {
 };
 
 struct StoreConfig {
-  std::string type = "in_process";  // or "redis"
+  std::string type = "in_process";  // or "redis", "redis_cluster"
   // redis: one URL per shard, redis://[user:pass@]host:port[/db] or rediss://…
   std::vector<std::string> shards;
+  // redis_cluster: some of the cluster's nodes, redis://[user:pass@]host:port or
+  // rediss://…; the rest are discovered (the first node's scheme and user apply to all)
+  std::vector<std::string> nodes;
+  // redis, redis_cluster: > 0 pipelines WAIT <wait_replicas> <wait_timeout> after each
+  // batch of leases; a grant that many replicas do not have in time is not used
+  unsigned wait_replicas = 0;
+  Nanos wait_timeout = std::chrono::milliseconds{50};
   Nanos connect_timeout = std::chrono::milliseconds{500};
   Nanos command_timeout = std::chrono::milliseconds{500};
   std::string tls_ca_file;  // rediss://: PEM file of the CAs to trust; empty: the system's

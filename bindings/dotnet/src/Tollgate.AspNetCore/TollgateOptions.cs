@@ -167,10 +167,16 @@ public sealed class ColdKeySettings
 /// <summary>store</summary>
 public sealed class StoreSettings
 {
-    /// <summary>type: in_process or redis</summary>
+    /// <summary>type: in_process, redis or redis_cluster</summary>
     public string? Type { get; set; }
-    /// <summary>shards: redis:// or rediss:// URLs</summary>
+    /// <summary>shards (redis): redis:// or rediss:// URLs, one per shard</summary>
     public List<string>? Shards { get; set; }
+    /// <summary>nodes (redis_cluster): some of the cluster's nodes, redis:// or rediss:// URLs; the rest are discovered</summary>
+    public List<string>? Nodes { get; set; }
+    /// <summary>wait_replicas: &gt; 0 sends WAIT after each batch of leases; a grant that many replicas do not have in time is not used</summary>
+    public long? WaitReplicas { get; set; }
+    /// <summary>wait_timeout_ms</summary>
+    public long? WaitTimeoutMs { get; set; }
     /// <summary>connect_timeout_ms</summary>
     public long? ConnectTimeoutMs { get; set; }
     /// <summary>command_timeout_ms</summary>

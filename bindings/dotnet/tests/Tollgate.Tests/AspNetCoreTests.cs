@@ -84,6 +84,27 @@ public sealed class AspNetCoreTests
     }
 
     [Fact]
+    public void AClusterStoreBecomesTheNativeJsonAndValidates()
+    {
+        var o = new TollgateOptions
+        {
+            Store = new StoreSettings
+            {
+                Type = "redis_cluster",
+                Nodes = new() { "redis://10.0.0.5:7000", "redis://10.0.0.6:7000" },
+                WaitReplicas = 1,
+                WaitTimeoutMs = 20,
+            },
+            Policies = { new PolicySettings { Match = "tenant:*", Type = "token_bucket", Rate = 5 } },
+        };
+        Assert.Equal(
+            """{"store":{"type":"redis_cluster","nodes":["redis://10.0.0.5:7000","redis://10.0.0.6:7000"],"wait_replicas":1,"wait_timeout_ms":20},"policies":[{"match":"tenant:*","type":"token_bucket","rate":5}]}""",
+            o.ToJson());
+        TollgateLimiter.Validate(o.ToJson());
+        Assert.Equal("Tollgate:Store:Nodes:0", TollgateOptions.ConfigurationPath("store.nodes[0]"));
+    }
+
+    [Fact]
     public void APolicyFallbackBecomesTheNativeJsonAndValidates()
     {
         var o = new TollgateOptions

@@ -36,33 +36,53 @@ const Schema<BulkheadConfig>& bulkhead_fields() {
   return s;
 }
 
+// "shards" or "nodes": an array of URLs.
+auto urls(const char* name, std::vector<std::string> StoreConfig::*field) {
+  return custom<StoreConfig>(name, [name, field](const Fields& f, StoreConfig& c) {
+    if (!f.has(name)) return;
+    const Json& arr = f.at(name);
+    if (!arr.is_array()) fail(f.path(name), "must be an array of redis:// URLs");
+    for (std::size_t i = 0; i < arr.size(); ++i) {
+      if (!arr[i].is_string()) fail(indexed(f.path(name), i), "must be a string");
+      (c.*field).push_back(arr[i].get<std::string>());
+    }
+  });
+}
+
+// The fields and rules both Redis stores have: TLS, timeouts, breaker, bulkhead, WAIT.
+void validate_common(const StoreConfig& store);
+
 }  // namespace
 
 const Schema<StoreConfig>& config_fields() {
   static const Schema<StoreConfig> s = {
-      custom<StoreConfig>("shards",
-                          [](const Fields& f, StoreConfig& c) {
-                            if (!f.has("shards")) return;
-                            const Json& arr = f.at("shards");
-                            if (!arr.is_array())
-                              fail(f.path("shards"), "must be an array of redis:// URLs");
-                            for (std::size_t i = 0; i < arr.size(); ++i) {
-                              if (!arr[i].is_string())
-                                fail(indexed(f.path("shards"), i), "must be a string");
-                              c.shards.push_back(arr[i].get<std::string>());
-                            }
-                          }),
+      urls("shards", &StoreConfig::shards),
       millis("connect_timeout_ms", &StoreConfig::connect_timeout),
       millis("command_timeout_ms", &StoreConfig::command_timeout),
       member("tls_ca_file", &StoreConfig::tls_ca_file),
       object("breaker", &StoreConfig::breaker, &breaker_fields),
       object("bulkhead", &StoreConfig::bulkhead, &bulkhead_fields),
+      member("wait_replicas", &StoreConfig::wait_replicas),
+      millis("wait_timeout_ms", &StoreConfig::wait_timeout),
+  };
+  return s;
+}
+
+const Schema<StoreConfig>& cluster_config_fields() {
+  static const Schema<StoreConfig> s = {
+      urls("nodes", &StoreConfig::nodes),
+      millis("connect_timeout_ms", &StoreConfig::connect_timeout),
+      millis("command_timeout_ms", &StoreConfig::command_timeout),
+      member("tls_ca_file", &StoreConfig::tls_ca_file),
+      object("breaker", &StoreConfig::breaker, &breaker_fields),
+      object("bulkhead", &StoreConfig::bulkhead, &bulkhead_fields),
+      member("wait_replicas", &StoreConfig::wait_replicas),
+      millis("wait_timeout_ms", &StoreConfig::wait_timeout),
   };
   return s;
 }
 
 void validate_config(const StoreConfig& store) {
-  using core::check_duration;
   if (store.shards.empty()) fail("store.shards", "at least one redis:// URL");
   if (store.shards.size() > kMaxShards) {
     fail("store.shards", "at most " + std::to_string(kMaxShards) + " shards");
@@ -74,6 +94,34 @@ void validate_config(const StoreConfig& store) {
       fail(indexed("store.shards", i), ex.what());  // the message never holds the password
     }
   }
+  if (!store.nodes.empty()) fail("store.nodes", "only for store type \"redis_cluster\"");
+  validate_common(store);
+}
+
+void validate_cluster_config(const StoreConfig& store) {
+  if (store.nodes.empty()) fail("store.nodes", "at least one redis:// URL of a cluster node");
+  if (store.nodes.size() > kMaxShards) {
+    fail("store.nodes", "at most " + std::to_string(kMaxShards) + " nodes");
+  }
+  for (std::size_t i = 0; i < store.nodes.size(); ++i) {
+    int db = 0;
+    try {
+      db = core::ShardUrl::parse(store.nodes[i]).db;
+    } catch (const std::invalid_argument& ex) {
+      fail(indexed("store.nodes", i), ex.what());  // the message never holds the password
+    }
+    if (db != 0) fail(indexed("store.nodes", i), "a cluster has only database 0");
+  }
+  if (!store.shards.empty()) fail("store.shards", "only for store type \"redis\"");
+  validate_common(store);
+}
+
+namespace {
+
+void validate_common(const StoreConfig& store) {
+  using core::check_duration;
+  if (store.wait_replicas > 16) fail("store.wait_replicas", "must be 0 .. 16");
+  check_duration("store.wait_timeout_ms", store.wait_timeout, true);
   if (!store.tls_ca_file.empty()) {
     std::error_code ec;
     if (!std::filesystem::is_regular_file(store.tls_ca_file, ec)) {
@@ -107,5 +155,7 @@ void validate_config(const StoreConfig& store) {
   check_duration("store.connect_timeout_ms", store.connect_timeout, true);
   check_duration("store.command_timeout_ms", store.command_timeout, true);
 }
+
+}  // namespace
 
 }  // namespace tollgate::redis

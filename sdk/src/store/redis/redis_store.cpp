@@ -8,15 +8,16 @@
 #include <mutex>
 
 #include "store/redis/keys.h"
-#include "store/redis/lease_reply.h"
+#include "store/redis/redis_cluster.h"
 #include "store/redis/scripts.h"
 
 namespace tollgate::redis {
-namespace {
 
 std::string_view group_of(const Policy& p, std::string_view key) {
   return p.group.empty() ? key : std::string_view(p.group);
 }
+
+namespace {
 
 std::string micros(Nanos d) {
   return std::to_string(d.count() / 1000);
@@ -49,6 +50,7 @@ class Eval {
   Command command_;
   std::size_t base_ = 0;
 };
+}  // namespace
 
 Command lease_command(const std::string& sha, const LeaseRequest& r) {
   const ResolvedPolicy& p = *r.policy;
@@ -91,25 +93,47 @@ Command give_back_command(const std::string& sha, const GiveBack& g) {
       .take();
 }
 
-// The guard's retries wait on an Asio timer of the io thread: real time, as the
-// connection's reconnect back-off they wait out is.
-class AsioTimers final : public resilience::Timers {
- public:
-  explicit AsioTimers(asio::io_context& io) : io_(io) {}
-  void after(Nanos delay, std::function<void()> fn) override {
-    asio::post(io_, [&io = io_, delay, fn = std::move(fn)]() mutable {
-      auto timer = std::make_shared<asio::steady_timer>(io, delay);
-      timer->async_wait([timer, fn = std::move(fn)](const boost::system::error_code& ec) {
-        if (!ec) fn();
-      });
+void AsioTimers::after(Nanos delay, std::function<void()> fn) {
+  asio::post(io_, [&io = io_, delay, fn = std::move(fn)]() mutable {
+    auto timer = std::make_shared<asio::steady_timer>(io, delay);
+    timer->async_wait([timer, fn = std::move(fn)](const boost::system::error_code& ec) {
+      if (!ec) fn();
     });
+  });
+}
+
+bool apply_replica_acks(const Reply& wait, std::size_t wanted, std::vector<LeaseGrant*> grants) {
+  const long long acked = wait.type == Reply::Type::kInteger ? wait.integer : -1;
+  if (acked >= static_cast<long long>(wanted)) return true;
+  const std::string why = wait.is_error()
+                              ? "redis: WAIT: " + wait.str
+                              : "redis: WAIT: " + std::to_string(std::max(0LL, acked)) + " of " +
+                                    std::to_string(wanted) + " replicas had the grant in time";
+  for (LeaseGrant* g : grants) {
+    // A grant no replica holds could be forgotten by a failover: it is not used.
+    if (g->ok && g->granted > 0) {
+      g->ok = false;
+      g->error = why;
+    }
   }
+  return false;
+}
 
- private:
-  asio::io_context& io_;
-};
-
-}  // namespace
+Connection::Options connection_options(const StoreConfig& config, Endpoint endpoint,
+                                       std::shared_ptr<ObserverSlot> observer) {
+  Connection::Options o;
+  o.endpoint = std::move(endpoint);
+  o.connect_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(config.connect_timeout);
+  o.command_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(config.command_timeout);
+  // Loaded on every connect, so that NOSCRIPT is only seen after SCRIPT FLUSH or a
+  // restart behind a live connection (then the call loads it again and resends).
+  o.tls_ca_file = config.tls_ca_file;
+  o.on_connect = {{"SCRIPT", "LOAD", kLeaseScript}, {"SCRIPT", "LOAD", kGiveBackScript}};
+  o.log = [slot = std::move(observer)](LogLevel level, const std::string& message) {
+    if (auto ob = slot->get()) ob->on_log(level, message);
+  };
+  return o;
+}
 
 // One send_leases() call: its requests, the answers so far, and whom to tell.
 struct RedisTransport::Leases {
@@ -120,26 +144,19 @@ struct RedisTransport::Leases {
 
 RedisTransport::RedisTransport(const StoreConfig& config)
     : work_(asio::make_work_guard(io_)),
+      wait_replicas_(static_cast<std::size_t>(config.wait_replicas)),
+      wait_timeout_ms_(std::to_string(
+          std::chrono::duration_cast<std::chrono::milliseconds>(config.wait_timeout).count())),
       lease_sha_(lua::kLeaseSha1),
       give_back_sha_(lua::kGiveBackSha1) {
   for (std::size_t i = 0; i < config.shards.size(); ++i) {
-    Connection::Options o;
+    Endpoint endpoint;
     try {
-      o.endpoint = Endpoint::parse(config.shards[i]);
+      endpoint = Endpoint::parse(config.shards[i]);
     } catch (const std::invalid_argument& ex) {
       throw ConfigError("store.shards[" + std::to_string(i) + "]", ex.what());
     }
-    o.connect_timeout =
-        std::chrono::duration_cast<std::chrono::milliseconds>(config.connect_timeout);
-    o.command_timeout =
-        std::chrono::duration_cast<std::chrono::milliseconds>(config.command_timeout);
-    // Loaded on every connect, so that NOSCRIPT is only seen after SCRIPT FLUSH or a
-    // restart behind a live connection (then the call loads it again and resends).
-    o.tls_ca_file = config.tls_ca_file;
-    o.on_connect = {{"SCRIPT", "LOAD", kLeaseScript}, {"SCRIPT", "LOAD", kGiveBackScript}};
-    o.log = [slot = observer_](LogLevel level, const std::string& message) {
-      if (auto ob = slot->get()) ob->on_log(level, message);
-    };
+    auto o = connection_options(config, std::move(endpoint), observer_);
     try {
       shards_.push_back(Connection::create(io_, std::move(o)));
     } catch (const std::exception& ex) {  // e.g. a CA file that cannot be read
@@ -179,7 +196,12 @@ std::string RedisTransport::shard_name(std::size_t shard) const {
 }
 
 RedisTransport::Counters RedisTransport::counters() const noexcept {
-  return {calls_.load(), batches_.load(), reloads_.load()};
+  Counters c;
+  c.calls = calls_.load();
+  c.batches = batches_.load();
+  c.reloads = reloads_.load();
+  c.unreplicated = unreplicated_.load();
+  return c;
 }
 
 void RedisTransport::send_leases(std::size_t shard, std::vector<const LeaseRequest*> requests,
@@ -199,6 +221,9 @@ void RedisTransport::send_lease_commands(std::size_t shard, std::shared_ptr<Leas
   cmds.reserve(idx.size() + 1);
   if (reload) cmds.push_back({"SCRIPT", "LOAD", kLeaseScript});
   for (std::size_t i : idx) cmds.push_back(lease_command(lease_sha_, *leases->requests[i]));
+  // A grant counts once a replica has it (store.wait_replicas): WAIT after the calls.
+  if (wait_replicas_ > 0)
+    cmds.push_back({"WAIT", std::to_string(wait_replicas_), wait_timeout_ms_});
   calls_ += idx.size();
   ++batches_;
   shards_[shard]->send(std::move(cmds), [this, shard, leases, idx = std::move(idx), reload](
@@ -214,6 +239,7 @@ void RedisTransport::send_lease_commands(std::size_t shard, std::shared_ptr<Leas
     }
     const std::size_t offset = reload ? 1 : 0;
     std::vector<std::size_t> again;
+    std::vector<LeaseGrant*> answered;
     for (std::size_t k = 0; k < idx.size(); ++k) {
       const Reply& r = replies[offset + k];
       if (!reload && r.error_code_is("NOSCRIPT")) {
@@ -221,6 +247,10 @@ void RedisTransport::send_lease_commands(std::size_t shard, std::shared_ptr<Leas
         continue;
       }
       leases->grants[idx[k]] = to_grant(r);
+      answered.push_back(&leases->grants[idx[k]]);
+    }
+    if (wait_replicas_ > 0 && !apply_replica_acks(replies.back(), wait_replicas_, answered)) {
+      ++unreplicated_;
     }
     if (!again.empty()) {
       ++reloads_;
@@ -255,8 +285,15 @@ void RedisTransport::send_give_backs(std::size_t shard, std::vector<GiveBack> ba
   });
 }
 
+namespace {
+std::shared_ptr<RedisShards> make_transport(const StoreConfig& config) {
+  if (config.type == "redis_cluster") return std::make_shared<RedisClusterTransport>(config);
+  return std::make_shared<RedisTransport>(config);
+}
+}  // namespace
+
 RedisStore::RedisStore(const StoreConfig& config, std::shared_ptr<const Clock> clock)
-    : transport_(std::make_shared<RedisTransport>(config)),
+    : transport_(make_transport(config)),
       guard_(std::make_shared<resilience::GuardedStore>(
           transport_, config.breaker, config.bulkhead, resilience::RetryOptions{}, std::move(clock),
           std::make_shared<AsioTimers>(transport_->io()))) {}
@@ -274,8 +311,10 @@ void RedisStore::set_observer(std::shared_ptr<Observer> observer) {
 RedisStore::Counters RedisStore::counters() const noexcept {
   const auto wire = transport_->counters();
   const auto guard = guard_->counters();
-  return {wire.calls,    wire.batches,          guard.failures,          wire.reloads,
-          guard.retries, guard.short_circuited, guard.bulkhead_rejected, guard.most_in_flight};
+  return {
+      wire.calls,        wire.batches,          guard.failures,          wire.reloads,
+      guard.retries,     guard.short_circuited, guard.bulkhead_rejected, guard.most_in_flight,
+      wire.unreplicated, wire.redirects,        wire.cluster_retries,    wire.topology_refreshes};
 }
 
 StoreStats RedisStore::stats() const {

@@ -2,7 +2,9 @@
 //   RedisTransport  the shards as a resilience::ShardTransport: one pipelined connection per
 //                   shard on one io_context thread it owns, the Lua scripts of lua/*.lua
 //                   (loaded on connect, loaded again and resent after NOSCRIPT), group ->
-//                   shard by jump hash
+//                   shard by jump hash ("type": "redis"); RedisClusterTransport
+//                   (redis_cluster.h) is the other RedisShards, a Redis Cluster's primaries
+//                   ("type": "redis_cluster")
 //   RedisStore      that transport under a resilience::GuardedStore (bulkhead, circuit
 //                   breaker and retry per shard, on the clock it is given; retries wait on
 //                   an Asio timer of the transport's io_context)
@@ -17,14 +19,37 @@
 #include <thread>
 #include <vector>
 
-#include "resilience/guarded_store.h"
 #include "store/redis/connection.h"
+#include "store/redis/lease_calls.h"
+#include "resilience/guarded_store.h"
 #include "tollgate/quota_store.h"
 
 namespace tollgate::redis {
 
+// A ShardTransport over Redis servers on an io_context thread of its own: what RedisStore
+// puts under its GuardedStore.
+class RedisShards : public resilience::ShardTransport {
+ public:
+  // Where the connections' log lines go ("<url>: command timed out", "up again").
+  virtual void set_observer(std::shared_ptr<Observer> observer) = 0;
+  // Fails what is in flight ("closed"), then stops and joins the io thread.
+  virtual void close() = 0;
+  virtual asio::io_context& io() noexcept = 0;
+
+  struct Counters {
+    std::uint64_t calls = 0;    // EVALSHA calls written (lease and give-back; NOSCRIPT resends too)
+    std::uint64_t batches = 0;  // pipelined round trips
+    std::uint64_t reloads = 0;  // scripts loaded again after NOSCRIPT
+    std::uint64_t unreplicated = 0;     // pipelines whose WAIT saw too few replicas (wait_replicas)
+    std::uint64_t redirects = 0;        // cluster: lease calls sent again after MOVED or ASK
+    std::uint64_t cluster_retries = 0;  // cluster: calls sent again after TRYAGAIN/CLUSTERDOWN
+    std::uint64_t topology_refreshes = 0;  // cluster: slot maps read
+  };
+  virtual Counters counters() const noexcept = 0;
+};
+
 // Thread-safe. Callbacks run on the io thread (or inline, with "closed", after close()).
-class RedisTransport final : public resilience::ShardTransport {
+class RedisTransport final : public RedisShards {
  public:
   // Throws ConfigError (field store.shards[i]) for a URL that does not parse.
   explicit RedisTransport(const StoreConfig& config);
@@ -37,18 +62,10 @@ class RedisTransport final : public resilience::ShardTransport {
                    std::function<void(resilience::ShardOutcome)> done) override;
   void send_give_backs(std::size_t shard, std::vector<GiveBack> batch) override;
 
-  // Where the connections' log lines go ("<url>: command timed out", "up again").
-  void set_observer(std::shared_ptr<Observer> observer);
-  // Fails what is in flight ("closed"), then stops and joins the io thread.
-  void close();
-  asio::io_context& io() noexcept { return io_; }
-
-  struct Counters {
-    std::uint64_t calls = 0;    // EVALSHA calls written (lease and give-back; NOSCRIPT resends too)
-    std::uint64_t batches = 0;  // pipelined round trips
-    std::uint64_t reloads = 0;  // scripts loaded again after NOSCRIPT
-  };
-  Counters counters() const noexcept;
+  void set_observer(std::shared_ptr<Observer> observer) override;
+  void close() override;
+  asio::io_context& io() noexcept override { return io_; }
+  Counters counters() const noexcept override;
 
  private:
   struct Leases;
@@ -58,27 +75,21 @@ class RedisTransport final : public resilience::ShardTransport {
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::vector<std::shared_ptr<Connection>> shards_;
-  // Read on the io thread; set once by the Limiter.
-  struct ObserverSlot {
-    std::mutex mu;
-    std::shared_ptr<Observer> observer;
-    std::shared_ptr<Observer> get() {
-      std::lock_guard lk(mu);
-      return observer;
-    }
-  };
   std::shared_ptr<ObserverSlot> observer_ = std::make_shared<ObserverSlot>();
+  std::size_t wait_replicas_ = 0;
+  std::string wait_timeout_ms_;
   std::string lease_sha_;
   std::string give_back_sha_;
-  std::atomic<std::uint64_t> calls_{0}, batches_{0}, reloads_{0};
+  std::atomic<std::uint64_t> calls_{0}, batches_{0}, reloads_{0}, unreplicated_{0};
   std::once_flag closed_;
   std::thread thread_;
 };
 
 class RedisStore final : public QuotaStore {
  public:
-  // Throws ConfigError (field store.shards[i]) for a URL that does not parse. The breakers
-  // and retries time calls on `clock` (nullptr: the steady clock).
+  // The transport the config's type names ("redis" or "redis_cluster"). Throws
+  // ConfigError (field store.shards[i], store.nodes[i]) for a URL that does not parse. The
+  // breakers and retries time calls on `clock` (nullptr: the steady clock).
   explicit RedisStore(const StoreConfig& config, std::shared_ptr<const Clock> clock = nullptr);
   ~RedisStore() override;
 
@@ -111,11 +122,15 @@ class RedisStore final : public QuotaStore {
     std::uint64_t short_circuited = 0;    // keys failed at once: their shard's breaker is open
     std::uint64_t bulkhead_rejected = 0;  // keys refused at once: their shard's bulkhead full
     std::uint64_t most_in_flight = 0;     // the most keys on the wire to one shard at once
+    std::uint64_t unreplicated = 0;       // pipelines whose WAIT saw too few replicas
+    std::uint64_t redirects = 0;          // cluster: calls sent again after MOVED or ASK
+    std::uint64_t cluster_retries = 0;    // cluster: calls sent again after TRYAGAIN/CLUSTERDOWN
+    std::uint64_t topology_refreshes = 0;  // cluster: slot maps read
   };
   Counters counters() const noexcept;
 
  private:
-  std::shared_ptr<RedisTransport> transport_;
+  std::shared_ptr<RedisShards> transport_;
   std::shared_ptr<resilience::GuardedStore> guard_;
 };
 
