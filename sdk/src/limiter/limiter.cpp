@@ -6,6 +6,8 @@
 #include <random>
 #include <utility>
 
+#include "limiter/fallback_bucket.h"
+#include "limiter/lease_book.h"
 #include "limiter/limiter_impl.h"
 
 namespace tollgate {
@@ -522,20 +524,17 @@ void LimiterImpl::expire_leases(Entry* e, Nanos now) {
   auto& s = e->s;
   const Ms nms = to_ms(now);
   const bool concurrency = policies_[e->policy].concurrency;
-  while (s.lease_count > 0 && !core::ms_before(nms, s.leases[0].local_expiry)) {
+  while (core::book_oldest_due(s, nms)) {
     if (concurrency) {
       // The reservation lapsed without renewal: the store has let it go too.
       e->balance.fetch_sub(s.leases[0].granted, std::memory_order_acq_rel);
       s.lease_count = 0;
       break;
     }
-    // Spending is first-in first-out, so what is left of the oldest lease is whatever the
-    // balance holds beyond the newer leases.
-    const std::int64_t newer = s.lease_count > 1 ? s.leases[1].granted : 0;
     std::int64_t b = e->balance.load(std::memory_order_acquire);
     std::int64_t take = 0;
     do {
-      take = std::max<std::int64_t>(0, b - newer);
+      take = core::book_oldest_left(s, b);
     } while (take > 0 && !e->balance.compare_exchange_weak(b, b - take, std::memory_order_acq_rel));
     if (take > 0) {
       give_backs_.push_back(GiveBack{
@@ -543,10 +542,7 @@ void LimiterImpl::expire_leases(Entry* e, Nanos now) {
           from_ms(s.leases[0].store_expiry) + store_offset_, instance_id_});
       counted_.tokens_given_back.fetch_add(take, std::memory_order_relaxed);
     }
-    s.leases[0] = s.leases[1];
-    --s.lease_count;
-    // Tokens taken back were not spent: keep them out of the next demand sample.
-    s.baseline_balance -= take;
+    core::book_end_oldest(s, take);
   }
 }
 
@@ -563,24 +559,12 @@ void LimiterImpl::fallback_refill(Entry* e, Nanos now) {
     if (b > 0) return;  // lease tokens left: those first (expire_leases ends them)
     s.lease_count = 0;  // spent: nothing of them to give back
   }
-  const Ms nms = to_ms(now);
-  const std::int64_t room = std::max<std::int64_t>(0, p.fallback_burst - b);
-  std::int64_t add = 0;
-  if (e->fallback.load(std::memory_order_relaxed) != core::kFallbackLocal) {
-    e->fallback.store(core::kFallbackLocal, std::memory_order_release);  // before the tokens
-    add = room;
-    s.fallback_filled() = nms;
-  } else {
-    const auto elapsed = static_cast<std::int32_t>(nms - s.fallback_filled());
-    if (elapsed <= 0) return;
-    add = static_cast<std::int64_t>(std::floor(p.fallback_rate * elapsed / 1e3));
-    if (add >= room) {
-      add = room;
-      s.fallback_filled() = nms;
-    } else if (add > 0) {  // keep the part of a token not yet accrued
-      s.fallback_filled() += static_cast<Ms>(static_cast<double>(add) * 1e3 / p.fallback_rate);
-    }
-  }
+  const bool starting = e->fallback.load(std::memory_order_relaxed) != core::kFallbackLocal;
+  if (starting) e->fallback.store(core::kFallbackLocal, std::memory_order_release);  // first
+  const core::FallbackFill fill = core::fallback_fill(starting, s.fallback_filled(), to_ms(now),
+                                                      p.fallback_rate, p.fallback_burst, b);
+  s.fallback_filled() = fill.filled;
+  const std::int64_t add = fill.add;
   if (add <= 0) return;
   e->balance.fetch_add(add, std::memory_order_acq_rel);
   s.baseline_balance += add;
@@ -927,15 +911,7 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
     s.debt -= static_cast<std::uint32_t>(pay);
     const auto credit = static_cast<std::uint32_t>(granted - pay);
     if (credit > 0) {
-      core::HeldLease lease{credit, to_ms(local_expiry), to_ms(store_expiry)};
-      if (s.lease_count == 2) {  // fold into the newer one, keeping the earlier expiries
-        auto& newer = s.leases[1];
-        newer.granted += lease.granted;
-        if (core::ms_before(lease.local_expiry, newer.local_expiry))
-          newer = {newer.granted, lease.local_expiry, lease.store_expiry};
-      } else {
-        s.leases[s.lease_count++] = lease;
-      }
+      core::book_credit(s, core::HeldLease{credit, to_ms(local_expiry), to_ms(store_expiry)});
       e->balance.fetch_add(credit, std::memory_order_acq_rel);
       add_timer(e, local_expiry);
     }
