@@ -75,10 +75,11 @@ usage: tollgate_fleet [options]
   --require-strength X  exit 4 unless, at every window length, some tenant or
                         group was offered >= X times what the bound allows
                         there (a check that offers less cannot fail)
-  --ttl-ms, --horizon-ms, --max-fraction, --min-tokens   lease settings
-                        (default: the SDK's defaults, LeaseOptions)
-  --rtt-us, --call-us, --lease-us, --shared-lease-us, --give-back-us
-                        the cost model (docs/performance.md, calibration)
+  --ttl-ms, --horizon-ms, --max-fraction, --min-tokens, --refresh-ms
+                        lease settings (default: the SDK's defaults, LeaseOptions)
+  --rtt-us, --call-us, --script-us, --lease-us, --shared-lease-us, --give-back-us,
+  --keys-per-script     the cost model: per round trip, per script run, per key
+                        (docs/performance.md, calibration)
   --inject-fault double-grant|spend-expired   a test-only broken store
                         (tools/faults) between every Limiter and its store
   --timeline FILE.csv   per 100 ms: admitted, offered and capacity per group
@@ -248,6 +249,12 @@ Options parse(int argc, char** argv) {
         o.leases.max_fraction = std::stod(value());
       } else if (a == "--min-tokens") {
         o.leases.min_tokens = std::stoull(value());
+      } else if (a == "--refresh-ms") {
+        o.leases.refresh = std::chrono::milliseconds(std::stoi(value()));
+      } else if (a == "--script-us") {
+        o.cost_model.script_us = std::stod(value());
+      } else if (a == "--keys-per-script") {
+        o.cost_model.keys_per_script = std::stoul(value());
       } else if (a == "--rtt-us") {
         o.cost_model.rtt_us = std::stod(value());
       } else if (a == "--call-us") {
@@ -1059,6 +1066,7 @@ void Fleet::report(double wall) {
       {"horizon_ms", o_.leases.horizon.count() / 1'000'000},
       {"max_fraction", o_.leases.max_fraction},
       {"min_tokens", o_.leases.min_tokens},
+      {"refresh_ms", o_.leases.refresh.count() / 1'000'000},
       {"cold_keys", config_.cold_keys.mode == tollgate::ColdKeyMode::kDeny ? "deny" : "optimistic"},
       {"command_timeout_ms", config_.store.command_timeout.count() / 1'000'000},
       {"fallback_instances", config_.policies[0].fallback.instances},
@@ -1067,6 +1075,8 @@ void Fleet::report(double wall) {
       {"shared_lease_us", o_.cost_model.shared_lease_us},
       {"give_back_us", o_.cost_model.give_back_us},
       {"call_us", o_.cost_model.call_us},
+      {"script_us", o_.cost_model.script_us},
+      {"keys_per_script", o_.cost_model.keys_per_script},
       {"inject_fault", std::string(tollgate::faults::to_string(o_.inject))}};
   j["utilization"] = ach > 0 ? adm / ach : 0;
   j["steady_utilization"] = ach_s > 0 ? adm_s / ach_s : 0;

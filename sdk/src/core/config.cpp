@@ -397,13 +397,15 @@ Group parse_group(const Json& j, const std::string& path) {
 
 LeaseOptions parse_leases(const Json& j) {
   Fields f(j, "leases");
-  f.allow_only({"ttl_ms", "horizon_ms", "max_fraction", "min_tokens", "expiry_margin_ms"});
+  f.allow_only(
+      {"ttl_ms", "horizon_ms", "max_fraction", "min_tokens", "expiry_margin_ms", "refresh_ms"});
   LeaseOptions l;
   f.read_ms("ttl_ms", l.ttl);
   f.read_ms("horizon_ms", l.horizon);
   f.read("max_fraction", l.max_fraction);
   f.read("min_tokens", l.min_tokens);
   f.read_ms("expiry_margin_ms", l.expiry_margin);
+  f.read_ms("refresh_ms", l.refresh);
   return l;
 }
 
@@ -749,6 +751,7 @@ void Config::validate() const {
 
   check_duration("leases.ttl_ms", leases.ttl, true);
   check_duration("leases.horizon_ms", leases.horizon, true);
+  check_duration("leases.refresh_ms", leases.refresh, false);
   if (!(leases.max_fraction > 0 && leases.max_fraction <= 1)) {
     fail("leases.max_fraction", "must be > 0 and <= 1");
   }

@@ -40,67 +40,78 @@ std::string number(double v) {
   return buf;
 }
 
-Command lease_command(const std::string& sha, const LeaseRequest& r) {
+// The keys and arguments of one request in the lease script's call (scripts.h: KEYS in
+// threes, ARGV in seventeens).
+void add_lease(const LeaseRequest& r, std::vector<std::string>& keys,
+               std::vector<std::string>& args) {
   const Policy& p = *r.policy;
   const std::string_view group = group_of(p, r.key);
   const bool budget = p.kind == PolicyKind::kTokenBucket && p.has_group_budget();
   const bool paced = p.kind == PolicyKind::kTokenBucket && p.shares_instances();
   const double demand = std::isfinite(r.demand) && r.demand > 0 ? r.demand : 0;
-  return {"EVALSHA",
-          sha,
-          "3",
-          bucket_key(group, p.name, r.key),
-          request_key(group, r.request_id),
-          group_key(group),
-          std::to_string(static_cast<int>(p.kind)),
-          std::to_string(r.want),
-          std::to_string(r.min),
-          micros(r.ttl),
-          number(p.rate),
-          number(p.effective_burst()),
-          std::to_string(p.limit),
-          micros(p.window),
-          r.holder,
-          number(demand),
-          std::to_string(r.held),
-          number(budget ? p.group_rate : 0),
-          number(p.effective_group_burst()),
-          number(p.weight),
-          number(p.guaranteed_rate),
-          paced ? "1" : "0",
-          tenant_field(p.name, r.key)};
+  keys.push_back(bucket_key(group, p.name, r.key));
+  keys.push_back(request_key(group, r.request_id));
+  keys.push_back(group_key(group));
+  for (std::string a :
+       {std::to_string(static_cast<int>(p.kind)), std::to_string(r.want), std::to_string(r.min),
+        micros(r.ttl), number(p.rate), number(p.effective_burst()), std::to_string(p.limit),
+        micros(p.window), r.holder, number(demand), std::to_string(r.held),
+        number(budget ? p.group_rate : 0), number(p.effective_group_burst()), number(p.weight),
+        number(p.guaranteed_rate), std::string(paced ? "1" : "0"), tenant_field(p.name, r.key)}) {
+    args.push_back(std::move(a));
+  }
 }
 
-Command give_back_command(const std::string& sha, const GiveBack& g) {
-  const Policy& p = *g.policy;
-  return {"EVALSHA",
-          sha,
-          "1",
-          bucket_key(group_of(p, g.key), p.name, g.key),
-          std::to_string(static_cast<int>(p.kind)),
-          std::to_string(g.tokens),
-          micros(g.expires_at),
-          g.holder,
-          micros(p.window)};
+// One EVALSHA of the lease script for many requests.
+Command lease_command(const std::string& sha, const std::vector<const LeaseRequest*>& requests) {
+  std::vector<std::string> keys, args;
+  keys.reserve(3 * requests.size());
+  args.reserve(17 * requests.size());
+  for (const LeaseRequest* r : requests) add_lease(*r, keys, args);
+  Command cmd;
+  cmd.reserve(3 + keys.size() + args.size());
+  cmd.push_back("EVALSHA");
+  cmd.push_back(sha);
+  cmd.push_back(std::to_string(keys.size()));
+  for (auto& k : keys) cmd.push_back(std::move(k));
+  for (auto& a : args) cmd.push_back(std::move(a));
+  return cmd;
 }
 
-// {granted, now_us, expires_at_us, remaining, wait_until_us, limited_by}
-LeaseGrant to_grant(const Reply& r) {
+// One EVALSHA of the give-back script for many give-backs.
+Command give_back_command(const std::string& sha, const std::vector<const GiveBack*>& batch) {
+  Command cmd{"EVALSHA", sha, std::to_string(batch.size())};
+  for (const GiveBack* g : batch) {
+    const Policy& p = *g->policy;
+    cmd.push_back(bucket_key(group_of(p, g->key), p.name, g->key));
+  }
+  for (const GiveBack* g : batch) {
+    const Policy& p = *g->policy;
+    cmd.push_back(std::to_string(static_cast<int>(p.kind)));
+    cmd.push_back(std::to_string(g->tokens));
+    cmd.push_back(micros(g->expires_at));
+    cmd.push_back(g->holder);
+    cmd.push_back(micros(p.window));
+  }
+  return cmd;
+}
+
+// {granted, now_us, expires_at_us, remaining, wait_until_us, limited_by} of the k-th key of
+// a call's reply (six integers per key).
+LeaseGrant to_grant(const Reply& r, std::size_t k, std::size_t keys) {
   LeaseGrant g;
-  if (r.type != Reply::Type::kArray || r.elements.size() < 5 || r.elements.size() > 6) {
+  if (r.type != Reply::Type::kArray || r.elements.size() != 6 * keys) {
     g.ok = false;
     g.error = r.is_error() ? "redis: " + r.str : "redis: unexpected reply to the lease script";
     return g;
   }
-  auto at = [&](int i) { return r.elements[static_cast<std::size_t>(i)].integer; };
+  auto at = [&](std::size_t i) { return r.elements[6 * k + i].integer; };
   g.granted = static_cast<std::uint64_t>(std::max<long long>(0, at(0)));
   g.now = Nanos{at(1) * 1000};
   g.expires_at = Nanos{at(2) * 1000};
   g.remaining = static_cast<std::uint64_t>(std::max<long long>(0, at(3)));
   g.wait_until = Nanos{at(4) * 1000};
-  if (r.elements.size() == 6 && at(5) >= 0 && at(5) <= 2) {
-    g.limited_by = static_cast<LimitLevel>(at(5));
-  }
+  if (at(5) >= 0 && at(5) <= 2) g.limited_by = static_cast<LimitLevel>(at(5));
   return g;
 }
 
@@ -208,13 +219,26 @@ void RedisTransport::send_leases(std::size_t shard, std::vector<const LeaseReque
 
 void RedisTransport::send_lease_commands(std::size_t shard, std::shared_ptr<Leases> leases,
                                          std::vector<std::size_t> idx, bool reload) {
+  // One script run per kKeysPerScript keys: Redis runs a script alone, so a run is kept
+  // to a few milliseconds.
+  std::vector<std::vector<std::size_t>> runs;
+  for (std::size_t k = 0; k < idx.size(); k += kKeysPerScript) {
+    runs.emplace_back(
+        idx.begin() + static_cast<std::ptrdiff_t>(k),
+        idx.begin() + static_cast<std::ptrdiff_t>(std::min(idx.size(), k + kKeysPerScript)));
+  }
   std::vector<Command> cmds;
-  cmds.reserve(idx.size() + 1);
+  cmds.reserve(runs.size() + 1);
   if (reload) cmds.push_back({"SCRIPT", "LOAD", kLeaseScript});
-  for (std::size_t i : idx) cmds.push_back(lease_command(lease_sha_, *leases->requests[i]));
-  calls_ += idx.size();
+  for (const auto& run : runs) {
+    std::vector<const LeaseRequest*> rs;
+    rs.reserve(run.size());
+    for (std::size_t i : run) rs.push_back(leases->requests[i]);
+    cmds.push_back(lease_command(lease_sha_, rs));
+  }
+  calls_ += runs.size();
   ++batches_;
-  shards_[shard]->send(std::move(cmds), [this, shard, leases, idx = std::move(idx), reload](
+  shards_[shard]->send(std::move(cmds), [this, shard, leases, runs = std::move(runs), reload](
                                             std::vector<Reply> replies, std::string error) {
     if (!error.empty()) {
       resilience::ShardOutcome out;
@@ -227,13 +251,16 @@ void RedisTransport::send_lease_commands(std::size_t shard, std::shared_ptr<Leas
     }
     const std::size_t offset = reload ? 1 : 0;
     std::vector<std::size_t> again;
-    for (std::size_t k = 0; k < idx.size(); ++k) {
+    for (std::size_t k = 0; k < runs.size(); ++k) {
       const Reply& r = replies[offset + k];
       if (!reload && r.error_code_is("NOSCRIPT")) {
-        again.push_back(idx[k]);  // the script did not run: sending it again is safe
+        // The script did not run: sending it again is safe.
+        again.insert(again.end(), runs[k].begin(), runs[k].end());
         continue;
       }
-      leases->grants[idx[k]] = to_grant(r);
+      for (std::size_t j = 0; j < runs[k].size(); ++j) {
+        leases->grants[runs[k][j]] = to_grant(r, j, runs[k].size());
+      }
     }
     if (!again.empty()) {
       ++reloads_;
@@ -248,10 +275,16 @@ void RedisTransport::send_lease_commands(std::size_t shard, std::shared_ptr<Leas
 
 void RedisTransport::send_give_backs(std::size_t shard, std::vector<GiveBack> batch) {
   auto cmds = std::make_shared<std::vector<Command>>();
-  cmds->reserve(batch.size());
+  std::vector<const GiveBack*> run;
   for (const GiveBack& g : batch) {
-    if (g.policy) cmds->push_back(give_back_command(give_back_sha_, g));
+    if (!g.policy) continue;
+    run.push_back(&g);
+    if (run.size() == kKeysPerScript) {
+      cmds->push_back(give_back_command(give_back_sha_, run));
+      run.clear();
+    }
   }
+  if (!run.empty()) cmds->push_back(give_back_command(give_back_sha_, run));
   if (cmds->empty()) return;
   calls_ += cmds->size();
   ++batches_;

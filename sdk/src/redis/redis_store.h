@@ -43,6 +43,9 @@ class RedisTransport final : public resilience::ShardTransport {
   void close();
   asio::io_context& io() noexcept { return io_; }
 
+  // Keys one script run carries (lease and give-back scripts take many keys per call).
+  static constexpr std::size_t kKeysPerScript = 256;
+
   struct Counters {
     std::uint64_t calls = 0;    // EVALSHA calls written (lease and give-back; NOSCRIPT resends too)
     std::uint64_t batches = 0;  // pipelined round trips
