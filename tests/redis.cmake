@@ -6,15 +6,19 @@ file(GLOB TOLLGATE_REDIS_TESTS CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/red
 foreach(src IN LISTS TOLLGATE_REDIS_TESTS)
   get_filename_component(name ${src} NAME_WE)
   add_executable(${name} ${src})
-  target_link_libraries(${name} PRIVATE tollgate_static tollgate_redis_fixture tollgate_warnings
+  target_link_libraries(${name} PRIVATE tollgate_static tollgate_redis_fixture tollgate_faults
+                                        tollgate_warnings
                                         GTest::gmock_main GTest::gmock GTest::gtest)
+  target_include_directories(${name} PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})  # common/
   # Servers and timing-sensitive checks: one binary at a time.
   gtest_discover_tests(${name} PROPERTIES LABELS redis RUN_SERIAL TRUE DISCOVERY_TIMEOUT 60)
 endforeach()
 
 # The multi-process guarantee test starts this driver, one process per instance.
 add_executable(tollgate_guarantee_driver ${CMAKE_CURRENT_SOURCE_DIR}/redis/guarantee_driver.cpp)
-target_link_libraries(tollgate_guarantee_driver PRIVATE tollgate_static tollgate_warnings)
+target_link_libraries(tollgate_guarantee_driver PRIVATE tollgate_static tollgate_faults
+                                                        tollgate_warnings)
+target_include_directories(tollgate_guarantee_driver PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
 target_compile_definitions(guarantee_processes_test
   PRIVATE TOLLGATE_DRIVER_PATH="$<TARGET_FILE:tollgate_guarantee_driver>")
 add_dependencies(guarantee_processes_test tollgate_guarantee_driver)

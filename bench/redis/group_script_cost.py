@@ -6,7 +6,7 @@ seventeens); --keys-per-call K sends K keys per EVALSHA, from 60 instances in tu
 reports microseconds per call and per key.
 
 Starts a redis-server on a free loopback port, loads the lease script from
-sdk/src/redis/scripts.h, and for each case sends pipelined EVALSHA calls with fresh request
+sdk/src/redis/lua/lease.lua (its ARGV filled by the names of its `slots` table), and for each case sends pipelined EVALSHA calls with fresh request
 ids, then reads usec_per_call of evalsha from INFO commandstats (time inside Redis, no
 network). Standard library only.
 
@@ -78,8 +78,8 @@ def main():
     ap.add_argument("--calls", type=int, default=20000, help="keys per case")
     ap.add_argument("--keys-per-call", default="1,128")
     o = ap.parse_args()
-    text = open(os.path.join(ROOT, "sdk/src/redis/scripts.h")).read()
-    script = re.search(r'kLeaseScript = R"lua\((.*?)\)lua"', text, re.S).group(1)
+    script = open(os.path.join(ROOT, "sdk/src/redis/lua/lease.lua")).read()
+    slots = re.findall(r"'([a-z_0-9]+)'", re.search(r"local slots = {([^}]*)}", script).group(1))
     port = free_port()
     tmp = tempfile.mkdtemp()
     server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
@@ -98,11 +98,12 @@ def main():
 
         def key(tenant, group_rate, paced, holder):
             rid[0] += 1
-            # kind want min ttl_us rate burst limit window holder demand held grate gburst
-            # weight guaranteed paced tenant
+            arg = dict(kind=0, want=10, min=1, ttl_us=8000000, rate=1e9, burst=1e9, limit=0,
+                       window_us=0, holder="h%d" % holder, demand=100, held=0,
+                       group_rate=group_rate, group_burst=group_rate, weight=1, guaranteed_rate=0,
+                       fair_instances=paced, tenant="p:" + tenant)
             return (["tg:{g}:b:p:" + tenant, "tg:{g}:r:%d" % rid[0], "tg:{g}:g"],
-                    [0, 10, 1, 8000000, 1e9, 1e9, 0, 0, "h%d" % holder, 100, 0, group_rate,
-                     group_rate, 1, 0, paced, "p:" + tenant])
+                    [arg[name] for name in slots])
 
         def call(keys):
             ks, args = [], []

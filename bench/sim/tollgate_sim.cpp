@@ -9,6 +9,7 @@
 //                [--instances 8] [--tenants 20] [--groups 5] [--rate 5000] [--seconds 20]
 //                [--demand 2.0]
 //                [--skew zipf:S] [--json] [--fault KIND:SHARD@START+DURATION ...]
+//                [--inject-fault none|double-grant|spend-expired]
 //
 // --scenario fairness (default: the above) runs three phases of fair shares in a group
 // instead, about 28 s (--seconds scales them); see run_fairness below.
@@ -17,8 +18,14 @@
 // kill = SIGKILL, restarted empty on the same port at the end; slow = DEBUG SLEEP 0.5 back
 // to back; drop = CLIENT KILL TYPE normal every 100 ms. E.g. --fault stop:1@5s+10s.
 //
-// Exit status: 0; 1 when any tenant was admitted beyond its bound (plus, on a faulted
-// shard, the declared fallback allowance); 2 on bad arguments; 3 when a shard never
+// --inject-fault breaks the limiter on purpose (tools/faults, test-only): every instance's
+// store is wrapped so that it reports twice what it granted (double-grant) or expiries an
+// hour late (spend-expired). The checks below must then fail: ctest runs sim.smoke,
+// sim.faults and sim.fairness that way too (double-grant) and expects exit status 1.
+//
+// Exit status: 0; 1 when any tenant was admitted from leases beyond its bound, or by the
+// local fallback beyond the declared fallback allowance of its shard's faults (the two
+// are checked apart); 2 on bad arguments; 3 when a shard never
 // recovered from a fault; 4 (fairness) when the shares are far off.
 #include <algorithm>
 #include <atomic>
@@ -38,6 +45,7 @@
 #include <vector>
 
 #include "core/bucket_math.h"
+#include "faults/faulty_store.h"
 #include "redis/redis_store.h"
 #include "redis_server.h"
 #include "tollgate/tollgate.hpp"
@@ -69,6 +77,7 @@ struct Options {
   double zipf = 0;  // 0: uniform
   bool json = false;
   bool series = false;  // fairness: each phase's admissions per tenant per 100 ms, to stderr
+  tollgate::faults::Fault inject = tollgate::faults::Fault::kNone;  // test-only
   // Lease options; unset: the scenario's own (default: 1000 ms, 4000 ms, 0.25, 400;
   // fairness: 200 ms, 1000 ms, 0.1, 1).
   std::optional<int> horizon_ms;            // leases.horizon
@@ -88,7 +97,9 @@ struct Options {
                "[--refresh-ms MS] "
                "[--min-tokens N]\n"
                "       [--series (fairness: admissions per tenant per 100 ms to stderr)]\n"
-               "       [--fault stop|kill|slow|drop:SHARD@START+DURATION, e.g. stop:1@5s+10s]\n",
+               "       [--fault stop|kill|slow|drop:SHARD@START+DURATION, e.g. stop:1@5s+10s]\n"
+               "       [--inject-fault none|double-grant|spend-expired (test-only: a broken "
+               "limiter the checks must catch)]\n",
                why.c_str());
   std::exit(2);
 }
@@ -169,6 +180,10 @@ Options parse(int argc, char** argv) {
         o.max_fraction = std::stod(value());
       } else if (a == "--fault") {
         o.faults.push_back(parse_fault(value()));
+      } else if (a == "--inject-fault") {
+        const auto f = tollgate::faults::parse_fault(value());
+        if (!f) usage("--inject-fault takes none, double-grant or spend-expired");
+        o.inject = *f;
       } else if (a == "--series") {
         o.series = true;
       } else if (a == "--json") {
@@ -205,8 +220,9 @@ std::vector<double> zipf_weights(int n, double s) {
   return w;
 }
 
-// N instances sharing `config` (instance ids sim-0 …), each with its own Redis store.
-void make_instances(tollgate::Config& config, std::size_t n,
+// N instances sharing `config` (instance ids sim-0 …), each with its own Redis store
+// (behind `fault`, tools/faults, when one is injected).
+void make_instances(tollgate::Config& config, std::size_t n, tollgate::faults::Fault fault,
                     std::shared_ptr<tollgate::Observer> observer,
                     std::vector<std::shared_ptr<tollgate::redis::RedisStore>>& stores,
                     std::vector<std::unique_ptr<tollgate::Limiter>>& limiters) {
@@ -214,7 +230,7 @@ void make_instances(tollgate::Config& config, std::size_t n,
     config.instance_id = "sim-" + std::to_string(i);
     stores.push_back(std::make_shared<tollgate::redis::RedisStore>(config.store));
     tollgate::Limiter::Options opt;
-    opt.store = stores.back();
+    opt.store = tollgate::faults::with_fault(stores.back(), fault);
     opt.observer = observer;
     limiters.push_back(std::make_unique<tollgate::Limiter>(config, opt));
   }
@@ -316,7 +332,8 @@ struct LeaseChoice {
 };
 
 FairRun run_fair_phase(const FairPhase& ph, const std::vector<std::string>& shards,
-                       const LeaseChoice& lc, const std::string& nonce, bool series) {
+                       const LeaseChoice& lc, const std::string& nonce, bool series,
+                       tollgate::faults::Fault inject) {
   const std::size_t N = ph.instances(), T = ph.tenants.size();
   tollgate::Config config;
   const std::string group = "fair-" + ph.name + "-" + nonce;
@@ -346,7 +363,7 @@ FairRun run_fair_phase(const FairPhase& ph, const std::vector<std::string>& shar
 
   std::vector<std::shared_ptr<tollgate::redis::RedisStore>> stores;
   std::vector<std::unique_ptr<tollgate::Limiter>> limiters;
-  make_instances(config, N, nullptr, stores, limiters);
+  make_instances(config, N, inject, nullptr, stores, limiters);
 
   std::vector<Counter> admitted(N * T), offered(N * T);
   std::atomic<bool> stop{false};
@@ -593,7 +610,7 @@ int run_fairness(const Options& o, const std::vector<std::string>& shards) {
   w.group_rate = kGroupRate;
   w.tenants = {{"a", 1}, {"b", 1}, {"c", 2}};
   w.offered.assign(4, std::vector<double>(3, 2 * kGroupRate / 4));
-  const FairRun wr = run_fair_phase(w, shards, lc, nonce, o.series);
+  const FairRun wr = run_fair_phase(w, shards, lc, nonce, o.series, o.inject);
   over += check_bound("weights", w, wr, bounds, o.json);
   const ShareReport ws = report_shares("weights", w, wr, warm, wr.seconds, o.json);
   add(ws);
@@ -605,7 +622,7 @@ int run_fairness(const Options& o, const std::vector<std::string>& shards) {
   const double idle_from = 3 * scale, idle_until = 8 * scale;
   id.tenants[2].idle_from = idle_from;
   id.tenants[2].idle_until = idle_until;
-  const FairRun ir = run_fair_phase(id, shards, lc, nonce, o.series);
+  const FairRun ir = run_fair_phase(id, shards, lc, nonce, o.series, o.inject);
   over += check_bound("idle", id, ir, bounds, o.json);
   // While c is idle: a and b's use of the group rate once c's record lapsed, and overall.
   const auto use = [&](double from, double to) {
@@ -645,7 +662,7 @@ int run_fairness(const Options& o, const std::vector<std::string>& shards) {
   in.tenants = {{"t", 1}};
   const double unit = 2 * kTenantRate / 20;
   for (int i = 0; i < 8; ++i) in.offered.push_back({(i < 4 ? 4 : 1) * unit});
-  const FairRun nr = run_fair_phase(in, shards, lc, nonce, o.series);
+  const FairRun nr = run_fair_phase(in, shards, lc, nonce, o.series, o.inject);
   over += check_bound("instances", in, nr, bounds, o.json);
   const ShareReport ns = report_shares("instances", in, nr, warm, nr.seconds, o.json);
   add(ns);
@@ -756,7 +773,7 @@ int main(int argc, char** argv) {
 
   std::vector<std::shared_ptr<tollgate::redis::RedisStore>> stores;
   std::vector<std::unique_ptr<tollgate::Limiter>> limiters;
-  make_instances(config, N, breaker_log, stores, limiters);
+  make_instances(config, N, o.inject, breaker_log, stores, limiters);
 
   // Offered load. Each tenant gets demand x rate on average; with skew, hot tenants get
   // more, but every tenant at least its rate (so full use stays possible), and each
@@ -951,21 +968,33 @@ int main(int argc, char** argv) {
     std::printf("\n%-10s %-6s %10s %10s %10s %7s %10s  %s\n", "tenant", "group", "offered",
                 "capacity", "admitted", "util", "bound", "bound check");
   }
-  // The declared fallback allowance (docs/resilience.md): while its shard is out, each of
-  // the N instances may admit burst/N at once and rate/N per second from its local bucket,
-  // for at most the fault, the break duration and 2 s to recover; a shard restarted empty
-  // starts a full bucket (one burst more).
+  // Two bounds per tenant, each checked on its own, so that neither hides the other:
+  //  - admissions from leases (every reason but fallback_local): the bound of
+  //    docs/architecture.md, burst + rate x (elapsed + lease TTL), plus one burst for each
+  //    restart of its shard (a shard restarted empty starts the bucket full);
+  //  - admissions from the local fallback buckets: the declared fallback allowance
+  //    (docs/resilience.md) of each fault on its shard: while the shard is out, the N
+  //    instances together may admit burst at once and rate per second, for at most the
+  //    fault, the break duration and 2 s to recover.
   const auto allowance_of = [&](const Fault& f) {
-    return burst + o.rate * (f.duration + break_s + 2.0) + (f.kind == "kill" ? burst : 0.0);
+    return burst + o.rate * (f.duration + break_s + 2.0);
   };
+  double min_offered_ratio = 0;  // the least, over tenants, of offered / (bound + allowance)
   for (std::size_t t = 0; t < T; ++t) {
     const double cap = o.rate * secs + burst;
-    double bound = o.rate * (secs + ttl_s) + burst;
+    double lease_bound = o.rate * (secs + ttl_s) + burst, allowance = 0;
     for (const Fault& f : o.faults) {
-      if (shard_of_tenant[t] == static_cast<std::size_t>(f.shard)) bound += allowance_of(f);
+      if (shard_of_tenant[t] != static_cast<std::size_t>(f.shard)) continue;
+      allowance += allowance_of(f);
+      if (f.kind == "kill") lease_bound += burst;
     }
+    const double bound = lease_bound + allowance;
     const auto a = admitted[t].n.load();
-    const double excess = std::max(0.0, static_cast<double>(a) - bound);
+    const auto by_fallback = fallback_admitted[t].n.load();
+    const double excess = std::max(0.0, static_cast<double>(a - by_fallback) - lease_bound) +
+                          std::max(0.0, static_cast<double>(by_fallback) - allowance);
+    const double offered_ratio = static_cast<double>(offered[t].n.load()) / bound;
+    min_offered_ratio = t == 0 ? offered_ratio : std::min(min_offered_ratio, offered_ratio);
     capacity += cap;
     over += excess;
     sum_admitted += a;
@@ -980,9 +1009,12 @@ int main(int argc, char** argv) {
                        {"shard", shard_of_tenant[t]},
                        {"offered", offered[t].n.load()},
                        {"admitted", a},
-                       {"admitted_by_fallback", fallback_admitted[t].n.load()},
+                       {"admitted_by_fallback", by_fallback},
                        {"capacity", cap},
-                       {"bound", bound}});
+                       {"bound", bound},
+                       {"lease_bound", lease_bound},
+                       {"fallback_allowance", allowance},
+                       {"over_admitted", static_cast<std::uint64_t>(std::ceil(excess))}});
   }
   const double utilization = static_cast<double>(sum_admitted) / capacity;
   const auto changes = breaker_log->changes();
@@ -1026,6 +1058,8 @@ int main(int argc, char** argv) {
                         {"capacity", capacity},
                         {"utilization", utilization},
                         {"over_admitted", static_cast<std::uint64_t>(std::ceil(over))},
+                        {"min_offered_over_bound", min_offered_ratio},
+                        {"injected_fault", tollgate::faults::to_string(o.inject)},
                         {"redis_calls", calls},
                         {"admitted_per_redis_call", per_call},
                         {"p50_ns", pct(0.50)},
@@ -1045,14 +1079,16 @@ int main(int argc, char** argv) {
   } else {
     std::printf(
         "\n%zu shards, %d instances, %d tenants in %d groups, %.1f s, demand %.1fx (%s)\n"
-        "admitted %llu of capacity %.0f: utilization %.3f, over the bound: %.0f\n"
+        "admitted %llu of capacity %.0f: utilization %.3f, over the bound: %.0f (offered at "
+        "least %.1fx each tenant's bound)\n"
         "redis calls %llu: %.0f admitted per call\n"
         "try_acquire latency (1 call in 16 timed): p50 %llu ns, p99 %llu ns, p99.9 %llu ns\n",
         shards.size(), o.instances, o.tenants, o.groups, secs, o.demand,
         o.zipf > 0 ? ("zipf:" + std::to_string(o.zipf)).c_str() : "uniform",
         static_cast<unsigned long long>(sum_admitted), capacity, utilization, over,
-        static_cast<unsigned long long>(calls), per_call, static_cast<unsigned long long>(pct(0.5)),
-        static_cast<unsigned long long>(pct(0.99)), static_cast<unsigned long long>(pct(0.999)));
+        min_offered_ratio, static_cast<unsigned long long>(calls), per_call,
+        static_cast<unsigned long long>(pct(0.5)), static_cast<unsigned long long>(pct(0.99)),
+        static_cast<unsigned long long>(pct(0.999)));
     std::printf(
         "lease settings: ttl %lld ms, horizon %lld ms, max_fraction %.2f, min_tokens %llu,"
         " refresh %lld ms\n",

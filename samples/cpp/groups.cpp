@@ -5,15 +5,28 @@
 // decides both levels in one script call.
 //
 //   build/samples/cpp/groups
+//
+// Exits 1 if the two tenants together were admitted more than the group's bound, burst +
+// rate x (elapsed + lease TTL) = 100 + 200 x (5 + 1) = 1300 over the 5 s (they are offered
+// 4000, 3x that), or if the group never denied anything.
 #include <chrono>
 #include <cstdio>
 #include <string>
 #include <thread>
 #include <tollgate/tollgate.hpp>
 
+#ifdef TOLLGATE_SAMPLE_FAULT  // the tests' second build of this sample (samples/CMakeLists.txt)
+#include "faults/faulty_store.h"
+#endif
+
 int main() {
   using namespace std::chrono_literals;
   using Clock = std::chrono::steady_clock;
+  tollgate::Limiter::Options options;  // defaults: an in-process store of its own
+#ifdef TOLLGATE_SAMPLE_FAULT
+  options.store = tollgate::faults::with_fault(std::make_shared<tollgate::InProcessStore>(),
+                                               tollgate::faults::Fault::TOLLGATE_SAMPLE_FAULT);
+#endif
   tollgate::Limiter limiter(tollgate::Config::from_json(R"({
     "groups": [{"name": "gpu", "rate": 200, "burst": 100}],
     "policies": [
@@ -21,12 +34,13 @@ int main() {
       {"match": "tenant:*", "group": "gpu", "type": "token_bucket", "rate": 400}
     ],
     "leases": {"ttl_ms": 1000, "horizon_ms": 100}
-  })"));
+  })"),
+                            options);
 
   const char* tenants[] = {"tenant:small", "tenant:big"};
   constexpr double kOffered = 400;  // per tenant, per second: twice the whole group
   double due[2] = {0, 0};
-  std::uint64_t admitted[2] = {0, 0}, group_denials[2] = {0, 0};
+  std::uint64_t admitted[2] = {0, 0}, group_denials[2] = {0, 0}, total = 0, offered = 0;
   const auto start = Clock::now();
   auto last = start;
   // Open loop, as real traffic: a paced rate per tenant, admitted or denied. Counted from
@@ -38,6 +52,8 @@ int main() {
     for (int t = 0; t < 2; ++t) {
       for (due[t] += kOffered * dt; due[t] >= 1; due[t] -= 1) {
         const tollgate::Decision d = limiter.try_acquire(tenants[t]);
+        ++offered;
+        if (d.allowed) ++total;
         if (d.allowed && now - start >= 1s) ++admitted[t];
         if (d.reason == tollgate::Reason::kOverGroupLimit) ++group_denials[t];
       }
@@ -49,4 +65,17 @@ int main() {
   std::printf("denied over_group_limit: small %llu, big %llu\n",
               static_cast<unsigned long long>(group_denials[0]),
               static_cast<unsigned long long>(group_denials[1]));
+  // The group's bound over the whole run: every token admitted was leased from its bucket
+  // at most one lease TTL before it was spent (docs/architecture.md).
+  const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  const double bound = 100 + 200 * (elapsed + 1.0);
+  std::printf("admitted %llu of %llu offered in %.1f s; the group's bound %.0f: %s\n",
+              static_cast<unsigned long long>(total), static_cast<unsigned long long>(offered),
+              elapsed, bound, static_cast<double>(total) <= bound ? "held" : "EXCEEDED");
+  if (static_cast<double>(total) > bound) return 1;
+  if (group_denials[0] + group_denials[1] == 0) {
+    std::printf("FAILED: the group never denied anything\n");
+    return 1;
+  }
+  return 0;
 }

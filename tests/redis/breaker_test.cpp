@@ -43,7 +43,7 @@ TEST(ShardBreaker, TheBreakIsTimedOnTheClockTheStoreIsGiven) {
   config.store.breaker.break_duration = 1h;
   auto clock = std::make_shared<ManualClock>();
   std::shared_ptr<QuotaStore> store = make_store(config, clock);
-  auto p = std::make_shared<Policy>();
+  auto p = std::make_shared<ResolvedPolicy>();
   p->name = p->match = "tenants";
   p->rate = 10;
   LeaseRequest r;
@@ -70,7 +70,7 @@ TEST(ShardBreaker, AHungShardIsLeftBehindAndTakenBackAfterTheBreak) {
   sc.breaker.minimum_throughput = 3;
   sc.breaker.break_duration = 1s;
   redis::RedisStore store(sc);
-  auto p = std::make_shared<Policy>();
+  auto p = std::make_shared<ResolvedPolicy>();
   p->name = p->match = "tenants";
   p->rate = 1e6;
   p->burst = 1e6;
@@ -149,7 +149,7 @@ TEST(ShardBreaker, AKilledShardRestartedEmptyIsReconnectedAndServesAgain) {
   sc.breaker.minimum_throughput = 3;
   sc.breaker.break_duration = 500ms;
   redis::RedisStore store(sc);
-  auto p = std::make_shared<Policy>();
+  auto p = std::make_shared<ResolvedPolicy>();
   p->name = p->match = "tenants";
   p->rate = 1;
   p->burst = 100;
@@ -195,7 +195,7 @@ TEST(ShardBulkhead, TenThousandColdKeysAtOnceNeverPutMoreThanTheLimitOnTheWire) 
   sc.bulkhead.max_in_flight = 1000;
   sc.bulkhead.max_queue = 2000;
   redis::RedisStore store(sc);
-  auto p = std::make_shared<Policy>();
+  auto p = std::make_shared<ResolvedPolicy>();
   p->name = p->match = "tenants";
   p->rate = 100;
   p->burst = 100;

@@ -44,11 +44,11 @@ class StoreBehaviour : public ::testing::Test {
     EXPECT_EQ(f.wait_for(10s), std::future_status::ready);
     return f.get();
   }
-  LeaseGrant one(std::shared_ptr<const Policy> p, std::string key, std::uint64_t want,
+  LeaseGrant one(std::shared_ptr<const ResolvedPolicy> p, std::string key, std::uint64_t want,
                  std::string holder = "h1", std::uint64_t min = 1) {
     return lease({request(std::move(p), std::move(key), want, std::move(holder), min)})[0];
   }
-  LeaseRequest request(std::shared_ptr<const Policy> p, std::string key, std::uint64_t want,
+  LeaseRequest request(std::shared_ptr<const ResolvedPolicy> p, std::string key, std::uint64_t want,
                        std::string holder = "h1", std::uint64_t min = 1) {
     LeaseRequest r;
     r.key = std::move(key);
@@ -64,23 +64,23 @@ class StoreBehaviour : public ::testing::Test {
   // the same connection (and the in-process store is synchronous).
   void give_back(std::vector<GiveBack> b) { store->give_back(std::move(b)); }
 
-  static std::shared_ptr<const Policy> bucket(double rate, double burst) {
-    auto p = std::make_shared<Policy>();
+  static std::shared_ptr<const ResolvedPolicy> bucket(double rate, double burst) {
+    auto p = std::make_shared<ResolvedPolicy>();
     p->name = p->match = "tenants";
     p->rate = rate;
     p->burst = burst;
     return p;
   }
-  static std::shared_ptr<const Policy> windowed(PolicyKind kind, std::uint64_t limit) {
-    auto p = std::make_shared<Policy>();
+  static std::shared_ptr<const ResolvedPolicy> windowed(PolicyKind kind, std::uint64_t limit) {
+    auto p = std::make_shared<ResolvedPolicy>();
     p->name = p->match = "windows";
     p->kind = kind;
     p->limit = limit;
     p->window = 24h;
     return p;
   }
-  static std::shared_ptr<const Policy> permits(std::uint64_t limit) {
-    auto p = std::make_shared<Policy>();
+  static std::shared_ptr<const ResolvedPolicy> permits(std::uint64_t limit) {
+    auto p = std::make_shared<ResolvedPolicy>();
     p->name = p->match = "gpu";
     p->kind = PolicyKind::kConcurrency;
     p->limit = limit;
@@ -186,7 +186,7 @@ TYPED_TEST(StoreBehaviour, ConcurrencyReservationsShareTheLimit) {
 
 TYPED_TEST(StoreBehaviour, PoliciesAndKeysHaveTheirOwnBuckets) {
   auto a = this->bucket(kSlow, 100);
-  auto b = std::make_shared<Policy>(*a);
+  auto b = std::make_shared<ResolvedPolicy>(*a);
   b->name = "other";
   EXPECT_EQ(this->one(a, "tenant:x", 100).granted, 100u);
   EXPECT_EQ(this->one(b, "tenant:x", 100).granted, 100u);
@@ -208,9 +208,10 @@ TYPED_TEST(StoreBehaviour, ZeroWantChangesNothing) {
 // --- Groups and shares (docs/quotas.md) ---
 
 // A tenant policy in group "gpu" with a budget of group_rate/s and group_burst at once.
-std::shared_ptr<const Policy> tenant(const std::string& name, double rate, double burst,
-                                     double group_rate, double group_burst, double weight = 1) {
-  auto p = std::make_shared<Policy>();
+std::shared_ptr<const ResolvedPolicy> tenant(const std::string& name, double rate, double burst,
+                                             double group_rate, double group_burst,
+                                             double weight = 1) {
+  auto p = std::make_shared<ResolvedPolicy>();
   p->name = p->match = name;
   p->group = "gpu";
   p->rate = rate;
@@ -234,9 +235,9 @@ TYPED_TEST(StoreBehaviour, AGroupBudgetBoundsItsTenantsTogetherAndSaysSo) {
   EXPECT_EQ(g3.limited_by, LimitLevel::kGroup);
   EXPECT_GT(g3.wait_until, g3.now);
   // A tenant's own bucket is its own bound.
-  auto own = std::make_shared<Policy>(*tenant("c", kSlow, 5, kSlow, 1000));
+  auto own = std::make_shared<ResolvedPolicy>(*tenant("c", kSlow, 5, kSlow, 1000));
   own->group = "other";  // a group of its own, with budget to spare
-  std::shared_ptr<const Policy> c = own;
+  std::shared_ptr<const ResolvedPolicy> c = own;
   auto g4 = this->one(c, "c", 10);
   EXPECT_EQ(g4.granted, 5u);
   EXPECT_EQ(g4.limited_by, LimitLevel::kKey);
@@ -262,9 +263,9 @@ TYPED_TEST(StoreBehaviour, ContendedTenantsArePacedAtTheirWaterFilledShares) {
 }
 
 TYPED_TEST(StoreBehaviour, FairInstancesGetPartsInProportionToTheirDemand) {
-  auto q = std::make_shared<Policy>(*this->bucket(100, 100));
+  auto q = std::make_shared<ResolvedPolicy>(*this->bucket(100, 100));
   q->fair_instances = true;
-  std::shared_ptr<const Policy> p = q;
+  std::shared_ptr<const ResolvedPolicy> p = q;
   for (auto [holder, d] : {std::pair{"h1", 300.0}, std::pair{"h2", 100.0}}) {
     auto r = this->request(p, "tenant:a", 0, holder);
     r.demand = d;

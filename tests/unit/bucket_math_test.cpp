@@ -313,8 +313,8 @@ TEST(WaterFill, AlwaysHandsOutExactlyTheCapacity) {
   }
 }
 
-Policy grouped(double rate, double weight, double group_rate) {
-  Policy p = bucket(rate, rate);
+ResolvedPolicy grouped(double rate, double weight, double group_rate) {
+  ResolvedPolicy p{bucket(rate, rate)};
   p.group = "g";
   p.weight = weight;
   p.group_rate = group_rate;
@@ -327,7 +327,7 @@ Policy grouped(double rate, double weight, double group_rate) {
 struct Asker {
   std::string tenant;
   std::string holder;
-  const Policy* policy;
+  const ResolvedPolicy* policy;
   double demand;       // tokens per second it reports
   std::int64_t start;  // first ask
   std::uint64_t granted = 0;
@@ -348,7 +348,8 @@ void run(GroupState* group, std::map<std::string, TenantState>& tenants, std::ve
 }
 
 TEST(SharedBucket, ContendedTenantsGetTheirWeightedSharesAndTheGroupItsRate) {
-  const Policy a = grouped(1000, 1, 400), b = grouped(1000, 1, 400), c = grouped(1000, 2, 400);
+  const ResolvedPolicy a = grouped(1000, 1, 400), b = grouped(1000, 1, 400),
+                       c = grouped(1000, 2, 400);
   GroupState group;
   std::map<std::string, TenantState> tenants;
   std::vector<Asker> who = {
@@ -364,7 +365,7 @@ TEST(SharedBucket, ContendedTenantsGetTheirWeightedSharesAndTheGroupItsRate) {
 }
 
 TEST(SharedBucket, AnIdleTenantsShareIsLentAndReturnsWithinATtl) {
-  const Policy p = grouped(1000, 1, 300);
+  const ResolvedPolicy p = grouped(1000, 1, 300);
   GroupState group;
   std::map<std::string, TenantState> tenants;
   std::vector<Asker> who = {
@@ -378,7 +379,7 @@ TEST(SharedBucket, AnIdleTenantsShareIsLentAndReturnsWithinATtl) {
 }
 
 TEST(SharedBucket, InstancesGetPartsInProportionToTheirDemand) {
-  Policy p = bucket(800, 200);
+  ResolvedPolicy p{bucket(800, 200)};
   p.fair_instances = true;
   std::map<std::string, TenantState> tenants;
   std::vector<Asker> who;
@@ -397,13 +398,13 @@ TEST(SharedBucket, InstancesGetPartsInProportionToTheirDemand) {
 }
 
 TEST(SharedBucket, TheTighterBoundSaysWhichLevelDenied) {
-  Policy p = grouped(10, 1, 1000);  // the tenant's own rate binds
+  ResolvedPolicy p = grouped(10, 1, 1000);  // the tenant's own rate binds
   GroupState group;
   TenantState t;
   auto r = lease_shared(t, &group, p, "a", "h1", 50, 0, LeaseAsk{50, 1, kTtl}, 0);
   EXPECT_EQ(r.granted, 10u);
   EXPECT_EQ(r.limited_by, 1);
-  Policy q = grouped(1000, 1, 8);  // the group binds (burst 2)
+  ResolvedPolicy q = grouped(1000, 1, 8);  // the group binds (burst 2)
   GroupState group2;
   TenantState t2;
   r = lease_shared(t2, &group2, q, "a", "h1", 50, 0, LeaseAsk{50, 1, kTtl}, 0);
@@ -416,7 +417,7 @@ TEST(SharedBucket, TheTighterBoundSaysWhichLevelDenied) {
 }
 
 TEST(SharedBucket, GivenBackTokensAreLentAgainWithoutCountingTheGroupTwice) {
-  Policy p = grouped(1000, 1, 40);  // group burst 10
+  ResolvedPolicy p = grouped(1000, 1, 40);  // group burst 10
   GroupState group;
   TenantState t;
   auto r = lease_shared(t, &group, p, "a", "h1", 100, 0, LeaseAsk{10, 1, kTtl}, 0);

@@ -156,8 +156,8 @@ class GuardedStoreTest : public ::testing::Test {
 
   std::shared_ptr<ManualClock> clock = std::make_shared<ManualClock>();
   std::shared_ptr<ManualTimers> timers = std::make_shared<ManualTimers>(clock);
-  std::shared_ptr<Policy> policy = [] {
-    auto p = std::make_shared<Policy>();
+  std::shared_ptr<ResolvedPolicy> policy = [] {
+    auto p = std::make_shared<ResolvedPolicy>();
     p->name = p->match = "tenants";
     p->rate = 100;
     return p;

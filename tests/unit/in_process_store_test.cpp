@@ -14,15 +14,15 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::shared_ptr<const Policy> bucket_policy(double rate, double burst) {
-  auto p = std::make_shared<Policy>();
+std::shared_ptr<const ResolvedPolicy> bucket_policy(double rate, double burst) {
+  auto p = std::make_shared<ResolvedPolicy>();
   p->name = p->match = "tenants";
   p->rate = rate;
   p->burst = burst;
   return p;
 }
 
-LeaseRequest request(std::string key, std::shared_ptr<const Policy> p, std::uint64_t want,
+LeaseRequest request(std::string key, std::shared_ptr<const ResolvedPolicy> p, std::uint64_t want,
                      std::string id = {}, std::string holder = "h1") {
   LeaseRequest r;
   r.key = std::move(key);
@@ -99,7 +99,7 @@ TEST_F(InProcessStoreTest, GiveBackIsCreditedOnlyWhileTheLeaseLives) {
 
 TEST_F(InProcessStoreTest, PoliciesWithTheSameKeyHaveSeparateBuckets) {
   auto a = bucket_policy(10, 100);
-  auto b = std::make_shared<Policy>(*a);
+  auto b = std::make_shared<ResolvedPolicy>(*a);
   b->name = "other";
   EXPECT_EQ(lease({request("k", a, 100)})[0].granted, 100u);
   EXPECT_EQ(lease({request("k", b, 100)})[0].granted, 100u);
@@ -158,7 +158,7 @@ TEST_F(InProcessStoreTest, ManyHoldersNeverGetMoreThanTheBound) {
 }
 
 TEST_F(InProcessStoreTest, ConcurrentCallersShareOneBucketExactly) {
-  auto p = std::make_shared<Policy>();
+  auto p = std::make_shared<ResolvedPolicy>();
   p->name = p->match = "w";
   p->kind = PolicyKind::kFixedWindow;
   p->limit = 10'000;

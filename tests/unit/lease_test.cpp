@@ -3,10 +3,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "faults/faulty_store.h"
 #include "tollgate/tollgate.hpp"
 
 namespace tollgate {
@@ -48,7 +50,8 @@ Config bucket_config(double rate = 1000, double burst = 1000) {
 
 class LeaseTest : public ::testing::Test {
  protected:
-  void make(Config c) {
+  // `fault` (tools/faults) sits between the Limiter and the mocked store.
+  void make(Config c, faults::Fault fault = faults::Fault::kNone) {
     store = std::make_shared<NiceMock<MockStore>>();
     ON_CALL(*store, lease(_, _))
         .WillByDefault(Invoke([this](std::vector<LeaseRequest> b, QuotaStore::LeaseCallback d) {
@@ -58,10 +61,10 @@ class LeaseTest : public ::testing::Test {
       for (auto& g : b) given_back.push_back(g);
     }));
     clock = std::make_shared<ManualClock>();
-    limiter.emplace(
-        std::move(c),
-        Limiter::Options{
-            .store = store, .clock = clock, .background_thread = false, .observer = {}});
+    limiter.emplace(std::move(c), Limiter::Options{.store = faults::with_fault(store, fault),
+                                                   .clock = clock,
+                                                   .background_thread = false,
+                                                   .observer = {}});
   }
 
   // Answers the oldest pending lease call, every key with `granted` tokens.
@@ -296,6 +299,20 @@ TEST_F(LeaseTest, ExpiredLeaseTokensAreTakenBackAndGivenBack) {
   Decision d = limiter->try_acquire("tenant:a");
   EXPECT_FALSE(d.allowed);
   EXPECT_EQ(limiter->stats().tokens_given_back, 90u);
+}
+
+// The check above against a Limiter that is told every expiry an hour late (the
+// spend-expired fault): it keeps spending the lease past its end, and the check sees it.
+TEST_F(LeaseTest, ExpiredLeaseCheckFailsUnderSpendExpired) {
+  make(bucket_config(), faults::Fault::kSpendExpired);
+  limiter->try_acquire("tenant:a");
+  limiter->poll();
+  answer(100);
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(limiter->try_acquire("tenant:a").allowed);
+  clock->advance(2s + 1ms);
+  limiter->poll();
+  EXPECT_TRUE(given_back.empty());
+  EXPECT_TRUE(limiter->try_acquire("tenant:a").allowed) << "the fault did not take effect";
 }
 
 TEST_F(LeaseTest, OlderLeaseExpiresWithoutTakingTheNewerOnesTokens) {
@@ -769,6 +786,41 @@ TEST_F(LeaseTest, RequestsCarryTheInstancesDemandAndTheGroupsBudget) {
   const LeaseRequest& next = pending.back().batch[0];
   EXPECT_GT(next.demand, 1000);
   EXPECT_LT(next.demand, 3000);
+}
+
+// A key under steady load keeps at most a few timers pending: the scheduler's memory does
+// not grow with time. (Stale timers used to re-arm themselves each time they fired, so
+// the heap grew with every lease: bytes_used rose ~50x between 5 s and 30 s here.)
+TEST(LeaseTimers, TheSchedulerDoesNotGrowUnderSteadyLoad) {
+  auto clock = std::make_shared<ManualClock>();
+  Config c = bucket_config(1000, 1000);
+  c.leases.max_fraction = 0.1;  // the defaults' small leases: many asks, many timers
+  std::vector<std::unique_ptr<Limiter>> instances;
+  auto store = std::make_shared<InProcessStore>(clock);
+  for (int i = 0; i < 4; ++i) {
+    c.instance_id = "i" + std::to_string(i);
+    instances.push_back(std::make_unique<Limiter>(
+        c, Limiter::Options{
+               .store = store, .clock = clock, .background_thread = false, .observer = {}}));
+  }
+  const std::vector<std::string> keys = {"tenant:a", "tenant:b", "tenant:c", "tenant:d"};
+  std::uint64_t at_5s = 0;
+  // 30 s at 2x the rate: each instance offers each key a request every 2 ms.
+  for (int ms = 1; ms <= 30'000; ++ms) {
+    clock->advance(1ms);
+    for (auto& l : instances) {
+      if (ms % 2 == 0) {
+        for (const auto& k : keys) (void)l->try_acquire(k);
+      }
+      l->poll();
+    }
+    if (ms == 5'000) {
+      for (auto& l : instances) at_5s += l->stats().bytes_used;
+    }
+  }
+  std::uint64_t at_30s = 0;
+  for (auto& l : instances) at_30s += l->stats().bytes_used;
+  EXPECT_LT(at_30s, at_5s * 3 / 2) << "bytes_used at 5 s " << at_5s << ", at 30 s " << at_30s;
 }
 
 }  // namespace

@@ -459,23 +459,11 @@ py::dict stats_to_dict(const tollgate::Stats& s) {
   py::list breakers;
   for (auto b : s.breakers) breakers.append(py::str(std::string(tollgate::to_string(b))));
   py::dict d;
-  d["admitted"] = s.admitted;
-  d["admitted_tokens"] = s.admitted_tokens;
+#define TOLLGATE_STATS_ITEM(name, since, help) d[#name] = s.name;
+  TOLLGATE_STATS_COUNTERS(TOLLGATE_STATS_ITEM)
+#undef TOLLGATE_STATS_ITEM
   d["denied"] = denied;
   d["denied_total"] = s.denied_total();
-  d["leases_asked"] = s.leases_asked;
-  d["leases_granted"] = s.leases_granted;
-  d["tokens_leased"] = s.tokens_leased;
-  d["tokens_given_back"] = s.tokens_given_back;
-  d["tokens_expired"] = s.tokens_expired;
-  d["keys_tracked"] = s.keys_tracked;
-  d["keys_evicted"] = s.keys_evicted;
-  d["bytes_used"] = s.bytes_used;
-  d["lease_failures"] = s.lease_failures;
-  d["fallback_tokens"] = s.fallback_tokens;
-  d["fallback_dropped"] = s.fallback_dropped;
-  d["breaker_transitions"] = s.breaker_transitions;
-  d["breakers_opened"] = s.breakers_opened;
   d["breakers"] = breakers;
   return d;
 }

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "tollgate/breaker_config.h"
 #include "tollgate/clock.h"
 #include "tollgate/export.h"
 
@@ -82,10 +83,6 @@ struct Policy {
   // their demand, instead of first come, first served. Token buckets only; unset: on in a
   // group with a budget, off otherwise.
   std::optional<bool> fair_instances;
-  // The budget of `group`, copied from Config::groups by the Limiter (a store reads it
-  // here); group_rate 0: no group budget.
-  double group_rate = 0;
-  double group_burst = 0;
 
   // The most one acquire may cost: burst for a bucket, limit otherwise.
   TOLLGATE_API std::uint64_t capacity() const noexcept;
@@ -95,6 +92,15 @@ struct Policy {
   // The local fallback bucket's rate and burst, defaults applied.
   TOLLGATE_API double fallback_rate() const noexcept;
   TOLLGATE_API double fallback_burst() const noexcept;
+};
+
+// A policy as the stores are given it (LeaseRequest::policy): the Policy of the config and
+// what is derived for it from the rest of the config (Config::resolved_policies()).
+struct ResolvedPolicy : Policy {
+  // The budget of `group` from Config::groups; group_rate 0: no group budget.
+  double group_rate = 0;
+  double group_burst = 0;
+
   bool has_group_budget() const noexcept { return group_rate > 0; }
   double effective_group_burst() const noexcept {
     return group_burst > 0 ? group_burst : group_rate;
@@ -107,6 +113,8 @@ enum class ColdKeyMode : std::uint8_t {
   kDeny = 0,        // try_acquire on a key without a lease is denied (reason cold_key)
   kOptimistic = 1,  // admit up to `allowance` tokens; the first lease pays them back
 };
+
+TOLLGATE_API std::string_view to_string(ColdKeyMode mode) noexcept;
 
 struct ColdKeys {
   ColdKeyMode mode = ColdKeyMode::kDeny;
@@ -130,20 +138,6 @@ struct LeaseOptions {
   // key nobody waits for) go to a shard at most once per this period, all in one call;
   // a key with waiters, or whose shard is failing, is sent at once.
   Nanos refresh = std::chrono::seconds{1};
-};
-
-// A circuit breaker per Redis shard (docs/redis.md). Names as in Polly and resilience4j.
-struct BreakerConfig {
-  double failure_ratio = 0.5;             // Polly FailureRatio
-  double slow_call_rate_threshold = 1.0;  // resilience4j slowCallRateThreshold, as a ratio
-  Nanos slow_call_duration_threshold = std::chrono::milliseconds{500};
-  // Short, because a shard sees few calls (leases are batched): a long window would take
-  // many seconds to notice an outage (docs/resilience.md).
-  Nanos sampling_duration = std::chrono::seconds{2};  // Polly SamplingDuration
-  std::size_t sliding_window_size = 0;                // > 0: count-based window of the last N calls
-  std::size_t minimum_throughput = 5;                 // Polly MinimumThroughput
-  Nanos break_duration = std::chrono::seconds{5};     // Polly BreakDuration
-  std::size_t permitted_calls_in_half_open = 1;       // resilience4j
 };
 
 // Per Redis shard: at most max_in_flight lease requests (keys) on the wire, at most
@@ -183,8 +177,8 @@ struct Config {
   TOLLGATE_API static Config from_json_file(const std::string& path);
   // Throws ConfigError for the first invalid field.
   TOLLGATE_API void validate() const;
-  // The policies with their group's budget filled in (Policy::group_rate, group_burst).
-  TOLLGATE_API std::vector<Policy> resolved_policies() const;
+  // The policies with their group's budget filled in (ResolvedPolicy::group_rate, group_burst).
+  TOLLGATE_API std::vector<ResolvedPolicy> resolved_policies() const;
 };
 
 class TOLLGATE_API ConfigError : public std::invalid_argument {

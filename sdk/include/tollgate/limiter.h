@@ -13,30 +13,21 @@
 #include "tollgate/export.h"
 #include "tollgate/observer.h"
 #include "tollgate/quota_store.h"
+#include "tollgate/stats_list.h"
 
 namespace tollgate {
 
 class Limiter;
 class LimiterImpl;
 
+// Counters since the limiter started (each one declared in tollgate/stats_list.h, where
+// it says what it counts), denials by reason, and each shard's breaker now.
 struct Stats {
-  std::uint64_t admitted = 0;                        // decisions that admitted
-  std::uint64_t admitted_tokens = 0;                 // their summed cost
+#define TOLLGATE_STATS_FIELD(name, since, help) std::uint64_t name = 0;
+  TOLLGATE_STATS_COUNTERS(TOLLGATE_STATS_FIELD)
+#undef TOLLGATE_STATS_FIELD
   std::array<std::uint64_t, kReasonCount> denied{};  // denials by Reason
-  std::uint64_t leases_asked = 0;
-  std::uint64_t leases_granted = 0;  // answers with granted > 0
-  std::uint64_t tokens_leased = 0;
-  std::uint64_t tokens_given_back = 0;
-  std::uint64_t tokens_expired = 0;  // leased, unspent, expired before they could go back
-  std::uint64_t keys_tracked = 0;
-  std::uint64_t keys_evicted = 0;
-  std::uint64_t bytes_used = 0;           // key table, entries and wait queues
-  std::uint64_t lease_failures = 0;       // keys whose lease request failed (shard unavailable)
-  std::uint64_t fallback_tokens = 0;      // tokens the local fallback buckets handed out
-  std::uint64_t fallback_dropped = 0;     // of which unspent when the shard came back
-  std::uint64_t breaker_transitions = 0;  // circuit breaker state changes, all shards
-  std::uint64_t breakers_opened = 0;      // of which to open
-  std::vector<BreakerState> breakers;     // each shard's breaker now (empty: in-process store)
+  std::vector<BreakerState> breakers;  // each shard's breaker now (empty: in-process store)
 
   std::uint64_t denied_total() const noexcept {
     std::uint64_t n = 0;

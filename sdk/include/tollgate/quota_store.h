@@ -10,6 +10,7 @@
 #include "tollgate/config.h"
 #include "tollgate/export.h"
 #include "tollgate/observer.h"
+#include "tollgate/stats_list.h"
 
 namespace tollgate {
 
@@ -17,7 +18,7 @@ namespace tollgate {
 // reservation (absolute, not a delta), so repeating it is harmless.
 struct LeaseRequest {
   std::string key;
-  std::shared_ptr<const Policy> policy;
+  std::shared_ptr<const ResolvedPolicy> policy;
   std::uint64_t want = 0;  // tokens wished for
   std::uint64_t min = 1;   // smaller grants are useless: grant 0 instead
   std::string request_id;  // a retry with the same id gets the first answer
@@ -54,10 +55,18 @@ struct LeaseGrant {
 // that expiry, so returning tokens can never stretch the admission bound.
 struct GiveBack {
   std::string key;
-  std::shared_ptr<const Policy> policy;
+  std::shared_ptr<const ResolvedPolicy> policy;
   std::uint64_t tokens = 0;
   Nanos expires_at{0};
   std::string holder;
+};
+
+// A store's own counters since it started (tollgate/stats_list.h, TOLLGATE_STATS_STORE);
+// Limiter::stats() reports them.
+struct StoreStats {
+#define TOLLGATE_STATS_FIELD(name, since, help) std::uint64_t name = 0;
+  TOLLGATE_STATS_STORE(TOLLGATE_STATS_FIELD)
+#undef TOLLGATE_STATS_FIELD
 };
 
 // The seam between the local leases and wherever the global buckets live.
@@ -80,6 +89,8 @@ class TOLLGATE_API QuotaStore {
   virtual void set_observer(std::shared_ptr<Observer> /*observer*/) {}
   // One state per shard; empty for a store without shards.
   virtual std::vector<BreakerState> breaker_states() const { return {}; }
+  // The store's own counters; zero for a store that counts none.
+  virtual StoreStats stats() const { return {}; }
 };
 
 // Global buckets in this process: the embedded default, and the reference for the

@@ -228,11 +228,13 @@ TG_API void tg_permit_destroy(tg_permit** permit);
 
 /* ---- Stats -------------------------------------------------------------------------------- */
 
-#define TG_STATS_VERSION 2
+#define TG_STATS_VERSION 3
 /* The reasons of version 1, which denied[] counts; reasons added since have fields of their
    own at the end, so that the struct only ever grows there. */
 #define TG_STATS_DENIED_SLOTS 15
-/* Counters since the limiter started. Grows only at the end. */
+/* Counters since the limiter started. Grows only at the end. What each counter counts is
+   declared once in tollgate/stats_list.h (the C++ Stats has the same names); the library's
+   build checks that every counter there has its field here, within its version. */
 typedef struct tg_stats {
   unsigned int version;
   uint64_t admitted;        /* decisions that admitted */
@@ -258,13 +260,23 @@ typedef struct tg_stats {
   uint64_t fallback_dropped; /* of which unspent when the shard came back */
   /* version 2 */
   uint64_t denied_over_group_limit; /* denials with TG_REASON_OVER_GROUP_LIMIT */
+  /* version 3: the Redis store's own counters */
+  uint64_t bulkhead_rejected; /* keys refused at once: their shard's bulkhead was full */
+  uint64_t short_circuited;   /* keys failed at once: their shard's circuit breaker was open */
+  uint64_t store_retries;     /* lease batches sent again after a transport failure */
 } tg_stats;
 #define TG_STATS_INIT \
-  { TG_STATS_VERSION, 0, 0, 0, {0}, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+  { TG_STATS_VERSION, 0, 0, 0, {0}, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 TG_API tg_status tg_stats_init(tg_stats* stats, unsigned int version);
 
 /* Fills *out_stats, whose `version` the caller has set (TG_STATS_INIT or tg_stats_init). */
 TG_API tg_status tg_limiter_stats(tg_stats* out_stats, tg_limiter* limiter);
+
+/* The fields of tg_stats (this library's TG_STATS_VERSION), for bindings that mirror the
+   struct and check their mirror: the name of the field at `index` (from 0, in no particular
+   order; static storage, never freed) and its byte offset into *out_offset; past the last
+   field, NULL and sizeof(tg_stats). `denied` is the array of TG_STATS_DENIED_SLOTS. */
+TG_API const char* tg_stats_field(size_t* out_offset, size_t index);
 
 /* Copies each shard's breaker state into out_states (room for `capacity`), and the number of
    shards into *out_count (which may exceed capacity). */

@@ -1,16 +1,76 @@
 // tg_limiter_stats and tg_limiter_breakers: the versioned C view of tollgate::Stats.
 #include "capi/capi_internal.h"
 
+#include <cstddef>
+#include <cstring>
+#include <iterator>
+#include <type_traits>
+
 using tollgate::capi::guarded;
+
+namespace {
+
+// Where each version's layout of tg_stats ends (a caller of version v has a struct this long).
+constexpr std::size_t kStatsEnd[] = {0, offsetof(tg_stats, denied_over_group_limit),
+                                     offsetof(tg_stats, bulkhead_rejected), sizeof(tg_stats)};
+static_assert(std::size(kStatsEnd) == TG_STATS_VERSION + 1, "a tg_stats version without its end");
+
+// Every counter of tollgate/stats_list.h has a uint64_t field of its name in tg_stats, within
+// the layout of the version the list gives it.
+#define TG_CHECK_FIELD(name, since, help)                                                   \
+  static_assert(std::is_same_v<decltype(tg_stats::name), uint64_t>, #name " not uint64_t"); \
+  static_assert(since <= TG_STATS_VERSION &&                                                \
+                    offsetof(tg_stats, name) + sizeof(uint64_t) <= kStatsEnd[since] &&      \
+                    (since == 1 || offsetof(tg_stats, name) >= kStatsEnd[since - 1]),       \
+                #name ": not in the layout of its tg_stats version");
+TOLLGATE_STATS_COUNTERS(TG_CHECK_FIELD)
+#undef TG_CHECK_FIELD
+
+// The fields of tg_stats that are no counter of the list; with the list, all of them.
+#define TG_STATS_OTHER_FIELDS(X)                                                \
+  X(version)                                                                    \
+  X(denied_total)                                                               \
+  X(denied) X(shards) X(breakers_closed) X(breakers_open) X(breakers_half_open) \
+      X(denied_over_group_limit)
+#define TG_FIELD_SIZE(name) +sizeof(tg_stats::name)
+#define TG_COUNTER_SIZE(name, since, help) +sizeof(uint64_t)
+constexpr std::size_t kNamedBytes =
+    0 TG_STATS_OTHER_FIELDS(TG_FIELD_SIZE) TOLLGATE_STATS_COUNTERS(TG_COUNTER_SIZE);
+// Nothing in tg_stats beside them but the padding after `version`: a counter added to the
+// struct but not to the list, or the other way round, fails here.
+static_assert(sizeof(tg_stats) ==
+                  kNamedBytes + offsetof(tg_stats, admitted) - sizeof(tg_stats::version),
+              "tg_stats has fields that tollgate/stats_list.h does not name");
+#undef TG_FIELD_SIZE
+#undef TG_COUNTER_SIZE
+
+struct Field {
+  const char* name;
+  std::size_t offset;
+};
+#define TG_OTHER_ENTRY(name) Field{#name, offsetof(tg_stats, name)},
+#define TG_COUNTER_ENTRY(name, since, help) Field{#name, offsetof(tg_stats, name)},
+constexpr Field kFields[] = {TG_STATS_OTHER_FIELDS(TG_OTHER_ENTRY)
+                                 TOLLGATE_STATS_COUNTERS(TG_COUNTER_ENTRY)};
+#undef TG_OTHER_ENTRY
+#undef TG_COUNTER_ENTRY
+
+}  // namespace
 
 extern "C" {
 
 tg_status tg_stats_init(tg_stats* stats, unsigned int version) {
   if (stats == nullptr || version == 0 || version > TG_STATS_VERSION)
     return TG_ERR_INVALID_ARGUMENT;
-  *stats = tg_stats{};
+  std::memset(stats, 0, kStatsEnd[version]);  // a caller of version v has no more than this
   stats->version = version;
   return TG_OK;
+}
+
+const char* tg_stats_field(size_t* out_offset, size_t index) {
+  const bool past = index >= std::size(kFields);
+  if (out_offset != nullptr) *out_offset = past ? sizeof(tg_stats) : kFields[index].offset;
+  return past ? nullptr : kFields[index].name;
 }
 
 tg_status tg_limiter_stats(tg_stats* out_stats, tg_limiter* limiter) {
@@ -19,27 +79,16 @@ tg_status tg_limiter_stats(tg_stats* out_stats, tg_limiter* limiter) {
     return TG_ERR_INVALID_ARGUMENT;
   return guarded([&] {
     const tollgate::Stats s = limiter->limiter->stats();
-    tg_stats& o = *out_stats;  // version 1: every field up to fallback_dropped
-    o.admitted = s.admitted;
-    o.admitted_tokens = s.admitted_tokens;
+    tg_stats& o = *out_stats;  // only the fields of o.version's layout are written
+#define TG_COPY(name, since, help) \
+  if (o.version >= since) o.name = s.name;
+    TOLLGATE_STATS_COUNTERS(TG_COPY)
+#undef TG_COPY
     o.denied_total = s.denied_total();
     static_assert(TG_REASON_COUNT == tollgate::kReasonCount, "tg_reason and Reason disagree");
     // A new reason needs a field of its own at the end, and a new version.
     static_assert(TG_REASON_COUNT == TG_STATS_DENIED_SLOTS + 1, "a reason without a stats field");
     for (int i = 0; i < TG_STATS_DENIED_SLOTS; ++i) o.denied[i] = s.denied[i];
-    o.leases_asked = s.leases_asked;
-    o.leases_granted = s.leases_granted;
-    o.tokens_leased = s.tokens_leased;
-    o.tokens_given_back = s.tokens_given_back;
-    o.tokens_expired = s.tokens_expired;
-    o.keys_tracked = s.keys_tracked;
-    o.keys_evicted = s.keys_evicted;
-    o.bytes_used = s.bytes_used;
-    o.lease_failures = s.lease_failures;
-    o.breaker_transitions = s.breaker_transitions;
-    o.breakers_opened = s.breakers_opened;
-    o.fallback_tokens = s.fallback_tokens;
-    o.fallback_dropped = s.fallback_dropped;
     if (o.version >= 2) {
       o.denied_over_group_limit = s.denied[static_cast<int>(tollgate::Reason::kOverGroupLimit)];
     }

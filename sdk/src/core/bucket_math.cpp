@@ -321,7 +321,7 @@ FairShare fair_share(double capacity, std::span<const Claim> in) {
   return {FairShare::kLevel, lambda};
 }
 
-LeaseAnswer lease_shared(TenantState& t, GroupState* group, const Policy& p,
+LeaseAnswer lease_shared(TenantState& t, GroupState* group, const ResolvedPolicy& p,
                          std::string_view tenant, std::string_view holder, double demand,
                          std::uint64_t held, const LeaseAsk& ask, std::int64_t now) {
   TokenBucketState& b = t.bucket;
@@ -453,13 +453,13 @@ LeaseAnswer lease_shared(TenantState& t, GroupState* group, const Policy& p,
   return a;
 }
 
-bool idle(const TenantState& t, const Policy& p, std::int64_t now) noexcept {
+bool idle(const TenantState& t, const ResolvedPolicy& p, std::int64_t now) noexcept {
   return idle(t.bucket, p, now) &&
          std::all_of(t.instances.begin(), t.instances.end(),
                      [&](const auto& kv) { return kv.second.seen <= now - t.ttl; });
 }
 
-bool idle(const GroupState& g, const Policy& p, std::int64_t now) noexcept {
+bool idle(const GroupState& g, const ResolvedPolicy& p, std::int64_t now) noexcept {
   return bucket_idle(g.bucket, p.group_rate, p.effective_group_burst(), now) &&
          std::all_of(g.tenants.begin(), g.tenants.end(),
                      [&](const auto& kv) { return kv.second.seen <= now - g.ttl; });

@@ -134,11 +134,11 @@ struct GroupState {
 
 // A token-bucket lease with shares. `group` is null when the policy has no group budget.
 // `tenant` names the key within its group.
-LeaseAnswer lease_shared(TenantState& t, GroupState* group, const Policy& p,
+LeaseAnswer lease_shared(TenantState& t, GroupState* group, const ResolvedPolicy& p,
                          std::string_view tenant, std::string_view holder, double demand,
                          std::uint64_t held, const LeaseAsk& ask, std::int64_t now);
-bool idle(const TenantState& t, const Policy& p, std::int64_t now) noexcept;
-bool idle(const GroupState& g, const Policy& p, std::int64_t now) noexcept;
+bool idle(const TenantState& t, const ResolvedPolicy& p, std::int64_t now) noexcept;
+bool idle(const GroupState& g, const ResolvedPolicy& p, std::int64_t now) noexcept;
 
 LeaseAnswer lease_token_bucket(TokenBucketState& s, const Policy& p, const LeaseAsk& ask,
                                std::int64_t now) noexcept;

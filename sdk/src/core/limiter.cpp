@@ -72,9 +72,9 @@ LimiterImpl::LimiterImpl(Config config, Limiter::Options options)
   if (!store_) store_ = make_store(*config_, clock_);
   relay_->user = std::move(options.observer);
   store_->set_observer(relay_);
-  for (const Policy& p : config_->resolved_policies()) {
+  for (const ResolvedPolicy& p : config_->resolved_policies()) {
     CompiledPolicy c;
-    c.spec = std::make_shared<const Policy>(p);
+    c.spec = std::make_shared<const ResolvedPolicy>(p);
     c.capacity = p.capacity();
     c.concurrency = p.kind == PolicyKind::kConcurrency;
     auto frac = static_cast<std::uint64_t>(
@@ -458,12 +458,19 @@ void LimiterImpl::tick() {
     if (!e->retired.load(std::memory_order_acquire)) consider(e, now);
   }
   while (!timers_.empty() && timers_.top().at <= now) {
-    Entry* e = timers_.top().entry;
+    const Timer t = timers_.top();
+    Entry* e = t.entry;
     timers_.pop();
     --e->s.timer_refs;
+    // Only the entry's earliest timer is live (next_timer); a later one that an earlier
+    // add_timer superseded is stale: the live one has fired already and its maintain() set
+    // what is needed now. Running stale ones too made every fired duplicate push another,
+    // and the heap grew without bound (timers are 16 bytes; timer_refs is 16 bits).
+    if (to_ms(t.at) != e->s.next_timer) continue;
     e->s.next_timer = to_ms(now) + kNoTimer;  // unknown: the next add_timer pushes
     if (!e->retired.load(std::memory_order_acquire)) maintain(e, now);
   }
+  timer_count_.store(timers_.size(), std::memory_order_relaxed);
   flush(now);
   drain_inbox(now);  // stores that answer inline
   expire_deadlines(now);
@@ -533,7 +540,7 @@ void LimiterImpl::expire_leases(Entry* e, Nanos now) {
       give_backs_.push_back(GiveBack{
           std::string(e->key()), policies_[e->policy].spec, static_cast<std::uint64_t>(take),
           from_ms(s.leases[0].store_expiry) + store_offset_, instance_id_});
-      tokens_given_back_.fetch_add(take, std::memory_order_relaxed);
+      counted_.tokens_given_back.fetch_add(take, std::memory_order_relaxed);
     }
     s.leases[0] = s.leases[1];
     --s.lease_count;
@@ -576,7 +583,7 @@ void LimiterImpl::fallback_refill(Entry* e, Nanos now) {
   if (add <= 0) return;
   e->balance.fetch_add(add, std::memory_order_acq_rel);
   s.baseline_balance += add;
-  fallback_tokens_.fetch_add(static_cast<std::uint64_t>(add), std::memory_order_relaxed);
+  counted_.fallback_tokens.fetch_add(static_cast<std::uint64_t>(add), std::memory_order_relaxed);
   serve_waiters(e);
 }
 
@@ -587,7 +594,8 @@ void LimiterImpl::leave_fallback(Entry* e) {
   if (e->fallback.exchange(core::kFallbackOff, std::memory_order_acq_rel) == core::kFallbackLocal) {
     const std::int64_t left = e->balance.exchange(0, std::memory_order_acq_rel);
     if (left > 0)
-      fallback_dropped_.fetch_add(static_cast<std::uint64_t>(left), std::memory_order_relaxed);
+      counted_.fallback_dropped.fetch_add(static_cast<std::uint64_t>(left),
+                                          std::memory_order_relaxed);
     e->s.baseline_balance = 0;
   }
 }
@@ -840,7 +848,7 @@ void LimiterImpl::flush(Nanos now, bool force) {
     partition_sent_[p] = now;
     sent_this_tick_ = true;
     for (Entry* x : entries) x->s.held = false;
-    leases_asked_.fetch_add(batch.size(), std::memory_order_relaxed);
+    counted_.leases_asked.fetch_add(batch.size(), std::memory_order_relaxed);
     send(now, std::move(batch), std::move(entries), std::move(mins), std::move(wants));
   }
   batch_ = std::move(kept);
@@ -931,7 +939,7 @@ void LimiterImpl::drain_inbox(Nanos now) {
     }
     if (ev.failed_keys > 0) {
       ev.outcome = LeaseOutcome::kFailed;
-      lease_failures_.fetch_add(ev.failed_keys, std::memory_order_relaxed);
+      counted_.lease_failures.fetch_add(ev.failed_keys, std::memory_order_relaxed);
     } else {
       // Failed answers (often instant: an open breaker) would drag the estimate down.
       const std::int64_t old = rtt_ns_.load(std::memory_order_relaxed);
@@ -979,8 +987,8 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
   const Nanos local_expiry = store_expiry - config_->leases.expiry_margin;
   const std::uint64_t granted = std::min<std::uint64_t>(g.granted, kMaxLeaseTokens);
   if (granted > 0) {
-    leases_granted_.fetch_add(1, std::memory_order_relaxed);
-    tokens_leased_.fetch_add(granted, std::memory_order_relaxed);
+    counted_.leases_granted.fetch_add(1, std::memory_order_relaxed);
+    counted_.tokens_leased.fetch_add(granted, std::memory_order_relaxed);
   }
   if (p.concurrency) {
     const std::int64_t reserved = s.lease_count > 0 ? s.leases[0].granted : 0;
@@ -1016,7 +1024,7 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
     // Expired before it arrived: hand it straight back (the store drops it if too late).
     give_backs_.push_back(
         GiveBack{std::string(e->key()), p.spec, granted, g.expires_at, instance_id_});
-    tokens_expired_.fetch_add(granted, std::memory_order_relaxed);
+    counted_.tokens_expired.fetch_add(granted, std::memory_order_relaxed);
   }
   const core::Ms previous_grant = s.last_grant;
   if (granted > 0 && !p.concurrency) s.last_grant = to_ms(sent_at) | 1;
@@ -1184,7 +1192,7 @@ bool LimiterImpl::evict(Entry* e, Nanos now) {
   if (policies_[e->policy].concurrency) b = e->s.lease_count > 0 ? e->s.leases[0].granted : 0;
   give_back(e, b);
   graveyard_.emplace_back(core::Epoch::advance(), e);
-  keys_evicted_.fetch_add(1, std::memory_order_relaxed);
+  counted_.keys_evicted.fetch_add(1, std::memory_order_relaxed);
   return true;
 }
 
@@ -1197,7 +1205,7 @@ void LimiterImpl::give_back(Entry* e, std::int64_t tokens) {
     give_backs_.push_back(GiveBack{std::string(e->key()), p.spec, static_cast<std::uint64_t>(part),
                                    from_ms(s.leases[i].store_expiry) + store_offset_,
                                    instance_id_});
-    tokens_given_back_.fetch_add(part, std::memory_order_relaxed);
+    counted_.tokens_given_back.fetch_add(part, std::memory_order_relaxed);
     tokens -= part;
   }
   s.lease_count = 0;
@@ -1218,32 +1226,33 @@ void LimiterImpl::reclaim() {
 
 Stats LimiterImpl::stats() const {
   Stats st;
+#define TOLLGATE_STATS_SUM(name, since, help) st.name += s.name.load(std::memory_order_relaxed);
   for (const Stripe& s : stripes_) {
-    st.admitted += s.admitted.load(std::memory_order_relaxed);
-    st.admitted_tokens += s.admitted_tokens.load(std::memory_order_relaxed);
+    TOLLGATE_STATS_ADMISSIONS(TOLLGATE_STATS_SUM)
     for (int r = 0; r < kReasonCount; ++r)
       st.denied[r] += s.denied[r].load(std::memory_order_relaxed);
   }
-  st.leases_asked = leases_asked_.load(std::memory_order_relaxed);
-  st.leases_granted = leases_granted_.load(std::memory_order_relaxed);
-  st.tokens_leased = tokens_leased_.load(std::memory_order_relaxed);
-  st.tokens_given_back = tokens_given_back_.load(std::memory_order_relaxed);
-  st.tokens_expired = tokens_expired_.load(std::memory_order_relaxed);
+  {
+    const SchedulerCounters& s = counted_;
+    TOLLGATE_STATS_SCHEDULER(TOLLGATE_STATS_SUM)
+  }
+#undef TOLLGATE_STATS_SUM
   st.keys_tracked = table_.size();
-  st.keys_evicted = keys_evicted_.load(std::memory_order_relaxed);
   std::size_t waiting = 0;
   {
     std::lock_guard lk(wait_mu_);
     waiting = waits_.size();
   }
-  st.bytes_used = table_.bytes_used() + waiting * (sizeof(core::Waiter) + 2 * sizeof(void*));
-  st.lease_failures = lease_failures_.load(std::memory_order_relaxed);
-  st.fallback_tokens = fallback_tokens_.load(std::memory_order_relaxed);
-  st.fallback_dropped = fallback_dropped_.load(std::memory_order_relaxed);
+  st.bytes_used = table_.bytes_used() + waiting * (sizeof(core::Waiter) + 2 * sizeof(void*)) +
+                  timer_count_.load(std::memory_order_relaxed) * sizeof(Timer);
   st.breaker_transitions = relay_->transitions.load(std::memory_order_relaxed);
   st.breakers_opened = relay_->opened.load(std::memory_order_relaxed);
   try {
     st.breakers = store_->breaker_states();
+    const StoreStats store = store_->stats();
+#define TOLLGATE_STATS_COPY(name, since, help) st.name = store.name;
+    TOLLGATE_STATS_STORE(TOLLGATE_STATS_COPY)
+#undef TOLLGATE_STATS_COPY
   } catch (...) {
   }
   return st;

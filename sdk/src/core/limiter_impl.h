@@ -59,7 +59,7 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
  private:
   using Entry = core::Entry;
   struct CompiledPolicy {
-    std::shared_ptr<const Policy> spec;
+    std::shared_ptr<const ResolvedPolicy> spec;
     std::uint64_t capacity = 0;
     std::uint64_t max_lease = 0;
     bool concurrency = false;
@@ -68,11 +68,15 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
     double fallback_rate = 0;                      // local bucket, tokens per second
     std::int64_t fallback_burst = 1;
   };
+#define TOLLGATE_STATS_ATOMIC(name, since, help) std::atomic<std::uint64_t> name{0};
   struct alignas(64) Stripe {
-    std::atomic<std::uint64_t> admitted{0};
-    std::atomic<std::uint64_t> admitted_tokens{0};
+    TOLLGATE_STATS_ADMISSIONS(TOLLGATE_STATS_ATOMIC)
     std::atomic<std::uint64_t> denied[kReasonCount]{};
   };
+  struct SchedulerCounters {
+    TOLLGATE_STATS_SCHEDULER(TOLLGATE_STATS_ATOMIC)
+  };
+#undef TOLLGATE_STATS_ATOMIC
   struct Timer {
     Nanos at;
     Entry* entry;
@@ -206,7 +210,8 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   // Scheduler state.
   std::mutex tick_mu_;
   std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
-  Nanos tick_now_{0};  // scheduler: the time of the tick that is running
+  Nanos tick_now_{0};                        // scheduler: the time of the tick that is running
+  std::atomic<std::size_t> timer_count_{0};  // timers_.size() after the last tick, for stats()
   std::vector<LeaseRequest> batch_;
   std::vector<Entry*> batch_entries_;
   std::vector<std::uint64_t> batch_mins_;
@@ -234,10 +239,8 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;
   std::uint64_t next_wait_ = 1;
 
-  // Counters the scheduler keeps.
-  std::atomic<std::uint64_t> leases_asked_{0}, leases_granted_{0}, tokens_leased_{0},
-      tokens_given_back_{0}, tokens_expired_{0}, keys_evicted_{0}, lease_failures_{0},
-      fallback_tokens_{0}, fallback_dropped_{0};
+  // Counters the scheduler keeps (and give_back on any thread, fallback on the hot path).
+  SchedulerCounters counted_;
 
   // The SDK's thread.
   std::thread thread_;

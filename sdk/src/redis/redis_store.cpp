@@ -1,30 +1,18 @@
 #include "redis/redis_store.h"
 
-#include <openssl/sha.h>
-
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cmath>
 #include <cstdio>
+#include <initializer_list>
 #include <mutex>
+#include <utility>
 
 #include "redis/keys.h"
 #include "redis/scripts.h"
 
 namespace tollgate::redis {
 namespace {
-
-std::string sha1_hex(std::string_view text) {
-  unsigned char digest[SHA_DIGEST_LENGTH];
-  SHA1(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
-  std::string hex(2 * SHA_DIGEST_LENGTH, '0');
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (int i = 0; i < SHA_DIGEST_LENGTH; ++i) {
-    hex[2 * i] = kHex[digest[i] >> 4];
-    hex[2 * i + 1] = kHex[digest[i] & 15];
-  }
-  return hex;
-}
 
 std::string_view group_of(const Policy& p, std::string_view key) {
   return p.group.empty() ? key : std::string_view(p.group);
@@ -40,64 +28,96 @@ std::string number(double v) {
   return buf;
 }
 
-// The keys and arguments of one request in the lease script's call (scripts.h: KEYS in
-// threes, ARGV in seventeens).
-void add_lease(const LeaseRequest& r, std::vector<std::string>& keys,
-               std::vector<std::string>& args) {
-  const Policy& p = *r.policy;
+// An EVALSHA of one script: its keys, then its ARGV filled slot by slot (Slot: LeaseArg or
+// GiveBackArg, in the order of the script's `slots` table).
+template <typename Slot>
+class Eval {
+ public:
+  Eval(const std::string& sha, std::initializer_list<std::string> keys)
+      : command_{"EVALSHA", sha, std::to_string(keys.size())} {
+    command_.insert(command_.end(), keys);
+    base_ = command_.size();
+    command_.resize(base_ + static_cast<std::size_t>(Slot::kCount));
+  }
+  Eval& set(Slot slot, std::string value) {
+    command_[base_ + static_cast<std::size_t>(slot)] = std::move(value);
+    return *this;
+  }
+  Command take() { return std::move(command_); }
+
+ private:
+  Command command_;
+  std::size_t base_ = 0;
+};
+
+Command lease_command(const std::string& sha, const LeaseRequest& r) {
+  const ResolvedPolicy& p = *r.policy;
   const std::string_view group = group_of(p, r.key);
   const bool budget = p.kind == PolicyKind::kTokenBucket && p.has_group_budget();
   const bool paced = p.kind == PolicyKind::kTokenBucket && p.shares_instances();
   const double demand = std::isfinite(r.demand) && r.demand > 0 ? r.demand : 0;
-  keys.push_back(bucket_key(group, p.name, r.key));
-  keys.push_back(request_key(group, r.request_id));
-  keys.push_back(group_key(group));
-  for (std::string a :
-       {std::to_string(static_cast<int>(p.kind)), std::to_string(r.want), std::to_string(r.min),
-        micros(r.ttl), number(p.rate), number(p.effective_burst()), std::to_string(p.limit),
-        micros(p.window), r.holder, number(demand), std::to_string(r.held),
-        number(budget ? p.group_rate : 0), number(p.effective_group_burst()), number(p.weight),
-        number(p.guaranteed_rate), std::string(paced ? "1" : "0"), tenant_field(p.name, r.key)}) {
-    args.push_back(std::move(a));
-  }
+  using A = LeaseArg;
+  return Eval<A>(sha, {bucket_key(group, p.name, r.key), request_key(group, r.request_id),
+                       group_key(group)})
+      .set(A::kKind, std::to_string(static_cast<int>(p.kind)))
+      .set(A::kWant, std::to_string(r.want))
+      .set(A::kMin, std::to_string(r.min))
+      .set(A::kTtlUs, micros(r.ttl))
+      .set(A::kRate, number(p.rate))
+      .set(A::kBurst, number(p.effective_burst()))
+      .set(A::kLimit, std::to_string(p.limit))
+      .set(A::kWindowUs, micros(p.window))
+      .set(A::kHolder, r.holder)
+      .set(A::kDemand, number(demand))
+      .set(A::kHeld, std::to_string(r.held))
+      .set(A::kGroupRate, number(budget ? p.group_rate : 0))
+      .set(A::kGroupBurst, number(p.effective_group_burst()))
+      .set(A::kWeight, number(p.weight))
+      .set(A::kGuaranteedRate, number(p.guaranteed_rate))
+      .set(A::kFairInstances, paced ? "1" : "0")
+      .set(A::kTenant, tenant_field(p.name, r.key))
+      .take();
 }
 
-// One EVALSHA of the lease script for many requests.
-Command lease_command(const std::string& sha, const std::vector<const LeaseRequest*>& requests) {
-  std::vector<std::string> keys, args;
-  keys.reserve(3 * requests.size());
-  args.reserve(17 * requests.size());
-  for (const LeaseRequest* r : requests) add_lease(*r, keys, args);
-  Command cmd;
-  cmd.reserve(3 + keys.size() + args.size());
-  cmd.push_back("EVALSHA");
-  cmd.push_back(sha);
-  cmd.push_back(std::to_string(keys.size()));
-  for (auto& k : keys) cmd.push_back(std::move(k));
-  for (auto& a : args) cmd.push_back(std::move(a));
-  return cmd;
+Command give_back_command(const std::string& sha, const GiveBack& g) {
+  const Policy& p = *g.policy;
+  using A = GiveBackArg;
+  return Eval<A>(sha, {bucket_key(group_of(p, g.key), p.name, g.key)})
+      .set(A::kKind, std::to_string(static_cast<int>(p.kind)))
+      .set(A::kTokens, std::to_string(g.tokens))
+      .set(A::kExpiresAtUs, micros(g.expires_at))
+      .set(A::kHolder, g.holder)
+      .set(A::kWindowUs, micros(p.window))
+      .take();
 }
 
-// One EVALSHA of the give-back script for many give-backs.
-Command give_back_command(const std::string& sha, const std::vector<const GiveBack*>& batch) {
-  Command cmd{"EVALSHA", sha, std::to_string(batch.size())};
-  for (const GiveBack* g : batch) {
-    const Policy& p = *g->policy;
-    cmd.push_back(bucket_key(group_of(p, g->key), p.name, g->key));
+// One EVALSHA of a script for many keys, from single-key calls of it: the keys of every
+// call, then the ARGV of every call, in order (the scripts take KEYS and ARGV in runs).
+Command many(std::vector<Command> calls) {
+  if (calls.size() == 1) return std::move(calls[0]);
+  std::size_t keys = 0, size = 3;
+  for (const Command& c : calls) {
+    keys += std::stoul(c[2]);
+    size += c.size() - 3;
   }
-  for (const GiveBack* g : batch) {
-    const Policy& p = *g->policy;
-    cmd.push_back(std::to_string(static_cast<int>(p.kind)));
-    cmd.push_back(std::to_string(g->tokens));
-    cmd.push_back(micros(g->expires_at));
-    cmd.push_back(g->holder);
-    cmd.push_back(micros(p.window));
+  Command out;
+  out.reserve(size);
+  out.push_back("EVALSHA");
+  out.push_back(calls[0][1]);
+  out.push_back(std::to_string(keys));
+  for (Command& c : calls) {
+    const std::size_t n = std::stoul(c[2]);
+    for (std::size_t i = 0; i < n; ++i) out.push_back(std::move(c[3 + i]));
   }
-  return cmd;
+  for (Command& c : calls) {
+    const std::size_t n = std::stoul(c[2]);
+    for (std::size_t i = 3 + n; i < c.size(); ++i) out.push_back(std::move(c[i]));
+  }
+  return out;
 }
 
-// {granted, now_us, expires_at_us, remaining, wait_until_us, limited_by} of the k-th key of
-// a call's reply (six integers per key).
+// {granted, now_us, expires_at_us, remaining, wait_until_us, limited_by} of the k-th of a
+// call's `keys` keys (six integers each).
 LeaseGrant to_grant(const Reply& r, std::size_t k, std::size_t keys) {
   LeaseGrant g;
   if (r.type != Reply::Type::kArray || r.elements.size() != 6 * keys) {
@@ -144,8 +164,8 @@ struct RedisTransport::Leases {
 
 RedisTransport::RedisTransport(const StoreConfig& config)
     : work_(asio::make_work_guard(io_)),
-      lease_sha_(sha1_hex(kLeaseScript)),
-      give_back_sha_(sha1_hex(kGiveBackScript)) {
+      lease_sha_(lua::kLeaseSha1),
+      give_back_sha_(lua::kGiveBackSha1) {
   for (std::size_t i = 0; i < config.shards.size(); ++i) {
     Connection::Options o;
     try {
@@ -223,18 +243,18 @@ void RedisTransport::send_lease_commands(std::size_t shard, std::shared_ptr<Leas
   // to a few milliseconds.
   std::vector<std::vector<std::size_t>> runs;
   for (std::size_t k = 0; k < idx.size(); k += kKeysPerScript) {
-    runs.emplace_back(
-        idx.begin() + static_cast<std::ptrdiff_t>(k),
-        idx.begin() + static_cast<std::ptrdiff_t>(std::min(idx.size(), k + kKeysPerScript)));
+    const std::size_t end = std::min(idx.size(), k + kKeysPerScript);
+    runs.emplace_back(idx.begin() + static_cast<std::ptrdiff_t>(k),
+                      idx.begin() + static_cast<std::ptrdiff_t>(end));
   }
   std::vector<Command> cmds;
   cmds.reserve(runs.size() + 1);
   if (reload) cmds.push_back({"SCRIPT", "LOAD", kLeaseScript});
   for (const auto& run : runs) {
-    std::vector<const LeaseRequest*> rs;
-    rs.reserve(run.size());
-    for (std::size_t i : run) rs.push_back(leases->requests[i]);
-    cmds.push_back(lease_command(lease_sha_, rs));
+    std::vector<Command> calls;
+    calls.reserve(run.size());
+    for (std::size_t i : run) calls.push_back(lease_command(lease_sha_, *leases->requests[i]));
+    cmds.push_back(many(std::move(calls)));
   }
   calls_ += runs.size();
   ++batches_;
@@ -275,16 +295,13 @@ void RedisTransport::send_lease_commands(std::size_t shard, std::shared_ptr<Leas
 
 void RedisTransport::send_give_backs(std::size_t shard, std::vector<GiveBack> batch) {
   auto cmds = std::make_shared<std::vector<Command>>();
-  std::vector<const GiveBack*> run;
+  std::vector<Command> run;
   for (const GiveBack& g : batch) {
     if (!g.policy) continue;
-    run.push_back(&g);
-    if (run.size() == kKeysPerScript) {
-      cmds->push_back(give_back_command(give_back_sha_, run));
-      run.clear();
-    }
+    run.push_back(give_back_command(give_back_sha_, g));
+    if (run.size() == kKeysPerScript) cmds->push_back(many(std::exchange(run, {})));
   }
-  if (!run.empty()) cmds->push_back(give_back_command(give_back_sha_, run));
+  if (!run.empty()) cmds->push_back(many(std::move(run)));
   if (cmds->empty()) return;
   calls_ += cmds->size();
   ++batches_;
@@ -322,6 +339,15 @@ RedisStore::Counters RedisStore::counters() const noexcept {
   const auto guard = guard_->counters();
   return {wire.calls,    wire.batches,          guard.failures,          wire.reloads,
           guard.retries, guard.short_circuited, guard.bulkhead_rejected, guard.most_in_flight};
+}
+
+StoreStats RedisStore::stats() const {
+  const auto guard = guard_->counters();
+  StoreStats s;
+  s.bulkhead_rejected = guard.bulkhead_rejected;
+  s.short_circuited = guard.short_circuited;
+  s.store_retries = guard.retries;
+  return s;
 }
 
 }  // namespace tollgate::redis

@@ -1,6 +1,6 @@
 // QuotaStore over Redis shards, in two layers:
 //   RedisTransport  the shards as a resilience::ShardTransport: one pipelined connection per
-//                   shard on one io_context thread it owns, the Lua scripts of scripts.h
+//                   shard on one io_context thread it owns, the Lua scripts of lua/*.lua
 //                   (loaded on connect, loaded again and resent after NOSCRIPT), group ->
 //                   shard by jump hash
 //   RedisStore      that transport under a resilience::GuardedStore (bulkhead, circuit
@@ -94,6 +94,7 @@ class RedisStore final : public QuotaStore {
     return guard_->partition_of(request);
   }
   std::vector<BreakerState> breaker_states() const override { return guard_->breaker_states(); }
+  StoreStats stats() const override;  // the guard's bulkhead, breaker and retry counts
 
   std::size_t shard_count() const noexcept { return transport_->shard_count(); }
   resilience::BreakerState breaker_state(std::size_t shard) const {

@@ -25,6 +25,7 @@
 #include <mutex>
 #include <vector>
 
+#include "tollgate/breaker_config.h"
 #include "tollgate/clock.h"
 #include "tollgate/observer.h"
 
@@ -32,16 +33,8 @@ namespace tollgate::resilience {
 
 using tollgate::BreakerState;  // the public enum (tollgate/observer.h)
 
-struct BreakerOptions {
-  double failure_ratio = 0.5;
-  double slow_call_rate_threshold = 1.0;
-  Nanos slow_call_duration_threshold = std::chrono::milliseconds(500);
-  Nanos sampling_duration = std::chrono::seconds(2);
-  std::size_t sliding_window_size = 0;  // > 0: the last N calls instead of a time window
-  std::size_t minimum_throughput = 5;
-  Nanos break_duration = std::chrono::seconds(5);
-  std::size_t permitted_calls_in_half_open = 1;
-};
+// The settings, as the config holds them (tollgate/breaker_config.h).
+using BreakerOptions = tollgate::BreakerConfig;
 
 class CircuitBreaker {
  public:

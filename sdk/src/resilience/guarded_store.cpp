@@ -10,19 +10,6 @@
 
 namespace tollgate::resilience {
 
-BreakerOptions breaker_options(const BreakerConfig& c) {
-  BreakerOptions o;
-  o.failure_ratio = c.failure_ratio;
-  o.slow_call_rate_threshold = c.slow_call_rate_threshold;
-  o.slow_call_duration_threshold = c.slow_call_duration_threshold;
-  o.sampling_duration = c.sampling_duration;
-  o.sliding_window_size = c.sliding_window_size;
-  o.minimum_throughput = c.minimum_throughput;
-  o.break_duration = c.break_duration;
-  o.permitted_calls_in_half_open = c.permitted_calls_in_half_open;
-  return o;
-}
-
 namespace {
 
 // One lease() call: its answers, and how many of its keys are still unanswered (plus one
@@ -185,7 +172,7 @@ GuardedStore::GuardedStore(std::shared_ptr<ShardTransport> transport, const Brea
   s.clock = clock ? std::move(clock) : SteadyClock::shared();
   s.timers = std::move(timers);
   s.rng.seed(retry.seed != 0 ? retry.seed : std::random_device{}());
-  const BreakerOptions options = breaker_options(breaker);
+  const BreakerOptions& options = breaker;  // one struct (tollgate/breaker_config.h)
   for (std::size_t i = 0; i < s.transport->shard_count(); ++i) {
     s.names.push_back(s.transport->shard_name(i));
     s.breakers.push_back(std::make_unique<CircuitBreaker>(options, s.clock));

@@ -19,7 +19,7 @@
 // Give-backs pass straight through (best effort; no bulkhead, breaker or retry).
 //
 // Refinements of the interface first agreed: RetryOptions has `jitter` and `seed`;
-// breaker_options() maps the config's BreakerConfig; breaker_state(shard) and
+// the breaker takes the config's BreakerConfig as it is; breaker_state(shard) and
 // breaker_counts(shard) for tests and reports. Error texts are "<shard_name>: <what>".
 //
 // Lifetime: callbacks and timers hold the store's state weakly. A transport's callback or
@@ -83,8 +83,6 @@ struct RetryOptions {
   std::uint64_t seed = 0;  // the jitter's random source; 0: from std::random_device
 };
 
-// The config's breaker settings as the breaker's options (the same eight fields).
-BreakerOptions breaker_options(const BreakerConfig& config);
 
 // QuotaStore = transport + per-shard bulkhead + per-shard circuit breaker + retry of a
 // failed (possibly applied) call with the same request ids. Clock and timers injected.

@@ -23,17 +23,17 @@ using BucketState = std::variant<core::TokenBucketState, core::WindowState, core
                                  core::TenantState>;
 
 // A token bucket with a group budget or fair instances keeps the records shares need.
-bool has_shares(const Policy& p) {
+bool has_shares(const ResolvedPolicy& p) {
   return p.kind == PolicyKind::kTokenBucket && (p.has_group_budget() || p.shares_instances());
 }
 
 struct Bucket {
   PolicyKind kind;
   BucketState state;
-  std::shared_ptr<const Policy> policy;  // the last one seen, to tell when it is idle
+  std::shared_ptr<const ResolvedPolicy> policy;  // the last one seen, to tell when it is idle
 };
 
-BucketState fresh_state(const Policy& p) {
+BucketState fresh_state(const ResolvedPolicy& p) {
   switch (p.kind) {
     case PolicyKind::kTokenBucket:
       if (has_shares(p)) return core::TenantState{};
@@ -65,7 +65,7 @@ struct InProcessStore::State {
   std::unordered_map<std::string, Bucket> buckets;
   struct Group {
     core::GroupState state;
-    std::shared_ptr<const Policy> policy;  // the last one seen, for its budget
+    std::shared_ptr<const ResolvedPolicy> policy;  // the last one seen, for its budget
   };
   std::unordered_map<std::string, Group> groups;
   // Idempotency: answers by request id, remembered for twice the lease TTL.
@@ -78,7 +78,7 @@ struct InProcessStore::State {
   std::size_t next_sweep = 1024;
   Totals totals;
 
-  Bucket& bucket(const std::shared_ptr<const Policy>& p, std::string_view key) {
+  Bucket& bucket(const std::shared_ptr<const ResolvedPolicy>& p, std::string_view key) {
     auto [it, inserted] = buckets.try_emplace(bucket_name(*p, key));
     if (inserted || it->second.kind != p->kind ||
         has_shares(*p) != std::holds_alternative<core::TenantState>(it->second.state)) {
@@ -97,7 +97,7 @@ struct InProcessStore::State {
       g.error = "lease request without a policy";
       return g;
     }
-    const Policy& p = *r.policy;
+    const ResolvedPolicy& p = *r.policy;
     core::LeaseAsk ask{r.want, r.min, r.ttl.count()};
     Bucket& b = bucket(r.policy, r.key);
     core::LeaseAnswer a;

@@ -74,7 +74,8 @@ public enum TollgateLogLevel
     Error = 3,
 }
 
-/// <summary>Counters of one limiter since it started.</summary>
+/// <summary>Counters of one limiter since it started (the native library declares them once, in
+/// tollgate/stats_list.h; StatsLayoutTests fails when one is missing here).</summary>
 public sealed class TollgateStats
 {
     /// <summary>Decisions that admitted.</summary>
@@ -93,16 +94,67 @@ public sealed class TollgateStats
     public ulong TokensLeased { get; init; }
     /// <summary>Unspent tokens given back.</summary>
     public ulong TokensGivenBack { get; init; }
-    /// <summary>Keys tracked now.</summary>
-    public ulong KeysTracked { get; init; }
+    /// <summary>Leased, unspent, expired before they could go back.</summary>
+    public ulong TokensExpired { get; init; }
+    /// <summary>Keys evicted from the key table.</summary>
+    public ulong KeysEvicted { get; init; }
     /// <summary>Keys whose lease request failed.</summary>
     public ulong LeaseFailures { get; init; }
-    /// <summary>Circuit breaker state changes, all shards.</summary>
-    public ulong BreakerTransitions { get; init; }
     /// <summary>Tokens the local fallback buckets handed out while a shard was unavailable.</summary>
     public ulong FallbackTokens { get; init; }
+    /// <summary>Of which unspent when the shard came back.</summary>
+    public ulong FallbackDropped { get; init; }
+    /// <summary>Keys tracked now.</summary>
+    public ulong KeysTracked { get; init; }
+    /// <summary>Bytes the key table, its entries and the wait queues use now.</summary>
+    public ulong BytesUsed { get; init; }
+    /// <summary>Circuit breaker state changes, all shards.</summary>
+    public ulong BreakerTransitions { get; init; }
+    /// <summary>Of which to open.</summary>
+    public ulong BreakersOpened { get; init; }
+    /// <summary>Keys refused at once: their shard's bulkhead was full.</summary>
+    public ulong BulkheadRejected { get; init; }
+    /// <summary>Keys failed at once: their shard's circuit breaker was open.</summary>
+    public ulong ShortCircuited { get; init; }
+    /// <summary>Lease batches sent again after a transport failure.</summary>
+    public ulong StoreRetries { get; init; }
     /// <summary>Each shard's breaker now (empty for the in-process store).</summary>
     public IReadOnlyList<BreakerState> Breakers { get; init; } = Array.Empty<BreakerState>();
+
+    internal static unsafe TollgateStats From(NativeStats s, BreakerState[] breakers)
+    {
+        var byReason = new Dictionary<Reason, ulong>();
+        for (int i = 0; i < Native.StatsDeniedSlots; i++)
+        {
+            ulong n = s.Denied[i];
+            if (n != 0) byReason[(Reason)i] = n;
+        }
+        if (s.DeniedOverGroupLimit != 0) byReason[Reason.OverGroupLimit] = s.DeniedOverGroupLimit;
+        return new TollgateStats
+        {
+            Admitted = s.Admitted,
+            AdmittedTokens = s.AdmittedTokens,
+            Denied = s.DeniedTotal,
+            DeniedByReason = byReason,
+            LeasesAsked = s.LeasesAsked,
+            LeasesGranted = s.LeasesGranted,
+            TokensLeased = s.TokensLeased,
+            TokensGivenBack = s.TokensGivenBack,
+            TokensExpired = s.TokensExpired,
+            KeysEvicted = s.KeysEvicted,
+            LeaseFailures = s.LeaseFailures,
+            FallbackTokens = s.FallbackTokens,
+            FallbackDropped = s.FallbackDropped,
+            KeysTracked = s.KeysTracked,
+            BytesUsed = s.BytesUsed,
+            BreakerTransitions = s.BreakerTransitions,
+            BreakersOpened = s.BreakersOpened,
+            BulkheadRejected = s.BulkheadRejected,
+            ShortCircuited = s.ShortCircuited,
+            StoreRetries = s.StoreRetries,
+            Breakers = breakers,
+        };
+    }
 }
 
 /// <summary>A configuration the native library refused; the message names the field.</summary>

@@ -56,6 +56,8 @@ internal unsafe struct NativeLimiterOptions
     public delegate* unmanaged[Cdecl]<void*, nint, void> OnLeaseStart; // not used by .NET
 }
 
+// tg_stats. StatsLayoutTests checks every field against the loaded library's tg_stats_field
+// (names and offsets), so a field added there and not here fails a test.
 [StructLayout(LayoutKind.Sequential)]
 internal unsafe struct NativeStats
 {
@@ -82,6 +84,9 @@ internal unsafe struct NativeStats
     public ulong FallbackTokens;
     public ulong FallbackDropped;
     public ulong DeniedOverGroupLimit;  // version 2
+    public ulong BulkheadRejected;      // version 3
+    public ulong ShortCircuited;
+    public ulong StoreRetries;
 }
 
 internal static unsafe partial class Native
@@ -91,7 +96,7 @@ internal static unsafe partial class Native
     // The binding needs at least this library version (TG_VERSION_NUM), and the same major.
     internal const int MinimumVersionNum = 100;
     internal const uint LimiterOptionsVersion = 1;
-    internal const uint StatsVersion = 2;
+    internal const uint StatsVersion = 3;
     // TG_STATS_DENIED_SLOTS: tg_stats.denied[] counts the reasons of version 1; later ones
     // have fields of their own at the end.
     internal const int StatsDeniedSlots = 15;
@@ -141,6 +146,9 @@ internal static unsafe partial class Native
 
     [LibraryImport(Library, EntryPoint = "tg_limiter_stats")]
     internal static partial Status LimiterStats(NativeStats* outStats, nint limiter);
+
+    [LibraryImport(Library, EntryPoint = "tg_stats_field")]
+    internal static partial byte* StatsField(nuint* outOffset, nuint index);
 
     [LibraryImport(Library, EntryPoint = "tg_limiter_breakers")]
     internal static partial Status LimiterBreakers(int* outStates, nuint capacity, nuint* outCount,

@@ -233,42 +233,26 @@ public sealed unsafe class TollgateLimiter : IDisposable
     {
         NativeStats s = default;
         s.Version = Native.StatsVersion;
-        int* states = stackalloc int[64];
-        nuint count = 0;
+        BreakerState[] breakers;
         bool added = false;
         try
         {
             Handle.DangerousAddRef(ref added);
             if (Native.LimiterStats(&s, Handle.DangerousGetHandle()) != Status.Ok)
                 throw new InvalidOperationException("Tollgate: tg_limiter_stats failed");
-            Native.LimiterBreakers(states, 64, &count, Handle.DangerousGetHandle());
+            // Every shard's breaker (a store's shard list does not change while it runs).
+            var states = new int[s.Shards];
+            nuint count = 0;
+            fixed (int* p = states)
+                Native.LimiterBreakers(p, (nuint)states.Length, &count, Handle.DangerousGetHandle());
+            breakers = new BreakerState[(int)Math.Min(count, (nuint)states.Length)];
+            for (int i = 0; i < breakers.Length; i++) breakers[i] = (BreakerState)states[i];
         }
         finally
         {
             if (added) Handle.DangerousRelease();
         }
-        var byReason = new Dictionary<Reason, ulong>();
-        for (int i = 0; i < Native.StatsDeniedSlots; i++)
-            if (s.Denied[i] != 0) byReason[(Reason)i] = s.Denied[i];
-        if (s.DeniedOverGroupLimit != 0) byReason[Reason.OverGroupLimit] = s.DeniedOverGroupLimit;
-        var breakers = new BreakerState[(int)Math.Min(count, 64)];
-        for (int i = 0; i < breakers.Length; i++) breakers[i] = (BreakerState)states[i];
-        return new TollgateStats
-        {
-            Admitted = s.Admitted,
-            AdmittedTokens = s.AdmittedTokens,
-            Denied = s.DeniedTotal,
-            DeniedByReason = byReason,
-            LeasesAsked = s.LeasesAsked,
-            LeasesGranted = s.LeasesGranted,
-            TokensLeased = s.TokensLeased,
-            TokensGivenBack = s.TokensGivenBack,
-            KeysTracked = s.KeysTracked,
-            LeaseFailures = s.LeaseFailures,
-            BreakerTransitions = s.BreakerTransitions,
-            FallbackTokens = s.FallbackTokens,
-            Breakers = breakers,
-        };
+        return TollgateStats.From(s, breakers);
     }
 
     /// <summary>A <see cref="RateLimiter"/> for one key (a tenant): a light view over this limiter.</summary>
