@@ -1013,7 +1013,7 @@ void Fleet::report(double wall) {
     if (steady[t] > 0) per_tenant.push_back(adm_steady_[t] / steady[t]);
   }
   std::uint64_t runs = 0;
-  double bytes = 0, calls_max = 0, busy_max = 0;
+  double bytes = 0, calls_max = 0, busy_max = 0, calls_steady_max = 0, busy_steady_max = 0;
   for (const auto& s : shards_) {
     runs += s->script_runs;
     bytes += s->bytes;
@@ -1023,6 +1023,12 @@ void Fleet::report(double wall) {
     for (std::size_t i = 0; i < n; ++i) {
       calls_max = std::max(calls_max, static_cast<double>(s->series.calls_per_s[i]));
       busy_max = std::max(busy_max, s->series.busy_s_per_s[i]);
+      // Seconds in the steady window (after a TTL, before the last): the fleet's start,
+      // when every key is cold at once, left out.
+      if (static_cast<double>(i) >= ttl && static_cast<double>(i + 1) <= T - ttl) {
+        calls_steady_max = std::max(calls_steady_max, static_cast<double>(s->series.calls_per_s[i]));
+        busy_steady_max = std::max(busy_steady_max, s->series.busy_s_per_s[i]);
+      }
     }
   }
   std::uint64_t leases_asked = 0, leases_granted = 0, lease_failures = 0, breakers_opened = 0;
@@ -1086,6 +1092,8 @@ void Fleet::report(double wall) {
   j["admitted_per_store_call"] = runs > 0 ? adm / static_cast<double>(runs) : 0;
   j["store_calls_per_shard_max"] = calls_max;
   j["shard_busy_max"] = busy_max;
+  j["store_calls_per_shard_steady_max"] = calls_steady_max;
+  j["shard_busy_steady_max"] = busy_steady_max;
   j["bytes_per_call"] = runs > 0 ? bytes / static_cast<double>(runs) : 0;
   j["store_calls"] = runs;
   j["decisions"] = decisions_;

@@ -5,9 +5,8 @@
 
 namespace tollgate::core {
 
-double demand_sample(double spent, double dt_s, double horizon_s) noexcept {
-  const double span = spent < kFewTokens ? std::max(dt_s, horizon_s) : dt_s;
-  return span > 0 ? spent / span : 0;
+double demand_sample(double spent, double dt_s) noexcept {
+  return dt_s > 0 ? spent / dt_s : 0;
 }
 
 std::uint64_t lease_want(double demand, std::uint64_t need, const LeaseSizing& s) noexcept {

@@ -15,11 +15,8 @@
 namespace tollgate::core {
 
 // A sample of local demand, tokens per second: `spent` tokens (denied ones included) over
-// `dt` seconds since the last credit. A few tokens say little about a rate: below
-// kFewTokens the sample spans at least the horizon, so that a key asked twice in quick
-// succession does not look busy and take a lease it will not spend before it expires.
-inline constexpr double kFewTokens = 8;
-double demand_sample(double spent, double dt_s, double horizon_s) noexcept;
+// `dt` seconds since the last credit or ask.
+double demand_sample(double spent, double dt_s) noexcept;
 
 struct LeaseSizing {
   double horizon_s = 2;          // seconds of local demand a lease covers
@@ -57,5 +54,9 @@ inline constexpr double kWorthACall = 100;
 // this fraction of the refresh period, so that a new tenant is served within one short
 // hold while a fleet starting up does not send one call per key.
 inline constexpr double kColdHoldFraction = 1.0 / 4;
+
+// The hold never exceeds this fraction of the lease TTL, nor a scarcity wait half of it: the
+// store's share levels hold a quarter of a TTL of a rate, so wait plus hold must fit in it.
+inline constexpr int kHoldTtlDivisor = 8;
 
 }  // namespace tollgate::core

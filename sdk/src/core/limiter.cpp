@@ -745,7 +745,7 @@ double LimiterImpl::sample_demand(Entry* e, Ms nms, std::int64_t balance, std::u
       static_cast<double>(std::max<std::int64_t>(0, s.baseline_balance - balance)) +
       static_cast<double>(denials - s.baseline_denials) *
           static_cast<double>(std::max<std::uint64_t>(1, denied_cost));
-  const double sample = core::demand_sample(spent, dt, horizon);
+  const double sample = core::demand_sample(spent, dt);
   const double alpha = 1.0 - std::exp(-dt / 0.5);
   s.rate = s.rate <= 0 ? static_cast<float>(sample)
                        : static_cast<float>(alpha * sample + (1 - alpha) * s.rate);
@@ -815,7 +815,8 @@ void LimiterImpl::flush(Nanos now, bool force) {
     if (last != partition_sent_.end() && most != kUrgent) {
       // Never longer than a quarter of a TTL: the store's share levels hold that much of a
       // rate, so a longer wait would leave part of an instance's share unused.
-      const Nanos period = std::min(config_->leases.refresh, config_->leases.ttl / 4);
+      const Nanos period =
+        std::min(config_->leases.refresh, config_->leases.ttl / core::kHoldTtlDivisor);
       const Nanos hold = most == kCold
                              ? std::chrono::duration_cast<Nanos>(period * core::kColdHoldFraction)
                              : period;
@@ -1052,9 +1053,10 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
       Nanos wait{static_cast<std::int64_t>(secs * 1e9)};
       // The partition's next call (within LeaseOptions::refresh) paces it further.
       const Nanos refresh = config_->leases.refresh;
-      const Nanos most = refresh > Nanos{0}
-                             ? std::min(config_->leases.ttl / 4, std::max(kTick, refresh / 2))
-                             : config_->leases.ttl / 4;
+      const Nanos most =
+          refresh > Nanos{0}
+              ? std::max(kTick, std::min(refresh / 2, config_->leases.ttl / core::kHoldTtlDivisor))
+              : config_->leases.ttl / 4;
       wait = std::clamp(wait, kTick, most);
       retry_at = (now + wait).count();
     }
