@@ -289,8 +289,9 @@ void RedisClusterTransport::send_give_backs(std::size_t, std::vector<GiveBack> b
       if (o == kUnknown || !nodes_[o].connection || closing_) continue;  // best effort
       by_node[o].push_back(give_back_command(give_back_sha_, g));
     }
-    for (auto& [node, list] : by_node) {
-      auto cmds = std::make_shared<std::vector<Command>>(std::move(list));
+    for (auto& entry : by_node) {
+      const auto node = entry.first;  // a structured binding cannot be captured by clang 14
+      auto cmds = std::make_shared<std::vector<Command>>(std::move(entry.second));
       calls_ += cmds->size();
       ++batches_;
       nodes_[node].connection->send(
