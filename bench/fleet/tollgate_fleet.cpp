@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "../common/duration_arg.h"
 #include "faults/faulty_store.h"
 #include "model.h"
 #include "quota/bucket_math.h"
@@ -100,15 +101,7 @@ is not met.
   std::exit(2);
 }
 
-double seconds_of(const std::string& v) {
-  std::size_t used = 0;
-  const double x = std::stod(v, &used);
-  const std::string unit = v.substr(used);
-  if (unit.empty() || unit == "s") return x;
-  if (unit == "ms") return x / 1000;
-  if (unit == "m" || unit == "min") return x * 60;
-  throw std::invalid_argument("unit");
-}
+using tollgate::bench::seconds_of;
 
 struct FaultSpec {
   std::string kind;

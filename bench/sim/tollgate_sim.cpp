@@ -51,11 +51,12 @@
 #include <thread>
 #include <vector>
 
+#include "../common/duration_arg.h"
 #include "faults/faulty_store.h"
 #include "quota/bucket_math.h"
-#include "store/redis/cluster_map.h"
 #include "redis_cluster.h"
 #include "redis_server.h"
+#include "store/redis/cluster_map.h"
 #include "store/redis/redis_store.h"
 #include "tollgate/tollgate.hpp"
 
@@ -114,15 +115,7 @@ struct Options {
   std::exit(2);
 }
 
-// "5s", "500ms" or "5" (seconds).
-double seconds_of(const std::string& v) {
-  std::size_t used = 0;
-  const double x = std::stod(v, &used);
-  const std::string unit = v.substr(used);
-  if (unit.empty() || unit == "s") return x;
-  if (unit == "ms") return x / 1000;
-  throw std::invalid_argument("unit");
-}
+using tollgate::bench::seconds_of;
 
 Fault parse_fault(const std::string& v) {
   const auto colon = v.find(':'), at = v.find('@'), plus = v.find('+');
