@@ -98,7 +98,7 @@ tollgate::Config demo_config(const std::vector<KeySpec>& keys, int instance) {
   fw.limit = keys[3].limit;
   fw.window = keys[3].window;
   c.policies.push_back(fw);
-  // Leases, cold keys: the defaults (ttl 2 s, horizon 200 ms, at most 10% of capacity).
+  // Leases, cold keys: the SDK's defaults (LeaseOptions), printed at the start.
   c.instance_id = "demo-" + std::to_string(instance);
   return c;
 }
@@ -266,12 +266,17 @@ int main(int argc, char** argv) {
     }
   }
 
+  const tollgate::LeaseOptions& lo = limiters[0]->config().leases;
   std::printf(
       "tollgate %s demo: %d instances x %d threads, one shared InProcessStore, %.1f s, "
-      "offered load %.1fx capacity, %s split, lease ttl %.1f s\n",
+      "offered load %.1fx capacity, %s split, lease ttl %.1f s, horizon %.1f s, max_fraction "
+      "%.2f, min_tokens %llu, refresh %.1f s\n",
       std::string(tollgate::version()).c_str(), opt.instances, kThreadsPerInstance, opt.seconds,
       opt.demand, opt.uniform ? "even" : "skewed (instance i: weight i+1)",
-      std::chrono::duration<double>(lease_ttl).count());
+      std::chrono::duration<double>(lease_ttl).count(),
+      std::chrono::duration<double>(lo.horizon).count(), lo.max_fraction,
+      static_cast<unsigned long long>(lo.min_tokens),
+      std::chrono::duration<double>(lo.refresh).count());
   std::fflush(stdout);
 
   std::atomic<bool> stop{false};

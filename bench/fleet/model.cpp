@@ -47,6 +47,11 @@ double Shard::coin() {
   return std::uniform_real_distribution<double>(0, 1)(rng_);
 }
 
+std::uint64_t Shard::script_runs_for(std::size_t keys) const {
+  const std::size_t per = std::max<std::size_t>(1, cost_.keys_per_script);
+  return (keys + per - 1) / per;
+}
+
 void Shard::account(Nanos at, std::uint64_t runs, double busy_us) {
   const auto since = (at - start_).count();
   if (since < 0) return;
@@ -80,14 +85,15 @@ void Shard::arrive(std::shared_ptr<std::vector<LeaseRequest>> requests, Reply re
 // when its turn comes; the client's timeout answers it.
 bool Shard::serve(std::shared_ptr<std::vector<LeaseRequest>> requests, Reply reply, Nanos arrival,
                   Nanos deadline) {
-  double us = cost_.call_us;
+  const std::uint64_t runs = script_runs_for(requests->size());
+  double us = cost_.call_us + cost_.script_us * static_cast<double>(runs);
   for (const LeaseRequest& r : *requests) {
     const bool shared = r.policy && (r.policy->has_group_budget() || r.policy->shares_instances());
     us += shared ? cost_.shared_lease_us : cost_.lease_us;
   }
   const Nanos begin = std::max(arrival, busy_until_);
   busy_until_ = begin + Nanos{static_cast<std::int64_t>(us * 1000)};
-  account(begin, requests->size(), us);
+  account(begin, runs, us);
   bytes += cost_.lease_bytes * static_cast<double>(requests->size());
   Nanos back = busy_until_ + one_way();
   if (slow_ms > 0) back += Nanos{static_cast<std::int64_t>(coin() * slow_ms * 1e6)};
@@ -131,10 +137,12 @@ void Shard::arrive_give_backs(std::vector<GiveBack> batch) {
 }
 
 void Shard::serve_give_backs(std::vector<GiveBack> batch, Nanos arrival) {
-  const double us = cost_.call_us + cost_.give_back_us * static_cast<double>(batch.size());
+  const std::uint64_t runs = script_runs_for(batch.size());
+  const double us = cost_.call_us + cost_.script_us * static_cast<double>(runs) +
+                    cost_.give_back_us * static_cast<double>(batch.size());
   const Nanos begin = std::max(arrival, busy_until_);
   busy_until_ = begin + Nanos{static_cast<std::int64_t>(us * 1000)};
-  account(begin, batch.size(), us);
+  account(begin, runs, us);
   bytes += cost_.give_back_bytes * static_cast<double>(batch.size());
   loop_.at(busy_until_, [this, batch = std::move(batch)]() mutable {
     if (!killed) store_->give_back(std::move(batch));

@@ -60,12 +60,16 @@ class LoopTimers final : public tollgate::resilience::Timers {
 // What a call costs inside the store, as measured inside Redis (INFO commandstats of the
 // lease and give-back scripts; docs/performance.md), and the network between.
 struct CostModel {
-  double rtt_us = 100;           // mean round trip on the wire (lognormal, sigma below)
-  double rtt_sigma = 0.3;        // of the round trip's log
-  double call_us = 5;            // per round trip: read, parse, reply (pipelined batch)
-  double lease_us = 17;          // per lease script run, plain bucket
-  double shared_lease_us = 35;   // per lease script run, group budget or fair instances
-  double give_back_us = 8;       // per give-back script run
+  double rtt_us = 100;          // mean round trip on the wire (lognormal, sigma below)
+  double rtt_sigma = 0.3;       // of the round trip's log
+  double call_us = 5;           // per round trip: read, parse, reply (pipelined batch)
+  double script_us = 4;         // per script run (EVALSHA, TIME), beside its keys
+  double lease_us = 17;         // per key of a lease script run, plain bucket
+  double shared_lease_us = 35;  // per key, group budget or fair instances
+  double give_back_us = 8;      // per key of a give-back script run
+  // Keys one script run carries (the Redis store's multi-key scripts); a call of more
+  // keys is several runs in one pipelined round trip.
+  std::size_t keys_per_script = 256;
   double lease_bytes = 260;      // request + reply of one lease script run (RESP)
   double give_back_bytes = 120;  // of one give-back
 };
@@ -115,6 +119,7 @@ class Shard {
 
  private:
   void account(Nanos at, std::uint64_t runs, double busy_us);
+  std::uint64_t script_runs_for(std::size_t keys) const;
 
   std::size_t index_;
   Loop& loop_;

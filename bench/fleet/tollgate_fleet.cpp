@@ -76,10 +76,11 @@ usage: tollgate_fleet [options]
   --require-strength X  exit 4 unless, at every window length, some tenant or
                         group was offered >= X times what the bound allows
                         there (a check that offers less cannot fail)
-  --ttl-ms, --horizon-ms, --max-fraction, --min-tokens   lease settings
-                        (default: the SDK's defaults, LeaseOptions)
-  --rtt-us, --call-us, --lease-us, --shared-lease-us, --give-back-us
-                        the cost model (docs/performance.md, calibration)
+  --ttl-ms, --horizon-ms, --max-fraction, --min-tokens, --refresh-ms
+                        lease settings (default: the SDK's defaults, LeaseOptions)
+  --rtt-us, --call-us, --script-us, --lease-us, --shared-lease-us, --give-back-us,
+  --keys-per-script     the cost model: per round trip, per script run, per key
+                        (docs/performance.md, calibration)
   --inject-fault double-grant|spend-expired   a test-only broken store
                         (tools/faults) between every Limiter and its store
   --timeline FILE.csv   per 100 ms: admitted, offered and capacity per group
@@ -241,6 +242,12 @@ Options parse(int argc, char** argv) {
         o.leases.max_fraction = std::stod(value());
       } else if (a == "--min-tokens") {
         o.leases.min_tokens = std::stoull(value());
+      } else if (a == "--refresh-ms") {
+        o.leases.refresh = std::chrono::milliseconds(std::stoi(value()));
+      } else if (a == "--script-us") {
+        o.cost_model.script_us = std::stod(value());
+      } else if (a == "--keys-per-script") {
+        o.cost_model.keys_per_script = std::stoul(value());
       } else if (a == "--rtt-us") {
         o.cost_model.rtt_us = std::stod(value());
       } else if (a == "--call-us") {
@@ -999,7 +1006,7 @@ void Fleet::report(double wall) {
     if (steady[t] > 0) per_tenant.push_back(adm_steady_[t] / steady[t]);
   }
   std::uint64_t runs = 0;
-  double bytes = 0, calls_max = 0, busy_max = 0;
+  double bytes = 0, calls_max = 0, busy_max = 0, calls_steady_max = 0, busy_steady_max = 0;
   for (const auto& s : shards_) {
     runs += s->script_runs;
     bytes += s->bytes;
@@ -1009,6 +1016,12 @@ void Fleet::report(double wall) {
     for (std::size_t i = 0; i < n; ++i) {
       calls_max = std::max(calls_max, static_cast<double>(s->series.calls_per_s[i]));
       busy_max = std::max(busy_max, s->series.busy_s_per_s[i]);
+      // Seconds in the steady window (after a TTL, before the last): the fleet's start,
+      // when every key is cold at once, left out.
+      if (static_cast<double>(i) >= ttl && static_cast<double>(i + 1) <= T - ttl) {
+        calls_steady_max = std::max(calls_steady_max, static_cast<double>(s->series.calls_per_s[i]));
+        busy_steady_max = std::max(busy_steady_max, s->series.busy_s_per_s[i]);
+      }
     }
   }
   std::uint64_t leases_asked = 0, leases_granted = 0, lease_failures = 0, breakers_opened = 0;
@@ -1052,6 +1065,7 @@ void Fleet::report(double wall) {
       {"horizon_ms", o_.leases.horizon.count() / 1'000'000},
       {"max_fraction", o_.leases.max_fraction},
       {"min_tokens", o_.leases.min_tokens},
+      {"refresh_ms", o_.leases.refresh.count() / 1'000'000},
       {"cold_keys", config_.cold_keys.mode == tollgate::ColdKeyMode::kDeny ? "deny" : "optimistic"},
       {"command_timeout_ms", config_.store.command_timeout.count() / 1'000'000},
       {"fallback_instances", config_.policies[0].fallback.instances},
@@ -1060,6 +1074,8 @@ void Fleet::report(double wall) {
       {"shared_lease_us", o_.cost_model.shared_lease_us},
       {"give_back_us", o_.cost_model.give_back_us},
       {"call_us", o_.cost_model.call_us},
+      {"script_us", o_.cost_model.script_us},
+      {"keys_per_script", o_.cost_model.keys_per_script},
       {"inject_fault", std::string(tollgate::faults::to_string(o_.inject))}};
   j["utilization"] = ach > 0 ? adm / ach : 0;
   j["steady_utilization"] = ach_s > 0 ? adm_s / ach_s : 0;
@@ -1069,6 +1085,8 @@ void Fleet::report(double wall) {
   j["admitted_per_store_call"] = runs > 0 ? adm / static_cast<double>(runs) : 0;
   j["store_calls_per_shard_max"] = calls_max;
   j["shard_busy_max"] = busy_max;
+  j["store_calls_per_shard_steady_max"] = calls_steady_max;
+  j["shard_busy_steady_max"] = busy_steady_max;
   j["bytes_per_call"] = runs > 0 ? bytes / static_cast<double>(runs) : 0;
   j["store_calls"] = runs;
   j["decisions"] = decisions_;

@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""Server-side cost of one lease script call, plain and grouped, by the number of active
-tenants in the group (docs/quotas.md, docs/performance.md).
+"""Server-side cost of the lease script, plain and grouped, by the number of active tenants
+in the group and by the number of keys one call carries (docs/quotas.md,
+docs/performance.md). The script takes many keys per call (KEYS in threes, ARGV in
+seventeens); --keys-per-call K sends K keys per EVALSHA, from 60 instances in turn, and
+reports microseconds per call and per key.
 
 Starts a redis-server on a free loopback port, loads the lease script from
 sdk/src/store/redis/lua/lease.lua (its ARGV filled by the names of its `slots` table), and for each case sends pipelined EVALSHA calls with fresh request
 ids, then reads usec_per_call of evalsha from INFO commandstats (time inside Redis, no
 network). Standard library only.
 
-    bench/redis/group_script_cost.py [--calls 20000]
+    bench/redis/group_script_cost.py [--calls 20000] [--keys-per-call 1,128]
 """
 import argparse, os, re, shutil, socket, subprocess, sys, tempfile, time
 
@@ -72,7 +75,8 @@ def free_port():
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--calls", type=int, default=20000)
+    ap.add_argument("--calls", type=int, default=20000, help="keys per case")
+    ap.add_argument("--keys-per-call", default="1,128")
     o = ap.parse_args()
     script = open(os.path.join(ROOT, "sdk/src/store/redis/lua/lease.lua")).read()
     slots = re.findall(r"'([a-z_0-9]+)'", re.search(r"local slots = {([^}]*)}", script).group(1))
@@ -92,28 +96,40 @@ def main():
         sha = c.call("SCRIPT", "LOAD", script)
         rid = [0]
 
-        def lease(tenant, group_rate, paced):
+        def key(tenant, group_rate, paced, holder):
             rid[0] += 1
-            arg = dict(kind=0, want=10, min=1, ttl_us=2000000, rate=1e9, burst=1e9, limit=0,
-                       window_us=0, holder="h1", demand=100, held=0, group_rate=group_rate,
-                       group_burst=group_rate, weight=1, guaranteed_rate=0, fair_instances=paced,
-                       tenant="p:" + tenant)
-            return ["EVALSHA", sha, 3, "tg:{g}:b:p:" + tenant, "tg:{g}:r:%d" % rid[0], "tg:{g}:g"
-                    ] + [arg[name] for name in slots]
+            arg = dict(kind=0, want=10, min=1, ttl_us=8000000, rate=1e9, burst=1e9, limit=0,
+                       window_us=0, holder="h%d" % holder, demand=100, held=0,
+                       group_rate=group_rate, group_burst=group_rate, weight=1, guaranteed_rate=0,
+                       fair_instances=paced, tenant="p:" + tenant)
+            return (["tg:{g}:b:p:" + tenant, "tg:{g}:r:%d" % rid[0], "tg:{g}:g"],
+                    [arg[name] for name in slots])
 
-        print("%-34s %10s" % ("case", "us/call"))
+        def call(keys):
+            ks, args = [], []
+            for k, a in keys:
+                ks += k
+                args += a
+            return ["EVALSHA", sha, len(ks)] + ks + args
+
+        print("%-34s %6s %10s %10s" % ("case", "keys", "us/call", "us/key"))
         results = {}
         cases = [("plain token bucket", 1, 0, 0), ("fair instances, no group", 1, 0, 1)]
         cases += [("group, %d active tenants" % n, n, 1e6, 1) for n in (1, 10, 100, 1000)]
-        for name, tenants, group_rate, paced in cases:
-            c.call("FLUSHALL")
-            c.pipeline([lease("t%d" % i, group_rate, paced) for i in range(tenants)])
-            c.call("CONFIG", "RESETSTAT")
-            c.pipeline([lease("t%d" % (i % tenants), group_rate, paced) for i in range(o.calls)])
-            stats = c.call("INFO", "commandstats")
-            us = float(re.search(r"cmdstat_evalsha:.*usec_per_call=([0-9.]+)", stats).group(1))
-            results[name] = us
-            print("%-34s %10.1f" % (name, us))
+        for per in [int(x) for x in o.keys_per_call.split(",")]:
+            for name, tenants, group_rate, paced in cases:
+                c.call("FLUSHALL")
+                c.pipeline([call([key("t%d" % i, group_rate, paced, h) for h in range(60)])
+                            for i in range(tenants)])
+                c.call("CONFIG", "RESETSTAT")
+                n = max(1, o.calls // per)
+                c.pipeline([call([key("t%d" % ((j * per + i) % tenants), group_rate, paced,
+                                      (j * per + i) % 60) for i in range(per)])
+                            for j in range(n)], depth=max(1, 200 // per))
+                stats = c.call("INFO", "commandstats")
+                us = float(re.search(r"cmdstat_evalsha:.*usec_per_call=([0-9.]+)", stats).group(1))
+                results[(name, per)] = us
+                print("%-34s %6d %10.1f %10.2f" % (name, per, us, us / per))
     finally:
         server.terminate()
         server.wait()

@@ -95,6 +95,7 @@ struct Options {
   std::optional<int> ttl_ms;                // leases.ttl
   std::optional<double> max_fraction;       // leases.max_fraction
   std::optional<std::uint64_t> min_tokens;  // leases.min_tokens
+  std::optional<int> refresh_ms;            // leases.refresh
 };
 
 [[noreturn]] void usage(const std::string& why) {
@@ -104,6 +105,7 @@ struct Options {
                "       [--start-shards N | --shards URL,... | --start-cluster N] [--instances N]\n"
                "       [--tenants T] [--groups G] [--rate R] [--seconds S] [--demand X]\n"
                "       [--skew zipf:S] [--json] [--horizon-ms MS] [--max-fraction F] [--ttl-ms MS] "
+               "[--refresh-ms MS] "
                "[--min-tokens N]\n"
                "       [--series (fairness: admissions per tenant per 100 ms to stderr)]\n"
                "       [--fault stop|kill|slow|drop:SHARD@START+DURATION, e.g. stop:1@5s+10s]\n"
@@ -184,6 +186,8 @@ Options parse(int argc, char** argv) {
         const std::string v = value();
         if (v.rfind("zipf:", 0) != 0) usage("--skew takes zipf:S");
         o.zipf = std::stod(v.substr(5));
+      } else if (a == "--refresh-ms") {
+        o.refresh_ms = std::stoi(value());
       } else if (a == "--horizon-ms") {
         o.horizon_ms = std::stoi(value());
       } else if (a == "--ttl-ms") {
@@ -751,7 +755,10 @@ int main(int argc, char** argv) {
   const auto N = static_cast<std::size_t>(o.instances);
   constexpr int kThreads = 2;  // load threads per instance
   const double burst = o.rate;
-  const auto ttl = std::chrono::milliseconds(o.ttl_ms.value_or(4000));
+  // The SDK's lease defaults (LeaseOptions) unless a flag says otherwise.
+  const tollgate::LeaseOptions sdk_leases;
+  const auto ttl = o.ttl_ms ? std::chrono::milliseconds(*o.ttl_ms)
+                            : std::chrono::duration_cast<std::chrono::milliseconds>(sdk_leases.ttl);
 
   // Shards.
   std::vector<std::unique_ptr<tollgate::testing::RedisServer>> started;
@@ -791,9 +798,10 @@ int main(int argc, char** argv) {
     config.policies.push_back(p);
   }
   config.leases.ttl = ttl;
-  config.leases.horizon = std::chrono::milliseconds(o.horizon_ms.value_or(1000));
-  config.leases.max_fraction = o.max_fraction.value_or(0.25);
-  config.leases.min_tokens = o.min_tokens.value_or(400);
+  if (o.horizon_ms) config.leases.horizon = std::chrono::milliseconds(*o.horizon_ms);
+  if (o.max_fraction) config.leases.max_fraction = *o.max_fraction;
+  if (o.min_tokens) config.leases.min_tokens = *o.min_tokens;
+  if (o.refresh_ms) config.leases.refresh = std::chrono::milliseconds(*o.refresh_ms);
   if (cluster) {
     config.store.type = "redis_cluster";
     config.store.nodes = cluster->urls();
@@ -1164,6 +1172,12 @@ int main(int argc, char** argv) {
                         {"p999_ns", pct(0.999)},
                         {"latency_samples", all.size()},
                         {"faults", faults},
+                        {"settings",
+                         {{"ttl_ms", config.leases.ttl.count() / 1'000'000},
+                          {"horizon_ms", config.leases.horizon.count() / 1'000'000},
+                          {"max_fraction", config.leases.max_fraction},
+                          {"min_tokens", config.leases.min_tokens},
+                          {"refresh_ms", config.leases.refresh.count() / 1'000'000}}},
                         {"per_tenant", tenants}};
   if (o.json) {
     std::printf("%s\n", out.dump().c_str());
@@ -1180,6 +1194,13 @@ int main(int argc, char** argv) {
         min_offered_ratio, static_cast<unsigned long long>(calls), per_call,
         static_cast<unsigned long long>(pct(0.5)), static_cast<unsigned long long>(pct(0.99)),
         static_cast<unsigned long long>(pct(0.999)));
+    std::printf(
+        "lease settings: ttl %lld ms, horizon %lld ms, max_fraction %.2f, min_tokens %llu,"
+        " refresh %lld ms\n",
+        static_cast<long long>(config.leases.ttl.count() / 1'000'000),
+        static_cast<long long>(config.leases.horizon.count() / 1'000'000),
+        config.leases.max_fraction, static_cast<unsigned long long>(config.leases.min_tokens),
+        static_cast<long long>(config.leases.refresh.count() / 1'000'000));
     std::printf(
         "SDK: leases asked %llu, granted %llu, tokens leased %llu, given back %llu,"
         " expired %llu; denied:",

@@ -66,6 +66,9 @@ int main(int argc, char** argv) {
   c.leases.ttl = std::chrono::milliseconds(static_cast<int>(g::kTtlMs));
   c.leases.horizon = std::chrono::milliseconds(static_cast<int>(g::kHorizonMs));
   c.leases.max_fraction = g::kMaxFraction;
+  // Every refill with its tick, as when its utilisation floor was set: at a 250 ms TTL the
+  // default hold (a quarter of it, 62 ms) measured 95.8-96.3 % against the 97 % floor.
+  c.leases.refresh = std::chrono::milliseconds(0);
   c.store.type = "redis";
   std::stringstream ss(shards);
   for (std::string url; std::getline(ss, url, ',');) c.store.shards.push_back(url);

@@ -53,6 +53,9 @@ Config shared_config(int instance) {
   c.leases.ttl = std::chrono::milliseconds(static_cast<int>(g::kTtlMs));
   c.leases.horizon = std::chrono::milliseconds(static_cast<int>(g::kHorizonMs));
   c.leases.max_fraction = g::kMaxFraction;
+  // Every refill with its tick, as when its utilisation floor was set: at a 250 ms TTL the
+  // default hold (TTL/8, 31 ms) measured 90.8-93.8 % against the 97 % floor.
+  c.leases.refresh = std::chrono::milliseconds(0);
   c.instance_id = "instance-" + std::to_string(instance);
   return c;
 }

@@ -43,6 +43,7 @@ Config bucket_config(double rate = 1000, double burst = 1000) {
   c.leases.ttl = 2s;
   c.leases.horizon = 200ms;
   c.leases.max_fraction = 0.5;
+  c.leases.refresh = 0ms;  // every refill goes with its tick (the hold: lease_sizing_test)
   c.instance_id = "test-instance";
   return c;
 }
@@ -194,6 +195,35 @@ TEST_F(LeaseTest, PrefetchAsksBeforeTheBalanceRunsOut) {
   }
   EXPECT_GT(balance_when_asked, 0) << "refill asked only once the lease was empty";
   EXPECT_EQ(denied, 0);
+}
+
+TEST_F(LeaseTest, RefillsThatCanWaitGoTogetherOncePerRefreshPeriod) {
+  Config c = bucket_config(100, 100);
+  c.leases.refresh = 1s;
+  make(std::move(c));
+  limiter->try_acquire("tenant:a");
+  limiter->poll();
+  ASSERT_EQ(pending.size(), 1u) << "the partition's first call goes at once";
+  answer(1);
+  // Two keys come cold within the hold (a quarter of the refresh period): one call.
+  clock->advance(10ms);
+  limiter->try_acquire("tenant:b");
+  limiter->try_acquire("tenant:c");
+  limiter->poll();
+  EXPECT_TRUE(pending.empty());
+  clock->advance(240ms);
+  limiter->poll();
+  ASSERT_EQ(pending.size(), 1u);
+  EXPECT_EQ(pending[0].batch.size(), 2u);
+  answer(1);
+  // A key somebody waits for goes at once, and takes what waits along.
+  limiter->try_acquire("tenant:d");
+  limiter->poll();
+  EXPECT_TRUE(pending.empty());
+  limiter->acquire_async("tenant:e", 1, 1s, [](Decision) {});
+  limiter->poll();
+  ASSERT_EQ(pending.size(), 1u);
+  EXPECT_EQ(pending[0].batch.size(), 2u);
 }
 
 TEST_F(LeaseTest, OnlyOneRefillPerKeyIsInFlight) {

@@ -121,15 +121,23 @@ struct ColdKeys {
   std::uint64_t allowance = 0;
 };
 
+// Defaults sized for the reference fleet (60 instances, 7 shards, 1,000 tenants;
+// docs/architecture.md "Lease size and when to refill"): a grant lasts about two refresh
+// periods of the key's local demand, each instance calls a shard at most once per refresh
+// period for refills that can wait, and the bound is burst + rate x (T + ttl).
 struct LeaseOptions {
   Nanos ttl =
-      std::chrono::seconds{2};  // tokens of a lease expire this long after the store granted them
+      std::chrono::seconds{8};  // tokens of a lease expire this long after the store granted them
   Nanos horizon =
-      std::chrono::milliseconds{200};  // a lease covers about this much of the key's local spending
-  double max_fraction = 0.1;           // and never more than this fraction of the policy's capacity
+      std::chrono::seconds{2};  // a lease covers about this much of the key's local spending
+  double max_fraction = 0.5;    // and never more than this fraction of the policy's capacity
   std::uint64_t min_tokens = 1;
   Nanos expiry_margin =
       std::chrono::milliseconds{20};  // local expiry comes this much before the store's
+  // Refills that can wait (a balance still above its need, a key paced by scarcity, a cold
+  // key nobody waits for) go to a shard at most once per this period, all in one call;
+  // a key with waiters, or whose shard is failing, is sent at once.
+  Nanos refresh = std::chrono::seconds{1};
 };
 
 // Per Redis shard: at most max_in_flight lease requests (keys) on the wire, at most

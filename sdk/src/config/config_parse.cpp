@@ -164,6 +164,7 @@ const Schema<LeaseOptions>& leases_schema() {
       member("max_fraction", &LeaseOptions::max_fraction),
       member("min_tokens", &LeaseOptions::min_tokens),
       millis("expiry_margin_ms", &LeaseOptions::expiry_margin),
+      millis("refresh_ms", &LeaseOptions::refresh),
   };
   return s;
 }

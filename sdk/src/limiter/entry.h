@@ -53,6 +53,7 @@ struct RefillState {
   bool in_flight : 1 = false;
   bool again : 1 = false;        // asked again while in flight
   bool parked : 1 = false;       // and holds `queued` (not on the queue) until the answer
+  bool held : 1 = false;         // its request waits in the batch for the partition's next call
   std::uint8_t idle_passes = 0;  // idle scans in a row that found it untouched
   Ms last_grant = 0;  // when the last granted ask was sent (0: never); paces asks under scarcity
   Ms next_timer = 0;  // earliest pending timer, when timer_refs > 0

@@ -8,6 +8,7 @@
 
 #include "limiter/fallback_bucket.h"
 #include "limiter/lease_book.h"
+#include "limiter/lease_sizing.h"
 #include "limiter/limiter_impl.h"
 
 namespace tollgate {
@@ -443,6 +444,11 @@ Nanos LimiterImpl::next_wakeup(Nanos now) {
     if (!deadlines_.empty()) next = std::min(next, deadlines_.top().at);
   }
   if (!in_flight_.empty() || !graveyard_.empty()) next = std::min(next, now + kTick);
+  if (!batch_.empty()) next = std::min(next, std::max(held_until_, now + kTick));
+  if (!give_backs_.empty()) {
+    const Nanos since = give_backs_since_ == Nanos::max() ? now : give_backs_since_;
+    next = std::min(next, std::max(since + config_->leases.refresh, now + kTick));
+  }
   return next;
 }
 
@@ -481,7 +487,10 @@ void LimiterImpl::tick() {
   idle_scan(now);
   admission_.age();
   admission_.settle(table_.size());
-  flush_give_backs();
+  // Give-backs travel with the next lease call, or once they have waited a refresh period.
+  if (!give_backs_.empty() && give_backs_since_ == Nanos::max()) give_backs_since_ = now;
+  if (sent_this_tick_ || now - give_backs_since_ >= config_->leases.refresh) flush_give_backs();
+  sent_this_tick_ = false;
   reclaim();
 }
 
@@ -599,6 +608,7 @@ void LimiterImpl::consider(Entry* e, Nanos now) {
     // (Only when `queued` is free: an application thread may just have put the key on the
     // queue, and a key must never be on it twice.)
     s.again = true;
+    if (s.held) hurry(e);
     bool free = false;
     if (!s.parked && e->queued.compare_exchange_strong(free, true, std::memory_order_acq_rel))
       s.parked = true;
@@ -635,6 +645,7 @@ void LimiterImpl::consider(Entry* e, Nanos now) {
 
   std::uint64_t want = 0;
   double demand = -1;  // per second, reported with a token bucket's request (< 0: not yet)
+  std::uint8_t urgency = kUrgent;  // concurrency: always at once
   if (p.concurrency) {
     const std::int64_t reserved = s.lease_count > 0 ? s.leases[0].granted : 0;
     const std::int64_t in_use = reserved - balance;
@@ -666,37 +677,26 @@ void LimiterImpl::consider(Entry* e, Nanos now) {
       add_timer(e, Nanos{retry_at});
       return;
     }
-    // Local demand: tokens spent plus tokens denied since the last credit.
-    const double dt = static_cast<double>(static_cast<std::int32_t>(nms - s.baseline_time)) / 1e3;
     const double horizon = std::chrono::duration<double>(config_->leases.horizon).count();
-    if (e->leased.load(std::memory_order_relaxed) && dt >= 0.001) {
-      const double spent =
-          static_cast<double>(std::max<std::int64_t>(0, s.baseline_balance - balance)) +
-          static_cast<double>(denials - s.baseline_denials) *
-              static_cast<double>(std::max<std::uint64_t>(1, denied_cost));
-      const double sample = spent / dt;
-      const double alpha = 1.0 - std::exp(-dt / 0.5);
-      s.rate = s.rate <= 0 ? static_cast<float>(sample)
-                           : static_cast<float>(alpha * sample + (1 - alpha) * s.rate);
-      // The demand reported for fair shares follows a drop at once when the sample spans
-      // a horizon (a tenant gone quiet lends its share within one ask); rises go through
-      // the average like everything else.
-      if (dt >= horizon) demand = std::min(static_cast<double>(s.rate), sample);
-    }
-    const auto by_rate = static_cast<std::uint64_t>(std::ceil(s.rate * horizon));
-    const std::uint64_t first = s.rate <= 0 ? std::max<std::uint64_t>(1, p.max_lease) : 0;
-    const std::uint64_t cap = std::max<std::uint64_t>(p.max_lease, min_need);
-    want = std::clamp<std::uint64_t>(
-        std::max({by_rate, first, config_->leases.min_tokens, min_need + s.debt}), 1, cap + s.debt);
+    demand = sample_demand(e, nms, balance, denials, denied_cost);
+    const core::LeaseSizing sizing = lease_sizing(p);
+    want = core::lease_want(s.rate, min_need + s.debt, sizing);
     // Otherwise the average (denied tokens included); before a rate is known, what the
     // first lease is for.
     if (demand < 0) demand = s.rate > 0 ? s.rate : static_cast<double>(want) / horizon;
-    // Refill early enough that the lease lasts through a round trip and a tick.
+    // Refill early enough that the lease lasts through the shard's next call and a round
+    // trip.
     const double lead = (static_cast<double>(rtt_ns_.load(std::memory_order_relaxed)) +
                          2.0 * static_cast<double>(kTick.count())) /
                         1e9;
-    auto wm = static_cast<std::int64_t>(std::ceil(s.rate * lead * 1.5)) + s.max_cost;
-    wm = std::min<std::int64_t>(wm, static_cast<std::int64_t>(want / 2 + 1));
+    const std::int64_t wm = core::low_watermark(s.rate, lead, s.max_cost, want, sizing);
+    urgency =
+        core::refill_urgent(e->waiters.load(std::memory_order_acquire) != 0, e->unavailable,
+                            e->leased.load(std::memory_order_relaxed),
+                            e->exhausted.load(std::memory_order_relaxed) != core::kExhaustedNot,
+                            balance, min_need, s.rate, sizing)
+            ? kUrgent
+            : (e->leased.load(std::memory_order_relaxed) ? kCanWait : kCold);
     e->watermark.store(wm, std::memory_order_relaxed);
   }
   e->last_denied_cost.store(0, std::memory_order_relaxed);
@@ -718,59 +718,139 @@ void LimiterImpl::consider(Entry* e, Nanos now) {
   }
   batch_mins_.push_back(req.min);
   batch_wants_.push_back(req.want);
+  batch_urgency_.push_back(urgency);
+  s.held = urgency != kUrgent;
   batch_.push_back(std::move(req));
   batch_entries_.push_back(e);
   // A tick's wishes go out together at its end (within a millisecond), or as soon as a
   // batch is full.
-  if (batch_.size() >= kMaxBatch) flush(now);
+  if (batch_.size() >= kMaxBatch) flush(now, true);
 }
 
-void LimiterImpl::flush(Nanos now) {
-  if (batch_.empty()) {
-    flush_give_backs();
-    return;
+// Local demand: tokens spent plus tokens denied since the last credit, into the key's
+// average. Returns the demand to report when the sample spans a horizon (< 0: none).
+double LimiterImpl::sample_demand(Entry* e, Ms nms, std::int64_t balance, std::uint32_t denials,
+                                  std::uint64_t denied_cost) noexcept {
+  auto& s = e->s;
+  const double dt = static_cast<double>(static_cast<std::int32_t>(nms - s.baseline_time)) / 1e3;
+  const double horizon = std::chrono::duration<double>(config_->leases.horizon).count();
+  if (!e->leased.load(std::memory_order_relaxed) || dt < 0.001) return -1;
+  const double spent =
+      static_cast<double>(std::max<std::int64_t>(0, s.baseline_balance - balance)) +
+      static_cast<double>(denials - s.baseline_denials) *
+          static_cast<double>(std::max<std::uint64_t>(1, denied_cost));
+  const double sample = core::demand_sample(spent, dt);
+  const double alpha = 1.0 - std::exp(-dt / 0.5);
+  s.rate = s.rate <= 0 ? static_cast<float>(sample)
+                       : static_cast<float>(alpha * sample + (1 - alpha) * s.rate);
+  // The demand reported for fair shares follows a drop at once when the sample spans
+  // a horizon (a tenant gone quiet lends its share within one ask); rises go through
+  // the average like everything else.
+  return dt >= horizon ? std::min(static_cast<double>(s.rate), sample) : -1;
+}
+
+// A held refill whose key ran dry while it waited, or that someone now waits for, goes with
+// this tick after all.
+void LimiterImpl::hurry(Entry* e) {
+  const CompiledPolicy& p = policies_[e->policy];
+  const bool urgent = core::refill_urgent(
+      e->waiters.load(std::memory_order_acquire) != 0, e->unavailable,
+      e->leased.load(std::memory_order_relaxed),
+      e->exhausted.load(std::memory_order_relaxed) != core::kExhaustedNot,
+      e->balance.load(std::memory_order_acquire), 1, e->s.rate, lease_sizing(p));
+  if (!urgent) return;
+  for (std::size_t i = 0; i < batch_entries_.size(); ++i) {
+    if (batch_entries_[i] == e) batch_urgency_[i] = kUrgent;
   }
-  counted_.leases_asked.fetch_add(batch_.size(), std::memory_order_relaxed);
+  e->s.held = false;
+}
+
+core::LeaseSizing LimiterImpl::lease_sizing(const CompiledPolicy& p) const noexcept {
+  core::LeaseSizing z;
+  z.horizon_s = std::chrono::duration<double>(config_->leases.horizon).count();
+  z.refresh_s = std::chrono::duration<double>(config_->leases.refresh).count();
+  z.min_tokens = config_->leases.min_tokens;
+  z.max_lease = p.max_lease;
+  return z;
+}
+
+void LimiterImpl::flush(Nanos now, bool force) {
+  if (batch_.empty()) return;
   // One store call per partition (a Redis shard), so that a slow or hung shard delays
   // only its own keys' refills: a store answers a call once, when all of it is done.
+  // Refills that can wait stay in the batch until their partition's next call is due
+  // (LeaseOptions::refresh after its last one); an urgent one takes them all along.
   std::vector<std::size_t> part(batch_.size());
-  bool one = true;
   for (std::size_t i = 0; i < batch_.size(); ++i) {
     try {
       part[i] = store_->partition_of(batch_[i]);
     } catch (...) {
       part[i] = 0;
     }
-    one = one && part[i] == part[0];
   }
-  if (one) {
-    send(now, std::move(batch_), std::move(batch_entries_), std::move(batch_mins_),
-         std::move(batch_wants_));
-  } else {
-    std::vector<std::size_t> order(batch_.size());
-    std::iota(order.begin(), order.end(), std::size_t{0});
-    std::stable_sort(order.begin(), order.end(),
-                     [&](std::size_t x, std::size_t y) { return part[x] < part[y]; });
-    for (std::size_t k = 0; k < order.size();) {
-      std::vector<LeaseRequest> batch;
-      std::vector<Entry*> entries;
-      std::vector<std::uint64_t> mins, wants;
-      const std::size_t p = part[order[k]];
-      for (; k < order.size() && part[order[k]] == p; ++k) {
-        const std::size_t i = order[k];
+  std::vector<std::size_t> order(batch_.size());
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t x, std::size_t y) { return part[x] < part[y]; });
+  std::vector<LeaseRequest> kept;
+  std::vector<Entry*> kept_entries;
+  std::vector<std::uint64_t> kept_mins, kept_wants;
+  std::vector<std::uint8_t> kept_urgency;
+  held_until_ = Nanos::max();
+  for (std::size_t k = 0; k < order.size();) {
+    const std::size_t p = part[order[k]];
+    std::size_t end = k;
+    std::uint8_t most = kCanWait;
+    for (; end < order.size() && part[order[end]] == p; ++end) {
+      most = std::max(most, batch_urgency_[order[end]]);
+    }
+    const auto last = partition_sent_.find(p);
+    Nanos due = now;
+    if (last != partition_sent_.end() && most != kUrgent) {
+      // Never longer than a quarter of a TTL: the store's share levels hold that much of a
+      // rate, so a longer wait would leave part of an instance's share unused.
+      const Nanos period =
+          std::min(config_->leases.refresh, config_->leases.ttl / core::kHoldTtlDivisor);
+      const Nanos hold = most == kCold
+                             ? std::chrono::duration_cast<Nanos>(period * core::kColdHoldFraction)
+                             : period;
+
+      due = last->second + hold;
+    }
+    const bool go = force || due <= now;
+    std::vector<LeaseRequest> batch;
+    std::vector<Entry*> entries;
+    std::vector<std::uint64_t> mins, wants;
+    for (; k < end; ++k) {
+      const std::size_t i = order[k];
+      if (go) {
         batch.push_back(std::move(batch_[i]));
         entries.push_back(batch_entries_[i]);
         mins.push_back(batch_mins_[i]);
         wants.push_back(batch_wants_[i]);
+      } else {
+        kept.push_back(std::move(batch_[i]));
+        kept_entries.push_back(batch_entries_[i]);
+        kept_mins.push_back(batch_mins_[i]);
+        kept_wants.push_back(batch_wants_[i]);
+        kept_urgency.push_back(batch_urgency_[i]);
       }
-      send(now, std::move(batch), std::move(entries), std::move(mins), std::move(wants));
     }
+    if (!go) {
+      held_until_ = std::min(held_until_, due);
+      continue;
+    }
+    partition_sent_[p] = now;
+    sent_this_tick_ = true;
+    for (Entry* x : entries) x->s.held = false;
+    counted_.leases_asked.fetch_add(batch.size(), std::memory_order_relaxed);
+    send(now, std::move(batch), std::move(entries), std::move(mins), std::move(wants));
   }
-  batch_.clear();
-  batch_entries_.clear();
-  batch_mins_.clear();
-  batch_wants_.clear();
-  flush_give_backs();
+  batch_ = std::move(kept);
+  batch_entries_ = std::move(kept_entries);
+  batch_mins_ = std::move(kept_mins);
+  batch_wants_ = std::move(kept_wants);
+  batch_urgency_ = std::move(kept_urgency);
 }
 
 void LimiterImpl::send(Nanos now, std::vector<LeaseRequest> batch, std::vector<Entry*> entries,
@@ -810,6 +890,7 @@ void LimiterImpl::send(Nanos now, std::vector<LeaseRequest> batch, std::vector<E
 }
 
 void LimiterImpl::flush_give_backs() noexcept {
+  give_backs_since_ = Nanos::max();
   if (give_backs_.empty()) return;
   try {
     store_->give_back(std::move(give_backs_));
@@ -883,6 +964,16 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
     return;
   }
   if (e->unavailable) leave_fallback(e);
+  // What was asked of the key while its refill was on its way (held for the partition's
+  // next call, then a round trip): the next ask follows this answer at once.
+  if (!p.concurrency) {
+    const auto denied_cost = e->last_denied_cost.load(std::memory_order_relaxed);
+    (void)sample_demand(e, to_ms(now), e->balance.load(std::memory_order_acquire),
+                        e->denials.load(std::memory_order_relaxed), denied_cost);
+    s.baseline_balance = e->balance.load(std::memory_order_relaxed);
+    s.baseline_time = to_ms(now);
+    s.baseline_denials = e->denials.load(std::memory_order_relaxed);
+  }
   // The store's clock decides expiry; mapping it onto ours from the moment we asked
   // (which is no later than the moment it decided) can only make leases end earlier.
   store_offset_ = g.now - now;
@@ -946,7 +1037,13 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
           secs = std::max(secs, static_cast<double>(want) * dt / static_cast<double>(granted));
       }
       Nanos wait{static_cast<std::int64_t>(secs * 1e9)};
-      wait = std::clamp(wait, kTick, config_->leases.ttl / 4);
+      // The partition's next call (within LeaseOptions::refresh) paces it further.
+      const Nanos refresh = config_->leases.refresh;
+      const Nanos most =
+          refresh > Nanos{0}
+              ? std::max(kTick, std::min(refresh / 2, config_->leases.ttl / core::kHoldTtlDivisor))
+              : config_->leases.ttl / 4;
+      wait = std::clamp(wait, kTick, most);
       retry_at = (now + wait).count();
     }
     e->retry_at.store(retry_at, std::memory_order_relaxed);

@@ -22,6 +22,7 @@
 #include "limiter/entry.h"
 #include "limiter/epoch.h"
 #include "limiter/key_table.h"
+#include "limiter/lease_sizing.h"
 #include "limiter/policy_index.h"
 #include "tollgate/limiter.h"
 
@@ -126,7 +127,15 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   void fallback_refill(Entry* e, Nanos now);
   void requeue(Entry* e) noexcept;
   void leave_fallback(Entry* e);
-  void flush(Nanos now);
+  void flush(Nanos now, bool force = false);
+  core::LeaseSizing lease_sizing(const CompiledPolicy& p) const noexcept;
+  void hurry(Entry* e);
+  double sample_demand(Entry* e, core::Ms nms, std::int64_t balance, std::uint32_t denials,
+                       std::uint64_t denied_cost) noexcept;
+  // batch_urgency_: how soon a refill must go (core/lease_sizing.h).
+  static constexpr std::uint8_t kCanWait = 0;  // with the partition's next call
+  static constexpr std::uint8_t kCold = 1;     // within a short hold
+  static constexpr std::uint8_t kUrgent = 2;   // at the end of this tick
   void send(Nanos now, std::vector<LeaseRequest> batch, std::vector<Entry*> entries,
             std::vector<std::uint64_t> mins, std::vector<std::uint64_t> wants);
   void add_timer(Entry* e, Nanos at);
@@ -222,6 +231,11 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   std::vector<Entry*> batch_entries_;
   std::vector<std::uint64_t> batch_mins_;
   std::vector<std::uint64_t> batch_wants_;
+  std::vector<std::uint8_t> batch_urgency_;
+  std::unordered_map<std::size_t, Nanos> partition_sent_;  // last store call per partition
+  Nanos held_until_ = Nanos::max();  // when the earliest held partition is due
+  bool sent_this_tick_ = false;
+  Nanos give_backs_since_ = Nanos::max();  // when give_backs_ began to wait
   std::unordered_map<std::uint64_t, InFlight> in_flight_;
   std::vector<GiveBack> give_backs_;
   std::vector<std::pair<std::uint64_t, Entry*>> graveyard_;  // epoch, unlinked entry

@@ -12,9 +12,9 @@
 #include <string_view>
 #include <vector>
 
+#include "resilience/guarded_store.h"
 #include "store/redis/connection.h"
 #include "store/redis/lease_reply.h"  // to_grant, needs_script_load
-#include "resilience/guarded_store.h"
 #include "tollgate/config.h"
 #include "tollgate/observer.h"
 #include "tollgate/quota_store.h"
@@ -25,6 +25,10 @@ namespace tollgate::redis {
 std::string_view group_of(const Policy& p, std::string_view key);
 Command lease_command(const std::string& sha, const LeaseRequest& r);
 Command give_back_command(const std::string& sha, const GiveBack& g);
+// One EVALSHA of a script for many keys, from single-key calls of it: the keys of every
+// call, then the ARGV of every call, in order (the scripts take KEYS and ARGV in runs).
+// Its reply holds six integers per key (to_grant(reply, k, keys)).
+Command many_keys(std::vector<Command> calls);
 // WAIT's reply after a pipeline of lease calls: fewer than `wanted` replicas acknowledged
 // (or an error) fails every grant of more than 0 tokens among `grants` (a failover could
 // forget them). Returns whether the replicas acknowledged.

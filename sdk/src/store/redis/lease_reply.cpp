@@ -39,4 +39,19 @@ LeaseGrant to_grant(const Reply& r) {
   return g;
 }
 
+LeaseGrant to_grant(const Reply& r, std::size_t k, std::size_t keys) {
+  if (keys == 1) return to_grant(r);
+  if (r.type != Reply::Type::kArray || k >= keys || r.elements.size() != 6 * keys) {
+    LeaseGrant g;
+    g.ok = false;
+    g.error = r.is_error() ? "redis: " + r.str : "redis: unexpected reply to the lease script";
+    return g;
+  }
+  Reply one;
+  one.type = Reply::Type::kArray;
+  one.elements.assign(r.elements.begin() + static_cast<std::ptrdiff_t>(6 * k),
+                      r.elements.begin() + static_cast<std::ptrdiff_t>(6 * k + 6));
+  return to_grant(one);
+}
+
 }  // namespace tollgate::redis

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <initializer_list>
 #include <mutex>
+#include <utility>
 
 #include "store/redis/keys.h"
 #include "store/redis/redis_cluster.h"
@@ -100,6 +101,29 @@ void AsioTimers::after(Nanos delay, std::function<void()> fn) {
       if (!ec) fn();
     });
   });
+}
+
+Command many_keys(std::vector<Command> calls) {
+  if (calls.size() == 1) return std::move(calls[0]);
+  std::size_t keys = 0, size = 3;
+  for (const Command& c : calls) {
+    keys += std::stoul(c[2]);
+    size += c.size() - 3;
+  }
+  Command out;
+  out.reserve(size);
+  out.push_back("EVALSHA");
+  out.push_back(calls[0][1]);
+  out.push_back(std::to_string(keys));
+  for (Command& c : calls) {
+    const std::size_t n = std::stoul(c[2]);
+    for (std::size_t i = 0; i < n; ++i) out.push_back(std::move(c[3 + i]));
+  }
+  for (Command& c : calls) {
+    const std::size_t n = std::stoul(c[2]);
+    for (std::size_t i = 3 + n; i < c.size(); ++i) out.push_back(std::move(c[i]));
+  }
+  return out;
 }
 
 bool apply_replica_acks(const Reply& wait, std::size_t wanted, std::vector<LeaseGrant*> grants) {
@@ -217,16 +241,29 @@ void RedisTransport::send_leases(std::size_t shard, std::vector<const LeaseReque
 
 void RedisTransport::send_lease_commands(std::size_t shard, std::shared_ptr<Leases> leases,
                                          std::vector<std::size_t> idx, bool reload) {
+  // One script run per kKeysPerScript keys: Redis runs a script alone, so a run is kept
+  // to a few milliseconds.
+  std::vector<std::vector<std::size_t>> runs;
+  for (std::size_t k = 0; k < idx.size(); k += kKeysPerScript) {
+    const std::size_t end = std::min(idx.size(), k + kKeysPerScript);
+    runs.emplace_back(idx.begin() + static_cast<std::ptrdiff_t>(k),
+                      idx.begin() + static_cast<std::ptrdiff_t>(end));
+  }
   std::vector<Command> cmds;
-  cmds.reserve(idx.size() + 1);
+  cmds.reserve(runs.size() + 1);
   if (reload) cmds.push_back({"SCRIPT", "LOAD", kLeaseScript});
-  for (std::size_t i : idx) cmds.push_back(lease_command(lease_sha_, *leases->requests[i]));
+  for (const auto& run : runs) {
+    std::vector<Command> calls;
+    calls.reserve(run.size());
+    for (std::size_t i : run) calls.push_back(lease_command(lease_sha_, *leases->requests[i]));
+    cmds.push_back(many_keys(std::move(calls)));
+  }
   // A grant counts once a replica has it (store.wait_replicas): WAIT after the calls.
   if (wait_replicas_ > 0)
     cmds.push_back({"WAIT", std::to_string(wait_replicas_), wait_timeout_ms_});
-  calls_ += idx.size();
+  calls_ += runs.size();
   ++batches_;
-  shards_[shard]->send(std::move(cmds), [this, shard, leases, idx = std::move(idx), reload](
+  shards_[shard]->send(std::move(cmds), [this, shard, leases, runs = std::move(runs), reload](
                                             std::vector<Reply> replies, std::string error) {
     if (!error.empty()) {
       resilience::ShardOutcome out;
@@ -240,14 +277,17 @@ void RedisTransport::send_lease_commands(std::size_t shard, std::shared_ptr<Leas
     const std::size_t offset = reload ? 1 : 0;
     std::vector<std::size_t> again;
     std::vector<LeaseGrant*> answered;
-    for (std::size_t k = 0; k < idx.size(); ++k) {
+    for (std::size_t k = 0; k < runs.size(); ++k) {
       const Reply& r = replies[offset + k];
       if (!reload && r.error_code_is("NOSCRIPT")) {
-        again.push_back(idx[k]);  // the script did not run: sending it again is safe
+        // The script did not run: sending it again is safe.
+        again.insert(again.end(), runs[k].begin(), runs[k].end());
         continue;
       }
-      leases->grants[idx[k]] = to_grant(r);
-      answered.push_back(&leases->grants[idx[k]]);
+      for (std::size_t j = 0; j < runs[k].size(); ++j) {
+        leases->grants[runs[k][j]] = to_grant(r, j, runs[k].size());
+        answered.push_back(&leases->grants[runs[k][j]]);
+      }
     }
     if (wait_replicas_ > 0 && !apply_replica_acks(replies.back(), wait_replicas_, answered)) {
       ++unreplicated_;
@@ -265,10 +305,13 @@ void RedisTransport::send_lease_commands(std::size_t shard, std::shared_ptr<Leas
 
 void RedisTransport::send_give_backs(std::size_t shard, std::vector<GiveBack> batch) {
   auto cmds = std::make_shared<std::vector<Command>>();
-  cmds->reserve(batch.size());
+  std::vector<Command> run;
   for (const GiveBack& g : batch) {
-    if (g.policy) cmds->push_back(give_back_command(give_back_sha_, g));
+    if (!g.policy) continue;
+    run.push_back(give_back_command(give_back_sha_, g));
+    if (run.size() == kKeysPerScript) cmds->push_back(many_keys(std::exchange(run, {})));
   }
+  if (!run.empty()) cmds->push_back(many_keys(std::move(run)));
   if (cmds->empty()) return;
   calls_ += cmds->size();
   ++batches_;

@@ -19,9 +19,9 @@
 #include <thread>
 #include <vector>
 
+#include "resilience/guarded_store.h"
 #include "store/redis/connection.h"
 #include "store/redis/lease_calls.h"
-#include "resilience/guarded_store.h"
 #include "tollgate/quota_store.h"
 
 namespace tollgate::redis {
@@ -66,6 +66,9 @@ class RedisTransport final : public RedisShards {
   void close() override;
   asio::io_context& io() noexcept override { return io_; }
   Counters counters() const noexcept override;
+
+  // Keys one script run carries (lease and give-back scripts take many keys per call).
+  static constexpr std::size_t kKeysPerScript = 256;
 
  private:
   struct Leases;

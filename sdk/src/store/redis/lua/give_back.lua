@@ -1,56 +1,66 @@
 -- The give-back script: unused tokens of a lease go back to the key's bucket in Redis.
--- KEYS[1] bucket
+-- Many keys in one call: per key, KEYS bucket and a run of #slots ARGV.
 -- ARGV: the slots named below, in order (the C++ enum GiveBackArg in store/redis/scripts.h names
 -- the same slots; the build checks that the counts agree).
--- Returns the tokens credited (0: the lease had expired or its window has passed).
+-- Returns the tokens credited per key (0: the lease had expired or its window has passed).
 local slots = {'kind', 'tokens', 'expires_at_us', 'holder', 'window_us'}
-local arg = {}
-for i, name in ipairs(slots) do arg[name] = ARGV[i] end
 local function int(x) return string.format('%.0f', x) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local kind, tokens = tonumber(arg.kind), tonumber(arg.tokens)
-local expires = tonumber(arg.expires_at_us)
-if tokens <= 0 or redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if kind == 3 then
-  local v = redis.call('HGET', KEYS[1], arg.holder)
-  if not v then return 0 end
-  local r, e = string.match(v, '^(%d+):(%d+)$')
-  r = tonumber(r)
-  e = tonumber(e)
-  if e <= now then
-    redis.call('HDEL', KEYS[1], arg.holder)
-    return 0
+
+-- One key's give-back: KEYS and ARGV are that key's one key and #slots arguments.
+local function give_back_one(KEYS, ARGV)
+  local arg = {}
+  for i, name in ipairs(slots) do arg[name] = ARGV[i] end
+  local kind, tokens = tonumber(arg.kind), tonumber(arg.tokens)
+  local expires = tonumber(arg.expires_at_us)
+  if tokens <= 0 or redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+  if kind == 3 then
+    local v = redis.call('HGET', KEYS[1], arg.holder)
+    if not v then return 0 end
+    local r, e = string.match(v, '^(%d+):(%d+)$')
+    r = tonumber(r)
+    e = tonumber(e)
+    if e <= now then
+      redis.call('HDEL', KEYS[1], arg.holder)
+      return 0
+    end
+    local credit = math.min(tokens, r)
+    if r - credit == 0 then
+      redis.call('HDEL', KEYS[1], arg.holder)
+    else
+      redis.call('HSET', KEYS[1], arg.holder, int(r - credit) .. ':' .. int(e))
+    end
+    return credit
   end
-  local credit = math.min(tokens, r)
-  if r - credit == 0 then
-    redis.call('HDEL', KEYS[1], arg.holder)
-  else
-    redis.call('HSET', KEYS[1], arg.holder, int(r - credit) .. ':' .. int(e))
+  if expires <= now then return 0 end
+  if kind == 0 then
+    local s = redis.call('HMGET', KEYS[1], 'p', 'pe')
+    local pool, pe = tonumber(s[1]) or 0, tonumber(s[2]) or 0
+    if pool > 0 and pe > now then
+      pe = math.min(pe, expires)
+      pool = pool + tokens
+    else
+      pool = tokens
+      pe = expires
+    end
+    redis.call('HSET', KEYS[1], 'p', int(pool), 'pe', int(pe))
+    local left = redis.call('PTTL', KEYS[1])
+    local need = math.ceil((pe - now) / 1000) + 1000
+    if left < need then redis.call('PEXPIRE', KEYS[1], int(need)) end
+    return tokens
   end
+  local window = tonumber(arg.window_us)
+  local s = redis.call('HMGET', KEYS[1], 'st', 'c')
+  local st, c = tonumber(s[1]), tonumber(s[2]) or 0
+  if st == nil or now >= st + window or expires > st + window or expires <= st then return 0 end
+  local credit = math.min(tokens, c)
+  redis.call('HSET', KEYS[1], 'c', int(c - credit))
   return credit
 end
-if expires <= now then return 0 end
-if kind == 0 then
-  local s = redis.call('HMGET', KEYS[1], 'p', 'pe')
-  local pool, pe = tonumber(s[1]) or 0, tonumber(s[2]) or 0
-  if pool > 0 and pe > now then
-    pe = math.min(pe, expires)
-    pool = pool + tokens
-  else
-    pool = tokens
-    pe = expires
-  end
-  redis.call('HSET', KEYS[1], 'p', int(pool), 'pe', int(pe))
-  local left = redis.call('PTTL', KEYS[1])
-  local need = math.ceil((pe - now) / 1000) + 1000
-  if left < need then redis.call('PEXPIRE', KEYS[1], int(need)) end
-  return tokens
+
+local credited, n = {}, #slots
+for i = 0, #KEYS - 1 do
+  credited[i + 1] = give_back_one({KEYS[i + 1]}, {unpack(ARGV, n * i + 1, n * i + n)})
 end
-local window = tonumber(arg.window_us)
-local s = redis.call('HMGET', KEYS[1], 'st', 'c')
-local st, c = tonumber(s[1]), tonumber(s[2]) or 0
-if st == nil or now >= st + window or expires > st + window or expires <= st then return 0 end
-local credit = math.min(tokens, c)
-redis.call('HSET', KEYS[1], 'c', int(c - credit))
-return credit
+return credited
