@@ -448,6 +448,59 @@ TEST(MetricVocabulary, TheDocsTableIsMetricsJson) {
   EXPECT_EQ(rows, expected);
 }
 
+// Every tollgate_* name in `promql` is a metric (or a histogram's series) or a label of the
+// vocabulary; returns the names that are neither.
+std::set<std::string> unknown_names(const std::string& promql) {
+  std::set<std::string> known;
+  const Json v = vocabulary();
+  for (const Json& m : v["metrics"]) {
+    const std::string name = m["prometheus"];
+    known.insert(name);
+    if (m["instrument"] == "histogram")
+      for (const char* suffix : {"_bucket", "_sum", "_count"}) known.insert(name + suffix);
+    for (const Json& a : m["attributes"]) known.insert(label_of(a));
+  }
+  std::set<std::string> unknown;
+  static const std::regex kName("tollgate_[a-z_]+");
+  for (auto it = std::sregex_iterator(promql.begin(), promql.end(), kName);
+       it != std::sregex_iterator(); ++it)
+    if (!known.count(it->str())) unknown.insert(it->str());
+  return unknown;
+}
+
+TEST(MetricVocabulary, TheGrafanaDashboardQueriesOnlyTheVocabulary) {
+  std::ifstream in(TOLLGATE_GRAFANA_DASHBOARD);
+  ASSERT_TRUE(in) << TOLLGATE_GRAFANA_DASHBOARD;
+  const Json dashboard = Json::parse(in);
+  std::string all;
+  int targets = 0;
+  for (const Json& panel : dashboard["panels"])
+    for (const Json& t : panel["targets"]) {
+      all += t["expr"].get<std::string>() + "\n";
+      ++targets;
+    }
+  EXPECT_GE(targets, 8);
+  EXPECT_EQ(unknown_names(all), std::set<std::string>{});
+  EXPECT_EQ(unknown_names("tollgate_decision_total{tollgate_reasons=\"x\"}"),
+            (std::set<std::string>{"tollgate_decision_total", "tollgate_reasons"}));
+}
+
+TEST(MetricVocabulary, ThePromQLInTheDocsQueriesOnlyTheVocabulary) {
+  std::ifstream in(TOLLGATE_OBSERVABILITY_MD);
+  ASSERT_TRUE(in);
+  std::string promql, line;
+  bool inside = false;
+  while (std::getline(in, line)) {
+    if (line.rfind("```", 0) == 0) {
+      inside = line == "```promql";
+      continue;
+    }
+    if (inside) promql += line + "\n";
+  }
+  EXPECT_NE(promql.find("histogram_quantile"), std::string::npos);
+  EXPECT_EQ(unknown_names(promql), std::set<std::string>{});
+}
+
 TEST_F(PrometheusText, TheCApiWritesTheSameTextLikeSnprintf) {
   tg_limiter* l = nullptr;
   char err[256];

@@ -5,7 +5,8 @@
 # the sample; then the test asks prometheus's HTTP API (/api/v1/query, /api/v1/series) until
 # the tollgate series arrive with the vocabulary's labels, with a bounded deadline (no fixed
 # sleep). Checks: decisions by result and reason (admitted and denied both counted), the
-# breaker state of shard 0, the lease duration histogram, and no tenant id in any label.
+# breaker state of shard 0, the lease duration histogram, no tenant id in any label, and the
+# Grafana dashboard's and the docs' queries run on it (the decision panels with data).
 # Everything started here is stopped on exit, also on failure.
 #   bindings/dotnet/prometheus/run.sh   (after bindings/dotnet/test.sh has built the native library)
 set -euo pipefail
@@ -110,5 +111,50 @@ for s in series:
     for k, v in s.items():
         assert tenant not in v and "acme" not in v, (k, v)
 print(f"prometheus: {len(series)} tollgate series in {len(names)} families, no tenant id in any label")
+PY
+# The dashboard's queries and the PromQL of docs/observability.md run on this server (Grafana's
+# variables given values): each parses, and the decision panels show the traffic of a second
+# tenant sent while prometheus scrapes (rates need two scrapes after it).
+for _ in $(seq 40); do
+  curl -s -o /dev/null -H "X-Tenant: $TENANT-2" "http://127.0.0.1:$APP_PORT/"
+done
+python3 - "$API" "$ROOT/docs/grafana-dashboard.json" "$ROOT/docs/observability.md" "$DEADLINE_S" <<'PY' || fail "queries"
+import json, sys, time, urllib.parse, urllib.request
+api, dashboard, doc, deadline_s = sys.argv[1:]
+deadline = time.monotonic() + float(deadline_s)
+def run(expr):
+    url = api + "/query?" + urllib.parse.urlencode({"query": expr})
+    try:
+        return json.load(urllib.request.urlopen(url, timeout=10))
+    except urllib.error.HTTPError as e:
+        return json.load(e)
+def grafana(e):
+    return e.replace("$__rate_interval", "1m").replace('=~"$job"', '=~".+"')
+exprs = [t["expr"] for p in json.load(open(dashboard))["panels"] for t in p["targets"]]
+# The decision panels (a state such as an open breaker may not have happened here).
+def series(e):
+    r = run(grafana(e))
+    assert r["status"] == "success", (e, r)
+    return r["data"]["result"]
+for e in (e for e in exprs if "tollgate_decisions_total" in e):
+    while not series(e):
+        assert time.monotonic() < deadline, f"no series for the dashboard's {e}"
+        time.sleep(0.2)
+empty = [e for e in exprs if not series(e)]
+lines, inside, docs = [], False, []
+for line in open(doc):
+    if line.startswith("```"):
+        inside = line.strip() == "```promql"
+        continue
+    if inside:
+        if line.startswith("  ") and docs:
+            docs[-1] += " " + line.strip()
+        elif line.strip() and not line.startswith("#"):
+            docs.append(line.strip())
+for e in docs:
+    r = run(e)
+    assert r["status"] == "success", (e, r)
+print(f"prometheus: {len(exprs)} dashboard queries and {len(docs)} from the docs run;"
+      f" {len(exprs) - len(empty)} dashboard queries have series now")
 PY
 echo "prometheus: passed"
