@@ -14,16 +14,9 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../../.." && pwd)
 LIB=${TOLLGATE_NATIVE_LIBRARY:-$ROOT/build-dotnet/sdk/libtollgate.so}
 DEADLINE_S=${TOLLGATE_PROMETHEUS_DEADLINE_S:-90}
-WORK=$(mktemp -d /tmp/tollgate-prometheus.XXXXXX)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-fail() { echo "prometheus: FAIL: $*"; for f in "$WORK"/*.log; do echo "--- $f"; tail -20 "$f"; done; exit 1; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+HARNESS_NAME=prometheus
+# shellcheck source=../harness.sh
+source "$HERE/../harness.sh"
 command -v prometheus >/dev/null || fail "prometheus not installed (scripts/deps installs Debian's)"
 [[ -f $LIB ]] || fail "$LIB not built"
 
@@ -31,11 +24,7 @@ dotnet build "$ROOT/samples/aspnetcore" -c Release -p:TollgateNativeLibrary="$LI
   >"$WORK/build.log" 2>&1 || fail "the sample did not build"
 APP_DIR=$ROOT/samples/aspnetcore/bin/Release/net10.0
 
-REDIS_PORT=$(free_port)
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" >"$WORK/redis.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
-redis-cli -p "$REDIS_PORT" ping | grep -q PONG || fail "redis-server did not start"
+start_redis
 
 APP_PORT=$(free_port)
 (cd "$APP_DIR" && exec dotnet Tollgate.Sample.dll --urls "http://127.0.0.1:$APP_PORT" \
