@@ -1,10 +1,13 @@
-// tg_limiter_stats and tg_limiter_breakers: the versioned C view of tollgate::Stats.
+// tg_limiter_stats and tg_limiter_breakers: the versioned C view of tollgate::Stats; and
+// its Prometheus text.
 #include "capi/capi_internal.h"
 
 #include <cstddef>
 #include <cstring>
 #include <iterator>
 #include <type_traits>
+
+#include "tollgate/prometheus.h"
 
 using tollgate::capi::guarded;
 
@@ -27,11 +30,11 @@ TOLLGATE_STATS_COUNTERS(TG_CHECK_FIELD)
 #undef TG_CHECK_FIELD
 
 // The fields of tg_stats that are no counter of the list; with the list, all of them.
-#define TG_STATS_OTHER_FIELDS(X)                                                \
-  X(version)                                                                    \
-  X(denied_total)                                                               \
-  X(denied) X(shards) X(breakers_closed) X(breakers_open) X(breakers_half_open) \
-      X(denied_over_group_limit)
+#define TG_STATS_OTHER_FIELDS(X) \
+  X(version)                     \
+  X(denied_total)                \
+  X(denied)                      \
+  X(shards) X(breakers_closed) X(breakers_open) X(breakers_half_open) X(denied_over_group_limit)
 #define TG_FIELD_SIZE(name) +sizeof(tg_stats::name)
 #define TG_COUNTER_SIZE(name, since, help) +sizeof(uint64_t)
 constexpr std::size_t kNamedBytes =
@@ -116,6 +119,19 @@ tg_status tg_limiter_breakers(tg_breaker_state* out_states, size_t capacity, siz
     for (size_t i = 0; i < s.breakers.size() && i < capacity; ++i)
       out_states[i] = static_cast<tg_breaker_state>(s.breakers[i]);
     if (out_count != nullptr) *out_count = s.breakers.size();
+    return TG_OK;
+  });
+}
+
+tg_status tg_limiter_prometheus_text(char* out_text, size_t capacity, size_t* out_length,
+                                     tg_limiter* limiter) {
+  if (out_length != nullptr) *out_length = 0;
+  if (out_length == nullptr || limiter == nullptr || (out_text == nullptr && capacity != 0))
+    return TG_ERR_INVALID_ARGUMENT;
+  return guarded([&] {
+    const std::string text = tollgate::prometheus_text(*limiter->limiter);
+    *out_length = text.size();
+    if (text.size() < capacity) std::memcpy(out_text, text.c_str(), text.size() + 1);
     return TG_OK;
   });
 }
