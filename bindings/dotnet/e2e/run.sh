@@ -10,7 +10,7 @@
 set -euo pipefail
 FEED=$(cd "${1:?usage: run.sh FEED_DIR}" && pwd)
 HERE=$(cd "$(dirname "$0")" && pwd)
-VERSION=$(sed -n 's:.*<Version>\(.*\)</Version>.*:\1:p' "$HERE/../Directory.Build.props")
+VERSION=$(cat "$FEED/VERSION")  # what nuget/pack.sh packed (a pre-release naming the commit)
 WORK=$(mktemp -d /tmp/tollgate-e2e.XXXXXX)
 PIDS=()
 cleanup() {
