@@ -80,6 +80,9 @@ void KeyTable::erase(Entry* e) {
     Entry* cur = s->at[i].load(std::memory_order_relaxed);
     if (cur == nullptr) return;
     if (cur == e) {
+      // Counted before the unlink and before the caller's Epoch::advance(): a KeyRef reader
+      // that still sees the old count entered its EpochGuard before the entry can be freed.
+      erasures_.fetch_add(1, std::memory_order_seq_cst);
       s->at[i].store(tombstone(), std::memory_order_release);
       ++tombstones_;
       live_.fetch_sub(1, std::memory_order_relaxed);
