@@ -200,14 +200,14 @@ void teardown_many(const benchmark::State&) {
   g_order = {};
 }
 
-void BM_TryAcquireManyKeys(benchmark::State& state) {
-  Limiter& limiter = *g_many;
-  const std::string* keys = g_keys.data();
+// Decides on keys[order[0]], keys[order[1]], ... (one precomputed random sequence).
+template <typename Key>
+void decide_in_random_order(benchmark::State& state, Limiter& limiter, const Key* keys) {
   const std::uint32_t* order = g_order.data();
   std::size_t pos = 0;
   std::uint64_t denied = 0;
   for (auto _ : state) {
-    const std::string& key = keys[order[pos]];
+    const Key& key = keys[order[pos]];
     pos = (pos + 1) & (kSequence - 1);
     Decision d = limiter.try_acquire(key);
     denied += d.allowed ? 0 : 1;
@@ -215,6 +215,10 @@ void BM_TryAcquireManyKeys(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations());
   state.counters["denied"] = benchmark::Counter(static_cast<double>(denied));
+}
+
+void BM_TryAcquireManyKeys(benchmark::State& state) {
+  decide_in_random_order(state, *g_many, g_keys.data());
   state.counters["keys"] = benchmark::Counter(static_cast<double>(g_many->stats().keys_tracked));
 }
 BENCHMARK(BM_TryAcquireManyKeys)->Setup(setup_many)->Teardown(teardown_many);
@@ -225,18 +229,7 @@ void BM_TryAcquireManyKeyRefs(benchmark::State& state) {
   refs.reserve(kManyKeys);
   for (const std::string& key : g_keys) refs.push_back(limiter.key_ref(key));
   for (const auto& k : refs) (void)limiter.try_acquire(k);  // resolve each once
-  const std::uint32_t* order = g_order.data();
-  std::size_t pos = 0;
-  std::uint64_t denied = 0;
-  for (auto _ : state) {
-    const tollgate::KeyRef& key = refs[order[pos]];
-    pos = (pos + 1) & (kSequence - 1);
-    Decision d = limiter.try_acquire(key);
-    denied += d.allowed ? 0 : 1;
-    benchmark::DoNotOptimize(d);
-  }
-  state.SetItemsProcessed(state.iterations());
-  state.counters["denied"] = benchmark::Counter(static_cast<double>(denied));
+  decide_in_random_order(state, limiter, refs.data());
 }
 BENCHMARK(BM_TryAcquireManyKeyRefs)->Setup(setup_many)->Teardown(teardown_many);
 

@@ -60,15 +60,8 @@ public sealed class PartitionKeyTests
     public async Task RequestsWithoutATenantAreNotLimitedAndShareNoQuota()
     {
         using ServiceProvider sp = Services();
-        var app = new ApplicationBuilder(sp);
-        app.UseRateLimiter();
-        app.Run(c =>
-        {
-            c.Response.StatusCode = StatusCodes.Status200OK;
-            return Task.CompletedTask;
-        });
+        RequestDelegate pipeline = TestPipeline.WithRateLimiter(sp);
         // The policy through endpoint metadata, as RequireRateLimiting("per-tenant") sets it.
-        RequestDelegate pipeline = app.Build();
         async Task<int> Send(string? tenant)
         {
             HttpContext c = Request(sp, tenant);
