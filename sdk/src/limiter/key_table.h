@@ -98,7 +98,7 @@ class KeyTable {
   mutable std::mutex mu_;
   std::atomic<Slots*> slots_;
   std::atomic<std::size_t> live_{0};
-  std::atomic<std::uint64_t> erasures_{0};  // written under mu_, before the entry is unlinked
+  std::atomic<std::uint64_t> erasures_{0};  // written under mu_, after the entry is unlinked
   std::size_t tombstones_ = 0;
   std::atomic<std::size_t> entry_bytes_{0};
   RetireList retired_;  // under mu_
