@@ -16,6 +16,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -375,6 +376,35 @@ std::unique_ptr<PyPermit> PyLimiter::acquire_permit(std::string_view key, std::u
   return std::make_unique<PyPermit>(std::string(key), live().acquire_permit(key, count));
 }
 
+// The positional and keyword arguments of a METH_FASTCALL try_acquire, into `params` in
+// order (absent ones stay nullptr). False with a TypeError set.
+bool bind_arguments(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames,
+                    std::initializer_list<std::pair<const char*, PyObject**>> params) noexcept {
+  const auto n = static_cast<Py_ssize_t>(params.size());
+  if (nargs > n) {
+    PyErr_Format(PyExc_TypeError, "try_acquire() takes at most %zd argument%s", n,
+                 n == 1 ? "" : "s");
+    return false;
+  }
+  Py_ssize_t i = 0;
+  for (const auto& [name, slot] : params) *slot = i < nargs ? args[i++] : nullptr;
+  const Py_ssize_t keywords = kwnames != nullptr ? PyTuple_GET_SIZE(kwnames) : 0;
+  for (Py_ssize_t k = 0; k < keywords; ++k) {
+    PyObject* name = PyTuple_GET_ITEM(kwnames, k);
+    PyObject** slot = nullptr;
+    for (const auto& [param, where] : params) {
+      if (PyUnicode_CompareWithASCIIString(name, param) == 0) slot = where;
+    }
+    if (slot == nullptr || *slot != nullptr) {
+      PyErr_Format(PyExc_TypeError, "try_acquire() got an unexpected or repeated argument %R",
+                   name);
+      return false;
+    }
+    *slot = args[nargs + k];
+  }
+  return true;
+}
+
 // The cost argument of the fast try_acquire methods (absent: 1). False with a Python error set.
 bool read_cost(PyObject* cost_obj, unsigned long long& cost) noexcept {
   if (cost_obj == nullptr) return true;
@@ -394,26 +424,9 @@ bool read_cost(PyObject* cost_obj, unsigned long long& cost) noexcept {
 // per request, and pybind11's generic dispatch cost several times the decision itself.
 PyObject* fast_try_acquire(PyObject* self, PyObject* const* args, Py_ssize_t nargs,
                            PyObject* kwnames) noexcept {
-  PyObject* key = nargs >= 1 ? args[0] : nullptr;
-  PyObject* cost_obj = nargs >= 2 ? args[1] : nullptr;
-  if (nargs > 2) {
-    PyErr_SetString(PyExc_TypeError, "try_acquire() takes at most 2 arguments (key, cost)");
-    return nullptr;
-  }
-  if (kwnames != nullptr) {
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); ++i) {
-      PyObject* name = PyTuple_GET_ITEM(kwnames, i);
-      PyObject** slot = nullptr;
-      if (PyUnicode_CompareWithASCIIString(name, "key") == 0) slot = &key;
-      if (PyUnicode_CompareWithASCIIString(name, "cost") == 0) slot = &cost_obj;
-      if (slot == nullptr || *slot != nullptr) {
-        PyErr_Format(PyExc_TypeError, "try_acquire() got an unexpected or repeated argument %R",
-                     name);
-        return nullptr;
-      }
-      *slot = args[nargs + i];
-    }
-  }
+  PyObject* key = nullptr;
+  PyObject* cost_obj = nullptr;
+  if (!bind_arguments(args, nargs, kwnames, {{"key", &key}, {"cost", &cost_obj}})) return nullptr;
   if (key == nullptr) {
     PyErr_SetString(PyExc_TypeError, "try_acquire() missing required argument 'key'");
     return nullptr;
@@ -477,22 +490,8 @@ class PyKey {
 // Key.try_acquire(cost=1), against the C++ API directly, for the reason fast_try_acquire is.
 PyObject* fast_key_try_acquire(PyObject* self, PyObject* const* args, Py_ssize_t nargs,
                                PyObject* kwnames) noexcept {
-  PyObject* cost_obj = nargs >= 1 ? args[0] : nullptr;
-  if (nargs > 1) {
-    PyErr_SetString(PyExc_TypeError, "try_acquire() takes at most 1 argument (cost)");
-    return nullptr;
-  }
-  if (kwnames != nullptr) {
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); ++i) {
-      PyObject* name = PyTuple_GET_ITEM(kwnames, i);
-      if (PyUnicode_CompareWithASCIIString(name, "cost") != 0 || cost_obj != nullptr) {
-        PyErr_Format(PyExc_TypeError, "try_acquire() got an unexpected or repeated argument %R",
-                     name);
-        return nullptr;
-      }
-      cost_obj = args[nargs + i];
-    }
-  }
+  PyObject* cost_obj = nullptr;
+  if (!bind_arguments(args, nargs, kwnames, {{"cost", &cost_obj}})) return nullptr;
   unsigned long long cost = 1;
   if (!read_cost(cost_obj, cost)) return nullptr;
   auto* inst = reinterpret_cast<py::detail::instance*>(self);
