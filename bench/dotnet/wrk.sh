@@ -35,17 +35,22 @@ run() {  # tollgate|off|bcl -> requests/s
 # The machine is shared: compare within a round (back to back), then take the median.
 # "bcl" is the same middleware and partitions with the BCL's in-process token bucket, which
 # separates the middleware's own cost from Tollgate's.
-off=() on=() bcl=() ratios=() bcl_ratios=()
+off=() on=() bcl=() ratios=() bcl_ratios=() vs_bcl=()
 pct() { python3 -c "print(100 * ($2 - $1) / $1)"; }
 for r in $(seq "$ROUNDS"); do
   a=$(run off); b=$(run tollgate); c=$(run bcl)
   off+=("$a"); on+=("$b"); bcl+=("$c"); ratios+=("$(pct "$a" "$b")"); bcl_ratios+=("$(pct "$a" "$c")")
-  printf 'round %s: without limiter %s req/s, Tollgate %s (%+.1f %%), BCL token bucket %s (%+.1f %%)\n' \
-    "$r" "$a" "$b" "${ratios[-1]}" "$c" "${bcl_ratios[-1]}"
+  vs_bcl+=("$(pct "$c" "$b")")  # the partitioned Tollgate policy against the BCL's, same round
+  printf 'round %s: without limiter %s req/s, Tollgate %s (%+.1f %%), BCL token bucket %s (%+.1f %%); Tollgate vs BCL %+.1f %%\n' \
+    "$r" "$a" "$b" "${ratios[-1]}" "$c" "${bcl_ratios[-1]}" "${vs_bcl[-1]}"
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 m_off=$(median "${off[@]}") m_on=$(median "${on[@]}") m_bcl=$(median "${bcl[@]}")
 diff=$(printf '%.1f' "$(median "${ratios[@]}")") bcl_diff=$(printf '%.1f' "$(median "${bcl_ratios[@]}")")
+vs=$(printf '%.1f' "$(median "${vs_bcl[@]}")")
+vs_min=$(printf '%.1f' "$(printf '%s\n' "${vs_bcl[@]}" | sort -g | head -1)")
+vs_max=$(printf '%.1f' "$(printf '%s\n' "${vs_bcl[@]}" | sort -g | tail -1)")
 load=$(cut -d' ' -f1 /proc/loadavg)
 echo "median: without $m_off req/s, Tollgate $m_on ($diff % within a round), BCL $m_bcl ($bcl_diff %); load average $load"
-echo "{\"wrk_without_rps\": $m_off, \"wrk_tollgate_rps\": $m_on, \"tollgate_median_round_difference_percent\": $diff, \"wrk_bcl_rps\": $m_bcl, \"bcl_median_round_difference_percent\": $bcl_diff, \"rounds\": $ROUNDS, \"duration\": \"$DURATION\", \"connections\": $CONNECTIONS, \"load_average_1m\": $load}"
+echo "Tollgate vs BCL within a round: median $vs %, from $vs_min % to $vs_max %"
+echo "{\"wrk_without_rps\": $m_off, \"wrk_tollgate_rps\": $m_on, \"tollgate_median_round_difference_percent\": $diff, \"wrk_bcl_rps\": $m_bcl, \"bcl_median_round_difference_percent\": $bcl_diff, \"tollgate_vs_bcl_median_round_difference_percent\": $vs, \"tollgate_vs_bcl_min_percent\": $vs_min, \"tollgate_vs_bcl_max_percent\": $vs_max, \"rounds\": $ROUNDS, \"duration\": \"$DURATION\", \"connections\": $CONNECTIONS, \"load_average_1m\": $load}"

@@ -5,6 +5,8 @@
 //   BM_TryAcquireHit/threads:1   try_acquire on one warm key, one thread
 //   BM_TryAcquireHit/threads:2   the same key from two threads at once
 //   BM_TryAcquireManyKeys        100k warm keys, random order (a precomputed sequence)
+//   BM_TryAcquireHitKeyRef       BM_TryAcquireHit/threads:1 through a KeyRef (no hash, no probe)
+//   BM_TryAcquireManyKeyRefs     BM_TryAcquireManyKeys through one KeyRef per key
 //   BM_BytesPerKey               1M keys tracked; counters bytes_per_key, stats_bytes_per_key
 //   BM_ReferenceCas/threads:N    a bare load + CAS on one atomic: the floor, for comparison
 //   BM_KeyFlood                  1M distinct keys a (virtual) second for 30 s beside 1,000
@@ -123,6 +125,19 @@ void BM_TryAcquireHit(benchmark::State& state) {
 // count differs. See docs/performance.md.
 BENCHMARK(BM_TryAcquireHit)->Setup(setup_hot)->Teardown(teardown_hot)->Threads(1)->Threads(2);
 
+void BM_TryAcquireHitKeyRef(benchmark::State& state) {
+  Limiter& limiter = *g_hot;
+  const tollgate::KeyRef key = limiter.key_ref(kHotKey);
+  std::uint64_t denied = 0;
+  for (auto _ : state) {
+    Decision d = limiter.try_acquire(key);
+    denied += d.allowed ? 0 : 1;
+    benchmark::DoNotOptimize(d);
+  }
+  state.counters["denied"] = benchmark::Counter(static_cast<double>(denied));
+}
+BENCHMARK(BM_TryAcquireHitKeyRef)->Setup(setup_hot)->Teardown(teardown_hot);
+
 // ---------------------------------------------------------------------------------------
 // BM_ReferenceCas: the floor under BM_TryAcquireHit on this machine — a load and a CAS on
 // one shared atomic, nothing else. Two threads show what moving one cache line between
@@ -185,14 +200,14 @@ void teardown_many(const benchmark::State&) {
   g_order = {};
 }
 
-void BM_TryAcquireManyKeys(benchmark::State& state) {
-  Limiter& limiter = *g_many;
-  const std::string* keys = g_keys.data();
+// Decides on keys[order[0]], keys[order[1]], ... (one precomputed random sequence).
+template <typename Key>
+void decide_in_random_order(benchmark::State& state, Limiter& limiter, const Key* keys) {
   const std::uint32_t* order = g_order.data();
   std::size_t pos = 0;
   std::uint64_t denied = 0;
   for (auto _ : state) {
-    const std::string& key = keys[order[pos]];
+    const Key& key = keys[order[pos]];
     pos = (pos + 1) & (kSequence - 1);
     Decision d = limiter.try_acquire(key);
     denied += d.allowed ? 0 : 1;
@@ -200,9 +215,23 @@ void BM_TryAcquireManyKeys(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations());
   state.counters["denied"] = benchmark::Counter(static_cast<double>(denied));
+}
+
+void BM_TryAcquireManyKeys(benchmark::State& state) {
+  decide_in_random_order(state, *g_many, g_keys.data());
   state.counters["keys"] = benchmark::Counter(static_cast<double>(g_many->stats().keys_tracked));
 }
 BENCHMARK(BM_TryAcquireManyKeys)->Setup(setup_many)->Teardown(teardown_many);
+
+void BM_TryAcquireManyKeyRefs(benchmark::State& state) {
+  Limiter& limiter = *g_many;
+  std::vector<tollgate::KeyRef> refs;
+  refs.reserve(kManyKeys);
+  for (const std::string& key : g_keys) refs.push_back(limiter.key_ref(key));
+  for (const auto& k : refs) (void)limiter.try_acquire(k);  // resolve each once
+  decide_in_random_order(state, limiter, refs.data());
+}
+BENCHMARK(BM_TryAcquireManyKeyRefs)->Setup(setup_many)->Teardown(teardown_many);
 
 // ---------------------------------------------------------------------------------------
 // BM_BytesPerKey: what tracking a million keys costs in memory.

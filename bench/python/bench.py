@@ -5,6 +5,7 @@ object: tollgate_ns, redis_lua_ns and the details."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
@@ -86,6 +87,15 @@ def bench_tollgate(port: int, iterations: int, repetitions: int) -> dict[str, fl
             runs.append((time.perf_counter_ns() - t0) / iterations)
             if not limiter.try_acquire(key).allowed:
                 denied += 1
+        # The same through a Key resolved once (no encoding, hashing or lookup per call).
+        handle = limiter.key(key)
+        key_runs = []
+        for _ in range(repetitions):
+            t0 = time.perf_counter_ns()
+            for _ in range(iterations):
+                handle.try_acquire()
+            key_runs.append((time.perf_counter_ns() - t0) / iterations)
+        paths = bench_paths(limiter, key, max(1, iterations // 10), repetitions)
         # What the same loop costs around a call of a trivial builtin, for reference.
         empty = []
         noop = bool
@@ -96,8 +106,64 @@ def bench_tollgate(port: int, iterations: int, repetitions: int) -> dict[str, fl
             empty.append((time.perf_counter_ns() - t0) / iterations)
         stats = limiter.stats()
     return {"ns": statistics.median(runs), "min_ns": min(runs), "max_ns": max(runs),
+            "key_ns": statistics.median(key_runs), **paths,
             "loop_and_builtin_call_ns": statistics.median(empty),
             "denied_total": stats["denied_total"], "leases_asked": stats["leases_asked"]}
+
+
+def bench_paths(limiter: tollgate.Limiter, key: str, n: int,
+                repetitions: int) -> dict[str, float]:
+    """ns per call of the other ways in: await acquire_async (decided at once on the warm
+    key), a request through the WSGI and the ASGI middleware (try_acquire, then a trivial
+    app), and the same trivial apps called bare, in the same run."""
+    environ = {"HTTP_X_TENANT": "bench", "REQUEST_METHOD": "GET", "PATH_INFO": "/"}
+    scope = {"type": "http", "headers": [(b"x-tenant", b"bench")]}
+
+    def wsgi_app(env, start_response):  # noqa: ANN001
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    async def asgi_app(scope, receive, send):  # noqa: ANN001
+        await send({"type": "http.response.start", "status": 200})
+
+    async def receive():  # noqa: ANN202
+        return {"type": "http.request"}
+
+    async def send(message):  # noqa: ANN001
+        return None
+
+    def start_response(status, headers, *exc):  # noqa: ANN001
+        return None
+
+    wsgi = tollgate.WSGIMiddleware(wsgi_app, limiter, key=lambda env: key)
+    asgi = tollgate.ASGIMiddleware(asgi_app, limiter, key=lambda sc: key)
+
+    def timed(loop_body) -> float:  # noqa: ANN001
+        runs = []
+        for _ in range(repetitions):
+            t0 = time.perf_counter_ns()
+            loop_body()
+            runs.append((time.perf_counter_ns() - t0) / n)
+        return statistics.median(runs)
+
+    def wsgi_loop(app) -> None:  # noqa: ANN001
+        for _ in range(n):
+            app(environ, start_response)
+
+    async def async_loop(call) -> None:  # noqa: ANN001
+        for _ in range(n):
+            await call()
+
+    return {
+        "acquire_async_ns": timed(lambda: asyncio.run(
+            async_loop(lambda: limiter.acquire_async(key, 1, timeout=1.0)))),
+        "wsgi_middleware_ns": timed(lambda: wsgi_loop(wsgi)),
+        "wsgi_bare_app_ns": timed(lambda: wsgi_loop(wsgi_app)),
+        "asgi_middleware_ns": timed(lambda: asyncio.run(
+            async_loop(lambda: asgi(scope, receive, send)))),
+        "asgi_bare_app_ns": timed(lambda: asyncio.run(
+            async_loop(lambda: asgi_app(scope, receive, send)))),
+    }
 
 
 def bench_redis_lua(port: int, calls: int, repetitions: int) -> dict[str, float]:
@@ -142,6 +208,11 @@ def main() -> None:
           f"(median of {args.repetitions} x {args.iterations}; min {tg['min_ns']:.0f}, "
           f"max {tg['max_ns']:.0f}; the loop around a trivial builtin call: "
           f"{tg['loop_and_builtin_call_ns']:.0f} ns)")
+    print(f"tollgate Key.try_acquire (the key resolved once): {tg['key_ns']:.0f} ns/op")
+    print(f"await acquire_async (decided at once): {tg['acquire_async_ns']:.0f} ns/op; "
+          f"WSGI middleware {tg['wsgi_middleware_ns']:.0f} ns/request "
+          f"(bare app {tg['wsgi_bare_app_ns']:.0f}); ASGI middleware "
+          f"{tg['asgi_middleware_ns']:.0f} ns/request (bare app {tg['asgi_bare_app_ns']:.0f})")
     print(f"redis-py EVALSHA token bucket per request: {lua['ns']:.0f} ns/op "
           f"(p50 {lua['p50_ns'] / 1000:.0f} us, p99 {lua['p99_ns'] / 1000:.0f} us)")
     print(f"ratio: {lua['ns'] / tg['ns']:.0f}x")
@@ -150,6 +221,10 @@ def main() -> None:
             "tollgate_ns": round(tg["ns"], 1),
             "redis_lua_ns": round(lua["ns"], 1),
             "tollgate_min_ns": round(tg["min_ns"], 1),
+            "tollgate_key_ns": round(tg["key_ns"], 1),
+            **{k: round(tg[k], 1) for k in ("acquire_async_ns", "wsgi_middleware_ns",
+                                             "wsgi_bare_app_ns", "asgi_middleware_ns",
+                                             "asgi_bare_app_ns")},
             "loop_overhead_ns": round(tg["loop_and_builtin_call_ns"], 1),
             "redis_lua_p50_ns": lua["p50_ns"],
             "redis_lua_p99_ns": lua["p99_ns"],

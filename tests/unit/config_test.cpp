@@ -665,7 +665,20 @@ TEST(ConfigStore, BadShardsAreNamedWithoutTheirPasswords) {
       [](Json& j) {
         j["store"] = {{"type", "in_process"}, {"shards", {"redis://h"}}};
       },
-      "store.shards", "unknown field");
+      "store.shards",
+      R"(unknown field for the store type "in_process": it belongs to the "redis" store (set )"
+      R"(store.type to "redis"))");
+  expect_refused(
+      [](Json& j) {
+        j["store"] = {{"shards", {"redis://h"}}};
+      },
+      "store.shards", R"(for the store type "in_process": it belongs to the "redis" store)");
+  expect_refused(
+      [](Json& j) {
+        j["store"] = {{"wait_replicas", 1}};
+      },
+      "store.wait_replicas",
+      R"(it belongs to the "redis" or "redis_cluster" store (set store.type to "redis"))");
   expect_refused(
       [](Json& j) {
         j["store"] = {{"type", "redis"}, {"shards", {"redis://h"}}, {"command_timeout_ms", 0}};
@@ -711,12 +724,14 @@ TEST(ConfigStore, BadClusterNodesAreNamed) {
       [](Json& j) {
         j["store"] = {{"type", "redis_cluster"}, {"shards", {"redis://h:1"}}};
       },
-      "store.shards", "unknown field");
+      "store.shards",
+      R"(unknown field for the store type "redis_cluster": it belongs to the "redis")");
   expect_refused(
       [](Json& j) {
         j["store"] = {{"type", "redis"}, {"shards", {"redis://h:1"}}, {"nodes", {"redis://h:1"}}};
       },
-      "store.nodes", "unknown field");
+      "store.nodes",
+      R"(it belongs to the "redis_cluster" store (set store.type to "redis_cluster"))");
   expect_refused(
       [](Json& j) {
         j["store"] = {{"type", "redis"}, {"shards", {"redis://h:1"}}, {"wait_replicas", 17}};

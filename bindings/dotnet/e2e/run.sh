@@ -6,11 +6,15 @@
 # within the documented bound rate*(T + lease TTL) + burst, both instances admit, the health
 # check answers, and ActivityListener/MeterListener in the app saw the telemetry without the
 # tenant id in any tag. Everything started here is stopped on exit, also on failure.
-#   e2e/run.sh FEED_DIR
+# TFM net10.0 (the default) builds the app and runs it on the installed .NET 10; net8.0
+# publishes it self-contained with the .NET 8 runtime pack and runs that, and the app must
+# say (/runtime) that it runs on .NET 8.
+#   e2e/run.sh FEED_DIR [net10.0|net8.0]
 set -euo pipefail
-FEED=$(cd "${1:?usage: run.sh FEED_DIR}" && pwd)
+FEED=$(cd "${1:?usage: run.sh FEED_DIR [TFM]}" && pwd)
+TFM=${2:-net10.0}
 HERE=$(cd "$(dirname "$0")" && pwd)
-VERSION=$(sed -n 's:.*<Version>\(.*\)</Version>.*:\1:p' "$HERE/../Directory.Build.props")
+VERSION=$(cat "$FEED/VERSION")  # what nuget/pack.sh packed (a pre-release naming the commit)
 HARNESS_NAME=e2e
 # shellcheck source=../harness.sh
 source "$HERE/../harness.sh"
@@ -26,13 +30,27 @@ cat >"$WORK/app/NuGet.config" <<XML
     <add key="local" value="$FEED" />
     <add key="nuget.org" value="https://api.nuget.org/v3/index.json" protocolVersion="3" />
   </packageSources>
+  <fallbackPackageFolders>
+    <!-- the runtime packs a self-contained publish needs (Tollgate's version is new to it) -->
+    <add key="global" value="${NUGET_PACKAGES:-$HOME/.nuget/packages}" />
+  </fallbackPackageFolders>
 </configuration>
 XML
-dotnet build "$WORK/app" -c Release -p:TollgateVersion="$VERSION" -p:RestorePackagesPath="$WORK/packages" \
-  -v:q -nologo >"$WORK/build.log" 2>&1 || fail "the app did not build"
+build_args=(-c Release -f "$TFM" -p:TollgateVersion="$VERSION" -p:RestorePackagesPath="$WORK/packages" -v:q -nologo)
+if [[ $TFM == net10.0 ]]; then
+  dotnet build "$WORK/app" "${build_args[@]}" >"$WORK/build.log" 2>&1 || fail "the app did not build"
+  APP_DIR=$WORK/app/bin/Release/$TFM
+  NATIVE=$APP_DIR/runtimes/linux-x64/native/libtollgate.so
+  APP=(dotnet E2eApp.dll)
+else
+  dotnet publish "$WORK/app" "${build_args[@]}" -r linux-x64 --self-contained -o "$WORK/publish" \
+    >"$WORK/build.log" 2>&1 || fail "the app did not publish for $TFM"
+  APP_DIR=$WORK/publish
+  NATIVE=$APP_DIR/libtollgate.so
+  APP=(./E2eApp)
+fi
 [[ -f $WORK/packages/tollgate.aspnetcore/$VERSION/tollgate.aspnetcore.$VERSION.nupkg ]] || fail "Tollgate.AspNetCore not restored from the feed"
-APP_DIR=$WORK/app/bin/Release/net10.0
-[[ -f $APP_DIR/runtimes/linux-x64/native/libtollgate.so ]] || fail "libtollgate.so not in the app's output"
+[[ -f $NATIVE ]] || fail "libtollgate.so not in the app's output"
 
 start_redis
 
@@ -40,7 +58,7 @@ RATE=0.01 BURST=20 TTL_MS=2000
 start_app() {  # name portvar  (not in a subshell: PIDS must see the new process)
   local port
   port=$(free_port)
-  (cd "$APP_DIR" && exec dotnet E2eApp.dll --urls "http://127.0.0.1:$port" \
+  (cd "$APP_DIR" && exec "${APP[@]}" --urls "http://127.0.0.1:$port" \
     --Logging:LogLevel:Default=Warning \
     --Tollgate:InstanceId="$1" \
     --Tollgate:Store:Type=redis --Tollgate:Store:Shards:0="redis://127.0.0.1:$REDIS_PORT" \
@@ -55,7 +73,10 @@ start_app b PORT_B
 for port in "$PORT_A" "$PORT_B"; do
   for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
   [[ $(curl -s "http://127.0.0.1:$port/healthz") == Healthy ]] || fail "instance on $port is not healthy"
+  runtime=$(curl -s "http://127.0.0.1:$port/runtime")
+  [[ $runtime == ".NET ${TFM#net}"* ]] || fail "instance on $port runs on '$runtime', not on .NET ${TFM#net}"
 done
+echo "e2e: $TFM, both instances on $runtime"
 
 # 120 requests for one tenant, alternating between the instances.
 TENANT="acme-$RANDOM$RANDOM"

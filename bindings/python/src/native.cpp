@@ -16,6 +16,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -327,6 +328,7 @@ class PyLimiter {
   }
 
   std::string instance_id() { return live().instance_id(); }
+  tollgate::KeyRef key_ref(std::string_view key) { return live().key_ref(key); }
 
  private:
   [[noreturn]] static void throw_closed() {
@@ -383,30 +385,57 @@ std::unique_ptr<PyPermit> PyLimiter::acquire_permit(std::string_view key, std::u
   return std::make_unique<PyPermit>(std::string(key), live().acquire_permit(key, count));
 }
 
+// The positional and keyword arguments of a METH_FASTCALL try_acquire, into `params` in
+// order (absent ones stay nullptr). False with a TypeError set.
+bool bind_arguments(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames,
+                    std::initializer_list<std::pair<const char*, PyObject**>> params) noexcept {
+  const auto n = static_cast<Py_ssize_t>(params.size());
+  if (nargs > n) {
+    PyErr_Format(PyExc_TypeError, "try_acquire() takes at most %zd argument%s", n,
+                 n == 1 ? "" : "s");
+    return false;
+  }
+  Py_ssize_t i = 0;
+  for (const auto& [name, slot] : params) *slot = i < nargs ? args[i++] : nullptr;
+  const Py_ssize_t keywords = kwnames != nullptr ? PyTuple_GET_SIZE(kwnames) : 0;
+  for (Py_ssize_t k = 0; k < keywords; ++k) {
+    PyObject* name = PyTuple_GET_ITEM(kwnames, k);
+    PyObject** slot = nullptr;
+    for (const auto& [param, where] : params) {
+      if (PyUnicode_CompareWithASCIIString(name, param) == 0) slot = where;
+    }
+    if (slot == nullptr || *slot != nullptr) {
+      PyErr_Format(PyExc_TypeError, "try_acquire() got an unexpected or repeated argument %R",
+                   name);
+      return false;
+    }
+    *slot = args[nargs + k];
+  }
+  return true;
+}
+
+// The cost argument of the fast try_acquire methods (absent: 1). False with a Python error set.
+bool read_cost(PyObject* cost_obj, unsigned long long& cost) noexcept {
+  if (cost_obj == nullptr) return true;
+  if (!PyLong_Check(cost_obj)) {
+    PyErr_Format(PyExc_TypeError, "cost must be an int, not %s", Py_TYPE(cost_obj)->tp_name);
+    return false;
+  }
+  cost = PyLong_AsUnsignedLongLong(cost_obj);
+  if (cost == static_cast<unsigned long long>(-1) && PyErr_Occurred() != nullptr) {
+    PyErr_SetString(PyExc_ValueError, "cost must be an int >= 0 and < 2**64");
+    return false;
+  }
+  return true;
+}
+
 // Limiter.try_acquire(key, cost=1), written against the C API: it is the call services make
 // per request, and pybind11's generic dispatch cost several times the decision itself.
 PyObject* fast_try_acquire(PyObject* self, PyObject* const* args, Py_ssize_t nargs,
                            PyObject* kwnames) noexcept {
-  PyObject* key = nargs >= 1 ? args[0] : nullptr;
-  PyObject* cost_obj = nargs >= 2 ? args[1] : nullptr;
-  if (nargs > 2) {
-    PyErr_SetString(PyExc_TypeError, "try_acquire() takes at most 2 arguments (key, cost)");
-    return nullptr;
-  }
-  if (kwnames != nullptr) {
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); ++i) {
-      PyObject* name = PyTuple_GET_ITEM(kwnames, i);
-      PyObject** slot = nullptr;
-      if (PyUnicode_CompareWithASCIIString(name, "key") == 0) slot = &key;
-      if (PyUnicode_CompareWithASCIIString(name, "cost") == 0) slot = &cost_obj;
-      if (slot == nullptr || *slot != nullptr) {
-        PyErr_Format(PyExc_TypeError, "try_acquire() got an unexpected or repeated argument %R",
-                     name);
-        return nullptr;
-      }
-      *slot = args[nargs + i];
-    }
-  }
+  PyObject* key = nullptr;
+  PyObject* cost_obj = nullptr;
+  if (!bind_arguments(args, nargs, kwnames, {{"key", &key}, {"cost", &cost_obj}})) return nullptr;
   if (key == nullptr) {
     PyErr_SetString(PyExc_TypeError, "try_acquire() missing required argument 'key'");
     return nullptr;
@@ -424,17 +453,7 @@ PyObject* fast_try_acquire(PyObject* self, PyObject* const* args, Py_ssize_t nar
     return nullptr;
   }
   unsigned long long cost = 1;
-  if (cost_obj != nullptr) {
-    if (!PyLong_Check(cost_obj)) {
-      PyErr_Format(PyExc_TypeError, "cost must be an int, not %s", Py_TYPE(cost_obj)->tp_name);
-      return nullptr;
-    }
-    cost = PyLong_AsUnsignedLongLong(cost_obj);
-    if (cost == static_cast<unsigned long long>(-1) && PyErr_Occurred() != nullptr) {
-      PyErr_SetString(PyExc_ValueError, "cost must be an int >= 0 and < 2**64");
-      return nullptr;
-    }
-  }
+  if (!read_cost(cost_obj, cost)) return nullptr;
   // The method descriptor has checked that self is a Limiter; its first (only) C++ base
   // holds the PyLimiter.
   auto* inst = reinterpret_cast<py::detail::instance*>(self);
@@ -458,6 +477,52 @@ PyMethodDef g_try_acquire_def = {
     METH_FASTCALL | METH_KEYWORDS,
     "try_acquire(key, cost=1) -> Decision\n\nSpends cost tokens from the key's local lease if "
     "it can. Never blocks, never waits for the store.",
+};
+
+// Limiter.key(key): the key resolved once (a tollgate::KeyRef). Key.try_acquire(cost=1) skips
+// the key's encoding, hashing and table probe; it keeps the Limiter object alive, and raises
+// LimiterClosedError once the Limiter is closed, as Limiter.try_acquire does.
+class PyKey {
+ public:
+  PyKey(py::object owner, PyLimiter* limiter, tollgate::KeyRef ref)
+      : owner_(std::move(owner)), limiter_(limiter), ref_(std::move(ref)) {}
+  std::string key() const { return std::string(ref_.key()); }
+  bool closed() const { return limiter_->closed(); }
+  const tollgate::KeyRef& ref() const { return ref_; }
+
+ private:
+  py::object owner_;  // the Python Limiter: limiter_ lives as long as this Key
+  PyLimiter* limiter_;
+  tollgate::KeyRef ref_;
+};
+
+// Key.try_acquire(cost=1), against the C++ API directly, for the reason fast_try_acquire is.
+PyObject* fast_key_try_acquire(PyObject* self, PyObject* const* args, Py_ssize_t nargs,
+                               PyObject* kwnames) noexcept {
+  PyObject* cost_obj = nullptr;
+  if (!bind_arguments(args, nargs, kwnames, {{"cost", &cost_obj}})) return nullptr;
+  unsigned long long cost = 1;
+  if (!read_cost(cost_obj, cost)) return nullptr;
+  auto* inst = reinterpret_cast<py::detail::instance*>(self);
+  py::detail::value_and_holder vh = inst->get_value_and_holder(nullptr, false);
+  if (!vh.holder_constructed()) {
+    PyErr_SetString(PyExc_TypeError, "Key objects come from Limiter.key()");
+    return nullptr;
+  }
+  const PyKey* k = vh.value_ptr<PyKey>();
+  if (k->closed()) {
+    set_closed_error();
+    return nullptr;
+  }
+  return tollgate_py::make_decision(k->ref().try_acquire(cost));
+}
+
+PyMethodDef g_key_try_acquire_def = {
+    "try_acquire",
+    reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(fast_key_try_acquire)),
+    METH_FASTCALL | METH_KEYWORDS,
+    "try_acquire(cost=1) -> Decision\n\nLimiter.try_acquire(key, cost) without encoding, "
+    "hashing or looking up the key again. Never blocks.",
 };
 
 py::dict stats_to_dict(const tollgate::Stats& s) {
@@ -553,6 +618,24 @@ PYBIND11_MODULE(_native, m) {
       PyDescr_NewMethod(reinterpret_cast<PyTypeObject*>(limiter.ptr()), &g_try_acquire_def);
   if (try_acquire == nullptr) throw py::error_already_set();
   limiter.attr("try_acquire") = py::reinterpret_steal<py::object>(try_acquire);
+
+  py::class_<PyKey> key(m, "Key");
+  key.def_property_readonly("key", &PyKey::key)
+      .def_property_readonly("closed", &PyKey::closed)
+      .def("__repr__", [](const PyKey& k) {
+        return "Key(" + py::repr(py::str(k.key())).cast<std::string>() + ")";
+      });
+  PyObject* key_try_acquire =
+      PyDescr_NewMethod(reinterpret_cast<PyTypeObject*>(key.ptr()), &g_key_try_acquire_def);
+  if (key_try_acquire == nullptr) throw py::error_already_set();
+  key.attr("try_acquire") = py::reinterpret_steal<py::object>(key_try_acquire);
+  limiter.def(
+      "key",
+      [](py::object self, std::string_view k) {
+        PyLimiter& l = self.cast<PyLimiter&>();
+        return std::make_unique<PyKey>(self, &l, l.key_ref(k));
+      },
+      py::arg("key"));
 
   m.def("_shutdown", [] { g_interpreter_exiting.store(true, std::memory_order_release); });
 }

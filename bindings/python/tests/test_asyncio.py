@@ -21,6 +21,32 @@ def test_acquire_async_admits(make_limiter, key):
     assert all(d.allowed for d in decisions), decisions
 
 
+def test_acquire_async_decided_at_once_does_not_wake_the_loop(make_limiter, key):
+    lim = make_limiter(rate=1000, burst=1000)
+    warm(lim, key)
+
+    async def main() -> tuple[list[tollgate.Decision], int]:
+        loop = asyncio.get_running_loop()
+        wakeups = 0
+        real = loop.call_soon_threadsafe
+
+        def counting(*args, **kwargs):  # noqa: ANN002, ANN003
+            nonlocal wakeups
+            wakeups += 1
+            return real(*args, **kwargs)
+
+        loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+        decisions = [await lim.acquire_async(key, 1, timeout=20) for _ in range(50)]
+        return decisions, wakeups
+
+    decisions, wakeups = asyncio.run(main())
+    allowed = [d for d in decisions if d.allowed]
+    assert allowed, decisions
+    # An admission decided at once comes back without a trip through the loop's self-pipe;
+    # only a wait for a refill takes one (before: one for every call).
+    assert wakeups < len(allowed) // 2, (wakeups, decisions)
+
+
 def test_acquire_async_times_out(make_limiter, key):
     lim = make_limiter(rate=0.001, burst=1)
     warm(lim, key)

@@ -180,3 +180,29 @@ def test_permits_as_context_managers(redis_url):
         assert held.decision.allowed  # a permit outlives its closed limiter harmlessly
     finally:
         lim.close()
+
+
+def test_a_key_resolved_once_shares_the_keys_quota(make_limiter, key):
+    lim = make_limiter(rate=1, burst=5)
+    k = lim.key(key)
+    assert isinstance(k, tollgate.Key)
+    assert k.key == key and not k.closed and key in repr(k)
+    warm(lim, key)
+    admitted = lim.stats()["admitted"]
+    by_key = wait_until(lambda: [d] if (d := k.try_acquire(cost=1)) else None)[0]
+    assert by_key.allowed and lim.stats()["admitted"] == admitted + 1
+    over = exhaust(lim, key)  # by name: the Key sees the same spent quota
+    assert not over
+    spent = k.try_acquire()
+    assert not spent and spent.reason == "over_limit"
+    assert k.try_acquire(0).reason == "invalid_argument"
+    with pytest.raises(TypeError):
+        k.try_acquire("1")
+    with pytest.raises(TypeError):
+        k.try_acquire(1, 2)
+    with pytest.raises(TypeError):
+        k.try_acquire(price=1)
+    lim.close()
+    assert k.closed
+    with pytest.raises(tollgate.LimiterClosedError):
+        k.try_acquire()

@@ -20,7 +20,7 @@ if _native.compiled_version != __version__:  # pragma: no cover - a broken insta
     raise ImportError(
         f"tollgate {__version__} found a native module built from {_native.compiled_version}")
 
-from ._native import REASONS, Decision, Permit
+from ._native import REASONS, Decision, Key, Permit
 from ._limiter import ConfigSource, Limiter
 from .middleware import ASGIMiddleware, WSGIMiddleware
 
@@ -29,6 +29,7 @@ __all__ = [
     "ConfigError",
     "ConfigSource",
     "Decision",
+    "Key",
     "Limiter",
     "LimiterClosedError",
     "Permit",

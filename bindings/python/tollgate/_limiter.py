@@ -104,8 +104,18 @@ class Limiter(_native.Limiter):
         Cancelling the awaiting task cancels the wait in the SDK."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Decision] = loop.create_future()
+        # Until _acquire_async has returned, a decision is handed over here rather than through
+        # the loop: decided at once (the usual case, a warm key) it needs no wake-up of the
+        # loop (call_soon_threadsafe writes to its self-pipe: tens of microseconds). Both
+        # sides run with the GIL held, and `pending` is cleared before `early` is looked at,
+        # so the hand-over cannot be missed.
+        early: list[Decision] = []
+        pending = True
 
         def done(decision: Decision) -> None:  # on this thread or the SDK's, with the GIL
+            if pending:
+                early.append(decision)
+                return
             try:
                 loop.call_soon_threadsafe(_resolve, fut, decision)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
@@ -113,12 +123,16 @@ class Limiter(_native.Limiter):
 
         with _telemetry.span("tollgate.acquire", cost) as span:
             wait_id = self._acquire_async(key, cost, timeout, done)
-            try:
-                decision = await fut
-            except BaseException:  # cancelled, or the coroutine closed unfinished
-                if wait_id:
-                    self.cancel(wait_id)
-                raise
+            pending = False  # first: a thread switch before the check below must not lose it
+            if early:
+                decision = early[0]
+            else:
+                try:
+                    decision = await fut
+                except BaseException:  # cancelled, or the coroutine closed unfinished
+                    if wait_id:
+                        self.cancel(wait_id)
+                    raise
             _telemetry.end_span(span, decision)
         return decision
 

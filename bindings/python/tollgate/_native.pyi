@@ -46,10 +46,24 @@ class Permit:
         """Raises RateLimitExceeded when the permits were not granted."""
     def __exit__(self, *exc: object) -> bool: ...
 
+class Key:
+    """A key resolved once (Limiter.key): try_acquire without encoding, hashing or looking the
+    key up again; found again after the limiter evicted it. Keeps its Limiter alive."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def closed(self) -> bool:
+        """True once its Limiter is closed (try_acquire then raises LimiterClosedError)."""
+    def try_acquire(self, cost: int = 1) -> Decision:
+        """Never blocks."""
+
 class Limiter:
     def __init__(self, config: str, is_path: bool, sink: Any, leases: bool) -> None: ...
     def try_acquire(self, key: str, cost: int = 1) -> Decision:
         """Never blocks."""
+    def key(self, key: str) -> Key:
+        """The key resolved once, for a caller that decides on it again and again."""
     def acquire(self, key: str, cost: int = 1, timeout: Optional[float] = None) -> Decision:
         """Waits up to `timeout` seconds (None: until decided) with the GIL released."""
     def _acquire_async(self, key: str, cost: int, timeout: Optional[float],

@@ -1,9 +1,11 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -76,6 +78,40 @@ class TOLLGATE_API Permit {
   Decision decision_{};
 };
 
+// A key resolved once, for a caller that decides on it again and again (an ASP.NET Core
+// partition, a Python object): try_acquire(const KeyRef&) reaches the key's entry through the
+// handle, with no hashing and no table probe, as long as no key has been evicted since it was
+// resolved (the key table's eviction count, checked on every call); after an eviction it
+// resolves the key again. Keeps the limiter's core alive, like a Permit (decisions after the
+// Limiter is destroyed spend only what is held locally). Thread-safe: many threads may decide
+// through one KeyRef at once; moving it is not.
+class TOLLGATE_API KeyRef {
+ public:
+  KeyRef() = default;
+  KeyRef(KeyRef&& other) noexcept;
+  KeyRef& operator=(KeyRef&& other) noexcept;
+  KeyRef(const KeyRef&) = delete;
+  KeyRef& operator=(const KeyRef&) = delete;
+  ~KeyRef();
+
+  explicit operator bool() const noexcept { return owner_ != nullptr; }
+  std::string_view key() const noexcept { return key_; }
+  // Limiter::try_acquire(*this, cost) on the limiter it came from, also after that Limiter
+  // is destroyed; an empty KeyRef decides invalid_argument.
+  Decision try_acquire(std::uint64_t cost = 1) const noexcept;
+
+ private:
+  friend class LimiterImpl;
+  std::shared_ptr<LimiterImpl> owner_;
+  std::string key_;
+  std::uint64_t hash_ = 0;
+  // The resolved entry and the table's eviction count when it was resolved, published
+  // together under a sequence lock (odd while a thread writes them).
+  mutable std::atomic<std::uint64_t> seq_{0};
+  mutable std::atomic<void*> entry_{nullptr};
+  mutable std::atomic<std::uint64_t> evictions_{0};
+};
+
 // Identifies a queued acquire, for cancel(). 0 never names a wait.
 using WaitId = std::uint64_t;
 
@@ -102,6 +138,13 @@ class TOLLGATE_API Limiter {
 
   // Never blocks. Once the key holds a lease: no allocation, no lock, no syscall.
   Decision try_acquire(std::string_view key, std::uint64_t cost = 1) noexcept;
+
+  // The key resolved once, for try_acquire(const KeyRef&). An invalid key (empty, longer
+  // than max_key_length) gives a KeyRef whose decisions are invalid_argument. Copies the key.
+  KeyRef key_ref(std::string_view key) const;
+  // try_acquire(key, cost) through a KeyRef of this limiter (another's: invalid_argument).
+  // While the key's entry stays in the table: a pointer, an eviction-count check and a CAS.
+  Decision try_acquire(const KeyRef& key, std::uint64_t cost = 1) noexcept;
 
   // Waits up to `timeout` for tokens; waiters of one key are served first in, first out.
   Decision acquire(std::string_view key, std::uint64_t cost, Nanos timeout);

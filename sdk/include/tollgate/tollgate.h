@@ -226,6 +226,26 @@ TG_API tg_status tg_acquire_permit(tg_permit** out_permit, tg_decision* out_deci
    outlive its limiter's tg_limiter_destroy (the permits then simply expire). */
 TG_API void tg_permit_destroy(tg_permit** permit);
 
+/* ---- Keys resolved once ------------------------------------------------------------------- */
+
+typedef struct tg_key tg_key;
+
+/* Resolves `key` once, for tg_try_acquire_key: no hashing, no key copy and no table probe per
+   call while the key's entry stays in the table (it is found again after an eviction). The
+   key is copied. *out_key owns the handle (free it with tg_key_destroy). A tg_key keeps its
+   limiter's core alive, like a permit: it may be destroyed before or after tg_limiter_destroy,
+   and decisions through it after tg_limiter_destroy spend only what is held locally. An
+   invalid key (empty, too long) gives a handle whose decisions are invalid_argument. */
+TG_API tg_status tg_key_create(tg_key** out_key, tg_limiter* limiter, const char* key,
+                               size_t key_len);
+
+/* Frees the handle; *key becomes NULL. NULL-safe. No call through it may be running. */
+TG_API void tg_key_destroy(tg_key** key);
+
+/* tg_try_acquire through a resolved key: never blocks, never does I/O; once the key holds a
+   lease, a pointer, an eviction-count check and a CAS. Safe from many threads at once. */
+TG_API tg_status tg_try_acquire_key(tg_decision* out_decision, tg_key* key, uint64_t cost);
+
 /* ---- Stats -------------------------------------------------------------------------------- */
 
 #define TG_STATS_VERSION 3

@@ -43,6 +43,10 @@ struct tg_permit {
   tollgate::Permit permit;
 };
 
+struct tg_key {
+  tollgate::KeyRef key;  // keeps the limiter's core alive
+};
+
 namespace tollgate::capi {
 
 // Copies `message` into errstr (NUL-terminated, truncated).

@@ -171,6 +171,29 @@ tg_status tg_try_acquire(tg_decision* out_decision, tg_limiter* limiter, const c
   return TG_OK;
 }
 
+tg_status tg_key_create(tg_key** out_key, tg_limiter* limiter, const char* key, size_t key_len) {
+  if (out_key != nullptr) *out_key = nullptr;
+  if (out_key == nullptr || limiter == nullptr || (key == nullptr && key_len != 0))
+    return TG_ERR_INVALID_ARGUMENT;
+  return guarded([&] {
+    *out_key = new tg_key{limiter->limiter->key_ref(key_of(key, key_len))};
+    return TG_OK;
+  });
+}
+
+void tg_key_destroy(tg_key** key) {
+  if (key == nullptr || *key == nullptr) return;
+  delete *key;  // ~KeyRef drops its share of the core; noexcept
+  *key = nullptr;
+}
+
+tg_status tg_try_acquire_key(tg_decision* out_decision, tg_key* key, uint64_t cost) {
+  if (out_decision == nullptr || key == nullptr) return TG_ERR_INVALID_ARGUMENT;
+  // KeyRef::try_acquire is noexcept: no guard needed on the hot path.
+  to_c(out_decision, key->key.try_acquire(cost));
+  return TG_OK;
+}
+
 tg_status tg_acquire(tg_decision* out_decision, tg_limiter* limiter, const char* key,
                      size_t key_len, uint64_t cost, int64_t timeout_ns) {
   if (out_decision == nullptr || limiter == nullptr || (key == nullptr && key_len != 0))

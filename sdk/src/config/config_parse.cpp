@@ -2,8 +2,10 @@
 // (config/config_schema.h) from JSON values to Config fields, checking shape (types, unknown
 // fields, fields a policy type must or must not have); then validate() checks values
 // (config/config_validate.cpp), so a Config built in code obeys the same rules.
+#include <algorithm>
 #include <array>
 #include <string>
+#include <string_view>
 
 #include "config/config_rules.h"
 #include "config/config_schema.h"
@@ -178,6 +180,30 @@ const Schema<ColdKeys>& cold_keys_schema() {
   return s;
 }
 
+// A field of another store type's section ("shards" with the in-process store) is named with
+// the store types it belongs to, so a missing store.type is not mistaken for a misspelling.
+void refuse_fields_of_other_stores(const Fields& f, const std::string& type,
+                                   const Schema<StoreConfig>& own) {
+  const auto lists = [](const Schema<StoreConfig>& schema, std::string_view name) {
+    return std::any_of(schema.begin(), schema.end(),
+                       [name](const auto& s) { return s.name == name; });
+  };
+  for (const core::StoreSection& section : core::store_sections()) {
+    for (const SchemaField<StoreConfig>& field : section.fields()) {
+      if (!f.has(field.name) || lists(own, field.name)) continue;
+      std::string owners;
+      for (const core::StoreSection& other : core::store_sections()) {
+        if (lists(other.fields(), field.name)) {
+          owners += (owners.empty() ? "" : " or ") + in_quotes(other.type);
+        }
+      }
+      fail(f.path(field.name), "unknown field for the store type " + in_quotes(type) +
+                                   ": it belongs to the " + owners + " store (set store.type to " +
+                                   in_quotes(section.type) + ")");
+    }
+  }
+}
+
 // "type", then the fields of that type's own section (config/store_sections.h); a type this
 // build does not know takes no other field (validate() names the type).
 void read_store(const Fields& f, StoreConfig& s) {
@@ -189,6 +215,7 @@ void read_store(const Fields& f, StoreConfig& s) {
       schema.insert(schema.end(), own.begin(), own.end());
     }
   }
+  refuse_fields_of_other_stores(f, s.type, schema);
   read_object(f, schema, s);
 }
 

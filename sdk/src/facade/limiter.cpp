@@ -29,6 +29,19 @@ Decision Limiter::try_acquire(std::string_view key, std::uint64_t cost) noexcept
   return impl_->try_acquire(key, cost);
 }
 
+KeyRef Limiter::key_ref(std::string_view key) const {
+  return impl_->key_ref(key);
+}
+
+Decision Limiter::try_acquire(const KeyRef& key, std::uint64_t cost) noexcept {
+  return impl_->try_acquire(key, cost);
+}
+
+Decision KeyRef::try_acquire(std::uint64_t cost) const noexcept {
+  if (!owner_) return Decision{false, Reason::kInvalidArgument, 0, Nanos{0}};
+  return owner_->try_acquire(*this, cost);
+}
+
 Decision Limiter::acquire(std::string_view key, std::uint64_t cost, Nanos timeout) {
   struct Sync {
     std::mutex mu;

@@ -81,6 +81,11 @@ void KeyTable::erase(Entry* e) {
     if (cur == nullptr) return;
     if (cur == e) {
       s->at[i].store(tombstone(), std::memory_order_release);
+      // Counted after the unlink and before the caller's Epoch::advance(). After the unlink:
+      // a KeyRef that reads the new count and then probes cannot find `e` any more (it would
+      // publish a pointer to an unlinked entry). Before the advance: a reader that still
+      // sees the old count is inside an EpochGuard the reclaimer waits for (limiter/key_ref.cpp).
+      erasures_.fetch_add(1, std::memory_order_seq_cst);
       ++tombstones_;
       live_.fetch_sub(1, std::memory_order_relaxed);
       entry_bytes_.fetch_sub(e->allocated_bytes(), std::memory_order_relaxed);

@@ -57,6 +57,9 @@ class KeyTable {
   // Frees old slot arrays that no reader can see any more.
   void reclaim();
 
+  // Entries erased so far. A reader (in an EpochGuard) that sees the count it saw when it
+  // found an entry knows the entry is still linked, so still safe to use (KeyRef).
+  std::uint64_t erasures() const noexcept { return erasures_.load(std::memory_order_acquire); }
   std::size_t size() const noexcept { return live_.load(std::memory_order_relaxed); }
   std::size_t max_keys() const noexcept { return max_keys_; }
   std::size_t slot_count() const noexcept;
@@ -95,6 +98,7 @@ class KeyTable {
   mutable std::mutex mu_;
   std::atomic<Slots*> slots_;
   std::atomic<std::size_t> live_{0};
+  std::atomic<std::uint64_t> erasures_{0};  // written under mu_, after the entry is unlinked
   std::size_t tombstones_ = 0;
   std::atomic<std::size_t> entry_bytes_{0};
   RetireList retired_;  // under mu_

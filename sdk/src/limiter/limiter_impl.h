@@ -48,6 +48,8 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   void shutdown();
 
   Decision try_acquire(std::string_view key, std::uint64_t cost) noexcept;
+  KeyRef key_ref(std::string_view key);  // limiter/key_ref.cpp
+  Decision try_acquire(const KeyRef& key, std::uint64_t cost) noexcept;
   WaitId acquire_async(std::string_view key, std::uint64_t cost, Nanos timeout,
                        Limiter::Completion done);
   bool cancel(WaitId id);
@@ -113,6 +115,9 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
                         Decision& failure) noexcept;
   void request_refill(Entry* e) noexcept;
   void wake() noexcept;
+  // The KeyRef's entry found again (after an eviction) or created; published to the KeyRef.
+  Entry* resolve(const KeyRef& k, std::uint64_t cost, std::uint32_t stripe,
+                 Decision& failure) noexcept;
   bool valid(std::string_view key, std::uint64_t cost) const noexcept {
     return !key.empty() && key.size() <= max_key_length_ && cost > 0;
   }

@@ -38,6 +38,7 @@ var app = builder.Build();
 app.UseRateLimiter();
 app.MapGet("/work", () => "ok").RequireRateLimiting("per-tenant");
 app.MapHealthChecks("/healthz");
+app.MapGet("/runtime", () => System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription);
 app.MapGet("/telemetry", (string? tenant) =>
 {
     meters.RecordObservableInstruments();

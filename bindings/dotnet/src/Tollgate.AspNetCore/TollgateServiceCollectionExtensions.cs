@@ -53,7 +53,8 @@ public static class TollgateServiceCollectionExtensions
 
     /// <summary>
     /// A rate-limiting policy that partitions requests by the key <paramref name="keyOf"/> gives
-    /// (for example "tenant:" + the tenant id; null: not limited). Also makes rejections 429 with
+    /// (for example "tenant:" + the tenant id; null: not limited by this policy, docs/dotnet.md says
+    /// what to give a request without a tenant). Also makes rejections 429 with
     /// Retry-After, unless <c>OnRejected</c> is already set.
     /// </summary>
     public static RateLimiterOptions AddTollgatePolicy(this RateLimiterOptions options, string policyName,
@@ -156,7 +157,10 @@ internal sealed class TollgateOptionsValidator : IValidateOptions<TollgateOption
                 : e.Message;
             int colon = detail.IndexOf(": ", StringComparison.Ordinal);
             string key = colon > 0 ? TollgateOptions.ConfigurationPath(detail[..colon], _section) : _section;
-            return ValidateOptionsResult.Fail($"{key}: {(colon > 0 ? detail[(colon + 2)..] : detail)} ({detail})");
+            // "set store.type to ..." (a field of another store's section) in the settings' own names.
+            string reason = (colon > 0 ? detail[(colon + 2)..] : detail)
+                .Replace("store.type", TollgateOptions.ConfigurationPath("store.type", _section), StringComparison.Ordinal);
+            return ValidateOptionsResult.Fail($"{key}: {reason} ({detail})");
         }
     }
 }

@@ -137,6 +137,17 @@ internal static unsafe partial class Native
     internal static partial Status TryAcquire(NativeDecision* outDecision, nint limiter, byte* key,
         nuint keyLen, ulong cost);
 
+    [LibraryImport(Library, EntryPoint = "tg_key_create")]
+    internal static partial Status KeyCreate(nint* outKey, nint limiter, byte* key, nuint keyLen);
+
+    [LibraryImport(Library, EntryPoint = "tg_key_destroy")]
+    internal static partial void KeyDestroy(nint* key);
+
+    // The hot call of a view: as tg_try_acquire, through a key resolved once (no hashing).
+    [LibraryImport(Library, EntryPoint = "tg_try_acquire_key")]
+    [SuppressGCTransition]
+    internal static partial Status TryAcquireKey(NativeDecision* outDecision, nint key, ulong cost);
+
     [LibraryImport(Library, EntryPoint = "tg_acquire_async")]
     internal static partial Status AcquireAsync(ulong* outWaitId, nint limiter, byte* key,
         nuint keyLen, ulong cost, long timeoutNs,
@@ -252,4 +263,20 @@ internal sealed class PermitHandle : NativeHandle
     protected override ref long OpenCount => ref s_open;
 
     protected override unsafe void Destroy(nint h) => Native.PermitDestroy(&h);
+}
+
+/// <summary>
+/// Owns a native tg_key (a key resolved once). Never disposed while its view lives: a view's
+/// AttemptAcquire calls tg_try_acquire_key without a reference on this handle, so the native
+/// key is freed only when the view, and with it every call through it, is gone (the
+/// finalizer). The tg_key keeps the native limiter's core alive, so a call racing
+/// TollgateLimiter.Dispose spends from memory that is still there.
+/// </summary>
+internal sealed class KeyHandle : NativeHandle
+{
+    private static long s_open;
+    internal static long Open => Interlocked.Read(ref s_open);
+    protected override ref long OpenCount => ref s_open;
+
+    protected override unsafe void Destroy(nint h) => Native.KeyDestroy(&h);
 }

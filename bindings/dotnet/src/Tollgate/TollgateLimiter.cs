@@ -134,6 +134,26 @@ public sealed unsafe class TollgateLimiter : IDisposable
     internal Decision TryAcquire(byte* key, int keyLength, long cost) =>
         Native.ToDecision(TryAcquireRaw(key, keyLength, cost));
 
+    /// <summary>A native key resolved once, for a view's AttemptAcquire (Native.TryAcquireKey).</summary>
+    internal KeyHandle CreateKey(byte* key, int keyLength)
+    {
+        var handle = new KeyHandle();
+        bool added = false;
+        try
+        {
+            Handle.DangerousAddRef(ref added);  // throws ObjectDisposedException once disposed
+            nint k;
+            Status s = Native.KeyCreate(&k, Handle.DangerousGetHandle(), key, (nuint)keyLength);
+            if (s != Status.Ok) throw new InvalidOperationException($"Tollgate: tg_key_create failed ({s})");
+            handle.Adopt(k);
+        }
+        finally
+        {
+            if (added) Handle.DangerousRelease();
+        }
+        return handle;
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal NativeDecision TryAcquireRaw(byte* key, int keyLength, long cost)
     {
@@ -429,7 +449,7 @@ public sealed unsafe class TollgateLimiter : IDisposable
     // ---- helpers -------------------------------------------------------------------------------
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static ulong Cost(long cost) => cost <= 0 ? 0 : (ulong)cost;
+    internal static ulong Cost(long cost) => cost <= 0 ? 0 : (ulong)cost;
 
     private static ReadOnlySpan<byte> Utf8(string key, Span<byte> buffer, out byte[]? heap)
     {

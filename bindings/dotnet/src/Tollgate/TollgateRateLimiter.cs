@@ -22,6 +22,9 @@ public sealed class TollgateRateLimiter : RateLimiter
     private readonly TollgateLimiter _owner;
     private readonly byte[] _key;  // pinned for the view's life: no fixed on the hot path
     private readonly nint _keyPtr;
+    // The key resolved once natively (not for permit views). Never disposed here: see KeyHandle.
+    private readonly KeyHandle? _nativeKey;
+    private readonly nint _nativeKeyPtr;
     private readonly bool _permits;
     // IdleDuration without a clock read per acquire: the getter (PartitionedRateLimiter polls
     // it about every 100 ms) notices when the call counters moved and restarts the idle time.
@@ -46,6 +49,11 @@ public sealed class TollgateRateLimiter : RateLimiter
         KeyLength = n;
         Key = key;
         _permits = permits;
+        if (!permits)
+        {
+            unsafe { _nativeKey = owner.CreateKey((byte*)_keyPtr, n); }
+            _nativeKeyPtr = _nativeKey.DangerousGetHandle();
+        }
         _idleSinceMs = Environment.TickCount64;
     }
 
@@ -53,6 +61,8 @@ public sealed class TollgateRateLimiter : RateLimiter
     public string Key { get; }
 
     private int KeyLength { get; }
+
+    internal KeyHandle? NativeKey => _nativeKey;  // for tests
 
     /// <inheritdoc />
     public override TimeSpan? IdleDuration
@@ -86,8 +96,13 @@ public sealed class TollgateRateLimiter : RateLimiter
         ThrowIfDisposed();
         if (permitCount == 0) return Probe();
         if (_permits) return TakePermits(permitCount);
-        // Admissions touch only the raw decision: no TimeSpan, no allocation.
-        NativeDecision d = _owner.TryAcquireRaw((byte*)_keyPtr, KeyLength, permitCount);
+        // The limiter's handle is not add-ref'd per call: the native key keeps the limiter's
+        // core alive (KeyHandle), so only a closed limiter needs noticing. Admissions touch
+        // only the raw decision: no TimeSpan, no allocation.
+        if (_owner.Handle.IsClosed) throw new ObjectDisposedException(nameof(TollgateLimiter));
+        NativeDecision d;
+        Native.TryAcquireKey(&d, _nativeKeyPtr, TollgateLimiter.Cost(permitCount));
+        GC.KeepAlive(this);  // and with it _nativeKey, until the call has returned
         _remaining = d.Remaining;
         if (d.Allowed != 0)
         {

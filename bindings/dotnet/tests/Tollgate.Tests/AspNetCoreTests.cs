@@ -58,6 +58,18 @@ public sealed class AspNetCoreTests
     }
 
     [Fact]
+    public void ShardsWithoutTheRedisStoreTypeSayWhichStoreTheyBelongTo()
+    {
+        var settings = Valid(_redis.Url);
+        settings.Remove("Tollgate:Store:Type");
+        using ServiceProvider sp = Services(settings);
+        var e = Assert.Throws<OptionsValidationException>(() => sp.GetRequiredService<IOptions<TollgateOptions>>().Value);
+        Assert.Contains("Tollgate:Store:Shards: unknown field for the store type \"in_process\": it belongs to the " +
+                        "\"redis\" store (set Tollgate:Store:Type to \"redis\")", e.Message);
+        Assert.Contains("(store.shards: ", e.Message);
+    }
+
+    [Fact]
     public void AnUnknownKeyIsAnError()
     {
         var settings = Valid(_redis.Url);

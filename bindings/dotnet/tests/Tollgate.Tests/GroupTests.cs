@@ -149,14 +149,7 @@ public sealed class GroupTests
         }
 
         // the rate-limiting middleware: both are 429 with Retry-After; an unlimited request is not
-        var app = new ApplicationBuilder(sp);
-        app.UseRateLimiter();
-        app.Run(c =>
-        {
-            c.Response.StatusCode = StatusCodes.Status200OK;
-            return Task.CompletedTask;
-        });
-        RequestDelegate pipeline = app.Build();
+        RequestDelegate pipeline = TestPipeline.WithRateLimiter(sp);
         HttpContext overGroup = await Send(pipeline, sp, "tenant:a");
         HttpContext overOwn = await Send(pipeline, sp, "solo:a");
         HttpContext unlimited = await Send(pipeline, sp, null);

@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using System.Linq;
+using System.Runtime.CompilerServices;
 using System.Threading;
 using System.Threading.RateLimiting;
 using System.Threading.Tasks;
@@ -257,6 +258,71 @@ public sealed class LimiterTests
         Assert.NotNull(gpu.IdleDuration);
         using RateLimitLease again = await Eventually(() => gpu.AttemptAcquire());
         Assert.True(again.IsAcquired);
+    }
+
+    [Fact]
+    public async Task ViewsRacingTheLimitersDisposeDecideOrThrowObjectDisposed()
+    {
+        for (int round = 0; round < 20; round++)
+        {
+            TollgateLimiter limiter = Create();
+            TollgateRateLimiter view = limiter.ForKey(NewKey());
+            using var start = new Barrier(3);
+            int decided = 0, disposedSeen = 0;
+            Task[] spenders = new Task[2];
+            for (int t = 0; t < spenders.Length; t++)
+            {
+                spenders[t] = Task.Run(() =>
+                {
+                    start.SignalAndWait();
+                    for (int i = 0; i < 20_000; i++)
+                    {
+                        try
+                        {
+                            using RateLimitLease lease = view.AttemptAcquire();
+                            Interlocked.Increment(ref decided);
+                        }
+                        catch (ObjectDisposedException)
+                        {
+                            Interlocked.Increment(ref disposedSeen);
+                            return;
+                        }
+                    }
+                });
+            }
+            start.SignalAndWait();
+            limiter.Dispose();
+            await Task.WhenAll(spenders).WaitAsync(Long);
+            Assert.True(decided + disposedSeen > 0);
+            Assert.Throws<ObjectDisposedException>(() => view.AttemptAcquire());
+        }
+    }
+
+    [Fact]
+    public void ViewsNativeKeysAreFreedOnceTheViewsAreGone()
+    {
+        using TollgateLimiter limiter = Create();
+        List<WeakReference> keys = MakeViews(limiter, 100);
+        for (int i = 0; i < 10 && keys.Any(k => k.IsAlive); i++)
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+        }
+        // Long weak references: dead only once the finalizer (tg_key_destroy) has run.
+        Assert.Equal(0, keys.Count(k => k.IsAlive));
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static List<WeakReference> MakeViews(TollgateLimiter limiter, int count)
+    {
+        var keys = new List<WeakReference>();
+        for (int i = 0; i < count; i++)
+        {
+            using TollgateRateLimiter view = limiter.ForKey(NewKey());
+            using RateLimitLease lease = view.AttemptAcquire();
+            keys.Add(new WeakReference(view.NativeKey, trackResurrection: true));
+        }
+        return keys;
     }
 
     [Fact]
