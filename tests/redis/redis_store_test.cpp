@@ -16,6 +16,7 @@
 #include "faults/faulty_store.h"
 #include "redis_server.h"
 #include "store/redis/keys.h"
+#include "store/redis/lease_calls.h"
 #include "store/redis/redis_store.h"
 #include "tollgate/tollgate.hpp"
 
@@ -171,6 +172,32 @@ TEST(RedisStore, EveryKeyTheStoreWritesHasATtl) {
     EXPECT_GT(ttl, 0) << key << " has no TTL";
     EXPECT_LE(ttl, 10'000) << key << " lives longer than it needs";
   }
+}
+
+// A token bucket keeps its leases' answers in its hash (docs/redis.md, "Request records"):
+// two TTLs (at least a second) after they were written, the next lease sweeps them out.
+TEST(RedisStore, RequestRecordsInABucketAreSweptAfterTwoTtls) {
+  RedisServer s;
+  auto store = store_for({s.url()});
+  auto p = bucket(0.001, 1000);
+  const std::string key = redis::bucket_key(redis::group_of(*p, "tenant:a"), "tenants", "tenant:a");
+  auto short_lived = [&] {
+    LeaseRequest r = request(p, "tenant:a", 1);
+    r.ttl = 250ms;  // records are kept max(1 s, 2 TTL)
+    return r;
+  };
+  for (int i = 0; i < 10; ++i) ASSERT_EQ(lease(*store, {short_lived()})[0].granted, 1u);
+  auto records = [&] {
+    std::istringstream fields(s.cli({"HKEYS", key}));
+    int n = 0;
+    for (std::string f; std::getline(fields, f);) n += f.rfind("tg:", 0) == 0;
+    return n;
+  };
+  EXPECT_EQ(records(), 10);
+  std::this_thread::sleep_for(1100ms);  // past the records' lifetime (a duration, not a wait)
+  ASSERT_EQ(lease(*store, {short_lived()})[0].granted, 1u);
+  EXPECT_EQ(records(), 1) << "the ten old records were not swept";
+  EXPECT_EQ(lease(*store, {request(p, "tenant:a", 1000)})[0].granted, 989u);
 }
 
 TEST(RedisStore, UserKeysAreEscapedAndStayInTheirGroupsSlot) {

@@ -23,14 +23,16 @@
 --
 -- Schema (field v = 2 in the bucket's and the group's hash; a hash without v was written by
 -- layout 1, the release before, and is read as it is: layout 2 only adds fields, which layout 1
--- ignores). A token bucket or window keeps its request records in its own hash, one per
--- holder: q:<holder> = 'granted,now,expires,remaining,wait,limited,<request key>' — a retry
--- (same request key) gets that answer; older records are swept after max(1 s, 2 TTL) (qs: when
--- last swept). Concurrency, and a request without a holder, keep layout 1's record key KEYS[2].
+-- ignores). A token bucket or window keeps each request's record in its own hash, the field
+-- named KEYS[2] (the record key's name, which starts 'tg:') = 'granted,now,expires,remaining,
+-- wait,limited': a retry (same request id) gets that answer. Records older than max(1 s,
+-- 2 TTL) are swept (qs: when last swept). Concurrency keeps layout 1's record key KEYS[2].
 -- Shares (core::lease_shared) keep in the bucket's hash: sl, sts (the key's pacing at its
 -- group share), it, ia (its instances' summed demand and when summed) and i:<holder> =
 -- "demand,held,seen,level,ts" per instance; in the group's hash: l, ts (its bucket), fm, fk,
--- fa (the last water-filling) and t:<tenant> = "weight,guaranteed,demand,seen".
+-- fa (the last water-filling) and t:<tenant> = "weight,guaranteed,demand,seen". A shared
+-- bucket lists its instances in ix (holders, one per line), so that redoing their sum reads
+-- their records only, not the request records beside them.
 local slots = {'kind', 'want', 'min', 'ttl_us', 'rate', 'burst', 'limit', 'window_us', 'holder',
                'demand', 'held', 'group_rate', 'group_burst', 'weight', 'guaranteed_rate',
                'fair_instances', 'tenant'}
@@ -42,12 +44,13 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local call, format, match, sub = redis.call, string.format, string.match, string.sub
 local floor, ceil, min, max, huge = math.floor, math.ceil, math.min, math.max, math.huge
 local version = 2
-local answer_pattern = '^' .. string.rep('(%-?%d+),', 6) .. '(.*)$'
-local instance_pattern = '^' .. string.rep('([^,]*),', 5) .. string.rep('(%-?%d+),', 5) .. '(.*)$'
+local answer_pattern = '^' .. string.rep('(%-?%d+),', 5) .. '(%-?%d+)$'
 
 -- The key in hand: its keys, where its ARGV run starts (a0 + at.name), its request and its
--- answer. Set by lease_one for each key in turn; the functions below read them.
-local bucket, record_key, group_key, a0, holder, in_hash, qf
+-- answer. Set by lease_one for each key in turn; the functions below read them. in_hash: the
+-- request's record is a field of the bucket's hash named record_key (else the key
+-- record_key).
+local bucket, record_key, group_key, a0, holder, in_hash
 local want, least, ttl
 local granted, expires, remaining, wait, keep, limited
 
@@ -56,51 +59,37 @@ local function hdel(key, fields)
   for i = 1, #fields, 1000 do call('HDEL', key, unpack(fields, i, min(#fields, i + 999))) end
 end
 
--- The request's record in the bucket's hash (q:<holder>) and the answer it holds, if it is this
--- request's (its key is the same); else nil.
+-- A request record ('granted,now,expires,remaining,wait,limited') as an answer; nil: none.
 local function remembered(v)
-  if not v or sub(v, -#record_key) ~= record_key then return nil end
-  local g, nw, e, r, w, l, id = match(v, answer_pattern)
-  if id ~= record_key then return nil end
-  return {tonumber(g), tonumber(nw), tonumber(e), tonumber(r), tonumber(w), tonumber(l)}
-end
-
--- The same from an instance's record in a shared bucket (i:<holder> =
--- 'demand,held,seen,level,ts,granted,expires,remaining,wait,limited,<request key>'; the
--- answer's now is seen).
-local function remembered_instance(v)
-  if sub(v, -#record_key) ~= record_key then return nil end
-  local _, _, nw, _, _, g, e, r, w, l, id =
-    match(v, instance_pattern)
-  if id ~= record_key then return nil end
+  if not v then return nil end
+  local g, nw, e, r, w, l = match(v, answer_pattern)
   return {tonumber(g), tonumber(nw), tonumber(e), tonumber(r), tonumber(w), tonumber(l)}
 end
 
 -- The answer as a record (%d truncates as Redis does when it turns the reply into integers).
 local function record()
-  return format('%d,%d,%d,%d,%d,%d,', granted, now, expires, remaining, wait, limited) ..
-         record_key
+  return format('%d,%d,%d,%d,%d,%d', granted, now, expires, remaining, wait, limited)
 end
 
--- The holders' records older than max(1 s, 2 TTL) go, at most once per that time (qs: when
--- last done; a hash without qs has no record older than the first call that sets it). Returns
--- the qs to write, or nil. `skip`: this request's own record, rewritten anyway.
-local function sweep_records(qs)
+-- Request records older than max(1 s, 2 TTL) go, at most once per that time (qs: when last
+-- swept; a hash without qs was last written by layout 1 or is new). Returns the qs to write
+-- (nil: not swept) and the holders that have an instance record (i:<holder>) in the hash.
+local function sweep(qs)
   local keep_for = max(1000000, 2 * ttl)
   qs = tonumber(qs)
   if qs and now - qs < keep_for then return nil end
-  if qs then
-    local all, dead = call('HGETALL', bucket), {}
-    for i = 1, #all, 2 do
-      local k = all[i]
-      if sub(k, 1, 2) == 'q:' and k ~= qf then
-        local seen = tonumber(match(all[i + 1], '^[^,]*,([^,]*)'))
-        if not seen or seen <= now - keep_for then dead[#dead + 1] = k end
-      end
+  local all, dead, holders = call('HGETALL', bucket), {}, {}
+  for i = 1, #all, 2 do
+    local k = all[i]
+    if sub(k, 1, 3) == 'tg:' then
+      local seen = tonumber(match(all[i + 1], '^[^,]*,([^,]*)'))
+      if not seen or seen <= now - keep_for then dead[#dead + 1] = k end
+    elseif sub(k, 1, 2) == 'i:' then
+      holders[#holders + 1] = sub(k, 3)
     end
-    hdel(bucket, dead)
   end
-  return now
+  hdel(bucket, dead)
+  return now, holders
 end
 
 -- A token bucket's level, ts, pool and pool expiry (as HMGET gives them), brought up to now.
@@ -145,7 +134,7 @@ end
 
 local function token_bucket()
   local rate, burst = tonumber(ARGV[a0 + at.rate]), tonumber(ARGV[a0 + at.burst])
-  local s = call('HMGET', bucket, 'l', 'ts', 'p', 'pe', qf, 'qs')
+  local s = call('HMGET', bucket, 'l', 'ts', 'p', 'pe', record_key, 'qs')
   local r = remembered(s[5])
   if r then return r end
   local level, ts, pool, pe = bucket_state(s[1], s[2], s[3], s[4], rate, burst)
@@ -160,16 +149,13 @@ local function token_bucket()
   end
   remaining = floor(level)
   if pool_usable(pool, pe) then remaining = remaining + pool end
-  if in_hash then
-    local qs = sweep_records(s[6])
-    if qs then
-      call('HSET', bucket, 'l', level, 'ts', ts, 'p', pool, 'pe', pe, 'v', version, qf, record(),
-           'qs', qs)
-    else
-      call('HSET', bucket, 'l', level, 'ts', ts, 'p', pool, 'pe', pe, 'v', version, qf, record())
-    end
+  local qs = sweep(s[6])
+  if qs then
+    call('HSET', bucket, 'l', level, 'ts', ts, 'p', pool, 'pe', pe, 'v', version, record_key,
+         record(), 'qs', qs)
   else
-    call('HSET', bucket, 'l', level, 'ts', ts, 'p', pool, 'pe', pe, 'v', version)
+    call('HSET', bucket, 'l', level, 'ts', ts, 'p', pool, 'pe', pe, 'v', version, record_key,
+         record())
   end
   keep = ceil((burst - level) / rate * 1000)
   if pool > 0 then keep = max(keep, ceil((pe - now) / 1000)) end
@@ -281,6 +267,13 @@ local function live_claims(g, skip, live_after)
   return claims
 end
 
+-- The holders a shared bucket lists in ix.
+local function indexed()
+  local listed = {}
+  for h in string.gmatch(call('HGET', bucket, 'ix') or '', '[^\n]+') do listed[#listed + 1] = h end
+  return listed
+end
+
 -- Sums over all records are redone once per refresh (a sixteenth of a TTL); in between a
 -- call changes them by its own change only, so a lease reads no whole hash (O(1)).
 local function shared_bucket()
@@ -297,14 +290,14 @@ local function shared_bucket()
   local mine = 'i:' .. holder
   local s
   if grouped then
-    s = call('HMGET', bucket, 'l', 'ts', 'p', 'pe', 'it', 'ia', mine, 'sl', 'sts')
+    s = call('HMGET', bucket, 'l', 'ts', 'p', 'pe', 'it', 'ia', mine, record_key, 'qs', 'sl', 'sts')
   else
-    s = call('HMGET', bucket, 'l', 'ts', 'p', 'pe', 'it', 'ia', mine)
+    s = call('HMGET', bucket, 'l', 'ts', 'p', 'pe', 'it', 'ia', mine, record_key, 'qs')
   end
+  local answer = remembered(s[8])
+  if answer then return answer end
   local ml, mts, before = -1, now, 0
   if s[7] then
-    local answer = remembered_instance(s[7])
-    if answer then return answer end
     local a, _, _, lv, lt = match(s[7], '^([^,]*),([^,]*),([^,]*),([^,]*),([^,]*)')
     before, ml, mts = tonumber(a), tonumber(lv), tonumber(lt)
   end
@@ -313,30 +306,57 @@ local function shared_bucket()
   local d = demand
   if not (d > 0) then d = want / max(window, 1e-9) end
 
-  -- Instances (and request records) that stopped asking are deleted when the sum is redone.
+  -- The instances are listed in ix (holders, one per line), so that redoing the sum reads
+  -- their records only, not the request records beside them. A sweep lists them anew from
+  -- the whole hash (and so adds those that a layout-1 writer added); a new one adds itself.
+  local qs, listed = sweep(s[9])
+  local index
   local total, total_at = tonumber(s[5]), tonumber(s[6])
   if total_at == nil or now - total_at >= refresh then
+    -- Instances that stopped asking are deleted when the sum is redone.
     total, total_at = d, now
-    local all, dead = call('HGETALL', bucket), {}
-    local records_after = now - max(1000000, 2 * ttl)
-    for i = 1, #all, 2 do
-      local k = all[i]
-      local prefix = sub(k, 1, 2)
-      if prefix == 'i:' and k ~= mine then
-        local dm, seen = match(all[i + 1], '^([^,]*),[^,]*,([^,]*)')
-        if tonumber(seen) <= live_after then
-          dead[#dead + 1] = k
-        else
-          total = total + tonumber(dm)
+    listed = listed or indexed()
+    local names, fields, once = {holder}, {}, {[holder] = true}
+    for _, h in ipairs(listed) do
+      if not once[h] then
+        once[h] = true
+        fields[#fields + 1] = h
+      end
+    end
+    local dead = {}
+    for i = 1, #fields, 1000 do
+      local part = {}
+      for j = i, min(#fields, i + 999) do part[#part + 1] = 'i:' .. fields[j] end
+      local records = call('HMGET', bucket, unpack(part))
+      for j = 1, #part do
+        local v = records[j]
+        if v then
+          local dm, seen = match(v, '^([^,]*),[^,]*,([^,]*)')
+          if tonumber(seen) <= live_after then
+            dead[#dead + 1] = part[j]
+          else
+            total = total + tonumber(dm)
+            names[#names + 1] = fields[i + j - 1]
+          end
         end
-      elseif prefix == 'q:' and k ~= qf then
-        local seen = tonumber(match(all[i + 1], '^[^,]*,([^,]*)'))
-        if not seen or seen <= records_after then dead[#dead + 1] = k end
       end
     end
     hdel(bucket, dead)
+    index = table.concat(names, '\n')
   else
     total = total + d - before
+    if listed or not s[7] then
+      listed = listed or indexed()
+      local names, once = {}, {}
+      for _, h in ipairs(listed) do
+        if not once[h] then
+          once[h] = true
+          names[#names + 1] = h
+        end
+      end
+      if not once[holder] then names[#names + 1] = holder end
+      index = table.concat(names, '\n')
+    end
   end
 
   local allowed, gshare, gl, gts, sl, sts = rate, 0, 0, 0, -1, now
@@ -354,7 +374,7 @@ local function shared_bucket()
       fa = now
     end
     gshare = share_of(fm, fk, weight, guaranteed, hi)
-    sl, sts = tonumber(s[8]) or -1, tonumber(s[9]) or now
+    sl, sts = tonumber(s[10]) or -1, tonumber(s[11]) or now
     sl, sts = refill_share(sl, sts, gshare, max(gshare * window, gburst * gshare / grate, need))
     allowed = min(rate, gshare)
   end
@@ -407,15 +427,15 @@ local function shared_bucket()
   if grouped then left = min(left, gl, sl) end
   remaining = floor(max(0, left))
   if pool_usable(pool, pe) then remaining = remaining + pool end
-  local instance = format('%.17g,%d,%d,%.17g,%d,%d,%d,%d,%d,%d,', d, held, now, ml, mts, granted,
-                          expires, remaining, wait, limited) .. record_key
+  local instance = format('%.17g,%d,%d,%.17g,%d', d, held, now, ml, mts)
+  local w = {'HSET', bucket, 'l', level, 'ts', ts, 'p', pool, 'pe', pe, 'it', total, 'ia', total_at,
+             mine, instance, 'v', version, record_key, record()}
   if grouped then
-    call('HSET', bucket, 'l', level, 'ts', ts, 'p', pool, 'pe', pe, 'it', total, 'ia', total_at,
-         mine, instance, 'sl', sl, 'sts', sts, 'v', version)
-  else
-    call('HSET', bucket, 'l', level, 'ts', ts, 'p', pool, 'pe', pe, 'it', total, 'ia', total_at,
-         mine, instance, 'v', version)
+    w[#w + 1], w[#w + 2], w[#w + 3], w[#w + 4] = 'sl', sl, 'sts', sts
   end
+  if index then w[#w + 1], w[#w + 2] = 'ix', index end
+  if qs then w[#w + 1], w[#w + 2] = 'qs', qs end
+  call(unpack(w))
   keep = max(ceil((burst - level) / rate * 1000), ceil(span / 1000))
   if pool > 0 then keep = max(keep, ceil((pe - now) / 1000)) end
   if grouped then
@@ -447,21 +467,17 @@ local function take_from_window(free, window_end)
 end
 
 local function write_window(st, c, pv, qs)
-  if in_hash then
-    qs = sweep_records(qs)
-    if qs then
-      call('HSET', bucket, 'st', st, 'c', c, 'pv', pv, 'v', version, qf, record(), 'qs', qs)
-    else
-      call('HSET', bucket, 'st', st, 'c', c, 'pv', pv, 'v', version, qf, record())
-    end
+  qs = sweep(qs)
+  if qs then
+    call('HSET', bucket, 'st', st, 'c', c, 'pv', pv, 'v', version, record_key, record(), 'qs', qs)
   else
-    call('HSET', bucket, 'st', st, 'c', c, 'pv', pv, 'v', version)
+    call('HSET', bucket, 'st', st, 'c', c, 'pv', pv, 'v', version, record_key, record())
   end
 end
 
 local function fixed_window()
   local limit, window = tonumber(ARGV[a0 + at.limit]), tonumber(ARGV[a0 + at.window_us])
-  local s = call('HMGET', bucket, 'st', 'c', 'pv', qf, 'qs')
+  local s = call('HMGET', bucket, 'st', 'c', 'pv', record_key, 'qs')
   local r = remembered(s[4])
   if r then return r end
   local st, c, pv = roll(s, window)
@@ -478,7 +494,7 @@ end
 
 local function sliding_window()
   local limit, window = tonumber(ARGV[a0 + at.limit]), tonumber(ARGV[a0 + at.window_us])
-  local s = call('HMGET', bucket, 'st', 'c', 'pv', qf, 'qs')
+  local s = call('HMGET', bucket, 'st', 'c', 'pv', record_key, 'qs')
   local r = remembered(s[4])
   if r then return r end
   local st, c, pv = roll(s, window)
@@ -546,15 +562,10 @@ local function lease_one(i)
   a0 = n * i
   holder = ARGV[a0 + at.holder]
   local kind = tonumber(ARGV[a0 + at.kind])
-  in_hash = kind ~= 3 and holder ~= ''
-  qf = 'q:' .. holder
+  in_hash = kind ~= 3
   if not in_hash then
-    local seen = call('GET', record_key)
-    if seen then
-      local r = {}
-      for v in string.gmatch(seen, '[^,]+') do r[#r + 1] = tonumber(v) end
-      return r
-    end
+    local r = remembered(call('GET', record_key))
+    if r then return r end
   end
   want, ttl = tonumber(ARGV[a0 + at.want]), tonumber(ARGV[a0 + at.ttl_us])
   least = max(1, tonumber(ARGV[a0 + at.min]))
@@ -575,11 +586,10 @@ local function lease_one(i)
   end
   if r then return r end
 
+  -- A bucket with request records lives as long as its newest record must (2 TTL).
+  if in_hash then keep = max(keep, ceil(2 * ttl / 1000) - 1000) end
   call('PEXPIRE', bucket, max(1000, keep + 1000))
-  if not in_hash then
-    call('SET', record_key, format('%d,%d,%d,%d,%d,%d', granted, now, expires, remaining, wait,
-                                   limited), 'PX', ceil(max(1000, 2 * ttl / 1000)))
-  end
+  if not in_hash then call('SET', record_key, record(), 'PX', ceil(max(1000, 2 * ttl / 1000))) end
   return {granted, now, expires, remaining, wait, limited}
 end
 
