@@ -18,12 +18,13 @@
 -- one after the other in one flat array.
 --
 -- Cost (docs/redis.md, "What a lease costs inside Redis"): per key one HMGET, one HSET and one
--- PEXPIRE of the bucket, no closure or table made per key but the answer; a group's hash is
--- read once per call (one HMGET of all its tenants in the call) and written once per call.
+-- PEXPIRE of the bucket, no closure or table made per key but the answer, no unchanged field
+-- written again; a group's hash is read once per call (one HMGET of all its tenants in the
+-- call) and written once per call.
 --
--- Schema (field v = 2 in the bucket's and the group's hash; a hash without v was written by
--- layout 1, the release before, and is read as it is: layout 2 only adds fields, which layout 1
--- ignores). A token bucket or window keeps each request's record in its own hash, the field
+-- Schema (field v = 2 in the bucket's hash from its first sweep by layout 2, and in the
+-- group's hash; a hash without v was written by layout 1, the release before, and is read as
+-- it is: layout 2 only adds fields, which layout 1 ignores). A token bucket or window keeps each request's record in its own hash, the field
 -- named KEYS[2] (the record key's name, which starts 'tg:') = 'granted,now,expires,remaining,
 -- wait,limited': a retry (same request id) gets that answer. Records older than max(1 s,
 -- 2 TTL) are swept (qs: when last swept). Concurrency keeps layout 1's record key KEYS[2].
@@ -151,11 +152,12 @@ local function token_bucket()
   if pool_usable(pool, pe) then remaining = remaining + pool end
   local qs = sweep(s[6])
   if qs then
-    call('HSET', bucket, 'l', level, 'ts', ts, 'p', pool, 'pe', pe, 'v', version, record_key,
-         record(), 'qs', qs)
+    call('HSET', bucket, 'l', level, 'ts', ts, 'p', pool, 'pe', pe, 'v', version, 'qs', qs,
+         record_key, record())
+  elseif pool ~= (tonumber(s[3]) or 0) or pe ~= (tonumber(s[4]) or 0) then
+    call('HSET', bucket, 'l', level, 'ts', ts, 'p', pool, 'pe', pe, record_key, record())
   else
-    call('HSET', bucket, 'l', level, 'ts', ts, 'p', pool, 'pe', pe, 'v', version, record_key,
-         record())
+    call('HSET', bucket, 'l', level, 'ts', ts, record_key, record())
   end
   keep = ceil((burst - level) / rate * 1000)
   if pool > 0 then keep = max(keep, ceil((pe - now) / 1000)) end
@@ -281,7 +283,7 @@ local function shared_bucket()
   local demand, held = tonumber(ARGV[a0 + at.demand]), tonumber(ARGV[a0 + at.held])
   local grate, gburst = tonumber(ARGV[a0 + at.group_rate]), tonumber(ARGV[a0 + at.group_burst])
   local grouped, paced = grate > 0, ARGV[a0 + at.fair_instances] == '1'
-  local tenant = 't:' .. ARGV[a0 + at.tenant]
+  local tenant
   local span = max(ttl, 1)
   local live_after = now - span
   local refresh = floor(span / 16)
@@ -363,6 +365,7 @@ local function shared_bucket()
   local weight, guaranteed = tonumber(ARGV[a0 + at.weight]), tonumber(ARGV[a0 + at.guaranteed_rate])
   local g, fm, fk, fa
   if grouped then
+    tenant = 't:' .. ARGV[a0 + at.tenant]
     g = group(group_key)
     gl, gts = bucket_state(g.l, g.ts, nil, nil, grate, gburst)
     fm, fk, fa = g.fm, g.fk, g.fa
@@ -428,14 +431,21 @@ local function shared_bucket()
   remaining = floor(max(0, left))
   if pool_usable(pool, pe) then remaining = remaining + pool end
   local instance = format('%.17g,%d,%d,%.17g,%d', d, held, now, ml, mts)
-  local w = {'HSET', bucket, 'l', level, 'ts', ts, 'p', pool, 'pe', pe, 'it', total, 'ia', total_at,
-             mine, instance, 'v', version, record_key, record()}
-  if grouped then
-    w[#w + 1], w[#w + 2], w[#w + 3], w[#w + 4] = 'sl', sl, 'sts', sts
+  -- Fields that did not change are not written again (p, pe, ia; v with each sweep).
+  local more = qs or index or pool ~= (tonumber(s[3]) or 0) or pe ~= (tonumber(s[4]) or 0)
+  if more then
+    local w = {'HSET', bucket, 'l', level, 'ts', ts, 'p', pool, 'pe', pe, 'it', total, 'ia',
+               total_at, mine, instance, record_key, record()}
+    if grouped then w[#w + 1], w[#w + 2], w[#w + 3], w[#w + 4] = 'sl', sl, 'sts', sts end
+    if index then w[#w + 1], w[#w + 2] = 'ix', index end
+    if qs then w[#w + 1], w[#w + 2], w[#w + 3], w[#w + 4] = 'qs', qs, 'v', version end
+    call(unpack(w))
+  elseif grouped then
+    call('HSET', bucket, 'l', level, 'ts', ts, 'it', total, mine, instance, record_key, record(),
+         'sl', sl, 'sts', sts)
+  else
+    call('HSET', bucket, 'l', level, 'ts', ts, 'it', total, mine, instance, record_key, record())
   end
-  if index then w[#w + 1], w[#w + 2] = 'ix', index end
-  if qs then w[#w + 1], w[#w + 2] = 'qs', qs end
-  call(unpack(w))
   keep = max(ceil((burst - level) / rate * 1000), ceil(span / 1000))
   if pool > 0 then keep = max(keep, ceil((pe - now) / 1000)) end
   if grouped then
