@@ -24,9 +24,10 @@
 --
 -- Schema (field v = 2 in the bucket's hash from its first sweep by layout 2, and in the
 -- group's hash; a hash without v was written by layout 1, the release before, and is read as
--- it is: layout 2 only adds fields, which layout 1 ignores). A token bucket or window keeps each request's record in its own hash, the field
--- named KEYS[2] (the record key's name, which starts 'tg:') = 'granted,now,expires,remaining,
--- wait,limited': a retry (same request id) gets that answer. Records older than max(1 s,
+-- it is: layout 2 only adds fields, which layout 1 ignores). A token bucket or window keeps
+-- each request's record in its own hash, the field named KEYS[2] (the record key's name, which
+-- starts 'tg:') = 'granted,now,expires,remaining,wait,limited': a retry (same request id)
+-- gets that answer. Records older than max(1 s,
 -- 2 TTL) are swept (qs: when last swept). Concurrency keeps layout 1's record key KEYS[2].
 -- Shares (core::lease_shared) keep in the bucket's hash: sl, sts (the key's pacing at its
 -- group share), it, ia (its instances' summed demand and when summed) and i:<holder> =
@@ -163,407 +164,449 @@ local function token_bucket()
   if pool > 0 then keep = max(keep, ceil((pe - now) / 1000)) end
 end
 
--- A share level brought up to date at rate r, holding at most cap (new: full).
-local function refill_share(lv, lts, r, cap)
-  if lv < 0 then return cap, now end
-  if now > lts then
-    lv = lv + r * (now - lts) / 1e6
-    lts = now
-  end
-  return min(cap, lv), lts
-end
-
--- Weighted max-min fair shares of capacity over claims {weight, floor, ceiling}, kept as
--- (mode, k) as core::fair_share does: 0 ceiling + k*weight, 1 clamp(k*weight, floor,
--- ceiling), 2 floor*k.
-local function fair_share(capacity, claims)
-  local count = #claims
-  local sum_hi, sum_w, sum_lo = 0, 0, 0
-  for i = 1, count do
-    sum_hi = sum_hi + claims[i][3]
-    sum_w = sum_w + claims[i][1]
-  end
-  if count == 0 then return 0, 0 end
-  if sum_hi <= capacity then return 0, (capacity - sum_hi) / sum_w end
-  local lo = {}
-  for i = 1, count do
-    lo[i] = min(claims[i][2], claims[i][3])
-    sum_lo = sum_lo + lo[i]
-  end
-  if sum_lo >= capacity then return 2, capacity / sum_lo end
-  local ev = {}
-  for i = 1, count do
-    ev[#ev + 1] = {lo[i] / claims[i][1], claims[i][1]}
-    ev[#ev + 1] = {claims[i][3] / claims[i][1], -claims[i][1]}
-  end
-  table.sort(ev, function(a, b) return a[1] < b[1] end)
-  local f, cur, slope, lambda = sum_lo, 0, 0, -1
-  for i = 1, #ev do
-    local nf = f + slope * (ev[i][1] - cur)
-    if nf >= capacity and slope > 0 then
-      lambda = cur + (capacity - f) / slope
-      break
-    end
-    f, cur, slope = nf, ev[i][1], slope + ev[i][2]
-  end
-  if lambda < 0 then lambda = cur end
-  return 1, lambda
-end
-
-local function share_of(mode, k, w, floor_, ceiling)
-  local lo = min(floor_, ceiling)
-  if mode == 0 then return ceiling + k * w end
-  if mode == 2 then return lo * k end
-  return min(ceiling, max(lo, k * w))
-end
-
--- The group hashes of this call, read once and written once (at the end of the call): per
--- group key {l, ts, fm, fk, fa (numbers or nil), rec = {t:<tenant> = {weight, guaranteed,
--- demand, seen} or false (none)}, all (whole hash read), dead, dirty (fields to delete and to
--- write), ttl_ms}. `tenants_of` lists the tenant fields of the call's keys per group key, so
--- that the first read of a group asks for all of them in one HMGET.
+-- Which kinds the call's keys need (each kind's functions are made only then: Lua makes a
+-- script's functions anew on every run), and the tenants of each group in the call.
 local groups, group_order, tenants_of = {}, {}, {}
-
-local function tenant_record(v)
-  if not v then return false end
-  local w, gu, d, seen = match(v, '^([^,]*),([^,]*),([^,]*),([^,]*)')
-  return {tonumber(w), tonumber(gu), tonumber(d), tonumber(seen)}
-end
-
-local function group(key)
-  local g = groups[key]
-  if g then return g end
-  local fields = tenants_of[key]
-  local v = call('HMGET', key, 'l', 'ts', 'fm', 'fk', 'fa', unpack(fields))
-  g = {l = tonumber(v[1]), ts = tonumber(v[2]), fm = tonumber(v[3]), fk = tonumber(v[4]),
-       fa = tonumber(v[5]), rec = {}, dead = {}, dirty = {}}
-  for i = 1, #fields do g.rec[fields[i]] = tenant_record(v[5 + i]) end
-  groups[key] = g
-  group_order[#group_order + 1] = key
-  return g
-end
-
--- The live claims of a group's tenants but `skip` (after reading the whole hash once per call):
--- tenants last seen at or before live_after are forgotten.
-local function live_claims(g, skip, live_after)
-  if not g.all then
-    local all = call('HGETALL', group_key)
-    for i = 1, #all, 2 do
-      local k = all[i]
-      if g.rec[k] == nil and sub(k, 1, 2) == 't:' then g.rec[k] = tenant_record(all[i + 1]) end
+local keys, any_shared, any_window = #KEYS / 3, false, false
+for i = 0, keys - 1 do
+  a0 = n * i
+  local kind = tonumber(ARGV[a0 + at.kind])
+  if kind == 0 and tonumber(ARGV[a0 + at.group_rate]) > 0 then
+    local key = KEYS[3 * i + 3]
+    local fields = tenants_of[key]
+    if not fields then
+      fields = {}
+      tenants_of[key] = fields
     end
-    g.all = true
-  end
-  local claims = {}
-  for k, r in pairs(g.rec) do
-    if r and k ~= skip then
-      if r[4] <= live_after then
-        g.rec[k] = false
-        g.dead[k] = true
-        g.dirty[k] = nil
-      else
-        claims[#claims + 1] = {r[1], r[2], r[3]}
-      end
-    end
-  end
-  return claims
-end
-
--- The holders a shared bucket lists in ix.
-local function indexed()
-  local listed = {}
-  for h in string.gmatch(call('HGET', bucket, 'ix') or '', '[^\n]+') do listed[#listed + 1] = h end
-  return listed
-end
-
--- Sums over all records are redone once per refresh (a sixteenth of a TTL); in between a
--- call changes them by its own change only, so a lease reads no whole hash (O(1)).
-local function shared_bucket()
-  local rate, burst = tonumber(ARGV[a0 + at.rate]), tonumber(ARGV[a0 + at.burst])
-  local demand, held = tonumber(ARGV[a0 + at.demand]), tonumber(ARGV[a0 + at.held])
-  local grate, gburst = tonumber(ARGV[a0 + at.group_rate]), tonumber(ARGV[a0 + at.group_burst])
-  local grouped, paced = grate > 0, ARGV[a0 + at.fair_instances] == '1'
-  local tenant
-  local span = max(ttl, 1)
-  local live_after = now - span
-  local refresh = floor(span / 16)
-  local window = floor(span / 4) / 1e6
-  local need = least
-  local mine = 'i:' .. holder
-  local s
-  if grouped then
-    s = call('HMGET', bucket, 'l', 'ts', 'p', 'pe', 'it', 'ia', mine, record_key, 'qs', 'sl', 'sts')
+    fields[#fields + 1] = 't:' .. ARGV[a0 + at.tenant]
+    any_shared = true
+  elseif kind == 0 then
+    any_shared = any_shared or ARGV[a0 + at.fair_instances] == '1'
   else
-    s = call('HMGET', bucket, 'l', 'ts', 'p', 'pe', 'it', 'ia', mine, record_key, 'qs')
+    any_window = true
   end
-  local answer = remembered(s[8])
-  if answer then return answer end
-  local ml, mts, before = -1, now, 0
-  if s[7] then
-    local a, _, _, lv, lt = match(s[7], '^([^,]*),([^,]*),([^,]*),([^,]*),([^,]*)')
-    before, ml, mts = tonumber(a), tonumber(lv), tonumber(lt)
-  end
-  local level, ts, pool, pe = bucket_state(s[1], s[2], s[3], s[4], rate, burst)
+end
 
-  local d = demand
-  if not (d > 0) then d = want / max(window, 1e-9) end
-
-  -- The instances are listed in ix (holders, one per line), so that redoing the sum reads
-  -- their records only, not the request records beside them. A sweep lists them anew from
-  -- the whole hash (and so adds those that a layout-1 writer added); a new one adds itself.
-  local qs, listed = sweep(s[9])
-  local index
-  local total, total_at = tonumber(s[5]), tonumber(s[6])
-  if total_at == nil or now - total_at >= refresh then
-    -- Instances that stopped asking are deleted when the sum is redone.
-    total, total_at = d, now
-    listed = listed or indexed()
-    local names, fields, once = {holder}, {}, {[holder] = true}
-    for _, h in ipairs(listed) do
-      if not once[h] then
-        once[h] = true
-        fields[#fields + 1] = h
+local shared_bucket
+if any_shared then
+  shared_bucket = (function()
+    -- A share level brought up to date at rate r, holding at most cap (new: full).
+    local function refill_share(lv, lts, r, cap)
+      if lv < 0 then return cap, now end
+      if now > lts then
+        lv = lv + r * (now - lts) / 1e6
+        lts = now
       end
+      return min(cap, lv), lts
     end
-    local dead = {}
-    for i = 1, #fields, 1000 do
-      local part = {}
-      for j = i, min(#fields, i + 999) do part[#part + 1] = 'i:' .. fields[j] end
-      local records = call('HMGET', bucket, unpack(part))
-      for j = 1, #part do
-        local v = records[j]
-        if v then
-          local dm, seen = match(v, '^([^,]*),[^,]*,([^,]*)')
-          if tonumber(seen) <= live_after then
-            dead[#dead + 1] = part[j]
+
+    -- Weighted max-min fair shares of capacity over claims {weight, floor, ceiling}, kept as
+    -- (mode, k) as core::fair_share does: 0 ceiling + k*weight, 1 clamp(k*weight, floor,
+    -- ceiling), 2 floor*k.
+    local function fair_share(capacity, claims)
+      local count = #claims
+      local sum_hi, sum_w, sum_lo = 0, 0, 0
+      for i = 1, count do
+        sum_hi = sum_hi + claims[i][3]
+        sum_w = sum_w + claims[i][1]
+      end
+      if count == 0 then return 0, 0 end
+      if sum_hi <= capacity then return 0, (capacity - sum_hi) / sum_w end
+      local lo = {}
+      for i = 1, count do
+        lo[i] = min(claims[i][2], claims[i][3])
+        sum_lo = sum_lo + lo[i]
+      end
+      if sum_lo >= capacity then return 2, capacity / sum_lo end
+      local ev = {}
+      for i = 1, count do
+        ev[#ev + 1] = {lo[i] / claims[i][1], claims[i][1]}
+        ev[#ev + 1] = {claims[i][3] / claims[i][1], -claims[i][1]}
+      end
+      table.sort(ev, function(a, b) return a[1] < b[1] end)
+      local f, cur, slope, lambda = sum_lo, 0, 0, -1
+      for i = 1, #ev do
+        local nf = f + slope * (ev[i][1] - cur)
+        if nf >= capacity and slope > 0 then
+          lambda = cur + (capacity - f) / slope
+          break
+        end
+        f, cur, slope = nf, ev[i][1], slope + ev[i][2]
+      end
+      if lambda < 0 then lambda = cur end
+      return 1, lambda
+    end
+
+    local function share_of(mode, k, w, floor_, ceiling)
+      local lo = min(floor_, ceiling)
+      if mode == 0 then return ceiling + k * w end
+      if mode == 2 then return lo * k end
+      return min(ceiling, max(lo, k * w))
+    end
+
+    -- The group hashes of this call, read once and written once (at the end of the call): per
+    -- group key {l, ts, fm, fk, fa (numbers or nil), rec = {t:<tenant> = {weight, guaranteed,
+    -- demand, seen} or false (none)}, all (whole hash read), dead, dirty (fields to delete and to
+    -- write), ttl_ms}. `tenants_of` lists the tenant fields of the call's keys per group key, so
+    -- that the first read of a group asks for all of them in one HMGET.
+
+    local function tenant_record(v)
+      if not v then return false end
+      local w, gu, d, seen = match(v, '^([^,]*),([^,]*),([^,]*),([^,]*)')
+      return {tonumber(w), tonumber(gu), tonumber(d), tonumber(seen)}
+    end
+
+    local function group(key)
+      local g = groups[key]
+      if g then return g end
+      local fields = tenants_of[key]
+      local v = call('HMGET', key, 'l', 'ts', 'fm', 'fk', 'fa', unpack(fields))
+      g = {l = tonumber(v[1]), ts = tonumber(v[2]), fm = tonumber(v[3]), fk = tonumber(v[4]),
+           fa = tonumber(v[5]), rec = {}, dead = {}, dirty = {}}
+      for i = 1, #fields do g.rec[fields[i]] = tenant_record(v[5 + i]) end
+      groups[key] = g
+      group_order[#group_order + 1] = key
+      return g
+    end
+
+    -- The live claims of a group's tenants but `skip` (after reading the whole hash once per call):
+    -- tenants last seen at or before live_after are forgotten.
+    local function live_claims(g, skip, live_after)
+      if not g.all then
+        local all = call('HGETALL', group_key)
+        for i = 1, #all, 2 do
+          local k = all[i]
+          if g.rec[k] == nil and sub(k, 1, 2) == 't:' then g.rec[k] = tenant_record(all[i + 1]) end
+        end
+        g.all = true
+      end
+      local claims = {}
+      for k, r in pairs(g.rec) do
+        if r and k ~= skip then
+          if r[4] <= live_after then
+            g.rec[k] = false
+            g.dead[k] = true
+            g.dirty[k] = nil
           else
-            total = total + tonumber(dm)
-            names[#names + 1] = fields[i + j - 1]
+            claims[#claims + 1] = {r[1], r[2], r[3]}
           end
         end
       end
+      return claims
     end
-    hdel(bucket, dead)
-    index = table.concat(names, '\n')
-  else
-    total = total + d - before
-    if listed or not s[7] then
-      listed = listed or indexed()
-      local names, once = {}, {}
-      for _, h in ipairs(listed) do
-        if not once[h] then
-          once[h] = true
-          names[#names + 1] = h
-        end
+
+    -- The holders a shared bucket lists in ix.
+    local function indexed()
+      local listed = {}
+      for h in string.gmatch(call('HGET', bucket, 'ix') or '', '[^\n]+') do
+        listed[#listed + 1] = h
       end
-      if not once[holder] then names[#names + 1] = holder end
-      index = table.concat(names, '\n')
+      return listed
     end
-  end
 
-  local allowed, gshare, gl, gts, sl, sts = rate, 0, 0, 0, -1, now
-  local weight, guaranteed = tonumber(ARGV[a0 + at.weight]), tonumber(ARGV[a0 + at.guaranteed_rate])
-  local g, fm, fk, fa
-  if grouped then
-    tenant = 't:' .. ARGV[a0 + at.tenant]
-    g = group(group_key)
-    gl, gts = bucket_state(g.l, g.ts, nil, nil, grate, gburst)
-    fm, fk, fa = g.fm, g.fk, g.fa
-    local hi = min(total, rate)
-    if fa == nil or not g.rec[tenant] or now - fa >= refresh then
-      local claims = live_claims(g, tenant, live_after)
-      claims[#claims + 1] = {weight, guaranteed, hi}
-      fm, fk = fair_share(grate, claims)
-      fa = now
-    end
-    gshare = share_of(fm, fk, weight, guaranteed, hi)
-    sl, sts = tonumber(s[10]) or -1, tonumber(s[11]) or now
-    sl, sts = refill_share(sl, sts, gshare, max(gshare * window, gburst * gshare / grate, need))
-    allowed = min(rate, gshare)
-  end
-  local part = 0
-  if paced then
-    if total > 0 then part = allowed * d / total else part = allowed end
-    ml, mts = refill_share(ml, mts, part, max(part * window, burst * part / rate, need))
-  end
-
-  -- An instance's part belongs to the level that set the key's rate.
-  local key_room, group_room = level, huge
-  if grouped then group_room = min(gl, sl) end
-  if paced and grouped and gshare < rate then
-    group_room = min(group_room, ml)
-  elseif paced then
-    key_room = min(level, ml)
-  end
-  local room = min(key_room, group_room)
-  if want > 0 then
-    local from
-    from, pool = take(pool, pe, room, need)
-    if from == 'room' then
-      level = level - granted
-      if paced then ml = ml - granted end
+    -- Sums over all records are redone once per refresh (a sixteenth of a TTL); in between a
+    -- call changes them by its own change only, so a lease reads no whole hash (O(1)).
+    local function shared_bucket()
+      local rate, burst = tonumber(ARGV[a0 + at.rate]), tonumber(ARGV[a0 + at.burst])
+      local demand, held = tonumber(ARGV[a0 + at.demand]), tonumber(ARGV[a0 + at.held])
+      local grate, gburst = tonumber(ARGV[a0 + at.group_rate]), tonumber(ARGV[a0 + at.group_burst])
+      local grouped, paced = grate > 0, ARGV[a0 + at.fair_instances] == '1'
+      local tenant
+      local span = max(ttl, 1)
+      local live_after = now - span
+      local refresh = floor(span / 16)
+      local window = floor(span / 4) / 1e6
+      local need = least
+      local mine = 'i:' .. holder
+      local s
       if grouped then
-        gl = gl - granted
-        sl = sl - granted
-      end
-    elseif not from then
-      local w = 1
-      local function short(lv, r)
-        if lv < need then
-          if r > 0 then w = max(w, ceil((need - lv) / r * 1e6)) else w = span end
-        end
-      end
-      short(level, rate)
-      if paced then short(ml, part) end
-      if grouped then
-        short(gl, grate)
-        short(sl, gshare)
-      end
-      wait = now + min(w, span)
-    end
-    if granted < want then
-      if key_room <= group_room then limited = 1 else limited = 2 end
-    end
-  end
-  local left = level
-  if paced then left = min(left, ml) end
-  if grouped then left = min(left, gl, sl) end
-  remaining = floor(max(0, left))
-  if pool_usable(pool, pe) then remaining = remaining + pool end
-  local instance = format('%.17g,%d,%d,%.17g,%d', d, held, now, ml, mts)
-  -- Fields that did not change are not written again (p, pe, ia; v with each sweep).
-  local more = qs or index or pool ~= (tonumber(s[3]) or 0) or pe ~= (tonumber(s[4]) or 0)
-  if more then
-    local w = {'HSET', bucket, 'l', level, 'ts', ts, 'p', pool, 'pe', pe, 'it', total, 'ia',
-               total_at, mine, instance, record_key, record()}
-    if grouped then w[#w + 1], w[#w + 2], w[#w + 3], w[#w + 4] = 'sl', sl, 'sts', sts end
-    if index then w[#w + 1], w[#w + 2] = 'ix', index end
-    if qs then w[#w + 1], w[#w + 2], w[#w + 3], w[#w + 4] = 'qs', qs, 'v', version end
-    call(unpack(w))
-  elseif grouped then
-    call('HSET', bucket, 'l', level, 'ts', ts, 'it', total, mine, instance, record_key, record(),
-         'sl', sl, 'sts', sts)
-  else
-    call('HSET', bucket, 'l', level, 'ts', ts, 'it', total, mine, instance, record_key, record())
-  end
-  keep = max(ceil((burst - level) / rate * 1000), ceil(span / 1000))
-  if pool > 0 then keep = max(keep, ceil((pe - now) / 1000)) end
-  if grouped then
-    g.l, g.ts, g.fm, g.fk, g.fa = gl, gts, fm, fk, fa
-    g.rec[tenant] = {weight, guaranteed, min(total, rate), now}
-    g.dirty[tenant] = true
-    g.dead[tenant] = nil
-    g.ttl_ms = max(ceil((gburst - gl) / grate * 1000), ceil(span / 1000)) + 1000
-  end
-end
-
--- A window's start, count and previous count from HMGET st, c, pv (s), rolled to now.
-local function roll(s, window)
-  local st, c, pv = tonumber(s[1]), tonumber(s[2]) or 0, tonumber(s[3]) or 0
-  local start = now - (now % window)
-  if st ~= start then
-    if st == start - window then pv = c else pv = 0 end
-    c = 0
-    st = start
-  end
-  return st, c, pv
-end
-
-local function take_from_window(free, window_end)
-  if want == 0 or free < least then return false end
-  granted = min(want, free)
-  expires = min(now + ttl, window_end)
-  return true
-end
-
-local function write_window(st, c, pv, qs)
-  qs = sweep(qs)
-  if qs then
-    call('HSET', bucket, 'st', st, 'c', c, 'pv', pv, 'v', version, record_key, record(), 'qs', qs)
-  else
-    call('HSET', bucket, 'st', st, 'c', c, 'pv', pv, 'v', version, record_key, record())
-  end
-end
-
-local function fixed_window()
-  local limit, window = tonumber(ARGV[a0 + at.limit]), tonumber(ARGV[a0 + at.window_us])
-  local s = call('HMGET', bucket, 'st', 'c', 'pv', record_key, 'qs')
-  local r = remembered(s[4])
-  if r then return r end
-  local st, c, pv = roll(s, window)
-  local free = max(0, limit - c)
-  if take_from_window(free, st + window) then
-    c = c + granted
-  elseif want > 0 then
-    wait = st + window
-  end
-  remaining = limit - min(limit, c)
-  write_window(st, c, pv, s[5])
-  keep = ceil((st + 2 * window - now) / 1000)
-end
-
-local function sliding_window()
-  local limit, window = tonumber(ARGV[a0 + at.limit]), tonumber(ARGV[a0 + at.window_us])
-  local s = call('HMGET', bucket, 'st', 'c', 'pv', record_key, 'qs')
-  local r = remembered(s[4])
-  if r then return r end
-  local st, c, pv = roll(s, window)
-  local weight = min(1, max(0, 1 - (now - st) / window))
-  local used = pv * weight + c
-  local free = 0
-  if used < limit then free = floor(limit - used + 1e-9) end
-  if take_from_window(free, st + window) then
-    c = c + granted
-    remaining = free - granted
-  else
-    remaining = free
-    if want > 0 then
-      if c + least <= limit then
-        local e = ceil(window * (1 - (limit - c - least) / max(1, pv)))
-        wait = st + min(window, max(now - st + 1, e))
-      elseif least <= limit then
-        local e = ceil(window * (1 - (limit - least) / max(1, c)))
-        wait = st + window + min(window, max(0, e))
+        s = call('HMGET', bucket, 'l', 'ts', 'p', 'pe', 'it', 'ia', mine, record_key, 'qs', 'sl',
+                 'sts')
       else
-        wait = st + 2 * window
+        s = call('HMGET', bucket, 'l', 'ts', 'p', 'pe', 'it', 'ia', mine, record_key, 'qs')
+      end
+      local answer = remembered(s[8])
+      if answer then return answer end
+      local ml, mts, before = -1, now, 0
+      if s[7] then
+        local a, _, _, lv, lt = match(s[7], '^([^,]*),([^,]*),([^,]*),([^,]*),([^,]*)')
+        before, ml, mts = tonumber(a), tonumber(lv), tonumber(lt)
+      end
+      local level, ts, pool, pe = bucket_state(s[1], s[2], s[3], s[4], rate, burst)
+
+      local d = demand
+      if not (d > 0) then d = want / max(window, 1e-9) end
+
+      -- The instances are listed in ix (holders, one per line), so that redoing the sum reads
+      -- their records only, not the request records beside them. A sweep lists them anew from
+      -- the whole hash (and so adds those that a layout-1 writer added); a new one adds itself.
+      local qs, listed = sweep(s[9])
+      local index
+      local total, total_at = tonumber(s[5]), tonumber(s[6])
+      if total_at == nil or now - total_at >= refresh then
+        -- Instances that stopped asking are deleted when the sum is redone.
+        total, total_at = d, now
+        listed = listed or indexed()
+        local names, fields, once = {holder}, {}, {[holder] = true}
+        for _, h in ipairs(listed) do
+          if not once[h] then
+            once[h] = true
+            fields[#fields + 1] = h
+          end
+        end
+        local dead = {}
+        for i = 1, #fields, 1000 do
+          local part = {}
+          for j = i, min(#fields, i + 999) do part[#part + 1] = 'i:' .. fields[j] end
+          local records = call('HMGET', bucket, unpack(part))
+          for j = 1, #part do
+            local v = records[j]
+            if v then
+              local dm, seen = match(v, '^([^,]*),[^,]*,([^,]*)')
+              if tonumber(seen) <= live_after then
+                dead[#dead + 1] = part[j]
+              else
+                total = total + tonumber(dm)
+                names[#names + 1] = fields[i + j - 1]
+              end
+            end
+          end
+        end
+        hdel(bucket, dead)
+        index = table.concat(names, '\n')
+      else
+        total = total + d - before
+        if listed or not s[7] then
+          listed = listed or indexed()
+          local names, once = {}, {}
+          for _, h in ipairs(listed) do
+            if not once[h] then
+              once[h] = true
+              names[#names + 1] = h
+            end
+          end
+          if not once[holder] then names[#names + 1] = holder end
+          index = table.concat(names, '\n')
+        end
+      end
+
+      local allowed, gshare, gl, gts, sl, sts = rate, 0, 0, 0, -1, now
+      local weight = tonumber(ARGV[a0 + at.weight])
+      local guaranteed = tonumber(ARGV[a0 + at.guaranteed_rate])
+      local g, fm, fk, fa
+      if grouped then
+        tenant = 't:' .. ARGV[a0 + at.tenant]
+        g = group(group_key)
+        gl, gts = bucket_state(g.l, g.ts, nil, nil, grate, gburst)
+        fm, fk, fa = g.fm, g.fk, g.fa
+        local hi = min(total, rate)
+        if fa == nil or not g.rec[tenant] or now - fa >= refresh then
+          local claims = live_claims(g, tenant, live_after)
+          claims[#claims + 1] = {weight, guaranteed, hi}
+          fm, fk = fair_share(grate, claims)
+          fa = now
+        end
+        gshare = share_of(fm, fk, weight, guaranteed, hi)
+        sl, sts = tonumber(s[10]) or -1, tonumber(s[11]) or now
+        sl, sts = refill_share(sl, sts, gshare, max(gshare * window, gburst * gshare / grate, need))
+        allowed = min(rate, gshare)
+      end
+      local part = 0
+      if paced then
+        if total > 0 then part = allowed * d / total else part = allowed end
+        ml, mts = refill_share(ml, mts, part, max(part * window, burst * part / rate, need))
+      end
+
+      -- An instance's part belongs to the level that set the key's rate.
+      local key_room, group_room = level, huge
+      if grouped then group_room = min(gl, sl) end
+      if paced and grouped and gshare < rate then
+        group_room = min(group_room, ml)
+      elseif paced then
+        key_room = min(level, ml)
+      end
+      local room = min(key_room, group_room)
+      if want > 0 then
+        local from
+        from, pool = take(pool, pe, room, need)
+        if from == 'room' then
+          level = level - granted
+          if paced then ml = ml - granted end
+          if grouped then
+            gl = gl - granted
+            sl = sl - granted
+          end
+        elseif not from then
+          local w = 1
+          local function short(lv, r)
+            if lv < need then
+              if r > 0 then w = max(w, ceil((need - lv) / r * 1e6)) else w = span end
+            end
+          end
+          short(level, rate)
+          if paced then short(ml, part) end
+          if grouped then
+            short(gl, grate)
+            short(sl, gshare)
+          end
+          wait = now + min(w, span)
+        end
+        if granted < want then
+          if key_room <= group_room then limited = 1 else limited = 2 end
+        end
+      end
+      local left = level
+      if paced then left = min(left, ml) end
+      if grouped then left = min(left, gl, sl) end
+      remaining = floor(max(0, left))
+      if pool_usable(pool, pe) then remaining = remaining + pool end
+      local instance = format('%.17g,%d,%d,%.17g,%d', d, held, now, ml, mts)
+      -- Fields that did not change are not written again (p, pe, ia; v with each sweep).
+      local more = qs or index or pool ~= (tonumber(s[3]) or 0) or pe ~= (tonumber(s[4]) or 0)
+      if more then
+        local w = {'HSET', bucket, 'l', level, 'ts', ts, 'p', pool, 'pe', pe, 'it', total, 'ia',
+                   total_at, mine, instance, record_key, record()}
+        if grouped then w[#w + 1], w[#w + 2], w[#w + 3], w[#w + 4] = 'sl', sl, 'sts', sts end
+        if index then w[#w + 1], w[#w + 2] = 'ix', index end
+        if qs then w[#w + 1], w[#w + 2], w[#w + 3], w[#w + 4] = 'qs', qs, 'v', version end
+        call(unpack(w))
+      elseif grouped then
+        call('HSET', bucket, 'l', level, 'ts', ts, 'it', total, mine, instance, record_key,
+             record(), 'sl', sl, 'sts', sts)
+      else
+        call('HSET', bucket, 'l', level, 'ts', ts, 'it', total, mine, instance, record_key,
+             record())
+      end
+      keep = max(ceil((burst - level) / rate * 1000), ceil(span / 1000))
+      if pool > 0 then keep = max(keep, ceil((pe - now) / 1000)) end
+      if grouped then
+        g.l, g.ts, g.fm, g.fk, g.fa = gl, gts, fm, fk, fa
+        g.rec[tenant] = {weight, guaranteed, min(total, rate), now}
+        g.dirty[tenant] = true
+        g.dead[tenant] = nil
+        g.ttl_ms = max(ceil((gburst - gl) / grate * 1000), ceil(span / 1000)) + 1000
       end
     end
-  end
-  write_window(st, c, pv, s[5])
-  keep = ceil((st + 2 * window - now) / 1000)
+
+    return shared_bucket
+  end)()
 end
 
--- A concurrency bucket's fields are its holders (no other field may be in its hash).
-local function concurrency()
-  local limit = tonumber(ARGV[a0 + at.limit])
-  local all = call('HGETALL', bucket)
-  local others, current, last = 0, 0, now
-  local next_lapse = now + 50000
-  for i = 1, #all, 2 do
-    local r, e = match(all[i + 1], '^(%d+):(%d+)$')
-    r = tonumber(r)
-    e = tonumber(e)
-    if e <= now then
-      call('HDEL', bucket, all[i])
-    elseif all[i] == holder then
-      current = r
-    else
-      others = others + r
-      next_lapse = min(next_lapse, e)
-      last = max(last, e)
+local fixed_window, sliding_window, concurrency
+if any_window then
+  fixed_window, sliding_window, concurrency = (function()
+    -- A window's start, count and previous count from HMGET st, c, pv (s), rolled to now.
+    local function roll(s, window)
+      local st, c, pv = tonumber(s[1]), tonumber(s[2]) or 0, tonumber(s[3]) or 0
+      local start = now - (now % window)
+      if st ~= start then
+        if st == start - window then pv = c else pv = 0 end
+        c = 0
+        st = start
+      end
+      return st, c, pv
     end
-  end
-  granted = min(want, max(current, max(0, limit - others)))
-  if granted > 0 then
-    expires = now + ttl
-    last = max(last, expires)
-    call('HSET', bucket, holder, format('%d:%d', granted, expires))
-  else
-    call('HDEL', bucket, holder)
-  end
-  remaining = max(0, limit - others - granted)
-  if granted < min(want, least) then wait = next_lapse end
-  keep = ceil((last - now) / 1000)
+
+    local function take_from_window(free, window_end)
+      if want == 0 or free < least then return false end
+      granted = min(want, free)
+      expires = min(now + ttl, window_end)
+      return true
+    end
+
+    local function write_window(st, c, pv, qs)
+      qs = sweep(qs)
+      if qs then
+        call('HSET', bucket, 'st', st, 'c', c, 'pv', pv, 'v', version, record_key, record(), 'qs',
+             qs)
+      else
+        call('HSET', bucket, 'st', st, 'c', c, 'pv', pv, 'v', version, record_key, record())
+      end
+    end
+
+    local function fixed_window()
+      local limit, window = tonumber(ARGV[a0 + at.limit]), tonumber(ARGV[a0 + at.window_us])
+      local s = call('HMGET', bucket, 'st', 'c', 'pv', record_key, 'qs')
+      local r = remembered(s[4])
+      if r then return r end
+      local st, c, pv = roll(s, window)
+      local free = max(0, limit - c)
+      if take_from_window(free, st + window) then
+        c = c + granted
+      elseif want > 0 then
+        wait = st + window
+      end
+      remaining = limit - min(limit, c)
+      write_window(st, c, pv, s[5])
+      keep = ceil((st + 2 * window - now) / 1000)
+    end
+
+    local function sliding_window()
+      local limit, window = tonumber(ARGV[a0 + at.limit]), tonumber(ARGV[a0 + at.window_us])
+      local s = call('HMGET', bucket, 'st', 'c', 'pv', record_key, 'qs')
+      local r = remembered(s[4])
+      if r then return r end
+      local st, c, pv = roll(s, window)
+      local weight = min(1, max(0, 1 - (now - st) / window))
+      local used = pv * weight + c
+      local free = 0
+      if used < limit then free = floor(limit - used + 1e-9) end
+      if take_from_window(free, st + window) then
+        c = c + granted
+        remaining = free - granted
+      else
+        remaining = free
+        if want > 0 then
+          if c + least <= limit then
+            local e = ceil(window * (1 - (limit - c - least) / max(1, pv)))
+            wait = st + min(window, max(now - st + 1, e))
+          elseif least <= limit then
+            local e = ceil(window * (1 - (limit - least) / max(1, c)))
+            wait = st + window + min(window, max(0, e))
+          else
+            wait = st + 2 * window
+          end
+        end
+      end
+      write_window(st, c, pv, s[5])
+      keep = ceil((st + 2 * window - now) / 1000)
+    end
+
+    -- A concurrency bucket's fields are its holders (no other field may be in its hash).
+    local function concurrency()
+      local limit = tonumber(ARGV[a0 + at.limit])
+      local all = call('HGETALL', bucket)
+      local others, current, last = 0, 0, now
+      local next_lapse = now + 50000
+      for i = 1, #all, 2 do
+        local r, e = match(all[i + 1], '^(%d+):(%d+)$')
+        r = tonumber(r)
+        e = tonumber(e)
+        if e <= now then
+          call('HDEL', bucket, all[i])
+        elseif all[i] == holder then
+          current = r
+        else
+          others = others + r
+          next_lapse = min(next_lapse, e)
+          last = max(last, e)
+        end
+      end
+      granted = min(want, max(current, max(0, limit - others)))
+      if granted > 0 then
+        expires = now + ttl
+        last = max(last, expires)
+        call('HSET', bucket, holder, format('%d:%d', granted, expires))
+      else
+        call('HDEL', bucket, holder)
+      end
+      remaining = max(0, limit - others - granted)
+      if granted < min(want, least) then wait = next_lapse end
+      keep = ceil((last - now) / 1000)
+    end
+
+    return fixed_window, sliding_window, concurrency
+  end)()
 end
 
 -- Key i's lease (0-based).
@@ -601,20 +644,6 @@ local function lease_one(i)
   call('PEXPIRE', bucket, max(1000, keep + 1000))
   if not in_hash then call('SET', record_key, record(), 'PX', ceil(max(1000, 2 * ttl / 1000))) end
   return {granted, now, expires, remaining, wait, limited}
-end
-
-local keys = #KEYS / 3
-for i = 0, keys - 1 do
-  a0 = n * i
-  if tonumber(ARGV[a0 + at.kind]) == 0 and tonumber(ARGV[a0 + at.group_rate]) > 0 then
-    local key = KEYS[3 * i + 3]
-    local fields = tenants_of[key]
-    if not fields then
-      fields = {}
-      tenants_of[key] = fields
-    end
-    fields[#fields + 1] = 't:' .. ARGV[a0 + at.tenant]
-  end
 end
 
 local answers = {}
