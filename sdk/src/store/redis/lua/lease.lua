@@ -329,7 +329,7 @@ if any_shared then
       if answer then return answer end
       local ml, mts, before = -1, now, 0
       if s[7] then
-        local a, _, _, lv, lt = match(s[7], '^([^,]*),([^,]*),([^,]*),([^,]*),([^,]*)')
+        local a, lv, lt = match(s[7], '^([^,]*),[^,]*,[^,]*,([^,]*),([^,]*)')
         before, ml, mts = tonumber(a), tonumber(lv), tonumber(lt)
       end
       local level, ts, pool, pe = bucket_state(s[1], s[2], s[3], s[4], rate, burst)
