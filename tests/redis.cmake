@@ -27,3 +27,7 @@ target_include_directories(tollgate_guarantee_driver PRIVATE ${CMAKE_CURRENT_SOU
 target_compile_definitions(guarantee_processes_test
   PRIVATE TOLLGATE_DRIVER_PATH="$<TARGET_FILE:tollgate_guarantee_driver>")
 add_dependencies(guarantee_processes_test tollgate_guarantee_driver)
+
+# The previous release's lease script, run beside this one's on the same keys.
+target_compile_definitions(schema_upgrade_test PRIVATE
+  TOLLGATE_PREVIOUS_LEASE_SCRIPT="${CMAKE_CURRENT_SOURCE_DIR}/redis/previous/lease_96e085a.lua")

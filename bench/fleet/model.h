@@ -58,14 +58,17 @@ class LoopTimers final : public tollgate::resilience::Timers {
 };
 
 // What a call costs inside the store, as measured inside Redis (INFO commandstats of the
-// lease and give-back scripts; docs/performance.md), and the network between.
+// lease and give-back scripts; docs/performance.md, "The lease script's cost inside Redis":
+// bench/redis/group_script_cost.py, bucket layout 2, per key at 128 keys per call, per run
+// the rest of a one-key call), and the network between.
 struct CostModel {
   double rtt_us = 100;          // mean round trip on the wire (lognormal, sigma below)
   double rtt_sigma = 0.3;       // of the round trip's log
   double call_us = 5;           // per round trip: read, parse, reply (pipelined batch)
-  double script_us = 4;         // per script run (EVALSHA, TIME), beside its keys
-  double lease_us = 17;         // per key of a lease script run, plain bucket
-  double shared_lease_us = 35;  // per key, group budget or fair instances
+  double script_us = 10;        // per script run (EVALSHA, TIME, the script's functions made)
+  double lease_us = 7;          // per key of a lease script run, plain bucket (6.7-8.4)
+  double shared_lease_us = 12;  // per key, group budget (10-100 tenants: 12-17) or fair
+                                // instances (9-12)
   double give_back_us = 8;      // per key of a give-back script run
   // Keys one script run carries (the Redis store's multi-key scripts); a call of more
   // keys is several runs in one pipelined round trip.

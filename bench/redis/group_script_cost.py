@@ -11,6 +11,14 @@ ids, then reads usec_per_call of evalsha from INFO commandstats (time inside Red
 network). Standard library only.
 
     bench/redis/group_script_cost.py [--calls 20000] [--keys-per-call 1,128]
+        [--script FILE] [--cases SUBSTRING]
+
+--script measures another version of the script (e.g. the previous release's, from
+`git show <commit>:sdk/src/store/redis/lua/lease.lua`); --cases runs only the cases whose
+name contains the substring. Besides usec_per_call (wall time inside Redis, which a loaded
+machine inflates when the server is preempted mid-call), the last column is the server
+process's CPU time per key over the same calls (from /proc, includes reading the
+commands and writing the replies).
 """
 import argparse, os, re, shutil, socket, subprocess, sys, tempfile, time
 
@@ -77,8 +85,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, default=20000, help="keys per case")
     ap.add_argument("--keys-per-call", default="1,128")
+    ap.add_argument("--script", default=os.path.join(ROOT, "sdk/src/store/redis/lua/lease.lua"))
+    ap.add_argument("--cases", default="")
     o = ap.parse_args()
-    script = open(os.path.join(ROOT, "sdk/src/store/redis/lua/lease.lua")).read()
+    script = open(o.script).read()
     slots = re.findall(r"'([a-z_0-9]+)'", re.search(r"local slots = {([^}]*)}", script).group(1))
     port = free_port()
     tmp = tempfile.mkdtemp()
@@ -112,24 +122,32 @@ def main():
                 args += a
             return ["EVALSHA", sha, len(ks)] + ks + args
 
-        print("%-34s %6s %10s %10s" % ("case", "keys", "us/call", "us/key"))
+        def cpu_s():
+            with open("/proc/%d/stat" % server.pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+        print("%-34s %6s %10s %10s %12s" % ("case", "keys", "us/call", "us/key", "cpu us/key"))
         results = {}
         cases = [("plain token bucket", 1, 0, 0), ("fair instances, no group", 1, 0, 1)]
         cases += [("group, %d active tenants" % n, n, 1e6, 1) for n in (1, 10, 100, 1000)]
+        cases = [c for c in cases if o.cases in c[0]]
         for per in [int(x) for x in o.keys_per_call.split(",")]:
             for name, tenants, group_rate, paced in cases:
                 c.call("FLUSHALL")
                 c.pipeline([call([key("t%d" % i, group_rate, paced, h) for h in range(60)])
                             for i in range(tenants)])
                 c.call("CONFIG", "RESETSTAT")
+                cpu0 = cpu_s()
                 n = max(1, o.calls // per)
                 c.pipeline([call([key("t%d" % ((j * per + i) % tenants), group_rate, paced,
                                       (j * per + i) % 60) for i in range(per)])
                             for j in range(n)], depth=max(1, 200 // per))
                 stats = c.call("INFO", "commandstats")
+                cpu = (cpu_s() - cpu0) * 1e6 / (n * per)
                 us = float(re.search(r"cmdstat_evalsha:.*usec_per_call=([0-9.]+)", stats).group(1))
                 results[(name, per)] = us
-                print("%-34s %6d %10.1f %10.2f" % (name, per, us, us / per))
+                print("%-34s %6d %10.1f %10.2f %12.2f" % (name, per, us, us / per, cpu))
     finally:
         server.terminate()
         server.wait()

@@ -145,6 +145,34 @@ TYPED_TEST(StoreBehaviour, ARetriedRequestIdGetsTheFirstAnswer) {
   EXPECT_EQ(this->one(p, "tenant:a", 100).granted, 40u) << "the retry was granted twice";
 }
 
+// Not only a holder's last request: every request id sent within two TTLs is answered from
+// its first answer (a test or a second client may send an older one again), for a plain
+// bucket, a shared one and a window.
+TYPED_TEST(StoreBehaviour, OlderRequestIdsOfAHolderGetTheirFirstAnswersToo) {
+  auto plain = this->bucket(kSlow, 100);
+  auto fair = std::make_shared<ResolvedPolicy>(*plain);
+  fair->name = "fair";
+  fair->fair_instances = true;
+  auto window = this->windowed(PolicyKind::kFixedWindow, 100);
+  for (std::shared_ptr<const ResolvedPolicy> p :
+       std::vector<std::shared_ptr<const ResolvedPolicy>>{plain, fair, window}) {
+    std::vector<LeaseRequest> sent;
+    std::vector<LeaseGrant> first;
+    for (int i = 0; i < 3; ++i) {
+      sent.push_back(this->request(p, "tenant:a", 20));
+      first.push_back(this->lease({sent.back()})[0]);
+      ASSERT_EQ(first.back().granted, 20u) << p->name;
+    }
+    for (int i = 0; i < 3; ++i) {
+      const LeaseGrant again = this->lease({sent[i]})[0];
+      EXPECT_EQ(again.granted, first[i].granted) << p->name << " request " << i;
+      EXPECT_EQ(again.expires_at, first[i].expires_at) << p->name << " request " << i;
+    }
+    EXPECT_EQ(this->one(p, "tenant:a", 100).granted, 40u)
+        << p->name << ": an older request was granted twice";
+  }
+}
+
 TYPED_TEST(StoreBehaviour, GivenBackTokensAreLentAgainWithTheirExpiry) {
   auto p = this->bucket(kSlow, 100);
   LeaseGrant first = this->one(p, "tenant:a", 100);

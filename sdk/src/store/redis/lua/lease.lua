@@ -4,414 +4,667 @@
 -- suite runs on both.
 --
 -- Rules every script keeps: time only from TIME; keys only through KEYS; every key written
--- gets a TTL; numbers written as plain decimals (string.format), never Lua's %.14g.
--- Kinds: 0 token bucket, 1 fixed window, 2 sliding window, 3 concurrency. Each kind is one
--- function over (state, ask) so that a group level (a second bucket key in the same slot)
--- and fair shares can be added as further steps of the same call.
+-- gets a TTL; numbers go to redis.call as Lua numbers (Redis writes them with %.17g, exact) or
+-- through string.format, never through Lua's tostring (%.14g).
+-- Kinds: 0 token bucket, 1 fixed window, 2 sliding window, 3 concurrency.
 --
 -- Many keys in one call (all of an instance's due keys on one shard): KEYS in threes and
 -- ARGV in runs of #slots, one run per key; TIME is read once per call. Per key: KEYS
--- bucket, request id, the group's hash (same slot; read only when the group has a budget).
+-- bucket, request record, the group's hash (same slot; read only when the group has a budget).
 -- ARGV: the slots named below, in order (group_rate 0: no budget; fair_instances 0/1;
 -- tenant: the key's field in the group's hash). The C++ enum LeaseArg (store/redis/scripts.h)
 -- names the same slots in the same order, and the build checks that the counts agree.
 -- Returns {granted, now_us, expires_at_us, remaining, wait_until_us, limited_by} per key,
 -- one after the other in one flat array.
+--
+-- Cost (docs/redis.md, "What a lease costs inside Redis"): per key one HMGET, one HSET and one
+-- PEXPIRE of the bucket, no closure or table made per key but the answer, no unchanged field
+-- written again; a group's hash is read once per call (one HMGET of all its tenants in the
+-- call) and written once per call.
+--
+-- Schema (field v = 2 in the bucket's hash from its first sweep by layout 2, and in the
+-- group's hash; a hash without v was written by layout 1, the release before, and is read as
+-- it is: layout 2 only adds fields, which layout 1 ignores). A token bucket or window keeps
+-- each request's record in its own hash, the field named KEYS[2] (the record key's name, which
+-- starts 'tg:') = 'granted,now,expires,remaining,wait,limited': a retry (same request id)
+-- gets that answer. Records older than max(1 s,
+-- 2 TTL) are swept (qs: when last swept). Concurrency keeps layout 1's record key KEYS[2].
 -- Shares (core::lease_shared) keep in the bucket's hash: sl, sts (the key's pacing at its
--- group share) and i:<holder> = "demand,held,seen,level,ts" per instance; in the group's
--- hash: l, ts (its bucket) and t:<tenant> = "weight,guaranteed,demand,seen".
+-- group share), it, ia (its instances' summed demand and when summed) and i:<holder> =
+-- "demand,held,seen,level,ts" per instance; in the group's hash: l, ts (its bucket), fm, fk,
+-- fa (the last water-filling) and t:<tenant> = "weight,guaranteed,demand,seen". A shared
+-- bucket lists its instances in ix (holders, one per line), so that redoing their sum reads
+-- their records only, not the request records beside them.
 local slots = {'kind', 'want', 'min', 'ttl_us', 'rate', 'burst', 'limit', 'window_us', 'holder',
                'demand', 'held', 'group_rate', 'group_burst', 'weight', 'guaranteed_rate',
                'fair_instances', 'tenant'}
-local function int(x) return string.format('%.0f', x) end
+local at = {}
+for i, name in ipairs(slots) do at[name] = i end
+local n = #slots
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local call, format, match, sub = redis.call, string.format, string.match, string.sub
+local floor, ceil, min, max, huge = math.floor, math.ceil, math.min, math.max, math.huge
+local version = 2
+local answer_pattern = '^' .. string.rep('(%-?%d+),', 5) .. '(%-?%d+)$'
 
--- One key's lease: KEYS and ARGV are that key's three keys and #slots arguments.
-local function lease_one(KEYS, ARGV)
-  local arg = {}
-  for i, name in ipairs(slots) do arg[name] = ARGV[i] end
-  local seen = redis.call('GET', KEYS[2])
-  if seen then
-    local r = {}
-    for v in string.gmatch(seen, '[^,]+') do r[#r + 1] = tonumber(v) end
-    return r
-  end
-  local kind, want, ttl = tonumber(arg.kind), tonumber(arg.want), tonumber(arg.ttl_us)
-  local min = math.max(1, tonumber(arg.min))
-  local granted, expires, remaining, wait, keep, limited = 0, 0, 0, 0, 0, 0
+-- The key in hand: its keys, where its ARGV run starts (a0 + at.name), its request and its
+-- answer. Set by lease_one for each key in turn; the functions below read them. in_hash: the
+-- request's record is a field of the bucket's hash named record_key (else the key
+-- record_key).
+local bucket, record_key, group_key, a0, holder, in_hash
+local want, least, ttl
+local granted, expires, remaining, wait, keep, limited
 
-  local function roll(window)
-    local s = redis.call('HMGET', KEYS[1], 'st', 'c', 'pv')
-    local st, c, pv = tonumber(s[1]), tonumber(s[2]) or 0, tonumber(s[3]) or 0
-    local start = now - (now % window)
-    if st ~= start then
-      if st == start - window then pv = c else pv = 0 end
-      c = 0
-      st = start
-    end
-    return st, c, pv
-  end
-
-  local function take_from_window(free, window_end)
-    if want == 0 or free < min then return false end
-    granted = math.min(want, free)
-    expires = math.min(now + ttl, window_end)
-    return true
-  end
-
-  -- A token bucket's level, ts, pool and pool expiry from HMGET l, ts, p, pe (the first
-  -- four values of s), brought up to now. A new bucket starts full.
-  local function bucket_state(s, rate, burst)
-    local level, ts = tonumber(s[1]), tonumber(s[2])
-    local pool, pe = tonumber(s[3]) or 0, tonumber(s[4]) or 0
-    if level == nil then
-      level = burst
-      ts = now
-    elseif now > ts then
-      level = math.min(burst, level + rate * (now - ts) / 1e6)
-      ts = now
-    end
-    if pool > 0 and pe <= now then pool = 0 end
-    return level, ts, pool, pe
-  end
-
-  -- Given-back tokens are usable while the pool lasts a quarter of a TTL more.
-  local function pool_usable(pool, pe) return pool > 0 and pe - now >= math.floor(ttl / 4) end
-
-  -- Grants from the given-back pool when this ask's share of it (by the time it has left)
-  -- reaches min, else from room when it reaches need. Returns where from ('pool', 'room',
-  -- or nil: nothing granted) and the pool left.
-  local function take(pool, pe, room, need)
-    if pool_usable(pool, pe) then
-      local share = 0
-      if ttl > 0 then share = math.ceil(want * (pe - now) / ttl) end
-      if math.min(pool, share) >= min then
-        granted = math.min(want, pool, share)
-        expires = pe
-        return 'pool', pool - granted
-      end
-    end
-    if room >= need then
-      granted = math.min(want, math.floor(room))
-      expires = now + ttl
-      return 'room', pool
-    end
-    return nil, pool
-  end
-
-  local function token_bucket()
-    local rate, burst = tonumber(arg.rate), tonumber(arg.burst)
-    local s = redis.call('HMGET', KEYS[1], 'l', 'ts', 'p', 'pe')
-    local level, ts, pool, pe = bucket_state(s, rate, burst)
-    if want > 0 then
-      local from
-      from, pool = take(pool, pe, level, min)
-      if from == 'room' then
-        level = level - granted
-      elseif not from then
-        wait = now + math.max(1, math.ceil((min - level) / rate * 1e6))
-      end
-    end
-    remaining = math.floor(level)
-    if pool_usable(pool, pe) then remaining = remaining + pool end
-    redis.call('HSET', KEYS[1], 'l', string.format('%.17g', level), 'ts', int(ts), 'p', int(pool),
-               'pe', int(pe))
-    keep = math.ceil((burst - level) / rate * 1000)
-    if pool > 0 then keep = math.max(keep, math.ceil((pe - now) / 1000)) end
-  end
-
-  local function fields(v)
-    local r = {}
-    for x in string.gmatch(v, '[^,]+') do r[#r + 1] = tonumber(x) end
-    return r
-  end
-
-  local function float(x) return string.format('%.17g', x) end
-
-  -- A share level brought up to date at rate r, holding at most cap (new: full).
-  local function refill_share(lv, lts, r, cap)
-    if lv < 0 then return cap, now end
-    if now > lts then
-      lv = lv + r * (now - lts) / 1e6
-      lts = now
-    end
-    return math.min(cap, lv), lts
-  end
-
-  -- Weighted max-min fair shares of capacity over claims {weight, floor, ceiling}, kept as
-  -- (mode, k) as core::fair_share does: 0 ceiling + k*weight, 1 clamp(k*weight, floor,
-  -- ceiling), 2 floor*k.
-  local function fair_share(capacity, claims)
-    local n = #claims
-    local sum_hi, sum_w, sum_lo = 0, 0, 0
-    for i = 1, n do
-      sum_hi = sum_hi + claims[i][3]
-      sum_w = sum_w + claims[i][1]
-    end
-    if n == 0 then return 0, 0 end
-    if sum_hi <= capacity then return 0, (capacity - sum_hi) / sum_w end
-    local lo = {}
-    for i = 1, n do
-      lo[i] = math.min(claims[i][2], claims[i][3])
-      sum_lo = sum_lo + lo[i]
-    end
-    if sum_lo >= capacity then return 2, capacity / sum_lo end
-    local ev = {}
-    for i = 1, n do
-      ev[#ev + 1] = {lo[i] / claims[i][1], claims[i][1]}
-      ev[#ev + 1] = {claims[i][3] / claims[i][1], -claims[i][1]}
-    end
-    table.sort(ev, function(a, b) return a[1] < b[1] end)
-    local f, cur, slope, lambda = sum_lo, 0, 0, -1
-    for i = 1, #ev do
-      local nf = f + slope * (ev[i][1] - cur)
-      if nf >= capacity and slope > 0 then
-        lambda = cur + (capacity - f) / slope
-        break
-      end
-      f, cur, slope = nf, ev[i][1], slope + ev[i][2]
-    end
-    if lambda < 0 then lambda = cur end
-    return 1, lambda
-  end
-
-  local function share_of(mode, k, w, floor, ceiling)
-    local lo = math.min(floor, ceiling)
-    if mode == 0 then return ceiling + k * w end
-    if mode == 2 then return lo * k end
-    return math.min(ceiling, math.max(lo, k * w))
-  end
-
-  -- Sums over all records are redone once per refresh (a sixteenth of a TTL); in between a
-  -- call changes them by its own change only, so a lease reads no whole hash (O(1)).
-  local function shared_bucket()
-    local rate, burst = tonumber(arg.rate), tonumber(arg.burst)
-    local demand, held = tonumber(arg.demand), tonumber(arg.held)
-    local grate, gburst = tonumber(arg.group_rate), tonumber(arg.group_burst)
-    local grouped, paced, tenant = grate > 0, arg.fair_instances == '1', 't:' .. arg.tenant
-    local span = math.max(ttl, 1)
-    local live_after = now - span
-    local refresh = math.floor(span / 16)
-    local window = math.floor(span / 4) / 1e6
-    local need = min
-    local mine = 'i:' .. arg.holder
-    local s = redis.call('HMGET', KEYS[1], 'l', 'ts', 'p', 'pe', 'sl', 'sts', 'it', 'ia', mine)
-    local level, ts, pool, pe = bucket_state(s, rate, burst)
-
-    local d = demand
-    if not (d > 0) then d = want / math.max(window, 1e-9) end
-    local ml, mts, before = -1, now, 0
-    if s[9] then
-      local r = fields(s[9])
-      before, ml, mts = r[1], r[4], r[5]
-    end
-    -- Reads the hash at key whole: records under prefix (but skip) last seen (their value's
-    -- field `seen`) at or before live_after are deleted, the others given to visit.
-    local function live_records(key, prefix, skip, seen, visit)
-      local all = redis.call('HGETALL', key)
-      for i = 1, #all, 2 do
-        local k = all[i]
-        if string.sub(k, 1, 2) == prefix and k ~= skip then
-          local r = fields(all[i + 1])
-          if r[seen] <= live_after then redis.call('HDEL', key, k) else visit(r) end
-        end
-      end
-    end
-
-    local total, total_at = tonumber(s[7]), tonumber(s[8])
-    if total_at == nil or now - total_at >= refresh then
-      total, total_at = d, now
-      live_records(KEYS[1], 'i:', mine, 3, function(r) total = total + r[1] end)
-    else
-      total = total + d - before
-    end
-
-    local allowed, gshare, gl, gts, sl, sts = rate, 0, 0, 0, -1, now
-    local weight, guaranteed = tonumber(arg.weight), tonumber(arg.guaranteed_rate)
-    local fm, fk, fa
-    if grouped then
-      local g = redis.call('HMGET', KEYS[3], 'l', 'ts', 'fm', 'fk', 'fa', tenant)
-      gl, gts = bucket_state({g[1], g[2]}, grate, gburst)
-      fm, fk, fa = tonumber(g[3]), tonumber(g[4]), tonumber(g[5])
-      local hi = math.min(total, rate)
-      if fa == nil or g[6] == false or now - fa >= refresh then
-        local claims = {}
-        live_records(KEYS[3], 't:', tenant, 4,
-                     function(r) claims[#claims + 1] = {r[1], r[2], r[3]} end)
-        claims[#claims + 1] = {weight, guaranteed, hi}
-        fm, fk = fair_share(grate, claims)
-        fa = now
-      end
-      gshare = share_of(fm, fk, weight, guaranteed, hi)
-      sl, sts = tonumber(s[5]) or -1, tonumber(s[6]) or now
-      sl, sts = refill_share(sl, sts, gshare,
-                             math.max(gshare * window, gburst * gshare / grate, need))
-      allowed = math.min(rate, gshare)
-    end
-    local part = 0
-    if paced then
-      if total > 0 then part = allowed * d / total else part = allowed end
-      ml, mts = refill_share(ml, mts, part, math.max(part * window, burst * part / rate, need))
-    end
-
-    -- An instance's part belongs to the level that set the key's rate.
-    local key_room, group_room = level, math.huge
-    if grouped then group_room = math.min(gl, sl) end
-    if paced and grouped and gshare < rate then
-      group_room = math.min(group_room, ml)
-    elseif paced then
-      key_room = math.min(level, ml)
-    end
-    local room = math.min(key_room, group_room)
-    if want > 0 then
-      local from
-      from, pool = take(pool, pe, room, need)
-      if from == 'room' then
-        level = level - granted
-        if paced then ml = ml - granted end
-        if grouped then
-          gl = gl - granted
-          sl = sl - granted
-        end
-      elseif not from then
-        local w = 1
-        local function short(lv, r)
-          if lv < need then
-            if r > 0 then w = math.max(w, math.ceil((need - lv) / r * 1e6)) else w = span end
-          end
-        end
-        short(level, rate)
-        if paced then short(ml, part) end
-        if grouped then
-          short(gl, grate)
-          short(sl, gshare)
-        end
-        wait = now + math.min(w, span)
-      end
-      if granted < want then
-        if key_room <= group_room then limited = 1 else limited = 2 end
-      end
-    end
-    local left = level
-    if paced then left = math.min(left, ml) end
-    if grouped then left = math.min(left, gl, sl) end
-    remaining = math.floor(math.max(0, left))
-    if pool_usable(pool, pe) then remaining = remaining + pool end
-    local record = float(d) .. ',' .. int(held) .. ',' .. int(now) .. ',' .. float(ml) .. ',' ..
-                   int(mts)
-    if grouped then
-      redis.call('HSET', KEYS[1], 'l', float(level), 'ts', int(ts), 'p', int(pool), 'pe', int(pe),
-                 'it', float(total), 'ia', int(total_at), mine, record, 'sl', float(sl),
-                 'sts', int(sts))
-    else
-      redis.call('HSET', KEYS[1], 'l', float(level), 'ts', int(ts), 'p', int(pool), 'pe', int(pe),
-                 'it', float(total), 'ia', int(total_at), mine, record)
-    end
-    keep = math.max(math.ceil((burst - level) / rate * 1000), math.ceil(span / 1000))
-    if pool > 0 then keep = math.max(keep, math.ceil((pe - now) / 1000)) end
-    if grouped then
-      local hi = math.min(total, rate)
-      redis.call('HSET', KEYS[3], 'l', float(gl), 'ts', int(gts), 'fm', int(fm), 'fk', float(fk),
-                 'fa', int(fa), tenant,
-                 float(weight) .. ',' .. float(guaranteed) .. ',' .. float(hi) .. ',' .. int(now))
-      redis.call('PEXPIRE', KEYS[3], int(math.max(math.ceil((gburst - gl) / grate * 1000),
-                                                  math.ceil(span / 1000)) + 1000))
-    end
-  end
-
-  local function fixed_window()
-    local limit, window = tonumber(arg.limit), tonumber(arg.window_us)
-    local st, c, pv = roll(window)
-    local free = math.max(0, limit - c)
-    if take_from_window(free, st + window) then
-      c = c + granted
-    elseif want > 0 then
-      wait = st + window
-    end
-    remaining = limit - math.min(limit, c)
-    redis.call('HSET', KEYS[1], 'st', int(st), 'c', int(c), 'pv', int(pv))
-    keep = math.ceil((st + 2 * window - now) / 1000)
-  end
-
-  local function sliding_window()
-    local limit, window = tonumber(arg.limit), tonumber(arg.window_us)
-    local st, c, pv = roll(window)
-    local weight = math.min(1, math.max(0, 1 - (now - st) / window))
-    local used = pv * weight + c
-    local free = 0
-    if used < limit then free = math.floor(limit - used + 1e-9) end
-    if take_from_window(free, st + window) then
-      c = c + granted
-      remaining = free - granted
-    else
-      remaining = free
-      if want > 0 then
-        if c + min <= limit then
-          local e = math.ceil(window * (1 - (limit - c - min) / math.max(1, pv)))
-          wait = st + math.min(window, math.max(now - st + 1, e))
-        elseif min <= limit then
-          local e = math.ceil(window * (1 - (limit - min) / math.max(1, c)))
-          wait = st + window + math.min(window, math.max(0, e))
-        else
-          wait = st + 2 * window
-        end
-      end
-    end
-    redis.call('HSET', KEYS[1], 'st', int(st), 'c', int(c), 'pv', int(pv))
-    keep = math.ceil((st + 2 * window - now) / 1000)
-  end
-
-  local function concurrency()
-    local limit, holder = tonumber(arg.limit), arg.holder
-    local all = redis.call('HGETALL', KEYS[1])
-    local others, current, last = 0, 0, now
-    local next_lapse = now + 50000
-    for i = 1, #all, 2 do
-      local r, e = string.match(all[i + 1], '^(%d+):(%d+)$')
-      r = tonumber(r)
-      e = tonumber(e)
-      if e <= now then
-        redis.call('HDEL', KEYS[1], all[i])
-      elseif all[i] == holder then
-        current = r
-      else
-        others = others + r
-        next_lapse = math.min(next_lapse, e)
-        last = math.max(last, e)
-      end
-    end
-    granted = math.min(want, math.max(current, math.max(0, limit - others)))
-    if granted > 0 then
-      expires = now + ttl
-      last = math.max(last, expires)
-      redis.call('HSET', KEYS[1], holder, int(granted) .. ':' .. int(expires))
-    else
-      redis.call('HDEL', KEYS[1], holder)
-    end
-    remaining = math.max(0, limit - others - granted)
-    if granted < math.min(want, min) then wait = next_lapse end
-    keep = math.ceil((last - now) / 1000)
-  end
-
-  if kind == 0 and (tonumber(arg.group_rate) > 0 or arg.fair_instances == '1') then shared_bucket()
-  elseif kind == 0 then token_bucket()
-  elseif kind == 1 then fixed_window()
-  elseif kind == 2 then sliding_window()
-  else concurrency() end
-
-  redis.call('PEXPIRE', KEYS[1], int(math.max(1000, keep + 1000)))
-  local answer = {granted, now, expires, remaining, wait, limited}
-  local parts = {}
-  for i = 1, 6 do parts[i] = int(answer[i]) end
-  redis.call('SET', KEYS[2], table.concat(parts, ','), 'PX', int(math.max(1000, 2 * ttl / 1000)))
-  return answer
+-- HDEL of a list of fields, in runs that fit Lua's stack.
+local function hdel(key, fields)
+  for i = 1, #fields, 1000 do call('HDEL', key, unpack(fields, i, min(#fields, i + 999))) end
 end
 
-local answers, n = {}, #slots
-for i = 0, #KEYS / 3 - 1 do
-  local a = lease_one({KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]},
-                      {unpack(ARGV, n * i + 1, n * i + n)})
+-- A request record ('granted,now,expires,remaining,wait,limited') as an answer; nil: none.
+local function remembered(v)
+  if not v then return nil end
+  local g, nw, e, r, w, l = match(v, answer_pattern)
+  return {tonumber(g), tonumber(nw), tonumber(e), tonumber(r), tonumber(w), tonumber(l)}
+end
+
+-- The answer as a record (%d truncates as Redis does when it turns the reply into integers).
+local function record()
+  return format('%d,%d,%d,%d,%d,%d', granted, now, expires, remaining, wait, limited)
+end
+
+-- Request records older than max(1 s, 2 TTL) go, at most once per that time (qs: when last
+-- swept; a hash without qs was last written by layout 1 or is new). Returns the qs to write
+-- (nil: not swept) and the holders that have an instance record (i:<holder>) in the hash.
+local function sweep(qs)
+  local keep_for = max(1000000, 2 * ttl)
+  qs = tonumber(qs)
+  if qs and now - qs < keep_for then return nil end
+  local all, dead, holders = call('HGETALL', bucket), {}, {}
+  for i = 1, #all, 2 do
+    local k = all[i]
+    if sub(k, 1, 3) == 'tg:' then
+      local seen = tonumber(match(all[i + 1], '^[^,]*,([^,]*)'))
+      if not seen or seen <= now - keep_for then dead[#dead + 1] = k end
+    elseif sub(k, 1, 2) == 'i:' then
+      holders[#holders + 1] = sub(k, 3)
+    end
+  end
+  hdel(bucket, dead)
+  return now, holders
+end
+
+-- A token bucket's level, ts, pool and pool expiry (as HMGET gives them), brought up to now.
+-- A new bucket starts full.
+local function bucket_state(l, ts, p, e, rate, burst)
+  local level, pool, pe = tonumber(l), tonumber(p) or 0, tonumber(e) or 0
+  ts = tonumber(ts)
+  if level == nil then
+    level = burst
+    ts = now
+  elseif now > ts then
+    level = min(burst, level + rate * (now - ts) / 1e6)
+    ts = now
+  end
+  if pool > 0 and pe <= now then pool = 0 end
+  return level, ts, pool, pe
+end
+
+-- Given-back tokens are usable while the pool lasts a quarter of a TTL more.
+local function pool_usable(pool, pe) return pool > 0 and pe - now >= floor(ttl / 4) end
+
+-- Grants from the given-back pool when this ask's share of it (by the time it has left)
+-- reaches least, else from room when it reaches need. Returns where from ('pool', 'room',
+-- or nil: nothing granted) and the pool left.
+local function take(pool, pe, room, need)
+  if pool_usable(pool, pe) then
+    local share = 0
+    if ttl > 0 then share = ceil(want * (pe - now) / ttl) end
+    if min(pool, share) >= least then
+      granted = min(want, pool, share)
+      expires = pe
+      return 'pool', pool - granted
+    end
+  end
+  if room >= need then
+    granted = min(want, floor(room))
+    expires = now + ttl
+    return 'room', pool
+  end
+  return nil, pool
+end
+
+local function token_bucket()
+  local rate, burst = tonumber(ARGV[a0 + at.rate]), tonumber(ARGV[a0 + at.burst])
+  local s = call('HMGET', bucket, 'l', 'ts', 'p', 'pe', record_key, 'qs')
+  local r = remembered(s[5])
+  if r then return r end
+  local level, ts, pool, pe = bucket_state(s[1], s[2], s[3], s[4], rate, burst)
+  if want > 0 then
+    local from
+    from, pool = take(pool, pe, level, least)
+    if from == 'room' then
+      level = level - granted
+    elseif not from then
+      wait = now + max(1, ceil((least - level) / rate * 1e6))
+    end
+  end
+  remaining = floor(level)
+  if pool_usable(pool, pe) then remaining = remaining + pool end
+  local qs = sweep(s[6])
+  if qs then
+    call('HSET', bucket, 'l', level, 'ts', ts, 'p', pool, 'pe', pe, 'v', version, 'qs', qs,
+         record_key, record())
+  elseif pool ~= (tonumber(s[3]) or 0) or pe ~= (tonumber(s[4]) or 0) then
+    call('HSET', bucket, 'l', level, 'ts', ts, 'p', pool, 'pe', pe, record_key, record())
+  else
+    call('HSET', bucket, 'l', level, 'ts', ts, record_key, record())
+  end
+  keep = ceil((burst - level) / rate * 1000)
+  if pool > 0 then keep = max(keep, ceil((pe - now) / 1000)) end
+end
+
+-- Which kinds the call's keys need (each kind's functions are made only then: Lua makes a
+-- script's functions anew on every run), and the tenants of each group in the call.
+local groups, group_order, tenants_of = {}, {}, {}
+local keys, any_shared, any_window = #KEYS / 3, false, false
+for i = 0, keys - 1 do
+  a0 = n * i
+  local kind = tonumber(ARGV[a0 + at.kind])
+  if kind == 0 and tonumber(ARGV[a0 + at.group_rate]) > 0 then
+    local key = KEYS[3 * i + 3]
+    local fields = tenants_of[key]
+    if not fields then
+      fields = {}
+      tenants_of[key] = fields
+    end
+    fields[#fields + 1] = 't:' .. ARGV[a0 + at.tenant]
+    any_shared = true
+  elseif kind == 0 then
+    any_shared = any_shared or ARGV[a0 + at.fair_instances] == '1'
+  else
+    any_window = true
+  end
+end
+
+local shared_bucket
+if any_shared then
+  shared_bucket = (function()
+    -- A share level brought up to date at rate r, holding at most cap (new: full).
+    local function refill_share(lv, lts, r, cap)
+      if lv < 0 then return cap, now end
+      if now > lts then
+        lv = lv + r * (now - lts) / 1e6
+        lts = now
+      end
+      return min(cap, lv), lts
+    end
+
+    -- Weighted max-min fair shares of capacity over claims {weight, floor, ceiling}, kept as
+    -- (mode, k) as core::fair_share does: 0 ceiling + k*weight, 1 clamp(k*weight, floor,
+    -- ceiling), 2 floor*k.
+    local function fair_share(capacity, claims)
+      local count = #claims
+      local sum_hi, sum_w, sum_lo = 0, 0, 0
+      for i = 1, count do
+        sum_hi = sum_hi + claims[i][3]
+        sum_w = sum_w + claims[i][1]
+      end
+      if count == 0 then return 0, 0 end
+      if sum_hi <= capacity then return 0, (capacity - sum_hi) / sum_w end
+      local lo = {}
+      for i = 1, count do
+        lo[i] = min(claims[i][2], claims[i][3])
+        sum_lo = sum_lo + lo[i]
+      end
+      if sum_lo >= capacity then return 2, capacity / sum_lo end
+      local ev = {}
+      for i = 1, count do
+        ev[#ev + 1] = {lo[i] / claims[i][1], claims[i][1]}
+        ev[#ev + 1] = {claims[i][3] / claims[i][1], -claims[i][1]}
+      end
+      table.sort(ev, function(a, b) return a[1] < b[1] end)
+      local f, cur, slope, lambda = sum_lo, 0, 0, -1
+      for i = 1, #ev do
+        local nf = f + slope * (ev[i][1] - cur)
+        if nf >= capacity and slope > 0 then
+          lambda = cur + (capacity - f) / slope
+          break
+        end
+        f, cur, slope = nf, ev[i][1], slope + ev[i][2]
+      end
+      if lambda < 0 then lambda = cur end
+      return 1, lambda
+    end
+
+    local function share_of(mode, k, w, floor_, ceiling)
+      local lo = min(floor_, ceiling)
+      if mode == 0 then return ceiling + k * w end
+      if mode == 2 then return lo * k end
+      return min(ceiling, max(lo, k * w))
+    end
+
+    -- The group hashes of this call, read once and written once (at the end of the call): per
+    -- group key {l, ts, fm, fk, fa (numbers or nil), rec = {t:<tenant> = {weight, guaranteed,
+    -- demand, seen} or false (none)}, all (whole hash read), dead, dirty (fields to delete and to
+    -- write), ttl_ms}. `tenants_of` lists the tenant fields of the call's keys per group key, so
+    -- that the first read of a group asks for all of them in one HMGET.
+
+    local function tenant_record(v)
+      if not v then return false end
+      local w, gu, d, seen = match(v, '^([^,]*),([^,]*),([^,]*),([^,]*)')
+      return {tonumber(w), tonumber(gu), tonumber(d), tonumber(seen)}
+    end
+
+    local function group(key)
+      local g = groups[key]
+      if g then return g end
+      local fields = tenants_of[key]
+      local v = call('HMGET', key, 'l', 'ts', 'fm', 'fk', 'fa', unpack(fields))
+      g = {l = tonumber(v[1]), ts = tonumber(v[2]), fm = tonumber(v[3]), fk = tonumber(v[4]),
+           fa = tonumber(v[5]), rec = {}, dead = {}, dirty = {}}
+      for i = 1, #fields do g.rec[fields[i]] = tenant_record(v[5 + i]) end
+      groups[key] = g
+      group_order[#group_order + 1] = key
+      return g
+    end
+
+    -- The live claims of a group's tenants but `skip` (after reading the whole hash once per call):
+    -- tenants last seen at or before live_after are forgotten.
+    local function live_claims(g, skip, live_after)
+      if not g.all then
+        local all = call('HGETALL', group_key)
+        for i = 1, #all, 2 do
+          local k = all[i]
+          if g.rec[k] == nil and sub(k, 1, 2) == 't:' then g.rec[k] = tenant_record(all[i + 1]) end
+        end
+        g.all = true
+      end
+      local claims = {}
+      for k, r in pairs(g.rec) do
+        if r and k ~= skip then
+          if r[4] <= live_after then
+            g.rec[k] = false
+            g.dead[k] = true
+            g.dirty[k] = nil
+          else
+            claims[#claims + 1] = {r[1], r[2], r[3]}
+          end
+        end
+      end
+      return claims
+    end
+
+    -- The holders a shared bucket lists in ix.
+    local function indexed()
+      local listed = {}
+      for h in string.gmatch(call('HGET', bucket, 'ix') or '', '[^\n]+') do
+        listed[#listed + 1] = h
+      end
+      return listed
+    end
+
+    -- Sums over all records are redone once per refresh (a sixteenth of a TTL); in between a
+    -- call changes them by its own change only, so a lease reads no whole hash (O(1)).
+    local function shared_bucket()
+      local rate, burst = tonumber(ARGV[a0 + at.rate]), tonumber(ARGV[a0 + at.burst])
+      local demand, held = tonumber(ARGV[a0 + at.demand]), tonumber(ARGV[a0 + at.held])
+      local grate, gburst = tonumber(ARGV[a0 + at.group_rate]), tonumber(ARGV[a0 + at.group_burst])
+      local grouped, paced = grate > 0, ARGV[a0 + at.fair_instances] == '1'
+      local tenant
+      local span = max(ttl, 1)
+      local live_after = now - span
+      local refresh = floor(span / 16)
+      local window = floor(span / 4) / 1e6
+      local need = least
+      local mine = 'i:' .. holder
+      local s
+      if grouped then
+        s = call('HMGET', bucket, 'l', 'ts', 'p', 'pe', 'it', 'ia', mine, record_key, 'qs', 'sl',
+                 'sts')
+      else
+        s = call('HMGET', bucket, 'l', 'ts', 'p', 'pe', 'it', 'ia', mine, record_key, 'qs')
+      end
+      local answer = remembered(s[8])
+      if answer then return answer end
+      local ml, mts, before = -1, now, 0
+      if s[7] then
+        local a, lv, lt = match(s[7], '^([^,]*),[^,]*,[^,]*,([^,]*),([^,]*)')
+        before, ml, mts = tonumber(a), tonumber(lv), tonumber(lt)
+      end
+      local level, ts, pool, pe = bucket_state(s[1], s[2], s[3], s[4], rate, burst)
+
+      local d = demand
+      if not (d > 0) then d = want / max(window, 1e-9) end
+
+      -- The instances are listed in ix (holders, one per line), so that redoing the sum reads
+      -- their records only, not the request records beside them. A sweep lists them anew from
+      -- the whole hash (and so adds those that a layout-1 writer added); a new one adds itself.
+      local qs, listed = sweep(s[9])
+      local index
+      local total, total_at = tonumber(s[5]), tonumber(s[6])
+      if total_at == nil or now - total_at >= refresh then
+        -- Instances that stopped asking are deleted when the sum is redone.
+        total, total_at = d, now
+        listed = listed or indexed()
+        local names, fields, once = {holder}, {}, {[holder] = true}
+        for _, h in ipairs(listed) do
+          if not once[h] then
+            once[h] = true
+            fields[#fields + 1] = h
+          end
+        end
+        local dead = {}
+        for i = 1, #fields, 1000 do
+          local part = {}
+          for j = i, min(#fields, i + 999) do part[#part + 1] = 'i:' .. fields[j] end
+          local records = call('HMGET', bucket, unpack(part))
+          for j = 1, #part do
+            local v = records[j]
+            if v then
+              local dm, seen = match(v, '^([^,]*),[^,]*,([^,]*)')
+              if tonumber(seen) <= live_after then
+                dead[#dead + 1] = part[j]
+              else
+                total = total + tonumber(dm)
+                names[#names + 1] = fields[i + j - 1]
+              end
+            end
+          end
+        end
+        hdel(bucket, dead)
+        index = table.concat(names, '\n')
+      else
+        total = total + d - before
+        if listed or not s[7] then
+          listed = listed or indexed()
+          local names, once = {}, {}
+          for _, h in ipairs(listed) do
+            if not once[h] then
+              once[h] = true
+              names[#names + 1] = h
+            end
+          end
+          if not once[holder] then names[#names + 1] = holder end
+          index = table.concat(names, '\n')
+        end
+      end
+
+      local allowed, gshare, gl, gts, sl, sts = rate, 0, 0, 0, -1, now
+      local weight = tonumber(ARGV[a0 + at.weight])
+      local guaranteed = tonumber(ARGV[a0 + at.guaranteed_rate])
+      local g, fm, fk, fa
+      if grouped then
+        tenant = 't:' .. ARGV[a0 + at.tenant]
+        g = group(group_key)
+        gl, gts = bucket_state(g.l, g.ts, nil, nil, grate, gburst)
+        fm, fk, fa = g.fm, g.fk, g.fa
+        local hi = min(total, rate)
+        if fa == nil or not g.rec[tenant] or now - fa >= refresh then
+          local claims = live_claims(g, tenant, live_after)
+          claims[#claims + 1] = {weight, guaranteed, hi}
+          fm, fk = fair_share(grate, claims)
+          fa = now
+        end
+        gshare = share_of(fm, fk, weight, guaranteed, hi)
+        sl, sts = tonumber(s[10]) or -1, tonumber(s[11]) or now
+        sl, sts = refill_share(sl, sts, gshare, max(gshare * window, gburst * gshare / grate, need))
+        allowed = min(rate, gshare)
+      end
+      local part = 0
+      if paced then
+        if total > 0 then part = allowed * d / total else part = allowed end
+        ml, mts = refill_share(ml, mts, part, max(part * window, burst * part / rate, need))
+      end
+
+      -- An instance's part belongs to the level that set the key's rate.
+      local key_room, group_room = level, huge
+      if grouped then group_room = min(gl, sl) end
+      if paced and grouped and gshare < rate then
+        group_room = min(group_room, ml)
+      elseif paced then
+        key_room = min(level, ml)
+      end
+      local room = min(key_room, group_room)
+      if want > 0 then
+        local from
+        from, pool = take(pool, pe, room, need)
+        if from == 'room' then
+          level = level - granted
+          if paced then ml = ml - granted end
+          if grouped then
+            gl = gl - granted
+            sl = sl - granted
+          end
+        elseif not from then
+          local w = 1
+          local function short(lv, r)
+            if lv < need then
+              if r > 0 then w = max(w, ceil((need - lv) / r * 1e6)) else w = span end
+            end
+          end
+          short(level, rate)
+          if paced then short(ml, part) end
+          if grouped then
+            short(gl, grate)
+            short(sl, gshare)
+          end
+          wait = now + min(w, span)
+        end
+        if granted < want then
+          if key_room <= group_room then limited = 1 else limited = 2 end
+        end
+      end
+      local left = level
+      if paced then left = min(left, ml) end
+      if grouped then left = min(left, gl, sl) end
+      remaining = floor(max(0, left))
+      if pool_usable(pool, pe) then remaining = remaining + pool end
+      local instance = format('%.17g,%d,%d,%.17g,%d', d, held, now, ml, mts)
+      -- Fields that did not change are not written again (p, pe, ia; v with each sweep).
+      local more = qs or index or pool ~= (tonumber(s[3]) or 0) or pe ~= (tonumber(s[4]) or 0)
+      if more then
+        local w = {'HSET', bucket, 'l', level, 'ts', ts, 'p', pool, 'pe', pe, 'it', total, 'ia',
+                   total_at, mine, instance, record_key, record()}
+        if grouped then w[#w + 1], w[#w + 2], w[#w + 3], w[#w + 4] = 'sl', sl, 'sts', sts end
+        if index then w[#w + 1], w[#w + 2] = 'ix', index end
+        if qs then w[#w + 1], w[#w + 2], w[#w + 3], w[#w + 4] = 'qs', qs, 'v', version end
+        call(unpack(w))
+      elseif grouped then
+        call('HSET', bucket, 'l', level, 'ts', ts, 'it', total, mine, instance, record_key,
+             record(), 'sl', sl, 'sts', sts)
+      else
+        call('HSET', bucket, 'l', level, 'ts', ts, 'it', total, mine, instance, record_key,
+             record())
+      end
+      keep = max(ceil((burst - level) / rate * 1000), ceil(span / 1000))
+      if pool > 0 then keep = max(keep, ceil((pe - now) / 1000)) end
+      if grouped then
+        g.l, g.ts, g.fm, g.fk, g.fa = gl, gts, fm, fk, fa
+        g.rec[tenant] = {weight, guaranteed, min(total, rate), now}
+        g.dirty[tenant] = true
+        g.dead[tenant] = nil
+        g.ttl_ms = max(ceil((gburst - gl) / grate * 1000), ceil(span / 1000)) + 1000
+      end
+    end
+
+    return shared_bucket
+  end)()
+end
+
+local fixed_window, sliding_window, concurrency
+if any_window then
+  fixed_window, sliding_window, concurrency = (function()
+    -- A window's start, count and previous count from HMGET st, c, pv (s), rolled to now.
+    local function roll(s, window)
+      local st, c, pv = tonumber(s[1]), tonumber(s[2]) or 0, tonumber(s[3]) or 0
+      local start = now - (now % window)
+      if st ~= start then
+        if st == start - window then pv = c else pv = 0 end
+        c = 0
+        st = start
+      end
+      return st, c, pv
+    end
+
+    local function take_from_window(free, window_end)
+      if want == 0 or free < least then return false end
+      granted = min(want, free)
+      expires = min(now + ttl, window_end)
+      return true
+    end
+
+    local function write_window(st, c, pv, qs)
+      qs = sweep(qs)
+      if qs then
+        call('HSET', bucket, 'st', st, 'c', c, 'pv', pv, 'v', version, record_key, record(), 'qs',
+             qs)
+      else
+        call('HSET', bucket, 'st', st, 'c', c, 'pv', pv, 'v', version, record_key, record())
+      end
+    end
+
+    local function fixed_window()
+      local limit, window = tonumber(ARGV[a0 + at.limit]), tonumber(ARGV[a0 + at.window_us])
+      local s = call('HMGET', bucket, 'st', 'c', 'pv', record_key, 'qs')
+      local r = remembered(s[4])
+      if r then return r end
+      local st, c, pv = roll(s, window)
+      local free = max(0, limit - c)
+      if take_from_window(free, st + window) then
+        c = c + granted
+      elseif want > 0 then
+        wait = st + window
+      end
+      remaining = limit - min(limit, c)
+      write_window(st, c, pv, s[5])
+      keep = ceil((st + 2 * window - now) / 1000)
+    end
+
+    local function sliding_window()
+      local limit, window = tonumber(ARGV[a0 + at.limit]), tonumber(ARGV[a0 + at.window_us])
+      local s = call('HMGET', bucket, 'st', 'c', 'pv', record_key, 'qs')
+      local r = remembered(s[4])
+      if r then return r end
+      local st, c, pv = roll(s, window)
+      local weight = min(1, max(0, 1 - (now - st) / window))
+      local used = pv * weight + c
+      local free = 0
+      if used < limit then free = floor(limit - used + 1e-9) end
+      if take_from_window(free, st + window) then
+        c = c + granted
+        remaining = free - granted
+      else
+        remaining = free
+        if want > 0 then
+          if c + least <= limit then
+            local e = ceil(window * (1 - (limit - c - least) / max(1, pv)))
+            wait = st + min(window, max(now - st + 1, e))
+          elseif least <= limit then
+            local e = ceil(window * (1 - (limit - least) / max(1, c)))
+            wait = st + window + min(window, max(0, e))
+          else
+            wait = st + 2 * window
+          end
+        end
+      end
+      write_window(st, c, pv, s[5])
+      keep = ceil((st + 2 * window - now) / 1000)
+    end
+
+    -- A concurrency bucket's fields are its holders (no other field may be in its hash).
+    local function concurrency()
+      local limit = tonumber(ARGV[a0 + at.limit])
+      local all = call('HGETALL', bucket)
+      local others, current, last = 0, 0, now
+      local next_lapse = now + 50000
+      for i = 1, #all, 2 do
+        local r, e = match(all[i + 1], '^(%d+):(%d+)$')
+        r = tonumber(r)
+        e = tonumber(e)
+        if e <= now then
+          call('HDEL', bucket, all[i])
+        elseif all[i] == holder then
+          current = r
+        else
+          others = others + r
+          next_lapse = min(next_lapse, e)
+          last = max(last, e)
+        end
+      end
+      granted = min(want, max(current, max(0, limit - others)))
+      if granted > 0 then
+        expires = now + ttl
+        last = max(last, expires)
+        call('HSET', bucket, holder, format('%d:%d', granted, expires))
+      else
+        call('HDEL', bucket, holder)
+      end
+      remaining = max(0, limit - others - granted)
+      if granted < min(want, least) then wait = next_lapse end
+      keep = ceil((last - now) / 1000)
+    end
+
+    return fixed_window, sliding_window, concurrency
+  end)()
+end
+
+-- Key i's lease (0-based).
+local function lease_one(i)
+  bucket, record_key, group_key = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]
+  a0 = n * i
+  holder = ARGV[a0 + at.holder]
+  local kind = tonumber(ARGV[a0 + at.kind])
+  in_hash = kind ~= 3
+  if not in_hash then
+    local r = remembered(call('GET', record_key))
+    if r then return r end
+  end
+  want, ttl = tonumber(ARGV[a0 + at.want]), tonumber(ARGV[a0 + at.ttl_us])
+  least = max(1, tonumber(ARGV[a0 + at.min]))
+  granted, expires, remaining, wait, keep, limited = 0, 0, 0, 0, 0, 0
+
+  local r
+  if kind == 0 and (tonumber(ARGV[a0 + at.group_rate]) > 0 or
+                    ARGV[a0 + at.fair_instances] == '1') then
+    r = shared_bucket()
+  elseif kind == 0 then
+    r = token_bucket()
+  elseif kind == 1 then
+    r = fixed_window()
+  elseif kind == 2 then
+    r = sliding_window()
+  else
+    r = concurrency()
+  end
+  if r then return r end
+
+  -- A bucket with request records lives as long as its newest record must (2 TTL).
+  if in_hash then keep = max(keep, ceil(2 * ttl / 1000) - 1000) end
+  call('PEXPIRE', bucket, max(1000, keep + 1000))
+  if not in_hash then call('SET', record_key, record(), 'PX', ceil(max(1000, 2 * ttl / 1000))) end
+  return {granted, now, expires, remaining, wait, limited}
+end
+
+local answers = {}
+for i = 0, keys - 1 do
+  local a = lease_one(i)
   for j = 1, 6 do answers[6 * i + j] = a[j] end
+end
+
+for _, key in ipairs(group_order) do
+  local g = groups[key]
+  if g.ttl_ms then
+    local dead, w = {}, {'l', g.l, 'ts', g.ts, 'fm', g.fm, 'fk', g.fk, 'fa', g.fa, 'v', version}
+    for k in pairs(g.dead) do dead[#dead + 1] = k end
+    hdel(key, dead)
+    for k in pairs(g.dirty) do
+      local r = g.rec[k]
+      w[#w + 1] = k
+      w[#w + 1] = format('%.17g,%.17g,%.17g,%d', r[1], r[2], r[3], r[4])
+    end
+    for i = 1, #w, 1000 do call('HSET', key, unpack(w, i, min(#w, i + 999))) end
+    call('PEXPIRE', key, g.ttl_ms)
+  end
 end
 return answers
