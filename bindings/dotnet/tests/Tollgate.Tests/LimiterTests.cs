@@ -347,10 +347,14 @@ public sealed class LimiterTests
         string tenant = NewKey();
         using PartitionedRateLimiter<string> partitioned = limiter.CreatePartitioned<string>(t => t);
         await limiter.AcquireAsync(tenant, 1, Long);  // the first lease
-        using RateLimitLease warm = partitioned.AttemptAcquire(tenant);
+        // A cold key's first lease is an eighth of max_lease (here 1 token, spent above), so
+        // the partition waits for its own refill: it is the tenant's key, not a new one.
+        using RateLimitLease warm = await partitioned.AcquireAsync(tenant).AsTask().WaitAsync(Long);
         Assert.True(warm.IsAcquired);
+        Assert.Equal(1UL, limiter.GetStats().KeysTracked);
         using RateLimitLease other = await partitioned.AcquireAsync(NewKey()).AsTask().WaitAsync(Long);
         Assert.True(other.IsAcquired);
+        Assert.Equal(2UL, limiter.GetStats().KeysTracked);
         RateLimitPartition<string> p = limiter.Partition(tenant);
         Assert.Equal(tenant, p.PartitionKey);
     }
