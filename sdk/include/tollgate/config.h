@@ -138,6 +138,10 @@ struct LeaseOptions {
   // key nobody waits for) go to a shard at most once per this period, all in one call;
   // a key with waiters, or whose shard is failing, is sent at once.
   Nanos refresh = std::chrono::seconds{1};
+  // A refill unanswered for longer than 4 x its shard's p99 lease round trip (the last
+  // 128 calls), and at least this long, is overdue: the key decides by its fallback until
+  // the answer comes (docs/resilience.md). 0: only a failed call engages the fallback.
+  Nanos overdue_floor = std::chrono::milliseconds{20};
 };
 
 // Per Redis shard: at most max_in_flight lease requests (keys) on the wire, at most

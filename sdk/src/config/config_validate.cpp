@@ -190,6 +190,7 @@ void Config::validate() const {
   check_duration("leases.ttl_ms", leases.ttl, true);
   check_duration("leases.horizon_ms", leases.horizon, true);
   check_duration("leases.refresh_ms", leases.refresh, false);
+  check_duration("leases.overdue_floor_ms", leases.overdue_floor, false);
   if (!(leases.max_fraction > 0 && leases.max_fraction <= 1)) {
     fail("leases.max_fraction", "must be > 0 and <= 1");
   }
