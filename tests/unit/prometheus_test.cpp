@@ -233,6 +233,7 @@ Config tenant_config() {
   p.burst = 100;
   c.policies.push_back(p);
   c.cold_keys.mode = ColdKeyMode::kDeny;
+  c.leases.refresh = std::chrono::milliseconds{0};  // each cold key's lease goes at once
   return c;
 }
 
@@ -345,8 +346,11 @@ TEST_F(PrometheusText, LabelValuesAreTheVocabularysAndNoKeyAppears) {
         const Json& values = v["attributes"][a.get<std::string>()]["values"];
         const std::string value = s.labels.at(label_of(a));
         if (values.empty()) continue;  // tollgate.shard: an index
-        EXPECT_NE(std::find(values.begin(), values.end(), value), values.end())
-            << a << "=" << value;
+        // A loop, not std::find over the Json array: g++ 12 -O3 warns (-Warray-bounds, a
+        // false positive) on the latter, and warnings are errors.
+        bool known = false;
+        for (const Json& x : values) known = known || x.get<std::string>() == value;
+        EXPECT_TRUE(known) << a << "=" << value;
       }
     }
   }
