@@ -831,6 +831,38 @@ TEST_F(LeaseTest, AZeroOverdueFloorWaitsForTheCallsOwnAnswer) {
   EXPECT_EQ(limiter->stats().refills_overdue, 0u);
 }
 
+// Share mode (the default fallback): the local bucket runs at the rate this instance was
+// granted for the key, not at the policy's whole rate.
+TEST_F(LeaseTest, TheDefaultLocalFallbackRunsAtTheShareThisInstanceWasGranted) {
+  make(bucket_config(100, 100));  // fallback: local, share mode
+  (void)limiter->try_acquire("tenant:a");
+  limiter->poll();
+  for (int round = 0; round < 14; ++round) {  // 20 tokens a second: a fifth of the rate
+    ASSERT_EQ(pending.size(), 1u) << round;
+    answer(20, 10s);
+    drain("tenant:a", Reason::kOk);
+    clock->advance(1s);
+    limiter->poll();
+  }
+  fail_lease();
+  auto [admitted, denial] = drain("tenant:a", Reason::kFallbackLocal);
+  EXPECT_EQ(admitted, 20) << "one second of the share to start with";
+  clock->advance(500ms);
+  limiter->poll();
+  while (!pending.empty()) fail_lease();
+  EXPECT_NEAR(drain("tenant:a", Reason::kFallbackLocal).first, 10, 1) << "20/s, not 100/s";
+}
+
+TEST_F(LeaseTest, AKeyNeverGrantedHasNoShareToFallBackOn) {
+  make(bucket_config(100, 100));
+  (void)limiter->try_acquire("tenant:a");
+  limiter->poll();
+  fail_lease();
+  const Decision d = limiter->try_acquire("tenant:a");
+  EXPECT_FALSE(d.allowed);
+  EXPECT_EQ(d.reason, Reason::kFallbackLocal);
+}
+
 TEST_F(LeaseTest, ConcurrencyPoliciesFallBackToDenyForLocal) {
   Config c;
   Policy p;

@@ -126,7 +126,6 @@ void validate_policy(const Policy& p, const std::string& path, std::size_t max_k
       fb.mode != FallbackMode::kAllow) {
     fail(field("fallback.mode"), "unknown mode");
   }
-  if (fb.instances < 1) fail(field("fallback.instances"), "must be >= 1");
   check_tokens(field("fallback.rate"), fb.rate);
   if (fb.rate < 0) fail(field("fallback.rate"), "must not be negative (0: the default)");
   check_tokens(field("fallback.burst"), fb.burst);

@@ -94,6 +94,7 @@ LimiterImpl::LimiterImpl(Config config, Limiter::Options options)
         break;
     }
     c.fallback_rate = p.fallback_rate();
+    c.fallback_share = p.fallback.share();
     c.fallback_burst = static_cast<std::int64_t>(
         std::min(p.fallback_burst(), static_cast<double>(kMaxLeaseTokens)));
     policies_.push_back(std::move(c));
@@ -571,8 +572,17 @@ void LimiterImpl::fallback_refill(Entry* e, Nanos now) {
   }
   const bool starting = e->fallback.load(std::memory_order_relaxed) != core::kFallbackLocal;
   if (starting) e->fallback.store(core::kFallbackLocal, std::memory_order_release);  // first
-  const core::FallbackFill fill = core::fallback_fill(starting, s.fallback_filled(), to_ms(now),
-                                                      p.fallback_rate, p.fallback_burst, b);
+  double rate = p.fallback_rate;
+  std::int64_t burst = p.fallback_burst, start = p.fallback_burst;
+  if (p.fallback_share) {  // the share of the key's rate this instance was last granted
+    const core::ShareBucket sb =
+        core::share_bucket(core::decode_share(s.share), p.fallback_rate, p.fallback_burst);
+    rate = sb.rate;
+    burst = sb.burst;
+    start = sb.start;
+  }
+  const core::FallbackFill fill =
+      core::fallback_fill(starting, s.fallback_filled(), to_ms(now), rate, burst, start, b);
   s.fallback_filled() = fill.filled;
   const std::int64_t add = fill.add;
   if (add <= 0) return;
@@ -1070,7 +1080,17 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
     counted_.tokens_expired.fetch_add(granted, std::memory_order_relaxed);
   }
   const core::Ms previous_grant = s.last_grant;
-  if (granted > 0 && !p.concurrency) s.last_grant = to_ms(sent_at) | 1;
+  if (granted > 0 && !p.concurrency) {
+    s.last_grant = to_ms(sent_at) | 1;
+    // The share this instance is granted, for the local fallback in share mode: tokens
+    // over the time since the previous grant (the first: over a horizon).
+    const double dt =
+        previous_grant != 0
+            ? static_cast<double>(static_cast<std::int32_t>(to_ms(sent_at) - previous_grant)) / 1e3
+            : std::chrono::duration<double>(config_->leases.horizon).count();
+    s.share = core::encode_share(core::next_share(
+        core::decode_share(s.share), static_cast<double>(granted), dt, p.refill_per_second));
+  }
   if (granted < min) {
     const Nanos wait = std::max(g.wait_until - g.now, kTick);
     e->retry_at.store((now + wait).count(), std::memory_order_relaxed);

@@ -69,7 +69,8 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
     bool concurrency = false;
     double refill_per_second = 0;  // how fast capacity comes back (rate or limit/window)
     std::uint8_t fallback = core::kFallbackLocal;  // Entry::fallback while unavailable
-    double fallback_rate = 0;                      // local bucket, tokens per second
+    double fallback_rate = 0;     // local bucket, tokens per second (share mode: the most)
+    bool fallback_share = false;  // Fallback::share()
     std::int64_t fallback_burst = 1;
   };
 #define TOLLGATE_STATS_ATOMIC(name, since, help) std::atomic<std::uint64_t> name{0};
