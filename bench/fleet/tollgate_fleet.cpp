@@ -72,7 +72,7 @@ usage: tollgate_fleet [options]
                      a new instance id after DURATION
   --slow-ms MS                                                            [500]
   --fallback-instances N   policies' fallback.instances (the local fallback
-                        bucket is rate / N per instance)          [SDK default, 1]
+                        bucket is rate / N per instance)   [SDK default, 0: share]
   --require-strength X  exit 4 unless, at every window length, some tenant or
                         group was offered >= X times what the bound allows
                         there (a check that offers less cannot fail)
@@ -345,7 +345,7 @@ struct Tenant {
   std::size_t shard = 0;
   double rate = 0, burst = 0;  // the policy
   double offered_rate = 0;     // steady offered load, tokens/s
-  double fb_rate = 0, fb_burst = 0;
+  tollgate::Policy policy;     // as configured: its fallback allowance
 };
 
 struct Group {
@@ -529,8 +529,7 @@ void Fleet::build() {
   config_.validate();
   const auto resolved = config_.resolved_policies();
   for (std::size_t t = 0; t < tenants_.size(); ++t) {
-    tenants_[t].fb_rate = resolved[t].fallback_rate();
-    tenants_[t].fb_burst = resolved[t].fallback_burst();
+    tenants_[t].policy = resolved[t];
   }
 
   for (int s = 0; s < o_.shards; ++s) {
@@ -745,10 +744,11 @@ void Fleet::arrivals(Nanos from, Nanos to) {
   }
 }
 
-// The fallback allowance docs/architecture.md states for a shard fault: while a shard is
-// out (and until its breaker lets leases flow again: break duration + 2 s), each instance
-// may admit its local fallback bucket (burst + rate x time); a shard restarted empty
-// forgets what it granted: one more burst.
+// The fallback allowance docs/resilience.md states for a shard fault: while a shard is
+// out (and until its breaker lets leases flow again: break duration + 2 s), the instances'
+// local fallback buckets together (Policy::fallback_allowance: in share mode, the default,
+// (rate + burst / 2 s) x (time + 1 s); with fallback.instances N, N x (burst + rate x time)
+// of 1/N each); a shard restarted empty forgets what it granted: one more burst.
 double Fleet::allowance(int tenant, double s, double e) const {
   const Tenant& x = tenants_[static_cast<std::size_t>(tenant)];
   const double ttl = static_cast<double>(o_.leases.ttl.count()) / 1e9;
@@ -760,7 +760,7 @@ double Fleet::allowance(int tenant, double s, double e) const {
     const double fs = f.start, fe = f.start + f.duration + settle;
     const double overlap = std::min(e, fe) - std::max(s, fs);
     if (overlap > 0 || (fs <= e && fe >= s)) {
-      a += static_cast<double>(o_.instances) * (x.fb_burst + x.fb_rate * std::max(0.0, overlap));
+      a += x.policy.fallback_allowance(overlap, static_cast<std::uint32_t>(o_.instances));
     }
     const double end = f.start + f.duration;
     if (f.kind == "kill" && end >= s - ttl && end <= e) a += x.burst;
@@ -1019,7 +1019,8 @@ void Fleet::report(double wall) {
       // Seconds in the steady window (after a TTL, before the last): the fleet's start,
       // when every key is cold at once, left out.
       if (static_cast<double>(i) >= ttl && static_cast<double>(i + 1) <= T - ttl) {
-        calls_steady_max = std::max(calls_steady_max, static_cast<double>(s->series.calls_per_s[i]));
+        calls_steady_max =
+            std::max(calls_steady_max, static_cast<double>(s->series.calls_per_s[i]));
         busy_steady_max = std::max(busy_steady_max, s->series.busy_s_per_s[i]);
       }
     }

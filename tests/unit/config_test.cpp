@@ -410,18 +410,25 @@ TEST(ConfigPolicies, TokenBucketRateAndBurst) {
   EXPECT_EQ(Config::from_json(j.dump()).policies[0].capacity(), 1u);
 }
 
-TEST(ConfigPolicies, FallbackDefaultsToALocalBucketSharedByTheDeclaredInstances) {
+TEST(ConfigPolicies,
+     FallbackDefaultsToALocalBucketAtTheGrantedShareOrSharedByTheDeclaredInstances) {
   Json j = base();
   j["policies"][0]["rate"] = 100;
   j["policies"][0]["burst"] = 200;
   Config c = Config::from_json(j.dump());
   EXPECT_EQ(c.policies[0].fallback.mode, FallbackMode::kLocal);
+  EXPECT_TRUE(c.policies[0].fallback.share()) << "share mode by default";
+  // Share mode: the policy's rate and burst are the ceilings; all instances together get
+  // (rate + burst / tau) x (seconds + 1 s).
   EXPECT_DOUBLE_EQ(c.policies[0].fallback_rate(), 100);
   EXPECT_DOUBLE_EQ(c.policies[0].fallback_burst(), 200);
+  EXPECT_DOUBLE_EQ(c.policies[0].fallback_allowance(4.0, 60), (100 + 200 / 2.0) * 5.0);
   j["policies"][0]["fallback"] = {{"mode", "local"}, {"instances", 8}};
   c = Config::from_json(j.dump());
+  EXPECT_FALSE(c.policies[0].fallback.share());
   EXPECT_DOUBLE_EQ(c.policies[0].fallback_rate(), 12.5);
   EXPECT_DOUBLE_EQ(c.policies[0].fallback_burst(), 25);
+  EXPECT_DOUBLE_EQ(c.policies[0].fallback_allowance(4.0, 8), 8 * (25 + 12.5 * 4.0));
   j["policies"][0]["fallback"] = {{"mode", "local"}, {"rate", 3}, {"burst", 7}};
   c = Config::from_json(j.dump());
   EXPECT_DOUBLE_EQ(c.policies[0].fallback_rate(), 3);
@@ -438,11 +445,6 @@ TEST(ConfigPolicies, BadFallbacksNameTheirField) {
         j["policies"][0]["fallback"] = {{"mode", "maybe"}};
       },
       "policies[0].fallback.mode", "expected local, deny or allow");
-  expect_refused(
-      [](Json& j) {
-        j["policies"][0]["fallback"] = {{"instances", 0}};
-      },
-      "policies[0].fallback.instances", "must be >= 1");
   expect_refused(
       [](Json& j) {
         j["policies"][0]["fallback"] = {{"rate", -1}};

@@ -77,37 +77,67 @@ TEST(LeaseBook, EndingTheOldestShiftsTheNewerAndKeepsTakenTokensOutOfTheSample) 
 }
 
 TEST(FallbackBucket, StartsFull) {
-  const FallbackFill f = fallback_fill(true, 0, 1000, 10, 20, 0);
+  const FallbackFill f = fallback_fill(true, 0, 1000, 10, 20, 20, 0);
   EXPECT_EQ(f.add, 20);
   EXPECT_EQ(f.filled, 1000u);
-  EXPECT_EQ(fallback_fill(true, 0, 1000, 10, 20, 5).add, 15);  // up to burst
-  EXPECT_EQ(fallback_fill(true, 0, 1000, 10, 20, 30).add, 0);  // never takes away
+  EXPECT_EQ(fallback_fill(true, 0, 1000, 10, 20, 20, 5).add, 15);  // up to burst
+  EXPECT_EQ(fallback_fill(true, 0, 1000, 10, 20, 20, 30).add, 0);  // never takes away
 }
 
 TEST(FallbackBucket, RefillsAtTheRateKeepingTheFractionOfATokenNotYetAccrued) {
   // 10 tokens/s: one every 100 ms. 250 ms after being filled up to 1000: 2 tokens, and
   // the bucket is filled up to 1200 (the 50 ms left count towards the next token).
-  FallbackFill f = fallback_fill(false, 1000, 1250, 10, 20, 0);
+  FallbackFill f = fallback_fill(false, 1000, 1250, 10, 20, 20, 0);
   EXPECT_EQ(f.add, 2);
   EXPECT_EQ(f.filled, 1200u);
-  f = fallback_fill(false, f.filled, 1300, 10, 20, 2);
+  f = fallback_fill(false, f.filled, 1300, 10, 20, 20, 2);
   EXPECT_EQ(f.add, 1);
   EXPECT_EQ(f.filled, 1300u);
 }
 
 TEST(FallbackBucket, NothingBeforeATokenHasAccruedOrWhenTimeHasNotMoved) {
-  FallbackFill f = fallback_fill(false, 1000, 1050, 10, 20, 0);
+  FallbackFill f = fallback_fill(false, 1000, 1050, 10, 20, 20, 0);
   EXPECT_EQ(f.add, 0);
   EXPECT_EQ(f.filled, 1000u);
-  f = fallback_fill(false, 1000, 1000, 10, 20, 0);
+  f = fallback_fill(false, 1000, 1000, 10, 20, 20, 0);
   EXPECT_EQ(f.add, 0);
   EXPECT_EQ(f.filled, 1000u);
 }
 
 TEST(FallbackBucket, AFullBucketStopsAtBurstAndIsFilledUpToNow) {
-  const FallbackFill f = fallback_fill(false, 1000, 10'000, 10, 20, 15);
+  const FallbackFill f = fallback_fill(false, 1000, 10'000, 10, 20, 20, 15);
   EXPECT_EQ(f.add, 5);
   EXPECT_EQ(f.filled, 10'000u);
+}
+
+TEST(FallbackShare, SixteenBitsHoldTheShareWithinAPercent) {
+  for (double v : {0.01, 0.17, 1.0, 3.5, 99.0, 1234.5, 2e6}) {
+    EXPECT_NEAR(decode_share(encode_share(v)), v, v * 0.005) << v;
+  }
+  EXPECT_EQ(decode_share(encode_share(0)), 0);
+  EXPECT_EQ(decode_share(encode_share(-3)), 0);
+}
+
+TEST(FallbackShare, TheShareFollowsTheGrantsAndNeverPassesTheRate) {
+  double share = next_share(0, 50, 1.0, 100);
+  EXPECT_DOUBLE_EQ(share, 50) << "the first grant sets it";
+  for (int i = 0; i < 20; ++i) share = next_share(share, 10, 1.0, 100);
+  EXPECT_NEAR(share, 10, 0.1);
+  EXPECT_DOUBLE_EQ(next_share(share, 1000, 0.5, 100), 100) << "at most the policy's rate";
+}
+
+TEST(FallbackShare, TheBucketIsOneSecondOfTheShare) {
+  ShareBucket b = share_bucket(20.4, 100, 100);
+  EXPECT_DOUBLE_EQ(b.rate, 20.4);
+  EXPECT_EQ(b.burst, 20);
+  EXPECT_EQ(b.start, 20);
+  b = share_bucket(0.2, 100, 100);  // a long-tail tenant's share on one of 60 instances
+  EXPECT_EQ(b.burst, 1);
+  EXPECT_EQ(b.start, 0) << "it starts empty: the instances' buckets sum to the quota";
+  EXPECT_EQ(share_bucket(500, 100, 50).burst, 50);
+  // A bucket that starts empty still fills at its rate.
+  const FallbackFill f = fallback_fill(false, 1000, 6000, 0.2, 1, 0, 0);
+  EXPECT_EQ(f.add, 1);
 }
 
 }  // namespace

@@ -112,6 +112,21 @@ class LeaseTest : public ::testing::Test {
     }
   }
 
+  // Answers `n` refills of tenant:a (see tiny_fallback_config: every decision needs one),
+  // each after `rtt`: its shard's record of round trips (core/round_trips.h).
+  void warm(int n, Nanos rtt) {
+    for (int i = 0; i < n; ++i) {
+      (void)limiter->try_acquire("tenant:a");
+      limiter->poll();
+      ASSERT_EQ(pending.size(), 1u);
+      clock->advance(rtt);
+      answer(1);
+      (void)limiter->try_acquire("tenant:a");
+      clock->advance(1ms);
+      limiter->poll();
+    }
+  }
+
   std::uint64_t given_back_total() const {
     std::uint64_t n = 0;
     for (auto& g : given_back) n += g.tokens;
@@ -439,7 +454,9 @@ TEST_F(LeaseTest, WaitersAreServedFirstInFirstOut) {
 }
 
 TEST_F(LeaseTest, WaitsTimeOutOnTheInjectedClock) {
-  make(bucket_config());
+  Config c = bucket_config();
+  c.leases.overdue_floor = 0ms;  // the unanswered refill never hands the waiter to the fallback
+  make(c);
   std::optional<Decision> result;
   WaitId id = limiter->acquire_async("tenant:a", 1, 100ms, [&](const Decision& d) { result = d; });
   EXPECT_NE(id, 0u);
@@ -628,6 +645,13 @@ Config fallback_config(FallbackMode mode) {
   return c;
 }
 
+// One token a second, burst 1 (local fallback: the same): every decision needs a refill.
+Config tiny_fallback_config(FallbackMode mode) {
+  Config c = bucket_config(1, 1);
+  c.policies[0].fallback.mode = mode;
+  return c;
+}
+
 TEST_F(LeaseTest, LocalFallbackAdmitsTheDeclaredBucketAndSaysSo) {
   make(fallback_config(FallbackMode::kLocal));
   limiter->try_acquire("tenant:a");
@@ -719,6 +743,124 @@ TEST_F(LeaseTest, AllowFallbackAdmitsWithItsReasonUntilTheShardReturns) {
   auto [admitted, denial] = drain("tenant:a", Reason::kOk);
   EXPECT_EQ(admitted, 3);
   EXPECT_NE(denial.reason, Reason::kFallbackAllow);
+}
+
+// A refill its shard has not answered within LeaseOptions::overdue_floor (20 ms, the shard's
+// p99 being lower) sends the key's waiters and new decisions to the fallback, instead of
+// letting them wait for the call's timeout; the late answer ends it.
+TEST_F(LeaseTest, AnOverdueRefillSendsWaitersAndNewDecisionsToTheFallback) {
+  make(tiny_fallback_config(FallbackMode::kLocal));
+  warm(8, 1ms);
+  std::optional<Decision> waited;
+  limiter->acquire_async("tenant:a", 1, 5s, [&](const Decision& d) { waited = d; });
+  limiter->poll();
+  ASSERT_EQ(pending.size(), 1u);
+  clock->advance(20ms);
+  limiter->poll();
+  EXPECT_FALSE(waited.has_value()) << "not overdue yet at the floor itself";
+  EXPECT_EQ(limiter->try_acquire("tenant:a").reason, Reason::kLeasePending);
+  clock->advance(1ms);
+  limiter->poll();
+  ASSERT_TRUE(waited.has_value()) << "the waiter still waits for an overdue refill";
+  EXPECT_TRUE(waited->allowed);
+  EXPECT_EQ(waited->reason, Reason::kFallbackLocal);
+  EXPECT_EQ(limiter->stats().refills_overdue, 1u);
+  // The late answer: leases again, and the local bucket's tokens are dropped.
+  answer(1);
+  EXPECT_EQ(limiter->try_acquire("tenant:a").reason, Reason::kOk);
+}
+
+// The overdue time follows the shard: 4 x its p99 round trip once calls were answered.
+TEST_F(LeaseTest, ARefillIsOverdueAtFourTimesItsShardsP99RoundTrip) {
+  make(tiny_fallback_config(FallbackMode::kAllow));
+  warm(10, 10ms);
+  (void)limiter->try_acquire("tenant:a");
+  limiter->poll();
+  ASSERT_EQ(pending.size(), 1u);
+  clock->advance(40ms);
+  limiter->poll();
+  EXPECT_EQ(limiter->try_acquire("tenant:a").reason, Reason::kLeasePending)
+      << "overdue before 4 x the p99 (10 ms)";
+  clock->advance(1ms);
+  limiter->poll();
+  EXPECT_EQ(limiter->try_acquire("tenant:a").reason, Reason::kFallbackAllow);
+}
+
+// Before a shard has answered a few calls nothing is judged: its first calls wait for their
+// own answer or timeout (a shard busy from the start is slow, not gone).
+TEST_F(LeaseTest, AShardWithoutARecordOfRoundTripsIsNotJudged) {
+  make(tiny_fallback_config(FallbackMode::kAllow));
+  warm(7, 1ms);
+  (void)limiter->try_acquire("tenant:a");
+  limiter->poll();
+  clock->advance(400ms);
+  limiter->poll();
+  EXPECT_EQ(limiter->try_acquire("tenant:a").reason, Reason::kLeasePending);
+  EXPECT_EQ(limiter->stats().refills_overdue, 0u);
+}
+
+TEST_F(LeaseTest, OverdueRefillsCompleteWaitersByTheDenyAndAllowFallbacks) {
+  for (FallbackMode mode : {FallbackMode::kDeny, FallbackMode::kAllow}) {
+    make(tiny_fallback_config(mode));
+    warm(8, 1ms);
+    std::optional<Decision> waited;
+    limiter->acquire_async("tenant:a", 1, 5s, [&](const Decision& d) { waited = d; });
+    limiter->poll();
+    clock->advance(21ms);
+    limiter->poll();
+    ASSERT_TRUE(waited.has_value()) << to_string(mode);
+    EXPECT_EQ(waited->allowed, mode == FallbackMode::kAllow);
+    EXPECT_EQ(waited->reason,
+              mode == FallbackMode::kAllow ? Reason::kFallbackAllow : Reason::kFallbackDeny);
+    pending.clear();
+    limiter.reset();
+  }
+}
+
+TEST_F(LeaseTest, AZeroOverdueFloorWaitsForTheCallsOwnAnswer) {
+  Config c = tiny_fallback_config(FallbackMode::kAllow);
+  c.leases.overdue_floor = 0ms;
+  make(c);
+  warm(8, 1ms);
+  std::optional<Decision> waited;
+  limiter->acquire_async("tenant:a", 1, 5s, [&](const Decision& d) { waited = d; });
+  limiter->poll();
+  clock->advance(400ms);
+  limiter->poll();
+  EXPECT_FALSE(waited.has_value());
+  EXPECT_EQ(limiter->stats().refills_overdue, 0u);
+}
+
+// Share mode (the default fallback): the local bucket runs at the rate this instance was
+// granted for the key, not at the policy's whole rate.
+TEST_F(LeaseTest, TheDefaultLocalFallbackRunsAtTheShareThisInstanceWasGranted) {
+  make(bucket_config(100, 100));  // fallback: local, share mode
+  (void)limiter->try_acquire("tenant:a");
+  limiter->poll();
+  for (int round = 0; round < 14; ++round) {  // 20 tokens a second: a fifth of the rate
+    ASSERT_EQ(pending.size(), 1u) << round;
+    answer(20, 10s);
+    drain("tenant:a", Reason::kOk);
+    clock->advance(1s);
+    limiter->poll();
+  }
+  fail_lease();
+  auto [admitted, denial] = drain("tenant:a", Reason::kFallbackLocal);
+  EXPECT_EQ(admitted, 20) << "one second of the share to start with";
+  clock->advance(500ms);
+  limiter->poll();
+  while (!pending.empty()) fail_lease();
+  EXPECT_NEAR(drain("tenant:a", Reason::kFallbackLocal).first, 10, 1) << "20/s, not 100/s";
+}
+
+TEST_F(LeaseTest, AKeyNeverGrantedHasNoShareToFallBackOn) {
+  make(bucket_config(100, 100));
+  (void)limiter->try_acquire("tenant:a");
+  limiter->poll();
+  fail_lease();
+  const Decision d = limiter->try_acquire("tenant:a");
+  EXPECT_FALSE(d.allowed);
+  EXPECT_EQ(d.reason, Reason::kFallbackLocal);
 }
 
 TEST_F(LeaseTest, ConcurrencyPoliciesFallBackToDenyForLocal) {

@@ -33,6 +33,7 @@ COUNTERS = (
     ("tollgate.lease.tokens.expired", "{token}", "Leased tokens that expired unspent before they could go back", "tokens_expired"),
     ("tollgate.fallback.tokens", "{token}", "Tokens the local fallback buckets handed out while a shard was unavailable", "fallback_tokens"),
     ("tollgate.fallback.tokens.dropped", "{token}", "Fallback tokens unspent when the shard came back", "fallback_dropped"),
+    ("tollgate.lease.overdue", "{key}", "Keys whose refill was overdue and went to the fallback", "refills_overdue"),
     ("tollgate.keys.evicted", "{key}", "Keys evicted from the key table", "keys_evicted"),
     ("tollgate.breaker.transitions", "{transition}", "Circuit breaker state changes, all shards", "breaker_transitions"),
     ("tollgate.breaker.openings", "{transition}", "Circuit breaker changes to open, all shards", "breakers_opened"),

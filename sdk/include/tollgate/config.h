@@ -43,12 +43,17 @@ TOLLGATE_API std::string_view to_string(FallbackMode mode) noexcept;
 
 struct Fallback {
   FallbackMode mode = FallbackMode::kLocal;
-  // How many instances share the policy: the local bucket's defaults are the policy's
-  // refill rate and capacity divided by this, so that all of them together stay near
-  // the global limit.
-  std::uint32_t instances = 1;
+  // 0 (the default), with rate and burst 0: share mode — each instance's local bucket runs
+  // at the share of the key's rate it was last granted (an EWMA over kShareTauSeconds of
+  // its grants, at most the policy's rate; burst one second of it), so that the instances'
+  // buckets sum to about the quota whatever their number. A key this instance was never
+  // granted has no share: it is refused (fallback_local) until the shard answers.
+  // N >= 1: a static bucket of the policy's refill rate and capacity divided by N.
+  std::uint32_t instances = 0;
   double rate = 0;   // tokens per second of the local bucket; 0: refill rate / instances
   double burst = 0;  // most tokens at once; 0: capacity / instances (at least 1)
+  static constexpr double kShareTauSeconds = 2.0;
+  bool share() const noexcept { return instances == 0 && rate <= 0 && burst <= 0; }
 };
 
 // A budget shared by every key (tenant) of the policies that name the group
@@ -92,6 +97,11 @@ struct Policy {
   // The local fallback bucket's rate and burst, defaults applied.
   TOLLGATE_API double fallback_rate() const noexcept;
   TOLLGATE_API double fallback_burst() const noexcept;
+  // The most `instances` instances' local buckets admit together for one key over an
+  // outage of `seconds` (docs/resilience.md, "The declared fallback allowance"): share
+  // mode (rate + burst / kShareTauSeconds) x (seconds + 1 s), whatever `instances`;
+  // static mode instances x (fallback_burst + fallback_rate x seconds).
+  TOLLGATE_API double fallback_allowance(double seconds, std::uint32_t instances) const noexcept;
 };
 
 // A policy as the stores are given it (LeaseRequest::policy): the Policy of the config and
@@ -138,6 +148,10 @@ struct LeaseOptions {
   // key nobody waits for) go to a shard at most once per this period, all in one call;
   // a key with waiters, or whose shard is failing, is sent at once.
   Nanos refresh = std::chrono::seconds{1};
+  // A refill unanswered for longer than 4 x its shard's p99 lease round trip (the last
+  // 128 calls), and at least this long, is overdue: the key decides by its fallback until
+  // the answer comes (docs/resilience.md). 0: only a failed call engages the fallback.
+  Nanos overdue_floor = std::chrono::milliseconds{20};
 };
 
 // Per Redis shard: at most max_in_flight lease requests (keys) on the wire, at most

@@ -24,7 +24,8 @@
   X(keys_evicted, 1, "keys evicted from the key table")                       \
   X(lease_failures, 1, "keys whose lease request failed (shard unavailable)") \
   X(fallback_tokens, 1, "tokens the local fallback buckets handed out")       \
-  X(fallback_dropped, 1, "of which unspent when the shard came back")
+  X(fallback_dropped, 1, "of which unspent when the shard came back")         \
+  X(refills_overdue, 4, "keys whose refill was overdue: they went to the fallback")
 
 // Read from their owners when stats() is called: the key table, the breaker relay.
 #define TOLLGATE_STATS_READ(X)                                           \

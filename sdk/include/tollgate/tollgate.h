@@ -248,7 +248,7 @@ TG_API tg_status tg_try_acquire_key(tg_decision* out_decision, tg_key* key, uint
 
 /* ---- Stats -------------------------------------------------------------------------------- */
 
-#define TG_STATS_VERSION 3
+#define TG_STATS_VERSION 4
 /* The reasons of version 1, which denied[] counts; reasons added since have fields of their
    own at the end, so that the struct only ever grows there. */
 #define TG_STATS_DENIED_SLOTS 15
@@ -284,9 +284,11 @@ typedef struct tg_stats {
   uint64_t bulkhead_rejected; /* keys refused at once: their shard's bulkhead was full */
   uint64_t short_circuited;   /* keys failed at once: their shard's circuit breaker was open */
   uint64_t store_retries;     /* lease batches sent again after a transport failure */
+  /* version 4 */
+  uint64_t refills_overdue; /* keys whose refill was overdue: they went to the fallback */
 } tg_stats;
 #define TG_STATS_INIT \
-  { TG_STATS_VERSION, 0, 0, 0, {0}, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+  { TG_STATS_VERSION, 0, 0, 0, {0}, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 TG_API tg_status tg_stats_init(tg_stats* stats, unsigned int version);
 
 /* Fills *out_stats, whose `version` the caller has set (TG_STATS_INIT or tg_stats_init). */

@@ -15,7 +15,8 @@ namespace {
 
 // Where each version's layout of tg_stats ends (a caller of version v has a struct this long).
 constexpr std::size_t kStatsEnd[] = {0, offsetof(tg_stats, denied_over_group_limit),
-                                     offsetof(tg_stats, bulkhead_rejected), sizeof(tg_stats)};
+                                     offsetof(tg_stats, bulkhead_rejected),
+                                     offsetof(tg_stats, refills_overdue), sizeof(tg_stats)};
 static_assert(std::size(kStatsEnd) == TG_STATS_VERSION + 1, "a tg_stats version without its end");
 
 // Every counter of tollgate/stats_list.h has a uint64_t field of its name in tg_stats, within

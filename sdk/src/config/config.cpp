@@ -63,6 +63,14 @@ double Policy::fallback_burst() const noexcept {
                                   std::max<std::uint32_t>(1, fallback.instances)));
 }
 
+double Policy::fallback_allowance(double seconds, std::uint32_t instances) const noexcept {
+  seconds = std::max(0.0, seconds);
+  if (fallback.share()) {
+    return (refill_per_second() + effective_burst() / Fallback::kShareTauSeconds) * (seconds + 1.0);
+  }
+  return static_cast<double>(instances) * (fallback_burst() + fallback_rate() * seconds);
+}
+
 std::string_view to_string(FallbackMode mode) noexcept {
   static constexpr std::array<std::string_view, 3> kNames = {"local", "deny", "allow"};
   return core::name_of(mode, kNames);

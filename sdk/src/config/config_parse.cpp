@@ -167,6 +167,7 @@ const Schema<LeaseOptions>& leases_schema() {
       member("min_tokens", &LeaseOptions::min_tokens),
       millis("expiry_margin_ms", &LeaseOptions::expiry_margin),
       millis("refresh_ms", &LeaseOptions::refresh),
+      millis("overdue_floor_ms", &LeaseOptions::overdue_floor),
   };
   return s;
 }

@@ -126,7 +126,6 @@ void validate_policy(const Policy& p, const std::string& path, std::size_t max_k
       fb.mode != FallbackMode::kAllow) {
     fail(field("fallback.mode"), "unknown mode");
   }
-  if (fb.instances < 1) fail(field("fallback.instances"), "must be >= 1");
   check_tokens(field("fallback.rate"), fb.rate);
   if (fb.rate < 0) fail(field("fallback.rate"), "must not be negative (0: the default)");
   check_tokens(field("fallback.burst"), fb.burst);
@@ -190,6 +189,7 @@ void Config::validate() const {
   check_duration("leases.ttl_ms", leases.ttl, true);
   check_duration("leases.horizon_ms", leases.horizon, true);
   check_duration("leases.refresh_ms", leases.refresh, false);
+  check_duration("leases.overdue_floor_ms", leases.overdue_floor, false);
   if (!(leases.max_fraction > 0 && leases.max_fraction <= 1)) {
     fail("leases.max_fraction", "must be > 0 and <= 1");
   }

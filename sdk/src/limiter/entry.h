@@ -49,12 +49,15 @@ struct RefillState {
   std::uint32_t debt = 0;        // optimistic cold allowance not yet paid by a lease
   std::uint16_t max_cost = 1;    // largest cost seen (saturating), for the watermark
   std::uint16_t timer_refs = 0;  // timers that still point here
-  std::uint8_t lease_count = 0;
+  std::uint8_t lease_count : 2 = 0;
   bool in_flight : 1 = false;
   bool again : 1 = false;        // asked again while in flight
   bool parked : 1 = false;       // and holds `queued` (not on the queue) until the answer
   bool held : 1 = false;         // its request waits in the batch for the partition's next call
   std::uint8_t idle_passes = 0;  // idle scans in a row that found it untouched
+  // EWMA of the tokens per second this instance was granted for the key (bfloat16,
+  // core/fallback_bucket.h): the local fallback's rate in share mode.
+  std::uint16_t share = 0;
   Ms last_grant = 0;  // when the last granted ask was sent (0: never); paces asks under scarcity
   Ms next_timer = 0;  // earliest pending timer, when timer_refs > 0
   // While the local fallback bucket is in use no lease is held (lease_count == 0), so the

@@ -94,6 +94,7 @@ LimiterImpl::LimiterImpl(Config config, Limiter::Options options)
         break;
     }
     c.fallback_rate = p.fallback_rate();
+    c.fallback_share = p.fallback.share();
     c.fallback_burst = static_cast<std::int64_t>(
         std::min(p.fallback_burst(), static_cast<double>(kMaxLeaseTokens)));
     policies_.push_back(std::move(c));
@@ -458,6 +459,7 @@ void LimiterImpl::tick() {
   Nanos now = clock_->now();
   tick_now_ = now;
   drain_inbox(now);
+  mark_overdue(now);
 
   Entry* list = queue_head_.exchange(nullptr, std::memory_order_acquire);
   if (list != nullptr) busy_until_ = now + 2 * config_->leases.horizon;
@@ -570,8 +572,17 @@ void LimiterImpl::fallback_refill(Entry* e, Nanos now) {
   }
   const bool starting = e->fallback.load(std::memory_order_relaxed) != core::kFallbackLocal;
   if (starting) e->fallback.store(core::kFallbackLocal, std::memory_order_release);  // first
-  const core::FallbackFill fill = core::fallback_fill(starting, s.fallback_filled(), to_ms(now),
-                                                      p.fallback_rate, p.fallback_burst, b);
+  double rate = p.fallback_rate;
+  std::int64_t burst = p.fallback_burst, start = p.fallback_burst;
+  if (p.fallback_share) {  // the share of the key's rate this instance was last granted
+    const core::ShareBucket sb =
+        core::share_bucket(core::decode_share(s.share), p.fallback_rate, p.fallback_burst);
+    rate = sb.rate;
+    burst = sb.burst;
+    start = sb.start;
+  }
+  const core::FallbackFill fill =
+      core::fallback_fill(starting, s.fallback_filled(), to_ms(now), rate, burst, start, b);
   s.fallback_filled() = fill.filled;
   const std::int64_t add = fill.add;
   if (add <= 0) return;
@@ -579,6 +590,63 @@ void LimiterImpl::fallback_refill(Entry* e, Nanos now) {
   s.baseline_balance += add;
   counted_.fallback_tokens.fetch_add(static_cast<std::uint64_t>(add), std::memory_order_relaxed);
   serve_waiters(e);
+}
+
+// The key's shard failed its refill, or has not answered it in time (mark_overdue): its
+// policy's fallback decides once the key's lease is spent, until an answer comes back —
+// waiters included, who would otherwise wait for a refill that may never come.
+void LimiterImpl::engage_fallback(Entry* e, Nanos now) {
+  const CompiledPolicy& p = policies_[e->policy];
+  e->unavailable = true;
+  if (p.fallback == core::kFallbackLocal) {
+    fallback_refill(e, now);  // serves waiters from the local bucket
+    return;
+  }
+  e->fallback.store(p.fallback, std::memory_order_release);
+  if (e->waiters.load(std::memory_order_acquire) == 0) return;
+  // allow admits them all, deny refuses them all now: neither waits for the shard.
+  const bool admit = p.fallback == core::kFallbackAllow;
+  const Reason reason = admit ? Reason::kFallbackAllow : Reason::kFallbackDeny;
+  std::vector<std::pair<Limiter::Completion, Decision>> done;
+  {
+    std::lock_guard lk(wait_mu_);
+    auto it = queues_.find(e);
+    if (it != queues_.end()) {
+      Stripe& st = stripes_[kOwnedStripes];  // shared: the scheduler owns no stripe
+      for (core::Waiter* w : it->second) {
+        waits_.erase(w->id);
+        e->waiters.fetch_sub(1, std::memory_order_acq_rel);
+        if (admit) {
+          st.admitted.fetch_add(1, std::memory_order_relaxed);
+          st.admitted_tokens.fetch_add(w->cost, std::memory_order_relaxed);
+        } else {
+          st.denied[static_cast<int>(reason)].fetch_add(1, std::memory_order_relaxed);
+        }
+        done.emplace_back(std::move(w->done), Decision{admit, reason, 0, admit ? Nanos{0} : kTick});
+        delete w;
+      }
+      queues_.erase(it);
+    }
+  }
+  complete(done);
+}
+
+// Refills unanswered past their shard's overdue time (LeaseOptions::overdue_floor, 4 x the
+// shard's p99 round trip): their keys go to the fallback now, not when the call times out
+// (store.command_timeout, 500 ms by default). The answer, when it comes, ends it.
+void LimiterImpl::mark_overdue(Nanos now) {
+  const Nanos floor = config_->leases.overdue_floor;
+  if (floor <= Nanos{0}) return;
+  for (auto& [id, f] : in_flight_) {
+    if (f.overdue) continue;
+    const auto rt = round_trips_.find(f.partition);
+    if (rt == round_trips_.end() || !rt->second.overdue(f.sent_at, now, floor, 4.0)) continue;
+    f.overdue = true;
+    counted_.refills_overdue.fetch_add(f.entries.size(), std::memory_order_relaxed);
+    for (Entry* e : f.entries) {
+      if (!e->retired.load(std::memory_order_acquire)) engage_fallback(e, now);
+    }
+  }
 }
 
 // The store answered again: leases resume, and what the local fallback bucket still
@@ -844,7 +912,7 @@ void LimiterImpl::flush(Nanos now, bool force) {
     sent_this_tick_ = true;
     for (Entry* x : entries) x->s.held = false;
     counted_.leases_asked.fetch_add(batch.size(), std::memory_order_relaxed);
-    send(now, std::move(batch), std::move(entries), std::move(mins), std::move(wants));
+    send(now, p, std::move(batch), std::move(entries), std::move(mins), std::move(wants));
   }
   batch_ = std::move(kept);
   batch_entries_ = std::move(kept_entries);
@@ -853,8 +921,9 @@ void LimiterImpl::flush(Nanos now, bool force) {
   batch_urgency_ = std::move(kept_urgency);
 }
 
-void LimiterImpl::send(Nanos now, std::vector<LeaseRequest> batch, std::vector<Entry*> entries,
-                       std::vector<std::uint64_t> mins, std::vector<std::uint64_t> wants) {
+void LimiterImpl::send(Nanos now, std::size_t partition, std::vector<LeaseRequest> batch,
+                       std::vector<Entry*> entries, std::vector<std::uint64_t> mins,
+                       std::vector<std::uint64_t> wants) {
   const std::uint64_t id = next_batch_++;
   if (relay_->user) {
     LeaseStartEvent start;
@@ -863,7 +932,8 @@ void LimiterImpl::send(Nanos now, std::vector<LeaseRequest> batch, std::vector<E
     for (std::uint64_t w : wants) start.tokens_asked += w;
     relay_->on_lease_start(start);
   }
-  in_flight_.emplace(id, InFlight{now, std::move(entries), std::move(mins), std::move(wants)});
+  in_flight_.emplace(
+      id, InFlight{now, std::move(entries), std::move(mins), std::move(wants), partition, false});
   std::weak_ptr<Inbox> weak = inbox_;
   auto done = [weak, id](std::vector<LeaseGrant> grants) {
     auto inbox = weak.lock();
@@ -939,6 +1009,7 @@ void LimiterImpl::drain_inbox(Nanos now) {
       // Failed answers (often instant: an open breaker) would drag the estimate down.
       const std::int64_t old = rtt_ns_.load(std::memory_order_relaxed);
       rtt_ns_.store(old + (rtt - old) / 8, std::memory_order_relaxed);
+      round_trips_[f.partition].add(Nanos{rtt}, now);
     }
     relay_->on_lease(ev);
   }
@@ -952,12 +1023,7 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
   if (!g.ok) {
     // The shard is unavailable for this key: its policy's fallback decides once the
     // lease is spent, until an answer comes back.
-    e->unavailable = true;
-    if (p.fallback == core::kFallbackLocal) {
-      fallback_refill(e, now);
-    } else {
-      e->fallback.store(p.fallback, std::memory_order_release);
-    }
+    engage_fallback(e, now);
     e->retry_at.store((now + kStoreErrorBackoff).count(), std::memory_order_relaxed);
     add_timer(e, now + kStoreErrorBackoff);
     requeue(e);
@@ -1014,7 +1080,17 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
     counted_.tokens_expired.fetch_add(granted, std::memory_order_relaxed);
   }
   const core::Ms previous_grant = s.last_grant;
-  if (granted > 0 && !p.concurrency) s.last_grant = to_ms(sent_at) | 1;
+  if (granted > 0 && !p.concurrency) {
+    s.last_grant = to_ms(sent_at) | 1;
+    // The share this instance is granted, for the local fallback in share mode: tokens
+    // over the time since the previous grant (the first: over a horizon).
+    const double dt =
+        previous_grant != 0
+            ? static_cast<double>(static_cast<std::int32_t>(to_ms(sent_at) - previous_grant)) / 1e3
+            : std::chrono::duration<double>(config_->leases.horizon).count();
+    s.share = core::encode_share(core::next_share(
+        core::decode_share(s.share), static_cast<double>(granted), dt, p.refill_per_second));
+  }
   if (granted < min) {
     const Nanos wait = std::max(g.wait_until - g.now, kTick);
     e->retry_at.store((now + wait).count(), std::memory_order_relaxed);
@@ -1083,6 +1159,7 @@ void LimiterImpl::serve_waiters(Entry* e,
   auto it = queues_.find(e);
   if (it == queues_.end()) return;
   auto* q = &it->second;
+  const bool local = e->fallback.load(std::memory_order_relaxed) == core::kFallbackLocal;
   while (!q->empty()) {
     core::Waiter* w = q->front();
     const auto cost = static_cast<std::int64_t>(w->cost);
@@ -1101,7 +1178,9 @@ void LimiterImpl::serve_waiters(Entry* e,
     Stripe& st = stripes_[kOwnedStripes];  // shared: the scheduler owns no stripe
     st.admitted.fetch_add(1, std::memory_order_relaxed);
     st.admitted_tokens.fetch_add(w->cost, std::memory_order_relaxed);
-    out.emplace_back(std::move(w->done), Decision{true, Reason::kOk, b - cost, Nanos{0}});
+    out.emplace_back(
+        std::move(w->done),
+        Decision{true, local ? Reason::kFallbackLocal : Reason::kOk, b - cost, Nanos{0}});
     delete w;
   }
   if (q->empty()) queues_.erase(it);

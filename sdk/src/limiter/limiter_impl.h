@@ -25,6 +25,7 @@
 #include "limiter/lease_durations.h"
 #include "limiter/lease_sizing.h"
 #include "limiter/policy_index.h"
+#include "limiter/round_trips.h"
 #include "tollgate/limiter.h"
 
 namespace tollgate {
@@ -70,7 +71,8 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
     bool concurrency = false;
     double refill_per_second = 0;  // how fast capacity comes back (rate or limit/window)
     std::uint8_t fallback = core::kFallbackLocal;  // Entry::fallback while unavailable
-    double fallback_rate = 0;                      // local bucket, tokens per second
+    double fallback_rate = 0;     // local bucket, tokens per second (share mode: the most)
+    bool fallback_share = false;  // Fallback::share()
     std::int64_t fallback_burst = 1;
   };
 #define TOLLGATE_STATS_ATOMIC(name, since, help) std::atomic<std::uint64_t> name{0};
@@ -97,6 +99,8 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
     std::vector<Entry*> entries;
     std::vector<std::uint64_t> mins;
     std::vector<std::uint64_t> wants;
+    std::size_t partition = 0;
+    bool overdue = false;  // its keys decide by their fallback until the answer
   };
   // Store answers arrive here from whatever thread the store uses.
   struct Inbox {
@@ -133,6 +137,8 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   void fallback_refill(Entry* e, Nanos now);
   void requeue(Entry* e) noexcept;
   void leave_fallback(Entry* e);
+  void engage_fallback(Entry* e, Nanos now);
+  void mark_overdue(Nanos now);
   void flush(Nanos now, bool force = false);
   core::LeaseSizing lease_sizing(const CompiledPolicy& p) const noexcept;
   void hurry(Entry* e);
@@ -142,8 +148,9 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   static constexpr std::uint8_t kCanWait = 0;  // with the partition's next call
   static constexpr std::uint8_t kCold = 1;     // within a short hold
   static constexpr std::uint8_t kUrgent = 2;   // at the end of this tick
-  void send(Nanos now, std::vector<LeaseRequest> batch, std::vector<Entry*> entries,
-            std::vector<std::uint64_t> mins, std::vector<std::uint64_t> wants);
+  void send(Nanos now, std::size_t partition, std::vector<LeaseRequest> batch,
+            std::vector<Entry*> entries, std::vector<std::uint64_t> mins,
+            std::vector<std::uint64_t> wants);
   void add_timer(Entry* e, Nanos at);
   void ensure_timers(Entry* e, Nanos now);
   void flush_give_backs() noexcept;
@@ -246,6 +253,8 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   bool sent_this_tick_ = false;
   Nanos give_backs_since_ = Nanos::max();  // when give_backs_ began to wait
   std::unordered_map<std::uint64_t, InFlight> in_flight_;
+  // Per partition (shard): its recent answered round trips, for mark_overdue().
+  std::unordered_map<std::size_t, core::RoundTrips> round_trips_;
   std::vector<GiveBack> give_backs_;
   std::vector<std::pair<std::uint64_t, Entry*>> graveyard_;  // epoch, unlinked entry
   std::uint64_t next_batch_ = 1;

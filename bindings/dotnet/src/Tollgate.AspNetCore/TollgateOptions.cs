@@ -121,7 +121,7 @@ public sealed class FallbackSettings
 {
     /// <summary>mode: "local" (default), "deny" or "allow"</summary>
     public string? Mode { get; set; }
-    /// <summary>instances sharing the policy (the local bucket's defaults divide by it)</summary>
+    /// <summary>0 or unset: share mode (the local bucket runs at the share this instance was last granted); N: a static bucket of the rate and burst divided by N</summary>
     public long? Instances { get; set; }
     /// <summary>rate of the local bucket (tokens per second)</summary>
     public double? Rate { get; set; }

@@ -118,6 +118,8 @@ public sealed class TollgateStats
     public ulong ShortCircuited { get; init; }
     /// <summary>Lease batches sent again after a transport failure.</summary>
     public ulong StoreRetries { get; init; }
+    /// <summary>Keys whose refill was overdue: they went to the fallback.</summary>
+    public ulong RefillsOverdue { get; init; }
     /// <summary>Each shard's breaker now (empty for the in-process store).</summary>
     public IReadOnlyList<BreakerState> Breakers { get; init; } = Array.Empty<BreakerState>();
 
@@ -152,6 +154,7 @@ public sealed class TollgateStats
             BulkheadRejected = s.BulkheadRejected,
             ShortCircuited = s.ShortCircuited,
             StoreRetries = s.StoreRetries,
+            RefillsOverdue = s.RefillsOverdue,
             Breakers = breakers,
         };
     }

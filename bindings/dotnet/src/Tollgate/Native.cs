@@ -95,6 +95,7 @@ internal unsafe struct NativeStats
     public ulong BulkheadRejected;      // version 3
     public ulong ShortCircuited;
     public ulong StoreRetries;
+    public ulong RefillsOverdue;        // version 4
 }
 
 internal static unsafe partial class Native
@@ -104,7 +105,7 @@ internal static unsafe partial class Native
     // The binding needs at least this library version (TG_VERSION_NUM), and the same major.
     internal const int MinimumVersionNum = 100;
     internal const uint LimiterOptionsVersion = 1;
-    internal const uint StatsVersion = 3;
+    internal const uint StatsVersion = 4;
     // TG_STATS_DENIED_SLOTS: tg_stats.denied[] counts the reasons of version 1; later ones
     // have fields of their own at the end.
     internal const int StatsDeniedSlots = 15;

@@ -42,6 +42,7 @@ public static class TollgateTelemetry
         ("tollgate.lease.tokens.expired", "{token}", "Leased tokens that expired unspent before they could go back", s => s.TokensExpired),
         ("tollgate.fallback.tokens", "{token}", "Tokens the local fallback buckets handed out while a shard was unavailable", s => s.FallbackTokens),
         ("tollgate.fallback.tokens.dropped", "{token}", "Fallback tokens unspent when the shard came back", s => s.FallbackDropped),
+        ("tollgate.lease.overdue", "{key}", "Keys whose refill was overdue and went to the fallback", s => s.RefillsOverdue),
         ("tollgate.keys.evicted", "{key}", "Keys evicted from the key table", s => s.KeysEvicted),
         ("tollgate.breaker.transitions", "{transition}", "Circuit breaker state changes, all shards", s => s.BreakerTransitions),
         ("tollgate.breaker.openings", "{transition}", "Circuit breaker changes to open, all shards", s => s.BreakersOpened),
