@@ -62,22 +62,22 @@ usage: tollgate_fleet [options]
   --seed N              one seed for everything random                    [1]
   --fault KIND:TARGET@START+DURATION   (repeatable), times like 30s or 500ms:
       stop:SHARD     the shard serves nothing (calls wait, as SIGSTOP)
+      kill:SHARD     connections refused; restarted empty at the end
+      slow:SHARD     each reply delayed by up to --slow-ms
+      drop:SHARD     half the replies lost after the call ran
       failover:SHARD@START   the shard's primary dies (calls in flight lost, new
                      ones refused) and its replica is promoted after
                      --node-timeout-ms, holding the buckets as of
                      --replication-lag-ms before the death (no +DURATION)
       reshard:SHARD@START+DURATION   a slot move: every call to the shard is
                      redirected once (one more round trip), nothing lost [+1s]
-      kill:SHARD     connections refused; restarted empty at the end
-      slow:SHARD     each reply delayed by up to --slow-ms
-      drop:SHARD     half the replies lost after the call ran
       stall:INST     the instance runs nothing (GC pause, throttled pod); its
                      requests wait and run when it resumes, before its poll
       restart:INST   the instance dies (its leases lost, nothing given back);
                      its traffic goes to the next instance; it comes back with
                      a new instance id after DURATION
   --slow-ms MS                                                            [500]
-  --replication-lag-ms MS   a failover's replica lag (the allowance too)   [10]
+  --replication-lag-ms MS   a failover's replica lag, as the allowance states it [10]
   --node-timeout-ms MS  a failover's detection time, death to promotion  [1000]
   --fallback-instances N   policies' fallback.instances (the local fallback
                         bucket is rate / N per instance)          [SDK default, 1]
