@@ -499,12 +499,29 @@ class Fleet {
   std::uint64_t denied_[tollgate::kReasonCount] = {};
   std::vector<std::int64_t> first_request_;  // per (instance, tenant): ns, -1 none, -2 done
   std::vector<double> first_latency_ms_;
-  // Per --fault: its shard's recovery watch, a failover's index on its shard (npos: none),
-  // and how much of a failover's lag allowance a window needed (admitted - the bound
-  // without it, at most; <= 0: none).
+  // Per --fault: its shard's recovery watch and a failover's index on its shard.
   static constexpr std::size_t kNone = static_cast<std::size_t>(-1);
   std::vector<std::size_t> fault_watch_, fault_failover_;
-  std::vector<double> lag_used_;
+  // How much of the failovers' lag allowance the windows needed: the most admitted over
+  // the bound without it (<= 0: not needed), and the lag allowance of that window.
+  struct LagUse {
+    double used = -1e300, stated = 0, window_s = 0, at_s = 0;
+    std::string who;
+    void note(double adm, double bound, double lag, const std::string& w, double win, double at) {
+      if (lag <= 0 || adm - (bound - lag) <= used) return;
+      used = adm - (bound - lag);
+      stated = lag;
+      who = w;
+      window_s = win;
+      at_s = at;
+    }
+  } lag_use_;
+  double lag_total(int id, bool group, double s, double e) const {
+    double a = 0;
+    for (std::size_t k = 0; k < o_.faults.size(); ++k)
+      a += group ? group_lag_allowance(id, s, e, k) : lag_allowance(id, s, e, k);
+    return a;
+  }
   // Timeline: per 100 ms accumulators.
   std::ofstream timeline_;
   std::vector<std::uint32_t> tl_adm_, tl_off_, tl_gadm_, tl_goff_;
@@ -670,7 +687,6 @@ void Fleet::start_instance(std::size_t i) {
 void Fleet::schedule_faults() {
   fault_watch_.assign(o_.faults.size(), kNone);
   fault_failover_.assign(o_.faults.size(), kNone);
-  lag_used_.assign(o_.faults.size(), 0);
   std::size_t promoted_index = shards_.size();
   for (std::size_t k = 0; k < o_.faults.size(); ++k) {
     const FaultSpec& f = o_.faults[k];
@@ -902,8 +918,10 @@ void Fleet::close_bin(std::uint64_t bin) {
   const bool steady = end - 0.01 >= ttl && end <= o_.virtual_seconds - ttl;
   const bool faults = std::any_of(o_.faults.begin(), o_.faults.end(),
                                   [](const FaultSpec& f) { return f.on_shard(); });
+  const bool failovers = std::any_of(o_.faults.begin(), o_.faults.end(),
+                                     [](const FaultSpec& f) { return f.kind == "failover"; });
   auto check = [&](const Slider& a, const Slider& off, double rate, double burst,
-                   const std::string& who, auto allowance_of, auto lag_of) {
+                   const std::string& who, auto allowance_of, bool group, int id) {
     for (int w = 0; w < 3; ++w) {
       WindowCheck& c = checks_[static_cast<std::size_t>(w)];
       if (static_cast<double>(bin + 1) < kWindowBins[w]) continue;  // not yet a whole window
@@ -911,10 +929,8 @@ void Fleet::close_bin(std::uint64_t bin) {
       double bound = burst + rate * (T + ttl);
       if (faults) bound += allowance_of(end - T, end);
       const double over = a.sum[w] - bound;
-      for (std::size_t k = 0; faults && k < o_.faults.size(); ++k) {
-        const double lag = o_.faults[k].kind == "failover" ? lag_of(end - T, end, k) : 0;
-        if (lag > 0) lag_used_[k] = std::max(lag_used_[k], a.sum[w] - (bound - lag));
-      }
+      if (failovers)
+        lag_use_.note(a.sum[w], bound, lag_total(id, group, end - T, end), who, T, end);
       if (over > c.over) {
         c.over = over;
         c.over_who = who;
@@ -946,10 +962,8 @@ void Fleet::close_bin(std::uint64_t bin) {
     }
     check(
         adm_[t], off_[t], x.rate, x.burst, x.key,
-        [&](double s, double e) { return allowance(static_cast<int>(t), s, e); },
-        [&](double s, double e, std::size_t k) {
-          return lag_allowance(static_cast<int>(t), s, e, k);
-        });
+        [&](double s, double e) { return allowance(static_cast<int>(t), s, e); }, false,
+        static_cast<int>(t));
     bin_admitted_[t] = bin_offered_[t] = bin_fallback_[t] = 0;
   }
   for (std::size_t g = 0; g < groups_.size(); ++g) {
@@ -962,10 +976,8 @@ void Fleet::close_bin(std::uint64_t bin) {
     if (groups_[g].rate > 0) {
       check(
           gadm_[g], goff_[g], groups_[g].rate, groups_[g].burst, groups_[g].name,
-          [&](double s, double e) { return group_allowance(static_cast<int>(g), s, e); },
-          [&](double s, double e, std::size_t k) {
-            return group_lag_allowance(static_cast<int>(g), s, e, k);
-          });
+          [&](double s, double e) { return group_allowance(static_cast<int>(g), s, e); }, true,
+          static_cast<int>(g));
     }
   }
   if (!o_.timeline.empty() && (bin + 1) % 10 == 0) timeline_row(end);
@@ -1049,8 +1061,9 @@ int Fleet::run() {
   const double T = o_.virtual_seconds, ttl = static_cast<double>(o_.leases.ttl.count()) / 1e9;
   WindowCheck& whole = checks_.back();
   auto check_whole = [&](double adm, double off, double rate, double burst, double allow,
-                         const std::string& who) {
+                         const std::string& who, bool group, int id) {
     const double bound = burst + rate * (T + ttl) + allow;
+    lag_use_.note(adm, bound, lag_total(id, group, 0, T), who, T, T);
     if (adm - bound > whole.over) {
       whole.over = adm - bound;
       whole.over_who = who;
@@ -1062,12 +1075,13 @@ int Fleet::run() {
   };
   for (std::size_t t = 0; t < tenants_.size(); ++t) {
     check_whole(adm_total_[t], off_total_[t], tenants_[t].rate, tenants_[t].burst,
-                allowance(static_cast<int>(t), 0, T), tenants_[t].key);
+                allowance(static_cast<int>(t), 0, T), tenants_[t].key, false, static_cast<int>(t));
   }
   for (std::size_t g = 0; g < groups_.size(); ++g) {
     if (groups_[g].rate <= 0) continue;
     check_whole(gadm_[g].total, goff_[g].total, groups_[g].rate, groups_[g].burst,
-                group_allowance(static_cast<int>(g), 0, T), groups_[g].name);
+                group_allowance(static_cast<int>(g), 0, T), groups_[g].name, true,
+                static_cast<int>(g));
   }
   report(std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count());
   double over = 0;
@@ -1268,13 +1282,21 @@ void Fleet::report(double wall) {
       e["granted_in_lag"] = fig.granted_in_lag_total;  // the stated allowance, all keys
       e["granted_in_lag_max_per_key"] = per_key;
       e["forgotten"] = fig.forgotten;  // granted, then not on the promoted replica
-      e["lag_allowance_used"] = std::ceil(std::max(0.0, lag_used_[k]));
     }
     if (f.kind == "reshard")
       e["redirects"] = shards_[static_cast<std::size_t>(f.target)]->redirects;
     faults.push_back(e);
   }
   j["faults"] = faults;
+  if (lag_use_.used > -1e300) {
+    // The failovers' lag allowance (all failovers together) where a window needed the most
+    // of it: used = admitted over the bound without it (0: not needed), stated = its size.
+    j["failover_lag_allowance"] = {{"used", std::ceil(std::max(0.0, lag_use_.used))},
+                                   {"stated", lag_use_.stated},
+                                   {"worst", lag_use_.who},
+                                   {"window_s", lag_use_.window_s},
+                                   {"at_s", lag_use_.at_s}};
+  }
 
   if (o_.json) {
     // One field per line at the top level, so that a diff of two runs is readable and
