@@ -98,11 +98,7 @@ bool Shard::serve(std::shared_ptr<std::vector<LeaseRequest>> requests, Reply rep
   Nanos back = busy_until_ + one_way();
   if (slow_ms > 0) back += Nanos{static_cast<std::int64_t>(coin() * slow_ms * 1e6)};
   const bool lost = dropping && coin() < 0.5;
-  auto run = [this, requests] {
-    std::vector<LeaseGrant> grants;
-    store_->lease(*requests, [&](std::vector<LeaseGrant> g) { grants = std::move(g); });
-    return grants;
-  };
+  auto run = [this, requests] { return run_leases(*requests); };
   if (back > deadline) {
     loop_.at(busy_until_, [this, run] {
       if (!killed) run();
@@ -145,8 +141,86 @@ void Shard::serve_give_backs(std::vector<GiveBack> batch, Nanos arrival) {
   account(begin, runs, us);
   bytes += cost_.give_back_bytes * static_cast<double>(batch.size());
   loop_.at(busy_until_, [this, batch = std::move(batch)]() mutable {
-    if (!killed) store_->give_back(std::move(batch));
+    if (!killed) run_give_backs(std::move(batch));
   });
+}
+
+std::vector<LeaseGrant> Shard::run_leases(const std::vector<LeaseRequest>& requests) {
+  std::vector<LeaseGrant> grants;
+  store_->lease(requests, [&](std::vector<LeaseGrant> g) { grants = std::move(g); });
+  const Nanos now = loop_.now();
+  for (auto& f : failovers_) {
+    if (f->promoted) continue;
+    if (f->mirroring) {
+      f->replica->lease(requests, [](std::vector<LeaseGrant>) {});
+    } else if (now < f->death) {
+      for (const LeaseGrant& g : grants) f->figures.forgotten += g.granted;
+    }
+    if (now >= f->stated_from && now < f->death) {
+      for (std::size_t i = 0; i < grants.size() && i < requests.size(); ++i) {
+        if (grants[i].granted == 0) continue;
+        f->figures.granted_in_lag[requests[i].key] += grants[i].granted;
+        f->figures.granted_in_lag_total += grants[i].granted;
+      }
+    }
+  }
+  return grants;
+}
+
+void Shard::run_give_backs(std::vector<GiveBack> batch) {
+  for (auto& f : failovers_) {
+    if (!f->promoted && f->mirroring) f->replica->give_back(batch);
+  }
+  store_->give_back(std::move(batch));
+}
+
+std::size_t Shard::plan_failover(Nanos death, Nanos cutoff, Nanos promote_at, Nanos stated_from) {
+  auto f = std::make_unique<Failover>();
+  f->death = death;
+  f->cutoff = cutoff;
+  f->promote = promote_at;
+  f->stated_from = stated_from;
+  f->replica = std::make_unique<tollgate::InProcessStore>(clock_);
+  const std::size_t i = failovers_.size();
+  failovers_.push_back(std::move(f));
+  // At the cutoff this replica stops receiving, and so do the replicas of later failovers:
+  // what the primary runs from now on dies with it.
+  loop_.at(cutoff, [this, i] {
+    Failover& me = *failovers_[i];
+    me.frozen = true;
+    for (auto& o : failovers_) {
+      if (!o->promoted && o->death >= me.death) o->mirroring = false;
+    }
+  });
+  loop_.at(death, [this] { killed = true; });
+  loop_.at(promote_at, [this, i] { promote(i); });
+  return i;
+}
+
+void Shard::promote(std::size_t i) {
+  Failover& me = *failovers_[i];
+  me.promoted = true;
+  store_ = std::move(me.replica);
+  busy_until_ = loop_.now();
+  killed = false;
+  // Later failovers' replicas stopped at this one's cutoff (or their own, earlier): each
+  // holds what the promoted one holds, and follows it from now on unless past its cutoff.
+  for (auto& o : failovers_) {
+    if (o->promoted || o->death < me.death) continue;
+    o->figures.forgotten = 0;
+    if (!o->frozen) o->mirroring = true;
+  }
+}
+
+std::size_t Shard::watch(Nanos from) {
+  watches_.emplace_back(from, -1);
+  return watches_.size() - 1;
+}
+
+void Shard::note_ok(Nanos at) {
+  for (auto& [from, ok] : watches_) {
+    if (ok < 0 && at >= from) ok = (at - from).count();
+  }
 }
 
 void Shard::resume() {
@@ -163,11 +237,11 @@ void Shard::wipe() {
 
 std::size_t Transport::shard_of(const tollgate::Policy& policy, std::string_view key) const {
   const std::string_view group = policy.group.empty() ? key : std::string_view(policy.group);
-  return static_cast<std::size_t>(
-      tollgate::redis::shard_of(group, static_cast<std::int32_t>(shards_.size())));
+  return routing_.index_of[static_cast<std::size_t>(
+      tollgate::redis::shard_of(group, static_cast<std::int32_t>(shards_.size())))];
 }
 
-void Transport::send_leases(std::size_t shard, std::vector<const LeaseRequest*> requests,
+void Transport::send_leases(std::size_t index, std::vector<const LeaseRequest*> requests,
                             std::function<void(ShardOutcome)> done) {
   struct Call {
     bool answered = false;
@@ -175,13 +249,14 @@ void Transport::send_leases(std::size_t shard, std::vector<const LeaseRequest*> 
   };
   auto call = std::make_shared<Call>();
   call->done = std::move(done);
-  auto finish = [call](ShardOutcome o) {
+  Shard& s = *shards_[routing_.shard_at[index]];
+  auto finish = [call, &s, this](ShardOutcome o) {
     if (call->answered) return;
     call->answered = true;
+    if (o.error.empty()) s.note_ok(loop_.now());
     auto d = std::move(call->done);
     d(std::move(o));
   };
-  Shard& s = *shards_[shard];
   if (s.killed) {
     // Connection refused: nothing was written.
     loop_.after(s.one_way() * 2, [finish] {
@@ -200,14 +275,19 @@ void Transport::send_leases(std::size_t shard, std::vector<const LeaseRequest*> 
     return;
   }
   // The one-way trip is folded into the queue: the call is served from now + one way.
-  const Nanos arrival = loop_.now() + s.one_way();
+  Nanos arrival = loop_.now() + s.one_way();
+  if (s.moving) {
+    // The slot is moving: MOVED (or ASK) back from the old owner, then the resend.
+    arrival += s.one_way() + s.one_way();
+    ++s.redirects;
+  }
   if (!s.serve(copies, finish, arrival, deadline)) {
     loop_.at(deadline, [finish] { finish(ShardOutcome{{}, "timeout", false}); });
   }
 }
 
-void Transport::send_give_backs(std::size_t shard, std::vector<GiveBack> batch) {
-  Shard& s = *shards_[shard];
+void Transport::send_give_backs(std::size_t index, std::vector<GiveBack> batch) {
+  Shard& s = *shards_[routing_.shard_at[index]];
   if (s.killed) return;
   if (s.stopped) {
     s.arrive_give_backs(std::move(batch));

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <queue>
 #include <random>
@@ -111,18 +112,54 @@ class Shard {
   bool killed = false;
   double slow_ms = 0;
   bool dropping = false;
+  // A slot move (reshard): every call is redirected once (MOVED/ASK, then the resend), one
+  // more round trip; the buckets move with the slot, so nothing is lost.
+  bool moving = false;
+  std::uint64_t redirects = 0;
   void resume();    // end of stop: serve what waited
   void wipe();      // restarted empty: every bucket forgotten
   Nanos one_way();  // a sampled one-way network delay
   double coin();    // uniform [0, 1)
+
+  // A failover: the primary dies at `death` (calls in flight lost, new ones refused) and
+  // its replica is promoted at `promote`. The replica is a second InProcessStore that runs
+  // every lease and give-back the primary runs, at the same virtual time (so it decides
+  // the same), until `cutoff`: death - the replication lag. What the primary ran from then
+  // to its death is on no surviving node. Grants made from `stated_from` (death - the lag
+  // the allowance assumes) to the death are counted per key: the stated allowance.
+  // Returns its index for the figures below. Not combined with kill on one shard.
+  std::size_t plan_failover(Nanos death, Nanos cutoff, Nanos promote, Nanos stated_from);
+  struct FailoverFigures {
+    std::map<std::string, std::uint64_t> granted_in_lag;  // per key, the stated window
+    std::uint64_t granted_in_lag_total = 0;
+    std::uint64_t forgotten = 0;  // granted by the primary, not on the promoted replica
+  };
+  const FailoverFigures& failover(std::size_t i) const { return failovers_[i]->figures; }
+
+  // The first successful lease reply at or after `from` (for recovered_after_ms):
+  // watch() registers a start, recovered() answers -1 when none came.
+  std::size_t watch(Nanos from);
+  void note_ok(Nanos at);
+  std::int64_t recovered_ns(std::size_t w) const { return watches_[w].second; }
 
   ShardSeries series;
   std::uint64_t script_runs = 0;
   double bytes = 0;
 
  private:
+  struct Failover {
+    Nanos death, cutoff, promote, stated_from;
+    std::unique_ptr<tollgate::InProcessStore> replica;
+    bool mirroring = true;  // runs what the primary runs
+    bool frozen = false;    // past its cutoff
+    bool promoted = false;
+    FailoverFigures figures;
+  };
   void account(Nanos at, std::uint64_t runs, double busy_us);
   std::uint64_t script_runs_for(std::size_t keys) const;
+  std::vector<tollgate::LeaseGrant> run_leases(const std::vector<tollgate::LeaseRequest>& r);
+  void run_give_backs(std::vector<tollgate::GiveBack> batch);
+  void promote(std::size_t i);
 
   std::size_t index_;
   Loop& loop_;
@@ -131,9 +168,21 @@ class Shard {
   Nanos start_;
   std::unique_ptr<tollgate::InProcessStore> store_;
   Nanos busy_until_{0};
-  std::vector<std::function<void()>> waiting_;  // calls that arrived while stopped
+  std::vector<std::function<void()>> waiting_;           // calls that arrived while stopped
+  std::vector<std::unique_ptr<Failover>> failovers_;     // in the order planned
+  std::vector<std::pair<Nanos, std::int64_t>> watches_;  // (from, first ok ns or -1)
   std::mt19937_64 rng_;
   std::lognormal_distribution<double> rtt_;
+};
+
+// Which GuardedStore index reaches each shard's primary. A replica promoted in a failover
+// is a new node: it gets an index of its own (with its own breaker, closed), as the
+// cluster store gives it (docs/redis.md, "Shard indices"), so the dead primary's open
+// breaker does not hold its keys back. One table for every instance: all follow the
+// promotion when it happens.
+struct Routing {
+  std::vector<std::size_t> index_of;  // per shard: its current primary's index
+  std::vector<std::size_t> shard_at;  // per index: the shard it reaches
 };
 
 // One instance's connections to every shard: a ShardTransport for the SDK's GuardedStore.
@@ -142,12 +191,14 @@ class Shard {
 // a reply that comes later is dropped, as a Redis connection does.
 class Transport final : public tollgate::resilience::ShardTransport {
  public:
-  Transport(std::vector<std::unique_ptr<Shard>>& shards, Loop& loop, Nanos command_timeout)
-      : shards_(shards), loop_(loop), timeout_(command_timeout) {}
-  std::size_t shard_count() const override { return shards_.size(); }
+  Transport(std::vector<std::unique_ptr<Shard>>& shards, const Routing& routing, Loop& loop,
+            Nanos command_timeout)
+      : shards_(shards), routing_(routing), loop_(loop), timeout_(command_timeout) {}
+  std::size_t shard_count() const override { return routing_.shard_at.size(); }
   std::size_t shard_of(const tollgate::Policy& policy, std::string_view key) const override;
-  std::string shard_name(std::size_t shard) const override {
-    return "shard " + std::to_string(shard);
+  std::string shard_name(std::size_t index) const override {
+    return "shard " + std::to_string(routing_.shard_at[index]) +
+           (index >= shards_.size() ? " (promoted replica)" : "");
   }
   void send_leases(std::size_t shard, std::vector<const tollgate::LeaseRequest*> requests,
                    std::function<void(tollgate::resilience::ShardOutcome)> done) override;
@@ -155,6 +206,7 @@ class Transport final : public tollgate::resilience::ShardTransport {
 
  private:
   std::vector<std::unique_ptr<Shard>>& shards_;
+  const Routing& routing_;
   Loop& loop_;
   Nanos timeout_;
 };

@@ -65,12 +65,20 @@ usage: tollgate_fleet [options]
       kill:SHARD     connections refused; restarted empty at the end
       slow:SHARD     each reply delayed by up to --slow-ms
       drop:SHARD     half the replies lost after the call ran
+      failover:SHARD@START   the shard's primary dies (calls in flight lost, new
+                     ones refused) and its replica is promoted after
+                     --node-timeout-ms, holding the buckets as of
+                     --replication-lag-ms before the death (no +DURATION)
+      reshard:SHARD@START+DURATION   a slot move: every call to the shard is
+                     redirected once (one more round trip), nothing lost [+1s]
       stall:INST     the instance runs nothing (GC pause, throttled pod); its
                      requests wait and run when it resumes, before its poll
       restart:INST   the instance dies (its leases lost, nothing given back);
                      its traffic goes to the next instance; it comes back with
                      a new instance id after DURATION
   --slow-ms MS                                                            [500]
+  --replication-lag-ms MS   a failover's replica lag, as the allowance states it [10]
+  --node-timeout-ms MS  a failover's detection time, death to promotion  [1000]
   --fallback-instances N   policies' fallback.instances (the local fallback
                         bucket is rate / N per instance)   [SDK default, 0: share]
   --require-strength X  exit 4 unless, at every window length, some tenant or
@@ -82,7 +90,9 @@ usage: tollgate_fleet [options]
   --keys-per-script     the cost model: per round trip, per script run, per key
                         (docs/performance.md, calibration)
   --inject-fault double-grant|spend-expired   a test-only broken store
-                        (tools/faults) between every Limiter and its store
+                        (tools/faults) between every Limiter and its store;
+                stale-replica   a failover's replica 5 s behind while the
+                        allowance assumes --replication-lag-ms
   --timeline FILE.csv   per 100 ms: admitted, offered and capacity per group
                         and per the first --timeline-tenants tenants, script
                         runs per shard, fault windows (bench/fleet/plot.py)
@@ -109,8 +119,12 @@ struct FaultSpec {
   int target = 0;
   double start = 0, duration = 0;
   bool on_shard() const {
-    return kind == "stop" || kind == "kill" || kind == "slow" || kind == "drop";
+    return kind == "stop" || kind == "kill" || kind == "slow" || kind == "drop" ||
+           kind == "failover" || kind == "reshard";
   }
+  // A fault whose keys fall back (the fallback allowance): all on a shard but a slot move,
+  // whose calls are only redirected.
+  bool falls_back() const { return on_shard() && kind != "reshard"; }
 };
 
 struct DemandEvent {
@@ -131,6 +145,8 @@ struct Options {
   std::uint64_t seed = 1;
   std::vector<FaultSpec> faults;
   double slow_ms = 500;
+  double replication_lag_ms = 10, node_timeout_ms = 1000;
+  bool stale_replica = false;            // --inject-fault stale-replica
   std::uint32_t fallback_instances = 0;  // 0: the SDK's default
   double require_strength = 0;
   tollgate::LeaseOptions leases;  // the SDK's defaults unless a flag says otherwise
@@ -219,21 +235,36 @@ Options parse(int argc, char** argv) {
       } else if (a == "--fault") {
         const std::string v = value();
         const auto colon = v.find(':'), at = v.find('@'), plus = v.find('+');
-        if (colon == std::string::npos || at == std::string::npos || plus == std::string::npos ||
-            !(colon < at && at < plus)) {
-          usage("--fault takes KIND:TARGET@START+DURATION, e.g. stop:1@60s+30s");
+        // failover takes no duration (its detection is --node-timeout-ms), reshard's is
+        // optional.
+        const std::string kind = colon == std::string::npos ? "" : v.substr(0, colon);
+        const bool cluster = kind == "failover" || kind == "reshard";
+        if (colon == std::string::npos || at == std::string::npos ||
+            (plus == std::string::npos && !cluster) || !(colon < at && at < plus) ||
+            (kind == "failover" && plus != std::string::npos)) {
+          usage(
+              "--fault takes KIND:TARGET@START+DURATION, e.g. stop:1@60s+30s "
+              "(failover:N@START, reshard:N@START[+DURATION])");
         }
         FaultSpec f;
-        f.kind = v.substr(0, colon);
+        f.kind = kind;
         f.target = std::stoi(v.substr(colon + 1, at - colon - 1));
-        f.start = seconds_of(v.substr(at + 1, plus - at - 1));
-        f.duration = seconds_of(v.substr(plus + 1));
+        f.start = seconds_of(v.substr(at + 1, plus == std::string::npos ? plus : plus - at - 1));
+        // A failover's duration is its detection time, set below from the flag.
+        f.duration = plus == std::string::npos ? (kind == "reshard" ? 1.0 : 0.0)
+                                               : seconds_of(v.substr(plus + 1));
         if (!f.on_shard() && f.kind != "stall" && f.kind != "restart") {
-          usage("--fault kinds: stop, kill, slow, drop (a shard); stall, restart (an instance)");
+          usage(
+              "--fault kinds: stop, kill, slow, drop, failover, reshard (a shard); stall, "
+              "restart (an instance)");
         }
         o.faults.push_back(f);
       } else if (a == "--slow-ms") {
         o.slow_ms = std::stod(value());
+      } else if (a == "--replication-lag-ms") {
+        o.replication_lag_ms = std::stod(value());
+      } else if (a == "--node-timeout-ms") {
+        o.node_timeout_ms = std::stod(value());
       } else if (a == "--ttl-ms") {
         o.leases.ttl = std::chrono::milliseconds(std::stoi(value()));
       } else if (a == "--horizon-ms") {
@@ -259,9 +290,15 @@ Options parse(int argc, char** argv) {
       } else if (a == "--give-back-us") {
         o.cost_model.give_back_us = std::stod(value());
       } else if (a == "--inject-fault") {
-        auto f = tollgate::faults::parse_fault(value());
-        if (!f) usage("--inject-fault takes none, double-grant or spend-expired");
-        o.inject = *f;
+        const std::string v = value();
+        auto f = tollgate::faults::parse_fault(v);
+        if (v == "stale-replica") {
+          o.stale_replica = true;
+        } else if (!f) {
+          usage("--inject-fault takes none, double-grant, spend-expired or stale-replica");
+        } else {
+          o.inject = *f;
+        }
       } else if (a == "--timeline") {
         o.timeline = value();
       } else if (a == "--timeline-tenants") {
@@ -287,7 +324,18 @@ Options parse(int argc, char** argv) {
       o.group_budget < 0 || o.rate < 0 || o.spikes < 0 || o.lb_skew < 0) {
     usage("demand, virtual-seconds, cost must be > 0; skews, rates, budgets >= 0");
   }
+  if (o.replication_lag_ms < 0 || !(o.node_timeout_ms > 0)) {
+    usage("--replication-lag-ms must be >= 0, --node-timeout-ms > 0");
+  }
+  for (FaultSpec& f : o.faults) {
+    if (f.kind == "failover") f.duration = o.node_timeout_ms / 1000;
+  }
   for (const FaultSpec& f : o.faults) {
+    if (f.kind == "kill" && std::any_of(o.faults.begin(), o.faults.end(), [&](const FaultSpec& g) {
+          return g.kind == "failover" && g.target == f.target;
+        })) {
+      usage("--fault: kill and failover on one shard are not modelled together");
+    }
     const int n = f.on_shard() ? o.shards : o.instances;
     if (f.target < 0 || f.target >= n) usage("--fault: no such shard or instance");
     if (f.start < 0 || !(f.duration > 0) || f.start + f.duration >= o.virtual_seconds) {
@@ -416,6 +464,8 @@ class Fleet {
   void close_bin(std::uint64_t bin);
   double allowance(int tenant, double s, double e) const;
   double group_allowance(int group, double s, double e) const;
+  double lag_allowance(int tenant, double s, double e, std::size_t fault) const;
+  double group_lag_allowance(int group, double s, double e, std::size_t fault) const;
   double offered_scale(int tenant, double t) const;
   void timeline_row(double t);
   void report(double wall);
@@ -432,6 +482,7 @@ class Fleet {
   std::vector<Tenant> tenants_;
   std::vector<Group> groups_;
   std::vector<std::unique_ptr<Shard>> shards_;
+  Routing routing_;
   std::vector<Instance> instances_;
   std::vector<std::unique_ptr<tollgate::Limiter>> dead_;  // crashed: kept, never run
   std::unique_ptr<Alias> tenant_pick_, instance_pick_;
@@ -448,6 +499,29 @@ class Fleet {
   std::uint64_t denied_[tollgate::kReasonCount] = {};
   std::vector<std::int64_t> first_request_;  // per (instance, tenant): ns, -1 none, -2 done
   std::vector<double> first_latency_ms_;
+  // Per --fault: its shard's recovery watch and a failover's index on its shard.
+  static constexpr std::size_t kNone = static_cast<std::size_t>(-1);
+  std::vector<std::size_t> fault_watch_, fault_failover_;
+  // How much of the failovers' lag allowance the windows needed: the most admitted over
+  // the bound without it (<= 0: not needed), and the lag allowance of that window.
+  struct LagUse {
+    double used = -1e300, stated = 0, window_s = 0, at_s = 0;
+    std::string who;
+    void note(double adm, double bound, double lag, const std::string& w, double win, double at) {
+      if (lag <= 0 || adm - (bound - lag) <= used) return;
+      used = adm - (bound - lag);
+      stated = lag;
+      who = w;
+      window_s = win;
+      at_s = at;
+    }
+  } lag_use_;
+  double lag_total(int id, bool group, double s, double e) const {
+    double a = 0;
+    for (std::size_t k = 0; k < o_.faults.size(); ++k)
+      a += group ? group_lag_allowance(id, s, e, k) : lag_allowance(id, s, e, k);
+    return a;
+  }
   // Timeline: per 100 ms accumulators.
   std::ofstream timeline_;
   std::vector<std::uint32_t> tl_adm_, tl_off_, tl_gadm_, tl_goff_;
@@ -536,7 +610,14 @@ void Fleet::build() {
     shards_.push_back(std::make_unique<Shard>(static_cast<std::size_t>(s), loop_, clock_,
                                               o_.cost_model, t0_, o_.seed * 1000003 + s));
   }
-  Transport probe(shards_, loop_, config_.store.command_timeout);
+  for (int s = 0; s < o_.shards; ++s) {
+    routing_.index_of.push_back(static_cast<std::size_t>(s));
+    routing_.shard_at.push_back(static_cast<std::size_t>(s));
+  }
+  for (const FaultSpec& f : o_.faults) {  // an index for each promoted replica
+    if (f.kind == "failover") routing_.shard_at.push_back(static_cast<std::size_t>(f.target));
+  }
+  Transport probe(shards_, routing_, loop_, config_.store.command_timeout);
   for (Tenant& x : tenants_) {
     tollgate::Policy p;
     p.group = groups_[static_cast<std::size_t>(x.group)].name;
@@ -588,7 +669,7 @@ void Fleet::start_instance(std::size_t i) {
   char id[32];
   std::snprintf(id, sizeof id, "i%03zu-%d", i, in.generation);
   c.instance_id = id;
-  auto transport = std::make_shared<Transport>(shards_, loop_, c.store.command_timeout);
+  auto transport = std::make_shared<Transport>(shards_, routing_, loop_, c.store.command_timeout);
   tollgate::resilience::RetryOptions retry;
   retry.seed = o_.seed * 7919 + i * 31 + static_cast<std::uint64_t>(in.generation) + 1;
   in.store = std::make_shared<tollgate::resilience::GuardedStore>(
@@ -603,12 +684,31 @@ void Fleet::start_instance(std::size_t i) {
 }
 
 void Fleet::schedule_faults() {
-  for (const FaultSpec& f : o_.faults) {
+  fault_watch_.assign(o_.faults.size(), kNone);
+  fault_failover_.assign(o_.faults.size(), kNone);
+  std::size_t promoted_index = shards_.size();
+  for (std::size_t k = 0; k < o_.faults.size(); ++k) {
+    const FaultSpec& f = o_.faults[k];
     const Nanos s = t0_ + Nanos{static_cast<std::int64_t>(f.start * 1e9)};
     const Nanos e = s + Nanos{static_cast<std::int64_t>(f.duration * 1e9)};
     if (f.on_shard()) {
       Shard* sh = shards_[static_cast<std::size_t>(f.target)].get();
-      if (f.kind == "stop") {
+      fault_watch_[k] = sh->watch(s);
+      if (f.kind == "failover") {
+        // The replica as of the lag before the death; stale-replica: 5 s behind while the
+        // allowance still counts the flag's lag.
+        const auto lag = Nanos{static_cast<std::int64_t>(o_.replication_lag_ms * 1e6)};
+        const Nanos real_lag = o_.stale_replica ? std::max<Nanos>(lag, 5s) : lag;
+        fault_failover_[k] = sh->plan_failover(s, std::max(t0_, s - real_lag), e, s - lag);
+        // Every instance routes the shard's keys to the new primary from its promotion
+        // (the cluster store follows it within ~0.1-0.2 s; docs/redis.md): after the
+        // shard's own promotion event, scheduled first.
+        const std::size_t target = static_cast<std::size_t>(f.target), index = promoted_index++;
+        loop_.at(e, [this, target, index] { routing_.index_of[target] = index; });
+      } else if (f.kind == "reshard") {
+        loop_.at(s, [sh] { sh->moving = true; });
+        loop_.at(e, [sh] { sh->moving = false; });
+      } else if (f.kind == "stop") {
         loop_.at(s, [sh] { sh->stopped = true; });
         loop_.at(e, [sh] { sh->resume(); });
       } else if (f.kind == "kill") {
@@ -756,7 +856,7 @@ double Fleet::allowance(int tenant, double s, double e) const {
       static_cast<double>(config_.store.breaker.break_duration.count()) / 1e9 + 2.0;
   double a = 0;
   for (const FaultSpec& f : o_.faults) {
-    if (!f.on_shard() || static_cast<std::size_t>(f.target) != x.shard) continue;
+    if (!f.falls_back() || static_cast<std::size_t>(f.target) != x.shard) continue;
     const double fs = f.start, fe = f.start + f.duration + settle;
     const double overlap = std::min(e, fe) - std::max(s, fs);
     if (overlap > 0 || (fs <= e && fe >= s)) {
@@ -765,6 +865,31 @@ double Fleet::allowance(int tenant, double s, double e) const {
     const double end = f.start + f.duration;
     if (f.kind == "kill" && end >= s - ttl && end <= e) a += x.burst;
   }
+  for (std::size_t k = 0; k < o_.faults.size(); ++k) a += lag_allowance(tenant, s, e, k);
+  return a;
+}
+
+// A failover's extra allowance (docs/architecture.md, "Failover and the bound"): the
+// promoted replica lacks what the primary granted within the replication lag before its
+// death, per key at most those tokens. Like a restart's burst, it counts for a window
+// that holds the promotion, or starts within a lease TTL after it (the leases the
+// replica grants from them are spent by then).
+double Fleet::lag_allowance(int tenant, double s, double e, std::size_t k) const {
+  const FaultSpec& f = o_.faults[k];
+  const Tenant& x = tenants_[static_cast<std::size_t>(tenant)];
+  if (f.kind != "failover" || static_cast<std::size_t>(f.target) != x.shard) return 0;
+  const double ttl = static_cast<double>(o_.leases.ttl.count()) / 1e9;
+  const double promoted = f.start + f.duration;
+  if (promoted < s - ttl || promoted > e || fault_failover_.empty()) return 0;
+  const auto& lost = shards_[x.shard]->failover(fault_failover_[k]).granted_in_lag;
+  const auto it = lost.find(x.key);
+  return it == lost.end() ? 0 : static_cast<double>(it->second);
+}
+
+// The group's budget is one more key in the slot: it lacks its tenants' lost grants.
+double Fleet::group_lag_allowance(int group, double s, double e, std::size_t k) const {
+  double a = 0;
+  for (int t : groups_[static_cast<std::size_t>(group)].tenants) a += lag_allowance(t, s, e, k);
   return a;
 }
 
@@ -773,7 +898,7 @@ double Fleet::group_allowance(int group, double s, double e) const {
   double a = 0;
   bool faulted = false;
   for (const FaultSpec& f : o_.faults)
-    faulted |= f.on_shard() && static_cast<std::size_t>(f.target) == g.shard;
+    faulted |= f.falls_back() && static_cast<std::size_t>(f.target) == g.shard;
   if (!faulted) return 0;
   for (int t : g.tenants) a += allowance(t, s, e);
   const double ttl = static_cast<double>(o_.leases.ttl.count()) / 1e9;
@@ -793,8 +918,10 @@ void Fleet::close_bin(std::uint64_t bin) {
   const bool steady = end - 0.01 >= ttl && end <= o_.virtual_seconds - ttl;
   const bool faults = std::any_of(o_.faults.begin(), o_.faults.end(),
                                   [](const FaultSpec& f) { return f.on_shard(); });
+  const bool failovers = std::any_of(o_.faults.begin(), o_.faults.end(),
+                                     [](const FaultSpec& f) { return f.kind == "failover"; });
   auto check = [&](const Slider& a, const Slider& off, double rate, double burst,
-                   const std::string& who, auto allowance_of) {
+                   const std::string& who, auto allowance_of, bool group, int id) {
     for (int w = 0; w < 3; ++w) {
       WindowCheck& c = checks_[static_cast<std::size_t>(w)];
       if (static_cast<double>(bin + 1) < kWindowBins[w]) continue;  // not yet a whole window
@@ -802,6 +929,8 @@ void Fleet::close_bin(std::uint64_t bin) {
       double bound = burst + rate * (T + ttl);
       if (faults) bound += allowance_of(end - T, end);
       const double over = a.sum[w] - bound;
+      if (failovers)
+        lag_use_.note(a.sum[w], bound, lag_total(id, group, end - T, end), who, T, end);
       if (over > c.over) {
         c.over = over;
         c.over_who = who;
@@ -831,8 +960,10 @@ void Fleet::close_bin(std::uint64_t bin) {
       tl_adm_[t] += a;
       tl_off_[t] += f;
     }
-    check(adm_[t], off_[t], x.rate, x.burst, x.key,
-          [&](double s, double e) { return allowance(static_cast<int>(t), s, e); });
+    check(
+        adm_[t], off_[t], x.rate, x.burst, x.key,
+        [&](double s, double e) { return allowance(static_cast<int>(t), s, e); }, false,
+        static_cast<int>(t));
     bin_admitted_[t] = bin_offered_[t] = bin_fallback_[t] = 0;
   }
   for (std::size_t g = 0; g < groups_.size(); ++g) {
@@ -843,8 +974,10 @@ void Fleet::close_bin(std::uint64_t bin) {
       tl_goff_[g] += gbin_off[g];
     }
     if (groups_[g].rate > 0) {
-      check(gadm_[g], goff_[g], groups_[g].rate, groups_[g].burst, groups_[g].name,
-            [&](double s, double e) { return group_allowance(static_cast<int>(g), s, e); });
+      check(
+          gadm_[g], goff_[g], groups_[g].rate, groups_[g].burst, groups_[g].name,
+          [&](double s, double e) { return group_allowance(static_cast<int>(g), s, e); }, true,
+          static_cast<int>(g));
     }
   }
   if (!o_.timeline.empty() && (bin + 1) % 10 == 0) timeline_row(end);
@@ -928,8 +1061,9 @@ int Fleet::run() {
   const double T = o_.virtual_seconds, ttl = static_cast<double>(o_.leases.ttl.count()) / 1e9;
   WindowCheck& whole = checks_.back();
   auto check_whole = [&](double adm, double off, double rate, double burst, double allow,
-                         const std::string& who) {
+                         const std::string& who, bool group, int id) {
     const double bound = burst + rate * (T + ttl) + allow;
+    lag_use_.note(adm, bound, lag_total(id, group, 0, T), who, T, T);
     if (adm - bound > whole.over) {
       whole.over = adm - bound;
       whole.over_who = who;
@@ -941,12 +1075,13 @@ int Fleet::run() {
   };
   for (std::size_t t = 0; t < tenants_.size(); ++t) {
     check_whole(adm_total_[t], off_total_[t], tenants_[t].rate, tenants_[t].burst,
-                allowance(static_cast<int>(t), 0, T), tenants_[t].key);
+                allowance(static_cast<int>(t), 0, T), tenants_[t].key, false, static_cast<int>(t));
   }
   for (std::size_t g = 0; g < groups_.size(); ++g) {
     if (groups_[g].rate <= 0) continue;
     check_whole(gadm_[g].total, goff_[g].total, groups_[g].rate, groups_[g].burst,
-                group_allowance(static_cast<int>(g), 0, T), groups_[g].name);
+                group_allowance(static_cast<int>(g), 0, T), groups_[g].name, true,
+                static_cast<int>(g));
   }
   report(std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count());
   double over = 0;
@@ -1077,7 +1212,10 @@ void Fleet::report(double wall) {
       {"call_us", o_.cost_model.call_us},
       {"script_us", o_.cost_model.script_us},
       {"keys_per_script", o_.cost_model.keys_per_script},
-      {"inject_fault", std::string(tollgate::faults::to_string(o_.inject))}};
+      {"replication_lag_ms", o_.replication_lag_ms},
+      {"node_timeout_ms", o_.node_timeout_ms},
+      {"inject_fault", o_.stale_replica ? std::string("stale-replica")
+                                        : std::string(tollgate::faults::to_string(o_.inject))}};
   j["utilization"] = ach > 0 ? adm / ach : 0;
   j["steady_utilization"] = ach_s > 0 ? adm_s / ach_s : 0;
   j["tail_utilization_p10"] = percentile(per_tenant, 0.10);
@@ -1121,11 +1259,44 @@ void Fleet::report(double wall) {
   j["short_circuited"] = short_circuited;
   j["bulkhead_rejected"] = bulkhead_rejected;
   nlohmann::ordered_json faults = nlohmann::ordered_json::array();
-  for (const FaultSpec& f : o_.faults) {
-    faults.push_back(
-        {{"kind", f.kind}, {"target", f.target}, {"start_s", f.start}, {"duration_s", f.duration}});
+  for (std::size_t k = 0; k < o_.faults.size(); ++k) {
+    const FaultSpec& f = o_.faults[k];
+    nlohmann::ordered_json e = {
+        {"kind", f.kind}, {"target", f.target}, {"start_s", f.start}, {"duration_s", f.duration}};
+    // From the fault's start to the first successful lease reply from its shard (a
+    // failover's includes its detection time); null when none came, or on an instance.
+    if (fault_watch_[k] != kNone) {
+      const std::int64_t ns =
+          shards_[static_cast<std::size_t>(f.target)]->recovered_ns(fault_watch_[k]);
+      e["recovered_after_ms"] =
+          ns < 0 ? nlohmann::ordered_json() : nlohmann::ordered_json(std::round(ns / 1e4) / 100);
+    } else {
+      e["recovered_after_ms"] = nullptr;
+    }
+    if (f.kind == "failover") {
+      const auto& fig = shards_[static_cast<std::size_t>(f.target)]->failover(fault_failover_[k]);
+      double per_key = 0;
+      for (const auto& [key, n] : fig.granted_in_lag)
+        per_key = std::max(per_key, static_cast<double>(n));
+      e["replication_lag_ms"] = o_.replication_lag_ms;
+      e["granted_in_lag"] = fig.granted_in_lag_total;  // the stated allowance, all keys
+      e["granted_in_lag_max_per_key"] = per_key;
+      e["forgotten"] = fig.forgotten;  // granted, then not on the promoted replica
+    }
+    if (f.kind == "reshard")
+      e["redirects"] = shards_[static_cast<std::size_t>(f.target)]->redirects;
+    faults.push_back(e);
   }
   j["faults"] = faults;
+  if (lag_use_.used > -1e300) {
+    // The failovers' lag allowance (all failovers together) where a window needed the most
+    // of it: used = admitted over the bound without it (0: not needed), stated = its size.
+    j["failover_lag_allowance"] = {{"used", std::ceil(std::max(0.0, lag_use_.used))},
+                                   {"stated", lag_use_.stated},
+                                   {"worst", lag_use_.who},
+                                   {"window_s", lag_use_.window_s},
+                                   {"at_s", lag_use_.at_s}};
+  }
 
   if (o_.json) {
     // One field per line at the top level, so that a diff of two runs is readable and
