@@ -16,7 +16,12 @@ foreach(src IN LISTS TOLLGATE_REDIS_TESTS)
   if(name MATCHES "_concurrency_test$")
     set(label concurrency)
   endif()
-  gtest_discover_tests(${name} PROPERTIES LABELS ${label} RUN_SERIAL TRUE DISCOVERY_TIMEOUT 60)
+  set(prefix "")
+  if(name MATCHES "^update")
+    set(prefix "update.")  # tooling finds live updates' suites by name
+  endif()
+  gtest_discover_tests(${name} TEST_PREFIX "${prefix}" PROPERTIES LABELS ${label} RUN_SERIAL TRUE
+                       DISCOVERY_TIMEOUT 60)
 endforeach()
 
 # The multi-process guarantee test starts this driver, one process per instance.

@@ -244,7 +244,7 @@ int main(int argc, char** argv) {
     lo.store = store;
     limiters.push_back(std::make_unique<tollgate::Limiter>(demo_config(keys, i), lo));
   }
-  const Nanos lease_ttl = limiters[0]->config().leases.ttl;
+  const Nanos lease_ttl = limiters[0]->config()->leases.ttl;
 
   // Load split: instance i gets weight i+1 (skewed, as load balancers are), or 1.
   std::vector<double> weight(opt.instances);

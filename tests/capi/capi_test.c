@@ -393,6 +393,33 @@ static void test_stats_count_the_decisions(void) {
   tg_limiter_destroy(&l);
 }
 
+/* tg_limiter_update: a bad config is refused with the field named and nothing changes; a
+   change of store is refused; a good one is counted. NULLs are invalid arguments. */
+static void test_update_refuses_a_bad_config_and_counts(void) {
+  tg_limiter* l = make_limiter(NULL);
+  char err[256];
+  tg_stats s = TG_STATS_INIT;
+  const char* bad = "{\"policies\": [{\"match\": \"tenant:*\", \"type\": \"token_bucket\","
+                    " \"rate\": -1}]}";
+  const char* other_store =
+      "{\"store\": {\"type\": \"redis\", \"shards\": [\"redis://127.0.0.1:1\"]},"
+      " \"policies\": [{\"match\": \"tenant:*\", \"type\": \"token_bucket\", \"rate\": 5}]}";
+  const char* good = "{\"policies\": [{\"match\": \"tenant:*\", \"type\": \"token_bucket\","
+                     " \"rate\": 50, \"burst\": 50}]}";
+  CHECK(tg_limiter_update(l, bad, err, sizeof err) == TG_ERR_CONFIG);
+  CHECK(strstr(err, "policies[0].rate") != NULL);
+  CHECK(tg_limiter_update(l, other_store, err, sizeof err) == TG_ERR_CONFIG);
+  CHECK(strncmp(err, "store:", 6) == 0);
+  CHECK(tg_limiter_update(l, "{not json", err, sizeof err) == TG_ERR_CONFIG);
+  CHECK(tg_limiter_update(l, good, err, sizeof err) == TG_OK);
+  CHECK(err[0] == '\0');
+  CHECK(tg_limiter_update(NULL, good, err, sizeof err) == TG_ERR_INVALID_ARGUMENT);
+  CHECK(tg_limiter_update(l, NULL, err, sizeof err) == TG_ERR_INVALID_ARGUMENT);
+  CHECK(tg_limiter_stats(&s, l) == TG_OK);
+  CHECK(s.config_updates == 1 && s.config_rejected == 3);
+  tg_limiter_destroy(&l);
+}
+
 /* A group budget (docs/quotas.md) through the C API, in-process store: two tenants with rate
    100 each share a group of rate 10, so spending from one key runs into the group's budget
    (over_group_limit) long before its own rate (over_limit). */
@@ -503,6 +530,7 @@ int main(void) {
   test_destroy_completes_pending_waits_with_shutdown();
   test_permits_are_bounded_and_return();
   test_stats_count_the_decisions();
+  test_update_refuses_a_bad_config_and_counts();
   test_group_budget_denies_with_over_group_limit();
   test_observer_sees_leases_from_the_sdk_thread();
   test_over_long_and_unmatched_keys_create_no_state();

@@ -30,6 +30,7 @@ struct PenaltyBox {
   Nanos within{0};
   Nanos duration{0};
   bool enabled() const noexcept { return denials > 0; }
+  friend bool operator==(const PenaltyBox&, const PenaltyBox&) = default;
 };
 
 // What a key decides while its shard is unavailable (store failing, breaker open) and
@@ -49,6 +50,7 @@ struct Fallback {
   std::uint32_t instances = 1;
   double rate = 0;   // tokens per second of the local bucket; 0: refill rate / instances
   double burst = 0;  // most tokens at once; 0: capacity / instances (at least 1)
+  friend bool operator==(const Fallback&, const Fallback&) = default;
 };
 
 // A budget shared by every key (tenant) of the policies that name the group
@@ -92,6 +94,7 @@ struct Policy {
   // The local fallback bucket's rate and burst, defaults applied.
   TOLLGATE_API double fallback_rate() const noexcept;
   TOLLGATE_API double fallback_burst() const noexcept;
+  friend bool operator==(const Policy&, const Policy&) = default;
 };
 
 // A policy as the stores are given it (LeaseRequest::policy): the Policy of the config and
@@ -107,6 +110,9 @@ struct ResolvedPolicy : Policy {
   }
   // Whether instances get proportional parts under scarcity (fair_instances, default applied).
   bool shares_instances() const noexcept { return fair_instances.value_or(has_group_budget()); }
+  // Equal policies decide alike: a key keeps its leases across an update that leaves its
+  // policy equal (Limiter::update).
+  friend bool operator==(const ResolvedPolicy&, const ResolvedPolicy&) = default;
 };
 
 enum class ColdKeyMode : std::uint8_t {
@@ -137,6 +143,7 @@ struct LeaseOptions {
 struct BulkheadConfig {
   std::size_t max_in_flight = 4096;
   std::size_t max_queue = 16384;
+  friend bool operator==(const BulkheadConfig&, const BulkheadConfig&) = default;
 };
 
 struct StoreConfig {
@@ -155,9 +162,11 @@ struct StoreConfig {
   std::string tls_ca_file;  // rediss://: PEM file of the CAs to trust; empty: the system's
   BreakerConfig breaker;    // one breaker per shard
   BulkheadConfig bulkhead;  // one bulkhead per shard
+  friend bool operator==(const StoreConfig&, const StoreConfig&) = default;
 };
 
-// Immutable once given to a Limiter (it keeps a shared_ptr<const Config>).
+// Immutable once given to a Limiter (it keeps a shared_ptr<const Config>); Limiter::update
+// swaps in another one.
 struct Config {
   std::vector<Policy> policies;
   std::vector<Group> groups;  // budgets that policies name by `group`

@@ -24,7 +24,10 @@
   X(keys_evicted, 1, "keys evicted from the key table")                       \
   X(lease_failures, 1, "keys whose lease request failed (shard unavailable)") \
   X(fallback_tokens, 1, "tokens the local fallback buckets handed out")       \
-  X(fallback_dropped, 1, "of which unspent when the shard came back")
+  X(fallback_dropped, 1, "of which unspent when the shard came back")         \
+  X(config_updates, 4, "config updates applied (Limiter::update)")            \
+  X(config_rejected, 4, "config updates refused; the running config stayed")  \
+  X(keys_moved, 4, "keys moved to another policy by an update (or dropped: none left)")
 
 // Read from their owners when stats() is called: the key table, the breaker relay.
 #define TOLLGATE_STATS_READ(X)                                           \

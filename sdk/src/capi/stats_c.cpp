@@ -12,7 +12,8 @@ namespace {
 
 // Where each version's layout of tg_stats ends (a caller of version v has a struct this long).
 constexpr std::size_t kStatsEnd[] = {0, offsetof(tg_stats, denied_over_group_limit),
-                                     offsetof(tg_stats, bulkhead_rejected), sizeof(tg_stats)};
+                                     offsetof(tg_stats, bulkhead_rejected),
+                                     offsetof(tg_stats, config_updates), sizeof(tg_stats)};
 static_assert(std::size(kStatsEnd) == TG_STATS_VERSION + 1, "a tg_stats version without its end");
 
 // Every counter of tollgate/stats_list.h has a uint64_t field of its name in tg_stats, within
@@ -27,11 +28,11 @@ TOLLGATE_STATS_COUNTERS(TG_CHECK_FIELD)
 #undef TG_CHECK_FIELD
 
 // The fields of tg_stats that are no counter of the list; with the list, all of them.
-#define TG_STATS_OTHER_FIELDS(X)                                                \
-  X(version)                                                                    \
-  X(denied_total)                                                               \
-  X(denied) X(shards) X(breakers_closed) X(breakers_open) X(breakers_half_open) \
-      X(denied_over_group_limit)
+#define TG_STATS_OTHER_FIELDS(X) \
+  X(version)                     \
+  X(denied_total)                \
+  X(denied)                      \
+  X(shards) X(breakers_closed) X(breakers_open) X(breakers_half_open) X(denied_over_group_limit)
 #define TG_FIELD_SIZE(name) +sizeof(tg_stats::name)
 #define TG_COUNTER_SIZE(name, since, help) +sizeof(uint64_t)
 constexpr std::size_t kNamedBytes =
