@@ -118,6 +118,12 @@ public sealed class TollgateStats
     public ulong ShortCircuited { get; init; }
     /// <summary>Lease batches sent again after a transport failure.</summary>
     public ulong StoreRetries { get; init; }
+    /// <summary>Config updates applied (<see cref="TollgateLimiter.Update"/>).</summary>
+    public ulong ConfigUpdates { get; init; }
+    /// <summary>Config updates refused; the running config stayed.</summary>
+    public ulong ConfigRejected { get; init; }
+    /// <summary>Keys moved to another policy by an update.</summary>
+    public ulong KeysMoved { get; init; }
     /// <summary>Each shard's breaker now (empty for the in-process store).</summary>
     public IReadOnlyList<BreakerState> Breakers { get; init; } = Array.Empty<BreakerState>();
 
@@ -152,6 +158,9 @@ public sealed class TollgateStats
             BulkheadRejected = s.BulkheadRejected,
             ShortCircuited = s.ShortCircuited,
             StoreRetries = s.StoreRetries,
+            ConfigUpdates = s.ConfigUpdates,
+            ConfigRejected = s.ConfigRejected,
+            KeysMoved = s.KeysMoved,
             Breakers = breakers,
         };
     }

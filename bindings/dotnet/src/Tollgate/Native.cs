@@ -87,6 +87,9 @@ internal unsafe struct NativeStats
     public ulong BulkheadRejected;      // version 3
     public ulong ShortCircuited;
     public ulong StoreRetries;
+    public ulong ConfigUpdates;  // version 4
+    public ulong ConfigRejected;
+    public ulong KeysMoved;
 }
 
 internal static unsafe partial class Native
@@ -96,7 +99,7 @@ internal static unsafe partial class Native
     // The binding needs at least this library version (TG_VERSION_NUM), and the same major.
     internal const int MinimumVersionNum = 100;
     internal const uint LimiterOptionsVersion = 1;
-    internal const uint StatsVersion = 3;
+    internal const uint StatsVersion = 4;
     // TG_STATS_DENIED_SLOTS: tg_stats.denied[] counts the reasons of version 1; later ones
     // have fields of their own at the end.
     internal const int StatsDeniedSlots = 15;
@@ -119,6 +122,10 @@ internal static unsafe partial class Native
     [LibraryImport(Library, EntryPoint = "tg_limiter_create")]
     internal static partial Status LimiterCreate(nint* outLimiter, byte* configJson,
         NativeLimiterOptions* options, byte* errstr, nuint errstrSize);
+
+    [LibraryImport(Library, EntryPoint = "tg_limiter_update")]
+    internal static partial Status LimiterUpdate(nint limiter, byte* configJson, byte* errstr,
+        nuint errstrSize);
 
     [LibraryImport(Library, EntryPoint = "tg_limiter_destroy")]
     internal static partial void LimiterDestroy(nint* limiter);
