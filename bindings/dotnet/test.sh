@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The .NET stage, from a clean clone: builds libtollgate.so (Release, build-dotnet/), checks
 # its exports and NEEDED entries, builds and tests the binding against real Redis, packs the
-# NuGet packages (nuget/pack.sh) and runs the end-to-end test (e2e/run.sh). Exit 0 = passed.
+# NuGet packages (nuget/pack.sh), runs the end-to-end test (e2e/run.sh) and has a real
+# Prometheus server scrape the ASP.NET Core sample (prometheus/run.sh). Exit 0 = passed.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -37,4 +38,6 @@ if [[ -x $HERE/e2e/run.sh ]]; then
   step "end to end"
   "$HERE/e2e/run.sh" "$ROOT/build-dotnet/nupkgs"
 fi
+step "a real Prometheus server scrapes the ASP.NET Core sample"
+TOLLGATE_NATIVE_LIBRARY="$LIB" "$HERE/prometheus/run.sh"
 echo "== dotnet: all passed"

@@ -37,4 +37,5 @@ if (mode != "off") app.UseRateLimiter();
 app.MapGet("/", (HttpContext http) => $"hello, {http.Request.Headers["X-Tenant"].FirstOrDefault() ?? "anonymous"}\n")
     .RequireRateLimiting("per-tenant");
 app.MapHealthChecks("/healthz");
+app.MapTollgateMetrics("/metrics");  // Prometheus text (docs/observability.md)
 app.Run();

@@ -11,16 +11,9 @@ set -euo pipefail
 FEED=$(cd "${1:?usage: run.sh FEED_DIR}" && pwd)
 HERE=$(cd "$(dirname "$0")" && pwd)
 VERSION=$(sed -n 's:.*<Version>\(.*\)</Version>.*:\1:p' "$HERE/../Directory.Build.props")
-WORK=$(mktemp -d /tmp/tollgate-e2e.XXXXXX)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-fail() { echo "e2e: FAIL: $*"; for f in "$WORK"/*.log; do echo "--- $f"; tail -20 "$f"; done; exit 1; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+HARNESS_NAME=e2e
+# shellcheck source=../harness.sh
+source "$HERE/../harness.sh"
 
 # The app, away from the repository (no Directory.Build.props, no solution), with a feed of
 # its own and a package folder of its own, so only the freshly packed Tollgate can be used.
@@ -41,11 +34,7 @@ dotnet build "$WORK/app" -c Release -p:TollgateVersion="$VERSION" -p:RestorePack
 APP_DIR=$WORK/app/bin/Release/net10.0
 [[ -f $APP_DIR/runtimes/linux-x64/native/libtollgate.so ]] || fail "libtollgate.so not in the app's output"
 
-REDIS_PORT=$(free_port)
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" >"$WORK/redis.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
-redis-cli -p "$REDIS_PORT" ping | grep -q PONG || fail "redis-server did not start"
+start_redis
 
 RATE=0.01 BURST=20 TTL_MS=2000
 start_app() {  # name portvar  (not in a subshell: PIDS must see the new process)

@@ -331,6 +331,15 @@ class PyLimiter {
     });
   }
 
+  std::string prometheus_text() {
+    std::shared_ptr<tollgate::Limiter> lim = shared();
+    return without_gil([&] {
+      std::string text = tollgate::prometheus_text(*lim);
+      lim.reset();
+      return text;
+    });
+  }
+
   std::string instance_id() { return live().instance_id(); }
 
  private:
@@ -551,6 +560,7 @@ PYBIND11_MODULE(_native, m) {
       .def("acquire_permit", &PyLimiter::acquire_permit, py::arg("key"), py::arg("count") = 1)
       .def("stats", [](PyLimiter& l) { return stats_to_dict(l.stats()); })
       .def("_update", &PyLimiter::update, py::arg("config"), py::arg("is_path"))
+      .def("_prometheus_text", &PyLimiter::prometheus_text)
       .def_property_readonly("instance_id", &PyLimiter::instance_id)
       .def_property_readonly("closed", &PyLimiter::closed)
       .def("close", &PyLimiter::close);

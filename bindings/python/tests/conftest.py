@@ -8,13 +8,16 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
+import types
 import uuid
 from typing import Any, Callable, Iterator
 
 import pytest
 
 import tollgate
+from tollgate import _telemetry
 
 STARTUP_SECONDS = 20.0
 
@@ -136,3 +139,83 @@ def _installed_package() -> None:
         here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         assert not os.path.abspath(tollgate.__file__).startswith(here + os.sep), (
             "tests must run against the installed package, not " + tollgate.__file__)
+
+
+# ---- A stand-in for the opentelemetry API ----------------------------------------------
+
+class FakeInstrument:
+    def __init__(self, name: str, kind: str, unit: str = "", description: str = "",
+                 callbacks=()) -> None:
+        self.name, self.kind, self.unit, self.description = name, kind, unit, description
+        self.callbacks = list(callbacks)
+        self.points: list[tuple[float, dict]] = []
+
+    def add(self, value, attributes=None):
+        self.points.append((value, dict(attributes or {})))
+
+    record = add
+
+    def observe(self) -> list[tuple[float, dict]]:
+        """What a collection would read: every callback's observations."""
+        return [(o.value, dict(o.attributes or {})) for cb in self.callbacks for o in cb(None)]
+
+
+class FakeObservation:
+    def __init__(self, value, attributes=None):
+        self.value, self.attributes = value, attributes
+
+
+class FakeSpan:
+    def __init__(self, name, attributes):
+        self.name = name
+        self.attributes = dict(attributes or {})
+
+    def set_attribute(self, k, v):
+        self.attributes[k] = v
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@pytest.fixture
+def fake_otel(monkeypatch):
+    """A stand-in for the opentelemetry API (not packaged by Debian): records the
+    instruments made through it, with the API's signatures."""
+    instruments: dict[str, FakeInstrument] = {}
+    spans: list[FakeSpan] = []
+    meters: list[tuple] = []
+
+    class Meter:
+        def _make(kind):
+            def make(self, name, callbacks=None, unit="", description=""):
+                assert name not in instruments, f"{name} made twice"
+                instruments[name] = FakeInstrument(name, kind, unit, description, callbacks or ())
+                return instruments[name]
+            return make
+        create_counter = _make("counter")
+        create_histogram = _make("histogram")
+        create_observable_counter = _make("counter")
+        create_observable_up_down_counter = _make("updowncounter")
+
+    class Tracer:
+        def start_as_current_span(self, name, attributes=None):
+            spans.append(FakeSpan(name, attributes))
+            return spans[-1]
+
+    otel = types.ModuleType("opentelemetry")
+    metrics = types.ModuleType("opentelemetry.metrics")
+    trace = types.ModuleType("opentelemetry.trace")
+    metrics.get_meter = lambda *a, **k: meters.append(a) or Meter()
+    metrics.Observation = FakeObservation
+    trace.get_tracer = lambda *a, **k: Tracer()
+    otel.metrics, otel.trace = metrics, trace
+    monkeypatch.setitem(sys.modules, "opentelemetry", otel)
+    monkeypatch.setitem(sys.modules, "opentelemetry.metrics", metrics)
+    monkeypatch.setitem(sys.modules, "opentelemetry.trace", trace)
+    _telemetry._reset_for_tests()
+    instruments_with_meter = types.SimpleNamespace(instruments=instruments, spans=spans, meters=meters)
+    yield instruments_with_meter
+    _telemetry._reset_for_tests()

@@ -6,7 +6,6 @@ import logging
 import subprocess
 import sys
 import textwrap
-import types
 
 import pytest
 
@@ -61,69 +60,16 @@ def test_without_opentelemetry_nothing_is_recorded(make_limiter, key):
     assert asyncio.run(lim.acquire_async(key, 1, timeout=20)).allowed
 
 
-class FakeInstrument:
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.points: list[tuple[float, dict]] = []
-
-    def add(self, value, attributes=None):
-        self.points.append((value, dict(attributes or {})))
-
-    record = add
-
-
-class FakeSpan:
-    def __init__(self, name, attributes):
-        self.name = name
-        self.attributes = dict(attributes or {})
-
-    def set_attribute(self, k, v):
-        self.attributes[k] = v
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-@pytest.fixture
-def fake_otel(monkeypatch):
-    instruments: dict[str, FakeInstrument] = {}
-    spans: list[FakeSpan] = []
-
-    class Meter:
-        def _make(self, name, **_):
-            return instruments.setdefault(name, FakeInstrument(name))
-        create_counter = create_histogram = _make
-
-    class Tracer:
-        def start_as_current_span(self, name, attributes=None):
-            spans.append(FakeSpan(name, attributes))
-            return spans[-1]
-
-    otel = types.ModuleType("opentelemetry")
-    metrics = types.ModuleType("opentelemetry.metrics")
-    trace = types.ModuleType("opentelemetry.trace")
-    metrics.get_meter = lambda *a, **k: Meter()
-    trace.get_tracer = lambda *a, **k: Tracer()
-    otel.metrics, otel.trace = metrics, trace
-    monkeypatch.setitem(sys.modules, "opentelemetry", otel)
-    monkeypatch.setitem(sys.modules, "opentelemetry.metrics", metrics)
-    monkeypatch.setitem(sys.modules, "opentelemetry.trace", trace)
-    _telemetry._reset_for_tests()
-    yield instruments, spans
-    _telemetry._reset_for_tests()
-
-
 def test_opentelemetry_metrics_and_spans_when_importable(fake_otel, make_limiter, key):
-    instruments, spans = fake_otel
+    instruments, spans = fake_otel.instruments, fake_otel.spans
     lim = make_limiter()
     d = asyncio.run(lim.acquire_async(key, 2, timeout=20))
     assert d.allowed
     # Reported after the grant is applied, so possibly just after the acquire completed.
-    wait_until(lambda: (1, {"outcome": "ok"}) in instruments["tollgate.lease.requests"].points)
+    wait_until(lambda: any(a == {"tollgate.outcome": "ok"}
+                           for _, a in instruments["tollgate.lease.duration"].points))
     assert instruments["tollgate.lease.duration"].points[0][0] >= 0
+    assert fake_otel.meters[0][0] == "Tollgate"
     assert spans[0].name == "tollgate.acquire"
     assert spans[0].attributes == {"tollgate.cost": 2, "tollgate.allowed": True,
                                    "tollgate.reason": "ok"}
@@ -136,9 +82,16 @@ def test_opentelemetry_metrics_and_spans_when_importable(fake_otel, make_limiter
         pass
 
     f()
-    value, attrs = instruments["tollgate.decisions"].points[-1]
-    assert attrs == {"allowed": True, "reason": "ok", "source": "decorator"}
-    assert not any(key in str(a) for _, a in instruments["tollgate.decisions"].points)
+    lim.try_acquire("nobody:" + key)  # no_policy: every decision counts, not only the middleware's
+    observed = instruments["tollgate.decisions"].observe()
+    assert not any(key in str(a) for _, a in observed)
+    # The decisions of every live limiter (other tests' limiters may still be open).
+    live = [s for s in (_telemetry._live_stats())]
+    by = {(a["tollgate.result"], a["tollgate.reason"]): v for v, a in observed}
+    assert by[("admitted", "ok")] == sum(s["admitted"] for s in live)
+    assert by[("denied", "no_policy")] == sum(s["denied"]["no_policy"] for s in live)
+    assert by[("denied", "no_policy")] >= 1
+    assert lim.stats()["admitted"] == 3
 
 
 def test_interpreter_exit_with_open_limiters_and_waits(redis_url, key):

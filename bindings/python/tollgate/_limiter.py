@@ -59,6 +59,7 @@ class Limiter(_native.Limiter):
         otel = _telemetry.otel()
         super().__init__(text, is_path, _telemetry.Sink(otel), otel is not None)
         _open.add(self)
+        _telemetry.track(self)
 
     @classmethod
     def from_config(cls, config: ConfigSource) -> "Limiter":
@@ -83,6 +84,12 @@ class Limiter(_native.Limiter):
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"instance_id={self.instance_id!r}"
         return f"<tollgate.Limiter {state}>"
+
+    def prometheus_text(self) -> str:
+        """The limiter's metrics in the Prometheus text format 0.0.4, in the metric
+        vocabulary of every binding (docs/observability.md): the native exposition, the
+        same text as C++'s ``tollgate::prometheus_text``. ``tollgate.prometheus`` serves it."""
+        return self._prometheus_text()
 
     def permit(self, key: str, count: int = 1) -> _native.Permit:
         """Takes ``count`` concurrency permits without waiting. As a context manager it
@@ -150,7 +157,6 @@ class Limiter(_native.Limiter):
                 return key.format(**values), c
 
             def check(k: str, d: Decision) -> None:
-                _telemetry.record_decision(d, "decorator")
                 if not d.allowed:
                     raise RateLimitExceeded(k, d.retry_after, d.reason, d)
 

@@ -1,18 +1,73 @@
 """Where the SDK's telemetry goes: log lines to ``logging.getLogger("tollgate")``, and,
-when the ``opentelemetry`` API is importable, metrics (lease round trips, breaker changes)
-and spans (waiting acquires). OpenTelemetry is optional: without it nothing is recorded
-beyond the log lines, and nothing is imported."""
+when the ``opentelemetry`` API is importable, metrics and spans in the metric vocabulary
+every binding shares (sdk/src/telemetry/metrics.json, docs/observability.md).
+OpenTelemetry is optional: without it nothing is recorded beyond the log lines, and
+nothing is imported. The counters are observable: read from the native counters of every
+live limiter when metrics are collected, so they count what C++ and .NET count and the
+hot path pays nothing."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any, Iterator, Optional
+import weakref
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 logger = logging.getLogger("tollgate")
 
 # The SDK's LogLevel (debug, info, warn, error) as logging levels.
 _LEVELS = (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR)
+
+# The meter's and tracer's name, as .NET's Meter and ActivitySource are named.
+NAME = "Tollgate"
+
+# The counters of the vocabulary that are one native counter each (metrics.json, in order):
+# (name, unit, description, key of Limiter.stats()). tests/test_vocabulary.py compares them.
+COUNTERS = (
+    ("tollgate.tokens.admitted", "{token}", "Tokens (summed cost) of the decisions that admitted", "admitted_tokens"),
+    ("tollgate.lease.requests", "{request}", "Lease requests sent to the store, one per key", "leases_asked"),
+    ("tollgate.lease.grants", "{lease}", "Lease answers that granted tokens", "leases_granted"),
+    ("tollgate.lease.failures", "{request}", "Lease requests that failed (shard unavailable)", "lease_failures"),
+    ("tollgate.lease.tokens.granted", "{token}", "Tokens received in leases", "tokens_leased"),
+    ("tollgate.lease.tokens.returned", "{token}", "Unspent leased tokens given back to the store", "tokens_given_back"),
+    ("tollgate.lease.tokens.expired", "{token}", "Leased tokens that expired unspent before they could go back", "tokens_expired"),
+    ("tollgate.fallback.tokens", "{token}", "Tokens the local fallback buckets handed out while a shard was unavailable", "fallback_tokens"),
+    ("tollgate.fallback.tokens.dropped", "{token}", "Fallback tokens unspent when the shard came back", "fallback_dropped"),
+    ("tollgate.keys.evicted", "{key}", "Keys evicted from the key table", "keys_evicted"),
+    ("tollgate.breaker.transitions", "{transition}", "Circuit breaker state changes, all shards", "breaker_transitions"),
+    ("tollgate.breaker.openings", "{transition}", "Circuit breaker changes to open, all shards", "breakers_opened"),
+    ("tollgate.store.bulkhead.rejections", "{request}", "Lease requests refused at once because their shard's bulkhead was full", "bulkhead_rejected"),
+    ("tollgate.store.short_circuits", "{request}", "Lease requests failed at once because their shard's circuit breaker was open", "short_circuited"),
+    ("tollgate.store.retries", "{batch}", "Lease batches sent again after a transport failure", "store_retries"),
+    ("tollgate.config.updates", "{update}", "Config updates applied to the running limiter", "config_updates"),
+    ("tollgate.config.rejections", "{update}", "Config updates refused (the running config stayed)", "config_rejected"),
+    ("tollgate.keys.moved", "{key}", "Keys moved to another policy by a config update", "keys_moved"),
+)
+
+# The gauges that are one native value each.
+GAUGES = (
+    ("tollgate.keys.tracked", "{key}", "Keys in the key table now", "keys_tracked"),
+    ("tollgate.memory.usage", "By", "Bytes held by the key table, its entries, wait queues and timers", "bytes_used"),
+)
+
+_BREAKER_STATES = ("closed", "open", "half_open")
+
+# Every live limiter, for the observable instruments.
+_live: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+def track(limiter: Any) -> None:
+    _live.add(limiter)
+
+
+def _live_stats() -> list[dict[str, Any]]:
+    out = []
+    for limiter in list(_live):
+        try:
+            out.append(limiter.stats())
+        except Exception:  # closed meanwhile
+            pass
+    return out
 
 
 def _load_otel() -> Optional[Any]:
@@ -29,19 +84,50 @@ class _Otel:
     def __init__(self, metrics: Any, trace: Any) -> None:
         from . import __version__
 
-        meter = metrics.get_meter("tollgate", __version__)
-        self.tracer = trace.get_tracer("tollgate", __version__)
-        self.lease_requests = meter.create_counter(
-            "tollgate.lease.requests", unit="{request}", description="Lease round trips to the quota store")
+        observation = metrics.Observation
+        meter = metrics.get_meter(NAME, __version__)
+        self.tracer = trace.get_tracer(NAME, __version__)
+
+        def decisions(_options: Any) -> Iterable[Any]:
+            admitted, denied = 0, {}
+            for s in _live_stats():
+                admitted += s["admitted"]
+                for reason, n in s["denied"].items():
+                    denied[reason] = denied.get(reason, 0) + n
+            yield observation(admitted, {"tollgate.result": "admitted", "tollgate.reason": "ok"})
+            for reason, n in denied.items():
+                if reason != "ok":
+                    yield observation(n, {"tollgate.result": "denied", "tollgate.reason": reason})
+
+        def one(key: str) -> Callable[[Any], Iterable[Any]]:
+            def observe(_options: Any) -> Iterable[Any]:
+                yield observation(sum(s[key] for s in _live_stats()))
+            return observe
+
+        def breakers(_options: Any) -> Iterable[Any]:
+            counts: list[list[int]] = []
+            for s in _live_stats():
+                for shard, state in enumerate(s["breakers"]):
+                    while len(counts) <= shard:
+                        counts.append([0, 0, 0])
+                    counts[shard][_BREAKER_STATES.index(state)] += 1
+            for shard, per_state in enumerate(counts):
+                for state, n in zip(_BREAKER_STATES, per_state):
+                    yield observation(n, {"tollgate.shard": shard, "tollgate.breaker.state": state})
+
+        meter.create_observable_counter("tollgate.decisions", callbacks=[decisions],
+                                        unit="{decision}", description="Decisions, by result and reason")
+        for name, unit, description, key in COUNTERS:
+            meter.create_observable_counter(name, callbacks=[one(key)], unit=unit, description=description)
+        for name, unit, description, key in GAUGES:
+            meter.create_observable_up_down_counter(name, callbacks=[one(key)], unit=unit,
+                                                    description=description)
+        meter.create_observable_up_down_counter(
+            "tollgate.breaker.state", callbacks=[breakers], unit="{shard}",
+            description="1 for each shard's circuit breaker state now, 0 for the states it is not in")
         self.lease_duration = meter.create_histogram(
-            "tollgate.lease.duration", unit="s", description="Lease round trip time")
-        self.tokens_granted = meter.create_counter(
-            "tollgate.lease.tokens_granted", unit="{token}", description="Tokens granted by the store")
-        self.breaker_transitions = meter.create_counter(
-            "tollgate.breaker.transitions", unit="{transition}", description="Circuit breaker state changes")
-        self.decisions = meter.create_counter(
-            "tollgate.decisions", unit="{decision}",
-            description="Decisions made by tollgate's middleware, decorator and waiting acquires")
+            "tollgate.lease.duration", unit="s",
+            description="Duration of lease round trips to the store, by outcome")
 
 
 _otel: Optional[_Otel] = None
@@ -76,25 +162,12 @@ class Sink:
     def lease(self, keys: int, tokens_asked: int, tokens_granted: int, failed_keys: int,
               duration: float, ok: bool) -> None:
         o = self._otel
-        if o is None:
-            return
-        attrs = {"outcome": "ok" if ok else "failed"}
-        o.lease_requests.add(1, attrs)
-        o.lease_duration.record(duration, attrs)
-        if tokens_granted:
-            o.tokens_granted.add(tokens_granted)
+        if o is not None:
+            o.lease_duration.record(duration, {"tollgate.outcome": "ok" if ok else "failed"})
 
     def breaker(self, shard: int, from_state: str, to_state: str) -> None:
-        o = self._otel
-        if o is not None:
-            o.breaker_transitions.add(1, {"shard": shard, "to": to_state})
-
-
-def record_decision(decision: Any, source: str) -> None:
-    o = otel()
-    if o is not None:
-        o.decisions.add(1, {"allowed": bool(decision.allowed), "reason": decision.reason,
-                            "source": source})
+        """Breaker changes are logged by the SDK itself and counted natively
+        (tollgate.breaker.transitions, tollgate.breaker.state)."""
 
 
 @contextlib.contextmanager

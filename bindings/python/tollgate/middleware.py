@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from typing import Any, Awaitable, Callable, Iterable, MutableMapping, Optional, Union
 
-from . import _telemetry
 from ._native import Decision
 
 __all__ = ["WSGIMiddleware", "ASGIMiddleware", "retry_after_header"]
@@ -63,7 +62,6 @@ class WSGIMiddleware(_Middleware):
             d = self.limiter.try_acquire(key, cost)
         else:
             d = self.limiter.acquire(key, cost, self.timeout)
-        _telemetry.record_decision(d, "middleware")
         environ["tollgate.decision"] = d
         if d.allowed:
             if d.reason not in _FALLBACKS:
@@ -101,7 +99,6 @@ class ASGIMiddleware(_Middleware):
             d = self.limiter.try_acquire(key, cost)
         else:
             d = await self.limiter.acquire_async(key, cost, self.timeout)
-        _telemetry.record_decision(d, "middleware")
         scope["tollgate.decision"] = d
         if d.allowed:
             if d.reason not in _FALLBACKS:

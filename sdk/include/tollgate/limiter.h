@@ -20,14 +20,28 @@ namespace tollgate {
 class Limiter;
 class LimiterImpl;
 
+// The upper bounds (seconds) of the lease duration histogram's buckets; a last bucket holds
+// what is above them all. The same as histogram_buckets_seconds in the metric vocabulary
+// (sdk/src/telemetry/metrics.json; the build checks it).
+inline constexpr std::array<double, 13> kLeaseDurationBounds = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
+
+// Lease round trips by how long they took (LeaseEvent::duration).
+struct DurationHistogram {
+  std::array<std::uint64_t, kLeaseDurationBounds.size() + 1> buckets{};  // not cumulative
+  std::uint64_t count = 0;
+  double sum_seconds = 0;
+};
+
 // Counters since the limiter started (each one declared in tollgate/stats_list.h, where
-// it says what it counts), denials by reason, and each shard's breaker now.
+// it says what it counts), denials by reason, lease durations, and each shard's breaker now.
 struct Stats {
 #define TOLLGATE_STATS_FIELD(name, since, help) std::uint64_t name = 0;
   TOLLGATE_STATS_COUNTERS(TOLLGATE_STATS_FIELD)
 #undef TOLLGATE_STATS_FIELD
   std::array<std::uint64_t, kReasonCount> denied{};  // denials by Reason
   std::vector<BreakerState> breakers;  // each shard's breaker now (empty: in-process store)
+  std::array<DurationHistogram, 2> lease_duration{};  // by LeaseOutcome (kOk, kFailed)
 
   std::uint64_t denied_total() const noexcept {
     std::uint64_t n = 0;

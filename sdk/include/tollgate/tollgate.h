@@ -298,6 +298,17 @@ TG_API const char* tg_stats_field(size_t* out_offset, size_t index);
 TG_API tg_status tg_limiter_breakers(tg_breaker_state* out_states, size_t capacity,
                                      size_t* out_count, tg_limiter* limiter);
 
+/* ---- Prometheus exposition ---------------------------------------------------------------- */
+
+/* The limiter's metrics in the Prometheus text format 0.0.4 (docs/observability.md), as
+   snprintf writes: the text's length without its NUL goes to *out_length, and when it is
+   below `capacity` the text and a NUL are written to out_text; otherwise nothing is written
+   (call again with *out_length + 1 bytes, or more: the counters may have grown meanwhile).
+   out_text may be NULL when capacity is 0. Serve it as
+   "text/plain; version=0.0.4; charset=utf-8". */
+TG_API tg_status tg_limiter_prometheus_text(char* out_text, size_t capacity, size_t* out_length,
+                                            tg_limiter* limiter);
+
 #ifdef __cplusplus
 }
 #endif

@@ -6,5 +6,6 @@
 #include "tollgate/decision.h"
 #include "tollgate/limiter.h"
 #include "tollgate/manual_clock.h"
+#include "tollgate/prometheus.h"
 #include "tollgate/quota_store.h"
 #include "tollgate/version.h"

@@ -1,10 +1,13 @@
-// tg_limiter_stats and tg_limiter_breakers: the versioned C view of tollgate::Stats.
+// tg_limiter_stats and tg_limiter_breakers: the versioned C view of tollgate::Stats; and
+// its Prometheus text.
 #include "capi/capi_internal.h"
 
 #include <cstddef>
 #include <cstring>
 #include <iterator>
 #include <type_traits>
+
+#include "tollgate/prometheus.h"
 
 using tollgate::capi::guarded;
 
@@ -117,6 +120,19 @@ tg_status tg_limiter_breakers(tg_breaker_state* out_states, size_t capacity, siz
     for (size_t i = 0; i < s.breakers.size() && i < capacity; ++i)
       out_states[i] = static_cast<tg_breaker_state>(s.breakers[i]);
     if (out_count != nullptr) *out_count = s.breakers.size();
+    return TG_OK;
+  });
+}
+
+tg_status tg_limiter_prometheus_text(char* out_text, size_t capacity, size_t* out_length,
+                                     tg_limiter* limiter) {
+  if (out_length != nullptr) *out_length = 0;
+  if (out_length == nullptr || limiter == nullptr || (out_text == nullptr && capacity != 0))
+    return TG_ERR_INVALID_ARGUMENT;
+  return guarded([&] {
+    const std::string text = tollgate::prometheus_text(*limiter->limiter);
+    *out_length = text.size();
+    if (text.size() < capacity) std::memcpy(out_text, text.c_str(), text.size() + 1);
     return TG_OK;
   });
 }

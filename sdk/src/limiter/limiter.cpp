@@ -1387,6 +1387,7 @@ Stats LimiterImpl::stats() const {
                   timer_count_.load(std::memory_order_relaxed) * sizeof(Timer);
   st.breaker_transitions = relay_->transitions.load(std::memory_order_relaxed);
   st.breakers_opened = relay_->opened.load(std::memory_order_relaxed);
+  relay_->durations.read(st.lease_duration);
   try {
     st.breakers = store_->breaker_states();
     const StoreStats store = store_->stats();

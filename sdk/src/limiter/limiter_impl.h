@@ -23,6 +23,7 @@
 #include "limiter/entry.h"
 #include "limiter/epoch.h"
 #include "limiter/key_table.h"
+#include "limiter/lease_durations.h"
 #include "limiter/policy_index.h"
 #include "tollgate/limiter.h"
 
@@ -189,14 +190,17 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   }
   Nanos next_wakeup(Nanos now);
 
-  // Stands between the store and the user's observer: counts breaker changes for stats().
+  // Stands between the store and the user's observer: counts breaker changes and lease
+  // durations for stats().
   struct Relay final : Observer {
     std::shared_ptr<Observer> user;
     std::atomic<std::uint64_t> transitions{0}, opened{0};
+    core::LeaseDurations durations;
     void on_lease_start(const LeaseStartEvent& e) noexcept override {
       if (user) user->on_lease_start(e);
     }
     void on_lease(const LeaseEvent& e) noexcept override {
+      durations.record(e.outcome, e.duration);
       if (user) user->on_lease(e);
     }
     void on_breaker(const BreakerEvent& e) noexcept override {

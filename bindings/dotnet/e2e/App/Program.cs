@@ -22,7 +22,7 @@ using var meters = new MeterListener
 };
 meters.SetMeasurementEventCallback<long>((i, value, tags, _) =>
 {
-    if (i.Name == "tollgate.leases") Interlocked.Increment(ref leaseMeasurements);
+    if (i.Name == "tollgate.lease.requests") Interlocked.Increment(ref leaseMeasurements);
     if (i.Name == "tollgate.decisions") Interlocked.Increment(ref decisionMeasurements);
     foreach (var t in tags) tagValues.Add(t.Value?.ToString() ?? "");
 });

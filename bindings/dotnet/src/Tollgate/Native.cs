@@ -37,6 +37,14 @@ internal struct NativeLeaseEvent
 }
 
 [StructLayout(LayoutKind.Sequential)]
+internal struct NativeLeaseStartEvent
+{
+    public ulong Id;
+    public uint Keys;
+    public ulong TokensAsked;
+}
+
+[StructLayout(LayoutKind.Sequential)]
 internal struct NativeBreakerEvent
 {
     public uint Shard;
@@ -53,7 +61,7 @@ internal unsafe struct NativeLimiterOptions
     public delegate* unmanaged[Cdecl]<int, byte*, nuint, nint, void> OnLog;
     public int MinLogLevel;
     public nint ObserverUserData;
-    public delegate* unmanaged[Cdecl]<void*, nint, void> OnLeaseStart; // not used by .NET
+    public delegate* unmanaged[Cdecl]<NativeLeaseStartEvent*, nint, void> OnLeaseStart;
 }
 
 // tg_stats. StatsLayoutTests checks every field against the loaded library's tg_stats_field
@@ -156,6 +164,10 @@ internal static unsafe partial class Native
 
     [LibraryImport(Library, EntryPoint = "tg_stats_field")]
     internal static partial byte* StatsField(nuint* outOffset, nuint index);
+
+    [LibraryImport(Library, EntryPoint = "tg_limiter_prometheus_text")]
+    internal static partial Status LimiterPrometheusText(byte* outText, nuint capacity, nuint* outLength,
+        nint limiter);
 
     [LibraryImport(Library, EntryPoint = "tg_limiter_breakers")]
     internal static partial Status LimiterBreakers(int* outStates, nuint capacity, nuint* outCount,

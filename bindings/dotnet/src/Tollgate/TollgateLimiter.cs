@@ -40,6 +40,8 @@ public sealed unsafe class TollgateLimiter : IDisposable
 {
     internal readonly LimiterHandle Handle;
     internal readonly TollgateLimiterOptions Options;
+    // Lease activities, started and ended by the observer's lease events.
+    internal readonly LeaseSpans Spans = new();
     private readonly Action<TollgateLogLevel, string>? _log;
     private static long s_pendingWaits;
 
@@ -88,7 +90,7 @@ public sealed unsafe class TollgateLimiter : IDisposable
         NativeLimiterOptions o = default;
         o.Version = Native.LimiterOptionsVersion;
         o.OnLease = &OnLease;
-        o.OnBreaker = &OnBreaker;
+        o.OnLeaseStart = &OnLeaseStart;
         o.OnLog = &OnLog;
         o.MinLogLevel = (int)options.MinimumLogLevel;
         o.ObserverUserData = GCHandle.ToIntPtr(self);
@@ -142,6 +144,7 @@ public sealed unsafe class TollgateLimiter : IDisposable
         Subscription?.Dispose();
         TollgateTelemetry.Untrack(this);
         Handle.Dispose();
+        Spans.EndAll();
     }
 
     /// <summary>Whether <see cref="Dispose"/> has run.</summary>
@@ -195,6 +198,8 @@ public sealed unsafe class TollgateLimiter : IDisposable
         if (cancellationToken.IsCancellationRequested)
             return Task.FromCanceled<Decision>(cancellationToken);
         var wait = new PendingWait(this, cancellationToken);
+        // The lease this wait causes is linked to the caller's activity (the waiting path only).
+        bool linked = Spans.Waiting();
         GCHandle gch = GCHandle.Alloc(wait);
         Interlocked.Increment(ref s_pendingWaits);
         ulong id = 0;
@@ -224,6 +229,7 @@ public sealed unsafe class TollgateLimiter : IDisposable
             Interlocked.Decrement(ref s_pendingWaits);
             throw new InvalidOperationException($"Tollgate: tg_acquire_async failed ({s})");
         }
+        if (id == 0 && linked) Spans.NotWaiting();
         if (id != 0 && cancellationToken.CanBeCanceled) wait.Watch(id);
         return wait.Task;
     }
@@ -282,6 +288,35 @@ public sealed unsafe class TollgateLimiter : IDisposable
             if (added) Handle.DangerousRelease();
         }
         return TollgateStats.From(s, breakers);
+    }
+
+    /// <summary>
+    /// The limiter's metrics in the Prometheus text format 0.0.4, in the metric vocabulary of every
+    /// binding (docs/observability.md): the native exposition, the same text C++'s
+    /// <c>tollgate::prometheus_text</c> gives. Serve it as "text/plain; version=0.0.4; charset=utf-8".
+    /// </summary>
+    public string GetPrometheusText()
+    {
+        bool added = false;
+        try
+        {
+            Handle.DangerousAddRef(ref added);
+            nint h = Handle.DangerousGetHandle();
+            nuint length = 0;
+            for (int capacity = 16 * 1024; ; )
+            {
+                byte[] buffer = new byte[capacity];
+                Status s;
+                fixed (byte* p = buffer) s = Native.LimiterPrometheusText(p, (nuint)buffer.Length, &length, h);
+                if (s != Status.Ok) throw new InvalidOperationException($"Tollgate: tg_limiter_prometheus_text failed ({s})");
+                if (length < (nuint)buffer.Length) return Encoding.UTF8.GetString(buffer, 0, (int)length);
+                capacity = (int)length + 1024;  // the counters may grow between the two calls
+            }
+        }
+        finally
+        {
+            if (added) Handle.DangerousRelease();
+        }
     }
 
     /// <summary>A <see cref="RateLimiter"/> for one key (a tenant): a light view over this limiter.</summary>
@@ -385,8 +420,8 @@ public sealed unsafe class TollgateLimiter : IDisposable
     {
         try
         {
-            TollgateTelemetry.Lease(new LeaseEvent((int)e->Keys, (int)e->FailedKeys, e->TokensAsked,
-                e->TokensGranted, TimeSpan.FromTicks(e->DurationNs / 100), e->Outcome != 0));
+            TollgateTelemetry.Lease(Owner(userData), e->Id, new LeaseEvent((int)e->Keys, (int)e->FailedKeys,
+                e->TokensAsked, e->TokensGranted, TimeSpan.FromTicks(e->DurationNs / 100), e->Outcome != 0));
         }
         catch
         {
@@ -395,15 +430,15 @@ public sealed unsafe class TollgateLimiter : IDisposable
     }
 
     [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
-    private static void OnBreaker(NativeBreakerEvent* e, nint userData)
+    private static void OnLeaseStart(NativeLeaseStartEvent* e, nint userData)
     {
         try
         {
-            // The native side logs the transition itself (on_log); this is for the meter.
-            TollgateTelemetry.Breaker(new BreakerEvent((int)e->Shard, (BreakerState)e->From, (BreakerState)e->To));
+            Owner(userData)?.Spans.Start(e->Id, e->Keys, e->TokensAsked);
         }
         catch
         {
+            // A listener's exception must not unwind into the SDK thread.
         }
     }
 

@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
@@ -7,9 +8,11 @@ using System.Runtime.CompilerServices;
 namespace Tollgate;
 
 /// <summary>
-/// The <see cref="Meter"/> and <see cref="ActivitySource"/> named "Tollgate". No tag carries a
-/// key or tenant id: decisions are read from the native counters when metrics are collected, so
-/// the hot path pays nothing for them.
+/// The <see cref="Meter"/> and <see cref="ActivitySource"/> named "Tollgate", in the metric
+/// vocabulary every binding shares (sdk/src/telemetry/metrics.json, docs/observability.md).
+/// Counters are read from the native counters when metrics are collected, so the hot path pays
+/// nothing for them and they count what the C++ and Python bindings count. No tag carries a key
+/// or tenant id.
 /// </summary>
 public static class TollgateTelemetry
 {
@@ -18,68 +21,88 @@ public static class TollgateTelemetry
 
     private static readonly string s_version = typeof(TollgateTelemetry).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";
 
-    /// <summary>Lease fetches as activities ("tollgate.lease").</summary>
+    /// <summary>Lease round trips as activities ("tollgate.lease").</summary>
     public static readonly ActivitySource ActivitySource = new(Name, s_version);
 
-    /// <summary>Decisions, leases and breaker transitions as instruments.</summary>
+    /// <summary>Decisions, leases, keys and breakers as instruments.</summary>
     public static readonly Meter Meter = new(Name, s_version);
 
     private static readonly ConditionalWeakTable<TollgateLimiter, object> s_limiters = new();
     private static readonly object s_tag = new();
 
-    private static readonly Counter<long> s_leases =
-        Meter.CreateCounter<long>("tollgate.leases", "{round_trip}", "Lease round trips to the store, by outcome");
-    private static readonly Histogram<double> s_leaseDuration =
-        Meter.CreateHistogram<double>("tollgate.lease.duration", "s", "Duration of lease round trips");
-    private static readonly Counter<long> s_leaseTokens =
-        Meter.CreateCounter<long>("tollgate.lease.tokens", "{token}", "Tokens asked for and granted in leases");
-    private static readonly Counter<long> s_breakerTransitions =
-        Meter.CreateCounter<long>("tollgate.breaker.transitions", "{transition}", "Circuit breaker state changes");
+    // The counters of the vocabulary that are one native counter each (metrics.json, in order).
+    private static readonly (string Name, string Unit, string Description, Func<TollgateStats, ulong> Value)[] s_counters =
+    {
+        ("tollgate.tokens.admitted", "{token}", "Tokens (summed cost) of the decisions that admitted", s => s.AdmittedTokens),
+        ("tollgate.lease.requests", "{request}", "Lease requests sent to the store, one per key", s => s.LeasesAsked),
+        ("tollgate.lease.grants", "{lease}", "Lease answers that granted tokens", s => s.LeasesGranted),
+        ("tollgate.lease.failures", "{request}", "Lease requests that failed (shard unavailable)", s => s.LeaseFailures),
+        ("tollgate.lease.tokens.granted", "{token}", "Tokens received in leases", s => s.TokensLeased),
+        ("tollgate.lease.tokens.returned", "{token}", "Unspent leased tokens given back to the store", s => s.TokensGivenBack),
+        ("tollgate.lease.tokens.expired", "{token}", "Leased tokens that expired unspent before they could go back", s => s.TokensExpired),
+        ("tollgate.fallback.tokens", "{token}", "Tokens the local fallback buckets handed out while a shard was unavailable", s => s.FallbackTokens),
+        ("tollgate.fallback.tokens.dropped", "{token}", "Fallback tokens unspent when the shard came back", s => s.FallbackDropped),
+        ("tollgate.keys.evicted", "{key}", "Keys evicted from the key table", s => s.KeysEvicted),
+        ("tollgate.breaker.transitions", "{transition}", "Circuit breaker state changes, all shards", s => s.BreakerTransitions),
+        ("tollgate.breaker.openings", "{transition}", "Circuit breaker changes to open, all shards", s => s.BreakersOpened),
+        ("tollgate.store.bulkhead.rejections", "{request}", "Lease requests refused at once because their shard's bulkhead was full", s => s.BulkheadRejected),
+        ("tollgate.store.short_circuits", "{request}", "Lease requests failed at once because their shard's circuit breaker was open", s => s.ShortCircuited),
+        ("tollgate.store.retries", "{batch}", "Lease batches sent again after a transport failure", s => s.StoreRetries),
+        ("tollgate.config.updates", "{update}", "Config updates applied to the running limiter", s => s.ConfigUpdates),
+        ("tollgate.config.rejections", "{update}", "Config updates refused (the running config stayed)", s => s.ConfigRejected),
+        ("tollgate.keys.moved", "{key}", "Keys moved to another policy by a config update", s => s.KeysMoved),
+    };
+
+    // The gauges that are one native value each.
+    private static readonly (string Name, string Unit, string Description, Func<TollgateStats, ulong> Value)[] s_gauges =
+    {
+        ("tollgate.keys.tracked", "{key}", "Keys in the key table now", s => s.KeysTracked),
+        ("tollgate.memory.usage", "By", "Bytes held by the key table, its entries, wait queues and timers", s => s.BytesUsed),
+    };
+
+    private static readonly Histogram<double> s_leaseDuration = CreateLeaseDuration();
 
     static TollgateTelemetry()
     {
         Meter.CreateObservableCounter("tollgate.decisions", ObserveDecisions, "{decision}",
-            "Decisions of all live limiters, by result and reason");
-        Meter.CreateObservableUpDownCounter("tollgate.breakers", ObserveBreakers, "{shard}",
-            "Shards by circuit breaker state");
+            "Decisions, by result and reason");
+        foreach (var c in s_counters)
+        {
+            Func<TollgateStats, ulong> value = c.Value;
+            Meter.CreateObservableCounter(c.Name, () => Sum(value), c.Unit, c.Description);
+        }
+        foreach (var g in s_gauges)
+        {
+            Func<TollgateStats, ulong> value = g.Value;
+            Meter.CreateObservableUpDownCounter(g.Name, () => Sum(value), g.Unit, g.Description);
+        }
+        Meter.CreateObservableUpDownCounter("tollgate.breaker.state", ObserveBreakers, "{shard}",
+            "1 for each shard's circuit breaker state now, 0 for the states it is not in");
+    }
+
+    private static Histogram<double> CreateLeaseDuration()
+    {
+        const string name = "tollgate.lease.duration", description = "Duration of lease round trips to the store, by outcome";
+#if NET9_0_OR_GREATER
+        // The buckets of metrics.json (histogram_buckets_seconds), as the C++ exposition has them.
+        return Meter.CreateHistogram<double>(name, "s", description, tags: null, new InstrumentAdvice<double>
+        {
+            HistogramBucketBoundaries = new[] { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5 },
+        });
+#else
+        return Meter.CreateHistogram<double>(name, "s", description);
+#endif
     }
 
     internal static void Track(TollgateLimiter limiter) => s_limiters.AddOrUpdate(limiter, s_tag);
 
     internal static void Untrack(TollgateLimiter limiter) => s_limiters.Remove(limiter);
 
-    internal static void Lease(in LeaseEvent e)
+    internal static void Lease(TollgateLimiter? limiter, ulong id, in LeaseEvent e)
     {
         string outcome = e.Failed ? "failed" : "ok";
-        var tag = new KeyValuePair<string, object?>("tollgate.outcome", outcome);
-        s_leases.Add(1, tag);
-        s_leaseDuration.Record(e.Duration.TotalSeconds, tag);
-        s_leaseTokens.Add((long)e.TokensAsked, new KeyValuePair<string, object?>("tollgate.tokens", "asked"));
-        s_leaseTokens.Add((long)e.TokensGranted, new KeyValuePair<string, object?>("tollgate.tokens", "granted"));
-        if (ActivitySource.HasListeners())
-        {
-            // Reported when the round trip ended: the activity starts `Duration` ago.
-            DateTimeOffset end = DateTimeOffset.UtcNow;
-            using Activity? a = ActivitySource.StartActivity("tollgate.lease", ActivityKind.Client,
-                default(ActivityContext), null, null, end - e.Duration);
-            if (a != null)
-            {
-                a.SetTag("tollgate.keys", e.Keys);
-                a.SetTag("tollgate.failed_keys", e.FailedKeys);
-                a.SetTag("tollgate.tokens.asked", (long)e.TokensAsked);
-                a.SetTag("tollgate.tokens.granted", (long)e.TokensGranted);
-                a.SetTag("tollgate.outcome", outcome);
-                if (e.Failed) a.SetStatus(ActivityStatusCode.Error, "some keys failed");
-                a.SetEndTime(end.UtcDateTime);
-            }
-        }
-    }
-
-    internal static void Breaker(in BreakerEvent e)
-    {
-        s_breakerTransitions.Add(1,
-            new KeyValuePair<string, object?>("tollgate.shard", e.Shard),
-            new KeyValuePair<string, object?>("tollgate.breaker.state", StateName(e.To)));
+        s_leaseDuration.Record(e.Duration.TotalSeconds, new KeyValuePair<string, object?>("tollgate.outcome", outcome));
+        limiter?.Spans.End(id, e, outcome);
     }
 
     internal static string StateName(BreakerState s) => s switch
@@ -89,7 +112,7 @@ public static class TollgateTelemetry
         _ => "closed",
     };
 
-    private static IEnumerable<TollgateStats> LiveStats()
+    private static List<TollgateStats> LiveStats()
     {
         var all = new List<TollgateStats>();
         foreach (var (limiter, _) in s_limiters)
@@ -105,6 +128,13 @@ public static class TollgateTelemetry
         return all;
     }
 
+    private static long Sum(Func<TollgateStats, ulong> value)
+    {
+        long n = 0;
+        foreach (TollgateStats s in LiveStats()) n += (long)value(s);
+        return n;
+    }
+
     private static IEnumerable<Measurement<long>> ObserveDecisions()
     {
         long admitted = 0;
@@ -114,27 +144,120 @@ public static class TollgateTelemetry
             admitted += (long)s.Admitted;
             foreach (var (reason, n) in s.DeniedByReason) denied[(int)reason] += (long)n;
         }
-        var result = new List<Measurement<long>>
+        // Every series from the start, as the C++ exposition has them.
+        var result = new List<Measurement<long>>(Native.ReasonCount)
         {
             new(admitted, new KeyValuePair<string, object?>("tollgate.result", "admitted"),
                 new KeyValuePair<string, object?>("tollgate.reason", "ok")),
         };
         for (int i = 1; i < denied.Length; i++)
-        {
-            if (denied[i] == 0) continue;
             result.Add(new(denied[i], new KeyValuePair<string, object?>("tollgate.result", "denied"),
                 new KeyValuePair<string, object?>("tollgate.reason", ReasonNames.Of((Reason)i))));
-        }
         return result;
     }
 
+    // A state set per shard: 1 on the state it is in, 0 on the others (summed over limiters).
     private static IEnumerable<Measurement<long>> ObserveBreakers()
     {
-        var counts = new long[3];
+        var counts = new List<long[]>();
         foreach (TollgateStats s in LiveStats())
-            foreach (BreakerState b in s.Breakers) counts[(int)b]++;
-        for (int i = 0; i < counts.Length; i++)
-            yield return new(counts[i],
-                new KeyValuePair<string, object?>("tollgate.breaker.state", StateName((BreakerState)i)));
+        {
+            for (int shard = 0; shard < s.Breakers.Count; shard++)
+            {
+                if (counts.Count <= shard) counts.Add(new long[3]);
+                counts[shard][(int)s.Breakers[shard]]++;
+            }
+        }
+        for (int shard = 0; shard < counts.Count; shard++)
+            for (int state = 0; state < 3; state++)
+                yield return new(counts[shard][state],
+                    new KeyValuePair<string, object?>("tollgate.shard", shard),
+                    new KeyValuePair<string, object?>("tollgate.breaker.state", StateName((BreakerState)state)));
+    }
+}
+
+/// <summary>
+/// A limiter's lease activities: each starts when its round trip starts (the native lease start
+/// event) and stops when it ends, and is linked to the waiting acquires queued since the previous
+/// one. Nothing here runs on the hot path: TryAcquire never touches it.
+/// </summary>
+internal sealed class LeaseSpans
+{
+    // Links kept for the next lease at most: waits whose lease never starts must not pile up.
+    internal const int MaxLinks = 32;
+
+    private readonly ConcurrentDictionary<ulong, Activity> _open = new();
+    private readonly object _gate = new();
+    private List<ActivityLink>? _waiting;
+
+    // The waiting path, before the wait is queued (so the lease it causes finds it): the
+    // caller's activity, when there is one and someone listens. Returns whether one was added.
+    internal bool Waiting()
+    {
+        Activity? current = Activity.Current;
+        if (current == null || !TollgateTelemetry.ActivitySource.HasListeners()) return false;
+        lock (_gate)
+        {
+            _waiting ??= new List<ActivityLink>();
+            if (_waiting.Count >= MaxLinks) return false;
+            _waiting.Add(new ActivityLink(current.Context));
+            return true;
+        }
+    }
+
+    // The acquire was decided at once after all: it waited for no lease.
+    internal void NotWaiting()
+    {
+        Activity? current = Activity.Current;
+        if (current == null) return;
+        lock (_gate)
+        {
+            int i = _waiting?.FindLastIndex(l => l.Context == current.Context) ?? -1;
+            if (i >= 0) _waiting!.RemoveAt(i);
+        }
+    }
+
+    // On the SDK's thread, before the request goes to the store.
+    internal void Start(ulong id, uint keys, ulong tokensAsked)
+    {
+        if (!TollgateTelemetry.ActivitySource.HasListeners()) return;
+        List<ActivityLink>? links;
+        lock (_gate)
+        {
+            links = _waiting;
+            _waiting = null;
+        }
+        Activity? previous = Activity.Current;
+        Activity.Current = null;  // a root: the SDK thread's work belongs to no request
+        Activity? a = TollgateTelemetry.ActivitySource.StartActivity("tollgate.lease", ActivityKind.Client,
+            default(ActivityContext), null, links);
+        Activity.Current = previous;  // the SDK thread's later work must not become its child
+        if (a == null) return;
+        a.SetTag("tollgate.keys", (int)keys);
+        a.SetTag("tollgate.tokens.asked", (long)tokensAsked);
+        if (!_open.TryAdd(id, a)) a.Dispose();
+    }
+
+    internal void End(ulong id, in LeaseEvent e, string outcome)
+    {
+        if (!_open.TryRemove(id, out Activity? a)) return;  // no listener when it started
+        a.SetTag("tollgate.failed_keys", e.FailedKeys);
+        a.SetTag("tollgate.tokens.granted", (long)e.TokensGranted);
+        a.SetTag("tollgate.outcome", outcome);
+        if (e.Failed) a.SetStatus(ActivityStatusCode.Error, "some keys failed");
+        Activity? previous = Activity.Current;
+        a.Stop();
+        Activity.Current = previous;
+    }
+
+    // When the limiter is disposed: a round trip that never ended still ends its activity.
+    internal void EndAll()
+    {
+        foreach (var id in _open.Keys)
+            if (_open.TryRemove(id, out Activity? a))
+            {
+                a.SetStatus(ActivityStatusCode.Error, "limiter disposed");
+                a.Stop();
+            }
     }
 }

@@ -330,7 +330,7 @@ public sealed class LimiterTests
         }
         lock (measurements)
         {
-            Assert.True(measurements.GetValueOrDefault("tollgate.leases") >= 1);
+            Assert.True(measurements.GetValueOrDefault("tollgate.lease.requests") >= 1);
             Assert.True(measurements.GetValueOrDefault("tollgate.decisions") >= 1);
             Assert.DoesNotContain(tags, t => t.Contains(key, StringComparison.Ordinal));
         }

@@ -43,6 +43,19 @@ public sealed class RedisServer : IDisposable
 
     public string Url => $"redis://127.0.0.1:{Port}";
 
+    /// <summary>Stops the server's process (SIGSTOP): connections stay open, nothing answers.</summary>
+    public void Pause() => Signal("-STOP");
+
+    /// <summary>Lets a paused server go on (SIGCONT).</summary>
+    public void Resume() => Signal("-CONT");
+
+    private void Signal(string signal)
+    {
+        using Process kill = Process.Start("kill", new[] { signal, _process.Id.ToString() })!;
+        kill.WaitForExit();
+        if (kill.ExitCode != 0) throw new InvalidOperationException($"kill {signal} failed");
+    }
+
     /// <summary>A loopback port nobody listens on (just now).</summary>
     public static int FreePort()
     {

@@ -1,0 +1,82 @@
+"""The metric vocabulary (sdk/src/telemetry/metrics.json) that C++, .NET and Python share:
+the OpenTelemetry instruments made through the API (a stand-in: Debian has no
+opentelemetry package), and the Prometheus text export."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+
+import pytest
+
+import tollgate
+from tollgate import _telemetry, prometheus
+
+VOCABULARY = json.loads((pathlib.Path(__file__).resolve().parents[3] / "sdk" / "src" / "telemetry"
+                         / "metrics.json").read_text())
+METRICS = {m["name"]: m for m in VOCABULARY["metrics"]}
+
+
+def test_the_instruments_are_the_vocabularys(fake_otel, make_limiter):
+    make_limiter()  # the instruments are made with the first limiter
+    got = {i.name: (i.kind, i.unit, i.description) for i in fake_otel.instruments.values()}
+    want = {m["name"]: (m["instrument"], m["unit"], m["description"]) for m in METRICS.values()}
+    assert got == want
+    assert fake_otel.meters[0][0] == VOCABULARY["meter"]
+
+
+def test_observations_carry_the_vocabularys_attributes_and_no_key(fake_otel, make_limiter, key):
+    lim = make_limiter()
+    assert lim.acquire(key, 1, timeout=20).allowed
+    lim.try_acquire("nobody:" + key)
+    seen = 0
+    for name, instrument in fake_otel.instruments.items():
+        if instrument.kind == "histogram":
+            continue
+        for value, attributes in instrument.observe():
+            seen += 1
+            assert value >= 0, name
+            assert sorted(attributes) == sorted(METRICS[name]["attributes"]), name
+            for k, v in attributes.items():
+                assert key.split(":", 1)[1] not in str(v)
+                values = VOCABULARY["attributes"][k]["values"]
+                assert not values or v in values, (name, k, v)
+    assert seen >= len(METRICS) - 2  # all but the histogram and (no shards here) breaker state
+
+
+def test_counters_read_the_native_counters(fake_otel, make_limiter, key):
+    lim = make_limiter()
+    assert lim.acquire(key, 1, timeout=20).allowed
+    for name, _unit, _description, stat in _telemetry.COUNTERS + _telemetry.GAUGES:
+        (value, _), = fake_otel.instruments[name].observe()
+        assert value == sum(s[stat] for s in _telemetry._live_stats()), name
+
+
+FAMILY = re.compile(r"^# TYPE (\S+) (counter|gauge|histogram)$", re.M)
+
+
+def test_prometheus_text_has_the_vocabularys_families(make_limiter, key):
+    lim = make_limiter()
+    lim.try_acquire("nobody:" + key)
+    text = lim.prometheus_text()
+    families = dict(FAMILY.findall(text))
+    kinds = {"counter": "counter", "updowncounter": "gauge", "histogram": "histogram"}
+    assert families == {m["prometheus"]: kinds[m["instrument"]] for m in METRICS.values()}
+    assert 'tollgate_decisions_total{tollgate_result="denied",tollgate_reason="no_policy"} 1\n' in text
+    assert key.split(":", 1)[1] not in text
+    assert prometheus.generate_latest(lim) == text.encode()
+
+
+def test_prometheus_wsgi_app_serves_the_text(make_limiter):
+    lim = make_limiter()
+    calls = []
+    body = b"".join(prometheus.make_wsgi_app(lim)({"REQUEST_METHOD": "GET"},
+                                                  lambda status, headers: calls.append((status, headers))))
+    status, headers = calls[0]
+    assert status == "200 OK"
+    assert dict(headers)["Content-Type"] == prometheus.CONTENT_TYPE_LATEST
+    assert b"# TYPE tollgate_decisions_total counter\n" in body
+    lim.close()
+    with pytest.raises(tollgate.LimiterClosedError):
+        lim.prometheus_text()
