@@ -4,6 +4,7 @@
 // permits held across a change count against the bucket that holds them.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <memory>
 #include <optional>
 #include <string>
@@ -263,6 +264,50 @@ TEST_F(Update, ManyUpdatesInARowReuseTheirSlots) {
   }
   EXPECT_EQ(limiter->stats().config_updates, 300u);
   EXPECT_EQ(drain("tenant:y"), 10);
+}
+
+// A shadow policy decides as if enforced and counts it, but admits; switching shadow off is
+// an update that makes the same limit bite.
+TEST_F(Update, AShadowPolicyCountsItsDenialsButAdmitsUntilEnforced) {
+  Policy shadow = bucket("trial", "tenant:*", 5);
+  shadow.shadow = true;
+  make(config_of({shadow}));
+  int allowed = 0;
+  std::vector<Reason> reasons;
+  for (int i = 0; i < 30; ++i) {
+    const Decision d = limiter->try_acquire("tenant:x");
+    allowed += d.allowed ? 1 : 0;
+    if (d.reason != Reason::kOk) reasons.push_back(d.reason);
+    limiter->poll();
+  }
+  EXPECT_EQ(allowed, 30);
+  Stats s = limiter->stats();
+  EXPECT_EQ(s.admitted, 5u) << "what the policy itself admitted";
+  EXPECT_EQ(s.shadow_admitted, 25u);
+  EXPECT_EQ(s.denied_total(), 25u);
+  EXPECT_EQ(
+      s.denied[static_cast<int>(Reason::kOverLimit)] + s.denied[static_cast<int>(Reason::kColdKey)],
+      25u);
+  EXPECT_EQ(std::count(reasons.begin(), reasons.end(), Reason::kOverLimit) +
+                std::count(reasons.begin(), reasons.end(), Reason::kColdKey),
+            25);
+  Permit p = [&] {
+    Policy gpu = permits("gpus", "gpu:*", 1);
+    gpu.shadow = true;
+    update(config_of({shadow, gpu}));
+    Permit first = limiter->acquire_permit("gpu:x");
+    while (!first || first.count() == 0) {
+      limiter->poll();
+      first = limiter->acquire_permit("gpu:x");
+    }
+    return first;
+  }();
+  Permit over = limiter->acquire_permit("gpu:x");  // over the limit of 1, admitted: holds none
+  EXPECT_TRUE(over);
+  EXPECT_EQ(over.count(), 0u);
+  shadow.shadow = false;
+  update(config_of({shadow}));
+  EXPECT_FALSE(limiter->try_acquire("tenant:x").allowed) << "enforced now";
 }
 
 }  // namespace

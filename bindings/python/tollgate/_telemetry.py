@@ -42,6 +42,7 @@ COUNTERS = (
     ("tollgate.config.updates", "{update}", "Config updates applied to the running limiter", "config_updates"),
     ("tollgate.config.rejections", "{update}", "Config updates refused (the running config stayed)", "config_rejected"),
     ("tollgate.keys.moved", "{key}", "Keys moved to another policy by a config update", "keys_moved"),
+    ("tollgate.shadow.admissions", "{decision}", "Denials of shadow policies, admitted anyway (also counted as denied)", "shadow_admitted"),
 )
 
 # The gauges that are one native value each.

@@ -85,6 +85,10 @@ struct Policy {
   // their demand, instead of first come, first served. Token buckets only; unset: on in a
   // group with a budget, off otherwise.
   std::optional<bool> fair_instances;
+  // Shadow mode (envoyproxy/ratelimit's shadow_mode): decisions are computed, counted and
+  // reported as if enforced, but always admit. A decision that would have denied admits with
+  // the reason it would have denied with (Stats::shadow_admitted counts them).
+  bool shadow = false;
 
   // The most one acquire may cost: burst for a bucket, limit otherwise.
   TOLLGATE_API std::uint64_t capacity() const noexcept;

@@ -10,9 +10,10 @@
 #pragma once
 
 // Counted on the hot path, in per-thread stripes.
-#define TOLLGATE_STATS_ADMISSIONS(X)        \
-  X(admitted, 1, "decisions that admitted") \
-  X(admitted_tokens, 1, "their summed cost")
+#define TOLLGATE_STATS_ADMISSIONS(X)         \
+  X(admitted, 1, "decisions that admitted")  \
+  X(admitted_tokens, 1, "their summed cost") \
+  X(shadow_admitted, 4, "denials of shadow policies, admitted anyway (counted in denied too)")
 
 // Counted by the Limiter's scheduler, one atomic each.
 #define TOLLGATE_STATS_SCHEDULER(X)                                           \

@@ -276,11 +276,12 @@ typedef struct tg_stats {
   uint64_t config_updates;  /* config updates applied */
   uint64_t config_rejected; /* config updates refused; the running config stayed */
   uint64_t keys_moved;      /* keys moved to another policy by an update */
+  uint64_t shadow_admitted; /* denials of shadow policies, admitted anyway */
 } tg_stats;
 #define TG_STATS_INIT                                                                              \
   {                                                                                                \
     TG_STATS_VERSION, 0, 0, 0, {0}, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, \
-        0, 0, 0                                                                                    \
+        0, 0, 0, 0                                                                                 \
   }
 TG_API tg_status tg_stats_init(tg_stats* stats, unsigned int version);
 

@@ -96,6 +96,7 @@ LimiterImpl::CompiledPolicy LimiterImpl::compile(const ResolvedPolicy& p,
       c.fallback = core::kFallbackAllow;
       break;
   }
+  c.shadow = p.shadow;
   c.fallback_rate = p.fallback_rate();
   c.fallback_burst =
       static_cast<std::int64_t>(std::min(p.fallback_burst(), static_cast<double>(kMaxLeaseTokens)));
@@ -387,7 +388,19 @@ Decision LimiterImpl::try_acquire(std::string_view key, std::uint64_t cost) noex
     e = find_or_create(key, cost, false, stripe, failure);
     if (e == nullptr) return failure;
   }
-  return spend(e, cost, stripe, false);
+  const Decision d = spend(e, cost, stripe, false);
+  if (__builtin_expect(!d.allowed, 0)) return shadowed(e, d, stripe);
+  return d;
+}
+
+// A shadow policy's denial, counted as such (deny() did), admits all the same.
+Decision LimiterImpl::shadowed(const Entry* e, Decision d, std::uint32_t stripe) noexcept {
+  if (d.reason == Reason::kInvalidArgument || !policy_of(e).shadow) return d;
+  count(
+      stripe, [](Stripe & s) -> auto& { return s.shadow_admitted; }, 1);
+  d.allowed = true;
+  d.retry_after = Nanos{0};
+  return d;
 }
 
 Decision LimiterImpl::spend(Entry* e, std::uint64_t cost, std::uint32_t stripe,
@@ -553,6 +566,7 @@ WaitId LimiterImpl::acquire_async(std::string_view key, std::uint64_t cost, Nano
       if (e == nullptr) return finish(d);
     }
     d = spend(e, cost, stripe, false);
+    if (!d.allowed) d = shadowed(e, d, stripe);
     if (d.allowed || d.reason == Reason::kInvalidArgument || d.reason == Reason::kPenaltyBox) {
       return finish(d);
     }
@@ -612,7 +626,7 @@ Permit LimiterImpl::acquire_permit(std::string_view key, std::uint32_t count) no
   Decision d = spend(e, count, stripe, true);
   if (!d.allowed) {
     e->permits_out.fetch_sub(count, std::memory_order_acq_rel);
-    return Permit({}, nullptr, 0, d);
+    return Permit({}, nullptr, 0, shadowed(e, d, stripe));  // shadow: admitted, holds none
   }
   try {
     return Permit(shared_from_this(), e, count, d);

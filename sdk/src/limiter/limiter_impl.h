@@ -74,6 +74,7 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
     std::uint64_t capacity = 0;
     std::uint64_t max_lease = 0;
     bool concurrency = false;
+    bool shadow = false;           // Policy::shadow: denials admit all the same
     double refill_per_second = 0;  // how fast capacity comes back (rate or limit/window)
     std::uint8_t fallback = core::kFallbackLocal;  // Entry::fallback while unavailable
     double fallback_rate = 0;                      // local bucket, tokens per second
@@ -134,6 +135,7 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   Decision deny(Reason r, std::uint32_t stripe, std::int64_t remaining = 0,
                 Nanos retry_after = Nanos{0}) noexcept;
   Decision spend(Entry* e, std::uint64_t cost, std::uint32_t stripe, bool permit) noexcept;
+  Decision shadowed(const Entry* e, Decision d, std::uint32_t stripe) noexcept;
   Decision spend_fallback(Entry* e, std::uint8_t fallback, std::uint64_t cost, std::int64_t balance,
                           std::uint32_t stripe) noexcept;
   Entry* find_or_create(std::string_view key, std::uint64_t cost, bool permit, std::uint32_t stripe,

@@ -124,6 +124,8 @@ public sealed class TollgateStats
     public ulong ConfigRejected { get; init; }
     /// <summary>Keys moved to another policy by an update.</summary>
     public ulong KeysMoved { get; init; }
+    /// <summary>Denials of shadow policies, admitted anyway (also counted as denied).</summary>
+    public ulong ShadowAdmitted { get; init; }
     /// <summary>Each shard's breaker now (empty for the in-process store).</summary>
     public IReadOnlyList<BreakerState> Breakers { get; init; } = Array.Empty<BreakerState>();
 
@@ -161,6 +163,7 @@ public sealed class TollgateStats
             ConfigUpdates = s.ConfigUpdates,
             ConfigRejected = s.ConfigRejected,
             KeysMoved = s.KeysMoved,
+            ShadowAdmitted = s.ShadowAdmitted,
             Breakers = breakers,
         };
     }

@@ -98,6 +98,7 @@ internal unsafe struct NativeStats
     public ulong ConfigUpdates;  // version 4
     public ulong ConfigRejected;
     public ulong KeysMoved;
+    public ulong ShadowAdmitted;
 }
 
 internal static unsafe partial class Native

@@ -51,6 +51,7 @@ public static class TollgateTelemetry
         ("tollgate.config.updates", "{update}", "Config updates applied to the running limiter", s => s.ConfigUpdates),
         ("tollgate.config.rejections", "{update}", "Config updates refused (the running config stayed)", s => s.ConfigRejected),
         ("tollgate.keys.moved", "{key}", "Keys moved to another policy by a config update", s => s.KeysMoved),
+        ("tollgate.shadow.admissions", "{decision}", "Denials of shadow policies, admitted anyway (also counted as denied)", s => s.ShadowAdmitted),
     };
 
     // The gauges that are one native value each.
