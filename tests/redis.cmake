@@ -32,3 +32,7 @@ target_include_directories(tollgate_guarantee_driver PRIVATE ${CMAKE_CURRENT_SOU
 target_compile_definitions(guarantee_processes_test
   PRIVATE TOLLGATE_DRIVER_PATH="$<TARGET_FILE:tollgate_guarantee_driver>")
 add_dependencies(guarantee_processes_test tollgate_guarantee_driver)
+
+# The operator's CLI (tools/ctl) runs as a process against the tests' redis-server.
+target_compile_definitions(ctl_test PRIVATE TOLLGATE_CTL="$<TARGET_FILE:tollgate_ctl>")
+add_dependencies(ctl_test tollgate_ctl)
