@@ -37,6 +37,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return self.reply(200, body, etag)
 
     def reply(self, status, body, etag=None):
+        # Logged before the answer goes out, so that a client that has it finds it logged.
+        with open(os.path.join(DIR, "requests"), "a") as f:
+            f.write(f"{status}\n")
         self.send_response(status)
         if etag:
             self.send_header("ETag", etag)
@@ -44,8 +47,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-        with open(os.path.join(DIR, "requests"), "a") as f:
-            f.write(f"{status}\n")
 
     def log_message(self, *args):
         pass
