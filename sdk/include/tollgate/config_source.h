@@ -53,6 +53,26 @@ class TOLLGATE_API FileConfigSource final : public ConfigSource {
   std::string last_;  // the text of the last fetch
 };
 
+// A Redis hash that carries the config with a version, so that the quota store itself can
+// bring policy changes to every instance: HSET <key> version <v> config <json>. A poll reads
+// both fields (HMGET); a version other than the last one read is a change. redis:// only
+// (user and password from the URL, never logged); one connection, opened again after an
+// error. The key is the operator's: Tollgate only reads it.
+class TOLLGATE_API RedisConfigSource final : public ConfigSource {
+ public:
+  RedisConfigSource(std::string url, std::string key, Nanos timeout = std::chrono::seconds{2});
+  ~RedisConfigSource() override;
+  Fetched fetch() override;
+  std::string describe() const override;
+
+ private:
+  struct Connection;
+  std::unique_ptr<Connection> connection_;
+  std::string key_;
+  bool fetched_ = false;
+  std::string version_;  // of the last fetch
+};
+
 struct ConfigWatchOptions {
   Nanos poll_interval = std::chrono::seconds{5};
   // After a failure (the source unreadable, or its config refused): exponential backoff
