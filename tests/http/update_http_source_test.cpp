@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "common/source_config.h"
 #include "config_server.h"
 #include "tollgate/http_config_source.h"
 #include "tollgate/tollgate.hpp"
@@ -16,16 +17,12 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::string config_json(int burst) {
-  return R"({"instance_id": "http-source", "policies": [{"match": "tenant:*",
-             "type": "token_bucket", "rate": 1, "burst": )" +
-         std::to_string(burst) + "}]}";
-}
+using testing::bucket_config_json;
 
 class HttpSource : public ::testing::Test {
  protected:
   HttpSource() {
-    server.set_config(config_json(10));
+    server.set_config(bucket_config_json(10));
     ConfigWatchOptions o;
     o.background_thread = false;
     o.poll_interval = 1s;
@@ -39,7 +36,7 @@ class HttpSource : public ::testing::Test {
   double burst() const { return limiter.config()->policies.at(0).burst; }
 
   testing::ConfigServer server;
-  Limiter limiter{Config::from_json(config_json(5))};
+  Limiter limiter{Config::from_json(bucket_config_json(5))};
   std::unique_ptr<ConfigWatcher> watcher;
 };
 
@@ -48,7 +45,7 @@ TEST_F(HttpSource, AChangeIsAppliedAndAnUnchangedConfigCostsA304) {
   EXPECT_EQ(burst(), 10);
   EXPECT_EQ(watcher->poll(), ConfigWatcher::Result::kUnchanged);
   EXPECT_EQ(server.answered(), "200\n304\n");
-  server.set_config(config_json(20));
+  server.set_config(bucket_config_json(20));
   EXPECT_EQ(watcher->poll(), ConfigWatcher::Result::kApplied);
   EXPECT_EQ(burst(), 20);
   EXPECT_EQ(watcher->next_delay(), 1s);
@@ -58,7 +55,7 @@ TEST_F(HttpSource, AChangeIsAppliedAndAnUnchangedConfigCostsA304) {
 TEST_F(HttpSource, AServerErrorKeepsTheRunningConfigAndBacksOff) {
   ASSERT_EQ(watcher->poll(), ConfigWatcher::Result::kApplied);
   server.set_mode("500");
-  server.set_config(config_json(30));
+  server.set_config(bucket_config_json(30));
   EXPECT_EQ(watcher->poll(), ConfigWatcher::Result::kFetchFailed);
   EXPECT_EQ(watcher->counts().last_error, "HTTP 500");
   EXPECT_EQ(burst(), 10);
@@ -76,7 +73,7 @@ TEST_F(HttpSource, AServerErrorKeepsTheRunningConfigAndBacksOff) {
 TEST_F(HttpSource, ATimeoutIsAFailureAndTheRunningConfigStays) {
   ASSERT_EQ(watcher->poll(), ConfigWatcher::Result::kApplied);
   server.set_mode("sleep");
-  server.set_config(config_json(40));
+  server.set_config(bucket_config_json(40));
   const auto t0 = std::chrono::steady_clock::now();
   EXPECT_EQ(watcher->poll(), ConfigWatcher::Result::kFetchFailed);
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 4s) << "the 300 ms timeout did not hold";
@@ -95,7 +92,7 @@ TEST_F(HttpSource, AGarbageBodyIsRefusedAndTheRunningConfigStays) {
   EXPECT_GE(watcher->next_delay(), 100ms);
   EXPECT_EQ(watcher->poll(), ConfigWatcher::Result::kUnchanged);  // the same body: a 304
   server.set_mode("ok");
-  server.set_config(config_json(50));
+  server.set_config(bucket_config_json(50));
   EXPECT_EQ(watcher->poll(), ConfigWatcher::Result::kApplied);
   EXPECT_EQ(burst(), 50);
 }

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "common/source_config.h"
 #include "redis_server.h"
 #include "tollgate/tollgate.hpp"
 
@@ -14,10 +15,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::string config_json(int burst) {
-  return R"({"policies": [{"match": "tenant:*", "type": "token_bucket", "rate": 1, "burst": )" +
-         std::to_string(burst) + "}]}";
-}
+using testing::bucket_config_json;
 
 class RedisSource : public ::testing::Test {
  protected:
@@ -42,20 +40,20 @@ class RedisSource : public ::testing::Test {
     o.password = "s3cret-pw";
     return std::make_unique<testing::RedisServer>(o);
   }();
-  Limiter limiter{Config::from_json(config_json(5))};
+  Limiter limiter{Config::from_json(bucket_config_json(5))};
   std::unique_ptr<ConfigWatcher> watcher;
 };
 
 TEST_F(RedisSource, AVersionedConfigIsAppliedOnceAndABadOneOrAnOutageKeepsTheRunningOne) {
   EXPECT_EQ(watcher->poll(), ConfigWatcher::Result::kFetchFailed);  // nothing published yet
-  publish("1", config_json(10));
+  publish("1", bucket_config_json(10));
   EXPECT_EQ(watcher->poll(), ConfigWatcher::Result::kApplied);
   EXPECT_EQ(burst(), 10);
   EXPECT_EQ(watcher->poll(), ConfigWatcher::Result::kUnchanged);
   publish("2", R"({"policies": [{"match": "tenant:*", "type": "token_bucket", "rate": -1}]})");
   EXPECT_EQ(watcher->poll(), ConfigWatcher::Result::kRejected);
   EXPECT_EQ(burst(), 10);
-  publish("3", config_json(30));
+  publish("3", bucket_config_json(30));
   EXPECT_EQ(watcher->poll(), ConfigWatcher::Result::kApplied);
   EXPECT_EQ(burst(), 30);
   server.reset();  // the store is gone

@@ -13,6 +13,7 @@
 #include <string>
 #include <thread>
 
+#include "common/source_config.h"
 #include "tollgate/config_source.h"
 #include "tollgate/tollgate.hpp"
 
@@ -21,10 +22,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::string config_json(int burst) {
-  return R"({"policies": [{"match": "tenant:*", "type": "token_bucket", "rate": 1, "burst": )" +
-         std::to_string(burst) + "}]}";
-}
+using testing::bucket_config_json;
 
 class FileSource : public ::testing::Test {
  protected:
@@ -34,7 +32,7 @@ class FileSource : public ::testing::Test {
            ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::create_directories(dir);
     path = (dir / "tollgate.json").string();
-    in_place(config_json(10));
+    in_place(bucket_config_json(10));
   }
   ~FileSource() override { std::filesystem::remove_all(dir); }
 
@@ -61,7 +59,7 @@ class FileSource : public ::testing::Test {
 
   std::filesystem::path dir;
   std::string path;
-  Limiter limiter{Config::from_json(config_json(5))};
+  Limiter limiter{Config::from_json(bucket_config_json(5))};
 };
 
 TEST_F(FileSource, AFileReplacedAtomicallyOrRewrittenInPlaceIsApplied) {
@@ -69,10 +67,10 @@ TEST_F(FileSource, AFileReplacedAtomicallyOrRewrittenInPlaceIsApplied) {
   EXPECT_EQ(w->poll(), ConfigWatcher::Result::kApplied);
   EXPECT_EQ(burst(), 10);
   EXPECT_EQ(w->poll(), ConfigWatcher::Result::kUnchanged);
-  replace(config_json(20));
+  replace(bucket_config_json(20));
   EXPECT_EQ(w->poll(), ConfigWatcher::Result::kApplied);
   EXPECT_EQ(burst(), 20);
-  in_place(config_json(30));
+  in_place(bucket_config_json(30));
   EXPECT_EQ(w->poll(), ConfigWatcher::Result::kApplied);
   EXPECT_EQ(burst(), 30);
   EXPECT_EQ(w->counts().applied, 3u);
@@ -100,7 +98,7 @@ TEST_F(FileSource, AMissingOrBadFileKeepsTheRunningConfigAndBacksOff) {
   EXPECT_NE(w->counts().last_error.find("policies[0].rate"), std::string::npos);
   EXPECT_EQ(burst(), 10);
   EXPECT_EQ(limiter.stats().config_rejected, 1u);
-  replace(config_json(40));
+  replace(bucket_config_json(40));
   EXPECT_EQ(w->poll(), ConfigWatcher::Result::kApplied);
   EXPECT_EQ(burst(), 40);
   EXPECT_EQ(w->next_delay(), 1s);
@@ -117,7 +115,7 @@ TEST_F(FileSource, TheWatchersThreadAppliesAChangeWithinItsPollInterval) {
   for (int i = 0; i < 500 && burst() != 10; ++i) std::this_thread::sleep_for(10ms);
   ASSERT_EQ(burst(), 10);
   const auto t0 = std::chrono::steady_clock::now();
-  replace(config_json(60));
+  replace(bucket_config_json(60));
   while (burst() != 60 && std::chrono::steady_clock::now() - t0 < 10s)
     std::this_thread::sleep_for(1ms);
   const auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0);
