@@ -181,7 +181,8 @@ TEST_F(Update, WaitersKeepTheirPlace) {
   }
   limiter->poll();
   EXPECT_TRUE(served.empty());
-  update(config_of({bucket("a", "tenant:*", 2), bucket("b", "tenant:x", 40)}));
+  // b's leases are of 2 (max_fraction 0.25 of 10): the queue of 3 needs two of them.
+  update(config_of({bucket("a", "tenant:*", 2), bucket("b", "tenant:x", 10)}));
   for (int i = 0; i < 20 && served.size() < 3; ++i) limiter->poll();
   EXPECT_EQ(served, (std::vector<int>{0, 1, 2}));
 }

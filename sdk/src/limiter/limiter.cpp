@@ -1204,6 +1204,9 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
   s.baseline_denials = e->denials.load(std::memory_order_relaxed);
 
   serve_waiters(e);
+  // Waiters the grant did not cover ask again now, not at the lease's expiry: a queue longer
+  // than one lease (after a move, the new policy's first lease) would otherwise wait a TTL.
+  if (e->waiters.load(std::memory_order_acquire) != 0 && granted > 0) s.again = true;
   requeue(e);
 }
 
