@@ -16,7 +16,12 @@ foreach(src IN LISTS TOLLGATE_REDIS_TESTS)
   if(name MATCHES "_concurrency_test$")
     set(label concurrency)
   endif()
-  gtest_discover_tests(${name} PROPERTIES LABELS ${label} RUN_SERIAL TRUE DISCOVERY_TIMEOUT 60)
+  set(prefix "")
+  if(name MATCHES "^update")
+    set(prefix "update.")  # tooling finds live updates' suites by name
+  endif()
+  gtest_discover_tests(${name} TEST_PREFIX "${prefix}" PROPERTIES LABELS ${label} RUN_SERIAL TRUE
+                       DISCOVERY_TIMEOUT 60)
 endforeach()
 
 # The multi-process guarantee test starts this driver, one process per instance.
@@ -31,3 +36,6 @@ add_dependencies(guarantee_processes_test tollgate_guarantee_driver)
 # The previous release's lease script, run beside this one's on the same keys.
 target_compile_definitions(schema_upgrade_test PRIVATE
   TOLLGATE_PREVIOUS_LEASE_SCRIPT="${CMAKE_CURRENT_SOURCE_DIR}/redis/previous/lease_96e085a.lua")
+# The operator's CLI (tools/ctl) runs as a process against the tests' redis-server.
+target_compile_definitions(ctl_test PRIVATE TOLLGATE_CTL="$<TARGET_FILE:tollgate_ctl>")
+add_dependencies(ctl_test tollgate_ctl)

@@ -244,7 +244,7 @@ int main(int argc, char** argv) {
     lo.store = store;
     limiters.push_back(std::make_unique<tollgate::Limiter>(demo_config(keys, i), lo));
   }
-  const Nanos lease_ttl = limiters[0]->config().leases.ttl;
+  const Nanos lease_ttl = limiters[0]->config()->leases.ttl;
 
   // Load split: instance i gets weight i+1 (skewed, as load balancers are), or 1.
   std::vector<double> weight(opt.instances);
@@ -266,7 +266,7 @@ int main(int argc, char** argv) {
     }
   }
 
-  const tollgate::LeaseOptions& lo = limiters[0]->config().leases;
+  const tollgate::LeaseOptions& lo = limiters[0]->config()->leases;
   std::printf(
       "tollgate %s demo: %d instances x %d threads, one shared InProcessStore, %.1f s, "
       "offered load %.1fx capacity, %s split, lease ttl %.1f s, horizon %.1f s, max_fraction "

@@ -407,7 +407,7 @@ FloodRun run_flood(bool flood) {
   auto limiter_ptr = std::make_unique<Limiter>(std::move(c), std::move(options));
   Limiter& limiter = *limiter_ptr;
   FloodRun run;
-  run.max_keys = limiter.config().max_keys;
+  run.max_keys = limiter.config()->max_keys;
   std::size_t heap_max = 0;
 
   std::vector<std::string> steady(kSteady);

@@ -1,7 +1,7 @@
 // The C API's argument checks: any sequence of calls with any pointers-or-NULL, lengths,
-// costs, counts, versions and buffer sizes returns a status; nothing crashes, nothing
-// throws across the boundary, nothing leaks. One in-process limiter, no SDK thread's
-// timing in the outcome (decisions are not checked, only that each call is answered).
+// costs, counts, versions, buffer sizes and config updates returns a status; nothing crashes,
+// nothing throws across the boundary, nothing leaks. One in-process limiter, no SDK thread's timing
+// in the outcome (decisions are not checked, only that each call is answered).
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -18,6 +18,13 @@ constexpr char kConfig[] =
         "policies": [
           {"name": "t", "match": "t:*", "type": "token_bucket", "rate": 100, "burst": 100},
           {"name": "c", "match": "c:*", "type": "concurrency", "limit": 4}]})";
+// What tg_limiter_update may swap in: other limits, another policy for some keys.
+constexpr char kOtherConfig[] =
+    R"({"instance_id": "fuzz", "max_keys": 64, "max_key_length": 24,
+        "policies": [
+          {"name": "t2", "match": "t:*", "type": "token_bucket", "rate": 10, "burst": 5},
+          {"name": "tx", "match": "t:x", "type": "token_bucket", "rate": 1, "burst": 1},
+          {"name": "c2", "match": "c:*", "type": "concurrency", "limit": 2}]})";
 
 struct Input {
   const std::uint8_t* p;
@@ -112,6 +119,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         const std::size_t errlen = in.byte() % (sizeof err + 1);
         (void)tg_config_validate((op & 0x10) ? nullptr : text.c_str(), errlen ? err : nullptr,
                                  errlen);
+        // Live updates: any text (refused), or one of two valid configs (keys move).
+        const char* update = (op & 0x20) ? ((op & 0x80) ? kConfig : kOtherConfig) : text.c_str();
+        (void)tg_limiter_update(target, (op & 0x10) ? nullptr : update, errlen ? err : nullptr,
+                                errlen);
         tg_limiter_options opts;
         (void)tg_limiter_options_init((op & 0x20) ? nullptr : &opts, in.byte() % 3);
         break;

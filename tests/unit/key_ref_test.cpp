@@ -30,7 +30,8 @@ Limiter::Options polled(std::shared_ptr<ManualClock> clock) {
 class KeyRefTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    Config c = Config::from_json(R"({"idle_timeout_ms": 1000,
+    // refresh 0: each cold key's first lease goes with its tick (warm() polls once).
+    Config c = Config::from_json(R"({"idle_timeout_ms": 1000, "leases": {"refresh_ms": 0},
       "policies": [{"match": "tenant:*", "type": "token_bucket", "rate": 1000, "burst": 1000}]})");
     limiter.emplace(std::move(c), polled(clock));
   }
@@ -96,7 +97,7 @@ TEST_F(KeyRefTest, AnotherKeysEvictionLeavesItsEntryInPlace) {
 }
 
 TEST_F(KeyRefTest, RefusesWhatIsNotItsLimiters) {
-  Limiter other(limiter->config(), polled(clock));
+  Limiter other(*limiter->config(), polled(clock));
   const KeyRef theirs = other.key_ref("tenant:a");
   EXPECT_EQ(limiter->try_acquire(theirs).reason, Reason::kInvalidArgument);
   EXPECT_EQ(KeyRef{}.try_acquire().reason, Reason::kInvalidArgument);

@@ -309,6 +309,20 @@ class PyLimiter {
 
   std::unique_ptr<PyPermit> acquire_permit(std::string_view key, std::uint32_t count);
 
+  // Swaps in another config (Limiter::update); ConfigError names the field, the running
+  // config stays.
+  void update(const std::string& config_json, bool is_path) {
+    std::shared_ptr<tollgate::Limiter> lim = shared();
+    without_gil([&] {
+      if (is_path) {
+        lim->update(tollgate::Config::from_json_file(config_json));
+      } else {
+        lim->update(std::string_view(config_json));  // a parse error is counted as refused
+      }
+      lim.reset();
+    });
+  }
+
   tollgate::Stats stats() {
     std::shared_ptr<tollgate::Limiter> lim = shared();
     return without_gil([&] {
@@ -610,6 +624,7 @@ PYBIND11_MODULE(_native, m) {
       .def("cancel", &PyLimiter::cancel, py::arg("wait_id"))
       .def("acquire_permit", &PyLimiter::acquire_permit, py::arg("key"), py::arg("count") = 1)
       .def("stats", [](PyLimiter& l) { return stats_to_dict(l.stats()); })
+      .def("_update", &PyLimiter::update, py::arg("config"), py::arg("is_path"))
       .def("_prometheus_text", &PyLimiter::prometheus_text)
       .def_property_readonly("instance_id", &PyLimiter::instance_id)
       .def_property_readonly("closed", &PyLimiter::closed)

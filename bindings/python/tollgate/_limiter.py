@@ -67,6 +67,14 @@ class Limiter(_native.Limiter):
         Raises ``ConfigError`` (a ``ValueError``) naming the first invalid field."""
         return cls(config)
 
+    def update_config(self, config: ConfigSource) -> None:
+        """Swaps in another config while the limiter runs (a dict, a path or JSON text):
+        policies, groups, cold keys, leases and fallbacks may change; ``store``, ``max_keys``
+        and ``instance_id`` may not. Raises ``ConfigError`` naming the field, and the running
+        config stays. Keys move to their new policies on the SDK's thread."""
+        text, is_path = _config_source(config)
+        self._update(text, is_path)
+
     def __enter__(self) -> "Limiter":
         return self
 

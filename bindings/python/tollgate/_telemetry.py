@@ -40,6 +40,10 @@ COUNTERS = (
     ("tollgate.store.bulkhead.rejections", "{request}", "Lease requests refused at once because their shard's bulkhead was full", "bulkhead_rejected"),
     ("tollgate.store.short_circuits", "{request}", "Lease requests failed at once because their shard's circuit breaker was open", "short_circuited"),
     ("tollgate.store.retries", "{batch}", "Lease batches sent again after a transport failure", "store_retries"),
+    ("tollgate.config.updates", "{update}", "Config updates applied to the running limiter", "config_updates"),
+    ("tollgate.config.rejections", "{update}", "Config updates refused (the running config stayed)", "config_rejected"),
+    ("tollgate.keys.moved", "{key}", "Keys moved to another policy by a config update", "keys_moved"),
+    ("tollgate.shadow.admissions", "{decision}", "Denials of shadow policies, admitted anyway (also counted as denied)", "shadow_admitted"),
 )
 
 # The gauges that are one native value each.

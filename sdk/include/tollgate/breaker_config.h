@@ -21,6 +21,7 @@ struct BreakerConfig {
   std::size_t minimum_throughput = 5;                 // Polly MinimumThroughput
   Nanos break_duration = std::chrono::seconds{5};     // Polly BreakDuration
   std::size_t permitted_calls_in_half_open = 1;       // resilience4j
+  friend bool operator==(const BreakerConfig&, const BreakerConfig&) = default;
 };
 
 }  // namespace tollgate

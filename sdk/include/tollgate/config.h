@@ -30,6 +30,7 @@ struct PenaltyBox {
   Nanos within{0};
   Nanos duration{0};
   bool enabled() const noexcept { return denials > 0; }
+  friend bool operator==(const PenaltyBox&, const PenaltyBox&) = default;
 };
 
 // What a key decides while its shard is unavailable (store failing, breaker open) and
@@ -54,6 +55,7 @@ struct Fallback {
   double burst = 0;  // most tokens at once; 0: capacity / instances (at least 1)
   static constexpr double kShareTauSeconds = 2.0;
   bool share() const noexcept { return instances == 0 && rate <= 0 && burst <= 0; }
+  friend bool operator==(const Fallback&, const Fallback&) = default;
 };
 
 // A budget shared by every key (tenant) of the policies that name the group
@@ -88,6 +90,10 @@ struct Policy {
   // their demand, instead of first come, first served. Token buckets only; unset: on in a
   // group with a budget, off otherwise.
   std::optional<bool> fair_instances;
+  // Shadow mode (envoyproxy/ratelimit's shadow_mode): decisions are computed, counted and
+  // reported as if enforced, but always admit. A decision that would have denied admits with
+  // the reason it would have denied with (Stats::shadow_admitted counts them).
+  bool shadow = false;
 
   // The most one acquire may cost: burst for a bucket, limit otherwise.
   TOLLGATE_API std::uint64_t capacity() const noexcept;
@@ -102,6 +108,7 @@ struct Policy {
   // mode (rate + burst / kShareTauSeconds) x (seconds + 1 s), whatever `instances`;
   // static mode instances x (fallback_burst + fallback_rate x seconds).
   TOLLGATE_API double fallback_allowance(double seconds, std::uint32_t instances) const noexcept;
+  friend bool operator==(const Policy&, const Policy&) = default;
 };
 
 // A policy as the stores are given it (LeaseRequest::policy): the Policy of the config and
@@ -117,6 +124,9 @@ struct ResolvedPolicy : Policy {
   }
   // Whether instances get proportional parts under scarcity (fair_instances, default applied).
   bool shares_instances() const noexcept { return fair_instances.value_or(has_group_budget()); }
+  // Equal policies decide alike: a key keeps its leases across an update that leaves its
+  // policy equal (Limiter::update).
+  friend bool operator==(const ResolvedPolicy&, const ResolvedPolicy&) = default;
 };
 
 enum class ColdKeyMode : std::uint8_t {
@@ -159,6 +169,7 @@ struct LeaseOptions {
 struct BulkheadConfig {
   std::size_t max_in_flight = 4096;
   std::size_t max_queue = 16384;
+  friend bool operator==(const BulkheadConfig&, const BulkheadConfig&) = default;
 };
 
 struct StoreConfig {
@@ -177,9 +188,11 @@ struct StoreConfig {
   std::string tls_ca_file;  // rediss://: PEM file of the CAs to trust; empty: the system's
   BreakerConfig breaker;    // one breaker per shard
   BulkheadConfig bulkhead;  // one bulkhead per shard
+  friend bool operator==(const StoreConfig&, const StoreConfig&) = default;
 };
 
-// Immutable once given to a Limiter (it keeps a shared_ptr<const Config>).
+// Immutable once given to a Limiter (it keeps a shared_ptr<const Config>); Limiter::update
+// swaps in another one.
 struct Config {
   std::vector<Policy> policies;
   std::vector<Group> groups;  // budgets that policies name by `group`

@@ -160,7 +160,19 @@ class TOLLGATE_API Limiter {
   Permit acquire_permit(std::string_view key, std::uint32_t count = 1) noexcept;
 
   Stats stats() const;
-  const Config& config() const noexcept;
+  // The running config (the one given last to the constructor or update()).
+  std::shared_ptr<const Config> config() const;
+
+  // Swaps in another config while the limiter runs (docs/configuration.md, "Live updates"):
+  // policies, groups, cold keys, leases and fallbacks may change. Throws ConfigError naming
+  // the field when `config` is invalid or changes what needs a new Limiter (store, max_keys,
+  // instance_id); the running config then stays. A key whose policy changed gives its unspent
+  // tokens back and leases under the new policy, moved by the SDK's thread (poll() without
+  // one); waiters keep their place. Counted in Stats::config_updates / config_rejected.
+  void update(Config config);
+  // The same from the JSON form (docs/configuration.md): text that does not parse is refused
+  // and counted in config_rejected like any other bad config.
+  void update(std::string_view json);
   const std::string& instance_id() const noexcept;
 
   // Runs the refill scheduler once: sends due refills, credits answers, expires and

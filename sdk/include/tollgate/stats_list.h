@@ -10,22 +10,26 @@
 #pragma once
 
 // Counted on the hot path, in per-thread stripes.
-#define TOLLGATE_STATS_ADMISSIONS(X)        \
-  X(admitted, 1, "decisions that admitted") \
-  X(admitted_tokens, 1, "their summed cost")
+#define TOLLGATE_STATS_ADMISSIONS(X)         \
+  X(admitted, 1, "decisions that admitted")  \
+  X(admitted_tokens, 1, "their summed cost") \
+  X(shadow_admitted, 4, "denials of shadow policies, admitted anyway (counted in denied too)")
 
 // Counted by the Limiter's scheduler, one atomic each.
-#define TOLLGATE_STATS_SCHEDULER(X)                                           \
-  X(leases_asked, 1, "lease requests sent")                                   \
-  X(leases_granted, 1, "lease answers with granted > 0")                      \
-  X(tokens_leased, 1, "tokens received in leases")                            \
-  X(tokens_given_back, 1, "unspent tokens given back")                        \
-  X(tokens_expired, 1, "leased, unspent, expired before they could go back")  \
-  X(keys_evicted, 1, "keys evicted from the key table")                       \
-  X(lease_failures, 1, "keys whose lease request failed (shard unavailable)") \
-  X(fallback_tokens, 1, "tokens the local fallback buckets handed out")       \
-  X(fallback_dropped, 1, "of which unspent when the shard came back")         \
-  X(refills_overdue, 4, "keys whose refill was overdue: they went to the fallback")
+#define TOLLGATE_STATS_SCHEDULER(X)                                                 \
+  X(leases_asked, 1, "lease requests sent")                                         \
+  X(leases_granted, 1, "lease answers with granted > 0")                            \
+  X(tokens_leased, 1, "tokens received in leases")                                  \
+  X(tokens_given_back, 1, "unspent tokens given back")                              \
+  X(tokens_expired, 1, "leased, unspent, expired before they could go back")        \
+  X(keys_evicted, 1, "keys evicted from the key table")                             \
+  X(lease_failures, 1, "keys whose lease request failed (shard unavailable)")       \
+  X(fallback_tokens, 1, "tokens the local fallback buckets handed out")             \
+  X(fallback_dropped, 1, "of which unspent when the shard came back")               \
+  X(refills_overdue, 4, "keys whose refill was overdue: they went to the fallback") \
+  X(config_updates, 4, "config updates applied (Limiter::update)")                  \
+  X(config_rejected, 4, "config updates refused; the running config stayed")        \
+  X(keys_moved, 4, "keys moved to another policy by an update (or dropped: none left)")
 
 // Read from their owners when stats() is called: the key table, the breaker relay.
 #define TOLLGATE_STATS_READ(X)                                           \

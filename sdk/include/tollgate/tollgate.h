@@ -176,6 +176,14 @@ TG_API tg_status tg_limiter_create(tg_limiter** out_limiter, const char* config_
                                    const tg_limiter_options* options, char* errstr,
                                    size_t errstr_size);
 
+/* Replaces the limiter's config with a JSON config while it runs (docs/configuration.md,
+   "Live updates"): policies, groups, cold keys, leases and fallbacks may change; `store`,
+   `max_keys` and `instance_id` may not. On TG_ERR_CONFIG the message names the field and the
+   running config stays. Keys move to their new policies on the SDK's thread. Thread-safe;
+   must not be called from a callback of the same limiter. */
+TG_API tg_status tg_limiter_update(tg_limiter* limiter, const char* config_json, char* errstr,
+                                   size_t errstr_size);
+
 /* Stops the limiter and frees it; *limiter becomes NULL. NULL and *limiter == NULL are
    no-ops. Pending async acquires complete with TG_REASON_SHUTDOWN on this thread before it
    returns; unspent tokens go back to the store. Must not be called from a callback of the
@@ -284,11 +292,18 @@ typedef struct tg_stats {
   uint64_t bulkhead_rejected; /* keys refused at once: their shard's bulkhead was full */
   uint64_t short_circuited;   /* keys failed at once: their shard's circuit breaker was open */
   uint64_t store_retries;     /* lease batches sent again after a transport failure */
-  /* version 4 */
+  /* version 4: overdue refills; live updates (tg_limiter_update) */
   uint64_t refills_overdue; /* keys whose refill was overdue: they went to the fallback */
+  uint64_t config_updates;  /* config updates applied */
+  uint64_t config_rejected; /* config updates refused; the running config stayed */
+  uint64_t keys_moved;      /* keys moved to another policy by an update */
+  uint64_t shadow_admitted; /* denials of shadow policies, admitted anyway */
 } tg_stats;
-#define TG_STATS_INIT \
-  { TG_STATS_VERSION, 0, 0, 0, {0}, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+#define TG_STATS_INIT                                                                              \
+  {                                                                                                \
+    TG_STATS_VERSION, 0, 0, 0, {0}, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, \
+        0, 0, 0, 0, 0                                                                              \
+  }
 TG_API tg_status tg_stats_init(tg_stats* stats, unsigned int version);
 
 /* Fills *out_stats, whose `version` the caller has set (TG_STATS_INIT or tg_stats_init). */

@@ -3,6 +3,7 @@
 
 #include "tollgate/clock.h"
 #include "tollgate/config.h"
+#include "tollgate/config_source.h"
 #include "tollgate/decision.h"
 #include "tollgate/limiter.h"
 #include "tollgate/manual_clock.h"

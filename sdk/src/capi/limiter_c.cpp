@@ -150,6 +150,18 @@ tg_status tg_limiter_create(tg_limiter** out_limiter, const char* config_json,
   });
 }
 
+tg_status tg_limiter_update(tg_limiter* limiter, const char* config_json, char* errstr,
+                            size_t errstr_size) {
+  return guarded(errstr, errstr_size, [&] {
+    if (limiter == nullptr || config_json == nullptr) {
+      write_error(errstr, errstr_size, "limiter and config_json must not be NULL");
+      return TG_ERR_INVALID_ARGUMENT;
+    }
+    limiter->limiter->update(std::string_view(config_json));
+    return TG_OK;
+  });
+}
+
 void tg_limiter_destroy(tg_limiter** limiter) {
   if (limiter == nullptr || *limiter == nullptr) return;
   tg_limiter* l = *limiter;

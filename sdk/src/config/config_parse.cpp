@@ -134,6 +134,7 @@ const Schema<Policy>& policy_schema() {
       object("fallback", &Policy::fallback, &fallback_schema),
       member("weight", &Policy::weight),
       member("guaranteed_rate", &Policy::guaranteed_rate),
+      member("shadow", &Policy::shadow),
       custom<Policy>("fair_instances",
                      [](const Fields& f, Policy& p) {
                        if (!f.has("fair_instances")) return;

@@ -74,6 +74,13 @@ class Fields {
     out = v.get<double>();
   }
 
+  void read(std::string_view k, bool& out) const {
+    if (!has(k)) return;
+    const Json& v = at(k);
+    if (!v.is_boolean()) fail(path(k), "expected true or false");
+    out = v.get<bool>();
+  }
+
   // A whole number >= 0 (100 and 1e2 are both fine; 2.5 and -1 are not).
   std::uint64_t whole(std::string_view k, std::uint64_t max, std::string_view too_large) const {
     const Json& v = at(k);

@@ -77,7 +77,13 @@ Permit Limiter::acquire_permit(std::string_view key, std::uint32_t count) noexce
 Stats Limiter::stats() const {
   return impl_->stats();
 }
-const Config& Limiter::config() const noexcept {
+void Limiter::update(Config config) {
+  impl_->update(std::move(config));
+}
+void Limiter::update(std::string_view json) {
+  impl_->update_json(json);
+}
+std::shared_ptr<const Config> Limiter::config() const {
   return impl_->config();
 }
 const std::string& Limiter::instance_id() const noexcept {

@@ -54,6 +54,7 @@ struct RefillState {
   bool again : 1 = false;        // asked again while in flight
   bool parked : 1 = false;       // and holds `queued` (not on the queue) until the answer
   bool held : 1 = false;         // its request waits in the batch for the partition's next call
+  bool rematch : 1 = false;      // an update came while in flight: match it on the answer
   std::uint8_t idle_passes = 0;  // idle scans in a row that found it untouched
   // EWMA of the tokens per second this instance was granted for the key (bfloat16,
   // core/fallback_bucket.h): the local fallback's rate in share mode.
@@ -78,7 +79,9 @@ struct Entry {
   std::atomic<std::uint32_t> permits_out{0};
   std::atomic<std::uint32_t> last_denied_cost{0};
   std::uint16_t key_len = 0;
-  std::uint16_t policy = 0;          // index into the limiter's compiled policies
+  // Slot of the limiter's compiled policies (LimiterImpl::slots_); the scheduler moves it
+  // when an update changes the key's policy.
+  std::atomic<std::uint16_t> policy{0};
   std::atomic<bool> queued{false};   // on the refill queue
   std::atomic<bool> touched{false};  // used since the last idle scan
   std::atomic<bool> penalized{false};
@@ -102,7 +105,7 @@ struct Entry {
     std::memcpy(static_cast<void*>(e + 1), key.data(), key.size());
     e->key_len = static_cast<std::uint16_t>(key.size());
     e->hash32 = hash32;
-    e->policy = policy;
+    e->policy.store(policy, std::memory_order_relaxed);
     return e;
   }
   static void destroy(Entry* e) noexcept {

@@ -66,40 +66,260 @@ LimiterImpl::LimiterImpl(Config config, Limiter::Options options)
       background_(options.background_thread),
       start_(clock_->now()),
       instance_id_(config_->instance_id.empty() ? default_instance_id() : config_->instance_id),
-      max_key_length_(std::min<std::size_t>(config_->max_key_length, 65535)),
-      index_(config_->policies),
+      max_key_length_(0),
       table_(config_->max_keys),
       admission_(config_->max_keys),
       inbox_(std::make_shared<Inbox>()) {
   relay_->user = std::move(options.observer);
   store_->set_observer(relay_);
-  for (const ResolvedPolicy& p : config_->resolved_policies()) {
-    CompiledPolicy c;
-    c.spec = std::make_shared<const ResolvedPolicy>(p);
-    c.capacity = p.capacity();
-    c.concurrency = p.kind == PolicyKind::kConcurrency;
-    auto frac = static_cast<std::uint64_t>(
-        std::floor(config_->leases.max_fraction * static_cast<double>(c.capacity)));
-    c.max_lease = std::clamp<std::uint64_t>(frac, 1, kMaxLeaseTokens);
-    c.refill_per_second = p.refill_per_second();
-    switch (p.fallback.mode) {
-      case FallbackMode::kLocal:  // concurrency: no local bucket for permits, so deny
-        c.fallback = c.concurrency ? core::kFallbackDeny : core::kFallbackLocal;
-        break;
-      case FallbackMode::kDeny:
-        c.fallback = core::kFallbackDeny;
-        break;
-      case FallbackMode::kAllow:
-        c.fallback = core::kFallbackAllow;
-        break;
-    }
-    c.fallback_rate = p.fallback_rate();
-    c.fallback_share = p.fallback.share();
-    c.fallback_burst = static_cast<std::int64_t>(
-        std::min(p.fallback_burst(), static_cast<double>(kMaxLeaseTokens)));
-    policies_.push_back(std::move(c));
-  }
+  publish(config_);
   inbox_->owner = this;
+}
+
+LimiterImpl::CompiledPolicy LimiterImpl::compile(const ResolvedPolicy& p,
+                                                 const Config& config) const {
+  CompiledPolicy c;
+  c.spec = std::make_shared<const ResolvedPolicy>(p);
+  c.capacity = p.capacity();
+  c.concurrency = p.kind == PolicyKind::kConcurrency;
+  auto frac = static_cast<std::uint64_t>(
+      std::floor(config.leases.max_fraction * static_cast<double>(c.capacity)));
+  c.max_lease = std::clamp<std::uint64_t>(frac, 1, kMaxLeaseTokens);
+  c.refill_per_second = p.refill_per_second();
+  switch (p.fallback.mode) {
+    case FallbackMode::kLocal:  // concurrency: no local bucket for permits, so deny
+      c.fallback = c.concurrency ? core::kFallbackDeny : core::kFallbackLocal;
+      break;
+    case FallbackMode::kDeny:
+      c.fallback = core::kFallbackDeny;
+      break;
+    case FallbackMode::kAllow:
+      c.fallback = core::kFallbackAllow;
+      break;
+  }
+  c.shadow = p.shadow;
+  c.fallback_rate = p.fallback_rate();
+  c.fallback_share = p.fallback.share();
+  c.fallback_burst =
+      static_cast<std::int64_t>(std::min(p.fallback_burst(), static_cast<double>(kMaxLeaseTokens)));
+  return c;
+}
+
+// ---------------------------------------------------------------------------------------
+// Live updates
+
+void LimiterImpl::update(Config config) {
+  update_with([&] { return std::move(config); });
+}
+
+void LimiterImpl::update_json(std::string_view json) {
+  update_with([&] { return Config::from_json(json); });
+}
+
+void LimiterImpl::update_with(const std::function<Config()>& make) {
+  try {
+    swap_config(make());
+  } catch (const ConfigError& ex) {
+    counted_.config_rejected.fetch_add(1, std::memory_order_relaxed);
+    relay_->on_log(LogLevel::kWarn,
+                   std::string("config update rejected, the running config stays: ") + ex.what());
+    throw;
+  }
+  counted_.config_updates.fetch_add(1, std::memory_order_relaxed);
+  relay_->on_log(LogLevel::kInfo, "config updated: keys move to their new policies");
+}
+
+void LimiterImpl::swap_config(Config config) {
+  config.validate();
+  std::lock_guard lk(tick_mu_);
+  if (shut_.load(std::memory_order_acquire)) {
+    throw ConfigError("limiter", "shut down: it takes no more updates");
+  }
+  // Those make a different limiter: another store, another table, other leases' holder.
+  if (!(config.store == config_->store)) {
+    throw ConfigError("store", "cannot change in a running limiter (create a new Limiter)");
+  }
+  if (config.max_keys != config_->max_keys) {
+    throw ConfigError("max_keys", "cannot change in a running limiter (create a new Limiter)");
+  }
+  if (!config.instance_id.empty() && config.instance_id != instance_id_) {
+    throw ConfigError("instance_id", "cannot change in a running limiter (create a new Limiter)");
+  }
+  publish(std::make_shared<const Config>(std::move(config)));
+}
+
+// Compiles `config` into slots and makes it the running one: a policy equal to one that
+// keys hold keeps its slot (and the keys their leases); the others get free slots. What is
+// published first is the slot array, then the set that points into it, so that a reader
+// that finds a slot in the set finds it in the array. Throws before changing anything.
+void LimiterImpl::publish(std::shared_ptr<const Config> config) {
+  auto set = std::make_unique<PolicySet>(config);
+  auto array = slot_array_ ? std::make_unique<std::vector<CompiledPolicy>>(*slot_array_)
+                           : std::make_unique<std::vector<CompiledPolicy>>();
+  std::vector<SlotState> state = slot_state_;
+  for (SlotState& st : state) {
+    if (st.use == SlotUse::kCurrent) st.use = SlotUse::kRetiring;
+  }
+  const std::uint64_t safe = core::Epoch::safe_epoch();
+  for (const ResolvedPolicy& p : config->resolved_policies()) {
+    CompiledPolicy c = compile(p, *config);
+    std::size_t slot = state.size();
+    for (std::size_t i = 0; i < state.size() && slot == state.size(); ++i) {
+      if (state[i].use == SlotUse::kRetiring && (*array)[i].spec->name == p.name &&
+          *(*array)[i].spec == p)
+        slot = i;
+    }
+    for (std::size_t i = 0; i < state.size() && slot == state.size(); ++i) {
+      if (state[i].use == SlotUse::kFree && state[i].freed_epoch <= safe) slot = i;
+    }
+    if (slot == state.size()) {
+      if (slot > 65535) {
+        throw ConfigError("policies", "too many policies at once: keys still hold " +
+                                          std::to_string(slot) + " earlier ones");
+      }
+      array->emplace_back();
+      state.emplace_back();
+    }
+    (*array)[slot] = std::move(c);
+    state[slot].use = SlotUse::kCurrent;
+    set->slot_of.push_back(static_cast<std::uint16_t>(slot));
+  }
+  slots_.store(array->data(), std::memory_order_release);
+  set_.store(set.get(), std::memory_order_release);
+  max_key_length_.store(set->max_key_length, std::memory_order_relaxed);
+  if (slot_array_) retired_.retire([a = slot_array_.release()] { delete a; });
+  if (policy_set_) retired_.retire([p = policy_set_.release()] { delete p; });
+  slot_array_ = std::move(array);
+  policy_set_ = std::move(set);
+  slot_state_ = std::move(state);
+  config_ = std::move(config);
+  // Every key is matched again (a new pattern may take keys from a policy that stays).
+  rematch_due_ = true;
+  rematch_epoch_ = core::Epoch::advance();
+  wake();
+}
+
+std::shared_ptr<const Config> LimiterImpl::config() const {
+  EpochGuard guard;
+  return set_.load(std::memory_order_acquire)->config;
+}
+
+// Matches a key against the running config again. When it now matches another policy of
+// its kind, it moves: the unspent tokens of its leases go back to the old policy's bucket,
+// and the next lease comes from the new one. Waiters stay queued in their order; permits out
+// stay counted (a negative balance) until the new reservation covers them. A key that
+// matches no policy of its kind any more leaves the table. A key with a lease in flight
+// moves when the answer is in (RefillState::rematch). True when the key moved or left.
+bool LimiterImpl::rematch(Entry* e, Nanos now) {
+  const PolicySet& set = *policy_set_;
+  const auto idx = set.index.match(e->key());
+  const std::uint16_t current = e->policy.load(std::memory_order_relaxed);
+  if (idx && set.slot_of[*idx] == current) return false;
+  auto& s = e->s;
+  if (s.in_flight) {
+    if (!s.rematch) ++moves_pending_;
+    s.rematch = true;
+    return false;
+  }
+  const CompiledPolicy& from = policy_of(e);
+  if (!idx) {
+    drop_key(e, Reason::kNoPolicy);
+    return true;
+  }
+  const std::uint16_t slot = set.slot_of[*idx];
+  const CompiledPolicy& to = (*slot_array_)[slot];
+  if (to.concurrency != from.concurrency) {
+    drop_key(e, Reason::kInvalidArgument);  // acquires and permits do not mix
+    return true;
+  }
+  expire_leases(e, now);
+  if (from.concurrency) {
+    const std::int64_t reserved = s.lease_count > 0 ? s.leases[0].granted : 0;
+    e->balance.fetch_sub(reserved, std::memory_order_acq_rel);
+    give_back(e, reserved);
+  } else if (e->fallback.load(std::memory_order_acquire) == core::kFallbackLocal) {
+    // The local fallback bucket's tokens never came from the store: dropped, and the new
+    // policy's bucket starts afresh (consider() below).
+    const std::int64_t left = e->balance.exchange(0, std::memory_order_acq_rel);
+    if (left > 0)
+      counted_.fallback_dropped.fetch_add(static_cast<std::uint64_t>(left),
+                                          std::memory_order_relaxed);
+    s.lease_count = 0;
+  } else {
+    give_back(e, clamp_nonneg(e->balance.exchange(0, std::memory_order_acq_rel)));
+  }
+  if (e->unavailable) {
+    e->fallback.store(to.fallback == core::kFallbackLocal ? core::kFallbackOff : to.fallback,
+                      std::memory_order_release);
+  }
+  e->watermark.store(0, std::memory_order_relaxed);
+  e->retry_at.store(0, std::memory_order_relaxed);
+  e->exhausted.store(core::kExhaustedNot, std::memory_order_relaxed);
+  e->penalized.store(false, std::memory_order_relaxed);
+  s.last_grant = 0;
+  s.baseline_balance = e->balance.load(std::memory_order_relaxed);
+  s.baseline_time = to_ms(now);
+  s.deny_base = e->denials.load(std::memory_order_relaxed);
+  s.deny_window_start = to_ms(now);
+  e->policy.store(slot, std::memory_order_release);
+  counted_.keys_moved.fetch_add(1, std::memory_order_relaxed);
+  consider(e, now);  // the first lease under the new policy
+  return true;
+}
+
+// Takes a key out of the table because no policy of its kind matches it any more: its
+// waiters complete (`why`), its tokens go back; permits out return to the old entry, which
+// waits in the graveyard until they have.
+void LimiterImpl::drop_key(Entry* e, Reason why) {
+  std::vector<std::pair<Limiter::Completion, Decision>> done;
+  {
+    std::lock_guard lk(wait_mu_);
+    table_.erase(e);
+    if (auto it = queues_.find(e); it != queues_.end()) {
+      for (core::Waiter* w : it->second) {
+        waits_.erase(w->id);
+        done.emplace_back(std::move(w->done), Decision{false, why, 0, Nanos{0}});
+        delete w;
+      }
+      queues_.erase(it);
+    }
+    e->waiters.store(0, std::memory_order_release);
+  }
+  std::int64_t b = e->balance.exchange(0, std::memory_order_acq_rel);
+  if (policy_of(e).concurrency) b = e->s.lease_count > 0 ? e->s.leases[0].granted : 0;
+  give_back(e, b);
+  graveyard_.emplace_back(core::Epoch::advance(), e);
+  counted_.keys_moved.fetch_add(1, std::memory_order_relaxed);
+  complete(done);
+}
+
+// After an update, once no reader that saw the old config can still be creating a key
+// under it: matches every key again. When no key holds a replaced policy's slot any more
+// (graveyard included), the slot is free for a later update.
+void LimiterImpl::rematch_keys(Nanos now) {
+  if (rematch_due_ && core::Epoch::safe_epoch() >= rematch_epoch_) {
+    rematch_due_ = false;
+    std::vector<Entry*> keys;
+    keys.reserve(table_.size());
+    {
+      EpochGuard g;
+      table_.for_each([&](Entry* e) { keys.push_back(e); });
+    }
+    for (Entry* e : keys) {
+      if (!e->retired.load(std::memory_order_acquire)) rematch(e, now);
+    }
+  }
+  if (rematch_due_ || moves_pending_ > 0) return;
+  bool retiring = false;
+  for (const SlotState& st : slot_state_) retiring = retiring || st.use == SlotUse::kRetiring;
+  if (!retiring) return;
+  for (const auto& [epoch, e] : graveyard_) {
+    if (slot_state_[e->policy.load(std::memory_order_relaxed)].use == SlotUse::kRetiring) return;
+  }
+  const std::uint64_t freed = core::Epoch::advance();
+  for (SlotState& st : slot_state_) {
+    if (st.use == SlotUse::kRetiring) st = SlotState{SlotUse::kFree, freed};
+  }
 }
 
 LimiterImpl::~LimiterImpl() {
@@ -139,7 +359,7 @@ void LimiterImpl::shutdown() {
     table_.for_each([&](Entry* e) {
       if (e->permits_out.load() != 0) return;  // permits still out: let the lease expire
       std::int64_t b = e->balance.exchange(0);
-      if (policies_[e->policy].concurrency) {
+      if (policy_of(e).concurrency) {
         b = e->s.lease_count > 0 ? e->s.leases[0].granted : 0;
       }
       give_back(e, b);
@@ -170,12 +390,24 @@ Decision LimiterImpl::try_acquire(std::string_view key, std::uint64_t cost) noex
     e = find_or_create(key, cost, false, stripe, failure);
     if (e == nullptr) return failure;
   }
-  return spend(e, cost, stripe, false);
+  const Decision d = spend(e, cost, stripe, false);
+  if (__builtin_expect(!d.allowed, 0)) return shadowed(e, d, stripe);
+  return d;
+}
+
+// A shadow policy's denial, counted as such (deny() did), admits all the same.
+Decision LimiterImpl::shadowed(const Entry* e, Decision d, std::uint32_t stripe) noexcept {
+  if (d.reason == Reason::kInvalidArgument || !policy_of(e).shadow) return d;
+  count(
+      stripe, [](Stripe & s) -> auto& { return s.shadow_admitted; }, 1);
+  d.allowed = true;
+  d.retry_after = Nanos{0};
+  return d;
 }
 
 Decision LimiterImpl::spend(Entry* e, std::uint64_t cost, std::uint32_t stripe,
                             bool permit) noexcept {
-  const CompiledPolicy& p = policies_[e->policy];
+  const CompiledPolicy& p = policy_of(e);
   if (p.concurrency != permit || cost > p.capacity) return deny(Reason::kInvalidArgument, stripe);
   if (!e->touched.load(std::memory_order_relaxed))
     e->touched.store(true, std::memory_order_relaxed);
@@ -232,7 +464,7 @@ Decision LimiterImpl::spend_fallback(Entry* e, std::uint8_t fb, std::uint64_t co
   }
   if (fb == core::kFallbackLocal) {
     // The local bucket is short of `cost`: it holds that many after cost / rate.
-    const double rate = policies_[e->policy].fallback_rate;
+    const double rate = policy_of(e).fallback_rate;
     const double secs =
         rate > 0 ? static_cast<double>(
                        cost - std::min(cost, static_cast<std::uint64_t>(clamp_nonneg(balance)))) /
@@ -248,12 +480,14 @@ Decision LimiterImpl::spend_fallback(Entry* e, std::uint8_t fb, std::uint64_t co
 Entry* LimiterImpl::find_or_create(std::string_view key, std::uint64_t cost, bool permit,
                                    std::uint32_t stripe, Decision& failure) noexcept {
   try {
-    auto idx = index_.match(key);
+    const PolicySet& set = *set_.load(std::memory_order_acquire);
+    auto idx = set.index.match(key);
     if (!idx) {
       failure = deny(Reason::kNoPolicy, stripe);
       return nullptr;
     }
-    const CompiledPolicy& p = policies_[*idx];
+    const std::uint16_t slot = set.slot_of[*idx];
+    const CompiledPolicy& p = slots_.load(std::memory_order_acquire)[slot];
     // A bad cost never creates state.
     if (p.concurrency != permit || cost > p.capacity) {
       failure = deny(Reason::kInvalidArgument, stripe);
@@ -268,10 +502,11 @@ Entry* LimiterImpl::find_or_create(std::string_view key, std::uint64_t cost, boo
       return nullptr;
     }
     auto [e, result] = table_.find_or_insert(key, h, [&] {
-      Entry* n = Entry::create(key, static_cast<std::uint32_t>(h), *idx);
-      if (config_->cold_keys.mode == ColdKeyMode::kOptimistic && !p.concurrency) {
-        auto allowance = static_cast<std::int64_t>(
-            std::min<std::uint64_t>(config_->cold_keys.allowance, p.capacity));
+      Entry* n = Entry::create(key, static_cast<std::uint32_t>(h), slot);
+      const ColdKeys& cold = set.config->cold_keys;
+      if (cold.mode == ColdKeyMode::kOptimistic && !p.concurrency) {
+        auto allowance =
+            static_cast<std::int64_t>(std::min<std::uint64_t>(cold.allowance, p.capacity));
         n->balance.store(allowance, std::memory_order_relaxed);
         n->s.debt = static_cast<std::uint32_t>(allowance);
       }
@@ -333,6 +568,7 @@ WaitId LimiterImpl::acquire_async(std::string_view key, std::uint64_t cost, Nano
       if (e == nullptr) return finish(d);
     }
     d = spend(e, cost, stripe, false);
+    if (!d.allowed) d = shadowed(e, d, stripe);
     if (d.allowed || d.reason == Reason::kInvalidArgument || d.reason == Reason::kPenaltyBox) {
       return finish(d);
     }
@@ -344,7 +580,7 @@ WaitId LimiterImpl::acquire_async(std::string_view key, std::uint64_t cost, Nano
       return finish(Decision{false, Reason::kLeasePending, 0, d.retry_after});
     }
     auto& queue = queues_[e];
-    if (queue.size() >= config_->max_waiters_per_key) {
+    if (queue.size() >= set_.load(std::memory_order_acquire)->config->max_waiters_per_key) {
       lk.unlock();
       return finish(deny(Reason::kQueueFull, stripe));
     }
@@ -392,7 +628,7 @@ Permit LimiterImpl::acquire_permit(std::string_view key, std::uint32_t count) no
   Decision d = spend(e, count, stripe, true);
   if (!d.allowed) {
     e->permits_out.fetch_sub(count, std::memory_order_acq_rel);
-    return Permit({}, nullptr, 0, d);
+    return Permit({}, nullptr, 0, shadowed(e, d, stripe));  // shadow: admitted, holds none
   }
   try {
     return Permit(shared_from_this(), e, count, d);
@@ -444,7 +680,8 @@ Nanos LimiterImpl::next_wakeup(Nanos now) {
     std::lock_guard lk(wait_mu_);
     if (!deadlines_.empty()) next = std::min(next, deadlines_.top().at);
   }
-  if (!in_flight_.empty() || !graveyard_.empty()) next = std::min(next, now + kTick);
+  if (!in_flight_.empty() || !graveyard_.empty() || rematch_due_)
+    next = std::min(next, now + kTick);
   if (!batch_.empty()) next = std::min(next, std::max(held_until_, now + kTick));
   if (!give_backs_.empty()) {
     const Nanos since = give_backs_since_ == Nanos::max() ? now : give_backs_since_;
@@ -483,6 +720,7 @@ void LimiterImpl::tick() {
     if (!e->retired.load(std::memory_order_acquire)) maintain(e, now);
   }
   timer_count_.store(timers_.size(), std::memory_order_relaxed);
+  rematch_keys(now);
   flush(now);
   drain_inbox(now);  // stores that answer inline
   expire_deadlines(now);
@@ -513,7 +751,7 @@ void LimiterImpl::ensure_timers(Entry* e, Nanos now) {
   if (s.lease_count > 0) {
     add_timer(e, from_ms(s.leases[0].local_expiry));
     const Nanos renew = from_ms(s.leases[0].local_expiry) - config_->leases.ttl * 2 / 3;
-    if (policies_[e->policy].concurrency && !s.in_flight && renew > now) add_timer(e, renew);
+    if (policy_of(e).concurrency && !s.in_flight && renew > now) add_timer(e, renew);
   }
   const std::int64_t retry_at = e->retry_at.load(std::memory_order_relaxed);
   if (retry_at > now.count()) add_timer(e, Nanos{retry_at});
@@ -534,7 +772,7 @@ void LimiterImpl::maintain(Entry* e, Nanos now) {
 void LimiterImpl::expire_leases(Entry* e, Nanos now) {
   auto& s = e->s;
   const Ms nms = to_ms(now);
-  const bool concurrency = policies_[e->policy].concurrency;
+  const bool concurrency = policy_of(e).concurrency;
   while (core::book_oldest_due(s, nms)) {
     if (concurrency) {
       // The reservation lapsed without renewal: the store has let it go too.
@@ -548,9 +786,9 @@ void LimiterImpl::expire_leases(Entry* e, Nanos now) {
       take = core::book_oldest_left(s, b);
     } while (take > 0 && !e->balance.compare_exchange_weak(b, b - take, std::memory_order_acq_rel));
     if (take > 0) {
-      give_backs_.push_back(GiveBack{
-          std::string(e->key()), policies_[e->policy].spec, static_cast<std::uint64_t>(take),
-          from_ms(s.leases[0].store_expiry) + store_offset_, instance_id_});
+      give_backs_.push_back(
+          GiveBack{std::string(e->key()), policy_of(e).spec, static_cast<std::uint64_t>(take),
+                   from_ms(s.leases[0].store_expiry) + store_offset_, instance_id_});
       counted_.tokens_given_back.fetch_add(take, std::memory_order_relaxed);
     }
     core::book_end_oldest(s, take);
@@ -563,7 +801,7 @@ void LimiterImpl::expire_leases(Entry* e, Nanos now) {
 // else: leases are credited only after leave_fallback() has taken the rest away.
 void LimiterImpl::fallback_refill(Entry* e, Nanos now) {
   auto& s = e->s;
-  const CompiledPolicy& p = policies_[e->policy];
+  const CompiledPolicy& p = policy_of(e);
   if (!e->unavailable || p.fallback != core::kFallbackLocal) return;
   const std::int64_t b = e->balance.load(std::memory_order_acquire);
   if (s.lease_count > 0) {
@@ -596,7 +834,7 @@ void LimiterImpl::fallback_refill(Entry* e, Nanos now) {
 // policy's fallback decides once the key's lease is spent, until an answer comes back —
 // waiters included, who would otherwise wait for a refill that may never come.
 void LimiterImpl::engage_fallback(Entry* e, Nanos now) {
-  const CompiledPolicy& p = policies_[e->policy];
+  const CompiledPolicy& p = policy_of(e);
   e->unavailable = true;
   if (p.fallback == core::kFallbackLocal) {
     fallback_refill(e, now);  // serves waiters from the local bucket
@@ -663,8 +901,10 @@ void LimiterImpl::leave_fallback(Entry* e) {
 }
 
 void LimiterImpl::consider(Entry* e, Nanos now) {
+  // Between an update and the pass of rematch_keys(), a key moves before it asks again.
+  if (rematch_due_ && rematch(e, now)) return;
   auto& s = e->s;
-  const CompiledPolicy& p = policies_[e->policy];
+  const CompiledPolicy& p = policy_of(e);
   const Ms nms = to_ms(now);
   if (e->unavailable) fallback_refill(e, now);
   // A waiter may have queued just after the last credit served the queue (it saw no
@@ -820,7 +1060,7 @@ double LimiterImpl::sample_demand(Entry* e, Ms nms, std::int64_t balance, std::u
 // A held refill whose key ran dry while it waited, or that someone now waits for, goes with
 // this tick after all.
 void LimiterImpl::hurry(Entry* e) {
-  const CompiledPolicy& p = policies_[e->policy];
+  const CompiledPolicy& p = policy_of(e);
   const bool urgent = core::refill_urgent(
       e->waiters.load(std::memory_order_acquire) != 0, e->unavailable,
       e->leased.load(std::memory_order_relaxed),
@@ -1000,7 +1240,13 @@ void LimiterImpl::drain_inbox(Nanos now) {
       } else {
         ++ev.failed_keys;
       }
-      apply(f.entries[i], f.mins[i], f.wants[i], g, f.sent_at, now);
+      Entry* e = f.entries[i];
+      apply(e, f.mins[i], f.wants[i], g, f.sent_at, now);
+      if (e->s.rematch) {  // an update came while it was in flight
+        e->s.rematch = false;
+        --moves_pending_;
+        if (!e->retired.load(std::memory_order_acquire)) rematch(e, now);
+      }
     }
     if (ev.failed_keys > 0) {
       ev.outcome = LeaseOutcome::kFailed;
@@ -1018,7 +1264,7 @@ void LimiterImpl::drain_inbox(Nanos now) {
 void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const LeaseGrant& g,
                         Nanos sent_at, Nanos now) {
   auto& s = e->s;
-  const CompiledPolicy& p = policies_[e->policy];
+  const CompiledPolicy& p = policy_of(e);
   s.in_flight = false;
   if (!g.ok) {
     // The shard is unavailable for this key: its policy's fallback decides once the
@@ -1131,6 +1377,9 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
   s.baseline_denials = e->denials.load(std::memory_order_relaxed);
 
   serve_waiters(e);
+  // Waiters the grant did not cover ask again now, not at the lease's expiry: a queue longer
+  // than one lease (after a move, the new policy's first lease) would otherwise wait a TTL.
+  if (e->waiters.load(std::memory_order_acquire) != 0 && granted > 0) s.again = true;
   requeue(e);
 }
 
@@ -1256,7 +1505,7 @@ bool LimiterImpl::evict(Entry* e, Nanos now) {
   }
   expire_leases(e, now);
   std::int64_t b = e->balance.exchange(0, std::memory_order_acq_rel);
-  if (policies_[e->policy].concurrency) b = e->s.lease_count > 0 ? e->s.leases[0].granted : 0;
+  if (policy_of(e).concurrency) b = e->s.lease_count > 0 ? e->s.leases[0].granted : 0;
   give_back(e, b);
   graveyard_.emplace_back(core::Epoch::advance(), e);
   counted_.keys_evicted.fetch_add(1, std::memory_order_relaxed);
@@ -1265,7 +1514,7 @@ bool LimiterImpl::evict(Entry* e, Nanos now) {
 
 void LimiterImpl::give_back(Entry* e, std::int64_t tokens) {
   auto& s = e->s;
-  const CompiledPolicy& p = policies_[e->policy];
+  const CompiledPolicy& p = policy_of(e);
   // Newest leases hold what is left (first-in first-out spending).
   for (int i = s.lease_count - 1; i >= 0 && tokens > 0; --i) {
     const auto part = std::min<std::int64_t>(tokens, s.leases[i].granted);
@@ -1280,6 +1529,7 @@ void LimiterImpl::give_back(Entry* e, std::int64_t tokens) {
 
 void LimiterImpl::reclaim() {
   table_.reclaim();
+  retired_.reclaim();
   if (graveyard_.empty()) return;
   // Under a flood of keys, evictions outrun the lease timers that hold evicted entries,
   // and timers made redundant by an earlier one pile up: drop both once they outnumber

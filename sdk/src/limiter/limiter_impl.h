@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <queue>
@@ -59,7 +60,15 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   Stats stats() const;
   void tick();
 
-  const Config& config() const noexcept { return *config_; }
+  // Validates `config`, refuses what a running limiter cannot change (store, max_keys,
+  // instance_id), then swaps it in; throws ConfigError naming the field, keeping the
+  // running config. Keys move to their new policies on the SDK's thread.
+  void update(Config config);
+  // The same from the JSON form: a config that does not parse is refused (and counted) too.
+  void update_json(std::string_view json);
+  void update_with(const std::function<Config()>& make);
+  void swap_config(Config config);
+  std::shared_ptr<const Config> config() const;
   const std::string& instance_id() const noexcept { return instance_id_; }
 
  private:
@@ -69,11 +78,31 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
     std::uint64_t capacity = 0;
     std::uint64_t max_lease = 0;
     bool concurrency = false;
+    bool shadow = false;           // Policy::shadow: denials admit all the same
     double refill_per_second = 0;  // how fast capacity comes back (rate or limit/window)
     std::uint8_t fallback = core::kFallbackLocal;  // Entry::fallback while unavailable
     double fallback_rate = 0;     // local bucket, tokens per second (share mode: the most)
     bool fallback_share = false;  // Fallback::share()
     std::int64_t fallback_burst = 1;
+  };
+  // What application threads read of the running config; replaced whole by update() and
+  // freed through the epoch (retired_) once no reader can hold it.
+  struct PolicySet {
+    std::shared_ptr<const Config> config;
+    core::PolicyIndex index;             // key -> position in config->policies
+    std::vector<std::uint16_t> slot_of;  // position -> slot of slots_
+    std::size_t max_key_length = 0;
+    PolicySet(std::shared_ptr<const Config> c)
+        : config(std::move(c)),
+          index(config->policies),
+          max_key_length(std::min<std::size_t>(config->max_key_length, 65535)) {}
+  };
+  // Slots of the compiled policies, as the scheduler sees them: the running config's, and
+  // those of earlier configs that keys may still hold until they have moved.
+  enum class SlotUse : std::uint8_t { kFree, kCurrent, kRetiring };
+  struct SlotState {
+    SlotUse use = SlotUse::kFree;
+    std::uint64_t freed_epoch = 0;  // kFree: reusable once no reader is older than this
   };
 #define TOLLGATE_STATS_ATOMIC(name, since, help) std::atomic<std::uint64_t> name{0};
   struct alignas(64) Stripe {
@@ -113,6 +142,7 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   Decision deny(Reason r, std::uint32_t stripe, std::int64_t remaining = 0,
                 Nanos retry_after = Nanos{0}) noexcept;
   Decision spend(Entry* e, std::uint64_t cost, std::uint32_t stripe, bool permit) noexcept;
+  Decision shadowed(const Entry* e, Decision d, std::uint32_t stripe) noexcept;
   Decision spend_fallback(Entry* e, std::uint8_t fallback, std::uint64_t cost, std::int64_t balance,
                           std::uint32_t stripe) noexcept;
   Entry* find_or_create(std::string_view key, std::uint64_t cost, bool permit, std::uint32_t stripe,
@@ -123,7 +153,14 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   Entry* resolve(const KeyRef& k, std::uint64_t cost, std::uint32_t stripe,
                  Decision& failure) noexcept;
   bool valid(std::string_view key, std::uint64_t cost) const noexcept {
-    return !key.empty() && key.size() <= max_key_length_ && cost > 0;
+    return !key.empty() && key.size() <= max_key_length_.load(std::memory_order_relaxed) &&
+           cost > 0;
+  }
+  // The key's compiled policy. Caller holds an EpochGuard (or tick_mu_). The slot is read
+  // first: a slot an update moved the key to is in every array published since.
+  const CompiledPolicy& policy_of(const Entry* e) const noexcept {
+    const std::uint16_t slot = e->policy.load(std::memory_order_acquire);
+    return slots_.load(std::memory_order_acquire)[slot];
   }
 
   // --- scheduler (under tick_mu_) ---
@@ -162,6 +199,12 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   bool evict(Entry* e, Nanos now);
   void give_back(Entry* e, std::int64_t tokens);
   void reclaim();
+  // --- live updates (scheduler, under tick_mu_) ---
+  CompiledPolicy compile(const ResolvedPolicy& p, const Config& c) const;
+  void publish(std::shared_ptr<const Config> config);
+  bool rematch(Entry* e, Nanos now);
+  void drop_key(Entry* e, Reason why);
+  void rematch_keys(Nanos now);
   core::Ms to_ms(Nanos t) const noexcept {
     return static_cast<core::Ms>((t - start_).count() / 1'000'000);
   }
@@ -193,16 +236,26 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
     }
   };
 
-  std::shared_ptr<const Config> config_;
+  std::shared_ptr<const Config> config_;  // the running config (scheduler: under tick_mu_)
   std::shared_ptr<Relay> relay_ = std::make_shared<Relay>();
   std::shared_ptr<QuotaStore> store_;
   std::shared_ptr<const Clock> clock_;
   const bool background_;
   const Nanos start_;
   std::string instance_id_;
-  std::size_t max_key_length_;
-  std::vector<CompiledPolicy> policies_;
-  core::PolicyIndex index_;
+  std::atomic<std::size_t> max_key_length_;
+  // Read by application threads without a lock (epoch-protected): the compiled policies by
+  // slot, and the running config's index. update() publishes new ones (slots_ first).
+  std::atomic<const CompiledPolicy*> slots_{nullptr};
+  std::atomic<const PolicySet*> set_{nullptr};
+  // Scheduler (tick_mu_): what owns them, and which slots keys may still hold.
+  std::unique_ptr<std::vector<CompiledPolicy>> slot_array_;
+  std::unique_ptr<PolicySet> policy_set_;
+  std::vector<SlotState> slot_state_;
+  core::RetireList retired_;         // replaced arrays and sets, until no reader holds them
+  bool rematch_due_ = false;         // an update came: every key is to be matched again
+  std::uint64_t rematch_epoch_ = 0;  // once no reader is older (none holds the old set)
+  std::size_t moves_pending_ = 0;    // keys with RefillState::rematch set
   core::KeyTable table_;
   core::AdmissionSketch admission_;  // who takes the table's last places
   // Counters striped by thread: the first kOwnedStripes threads (by epoch record index)

@@ -103,6 +103,8 @@ public sealed class PolicySettings
     public double? GuaranteedRate { get; set; }
     /// <summary>fair_instances: under scarcity, split a key's refill among instances by demand (token_bucket only; default: on in a group with a budget)</summary>
     public bool? FairInstances { get; set; }
+    /// <summary>shadow: decisions are computed, counted and reported as if enforced, but always admit (docs/configuration.md)</summary>
+    public bool? Shadow { get; set; }
 }
 
 /// <summary>groups[]: a budget shared by every key of the policies whose group is <see cref="Name"/> (docs/quotas.md)</summary>

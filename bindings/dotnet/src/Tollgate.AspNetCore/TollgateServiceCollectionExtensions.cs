@@ -29,17 +29,25 @@ public static class TollgateServiceCollectionExtensions
             .Configure(o => BindStrictly(section, o))
             .ValidateOnStart();
         services.AddSingleton<IValidateOptions<TollgateOptions>>(new TollgateOptionsValidator(section.Path));
+        // A reload of the section reaches IOptionsMonitor (and so the running limiter).
+        services.AddSingleton<IOptionsChangeTokenSource<TollgateOptions>>(
+            new ConfigurationChangeTokenSource<TollgateOptions>(Options.DefaultName, section));
         services.AddSingleton(sp =>
         {
-            TollgateOptions o = sp.GetRequiredService<IOptions<TollgateOptions>>().Value;
+            var monitor = sp.GetRequiredService<IOptionsMonitor<TollgateOptions>>();
+            TollgateOptions o = monitor.CurrentValue;
             ILogger logger = sp.GetRequiredService<ILoggerFactory>().CreateLogger("Tollgate");
-            return TollgateLimiter.Create(o.ToJson(), new TollgateLimiterOptions
+            TollgateLimiter limiter = TollgateLimiter.Create(o.ToJson(), new TollgateLimiterOptions
             {
                 Log = (level, message) => logger.Log(ToLogLevel(level), "{Message}", message),
                 MinimumLogLevel = MinimumLevel(logger),
                 QueueTimeout = o.QueueTimeout,
                 DefaultRetryAfter = o.DefaultRetryAfter,
             });
+            // appsettings reload, Azure App Configuration, ...: the running limiter takes the
+            // change; a bad one is logged and the running config stays.
+            limiter.Subscription = monitor.OnChange(changed => Update(limiter, changed, logger));
+            return limiter;
         });
         return services;
     }
@@ -106,6 +114,21 @@ public static class TollgateServiceCollectionExtensions
             Exception inner = e;
             while (inner.InnerException != null) inner = inner.InnerException;
             throw new InvalidOperationException($"{section.Path}: {inner.Message}", e);
+        }
+    }
+
+    private static void Update(TollgateLimiter limiter, TollgateOptions options, ILogger logger)
+    {
+        try
+        {
+            limiter.Update(options.ToJson());
+        }
+        catch (TollgateConfigException e)
+        {
+            logger.LogError("Tollgate config change refused, the running config stays: {Message}", e.Message);
+        }
+        catch (ObjectDisposedException)
+        {
         }
     }
 

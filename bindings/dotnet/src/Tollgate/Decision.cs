@@ -120,6 +120,14 @@ public sealed class TollgateStats
     public ulong StoreRetries { get; init; }
     /// <summary>Keys whose refill was overdue: they went to the fallback.</summary>
     public ulong RefillsOverdue { get; init; }
+    /// <summary>Config updates applied (<see cref="TollgateLimiter.Update"/>).</summary>
+    public ulong ConfigUpdates { get; init; }
+    /// <summary>Config updates refused; the running config stayed.</summary>
+    public ulong ConfigRejected { get; init; }
+    /// <summary>Keys moved to another policy by an update.</summary>
+    public ulong KeysMoved { get; init; }
+    /// <summary>Denials of shadow policies, admitted anyway (also counted as denied).</summary>
+    public ulong ShadowAdmitted { get; init; }
     /// <summary>Each shard's breaker now (empty for the in-process store).</summary>
     public IReadOnlyList<BreakerState> Breakers { get; init; } = Array.Empty<BreakerState>();
 
@@ -155,6 +163,10 @@ public sealed class TollgateStats
             ShortCircuited = s.ShortCircuited,
             StoreRetries = s.StoreRetries,
             RefillsOverdue = s.RefillsOverdue,
+            ConfigUpdates = s.ConfigUpdates,
+            ConfigRejected = s.ConfigRejected,
+            KeysMoved = s.KeysMoved,
+            ShadowAdmitted = s.ShadowAdmitted,
             Breakers = breakers,
         };
     }

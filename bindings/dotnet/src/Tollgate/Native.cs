@@ -95,7 +95,11 @@ internal unsafe struct NativeStats
     public ulong BulkheadRejected;      // version 3
     public ulong ShortCircuited;
     public ulong StoreRetries;
-    public ulong RefillsOverdue;        // version 4
+    public ulong RefillsOverdue;  // version 4
+    public ulong ConfigUpdates;
+    public ulong ConfigRejected;
+    public ulong KeysMoved;
+    public ulong ShadowAdmitted;
 }
 
 internal static unsafe partial class Native
@@ -128,6 +132,10 @@ internal static unsafe partial class Native
     [LibraryImport(Library, EntryPoint = "tg_limiter_create")]
     internal static partial Status LimiterCreate(nint* outLimiter, byte* configJson,
         NativeLimiterOptions* options, byte* errstr, nuint errstrSize);
+
+    [LibraryImport(Library, EntryPoint = "tg_limiter_update")]
+    internal static partial Status LimiterUpdate(nint limiter, byte* configJson, byte* errstr,
+        nuint errstrSize);
 
     [LibraryImport(Library, EntryPoint = "tg_limiter_destroy")]
     internal static partial void LimiterDestroy(nint* limiter);

@@ -110,9 +110,38 @@ public sealed unsafe class TollgateLimiter : IDisposable
         return limiter;
     }
 
+    /// <summary>
+    /// Swaps in another JSON config while the limiter runs (docs/configuration.md, "Live
+    /// updates"): policies, groups, cold keys, leases and fallbacks may change; store, max_keys
+    /// and instance_id may not. Throws <see cref="TollgateConfigException"/> naming the field,
+    /// and the running config stays.
+    /// </summary>
+    public void Update(string configJson)
+    {
+        ArgumentNullException.ThrowIfNull(configJson);
+        byte[] json = NullTerminated(configJson);
+        byte* err = stackalloc byte[512];
+        bool added = false;
+        Handle.DangerousAddRef(ref added);  // throws ObjectDisposedException once disposed
+        try
+        {
+            Status s;
+            fixed (byte* j = json) s = Native.LimiterUpdate(Handle.DangerousGetHandle(), j, err, 512);
+            if (s != Status.Ok) throw Failure(s, err);
+        }
+        finally
+        {
+            if (added) Handle.DangerousRelease();
+        }
+    }
+
+    // What stops with the limiter (an options-change subscription of the ASP.NET Core integration).
+    internal IDisposable? Subscription { get; set; }
+
     /// <summary>Stops the limiter: pending waits complete (shutdown), unspent tokens go back.</summary>
     public void Dispose()
     {
+        Subscription?.Dispose();
         TollgateTelemetry.Untrack(this);
         Handle.Dispose();
         Spans.EndAll();

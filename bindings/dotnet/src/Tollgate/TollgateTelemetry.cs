@@ -49,6 +49,10 @@ public static class TollgateTelemetry
         ("tollgate.store.bulkhead.rejections", "{request}", "Lease requests refused at once because their shard's bulkhead was full", s => s.BulkheadRejected),
         ("tollgate.store.short_circuits", "{request}", "Lease requests failed at once because their shard's circuit breaker was open", s => s.ShortCircuited),
         ("tollgate.store.retries", "{batch}", "Lease batches sent again after a transport failure", s => s.StoreRetries),
+        ("tollgate.config.updates", "{update}", "Config updates applied to the running limiter", s => s.ConfigUpdates),
+        ("tollgate.config.rejections", "{update}", "Config updates refused (the running config stayed)", s => s.ConfigRejected),
+        ("tollgate.keys.moved", "{key}", "Keys moved to another policy by a config update", s => s.KeysMoved),
+        ("tollgate.shadow.admissions", "{decision}", "Denials of shadow policies, admitted anyway (also counted as denied)", s => s.ShadowAdmitted),
     };
 
     // The gauges that are one native value each.

@@ -46,6 +46,46 @@ public sealed class AspNetCoreTests
         ["Tollgate:Policies:0:Burst"] = "200",
     };
 
+    // Drains a key: admitted until the store has nothing more for it.
+    private static async Task<int> Drain(TollgateLimiter limiter, string key)
+    {
+        int n = 0;
+        while ((await limiter.AcquireAsync(key, 1, TimeSpan.FromMilliseconds(300))).Allowed) n++;
+        return n;
+    }
+
+    [Fact]
+    public async Task AnOptionsChangeUpdatesTheRunningLimiterAndABadOneIsRefused()
+    {
+        var settings = Valid(_redis.Url);
+        settings["Tollgate:Policies:0:Name"] = "update-a-" + Guid.NewGuid().ToString("N");
+        settings["Tollgate:Policies:0:Rate"] = "0.001";
+        settings["Tollgate:Policies:0:Burst"] = "20";
+        IConfigurationRoot root = new ConfigurationBuilder().AddInMemoryCollection(settings).Build();
+        var services = new ServiceCollection();
+        services.AddLogging();
+        services.AddTollgate(root.GetSection("Tollgate"));
+        using ServiceProvider sp = services.BuildServiceProvider();
+        var limiter = sp.GetRequiredService<TollgateLimiter>();
+        Assert.Equal(20, await Drain(limiter, "tenant:a"));
+
+        root["Tollgate:Policies:0:Name"] = "update-b-" + Guid.NewGuid().ToString("N");
+        root["Tollgate:Policies:0:Burst"] = "35";
+        root.Reload();
+        Assert.Equal(1ul, limiter.GetStats().ConfigUpdates);
+        for (int i = 0; i < 500 && limiter.GetStats().KeysMoved < 1; i++) await Task.Delay(10);
+        Assert.Equal(35, await Drain(limiter, "tenant:a"));
+
+        root["Tollgate:Policies:0:Rate"] = "-1";  // refused by validation: nothing changes
+        try { root.Reload(); } catch (Exception) { /* the options' own validation may throw here */ }
+        root["Tollgate:Policies:0:Rate"] = "0.001";
+        root["Tollgate:Store:Shards:0"] = "redis://127.0.0.1:1";  // needs a new limiter: refused
+        root.Reload();
+        TollgateStats s = limiter.GetStats();
+        Assert.Equal(1ul, s.ConfigUpdates);
+        Assert.Equal(1ul, s.ConfigRejected);
+    }
+
     [Fact]
     public void ABadSettingIsNamedByItsConfigurationKey()
     {
