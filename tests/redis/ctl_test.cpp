@@ -20,7 +20,7 @@ class Ctl : public ::testing::Test {
  protected:
   Ctl() {
     json = R"({"store": {"type": "redis", "shards": [")" + server.url() + R"("]},
-               "leases": {"max_fraction": 0.25, "ttl_ms": 60000},
+               "leases": {"max_fraction": 0.25, "ttl_ms": 60000, "min_tokens": 25},
                "policies": [{"match": "tenant:*", "type": "token_bucket", "rate": 0.001, "burst": 100},
                             {"match": "gpu:*", "type": "concurrency", "limit": 4}]})";
     path = server.dir() + "/ctl-config.json";
