@@ -11,47 +11,45 @@ Nanos from_micros(long long us) noexcept {
   return Nanos{std::clamp(us, -kMax, kMax) * 1000};
 }
 
-}  // namespace
-
-LeaseGrant to_grant(const Reply& r) {
+LeaseGrant failed(const Reply& r) {
   LeaseGrant g;
-  if (r.type != Reply::Type::kArray || r.elements.size() < 5 || r.elements.size() > 6) {
-    g.ok = false;
-    g.error = r.is_error() ? "redis: " + r.str : "redis: unexpected reply to the lease script";
-    return g;
+  g.ok = false;
+  g.error = r.is_error() ? "redis: " + r.str : "redis: unexpected reply to the lease script";
+  return g;
+}
+
+// The grant in `n` (5 or 6) integers from `e` onwards.
+LeaseGrant grant_of(const Reply& whole, const Reply* e, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) {
+    if (e[i].type != Reply::Type::kInteger) return failed(whole);
   }
-  for (const Reply& e : r.elements) {
-    if (e.type != Reply::Type::kInteger) {
-      g.ok = false;
-      g.error = "redis: unexpected reply to the lease script";
-      return g;
-    }
-  }
-  auto at = [&](int i) { return r.elements[static_cast<std::size_t>(i)].integer; };
+  auto at = [&](std::size_t i) { return e[i].integer; };
+  LeaseGrant g;
   g.granted = static_cast<std::uint64_t>(std::max<long long>(0, at(0)));
   g.now = from_micros(at(1));
   g.expires_at = from_micros(at(2));
   g.remaining = static_cast<std::uint64_t>(std::max<long long>(0, at(3)));
   g.wait_until = from_micros(at(4));
-  if (r.elements.size() == 6 && at(5) >= 0 && at(5) <= 2) {
-    g.limited_by = static_cast<LimitLevel>(at(5));
-  }
+  if (n == 6 && at(5) >= 0 && at(5) <= 2) g.limited_by = static_cast<LimitLevel>(at(5));
   return g;
 }
 
+}  // namespace
+
+LeaseGrant to_grant(const Reply& r) {
+  if (r.type != Reply::Type::kArray || r.elements.size() < 5 || r.elements.size() > 6) {
+    return failed(r);
+  }
+  return grant_of(r, r.elements.data(), r.elements.size());
+}
+
+// Read in place: a call of 256 keys is not copied into 256 replies of its own.
 LeaseGrant to_grant(const Reply& r, std::size_t k, std::size_t keys) {
   if (keys == 1) return to_grant(r);
   if (r.type != Reply::Type::kArray || k >= keys || r.elements.size() != 6 * keys) {
-    LeaseGrant g;
-    g.ok = false;
-    g.error = r.is_error() ? "redis: " + r.str : "redis: unexpected reply to the lease script";
-    return g;
+    return failed(r);
   }
-  Reply one;
-  one.type = Reply::Type::kArray;
-  one.elements.assign(r.elements.begin() + static_cast<std::ptrdiff_t>(6 * k),
-                      r.elements.begin() + static_cast<std::ptrdiff_t>(6 * k + 6));
-  return to_grant(one);
+  return grant_of(r, r.elements.data() + 6 * k, 6);
 }
 
 }  // namespace tollgate::redis
