@@ -1255,7 +1255,7 @@ void LimiterImpl::drain_inbox(Nanos now) {
       // Failed answers (often instant: an open breaker) would drag the estimate down.
       const std::int64_t old = rtt_ns_.load(std::memory_order_relaxed);
       rtt_ns_.store(old + (rtt - old) / 8, std::memory_order_relaxed);
-      round_trips_[f.partition].add(Nanos{rtt}, now);
+      round_trips_[f.partition].add(f.sent_at, now);
     }
     relay_->on_lease(ev);
   }
