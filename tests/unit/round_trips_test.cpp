@@ -51,7 +51,9 @@ TEST(RoundTrips, CallsSentBeforeTheShardsFirstAnswerAreNotRecorded) {
   r.add(0ms, 150ms);
   r.add(10ms, 160ms);
   r.add(20ms, 170ms);
+  for (int i = 0; i < 5; ++i) r.add(30ms, 170ms);
   EXPECT_EQ(r.count(), 0u);
+  EXPECT_FALSE(r.overdue(171ms, 10s, 20ms, 4.0)) << "8 answers, none recorded: not judged";
   EXPECT_EQ(r.p99(), 0ms);
   r.add(171ms, 172ms);
   EXPECT_EQ(r.count(), 1u);
@@ -70,9 +72,9 @@ TEST(RoundTrips, AShardThatStopsAnsweringKeepsItsRecordAndItsCallsBecomeOverdue)
   EXPECT_EQ(r.p99(), 2ms) << "a minute later";
 }
 
-TEST(RoundTrips, AShardWithFewerThanEightAnsweredCallsIsNotJudged) {
+TEST(RoundTrips, AShardWithFewerThanEightRecordedCallsIsNotJudged) {
   RoundTrips r;
-  answer_each_second(r, 0s, 7, 1ms);
+  answer_each_second(r, 0s, 8, 1ms);  // the first is not recorded
   EXPECT_FALSE(r.overdue(10s, 20s, 20ms, 4.0));
   r.add(10s, 10s + 1ms);
   EXPECT_TRUE(r.overdue(11s, 12s, 20ms, 4.0));

@@ -6,12 +6,12 @@ namespace tollgate::core {
 
 void RoundTrips::add(std::chrono::nanoseconds sent, std::chrono::nanoseconds at) noexcept {
   last_answer_ = std::max(last_answer_, at);
-  answered_ = std::min(answered_ + 1, kEnough);
   if (!answered_once_) {
     answered_once_ = true;
     first_answer_ = at;
   }
   if (sent < first_answer_) return;  // sent while the connection was being set up
+  recorded_ = std::min(recorded_ + 1, kEnough);
   calls_[next_] = Call{std::max<std::int64_t>(0, (at - sent).count()), at.count()};
   next_ = (next_ + 1) % kWindow;
   count_ = std::min(count_ + 1, kWindow);
@@ -51,7 +51,7 @@ std::chrono::nanoseconds RoundTrips::overdue_after(std::chrono::nanoseconds floo
 
 bool RoundTrips::overdue(std::chrono::nanoseconds sent, std::chrono::nanoseconds now,
                          std::chrono::nanoseconds floor, double multiple) const noexcept {
-  if (answered_ < kEnough) return false;
+  if (recorded_ < kEnough) return false;
   const std::chrono::nanoseconds after = overdue_after(floor, multiple);
   return now - sent > after && now - last_answer_ > after;
 }

@@ -17,11 +17,11 @@ class RoundTrips {
   // not at now, so that a shard that stops answering keeps its record.
   static constexpr std::chrono::nanoseconds kHorizon = std::chrono::seconds{10};
 
-  static constexpr std::size_t kEnough = 8;  // answered calls before any call is judged
+  static constexpr std::size_t kEnough = 8;  // recorded calls before any call is judged
 
   // A call sent at `sent` and answered at `at` (the limiter's clock). A call sent before
-  // the shard's first answer is counted towards kEnough but not recorded: its time is the
-  // connection's set-up (connect, script load), not the shard's.
+  // the shard's first answer is not recorded (nor counted towards kEnough): its time is
+  // the connection's set-up (connect, script load), not the shard's.
   void add(std::chrono::nanoseconds sent, std::chrono::nanoseconds at) noexcept;
   std::size_t count() const noexcept;  // recorded calls within the window
   // The 99th percentile of the window (its second largest at 128 calls; the largest of
@@ -33,7 +33,7 @@ class RoundTrips {
                                          double multiple) const noexcept;
   // Whether a call sent at `sent` is overdue at `now`: unanswered past overdue_after, and
   // the shard answered nothing else for as long (a busy shard that still answers is slow,
-  // not gone: its calls wait for their timeout), and kEnough calls were answered before
+  // not gone: its calls wait for their timeout), and kEnough calls were recorded before
   // (a shard with no record yet is not judged).
   bool overdue(std::chrono::nanoseconds sent, std::chrono::nanoseconds now,
                std::chrono::nanoseconds floor, double multiple) const noexcept;
@@ -46,7 +46,7 @@ class RoundTrips {
   std::array<Call, kWindow> calls_{};
   std::size_t next_ = 0;
   std::size_t count_ = 0;     // recorded, at most kWindow
-  std::size_t answered_ = 0;  // all calls, saturating at kEnough
+  std::size_t recorded_ = 0;  // all recorded calls, saturating at kEnough
   std::chrono::nanoseconds last_answer_{0};
   bool answered_once_ = false;
   std::chrono::nanoseconds first_answer_{0};
