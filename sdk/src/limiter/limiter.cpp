@@ -13,6 +13,7 @@
 
 namespace tollgate {
 
+using core::Completions;
 using core::Entry;
 using core::EpochGuard;
 using core::Ms;
@@ -41,17 +42,6 @@ std::string default_instance_id() {
 
 std::int64_t clamp_nonneg(std::int64_t v) {
   return v < 0 ? 0 : v;
-}
-
-// Calls each waiter's completion (outside any lock); a throwing completion is its own
-// business.
-void complete(std::vector<std::pair<Limiter::Completion, Decision>>& done) noexcept {
-  for (auto& [fn, d] : done) {
-    try {
-      fn(d);
-    } catch (...) {
-    }
-  }
 }
 
 }  // namespace
@@ -271,26 +261,19 @@ bool LimiterImpl::rematch(Entry* e, Nanos now) {
 // waiters complete (`why`), its tokens go back; permits out return to the old entry, which
 // waits in the graveyard until they have.
 void LimiterImpl::drop_key(Entry* e, Reason why) {
-  std::vector<std::pair<Limiter::Completion, Decision>> done;
-  {
-    std::lock_guard lk(wait_mu_);
-    table_.erase(e);
-    if (auto it = queues_.find(e); it != queues_.end()) {
-      for (core::Waiter* w : it->second) {
-        waits_.erase(w->id);
-        done.emplace_back(std::move(w->done), Decision{false, why, 0, Nanos{0}});
-        delete w;
-      }
-      queues_.erase(it);
-    }
-    e->waiters.store(0, std::memory_order_release);
-  }
+  Completions done;
+  waits_.finish_key(
+      e,
+      [why](const core::Waiter&) {
+        return Decision{false, why, 0, Nanos{0}};
+      },
+      done, [&] { table_.erase(e); });
   std::int64_t b = e->balance.exchange(0, std::memory_order_acq_rel);
   if (policy_of(e).concurrency) b = e->s.lease_count > 0 ? e->s.leases[0].granted : 0;
   give_back(e, b);
   graveyard_.emplace_back(core::Epoch::advance(), e);
   counted_.keys_moved.fetch_add(1, std::memory_order_relaxed);
-  complete(done);
+  core::complete(done);
 }
 
 // After an update, once no reader that saw the old config can still be creating a key
@@ -339,19 +322,13 @@ void LimiterImpl::shutdown() {
     std::lock_guard lk(inbox_->mu);
     inbox_->owner = nullptr;
   }
-  std::vector<std::pair<Limiter::Completion, Decision>> done;
-  {
-    std::lock_guard lk(wait_mu_);
-    for (auto& [id, w] : waits_) {
-      Decision d{false, Reason::kShutdown, 0, Nanos{0}};
-      done.emplace_back(std::move(w->done), d);
-      w->entry->waiters.store(0, std::memory_order_relaxed);
-      delete w;
-    }
-    waits_.clear();
-    queues_.clear();
-  }
-  complete(done);
+  Completions done;
+  waits_.finish_all(
+      [](const core::Waiter&) {
+        return Decision{false, Reason::kShutdown, 0, Nanos{0}};
+      },
+      done);
+  core::complete(done);
   // Give every unspent token back so that other instances can use it at once.
   std::lock_guard lk(tick_mu_);
   {
@@ -574,23 +551,17 @@ WaitId LimiterImpl::acquire_async(std::string_view key, std::uint64_t cost, Nano
     }
     if (timeout <= Nanos{0})
       return finish(Decision{false, Reason::kTimeout, d.remaining, d.retry_after});
-    std::unique_lock lk(wait_mu_);
-    if (e->retired.load(std::memory_order_acquire)) {
-      lk.unlock();
-      return finish(Decision{false, Reason::kLeasePending, 0, d.retry_after});
+    WaitId id = 0;
+    switch (waits_.add(e, cost, clock_->now() + timeout,
+                       set_.load(std::memory_order_acquire)->config->max_waiters_per_key, done,
+                       id)) {
+      case core::WaitQueue::Added::kRetired:
+        return finish(Decision{false, Reason::kLeasePending, 0, d.retry_after});
+      case core::WaitQueue::Added::kFull:
+        return finish(deny(Reason::kQueueFull, stripe));
+      case core::WaitQueue::Added::kQueued:
+        break;
     }
-    auto& queue = queues_[e];
-    if (queue.size() >= set_.load(std::memory_order_acquire)->config->max_waiters_per_key) {
-      lk.unlock();
-      return finish(deny(Reason::kQueueFull, stripe));
-    }
-    auto* w = new core::Waiter{next_wait_++, e, cost, clock_->now() + timeout, std::move(done)};
-    queue.push_back(w);
-    e->waiters.fetch_add(1, std::memory_order_acq_rel);
-    waits_.emplace(w->id, w);
-    deadlines_.push({w->deadline, w->id});
-    WaitId id = w->id;
-    lk.unlock();
     request_refill(e);
     wake();
     return id;
@@ -599,16 +570,7 @@ WaitId LimiterImpl::acquire_async(std::string_view key, std::uint64_t cost, Nano
 
 bool LimiterImpl::cancel(WaitId id) {
   Limiter::Completion done;
-  {
-    std::lock_guard lk(wait_mu_);
-    auto it = waits_.find(id);
-    if (it == waits_.end()) return false;
-    core::Waiter* w = it->second;
-    waits_.erase(it);
-    unqueue(w);
-    done = std::move(w->done);
-    delete w;
-  }
+  if (!waits_.cancel(id, done)) return false;
   done(Decision{false, Reason::kCancelled, 0, Nanos{0}});
   return true;
 }
@@ -676,10 +638,7 @@ void LimiterImpl::run() {
 Nanos LimiterImpl::next_wakeup(Nanos now) {
   Nanos next = now + kMaxSleep;
   if (!timers_.empty()) next = std::min(next, timers_.top().at);
-  {
-    std::lock_guard lk(wait_mu_);
-    if (!deadlines_.empty()) next = std::min(next, deadlines_.top().at);
-  }
+  next = std::min(next, waits_.next_deadline());
   if (!in_flight_.empty() || !graveyard_.empty() || rematch_due_)
     next = std::min(next, now + kTick);
   if (!batch_.empty()) next = std::min(next, std::max(held_until_, now + kTick));
@@ -845,28 +804,21 @@ void LimiterImpl::engage_fallback(Entry* e, Nanos now) {
   // allow admits them all, deny refuses them all now: neither waits for the shard.
   const bool admit = p.fallback == core::kFallbackAllow;
   const Reason reason = admit ? Reason::kFallbackAllow : Reason::kFallbackDeny;
-  std::vector<std::pair<Limiter::Completion, Decision>> done;
-  {
-    std::lock_guard lk(wait_mu_);
-    auto it = queues_.find(e);
-    if (it != queues_.end()) {
-      Stripe& st = stripes_[kOwnedStripes];  // shared: the scheduler owns no stripe
-      for (core::Waiter* w : it->second) {
-        waits_.erase(w->id);
-        e->waiters.fetch_sub(1, std::memory_order_acq_rel);
+  Completions done;
+  Stripe& st = stripes_[kOwnedStripes];  // shared: the scheduler owns no stripe
+  waits_.finish_key(
+      e,
+      [&](const core::Waiter& w) {
         if (admit) {
           st.admitted.fetch_add(1, std::memory_order_relaxed);
-          st.admitted_tokens.fetch_add(w->cost, std::memory_order_relaxed);
+          st.admitted_tokens.fetch_add(w.cost, std::memory_order_relaxed);
         } else {
           st.denied[static_cast<int>(reason)].fetch_add(1, std::memory_order_relaxed);
         }
-        done.emplace_back(std::move(w->done), Decision{admit, reason, 0, admit ? Nanos{0} : kTick});
-        delete w;
-      }
-      queues_.erase(it);
-    }
-  }
-  complete(done);
+        return Decision{admit, reason, 0, admit ? Nanos{0} : kTick};
+      },
+      done);
+  core::complete(done);
 }
 
 // Refills unanswered past their shard's overdue time (LeaseOptions::overdue_floor, 4 x the
@@ -941,11 +893,7 @@ void LimiterImpl::consider(Entry* e, Nanos now) {
 
   const std::int64_t balance = e->balance.load(std::memory_order_acquire);
   std::uint64_t head_cost = 0;
-  if (e->waiters.load(std::memory_order_acquire) != 0) {
-    std::lock_guard lk(wait_mu_);
-    auto it = queues_.find(e);
-    if (it != queues_.end() && !it->second.empty()) head_cost = it->second.front()->cost;
-  }
+  if (e->waiters.load(std::memory_order_acquire) != 0) head_cost = waits_.head_cost(e);
   const std::uint64_t denied_cost = e->last_denied_cost.load(std::memory_order_relaxed);
   s.max_cost = static_cast<std::uint16_t>(std::min<std::uint64_t>(
       65535, std::max<std::uint64_t>({s.max_cost, denied_cost, head_cost})));
@@ -1396,75 +1344,33 @@ void LimiterImpl::requeue(Entry* e) noexcept {
 }
 
 void LimiterImpl::serve_waiters(Entry* e) {
-  std::vector<std::pair<Limiter::Completion, Decision>> done;
+  Completions done;
   serve_waiters(e, done);
-  complete(done);
+  core::complete(done);
 }
 
-void LimiterImpl::serve_waiters(Entry* e,
-                                std::vector<std::pair<Limiter::Completion, Decision>>& out) {
-  if (e->waiters.load(std::memory_order_acquire) == 0) return;
-  std::lock_guard lk(wait_mu_);
-  auto it = queues_.find(e);
-  if (it == queues_.end()) return;
-  auto* q = &it->second;
-  const bool local = e->fallback.load(std::memory_order_relaxed) == core::kFallbackLocal;
-  while (!q->empty()) {
-    core::Waiter* w = q->front();
-    const auto cost = static_cast<std::int64_t>(w->cost);
-    std::int64_t b = e->balance.load(std::memory_order_acquire);
-    bool taken = false;
-    while (b >= cost) {
-      if (e->balance.compare_exchange_weak(b, b - cost, std::memory_order_acq_rel)) {
-        taken = true;
-        break;
-      }
-    }
-    if (!taken) break;
-    q->pop_front();
-    waits_.erase(w->id);
-    e->waiters.fetch_sub(1, std::memory_order_acq_rel);
-    Stripe& st = stripes_[kOwnedStripes];  // shared: the scheduler owns no stripe
-    st.admitted.fetch_add(1, std::memory_order_relaxed);
-    st.admitted_tokens.fetch_add(w->cost, std::memory_order_relaxed);
-    out.emplace_back(
-        std::move(w->done),
-        Decision{true, local ? Reason::kFallbackLocal : Reason::kOk, b - cost, Nanos{0}});
-    delete w;
-  }
-  if (q->empty()) queues_.erase(it);
-}
-
-void LimiterImpl::unqueue(core::Waiter* w) {
-  auto it = queues_.find(w->entry);
-  if (it != queues_.end()) {
-    auto& q = it->second;
-    q.erase(std::find(q.begin(), q.end(), w));
-    if (q.empty()) queues_.erase(it);
-  }
-  w->entry->waiters.fetch_sub(1, std::memory_order_acq_rel);
+void LimiterImpl::serve_waiters(Entry* e, Completions& out) {
+  const core::WaitQueue::Served served = waits_.serve(e, out);
+  if (served.waits == 0) return;
+  Stripe& st = stripes_[kOwnedStripes];  // shared: the scheduler owns no stripe
+  st.admitted.fetch_add(served.waits, std::memory_order_relaxed);
+  st.admitted_tokens.fetch_add(served.tokens, std::memory_order_relaxed);
 }
 
 void LimiterImpl::expire_deadlines(Nanos now) {
-  std::vector<std::pair<Limiter::Completion, Decision>> done;
-  {
-    std::lock_guard lk(wait_mu_);
-    while (!deadlines_.empty() && deadlines_.top().at <= now) {
-      WaitId id = deadlines_.top().id;
-      deadlines_.pop();
-      auto it = waits_.find(id);
-      if (it == waits_.end()) continue;
-      core::Waiter* w = it->second;
-      waits_.erase(it);
-      unqueue(w);
-      stripes_[kOwnedStripes].denied[static_cast<int>(Reason::kTimeout)].fetch_add(
-          1, std::memory_order_relaxed);
-      Nanos retry{clamp_nonneg(w->entry->retry_at.load(std::memory_order_relaxed) - now.count())};
-      done.emplace_back(std::move(w->done), Decision{false, Reason::kTimeout, 0, retry});
-      delete w;
-    }
+  Completions done;
+  const std::size_t expired = waits_.expire(
+      now,
+      [now](const core::Waiter& w) {
+        Nanos retry{clamp_nonneg(w.entry->retry_at.load(std::memory_order_relaxed) - now.count())};
+        return Decision{false, Reason::kTimeout, 0, retry};
+      },
+      done);
+  if (expired > 0) {
+    stripes_[kOwnedStripes].denied[static_cast<int>(Reason::kTimeout)].fetch_add(
+        expired, std::memory_order_relaxed);
   }
-  complete(done);
+  core::complete(done);
 }
 
 void LimiterImpl::idle_scan(Nanos now) {
@@ -1497,12 +1403,8 @@ void LimiterImpl::idle_scan(Nanos now) {
 
 bool LimiterImpl::evict(Entry* e, Nanos now) {
   if (e->s.in_flight || e->permits_out.load(std::memory_order_acquire) != 0) return false;
-  {
-    std::lock_guard lk(wait_mu_);
-    if (e->waiters.load(std::memory_order_acquire) != 0) return false;
-    table_.erase(e);  // marks it retired; no new waiter can join
-    queues_.erase(e);
-  }
+  // table_.erase marks it retired: no new waiter can join.
+  if (!waits_.close_if_idle(e, [&] { table_.erase(e); })) return false;
   expire_leases(e, now);
   std::int64_t b = e->balance.exchange(0, std::memory_order_acq_rel);
   if (policy_of(e).concurrency) b = e->s.lease_count > 0 ? e->s.leases[0].granted : 0;
@@ -1570,11 +1472,7 @@ Stats LimiterImpl::stats() const {
   }
 #undef TOLLGATE_STATS_SUM
   st.keys_tracked = table_.size();
-  std::size_t waiting = 0;
-  {
-    std::lock_guard lk(wait_mu_);
-    waiting = waits_.size();
-  }
+  const std::size_t waiting = waits_.size();
   st.bytes_used = table_.bytes_used() + admission_.bytes() +
                   waiting * (sizeof(core::Waiter) + 2 * sizeof(void*)) +
                   timer_count_.load(std::memory_order_relaxed) * sizeof(Timer);
