@@ -6,6 +6,7 @@
 #include <random>
 #include <utility>
 
+#include "limiter/eviction.h"
 #include "limiter/fallback_bucket.h"
 #include "limiter/lease_book.h"
 #include "limiter/lease_sizing.h"
@@ -268,10 +269,8 @@ void LimiterImpl::drop_key(Entry* e, Reason why) {
         return Decision{false, why, 0, Nanos{0}};
       },
       done, [&] { table_.erase(e); });
-  std::int64_t b = e->balance.exchange(0, std::memory_order_acq_rel);
-  if (policy_of(e).concurrency) b = e->s.lease_count > 0 ? e->s.leases[0].granted : 0;
-  give_back(e, b);
-  graveyard_.emplace_back(core::Epoch::advance(), e);
+  give_back(e, core::take_unspent(*e, policy_of(e).concurrency));
+  eviction_.bury(e);
   counted_.keys_moved.fetch_add(1, std::memory_order_relaxed);
   core::complete(done);
 }
@@ -296,9 +295,10 @@ void LimiterImpl::rematch_keys(Nanos now) {
   bool retiring = false;
   for (const SlotState& st : slot_state_) retiring = retiring || st.use == SlotUse::kRetiring;
   if (!retiring) return;
-  for (const auto& [epoch, e] : graveyard_) {
-    if (slot_state_[e->policy.load(std::memory_order_relaxed)].use == SlotUse::kRetiring) return;
-  }
+  if (eviction_.any_buried([&](const Entry* e) {
+        return slot_state_[e->policy.load(std::memory_order_relaxed)].use == SlotUse::kRetiring;
+      }))
+    return;
   const std::uint64_t freed = core::Epoch::advance();
   for (SlotState& st : slot_state_) {
     if (st.use == SlotUse::kRetiring) st = SlotState{SlotUse::kFree, freed};
@@ -335,16 +335,11 @@ void LimiterImpl::shutdown() {
     EpochGuard g;
     table_.for_each([&](Entry* e) {
       if (e->permits_out.load() != 0) return;  // permits still out: let the lease expire
-      std::int64_t b = e->balance.exchange(0);
-      if (policy_of(e).concurrency) {
-        b = e->s.lease_count > 0 ? e->s.leases[0].granted : 0;
-      }
-      give_back(e, b);
+      give_back(e, core::take_unspent(*e, policy_of(e).concurrency));
     });
   }
   flush_give_backs();
-  for (auto& [epoch, e] : graveyard_) Entry::destroy(e);
-  graveyard_.clear();
+  eviction_.destroy_all();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -474,7 +469,7 @@ Entry* LimiterImpl::find_or_create(std::string_view key, std::uint64_t cost, boo
     if (!admission_.admits(h, table_.size())) {  // a key seen once never takes the last places
       // Evict harder, as for a full table; one wake-up a tick is enough (refusals here
       // come at the hot path's pace, faster than the SDK's thread could drain wake-ups).
-      if (!pressure_.load(std::memory_order_relaxed) && !pressure_.exchange(true)) wake();
+      if (eviction_.press()) wake();
       failure = deny(Reason::kKeyTableFull, stripe);
       return nullptr;
     }
@@ -491,7 +486,7 @@ Entry* LimiterImpl::find_or_create(std::string_view key, std::uint64_t cost, boo
     });
     if (result == core::KeyTable::Insert::kFull) {
       admission_.table_full();
-      pressure_.store(true, std::memory_order_relaxed);
+      eviction_.press();
       wake();
       failure = deny(Reason::kKeyTableFull, stripe);
       return nullptr;
@@ -639,8 +634,7 @@ Nanos LimiterImpl::next_wakeup(Nanos now) {
   Nanos next = now + kMaxSleep;
   if (!timers_.empty()) next = std::min(next, timers_.top().at);
   next = std::min(next, waits_.next_deadline());
-  if (!in_flight_.empty() || !graveyard_.empty() || rematch_due_)
-    next = std::min(next, now + kTick);
+  if (!in_flight_.empty() || !eviction_.empty() || rematch_due_) next = std::min(next, now + kTick);
   if (!batch_.empty()) next = std::min(next, std::max(held_until_, now + kTick));
   if (!give_backs_.empty()) {
     const Nanos since = give_backs_since_ == Nanos::max() ? now : give_backs_since_;
@@ -1374,31 +1368,7 @@ void LimiterImpl::expire_deadlines(Nanos now) {
 }
 
 void LimiterImpl::idle_scan(Nanos now) {
-  const bool pressure = pressure_.exchange(false, std::memory_order_relaxed);
-  if (last_scan_.count() == 0) last_scan_ = now;
-  const Nanos elapsed = now - last_scan_;
-  // Every entry is looked at about twice per idle_timeout; under pressure, a batch now.
-  const std::size_t slots = table_.slot_count();
-  const double share = static_cast<double>(elapsed.count()) /
-                       (static_cast<double>(config_->idle_timeout.count()) / 2.0);
-  std::size_t count = static_cast<std::size_t>(static_cast<double>(slots) * std::min(share, 1.0));
-  if (pressure) count = std::max<std::size_t>(count, 256);
-  if (count == 0) return;
-  last_scan_ = now;
-  std::vector<Entry*> victims;
-  {
-    EpochGuard g;
-    scan_cursor_ = table_.visit(scan_cursor_, count, [&](Entry* e) {
-      if (e->touched.load(std::memory_order_relaxed)) {
-        e->touched.store(false, std::memory_order_relaxed);
-        e->s.idle_passes = 0;
-        return;
-      }
-      if (e->s.idle_passes < 255) ++e->s.idle_passes;
-      if (e->s.idle_passes >= 3 || (pressure && e->s.idle_passes >= 1)) victims.push_back(e);
-    });
-  }
-  for (Entry* e : victims) evict(e, now);
+  for (Entry* e : eviction_.sweep(table_, now, config_->idle_timeout)) evict(e, now);
 }
 
 bool LimiterImpl::evict(Entry* e, Nanos now) {
@@ -1406,10 +1376,8 @@ bool LimiterImpl::evict(Entry* e, Nanos now) {
   // table_.erase marks it retired: no new waiter can join.
   if (!waits_.close_if_idle(e, [&] { table_.erase(e); })) return false;
   expire_leases(e, now);
-  std::int64_t b = e->balance.exchange(0, std::memory_order_acq_rel);
-  if (policy_of(e).concurrency) b = e->s.lease_count > 0 ? e->s.leases[0].granted : 0;
-  give_back(e, b);
-  graveyard_.emplace_back(core::Epoch::advance(), e);
+  give_back(e, core::take_unspent(*e, policy_of(e).concurrency));
+  eviction_.bury(e);
   counted_.keys_evicted.fetch_add(1, std::memory_order_relaxed);
   return true;
 }
@@ -1432,11 +1400,11 @@ void LimiterImpl::give_back(Entry* e, std::int64_t tokens) {
 void LimiterImpl::reclaim() {
   table_.reclaim();
   retired_.reclaim();
-  if (graveyard_.empty()) return;
+  if (eviction_.empty()) return;
   // Under a flood of keys, evictions outrun the lease timers that hold evicted entries,
   // and timers made redundant by an earlier one pile up: drop both once they outnumber
   // the table (a key needs only its earliest timer; when it fires, maintain() sets the next).
-  if (graveyard_.size() > std::max<std::size_t>(1024, config_->max_keys / 64) ||
+  if (eviction_.buried() > std::max<std::size_t>(1024, config_->max_keys / 64) ||
       timers_.size() > 2 * table_.size() + 1024) {
     timers_.drop_if([this](const Timer& t) {
       Entry* e = t.entry;
@@ -1448,14 +1416,7 @@ void LimiterImpl::reclaim() {
       return true;
     });
   }
-  const std::uint64_t safe = core::Epoch::safe_epoch();
-  auto keep = std::stable_partition(graveyard_.begin(), graveyard_.end(), [&](const auto& g) {
-    Entry* e = g.second;
-    return g.first > safe || e->queued.load(std::memory_order_acquire) || e->s.timer_refs != 0 ||
-           e->permits_out.load(std::memory_order_acquire) != 0;
-  });
-  for (auto it = keep; it != graveyard_.end(); ++it) Entry::destroy(it->second);
-  graveyard_.erase(keep, graveyard_.end());
+  eviction_.reclaim();
 }
 
 Stats LimiterImpl::stats() const {

@@ -22,6 +22,7 @@
 #include "limiter/admission.h"
 #include "limiter/entry.h"
 #include "limiter/epoch.h"
+#include "limiter/eviction.h"
 #include "limiter/key_table.h"
 #include "limiter/lease_durations.h"
 #include "limiter/lease_sizing.h"
@@ -243,6 +244,7 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   std::size_t moves_pending_ = 0;    // keys with RefillState::rematch set
   core::KeyTable table_;
   core::AdmissionSketch admission_;  // who takes the table's last places
+  core::Eviction eviction_;          // the idle sweep and the graveyard (scheduler)
   // Counters striped by thread: the first kOwnedStripes threads (by epoch record index)
   // each own one and add without a locked instruction (~8 ns saved per admission, twice);
   // later threads and the scheduler share the last stripe with fetch_add.
@@ -261,7 +263,6 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   // Refill queue: a lock-free stack that application threads push to.
   std::atomic<Entry*> queue_head_{nullptr};
   std::atomic<bool> sleeping_{false};
-  std::atomic<bool> pressure_{false};            // key table full: evict harder
   std::atomic<std::int64_t> rtt_ns_{1'000'000};  // EWMA of store round trips
 
   // Scheduler state.
@@ -294,11 +295,8 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   // Per partition (shard): its recent answered round trips, for mark_overdue().
   std::unordered_map<std::size_t, core::RoundTrips> round_trips_;
   std::vector<GiveBack> give_backs_;
-  std::vector<std::pair<std::uint64_t, Entry*>> graveyard_;  // epoch, unlinked entry
   std::uint64_t next_batch_ = 1;
   std::uint64_t next_request_ = 1;
-  std::size_t scan_cursor_ = 0;
-  Nanos last_scan_{0};
   Nanos busy_until_{0};
   Nanos store_offset_{0};  // store clock minus local clock, erring early
   std::shared_ptr<Inbox> inbox_;
