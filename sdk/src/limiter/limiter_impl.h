@@ -1,14 +1,14 @@
 // The Limiter's machinery: lock-free spending from local leases on application threads,
 // and one refill scheduler (on the SDK's thread, or driven by poll()) that talks to the
 // QuotaStore. Thread-safe: public methods may be called from any thread; the scheduler's
-// state (Entry::s and everything marked "scheduler") is touched under tick_mu_ only.
+// state (Entry::s and everything marked "scheduler") is touched under tick_mu_ only; the
+// wait queue (limiter/wait_queue.h) has a lock of its own, taken under tick_mu_ or alone.
 #pragma once
 
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -22,24 +22,16 @@
 #include "limiter/admission.h"
 #include "limiter/entry.h"
 #include "limiter/epoch.h"
+#include "limiter/eviction.h"
 #include "limiter/key_table.h"
 #include "limiter/lease_durations.h"
 #include "limiter/lease_sizing.h"
 #include "limiter/policy_index.h"
 #include "limiter/round_trips.h"
+#include "limiter/wait_queue.h"
 #include "tollgate/limiter.h"
 
 namespace tollgate {
-
-namespace core {
-struct Waiter {
-  WaitId id = 0;
-  Entry* entry = nullptr;
-  std::uint64_t cost = 0;
-  Nanos deadline{0};
-  Limiter::Completion done;
-};
-}  // namespace core
 
 class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
  public:
@@ -118,11 +110,6 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
     Entry* entry;
     bool operator>(const Timer& o) const noexcept { return at > o.at; }
   };
-  struct Deadline {
-    Nanos at;
-    WaitId id;
-    bool operator>(const Deadline& o) const noexcept { return at > o.at; }
-  };
   struct InFlight {
     Nanos sent_at;
     std::vector<Entry*> entries;
@@ -191,8 +178,7 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   void add_timer(Entry* e, Nanos at);
   void ensure_timers(Entry* e, Nanos now);
   void flush_give_backs() noexcept;
-  void unqueue(core::Waiter* w);  // under wait_mu_
-  void serve_waiters(Entry* e, std::vector<std::pair<Limiter::Completion, Decision>>& out);
+  void serve_waiters(Entry* e, core::Completions& out);
   void serve_waiters(Entry* e);  // and completes them
   void expire_deadlines(Nanos now);
   void idle_scan(Nanos now);
@@ -258,6 +244,7 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   std::size_t moves_pending_ = 0;    // keys with RefillState::rematch set
   core::KeyTable table_;
   core::AdmissionSketch admission_;  // who takes the table's last places
+  core::Eviction eviction_;          // the idle sweep and the graveyard (scheduler)
   // Counters striped by thread: the first kOwnedStripes threads (by epoch record index)
   // each own one and add without a locked instruction (~8 ns saved per admission, twice);
   // later threads and the scheduler share the last stripe with fetch_add.
@@ -276,7 +263,6 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   // Refill queue: a lock-free stack that application threads push to.
   std::atomic<Entry*> queue_head_{nullptr};
   std::atomic<bool> sleeping_{false};
-  std::atomic<bool> pressure_{false};            // key table full: evict harder
   std::atomic<std::int64_t> rtt_ns_{1'000'000};  // EWMA of store round trips
 
   // Scheduler state.
@@ -309,21 +295,14 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   // Per partition (shard): its recent answered round trips, for mark_overdue().
   std::unordered_map<std::size_t, core::RoundTrips> round_trips_;
   std::vector<GiveBack> give_backs_;
-  std::vector<std::pair<std::uint64_t, Entry*>> graveyard_;  // epoch, unlinked entry
   std::uint64_t next_batch_ = 1;
   std::uint64_t next_request_ = 1;
-  std::size_t scan_cursor_ = 0;
-  Nanos last_scan_{0};
   Nanos busy_until_{0};
   Nanos store_offset_{0};  // store clock minus local clock, erring early
   std::shared_ptr<Inbox> inbox_;
 
-  // Waiters (acquire / acquire_async).
-  mutable std::mutex wait_mu_;
-  std::unordered_map<WaitId, core::Waiter*> waits_;
-  std::unordered_map<const core::Entry*, std::deque<core::Waiter*>> queues_;  // FIFO per key
-  std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;
-  std::uint64_t next_wait_ = 1;
+  // Waiters (acquire / acquire_async): their own lock, taken under tick_mu_ or alone.
+  core::WaitQueue waits_;
 
   // Counters the scheduler keeps (and give_back on any thread, fallback on the hot path).
   SchedulerCounters counted_;
