@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <queue>
@@ -181,7 +182,7 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   void hurry(Entry* e);
   double sample_demand(Entry* e, core::Ms nms, std::int64_t balance, std::uint32_t denials,
                        std::uint64_t denied_cost) noexcept;
-  // batch_urgency_: how soon a refill must go (core/lease_sizing.h).
+  // PartitionBatch::most: how soon a refill must go (core/lease_sizing.h).
   static constexpr std::uint8_t kCanWait = 0;  // with the partition's next call
   static constexpr std::uint8_t kCold = 1;     // within a short hold
   static constexpr std::uint8_t kUrgent = 2;   // at the end of this tick
@@ -296,11 +297,17 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   TimerQueue timers_;
   Nanos tick_now_{0};                        // scheduler: the time of the tick that is running
   std::atomic<std::size_t> timer_count_{0};  // timers_.size() after the last tick, for stats()
-  std::vector<LeaseRequest> batch_;
-  std::vector<Entry*> batch_entries_;
-  std::vector<std::uint64_t> batch_mins_;
-  std::vector<std::uint64_t> batch_wants_;
-  std::vector<std::uint8_t> batch_urgency_;
+  // Refills waiting for their partition's next store call, by partition (looked up once,
+  // when the refill joins), in the order they joined: a tick looks at each partition, not
+  // at each waiting refill.
+  struct PartitionBatch {
+    std::vector<LeaseRequest> requests;
+    std::vector<Entry*> entries;
+    std::vector<std::uint64_t> mins, wants;
+    std::uint8_t most = kCanWait;  // the most urgent of them
+  };
+  std::map<std::size_t, PartitionBatch> batch_;
+  std::size_t batch_size_ = 0;                             // refills in batch_, all partitions
   std::unordered_map<std::size_t, Nanos> partition_sent_;  // last store call per partition
   Nanos held_until_ = Nanos::max();  // when the earliest held partition is due
   bool sent_this_tick_ = false;
