@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <queue>
@@ -71,6 +72,7 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
     std::uint64_t max_lease = 0;
     bool concurrency = false;
     bool shadow = false;           // Policy::shadow: denials admit all the same
+    bool penalty_box = false;      // spec->penalty_box.enabled(), without a look at spec
     double refill_per_second = 0;  // how fast capacity comes back (rate or limit/window)
     std::uint8_t fallback = core::kFallbackLocal;  // Entry::fallback while unavailable
     double fallback_rate = 0;     // local bucket, tokens per second (share mode: the most)
@@ -168,7 +170,7 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   void hurry(Entry* e);
   double sample_demand(Entry* e, core::Ms nms, std::int64_t balance, std::uint32_t denials,
                        std::uint64_t denied_cost) noexcept;
-  // batch_urgency_: how soon a refill must go (core/lease_sizing.h).
+  // PartitionBatch::most: how soon a refill must go (core/lease_sizing.h).
   static constexpr std::uint8_t kCanWait = 0;  // with the partition's next call
   static constexpr std::uint8_t kCold = 1;     // within a short hold
   static constexpr std::uint8_t kUrgent = 2;   // at the end of this tick
@@ -238,6 +240,7 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   std::unique_ptr<std::vector<CompiledPolicy>> slot_array_;
   std::unique_ptr<PolicySet> policy_set_;
   std::vector<SlotState> slot_state_;
+  bool retiring_slots_ = false;      // some slot_state_ is kRetiring (a tick need not look)
   core::RetireList retired_;         // replaced arrays and sets, until no reader holds them
   bool rematch_due_ = false;         // an update came: every key is to be matched again
   std::uint64_t rematch_epoch_ = 0;  // once no reader is older (none holds the old set)
@@ -282,11 +285,17 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   TimerQueue timers_;
   Nanos tick_now_{0};                        // scheduler: the time of the tick that is running
   std::atomic<std::size_t> timer_count_{0};  // timers_.size() after the last tick, for stats()
-  std::vector<LeaseRequest> batch_;
-  std::vector<Entry*> batch_entries_;
-  std::vector<std::uint64_t> batch_mins_;
-  std::vector<std::uint64_t> batch_wants_;
-  std::vector<std::uint8_t> batch_urgency_;
+  // Refills waiting for their partition's next store call, by partition (looked up once,
+  // when the refill joins), in the order they joined: a tick looks at each partition, not
+  // at each waiting refill.
+  struct PartitionBatch {
+    std::vector<LeaseRequest> requests;
+    std::vector<Entry*> entries;
+    std::vector<std::uint64_t> mins, wants;
+    std::uint8_t most = kCanWait;  // the most urgent of them
+  };
+  std::map<std::size_t, PartitionBatch> batch_;
+  std::size_t batch_size_ = 0;                             // refills in batch_, all partitions
   std::unordered_map<std::size_t, Nanos> partition_sent_;  // last store call per partition
   Nanos held_until_ = Nanos::max();  // when the earliest held partition is due
   bool sent_this_tick_ = false;
