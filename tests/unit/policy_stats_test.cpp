@@ -121,6 +121,7 @@ TEST_F(PolicyStatsTest, NoTenantIdReachesThePolicyValue) {
   const std::string text = prometheus_text(s);
   EXPECT_EQ(text.find("acme"), std::string::npos);
   EXPECT_EQ(text.find("globex"), std::string::npos);
+  EXPECT_NE(text.find("tollgate_policy=\"standard\""), std::string::npos) << text;
   ASSERT_NE(find(s, "other"), nullptr);
   EXPECT_EQ(find(s, "other")->denied[static_cast<int>(Reason::kColdKey)], 2u);
 }
@@ -159,6 +160,15 @@ TEST_F(PolicyStatsTest, AValueKeepsItsCountsAcrossUpdates) {
       find(s, "batch")->denied[static_cast<int>(Reason::kColdKey)] + find(s, "batch")->admitted,
       5u);
   EXPECT_EQ(find(s, "bulk")->denied[static_cast<int>(Reason::kColdKey)], 1u);
+}
+
+// A name is configured text: quotes, backslashes and newlines are escaped in the text format.
+TEST_F(PolicyStatsTest, ANameIsEscapedInTheText) {
+  make(R"({"policies": [{"name": "a\"b\\c\nd", "match": "*", "type": "token_bucket",
+                          "rate": 5}]})");
+  decide("k", "a\"b\\c\nd");
+  const std::string text = prometheus_text(*limiter);
+  EXPECT_NE(text.find(R"(tollgate_policy="a\"b\\c\nd")"), std::string::npos) << text;
 }
 
 TEST(PolicyLabels, OnlyANameOfItsOwnGetsAValue) {

@@ -85,21 +85,27 @@ class _Otel:
 
     def __init__(self, metrics: Any, trace: Any) -> None:
         from . import __version__
+        from ._native import REASONS
 
         observation = metrics.Observation
         meter = metrics.get_meter(NAME, __version__)
         self.tracer = trace.get_tracer(NAME, __version__)
 
         def decisions(_options: Any) -> Iterable[Any]:
-            admitted, denied = 0, {}
+            # By policy value (summed over limiters by name) and reason; "ok" is admitted.
+            by_policy: dict[str, dict[str, int]] = {"other": {}}
             for s in _live_stats():
-                admitted += s["admitted"]
-                for reason, n in s["denied"].items():
-                    denied[reason] = denied.get(reason, 0) + n
-            yield observation(admitted, {"tollgate.result": "admitted", "tollgate.reason": "ok"})
-            for reason, n in denied.items():
-                if reason != "ok":
-                    yield observation(n, {"tollgate.result": "denied", "tollgate.reason": reason})
+                for p in s["policies"]:
+                    counts = by_policy.setdefault(p["name"], {})
+                    counts["ok"] = counts.get("ok", 0) + p["admitted"]
+                    for reason, n in p["denied"].items():
+                        counts[reason] = counts.get(reason, 0) + n
+            for policy, counts in by_policy.items():
+                yield observation(counts.get("ok", 0), {"tollgate.result": "admitted", "tollgate.reason": "ok",
+                                                        "tollgate.policy": policy})
+                for reason in REASONS[1:]:
+                    yield observation(counts.get(reason, 0), {"tollgate.result": "denied", "tollgate.reason": reason,
+                                                              "tollgate.policy": policy})
 
         def one(key: str) -> Callable[[Any], Iterable[Any]]:
             def observe(_options: Any) -> Iterable[Any]:
@@ -118,7 +124,7 @@ class _Otel:
                     yield observation(n, {"tollgate.shard": shard, "tollgate.breaker.state": state})
 
         meter.create_observable_counter("tollgate.decisions", callbacks=[decisions],
-                                        unit="{decision}", description="Decisions, by result and reason")
+                                        unit="{decision}", description="Decisions, by result, reason and policy")
         for name, unit, description, key in COUNTERS:
             meter.create_observable_counter(name, callbacks=[one(key)], unit=unit, description=description)
         for name, unit, description, key in GAUGES:

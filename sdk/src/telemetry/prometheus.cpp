@@ -100,7 +100,7 @@ class Writer {
     out_ += '\n';
   }
 
-  // name{label="value",...} value; values are bounded enums and numbers, none needs escaping.
+  // name{label="value",...} value; the values come quoted (escaped()) or need no escaping.
   template <typename V>
   void sample(std::string_view name, std::string_view suffix,
               std::initializer_list<std::pair<std::string_view, std::string_view>> labels,
@@ -129,12 +129,34 @@ class Writer {
   std::string& out_;
 };
 
+// A label value as the text format quotes it: backslash, double quote and newline escaped.
+// Policy names are configured text; the other values are bounded enums and numbers.
+std::string escaped(std::string_view v) {
+  std::string out;
+  out.reserve(v.size());
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+// Every policy label's series, from the start: "other" first, then the named policies.
 void decisions(Writer& w, const MetricSpec& m, const Stats& s) {
-  const auto result = m.attributes[0], reason = m.attributes[1];
-  w.sample(m.prometheus, "", {{result, "admitted"}, {reason, to_string(Reason::kOk)}}, s.admitted);
-  for (int r = 1; r < kReasonCount; ++r)
-    w.sample(m.prometheus, "", {{result, "denied"}, {reason, to_string(static_cast<Reason>(r))}},
-             s.denied[r]);
+  const auto result = m.attributes[0], reason = m.attributes[1], policy = m.attributes[2];
+  for (const PolicyStats& p : s.policies) {
+    const std::string name = escaped(p.name);
+    w.sample(m.prometheus, "",
+             {{result, "admitted"}, {reason, to_string(Reason::kOk)}, {policy, name}}, p.admitted);
+    for (int r = 1; r < kReasonCount; ++r)
+      w.sample(m.prometheus, "",
+               {{result, "denied"}, {reason, to_string(static_cast<Reason>(r))}, {policy, name}},
+               p.denied[r]);
+  }
 }
 
 void lease_duration(Writer& w, const MetricSpec& m, const Stats& s) {
