@@ -122,6 +122,9 @@ TEST_F(PolicyStatsTest, NoTenantIdReachesThePolicyValue) {
   EXPECT_EQ(text.find("acme"), std::string::npos);
   EXPECT_EQ(text.find("globex"), std::string::npos);
   EXPECT_NE(text.find("tollgate_policy=\"standard\""), std::string::npos) << text;
+  EXPECT_NE(text.find("tollgate_tokens_admitted_total{tollgate_policy=\"standard\"}"),
+            std::string::npos)
+      << text;
   ASSERT_NE(find(s, "other"), nullptr);
   EXPECT_EQ(find(s, "other")->denied[static_cast<int>(Reason::kColdKey)], 2u);
 }

@@ -377,7 +377,10 @@ TEST_F(PrometheusText, CountsWhatStatsCount) {
             s.denied[static_cast<int>(Reason::kColdKey)]);
   // Each reason for each policy value, "other" and the config's one named policy.
   EXPECT_EQ(d.samples.size(), 2u * kReasonCount);
-  EXPECT_EQ(e.families.at("tollgate_tokens_admitted_total").samples.at(0).value, 14);
+  const Family& tokens = e.families.at("tollgate_tokens_admitted_total");
+  EXPECT_EQ(value(tokens, {{"tollgate_policy", "tenants"}}), 14);
+  EXPECT_EQ(value(tokens, {{"tollgate_policy", "other"}}), 0);
+  EXPECT_EQ(tokens.samples.size(), 2u);
   EXPECT_EQ(e.families.at("tollgate_lease_tokens_granted_total").samples.at(0).value,
             s.tokens_leased);
   EXPECT_EQ(e.families.at("tollgate_lease_requests_total").samples.at(0).value, s.leases_asked);

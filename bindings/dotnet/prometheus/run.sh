@@ -76,6 +76,7 @@ wanted=(
   'tollgate_decisions_total{job="tollgate-sample",tollgate_result="admitted",tollgate_reason="ok"} > 0'
   'tollgate_decisions_total{tollgate_result="denied",tollgate_reason=~"over_limit|lease_pending|cold_key"} > 0'
   'tollgate_decisions_total{tollgate_policy="tenants",tollgate_result="admitted"} > 0'
+  'tollgate_tokens_admitted_total{tollgate_policy="tenants"} > 0'
   'tollgate_breaker_state{tollgate_shard="0",tollgate_breaker_state="closed"} == 1'
   'tollgate_lease_duration_seconds_count{tollgate_outcome="ok"} > 0'
   'tollgate_lease_duration_seconds_bucket{tollgate_outcome="ok",le="+Inf"} > 0'

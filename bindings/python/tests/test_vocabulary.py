@@ -112,6 +112,10 @@ def test_decisions_per_policy_and_no_tenant_id_in_the_policy_value(fake_otel, ma
     assert mine[("standard", "admitted", "ok")] == sum(
         p["admitted"] for s in live for p in s["policies"] if p["name"] == "standard")
     assert mine[("other", "denied", "no_policy")] >= 1
+    tokens = {a["tollgate.policy"]: v for v, a in fake_otel.instruments["tollgate.tokens.admitted"].observe()}
+    assert tokens["standard"] == sum(p["admitted_tokens"] for s in live for p in s["policies"]
+                                     if p["name"] == "standard")
+    assert tokens["standard"] >= 1
 
     text = lim.prometheus_text()
     assert tenant not in text

@@ -23,8 +23,8 @@ NAME = "Tollgate"
 
 # The counters of the vocabulary that are one native counter each (metrics.json, in order):
 # (name, unit, description, key of Limiter.stats()). tests/test_vocabulary.py compares them.
+# tollgate.decisions and tollgate.tokens.admitted are by policy (_Otel below).
 COUNTERS = (
-    ("tollgate.tokens.admitted", "{token}", "Tokens (summed cost) of the decisions that admitted", "admitted_tokens"),
     ("tollgate.lease.requests", "{request}", "Lease requests sent to the store, one per key", "leases_asked"),
     ("tollgate.lease.grants", "{lease}", "Lease answers that granted tokens", "leases_granted"),
     ("tollgate.lease.failures", "{request}", "Lease requests that failed (shard unavailable)", "lease_failures"),
@@ -107,6 +107,14 @@ class _Otel:
                     yield observation(counts.get(reason, 0), {"tollgate.result": "denied", "tollgate.reason": reason,
                                                               "tollgate.policy": policy})
 
+        def admitted_tokens(_options: Any) -> Iterable[Any]:
+            by_policy: dict[str, int] = {"other": 0}
+            for s in _live_stats():
+                for p in s["policies"]:
+                    by_policy[p["name"]] = by_policy.get(p["name"], 0) + p["admitted_tokens"]
+            for policy, n in by_policy.items():
+                yield observation(n, {"tollgate.policy": policy})
+
         def one(key: str) -> Callable[[Any], Iterable[Any]]:
             def observe(_options: Any) -> Iterable[Any]:
                 yield observation(sum(s[key] for s in _live_stats()))
@@ -125,6 +133,8 @@ class _Otel:
 
         meter.create_observable_counter("tollgate.decisions", callbacks=[decisions],
                                         unit="{decision}", description="Decisions, by result, reason and policy")
+        meter.create_observable_counter("tollgate.tokens.admitted", callbacks=[admitted_tokens], unit="{token}",
+                                        description="Tokens (summed cost) of the decisions that admitted")
         for name, unit, description, key in COUNTERS:
             meter.create_observable_counter(name, callbacks=[one(key)], unit=unit, description=description)
         for name, unit, description, key in GAUGES:

@@ -30,10 +30,10 @@ public static class TollgateTelemetry
     private static readonly ConditionalWeakTable<TollgateLimiter, object> s_limiters = new();
     private static readonly object s_tag = new();
 
-    // The counters of the vocabulary that are one native counter each (metrics.json, in order).
+    // The counters of the vocabulary that are one native counter each (metrics.json, in order;
+    // tollgate.decisions and tollgate.tokens.admitted are by policy, below).
     private static readonly (string Name, string Unit, string Description, Func<TollgateStats, ulong> Value)[] s_counters =
     {
-        ("tollgate.tokens.admitted", "{token}", "Tokens (summed cost) of the decisions that admitted", s => s.AdmittedTokens),
         ("tollgate.lease.requests", "{request}", "Lease requests sent to the store, one per key", s => s.LeasesAsked),
         ("tollgate.lease.grants", "{lease}", "Lease answers that granted tokens", s => s.LeasesGranted),
         ("tollgate.lease.failures", "{request}", "Lease requests that failed (shard unavailable)", s => s.LeaseFailures),
@@ -68,6 +68,8 @@ public static class TollgateTelemetry
     {
         Meter.CreateObservableCounter("tollgate.decisions", ObserveDecisions, "{decision}",
             "Decisions, by result, reason and policy");
+        Meter.CreateObservableCounter("tollgate.tokens.admitted", ObserveAdmittedTokens, "{token}",
+            "Tokens (summed cost) of the decisions that admitted");
         foreach (var c in s_counters)
         {
             Func<TollgateStats, ulong> value = c.Value;
@@ -135,6 +137,19 @@ public static class TollgateTelemetry
         long n = 0;
         foreach (TollgateStats s in LiveStats()) n += (long)value(s);
         return n;
+    }
+
+    // By policy value, summed over limiters by name ("other" from the start).
+    private static IEnumerable<Measurement<long>> ObserveAdmittedTokens()
+    {
+        var byPolicy = new Dictionary<string, long>(StringComparer.Ordinal) { ["other"] = 0 };
+        foreach (TollgateStats s in LiveStats())
+            foreach (TollgatePolicyStats p in s.Policies)
+                byPolicy[p.Name] = byPolicy.GetValueOrDefault(p.Name) + (long)p.AdmittedTokens;
+        var result = new List<Measurement<long>>(byPolicy.Count);
+        foreach (var (policy, n) in byPolicy)
+            result.Add(new(n, new KeyValuePair<string, object?>("tollgate.policy", policy)));
+        return result;
     }
 
     // By policy value (summed over limiters by name) and reason; [0] is admitted.

@@ -184,6 +184,8 @@ public sealed class TelemetryTests
             - Sum(before["tollgate.decisions"], t => Admitted(t) && Tenants(t)));
         Assert.Equal(1, Sum(after["tollgate.decisions"], t => NoPolicy(t) && Other(t))
             - Sum(before["tollgate.decisions"], t => NoPolicy(t) && Other(t)));
+        Assert.Equal(6, Sum(after["tollgate.tokens.admitted"], Tenants) - Sum(before["tollgate.tokens.admitted"], Tenants));
+        Assert.Equal(0, Sum(after["tollgate.tokens.admitted"], Other) - Sum(before["tollgate.tokens.admitted"], Other));
         Assert.Equal(6L, (long)(s1.Policies.Single(p => p.Name == "tenants").Admitted
             - s0.Policies.Single(p => p.Name == "tenants").Admitted));
         long leased = Sum(after["tollgate.lease.tokens.granted"], _ => true) - Sum(before["tollgate.lease.tokens.granted"], _ => true);
