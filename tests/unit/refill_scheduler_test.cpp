@@ -59,6 +59,11 @@ struct Fixture : ::testing::Test {
     sched.add(std::move(r), entry(key), urgency, now, kRefresh, kTtl);
   }
   void flush(Nanos now) { sched.flush(now, kRefresh, kTtl); }
+  // `key`'s partition was called at 0: what can wait is held until 1 s.
+  void called_at_0(const std::string& key) {
+    ask(key, Sched::kUrgent, Nanos{0});
+    flush(Nanos{0});
+  }
   // Answers every call not answered yet (a grant of 0 per key) and takes the answers in.
   void answer_all(Nanos now) {
     for (; answered < store->answers.size(); ++answered) {
@@ -76,8 +81,7 @@ using RefillSchedulerTest = Fixture;
 using V = std::vector<std::string>;
 
 TEST_F(RefillSchedulerTest, ARefillThatCanWaitIsHeldUntilItsPartitionsNextCall) {
-  ask("a1", Sched::kUrgent, Nanos{0});
-  flush(Nanos{0});
+  called_at_0("a1");
   ASSERT_EQ(store->calls.size(), 1u);
   ask("a2", Sched::kCanWait, milliseconds(100));
   ask("b1", Sched::kCanWait, milliseconds(100));  // b was never called: goes at once
@@ -118,8 +122,7 @@ TEST_F(RefillSchedulerTest, AnUrgentRefillTakesItsPartitionsHeldOnesAlongAndNoOt
 }
 
 TEST_F(RefillSchedulerTest, AColdKeysRefillWaitsAQuarterOfTheHold) {
-  ask("a0", Sched::kUrgent, Nanos{0});
-  flush(Nanos{0});
+  called_at_0("a0");
   ask("a1", Sched::kCold, milliseconds(100));
   flush(milliseconds(249));
   EXPECT_EQ(store->calls.size(), 1u);
@@ -129,8 +132,7 @@ TEST_F(RefillSchedulerTest, AColdKeysRefillWaitsAQuarterOfTheHold) {
 }
 
 TEST_F(RefillSchedulerTest, AFullBatchGoesAtOnce) {
-  ask("a0", Sched::kUrgent, Nanos{0});
-  flush(Nanos{0});
+  called_at_0("a0");
   for (std::size_t i = 0; i < Sched::kMaxBatch - 1; ++i) {
     ask("a" + std::to_string(i + 1), Sched::kCanWait, milliseconds(1));
   }
