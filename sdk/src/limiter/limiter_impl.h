@@ -10,16 +10,12 @@
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <queue>
-#include <semaphore>
 #include <string>
 #include <thread>
-#include <unordered_map>
 #include <vector>
 
 #include "limiter/admission.h"
@@ -261,7 +257,6 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
 
   // The SDK's thread.
   std::thread thread_;
-  std::counting_semaphore<> wake_{0};
   std::atomic<bool> stop_{false};
   std::atomic<bool> shut_{false};
 };
