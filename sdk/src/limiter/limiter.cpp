@@ -86,6 +86,7 @@ LimiterImpl::CompiledPolicy LimiterImpl::compile(const ResolvedPolicy& p,
       break;
   }
   c.shadow = p.shadow;
+  c.penalty_box = p.penalty_box.enabled();
   c.fallback_rate = p.fallback_rate();
   c.fallback_share = p.fallback.share();
   c.fallback_burst =
@@ -180,6 +181,8 @@ void LimiterImpl::publish(std::shared_ptr<const Config> config) {
   slot_array_ = std::move(array);
   policy_set_ = std::move(set);
   slot_state_ = std::move(state);
+  retiring_slots_ = std::any_of(slot_state_.begin(), slot_state_.end(),
+                                [](const SlotState& st) { return st.use == SlotUse::kRetiring; });
   config_ = std::move(config);
   // Every key is matched again (a new pattern may take keys from a policy that stays).
   rematch_due_ = true;
@@ -289,9 +292,7 @@ void LimiterImpl::rematch_keys(Nanos now) {
     }
   }
   if (rematch_due_ || moves_pending_ > 0) return;
-  bool retiring = false;
-  for (const SlotState& st : slot_state_) retiring = retiring || st.use == SlotUse::kRetiring;
-  if (!retiring) return;
+  if (!retiring_slots_) return;
   if (eviction_.any_buried([&](const Entry* e) {
         return slot_state_[e->policy.load(std::memory_order_relaxed)].use == SlotUse::kRetiring;
       }))
@@ -300,6 +301,7 @@ void LimiterImpl::rematch_keys(Nanos now) {
   for (SlotState& st : slot_state_) {
     if (st.use == SlotUse::kRetiring) st = SlotState{SlotUse::kFree, freed};
   }
+  retiring_slots_ = false;
 }
 
 LimiterImpl::~LimiterImpl() {
@@ -797,8 +799,8 @@ void LimiterImpl::consider(Entry* e, Nanos now) {
   }
   const std::uint32_t denials = e->denials.load(std::memory_order_relaxed);
   // Penalty box: K denials within M refuses the key for U, without asking the store.
-  const PenaltyBox& box = p.spec->penalty_box;
-  if (box.enabled() && !e->penalized.load(std::memory_order_relaxed)) {
+  if (p.penalty_box && !e->penalized.load(std::memory_order_relaxed)) {
+    const PenaltyBox& box = p.spec->penalty_box;
     if (core::ms_before(s.deny_window_start + static_cast<Ms>(box.within.count() / 1'000'000),
                         nms)) {
       s.deny_window_start = nms;

@@ -70,6 +70,7 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
     std::uint64_t max_lease = 0;
     bool concurrency = false;
     bool shadow = false;           // Policy::shadow: denials admit all the same
+    bool penalty_box = false;      // spec->penalty_box.enabled(), without a look at spec
     double refill_per_second = 0;  // how fast capacity comes back (rate or limit/window)
     std::uint8_t fallback = core::kFallbackLocal;  // Entry::fallback while unavailable
     double fallback_rate = 0;     // local bucket, tokens per second (share mode: the most)
@@ -218,6 +219,7 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   std::unique_ptr<std::vector<CompiledPolicy>> slot_array_;
   std::unique_ptr<PolicySet> policy_set_;
   std::vector<SlotState> slot_state_;
+  bool retiring_slots_ = false;      // some slot_state_ is kRetiring (a tick need not look)
   core::RetireList retired_;         // replaced arrays and sets, until no reader holds them
   bool rematch_due_ = false;         // an update came: every key is to be matched again
   std::uint64_t rematch_epoch_ = 0;  // once no reader is older (none holds the old set)

@@ -1,7 +1,7 @@
 #include "limiter/refill_scheduler.h"
 
+#include <algorithm>
 #include <exception>
-#include <numeric>
 
 #include "limiter/lease_sizing.h"
 
@@ -62,20 +62,30 @@ void RefillScheduler::drop_stale_timers() {
 
 void RefillScheduler::add(LeaseRequest req, Entry* e, std::uint8_t urgency, Nanos now,
                           Nanos refresh, Nanos ttl) {
-  batch_mins_.push_back(req.min);
-  batch_wants_.push_back(req.want);
-  batch_urgency_.push_back(urgency);
+  std::size_t part = 0;
+  try {
+    part = store_->partition_of(req);
+  } catch (...) {
+    part = 0;
+  }
+  PartitionBatch& pb = batch_[part];
+  pb.mins.push_back(req.min);
+  pb.wants.push_back(req.want);
+  pb.most = std::max(pb.most, urgency);
   e->s.held = urgency != kUrgent;
-  batch_.push_back(std::move(req));
-  batch_entries_.push_back(e);
+  pb.requests.push_back(std::move(req));
+  pb.entries.push_back(e);
   // A tick's wishes go out together at its end (within a millisecond), or as soon as a
   // batch is full.
-  if (batch_.size() >= kMaxBatch) flush(now, refresh, ttl, true);
+  if (++batch_size_ >= kMaxBatch) flush(now, refresh, ttl, true);
 }
 
 void RefillScheduler::urge(Entry* e) {
-  for (std::size_t i = 0; i < batch_entries_.size(); ++i) {
-    if (batch_entries_[i] == e) batch_urgency_[i] = kUrgent;
+  for (auto& [part, pb] : batch_) {
+    if (std::find(pb.entries.begin(), pb.entries.end(), e) != pb.entries.end()) {
+      pb.most = kUrgent;  // a key waits in the batch once at most
+      break;
+    }
   }
   e->s.held = false;
 }
@@ -86,75 +96,38 @@ void RefillScheduler::flush(Nanos now, Nanos refresh, Nanos ttl, bool force) {
   // only its own keys' refills: a store answers a call once, when all of it is done.
   // Refills that can wait stay in the batch until their partition's next call is due
   // (LeaseOptions::refresh after its last one); an urgent one takes them all along.
-  std::vector<std::size_t> part(batch_.size());
-  for (std::size_t i = 0; i < batch_.size(); ++i) {
-    try {
-      part[i] = store_->partition_of(batch_[i]);
-    } catch (...) {
-      part[i] = 0;
-    }
-  }
-  std::vector<std::size_t> order(batch_.size());
-  std::iota(order.begin(), order.end(), std::size_t{0});
-  std::stable_sort(order.begin(), order.end(),
-                   [&](std::size_t x, std::size_t y) { return part[x] < part[y]; });
-  std::vector<LeaseRequest> kept;
-  std::vector<Entry*> kept_entries;
-  std::vector<std::uint64_t> kept_mins, kept_wants;
-  std::vector<std::uint8_t> kept_urgency;
+  // (The partition is the store's partition_of when the refill joined the batch; the
+  // store routes each key again when the call is made.)
   held_until_ = Nanos::max();
-  for (std::size_t k = 0; k < order.size();) {
-    const std::size_t p = part[order[k]];
-    std::size_t end = k;
-    std::uint8_t most = kCanWait;
-    for (; end < order.size() && part[order[end]] == p; ++end) {
-      most = std::max(most, batch_urgency_[order[end]]);
-    }
+  for (auto it = batch_.begin(); it != batch_.end();) {
+    const std::size_t p = it->first;
     const auto last = partition_sent_.find(p);
     Nanos due = now;
-    if (last != partition_sent_.end() && most != kUrgent) {
+    if (last != partition_sent_.end() && it->second.most != kUrgent) {
       // Never longer than a quarter of a TTL: the store's share levels hold that much of a
       // rate, so a longer wait would leave part of an instance's share unused.
       const Nanos period = std::min(refresh, ttl / kHoldTtlDivisor);
-      const Nanos hold =
-          most == kCold ? std::chrono::duration_cast<Nanos>(period * kColdHoldFraction) : period;
+      const Nanos hold = it->second.most == kCold
+                             ? std::chrono::duration_cast<Nanos>(period * kColdHoldFraction)
+                             : period;
 
       due = last->second + hold;
     }
-    const bool go = force || due <= now;
-    std::vector<LeaseRequest> batch;
-    std::vector<Entry*> entries;
-    std::vector<std::uint64_t> mins, wants;
-    for (; k < end; ++k) {
-      const std::size_t i = order[k];
-      if (go) {
-        batch.push_back(std::move(batch_[i]));
-        entries.push_back(batch_entries_[i]);
-        mins.push_back(batch_mins_[i]);
-        wants.push_back(batch_wants_[i]);
-      } else {
-        kept.push_back(std::move(batch_[i]));
-        kept_entries.push_back(batch_entries_[i]);
-        kept_mins.push_back(batch_mins_[i]);
-        kept_wants.push_back(batch_wants_[i]);
-        kept_urgency.push_back(batch_urgency_[i]);
-      }
-    }
-    if (!go) {
+    if (!force && due > now) {
       held_until_ = std::min(held_until_, due);
+      ++it;
       continue;
     }
+    PartitionBatch out = std::move(it->second);
+    it = batch_.erase(it);
+    batch_size_ -= out.requests.size();
     partition_sent_[p] = now;
     sent_this_tick_ = true;
-    for (Entry* x : entries) x->s.held = false;
-    counted_.leases_asked->fetch_add(batch.size(), std::memory_order_relaxed);
-    send(now, p, std::move(batch), std::move(entries), std::move(mins), std::move(wants));
+    for (Entry* x : out.entries) x->s.held = false;
+    counted_.leases_asked->fetch_add(out.requests.size(), std::memory_order_relaxed);
+    send(now, p, std::move(out.requests), std::move(out.entries), std::move(out.mins),
+         std::move(out.wants));
   }
-  batch_ = std::move(kept);
-  batch_entries_ = std::move(kept_entries);
-  batch_mins_ = std::move(kept_mins);
-  batch_wants_ = std::move(kept_wants);
-  batch_urgency_ = std::move(kept_urgency);
 }
 
 void RefillScheduler::send(Nanos now, std::size_t partition, std::vector<LeaseRequest> batch,
@@ -216,7 +189,7 @@ void RefillScheduler::finished(const InFlight& f, const LeaseEvent& ev, Nanos no
     const std::int64_t rtt = (now - f.sent_at).count();
     const std::int64_t old = rtt_ns_.load(std::memory_order_relaxed);
     rtt_ns_.store(old + (rtt - old) / 8, std::memory_order_relaxed);
-    round_trips_[f.partition].add(Nanos{rtt}, now);
+    round_trips_[f.partition].add(f.sent_at, now);
   }
   observer_->on_lease(out);
 }

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <queue>
@@ -115,8 +116,9 @@ class RefillScheduler {
   }
   static constexpr std::size_t kTimerBytes = sizeof(Nanos) + sizeof(Entry*);
 
-  // The batch: `req` for `e` waits for its partition's call, by `urgency`. Flushed at once
-  // (force) when kMaxBatch requests wait.
+  // The batch: `req` for `e` waits for its partition's call (the store's partition_of,
+  // looked up once, here), by `urgency`. Flushed at once (force) when kMaxBatch requests
+  // wait.
   void add(LeaseRequest req, Entry* e, std::uint8_t urgency, Nanos now, Nanos refresh, Nanos ttl);
   // A held request of `e` goes with this tick's calls after all.
   void urge(Entry* e);
@@ -125,7 +127,7 @@ class RefillScheduler {
   // `refresh` after the last (at most ttl / kHoldTtlDivisor; a cold key's, a fraction of
   // that).
   void flush(Nanos now, Nanos refresh, Nanos ttl, bool force = false);
-  bool batch_empty() const noexcept { return batch_.empty(); }
+  bool batch_empty() const noexcept { return batch_size_ == 0; }
 
   // Takes in the answers of calls that came back: apply(e, min, want, grant, sent_at) per
   // key, in the order asked (a grant missing from a short answer is a failure); the round
@@ -244,11 +246,17 @@ class RefillScheduler {
   TimerQueue timers_;
   Nanos tick_now_{0};                        // the time of the tick that is running
   std::atomic<std::size_t> timer_count_{0};  // timers_.size() after the last tick, for stats
-  std::vector<LeaseRequest> batch_;
-  std::vector<Entry*> batch_entries_;
-  std::vector<std::uint64_t> batch_mins_;
-  std::vector<std::uint64_t> batch_wants_;
-  std::vector<std::uint8_t> batch_urgency_;
+  // Refills waiting for their partition's next store call, by partition (looked up once,
+  // when the refill joins), in the order they joined: a tick looks at each partition, not
+  // at each waiting refill.
+  struct PartitionBatch {
+    std::vector<LeaseRequest> requests;
+    std::vector<Entry*> entries;
+    std::vector<std::uint64_t> mins, wants;
+    std::uint8_t most = kCanWait;  // the most urgent of them
+  };
+  std::map<std::size_t, PartitionBatch> batch_;
+  std::size_t batch_size_ = 0;                             // refills in batch_, all partitions
   std::unordered_map<std::size_t, Nanos> partition_sent_;  // last store call per partition
   Nanos held_until_ = Nanos::max();  // when the earliest held partition is due
   bool sent_this_tick_ = false;
