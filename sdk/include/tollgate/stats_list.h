@@ -9,10 +9,14 @@
 // version (and a field of the same name appended to tg_stats; the build says so).
 #pragma once
 
+// Counted on the hot path, in per-thread stripes, per policy label (Stats::policies; with
+// the denials by reason, tollgate.decisions{tollgate.policy}).
+#define TOLLGATE_STATS_DECISIONS(X)         \
+  X(admitted, 1, "decisions that admitted") \
+  X(admitted_tokens, 1, "their summed cost")
+
 // Counted on the hot path, in per-thread stripes.
-#define TOLLGATE_STATS_ADMISSIONS(X)         \
-  X(admitted, 1, "decisions that admitted")  \
-  X(admitted_tokens, 1, "their summed cost") \
+#define TOLLGATE_STATS_ADMISSIONS(X) \
   X(shadow_admitted, 4, "denials of shadow policies, admitted anyway (counted in denied too)")
 
 // Counted by the Limiter's scheduler, one atomic each.
@@ -46,6 +50,7 @@
 
 // Every counter of Stats.
 #define TOLLGATE_STATS_COUNTERS(X) \
+  TOLLGATE_STATS_DECISIONS(X)      \
   TOLLGATE_STATS_ADMISSIONS(X)     \
   TOLLGATE_STATS_SCHEDULER(X)      \
   TOLLGATE_STATS_READ(X)           \

@@ -124,6 +124,42 @@ tg_status tg_limiter_breakers(tg_breaker_state* out_states, size_t capacity, siz
   });
 }
 
+tg_status tg_limiter_policy_stats(tg_policy_stats* out_stats, size_t capacity, size_t* out_count,
+                                  tg_limiter* limiter) {
+  if (out_count != nullptr) *out_count = 0;
+  if (out_count == nullptr || limiter == nullptr || (out_stats == nullptr && capacity != 0))
+    return TG_ERR_INVALID_ARGUMENT;
+  static_assert(TG_REASON_COUNT <= TG_POLICY_STATS_REASONS, "tg_policy_stats has no room left");
+  return guarded([&] {
+    const tollgate::Stats s = limiter->limiter->stats();
+    for (size_t i = 0; i < s.policies.size() && i < capacity; ++i) {
+      const tollgate::PolicyStats& p = s.policies[i];
+      tg_policy_stats& o = out_stats[i];
+      std::memset(&o, 0, sizeof o);
+      o.admitted = p.admitted;
+      o.admitted_tokens = p.admitted_tokens;
+      for (int r = 1; r < tollgate::kReasonCount; ++r) o.denied[r] = p.denied[r];
+    }
+    *out_count = s.policies.size();
+    return TG_OK;
+  });
+}
+
+tg_status tg_limiter_policy_name(char* out_name, size_t capacity, size_t* out_length,
+                                 tg_limiter* limiter, size_t label) {
+  if (out_length != nullptr) *out_length = 0;
+  if (out_length == nullptr || limiter == nullptr || (out_name == nullptr && capacity != 0))
+    return TG_ERR_INVALID_ARGUMENT;
+  return guarded([&] {
+    const std::vector<tollgate::PolicyStats> policies = limiter->limiter->stats().policies;
+    if (label >= policies.size()) return TG_ERR_INVALID_ARGUMENT;
+    const std::string& name = policies[label].name;
+    *out_length = name.size();
+    if (name.size() < capacity) std::memcpy(out_name, name.c_str(), name.size() + 1);
+    return TG_OK;
+  });
+}
+
 tg_status tg_limiter_prometheus_text(char* out_text, size_t capacity, size_t* out_length,
                                      tg_limiter* limiter) {
   if (out_length != nullptr) *out_length = 0;

@@ -86,6 +86,7 @@ LimiterImpl::CompiledPolicy LimiterImpl::compile(const ResolvedPolicy& p,
       break;
   }
   c.shadow = p.shadow;
+  c.label = labels_.label_of(p);
   c.penalty_box = p.penalty_box.enabled();
   c.fallback_rate = p.fallback_rate();
   c.fallback_share = p.fallback.share();
@@ -341,10 +342,11 @@ void LimiterImpl::shutdown() {
 // ---------------------------------------------------------------------------------------
 // The hot path
 
-Decision LimiterImpl::deny(Reason r, std::uint32_t stripe, std::int64_t remaining,
-                           Nanos retry_after) noexcept {
+Decision LimiterImpl::deny_as(std::uint8_t label, Reason r, std::uint32_t stripe,
+                              std::int64_t remaining, Nanos retry_after) noexcept {
   count(
-      stripe, [r](Stripe & s) -> auto& { return s.denied[static_cast<int>(r)]; }, 1);
+      stripe,
+      [ label, r ](Stripe & s) -> auto& { return s.policy[label].denied[static_cast<int>(r)]; }, 1);
   return Decision{false, r, remaining, retry_after};
 }
 
@@ -376,12 +378,13 @@ Decision LimiterImpl::shadowed(const Entry* e, Decision d, std::uint32_t stripe)
 Decision LimiterImpl::spend(Entry* e, std::uint64_t cost, std::uint32_t stripe,
                             bool permit) noexcept {
   const CompiledPolicy& p = policy_of(e);
-  if (p.concurrency != permit || cost > p.capacity) return deny(Reason::kInvalidArgument, stripe);
+  if (p.concurrency != permit || cost > p.capacity)
+    return deny(p, Reason::kInvalidArgument, stripe);
   if (!e->touched.load(std::memory_order_relaxed))
     e->touched.store(true, std::memory_order_relaxed);
   if (e->penalized.load(std::memory_order_relaxed)) {
     Nanos wait{clamp_nonneg(e->retry_at.load(std::memory_order_relaxed) - clock_->now().count())};
-    return deny(Reason::kPenaltyBox, stripe, 0, wait);
+    return deny(p, Reason::kPenaltyBox, stripe, 0, wait);
   }
   const auto want = static_cast<std::int64_t>(cost);
   std::int64_t b = e->balance.load(std::memory_order_relaxed);
@@ -391,10 +394,7 @@ Decision LimiterImpl::spend(Entry* e, std::uint64_t cost, std::uint32_t stripe,
                                            std::memory_order_relaxed)) {
         std::int64_t left = b - want;
         if (left < e->watermark.load(std::memory_order_relaxed)) request_refill(e);
-        count(
-            stripe, [](Stripe & s) -> auto& { return s.admitted; }, 1);
-        count(
-            stripe, [](Stripe & s) -> auto& { return s.admitted_tokens; }, cost);
+        count_admitted(p.label, stripe, cost);
         const bool local = e->fallback.load(std::memory_order_relaxed) == core::kFallbackLocal;
         return Decision{true, local ? Reason::kFallbackLocal : Reason::kOk, left, Nanos{0}};
       }
@@ -412,37 +412,35 @@ Decision LimiterImpl::spend(Entry* e, std::uint64_t cost, std::uint32_t stripe,
   }
   if (const std::uint8_t level = e->exhausted.load(std::memory_order_relaxed); level != 0) {
     Nanos wait{clamp_nonneg(e->retry_at.load(std::memory_order_relaxed) - clock_->now().count())};
-    return deny(level == core::kExhaustedGroup ? Reason::kOverGroupLimit : Reason::kOverLimit,
+    return deny(p, level == core::kExhaustedGroup ? Reason::kOverGroupLimit : Reason::kOverLimit,
                 stripe, clamp_nonneg(b), wait);
   }
   Nanos rtt{refills_.rtt_ns() + kTick.count()};
   Reason r = e->leased.load(std::memory_order_relaxed) ? Reason::kLeasePending : Reason::kColdKey;
-  return deny(r, stripe, clamp_nonneg(b), rtt);
+  return deny(p, r, stripe, clamp_nonneg(b), rtt);
 }
 
 // The shard is unavailable and the key's lease spent: the policy's fallback decides.
 Decision LimiterImpl::spend_fallback(Entry* e, std::uint8_t fb, std::uint64_t cost,
                                      std::int64_t balance, std::uint32_t stripe) noexcept {
+  const CompiledPolicy& p = policy_of(e);
   if (fb == core::kFallbackAllow) {
-    count(
-        stripe, [](Stripe & s) -> auto& { return s.admitted; }, 1);
-    count(
-        stripe, [](Stripe & s) -> auto& { return s.admitted_tokens; }, cost);
+    count_admitted(p.label, stripe, cost);
     return Decision{true, Reason::kFallbackAllow, 0, Nanos{0}};
   }
   if (fb == core::kFallbackLocal) {
     // The local bucket is short of `cost`: it holds that many after cost / rate.
-    const double rate = policy_of(e).fallback_rate;
+    const double rate = p.fallback_rate;
     const double secs =
         rate > 0 ? static_cast<double>(
                        cost - std::min(cost, static_cast<std::uint64_t>(clamp_nonneg(balance)))) /
                        rate
                  : 1.0;
-    return deny(Reason::kFallbackLocal, stripe, clamp_nonneg(balance),
+    return deny(p, Reason::kFallbackLocal, stripe, clamp_nonneg(balance),
                 std::max(Nanos{static_cast<std::int64_t>(secs * 1e9)}, kTick));
   }
   Nanos wait{clamp_nonneg(e->retry_at.load(std::memory_order_relaxed) - clock_->now().count())};
-  return deny(Reason::kFallbackDeny, stripe, clamp_nonneg(balance), std::max(wait, kTick));
+  return deny(p, Reason::kFallbackDeny, stripe, clamp_nonneg(balance), std::max(wait, kTick));
 }
 
 Entry* LimiterImpl::find_or_create(std::string_view key, std::uint64_t cost, bool permit,
@@ -458,7 +456,7 @@ Entry* LimiterImpl::find_or_create(std::string_view key, std::uint64_t cost, boo
     const CompiledPolicy& p = slots_.load(std::memory_order_acquire)[slot];
     // A bad cost never creates state.
     if (p.concurrency != permit || cost > p.capacity) {
-      failure = deny(Reason::kInvalidArgument, stripe);
+      failure = deny(p, Reason::kInvalidArgument, stripe);
       return nullptr;
     }
     const std::uint64_t h = core::hash_key(key);
@@ -466,7 +464,7 @@ Entry* LimiterImpl::find_or_create(std::string_view key, std::uint64_t cost, boo
       // Evict harder, as for a full table; one wake-up a tick is enough (refusals here
       // come at the hot path's pace, faster than the SDK's thread could drain wake-ups).
       if (eviction_.press()) wake();
-      failure = deny(Reason::kKeyTableFull, stripe);
+      failure = deny(p, Reason::kKeyTableFull, stripe);
       return nullptr;
     }
     auto [e, result] = table_.find_or_insert(key, h, [&] {
@@ -484,7 +482,7 @@ Entry* LimiterImpl::find_or_create(std::string_view key, std::uint64_t cost, boo
       admission_.table_full();
       eviction_.press();
       wake();
-      failure = deny(Reason::kKeyTableFull, stripe);
+      failure = deny(p, Reason::kKeyTableFull, stripe);
       return nullptr;
     }
     if (result == core::KeyTable::Insert::kInserted) {
@@ -532,7 +530,7 @@ WaitId LimiterImpl::acquire_async(std::string_view key, std::uint64_t cost, Nano
       case core::WaitQueue::Added::kRetired:
         return finish(Decision{false, Reason::kLeasePending, 0, d.retry_after});
       case core::WaitQueue::Added::kFull:
-        return finish(deny(Reason::kQueueFull, stripe));
+        return finish(deny(policy_of(e), Reason::kQueueFull, stripe));
       case core::WaitQueue::Added::kQueued:
         break;
     }
@@ -738,7 +736,8 @@ void LimiterImpl::engage_fallback(Entry* e, Nanos now) {
   const bool admit = p.fallback == core::kFallbackAllow;
   const Reason reason = admit ? Reason::kFallbackAllow : Reason::kFallbackDeny;
   Completions done;
-  Stripe& st = stripes_[kOwnedStripes];  // shared: the scheduler owns no stripe
+  // shared: the scheduler owns no stripe
+  PolicyCounts& st = stripes_[kOwnedStripes].policy[p.label];
   waits_.finish_key(
       e,
       [&](const core::Waiter& w) {
@@ -1095,24 +1094,25 @@ void LimiterImpl::serve_waiters(Entry* e) {
 void LimiterImpl::serve_waiters(Entry* e, Completions& out) {
   const core::WaitQueue::Served served = waits_.serve(e, out);
   if (served.waits == 0) return;
-  Stripe& st = stripes_[kOwnedStripes];  // shared: the scheduler owns no stripe
+  // shared: the scheduler owns no stripe
+  PolicyCounts& st = stripes_[kOwnedStripes].policy[policy_of(e).label];
   st.admitted.fetch_add(served.waits, std::memory_order_relaxed);
   st.admitted_tokens.fetch_add(served.tokens, std::memory_order_relaxed);
 }
 
 void LimiterImpl::expire_deadlines(Nanos now) {
   Completions done;
-  const std::size_t expired = waits_.expire(
+  waits_.expire(
       now,
-      [now](const core::Waiter& w) {
+      [this, now](const core::Waiter& w) {
+        stripes_[kOwnedStripes]  // shared: the scheduler owns no stripe
+            .policy[policy_of(w.entry).label]
+            .denied[static_cast<int>(Reason::kTimeout)]
+            .fetch_add(1, std::memory_order_relaxed);
         Nanos retry{clamp_nonneg(w.entry->retry_at.load(std::memory_order_relaxed) - now.count())};
         return Decision{false, Reason::kTimeout, 0, retry};
       },
       done);
-  if (expired > 0) {
-    stripes_[kOwnedStripes].denied[static_cast<int>(Reason::kTimeout)].fetch_add(
-        expired, std::memory_order_relaxed);
-  }
   core::complete(done);
 }
 
@@ -1161,11 +1161,30 @@ void LimiterImpl::reclaim() {
 
 Stats LimiterImpl::stats() const {
   Stats st;
+  // Counts first, names after: a label is named before any decision counts under it.
+  std::array<PolicyStats, core::PolicyLabels::kMax> by_label{};
 #define TOLLGATE_STATS_SUM(name, since, help) st.name += s.name.load(std::memory_order_relaxed);
+#define TOLLGATE_STATS_SUM_POLICY(name, since, help) \
+  ps.name += s.policy[l].name.load(std::memory_order_relaxed);
   for (const Stripe& s : stripes_) {
     TOLLGATE_STATS_ADMISSIONS(TOLLGATE_STATS_SUM)
-    for (int r = 0; r < kReasonCount; ++r)
-      st.denied[r] += s.denied[r].load(std::memory_order_relaxed);
+    for (std::size_t l = 0; l < by_label.size(); ++l) {
+      PolicyStats& ps = by_label[l];
+      TOLLGATE_STATS_DECISIONS(TOLLGATE_STATS_SUM_POLICY)
+      for (int r = 0; r < kReasonCount; ++r)
+        ps.denied[r] += s.policy[l].denied[r].load(std::memory_order_relaxed);
+    }
+  }
+#undef TOLLGATE_STATS_SUM_POLICY
+  std::vector<std::string> names = labels_.names();
+  st.policies.reserve(names.size());
+  for (std::size_t l = 0; l < names.size(); ++l) {
+    PolicyStats& ps = by_label[l];
+    ps.name = std::move(names[l]);
+    st.admitted += ps.admitted;
+    st.admitted_tokens += ps.admitted_tokens;
+    for (int r = 0; r < kReasonCount; ++r) st.denied[r] += ps.denied[r];
+    st.policies.push_back(std::move(ps));
   }
   {
     const SchedulerCounters& s = counted_;

@@ -26,6 +26,7 @@
 #include "limiter/lease_durations.h"
 #include "limiter/lease_sizing.h"
 #include "limiter/policy_index.h"
+#include "limiter/policy_labels.h"
 #include "limiter/refill_scheduler.h"
 #include "limiter/wait_queue.h"
 #include "tollgate/limiter.h"
@@ -69,7 +70,8 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
     std::uint64_t capacity = 0;
     std::uint64_t max_lease = 0;
     bool concurrency = false;
-    bool shadow = false;           // Policy::shadow: denials admit all the same
+    bool shadow = false;                              // Policy::shadow: denials admit all the same
+    std::uint8_t label = core::PolicyLabels::kOther;  // its tollgate.policy value
     bool penalty_box = false;      // spec->penalty_box.enabled(), without a look at spec
     double refill_per_second = 0;  // how fast capacity comes back (rate or limit/window)
     std::uint8_t fallback = core::kFallbackLocal;  // Entry::fallback while unavailable
@@ -97,9 +99,15 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
     std::uint64_t freed_epoch = 0;  // kFree: reusable once no reader is older than this
   };
 #define TOLLGATE_STATS_ATOMIC(name, since, help) std::atomic<std::uint64_t> name{0};
-  struct alignas(64) Stripe {
-    TOLLGATE_STATS_ADMISSIONS(TOLLGATE_STATS_ATOMIC)
+  // Decisions under one tollgate.policy value. admitted and admitted_tokens share a cache
+  // line at every label (the block is 144 bytes from a 64-aligned start: offsets 0, 16, 32, 48).
+  struct PolicyCounts {
+    TOLLGATE_STATS_DECISIONS(TOLLGATE_STATS_ATOMIC)
     std::atomic<std::uint64_t> denied[kReasonCount]{};
+  };
+  struct alignas(64) Stripe {
+    PolicyCounts policy[core::PolicyLabels::kMax];  // by CompiledPolicy::label
+    TOLLGATE_STATS_ADMISSIONS(TOLLGATE_STATS_ATOMIC)
   };
   struct SchedulerCounters {
     TOLLGATE_STATS_SCHEDULER(TOLLGATE_STATS_ATOMIC)
@@ -107,8 +115,23 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
 #undef TOLLGATE_STATS_ATOMIC
 
   // --- application threads ---
+  // A denial counted under the policy's label; without one, under "other" (no policy yet).
+  Decision deny(const CompiledPolicy& p, Reason r, std::uint32_t stripe, std::int64_t remaining = 0,
+                Nanos retry_after = Nanos{0}) noexcept {
+    return deny_as(p.label, r, stripe, remaining, retry_after);
+  }
   Decision deny(Reason r, std::uint32_t stripe, std::int64_t remaining = 0,
-                Nanos retry_after = Nanos{0}) noexcept;
+                Nanos retry_after = Nanos{0}) noexcept {
+    return deny_as(core::PolicyLabels::kOther, r, stripe, remaining, retry_after);
+  }
+  Decision deny_as(std::uint8_t label, Reason r, std::uint32_t stripe, std::int64_t remaining,
+                   Nanos retry_after) noexcept;
+  void count_admitted(std::uint8_t label, std::uint32_t stripe, std::uint64_t cost) noexcept {
+    count(
+        stripe, [label](Stripe & s) -> auto& { return s.policy[label].admitted; }, 1);
+    count(
+        stripe, [label](Stripe & s) -> auto& { return s.policy[label].admitted_tokens; }, cost);
+  }
   Decision spend(Entry* e, std::uint64_t cost, std::uint32_t stripe, bool permit) noexcept;
   Decision shadowed(const Entry* e, Decision d, std::uint32_t stripe) noexcept;
   Decision spend_fallback(Entry* e, std::uint8_t fallback, std::uint64_t cost, std::int64_t balance,
@@ -225,8 +248,9 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   std::uint64_t rematch_epoch_ = 0;  // once no reader is older (none holds the old set)
   std::size_t moves_pending_ = 0;    // keys with RefillState::rematch set
   core::KeyTable table_;
-  core::AdmissionSketch admission_;  // who takes the table's last places
-  core::Eviction eviction_;          // the idle sweep and the graveyard (scheduler)
+  core::AdmissionSketch admission_;    // who takes the table's last places
+  mutable core::PolicyLabels labels_;  // tollgate.policy values; compile() takes them
+  core::Eviction eviction_;            // the idle sweep and the graveyard (scheduler)
   // Counters striped by thread: the first kOwnedStripes threads (by epoch record index)
   // each own one and add without a locked instruction (~8 ns saved per admission, twice);
   // later threads and the scheduler share the last stripe with fetch_add.
