@@ -1,23 +1,21 @@
-// The Limiter's machinery: lock-free spending from local leases on application threads,
-// and one refill scheduler (on the SDK's thread, or driven by poll()) that talks to the
-// QuotaStore. Thread-safe: public methods may be called from any thread; the scheduler's
-// state (Entry::s and everything marked "scheduler") is touched under tick_mu_ only; the
-// wait queue (limiter/wait_queue.h) has a lock of its own, taken under tick_mu_ or alone.
+// The Limiter's facade over its parts (docs/architecture.md, "The parts of the Limiter"):
+// the API and the hot path (lock-free spending from local leases on application threads),
+// and on the scheduler's thread (the SDK's, or poll()) the order of a tick and what a key
+// asks for and what an answer does to it. The parts: the key table and epochs, the wait
+// queue, the refill scheduler's machinery, eviction, and the pure lease book, lease sizing,
+// fallback bucket and round trips. Thread-safe: public methods may be called from any
+// thread; the scheduler's state (Entry::s and everything marked "scheduler") is touched
+// under tick_mu_ only; the wait queue has a lock of its own, taken under tick_mu_ or alone.
 #pragma once
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
 #include <mutex>
-#include <queue>
-#include <semaphore>
 #include <string>
 #include <thread>
-#include <unordered_map>
 #include <vector>
 
 #include "limiter/admission.h"
@@ -29,7 +27,7 @@
 #include "limiter/lease_sizing.h"
 #include "limiter/policy_index.h"
 #include "limiter/policy_labels.h"
-#include "limiter/round_trips.h"
+#include "limiter/refill_scheduler.h"
 #include "limiter/wait_queue.h"
 #include "tollgate/limiter.h"
 
@@ -115,25 +113,6 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
     TOLLGATE_STATS_SCHEDULER(TOLLGATE_STATS_ATOMIC)
   };
 #undef TOLLGATE_STATS_ATOMIC
-  struct Timer {
-    Nanos at;
-    Entry* entry;
-    bool operator>(const Timer& o) const noexcept { return at > o.at; }
-  };
-  struct InFlight {
-    Nanos sent_at;
-    std::vector<Entry*> entries;
-    std::vector<std::uint64_t> mins;
-    std::vector<std::uint64_t> wants;
-    std::size_t partition = 0;
-    bool overdue = false;  // its keys decide by their fallback until the answer
-  };
-  // Store answers arrive here from whatever thread the store uses.
-  struct Inbox {
-    std::mutex mu;
-    std::vector<std::pair<std::uint64_t, std::vector<LeaseGrant>>> items;
-    LimiterImpl* owner = nullptr;  // null after shutdown
-  };
 
   // --- application threads ---
   // A denial counted under the policy's label; without one, under "other" (no policy yet).
@@ -159,8 +138,12 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
                           std::uint32_t stripe) noexcept;
   Entry* find_or_create(std::string_view key, std::uint64_t cost, bool permit, std::uint32_t stripe,
                         Decision& failure) noexcept;
-  void request_refill(Entry* e) noexcept;
-  void wake() noexcept;
+  void request_refill(Entry* e) noexcept {
+    refills_.request(e);
+  }
+  void wake() noexcept {
+    refills_.wake();
+  }
   // The KeyRef's entry found again (after an eviction) or created; published to the KeyRef.
   Entry* resolve(const KeyRef& k, std::uint64_t cost, std::uint32_t stripe,
                  Decision& failure) noexcept;
@@ -188,21 +171,17 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   void leave_fallback(Entry* e);
   void engage_fallback(Entry* e, Nanos now);
   void mark_overdue(Nanos now);
-  void flush(Nanos now, bool force = false);
+  void flush(Nanos now, bool force = false) {
+    refills_.flush(now, config_->leases.refresh, config_->leases.ttl, force);
+  }
   core::LeaseSizing lease_sizing(const CompiledPolicy& p) const noexcept;
   void hurry(Entry* e);
   double sample_demand(Entry* e, core::Ms nms, std::int64_t balance, std::uint32_t denials,
                        std::uint64_t denied_cost) noexcept;
-  // PartitionBatch::most: how soon a refill must go (core/lease_sizing.h).
-  static constexpr std::uint8_t kCanWait = 0;  // with the partition's next call
-  static constexpr std::uint8_t kCold = 1;     // within a short hold
-  static constexpr std::uint8_t kUrgent = 2;   // at the end of this tick
-  void send(Nanos now, std::size_t partition, std::vector<LeaseRequest> batch,
-            std::vector<Entry*> entries, std::vector<std::uint64_t> mins,
-            std::vector<std::uint64_t> wants);
-  void add_timer(Entry* e, Nanos at);
+  void add_timer(Entry* e, Nanos at) {
+    refills_.add_timer(e, at);
+  }
   void ensure_timers(Entry* e, Nanos now);
-  void flush_give_backs() noexcept;
   void serve_waiters(Entry* e, core::Completions& out);
   void serve_waiters(Entry* e);  // and completes them
   void expire_deadlines(Nanos now);
@@ -287,62 +266,23 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
     }
   }
 
-  // Refill queue: a lock-free stack that application threads push to.
-  std::atomic<Entry*> queue_head_{nullptr};
-  std::atomic<bool> sleeping_{false};
-  std::atomic<std::int64_t> rtt_ns_{1'000'000};  // EWMA of store round trips
-
   // Scheduler state.
   std::mutex tick_mu_;
-  // A heap of timers that can drop some: an evicted entry's memory is otherwise held until
-  // its lease timers would have fired.
-  struct TimerQueue : std::priority_queue<Timer, std::vector<Timer>, std::greater<>> {
-    template <typename Drop>
-    void drop_if(Drop drop) {
-      auto end = std::remove_if(c.begin(), c.end(), drop);
-      if (end == c.end()) return;
-      c.erase(end, c.end());
-      if (c.capacity() > 4 * c.size() + 1024) c.shrink_to_fit();
-      std::make_heap(c.begin(), c.end(), comp);
-    }
-  };
-  TimerQueue timers_;
-  Nanos tick_now_{0};                        // scheduler: the time of the tick that is running
-  std::atomic<std::size_t> timer_count_{0};  // timers_.size() after the last tick, for stats()
-  // Refills waiting for their partition's next store call, by partition (looked up once,
-  // when the refill joins), in the order they joined: a tick looks at each partition, not
-  // at each waiting refill.
-  struct PartitionBatch {
-    std::vector<LeaseRequest> requests;
-    std::vector<Entry*> entries;
-    std::vector<std::uint64_t> mins, wants;
-    std::uint8_t most = kCanWait;  // the most urgent of them
-  };
-  std::map<std::size_t, PartitionBatch> batch_;
-  std::size_t batch_size_ = 0;                             // refills in batch_, all partitions
-  std::unordered_map<std::size_t, Nanos> partition_sent_;  // last store call per partition
-  Nanos held_until_ = Nanos::max();  // when the earliest held partition is due
-  bool sent_this_tick_ = false;
-  Nanos give_backs_since_ = Nanos::max();  // when give_backs_ began to wait
-  std::unordered_map<std::uint64_t, InFlight> in_flight_;
-  // Per partition (shard): its recent answered round trips, for mark_overdue().
-  std::unordered_map<std::size_t, core::RoundTrips> round_trips_;
-  std::vector<GiveBack> give_backs_;
-  std::uint64_t next_batch_ = 1;
   std::uint64_t next_request_ = 1;
   Nanos busy_until_{0};
   Nanos store_offset_{0};  // store clock minus local clock, erring early
-  std::shared_ptr<Inbox> inbox_;
 
   // Waiters (acquire / acquire_async): their own lock, taken under tick_mu_ or alone.
   core::WaitQueue waits_;
 
   // Counters the scheduler keeps (and give_back on any thread, fallback on the hot path).
   SchedulerCounters counted_;
+  // The refill stack, timers, batches per partition, calls in flight and their inbox,
+  // give-backs (limiter/refill_scheduler.h): scheduler, but for request() and wake().
+  core::RefillScheduler refills_;
 
   // The SDK's thread.
   std::thread thread_;
-  std::counting_semaphore<> wake_{0};
   std::atomic<bool> stop_{false};
   std::atomic<bool> shut_{false};
 };
