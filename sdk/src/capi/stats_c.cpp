@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstring>
 #include <iterator>
+#include <string>
 #include <type_traits>
 
 #include "tollgate/prometheus.h"
@@ -58,6 +59,14 @@ constexpr Field kFields[] = {TG_STATS_OTHER_FIELDS(TG_OTHER_ENTRY)
                                  TOLLGATE_STATS_COUNTERS(TG_COUNTER_ENTRY)};
 #undef TG_OTHER_ENTRY
 #undef TG_COUNTER_ENTRY
+
+// The text-out convention of tg_limiter_policy_name and tg_limiter_prometheus_text: the
+// length always, the text with its NUL only when it fits in `capacity`.
+tg_status copy_text(const std::string& text, char* out, size_t capacity, size_t* out_length) {
+  *out_length = text.size();
+  if (text.size() < capacity) std::memcpy(out, text.c_str(), text.size() + 1);
+  return TG_OK;
+}
 
 }  // namespace
 
@@ -153,10 +162,7 @@ tg_status tg_limiter_policy_name(char* out_name, size_t capacity, size_t* out_le
   return guarded([&] {
     const std::vector<tollgate::PolicyStats> policies = limiter->limiter->stats().policies;
     if (label >= policies.size()) return TG_ERR_INVALID_ARGUMENT;
-    const std::string& name = policies[label].name;
-    *out_length = name.size();
-    if (name.size() < capacity) std::memcpy(out_name, name.c_str(), name.size() + 1);
-    return TG_OK;
+    return copy_text(policies[label].name, out_name, capacity, out_length);
   });
 }
 
@@ -166,10 +172,7 @@ tg_status tg_limiter_prometheus_text(char* out_text, size_t capacity, size_t* ou
   if (out_length == nullptr || limiter == nullptr || (out_text == nullptr && capacity != 0))
     return TG_ERR_INVALID_ARGUMENT;
   return guarded([&] {
-    const std::string text = tollgate::prometheus_text(*limiter->limiter);
-    *out_length = text.size();
-    if (text.size() < capacity) std::memcpy(out_text, text.c_str(), text.size() + 1);
-    return TG_OK;
+    return copy_text(tollgate::prometheus_text(*limiter->limiter), out_text, capacity, out_length);
   });
 }
 
