@@ -1030,9 +1030,12 @@ void LimiterImpl::consider(Entry* e, Nanos now) {
   s.held = urgency != kUrgent;
   batch_.push_back(std::move(req));
   batch_entries_.push_back(e);
-  // A tick's wishes go out together at its end (within a millisecond), or as soon as a
-  // batch is full.
-  if (batch_.size() >= kMaxBatch) flush(now, true);
+  // A tick's wishes go out together at its end (within a millisecond), or as soon as the
+  // batch holds a full call (kMaxBatch) for each partition called so far: a batch of 512
+  // over seven shards sent every shard a call whenever 512 keys of all of them had
+  // gathered, several times per refresh period (docs/performance.md).
+  if (batch_.size() >= kMaxBatch * std::max<std::size_t>(1, partition_sent_.size()))
+    flush(now, true);
 }
 
 // Local demand: tokens spent plus tokens denied since the last credit, into the key's
