@@ -86,6 +86,7 @@ void Shard::arrive(std::shared_ptr<std::vector<LeaseRequest>> requests, Reply re
 bool Shard::serve(std::shared_ptr<std::vector<LeaseRequest>> requests, Reply reply, Nanos arrival,
                   Nanos deadline) {
   const std::uint64_t runs = script_runs_for(requests->size());
+  lease_keys += requests->size();
   double us = cost_.call_us + cost_.script_us * static_cast<double>(runs);
   for (const LeaseRequest& r : *requests) {
     const bool shared = r.policy && (r.policy->has_group_budget() || r.policy->shares_instances());
@@ -134,6 +135,8 @@ void Shard::arrive_give_backs(std::vector<GiveBack> batch) {
 
 void Shard::serve_give_backs(std::vector<GiveBack> batch, Nanos arrival) {
   const std::uint64_t runs = script_runs_for(batch.size());
+  give_back_runs += runs;
+  give_back_keys += batch.size();
   const double us = cost_.call_us + cost_.script_us * static_cast<double>(runs) +
                     cost_.give_back_us * static_cast<double>(batch.size());
   const Nanos begin = std::max(arrival, busy_until_);

@@ -144,6 +144,9 @@ class Shard {
 
   ShardSeries series;
   std::uint64_t script_runs = 0;
+  std::uint64_t lease_keys = 0;      // keys in lease calls
+  std::uint64_t give_back_runs = 0;  // script runs of give-back calls (in script_runs too)
+  std::uint64_t give_back_keys = 0;
   double bytes = 0;
 
  private:

@@ -9,6 +9,7 @@
 // against the bound docs/architecture.md states for every sliding window of 100 ms, 1 s,
 // 10 s and the whole run, per tenant and per group. See --help and docs/performance.md.
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -17,6 +18,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -81,9 +83,16 @@ usage: tollgate_fleet [options]
   --node-timeout-ms MS  a failover's detection time, death to promotion  [1000]
   --fallback-instances N   policies' fallback.instances (the local fallback
                         bucket is rate / N per instance)   [SDK default, 0: share]
+  --fair-instances on|off   policies' fair_instances      [SDK default: on in a
+                        group with a budget]
   --require-strength X  exit 4 unless, at every window length, some tenant or
                         group was offered >= X times what the bound allows
                         there (a check that offers less cannot fail)
+  --require-utilization X        exit 5 unless utilization >= X
+  --require-tail-utilization X   exit 5 unless tail_utilization_p10 >= X
+  --require-admitted-per-call X  exit 5 unless admitted_per_store_call >= X
+                        (floors on the figures: a limiter that wastes capacity or
+                        calls fails them)
   --ttl-ms, --horizon-ms, --max-fraction, --min-tokens, --refresh-ms
                         lease settings (default: the SDK's defaults, LeaseOptions)
   --rtt-us, --call-us, --script-us, --lease-us, --shared-lease-us, --give-back-us,
@@ -97,6 +106,9 @@ usage: tollgate_fleet [options]
                         and per the first --timeline-tenants tenants, script
                         runs per shard, fault windows (bench/fleet/plot.py)
   --timeline-tenants N                                                    [10]
+  --per-tenant FILE.csv one row per tenant: rate, group, offered rate, the steady
+                        window's capacity (what it could have had), admitted
+                        and offered there, its utilization, denials by reason
   --json                the summary as JSON (one field per line)
   --quiet               no progress line per virtual minute
 
@@ -104,7 +116,8 @@ Names differ from tollgate_sim where the meaning does: over_bound (the largest e
 over the bound of docs/architecture.md at any window size, tokens) vs tollgate_sim's
 over_admitted; --shards N a count; --virtual-seconds, not --seconds.
 Exit status: 0; 1 when over_bound > 0; 2 on bad arguments; 4 when --require-strength
-is not met.
+is not met; 5 when a --require-utilization, --require-tail-utilization or
+--require-admitted-per-call floor is not met.
 )";
 
 [[noreturn]] void usage(const std::string& why) {
@@ -148,12 +161,15 @@ struct Options {
   double replication_lag_ms = 10, node_timeout_ms = 1000;
   bool stale_replica = false;            // --inject-fault stale-replica
   std::uint32_t fallback_instances = 0;  // 0: the SDK's default
+  std::optional<bool> fair_instances;    // unset: the SDK's default
   double require_strength = 0;
+  double require_utilization = 0, require_tail = 0, require_per_call = 0;
   tollgate::LeaseOptions leases;  // the SDK's defaults unless a flag says otherwise
   CostModel cost_model;
   tollgate::faults::Fault inject = tollgate::faults::Fault::kNone;
   std::string timeline;
   int timeline_tenants = 10;
+  std::string per_tenant;
   bool json = false, quiet = false;
 };
 
@@ -226,8 +242,18 @@ Options parse(int argc, char** argv) {
         o.demand_events.push_back(e);
       } else if (a == "--fallback-instances") {
         o.fallback_instances = static_cast<std::uint32_t>(std::stoul(value()));
+      } else if (a == "--fair-instances") {
+        const std::string v = value();
+        if (v != "on" && v != "off") usage("--fair-instances takes on or off");
+        o.fair_instances = v == "on";
       } else if (a == "--require-strength") {
         o.require_strength = std::stod(value());
+      } else if (a == "--require-utilization") {
+        o.require_utilization = std::stod(value());
+      } else if (a == "--require-tail-utilization") {
+        o.require_tail = std::stod(value());
+      } else if (a == "--require-admitted-per-call") {
+        o.require_per_call = std::stod(value());
       } else if (a == "--virtual-seconds") {
         o.virtual_seconds = seconds_of(value());
       } else if (a == "--seed") {
@@ -303,6 +329,8 @@ Options parse(int argc, char** argv) {
         o.timeline = value();
       } else if (a == "--timeline-tenants") {
         o.timeline_tenants = std::stoi(value());
+      } else if (a == "--per-tenant") {
+        o.per_tenant = value();
       } else if (a == "--json") {
         o.json = true;
       } else if (a == "--quiet") {
@@ -469,6 +497,7 @@ class Fleet {
   double offered_scale(int tenant, double t) const;
   void timeline_row(double t);
   void report(double wall);
+  void write_per_tenant(const std::vector<double>& steady) const;
 
   double vt(Nanos t) const { return static_cast<double>((t - t0_).count()) / 1e9; }
 
@@ -497,6 +526,10 @@ class Fleet {
   std::vector<WindowCheck> checks_;
   std::uint64_t decisions_ = 0, admitted_decisions_ = 0;
   std::uint64_t denied_[tollgate::kReasonCount] = {};
+  std::vector<std::array<std::uint64_t, tollgate::kReasonCount>> denied_by_tenant_;
+  struct Figures {  // what the --require-* floors check, as reported
+    double utilization = 0, tail = 0, per_call = 0;
+  } figures_;
   std::vector<std::int64_t> first_request_;  // per (instance, tenant): ns, -1 none, -2 done
   std::vector<std::uint8_t> first_done_;     // per (instance, tenant): 1 when first_request_ is -2
   std::vector<std::string> keys_;            // tenants_[t].key, packed: read every decision
@@ -599,6 +632,7 @@ void Fleet::build() {
     p.rate = x.rate;
     p.burst = x.burst;
     if (o_.fallback_instances > 0) p.fallback.instances = o_.fallback_instances;
+    p.fair_instances = o_.fair_instances;
     config_.policies.push_back(p);
   }
   config_.max_keys = std::max<std::size_t>(config_.max_keys, tenants_.size() * 2);
@@ -643,6 +677,7 @@ void Fleet::build() {
   adm_total_.assign(nt, 0);
   off_total_.assign(nt, 0);
   fb_total_.assign(nt, 0);
+  if (!o_.per_tenant.empty()) denied_by_tenant_.assign(nt, {});
   idle_now_.assign(nt, false);
   first_request_.assign(nt * instances_.size(), -1);
   first_done_.assign(nt * instances_.size(), 0);
@@ -808,6 +843,7 @@ void Fleet::decide(std::size_t inst, int tenant, int cost) {
     if (d.reason != Reason::kOk) bin_fallback_[t] += static_cast<std::uint32_t>(cost);
   } else {
     ++denied_[static_cast<int>(d.reason)];
+    if (!denied_by_tenant_.empty()) ++denied_by_tenant_[t][static_cast<std::size_t>(d.reason)];
   }
 }
 
@@ -1107,7 +1143,18 @@ int Fleet::run() {
     }
   }
   if (over > 0) return 1;
-  return weak ? 4 : 0;
+  if (weak) return 4;
+  bool low = false;
+  auto floor = [&](const char* name, double got, double need) {
+    if (need > 0 && !(got >= need)) {
+      std::fprintf(stderr, "tollgate_fleet: %s %.4g is below its floor %.4g\n", name, got, need);
+      low = true;
+    }
+  };
+  floor("utilization", figures_.utilization, o_.require_utilization);
+  floor("tail_utilization_p10", figures_.tail, o_.require_tail);
+  floor("admitted_per_store_call", figures_.per_call, o_.require_per_call);
+  return low ? 5 : 0;
 }
 
 // What each tenant could have had: its group's capacity water-filled over its tenants'
@@ -1135,6 +1182,24 @@ std::vector<double> achievable(const std::vector<Tenant>& tenants, const std::ve
   return out;
 }
 
+void Fleet::write_per_tenant(const std::vector<double>& steady) const {
+  std::ofstream out(o_.per_tenant);
+  if (!out) usage("cannot write " + o_.per_tenant);
+  out << "tenant,group,rate,offered_rate,steady_capacity,steady_admitted,steady_offered,"
+         "steady_utilization";
+  for (int r = 0; r < tollgate::kReasonCount; ++r)
+    out << ",denied_" << tollgate::to_string(static_cast<Reason>(r));
+  out << "\n";
+  for (std::size_t t = 0; t < tenants_.size(); ++t) {
+    const Tenant& x = tenants_[t];
+    out << x.key << ',' << groups_[static_cast<std::size_t>(x.group)].name << ',' << x.rate << ','
+        << x.offered_rate << ',' << steady[t] << ',' << adm_steady_[t] << ',' << off_steady_[t]
+        << ',' << (steady[t] > 0 ? adm_steady_[t] / steady[t] : 0);
+    for (int r = 0; r < tollgate::kReasonCount; ++r) out << ',' << denied_by_tenant_[t][r];
+    out << '\n';
+  }
+}
+
 void Fleet::report(double wall) {
   const double T = o_.virtual_seconds, ttl = static_cast<double>(o_.leases.ttl.count()) / 1e9;
   const double Ts = std::max(0.0, T - 2 * ttl);
@@ -1151,10 +1216,14 @@ void Fleet::report(double wall) {
     offered += off_total_[t];
     if (steady[t] > 0) per_tenant.push_back(adm_steady_[t] / steady[t]);
   }
-  std::uint64_t runs = 0;
+  if (!o_.per_tenant.empty()) write_per_tenant(steady);
+  std::uint64_t runs = 0, lease_keys = 0, give_back_runs = 0, give_back_keys = 0;
   double bytes = 0, calls_max = 0, busy_max = 0, calls_steady_max = 0, busy_steady_max = 0;
   for (const auto& s : shards_) {
     runs += s->script_runs;
+    lease_keys += s->lease_keys;
+    give_back_runs += s->give_back_runs;
+    give_back_keys += s->give_back_keys;
     bytes += s->bytes;
     // Whole seconds only: the last, partial second would understate.
     const std::size_t n =
@@ -1172,6 +1241,7 @@ void Fleet::report(double wall) {
     }
   }
   std::uint64_t leases_asked = 0, leases_granted = 0, lease_failures = 0, breakers_opened = 0;
+  std::uint64_t tokens_leased = 0, tokens_given_back = 0;
   std::uint64_t retries = 0, short_circuited = 0, bulkhead_rejected = 0;
   auto add_stats = [&](const tollgate::Limiter& l) {
     const tollgate::Stats st = l.stats();
@@ -1179,6 +1249,8 @@ void Fleet::report(double wall) {
     leases_granted += st.leases_granted;
     lease_failures += st.lease_failures;
     breakers_opened += st.breakers_opened;
+    tokens_leased += st.tokens_leased;
+    tokens_given_back += st.tokens_given_back;
   };
   for (const Instance& in : instances_) {
     add_stats(*in.limiter);
@@ -1216,6 +1288,8 @@ void Fleet::report(double wall) {
       {"cold_keys", config_.cold_keys.mode == tollgate::ColdKeyMode::kDeny ? "deny" : "optimistic"},
       {"command_timeout_ms", config_.store.command_timeout.count() / 1'000'000},
       {"fallback_instances", config_.policies[0].fallback.instances},
+      {"fair_instances", !o_.fair_instances ? std::string("default")
+                                            : std::string(*o_.fair_instances ? "on" : "off")},
       {"rtt_us", o_.cost_model.rtt_us},
       {"lease_us", o_.cost_model.lease_us},
       {"shared_lease_us", o_.cost_model.shared_lease_us},
@@ -1230,6 +1304,8 @@ void Fleet::report(double wall) {
   j["utilization"] = ach > 0 ? adm / ach : 0;
   j["steady_utilization"] = ach_s > 0 ? adm_s / ach_s : 0;
   j["tail_utilization_p10"] = percentile(per_tenant, 0.10);
+  figures_ = {j["utilization"].get<double>(), j["tail_utilization_p10"].get<double>(),
+              runs > 0 ? adm / static_cast<double>(runs) : 0};
   j["over_bound"] = std::ceil(over);
   j["worst_window_excess_pct"] = std::round(excess * 100) / 100;
   j["admitted_per_store_call"] = runs > 0 ? adm / static_cast<double>(runs) : 0;
@@ -1239,6 +1315,10 @@ void Fleet::report(double wall) {
   j["shard_busy_steady_max"] = busy_steady_max;
   j["bytes_per_call"] = runs > 0 ? bytes / static_cast<double>(runs) : 0;
   j["store_calls"] = runs;
+  // Where the calls and the shards' per-key work come from: leases and give-backs.
+  j["lease_keys"] = lease_keys;
+  j["give_back_calls"] = give_back_runs;
+  j["give_back_keys"] = give_back_keys;
   j["decisions"] = decisions_;
   j["admitted_tokens"] = adm;
   j["offered_tokens"] = offered;
@@ -1265,6 +1345,8 @@ void Fleet::report(double wall) {
   j["leases_asked"] = leases_asked;
   j["leases_granted"] = leases_granted;
   j["lease_failures"] = lease_failures;
+  j["tokens_leased"] = tokens_leased;  // all leases' tokens: those not admitted went back
+  j["tokens_given_back"] = tokens_given_back;
   j["breakers_opened"] = breakers_opened;
   j["retries"] = retries;
   j["short_circuited"] = short_circuited;

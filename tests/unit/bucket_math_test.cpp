@@ -397,6 +397,32 @@ TEST(SharedBucket, InstancesGetPartsInProportionToTheirDemand) {
   }
 }
 
+// Parts follow reported demand, and a report can be wrong: an instance that reported 90 %
+// of the demand and then takes one token every 1.5 s leaves most of the key's rate in the
+// bucket. The instance that does ask (reporting 10/s) gets it (work-conserving parts) and
+// waits no longer than the bucket takes to refill it, within the bucket's bound; without
+// the lending it would get its part, about a hundredth of the rate, a token a second.
+TEST(SharedBucket, AnUnspentPartIsLentToTheInstanceThatAsksWithinTheBound) {
+  ResolvedPolicy p{bucket(100, 100)};
+  p.fair_instances = true;
+  TenantState t;
+  std::uint64_t busy = 0, quiet = 0;
+  std::int64_t longest_wait = 0;
+  for (std::int64_t now = 0; now < 10 * kSec; now += 10 * kMs) {
+    if (now % (1500 * kMs) == 0)
+      quiet += lease_shared(t, nullptr, p, "t", "quiet", 900, 0, LeaseAsk{1, 1, kTtl}, now).granted;
+    const LeaseAnswer r =
+        lease_shared(t, nullptr, p, "t", "busy", 10, 0, LeaseAsk{10, 1, kTtl}, now);
+    busy += r.granted;
+    if (r.granted == 0) longest_wait = std::max(longest_wait, r.wait_until - now);
+  }
+  EXPECT_LE(longest_wait, 100 * kMs);  // the bucket refills a token in 10 ms
+  const double all = static_cast<double>(busy + quiet);
+  EXPECT_LE(all, 100 + 100 * 10);  // burst + rate × time
+  EXPECT_GE(all, 0.9 * 100 * 10);  // the rate, not the busy instance's part of it
+  EXPECT_GE(static_cast<double>(busy), 0.85 * 100 * 10);
+}
+
 TEST(SharedBucket, TheTighterBoundSaysWhichLevelDenied) {
   ResolvedPolicy p = grouped(10, 1, 1000);  // the tenant's own rate binds
   GroupState group;

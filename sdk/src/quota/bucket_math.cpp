@@ -400,14 +400,22 @@ LeaseAnswer lease_shared(TenantState& t, GroupState* group, const ResolvedPolicy
                  std::max({part * window, p.effective_burst() * part / p.rate, need}), now);
   }
 
-  // An instance's part belongs to the level that set the key's rate.
+  // An instance's part belongs to the level that set the key's rate. When the key's own
+  // rate set it, the parts are work-conserving: the parts take the rate, so what the bucket
+  // holds above three quarters of its burst is what parts left unspent (an instance whose
+  // demand was reported high, then did not ask) and would overflow; any instance may have
+  // it. Grants still come from the bucket, so the bound is the bucket's.
   double key_room = b.level;
   double group_room = group != nullptr ? std::min(group->bucket.level, t.group_share.level)
                                        : std::numeric_limits<double>::infinity();
-  if (paced && group != nullptr && group_share < p.rate) {
-    group_room = std::min(group_room, me.share.level);
-  } else if (paced) {
-    key_room = std::min(key_room, me.share.level);
+  const bool lends = paced && !(group != nullptr && group_share < p.rate);
+  const double kept = p.effective_burst() * kLentAbove;  // spare: the level above this
+  double mine = paced ? me.share.level : 0;              // the instance's part, or what is lent
+  if (paced && !lends) {
+    group_room = std::min(group_room, mine);
+  } else if (lends) {
+    mine = std::max(mine, b.level - kept);
+    key_room = std::min(key_room, mine);
   }
   const double room = std::min(key_room, group_room);
   const bool pool_usable = b.pool > 0 && b.pool_expires - now >= ask.ttl / 4;
@@ -423,7 +431,7 @@ LeaseAnswer lease_shared(TenantState& t, GroupState* group, const ResolvedPolicy
       a.granted = std::min<std::uint64_t>(ask.want, static_cast<std::uint64_t>(room));
       const auto g = static_cast<double>(a.granted);
       b.level -= g;
-      if (paced) me.share.level -= g;
+      if (paced) me.share.level = std::max(0.0, me.share.level - g);
       if (group != nullptr) {
         group->bucket.level -= g;
         t.group_share.level -= g;
@@ -437,7 +445,12 @@ LeaseAnswer lease_shared(TenantState& t, GroupState* group, const ResolvedPolicy
         if (level < need) wait = std::max(wait, refill_time(need - level, r));
       };
       until(b.level, p.rate);
-      if (paced) until(me.share.level, part);
+      // A part that is short waits for its refill, or for the bucket's spare if sooner.
+      if (paced && mine < need) {
+        std::int64_t w = refill_time(need - me.share.level, part);
+        if (lends) w = std::min(w, refill_time(kept + need - b.level, p.rate));
+        wait = std::max(wait, w);
+      }
       if (group != nullptr) {
         until(group->bucket.level, p.group_rate);
         until(t.group_share.level, group_share);
@@ -446,7 +459,9 @@ LeaseAnswer lease_shared(TenantState& t, GroupState* group, const ResolvedPolicy
     }
     if (a.granted < ask.want) a.limited_by = key_room <= group_room ? 1 : 2;
   }
-  double left = paced ? std::min(b.level, me.share.level) : b.level;
+  double left =
+      paced ? std::min(b.level, lends ? std::max(me.share.level, b.level - kept) : me.share.level)
+            : b.level;
   if (group != nullptr) left = std::min({left, group->bucket.level, t.group_share.level});
   a.remaining = static_cast<std::uint64_t>(std::max(0.0, left)) +
                 (b.pool > 0 && b.pool_expires - now >= ask.ttl / 4 ? b.pool : 0);

@@ -171,6 +171,10 @@ struct GroupState {
   NamedRecords<TenantRecord> tenants;
 };
 
+// Instance parts that the key's own rate sets are lent beyond an instance's part from
+// what its bucket holds above this fraction of its burst (the script mirrors it).
+inline constexpr double kLentAbove = 0.75;
+
 // A token-bucket lease with shares. `group` is null when the policy has no group budget.
 // `tenant` names the key within its group.
 LeaseAnswer lease_shared(TenantState& t, GroupState* group, const ResolvedPolicy& p,

@@ -417,13 +417,19 @@ if any_shared then
         ml, mts = refill_share(ml, mts, part, max(part * window, burst * part / rate, need))
       end
 
-      -- An instance's part belongs to the level that set the key's rate.
+      -- An instance's part belongs to the level that set the key's rate; when the key's own
+      -- rate set it, what the bucket holds above three quarters of its burst is lent
+      -- beyond the part (core::kLentAbove: parts left unspent, about to overflow).
       local key_room, group_room = level, huge
       if grouped then group_room = min(gl, sl) end
-      if paced and grouped and gshare < rate then
+      local lends = paced and not (grouped and gshare < rate)
+      local kept = burst * 0.75
+      local lent = ml
+      if paced and not lends then
         group_room = min(group_room, ml)
-      elseif paced then
-        key_room = min(level, ml)
+      elseif lends then
+        lent = max(ml, level - kept)
+        key_room = min(level, lent)
       end
       local room = min(key_room, group_room)
       if want > 0 then
@@ -431,7 +437,7 @@ if any_shared then
         from, pool = take(pool, pe, room, need)
         if from == 'room' then
           level = level - granted
-          if paced then ml = ml - granted end
+          if paced then ml = max(0, ml - granted) end
           if grouped then
             gl = gl - granted
             sl = sl - granted
@@ -444,7 +450,13 @@ if any_shared then
             end
           end
           short(level, rate)
-          if paced then short(ml, part) end
+          -- A part that is short waits for its refill, or for the bucket's spare if sooner.
+          if paced and lent < need then
+            local pw = span
+            if part > 0 then pw = ceil((need - ml) / part * 1e6) end
+            if lends and rate > 0 then pw = min(pw, ceil((kept + need - level) / rate * 1e6)) end
+            w = max(w, pw)
+          end
           if grouped then
             short(gl, grate)
             short(sl, gshare)
@@ -456,7 +468,7 @@ if any_shared then
         end
       end
       local left = level
-      if paced then left = min(left, ml) end
+      if paced then left = min(left, lent) end
       if grouped then left = min(left, gl, sl) end
       remaining = floor(max(0, left))
       if pool_usable(pool, pe) then remaining = remaining + pool end
