@@ -165,7 +165,8 @@ static void test_versions(void) {
   CHECK(strcmp(tg_status_str(TG_ERR_CONFIG), "invalid config") == 0);
   CHECK(strcmp(tg_reason_str(TG_REASON_OVER_LIMIT), "over_limit") == 0);
   CHECK(strcmp(tg_reason_str(TG_REASON_OVER_GROUP_LIMIT), "over_group_limit") == 0);
-  CHECK(TG_REASON_COUNT == TG_REASON_OVER_GROUP_LIMIT + 1);
+  CHECK(strcmp(tg_reason_str(TG_REASON_IN_DEBT), "in_debt") == 0);
+  CHECK(TG_REASON_COUNT == TG_REASON_IN_DEBT + 1);
   CHECK(strcmp(tg_reason_str((tg_reason)TG_REASON_COUNT), "unknown") == 0);
   CHECK(strcmp(tg_reason_str((tg_reason)99), "unknown") == 0);
 }

@@ -3,7 +3,7 @@ from typing import Any, Callable, Optional
 
 version: str
 compiled_version: str
-# Every reason in the SDK's numeric order: ("ok", "over_limit", ..., "shutdown", "over_group_limit").
+# Every reason in the SDK's numeric order: ("ok", "over_limit", ..., "over_group_limit", "in_debt").
 REASONS: tuple[str, ...]
 
 class Decision:
@@ -14,7 +14,8 @@ class Decision:
     @property
     def reason(self) -> str:
         """One of REASONS: "ok", "over_limit", "cold_key", "lease_pending", ...,
-        "over_group_limit" (the key's group budget, or its fair share of it, is spent)."""
+        "over_group_limit" (the key's group budget, or its fair share of it, is spent),
+        "in_debt" (an over-settled reservation's debt is not paid yet)."""
     @property
     def remaining(self) -> int:
         """Tokens (or permits) left in the key's local lease after this decision."""

@@ -74,9 +74,10 @@ typedef enum tg_reason {
   TG_REASON_FALLBACK_DENY = 12,    /* store unavailable; fallback = deny */
   TG_REASON_FALLBACK_ALLOW = 13,   /* store unavailable; fallback = allow */
   TG_REASON_SHUTDOWN = 14,         /* the limiter is being destroyed */
-  TG_REASON_OVER_GROUP_LIMIT = 15  /* the key's group budget (or its fair share of it) is spent */
+  TG_REASON_OVER_GROUP_LIMIT = 15, /* the key's group budget (or its fair share of it) is spent */
+  TG_REASON_IN_DEBT = 16           /* an over-settled reservation's debt is not paid yet */
 } tg_reason;
-#define TG_REASON_COUNT 16
+#define TG_REASON_COUNT 17
 
 /* "ok", "over_limit", … (static storage); "unknown" for values out of range. */
 TG_API const char* tg_reason_str(tg_reason reason);
@@ -256,7 +257,7 @@ TG_API tg_status tg_try_acquire_key(tg_decision* out_decision, tg_key* key, uint
 
 /* ---- Stats -------------------------------------------------------------------------------- */
 
-#define TG_STATS_VERSION 4
+#define TG_STATS_VERSION 5
 /* The reasons of version 1, which denied[] counts; reasons added since have fields of their
    own at the end, so that the struct only ever grows there. */
 #define TG_STATS_DENIED_SLOTS 15
@@ -298,11 +299,17 @@ typedef struct tg_stats {
   uint64_t config_rejected; /* config updates refused; the running config stayed */
   uint64_t keys_moved;      /* keys moved to another policy by an update */
   uint64_t shadow_admitted; /* denials of shadow policies, admitted anyway */
+  /* version 5: reservations (tg_reserve, tg_settle) */
+  uint64_t reserved;        /* reservations admitted (also counted in admitted) */
+  uint64_t settled_under;   /* reservations settled below their estimate */
+  uint64_t settled_over;    /* reservations settled above their estimate */
+  uint64_t debt_tokens;     /* tokens over-settles charged beyond the local balance */
+  uint64_t denied_in_debt;  /* denials with TG_REASON_IN_DEBT */
 } tg_stats;
 #define TG_STATS_INIT                                                                              \
   {                                                                                                \
     TG_STATS_VERSION, 0, 0, 0, {0}, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, \
-        0, 0, 0, 0, 0                                                                              \
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0                                                               \
   }
 TG_API tg_status tg_stats_init(tg_stats* stats, unsigned int version);
 

@@ -46,7 +46,11 @@ struct RefillState {
   float rate = 0;  // EWMA of local demand, tokens per second
   std::uint32_t baseline_denials = 0;
   std::uint32_t deny_base = 0;
-  std::uint32_t debt = 0;        // optimistic cold allowance not yet paid by a lease
+  // Tokens admitted here that no lease has covered yet: a cold key's optimistic allowance.
+  // An over-settled reservation's shortfall is the same debt, kept as the balance below
+  // zero (application threads settle); both are asked for and paid first out of the next
+  // leases (LimiterImpl::debt_to_ask, apply).
+  std::uint32_t debt = 0;
   std::uint16_t max_cost = 1;    // largest cost seen (saturating), for the watermark
   std::uint16_t timer_refs = 0;  // timers that still point here
   std::uint8_t lease_count : 2 = 0;

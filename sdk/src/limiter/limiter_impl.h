@@ -57,6 +57,15 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   bool cancel(WaitId id);
   Permit acquire_permit(std::string_view key, std::uint32_t count) noexcept;
   void release_permit(void* entry, std::uint32_t count) noexcept;
+  // Reservations (limiter/reservation.cpp). A reservation holds its key's entry (counted in
+  // permits_out, so it is never evicted) from reserve, or hold(), until it is settled.
+  Reservation reserve(std::string_view key, std::uint64_t estimate) noexcept;
+  void* hold(std::string_view key, std::uint64_t estimate, Decision& failure,
+             std::uint32_t& lease_ends) noexcept;
+  Reservation reservation(void* held, std::uint64_t estimate, std::uint32_t lease_ends,
+                          Decision d) noexcept;
+  Settlement settle(void* entry, std::uint64_t estimate, std::uint32_t lease_ends,
+                    std::uint64_t actual) noexcept;
   Stats stats() const;
   void tick();
 
@@ -149,6 +158,23 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
                         Decision& failure) noexcept;
   void request_refill(Entry* e) noexcept;
   void wake() noexcept;
+  // A key whose balance an over-settle took below zero: denied kInDebt (reservation.cpp).
+  Decision deny_in_debt(const Entry* e, std::uint32_t stripe) noexcept;
+  // What a lease request asks on top of the need: the key's debt (RefillState::debt and the
+  // balance below zero), at most a lease's worth; the rest goes with the next asks.
+  std::uint64_t debt_to_ask(const Entry* e, const CompiledPolicy& p,
+                            std::int64_t balance) const noexcept;
+  // Lease ends, counted per hash slot of the key: a reservation's refund goes back to the
+  // balance only when none of its key's leases ended meanwhile (its tokens' lease may have).
+  // The scheduler counts an end before it takes the lease's tokens out of the balance.
+  static constexpr std::size_t kLeaseEndSlots = 1024;
+  std::atomic<std::uint32_t> lease_ends_[kLeaseEndSlots]{};
+  std::atomic<std::uint32_t>& lease_ends_of(const Entry* e) noexcept {
+    return lease_ends_[e->hash32 % kLeaseEndSlots];
+  }
+  void lease_ending(const Entry* e) noexcept {
+    lease_ends_of(e).fetch_add(1);
+  }
   // The KeyRef's entry found again (after an eviction) or created; published to the KeyRef.
   Entry* resolve(const KeyRef& k, std::uint64_t cost, std::uint32_t stripe,
                  Decision& failure) noexcept;

@@ -100,6 +100,11 @@ internal unsafe struct NativeStats
     public ulong ConfigRejected;
     public ulong KeysMoved;
     public ulong ShadowAdmitted;
+    public ulong Reserved;  // version 5
+    public ulong SettledUnder;
+    public ulong SettledOver;
+    public ulong DebtTokens;
+    public ulong DeniedInDebt;
 }
 
 internal static unsafe partial class Native
@@ -109,13 +114,13 @@ internal static unsafe partial class Native
     // The binding needs at least this library version (TG_VERSION_NUM), and the same major.
     internal const int MinimumVersionNum = 100;
     internal const uint LimiterOptionsVersion = 1;
-    internal const uint StatsVersion = 4;
+    internal const uint StatsVersion = 5;
     // TG_STATS_DENIED_SLOTS: tg_stats.denied[] counts the reasons of version 1; later ones
     // have fields of their own at the end.
     internal const int StatsDeniedSlots = 15;
     // TG_REASON_COUNT (GroupTests checks it against the loaded library: tg_reason_str knows
     // exactly this many reasons).
-    internal const int ReasonCount = 16;
+    internal const int ReasonCount = 17;
 
     [LibraryImport(Library, EntryPoint = "tg_version_num")]
     internal static partial int VersionNum();
