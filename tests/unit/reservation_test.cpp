@@ -26,10 +26,11 @@ class ScriptedStore final : public QuotaStore {
     calls.push_back({std::move(batch), std::move(done)});
   }
   void give_back(std::vector<GiveBack> batch) override {
-    for (auto& g : batch) given_back += g.tokens;
+    for (auto& g : batch) (g.debt ? debts : given_back) += g.tokens;
   }
   std::vector<Call> calls;
   std::uint64_t given_back = 0;
+  std::uint64_t debts = 0;  // GiveBack::debt: charged to the bucket
 };
 
 Config reserve_config(std::optional<std::uint64_t> max_overage = std::nullopt) {
@@ -153,30 +154,50 @@ TEST_F(ReservationTest, DebtIsDeniedInDebtAndPaidAcrossTwoLeases) {
   lease(150);  // 148 left
   Reservation r = limiter->reserve("tenant:a", 100);
   ASSERT_TRUE(r);
-  const Settlement s = r.settle(300);  // 200 extra, 48 of them in the balance
-  EXPECT_EQ(s.charged, 300u);
-  EXPECT_EQ(s.debt, 152u);
-  EXPECT_EQ(limiter->stats().debt_tokens, 152u);
+  const Settlement s = r.settle(800);  // 700 extra, 48 of them in the balance
+  EXPECT_EQ(s.charged, 800u);
+  EXPECT_EQ(s.debt, 652u);
+  EXPECT_EQ(limiter->stats().debt_tokens, 652u);
   Decision d = limiter->try_acquire("tenant:a", 1);
   EXPECT_FALSE(d.allowed);
   EXPECT_EQ(d.reason, Reason::kInDebt);
   EXPECT_GT(d.retry_after.count(), 0);
-  // The next ask carries the debt on top of the need.
+  // The next ask carries the debt on top of the need, at most a lease (500) of it.
   limiter->poll();
   ASSERT_EQ(store->calls.size(), 1u);
-  EXPECT_GE(store->calls[0].batch[0].min, 153u);
-  // A first lease of 100 pays 100 of it; the key is still in debt, and the store said
-  // when the rest will be there: that is the retry_after.
+  EXPECT_EQ(store->calls[0].batch[0].min, 501u);
+  answer(501);  // pays 501 of the 652
+  EXPECT_EQ(limiter->try_acquire("tenant:a", 1).reason, Reason::kInDebt);
+  limiter->poll();  // asked again at once for the rest
+  ASSERT_EQ(store->calls.size(), 1u);
+  EXPECT_EQ(store->calls[0].batch[0].min, 152u) << "what is left of the debt, and the need";
+  answer(200);  // pays the last 151: 49 spendable
+  EXPECT_EQ(balance(), 49);
+  EXPECT_EQ(store->debts, 0u) << "the leases paid it all: nothing to report";
+}
+
+TEST_F(ReservationTest, ADebtTheStoreCannotPayIsReportedToItsBucket) {
+  make(reserve_config());
+  lease(150);
+  Reservation r = limiter->reserve("tenant:a", 100);
+  EXPECT_EQ(r.settle(300).debt, 152u);
+  limiter->poll();
+  ASSERT_EQ(store->calls.size(), 1u);
+  EXPECT_EQ(store->calls[0].batch[0].min, 153u);
+  // The store grants 100 of the 153 and says the rest will be there in 300 ms: the grant
+  // pays 100, the other 52 go to the store's bucket, which pays them back from its refill.
   answer(100, 300ms);
-  d = limiter->try_acquire("tenant:a", 1);
+  EXPECT_EQ(store->debts, 52u);
+  Decision d = limiter->try_acquire("tenant:a", 1);
   EXPECT_EQ(d.reason, Reason::kInDebt);
   EXPECT_GE(d.retry_after, 299ms);
   clock->advance(300ms);
   limiter->poll();
   ASSERT_EQ(store->calls.size(), 1u);
-  EXPECT_GE(store->calls[0].batch[0].min, 53u) << "what is left of the debt, and the need";
-  answer(100);  // pays the last 52: 48 spendable
-  EXPECT_EQ(balance(), 48);
+  EXPECT_EQ(store->calls[0].batch[0].min, 1u) << "the store counts the debt now";
+  answer(100);
+  EXPECT_EQ(balance(), 100);
+  EXPECT_EQ(store->debts, 52u);
 }
 
 TEST_F(ReservationTest, ADroppedReservationIsSettledAtTheEstimate) {

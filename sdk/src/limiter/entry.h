@@ -29,6 +29,8 @@ inline constexpr std::uint8_t kFallbackAllow = 3;
 inline constexpr std::uint8_t kExhaustedNot = 0;
 inline constexpr std::uint8_t kExhaustedKey = 1;    // the key's own quota (over_limit)
 inline constexpr std::uint8_t kExhaustedGroup = 2;  // its group's (over_group_limit)
+// Its debt went to the store, whose bucket pays it back (in_debt until a grant comes).
+inline constexpr std::uint8_t kExhaustedDebt = 3;
 
 // A lease the key holds: tokens credited, and when they stop being spendable.
 struct HeldLease {
@@ -59,6 +61,7 @@ struct RefillState {
   bool parked : 1 = false;       // and holds `queued` (not on the queue) until the answer
   bool held : 1 = false;         // its request waits in the batch for the partition's next call
   bool rematch : 1 = false;      // an update came while in flight: match it on the answer
+  bool owes : 1 = false;         // its debt went to the store: in_debt until the next grant
   std::uint8_t idle_passes = 0;  // idle scans in a row that found it untouched
   // EWMA of the tokens per second this instance was granted for the key (bfloat16,
   // core/fallback_bucket.h): the local fallback's rate in share mode.

@@ -448,6 +448,7 @@ Decision LimiterImpl::spend(Entry* e, std::uint64_t cost, std::uint32_t stripe,
   if (b < 0 && !p.concurrency) return deny_in_debt(e, stripe);
   if (const std::uint8_t level = e->exhausted.load(std::memory_order_relaxed); level != 0) {
     Nanos wait{clamp_nonneg(e->retry_at.load(std::memory_order_relaxed) - clock_->now().count())};
+    if (level == core::kExhaustedDebt) return deny_in_debt(e, stripe);
     return deny(level == core::kExhaustedGroup ? Reason::kOverGroupLimit : Reason::kOverLimit,
                 stripe, clamp_nonneg(b), wait);
   }
@@ -733,7 +734,10 @@ void LimiterImpl::tick() {
   admission_.settle(table_.size());
   // Give-backs travel with the next lease call, or once they have waited a refresh period.
   if (!give_backs_.empty() && give_backs_since_ == Nanos::max()) give_backs_since_ = now;
-  if (sent_this_tick_ || now - give_backs_since_ >= config_->leases.refresh) flush_give_backs();
+  if (sent_this_tick_ || debt_reported_ || now - give_backs_since_ >= config_->leases.refresh) {
+    flush_give_backs();
+    debt_reported_ = false;
+  }
   sent_this_tick_ = false;
   reclaim();
 }
@@ -1389,9 +1393,7 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
   // Waiters the grant did not cover ask again now, not at the lease's expiry: a queue longer
   // than one lease (after a move, the new policy's first lease) would otherwise wait a TTL.
   if (e->waiters.load(std::memory_order_acquire) != 0 && granted > 0) s.again = true;
-  // A debt larger than one lease is paid over the next ones, asked for at once.
-  if (!p.concurrency && granted >= min && e->balance.load(std::memory_order_acquire) < 0)
-    s.again = true;
+  if (!p.concurrency) carry_debt(e, granted<min, granted> 0);
   requeue(e);
 }
 

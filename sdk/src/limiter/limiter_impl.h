@@ -164,6 +164,11 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   // balance below zero), at most a lease's worth; the rest goes with the next asks.
   std::uint64_t debt_to_ask(const Entry* e, const CompiledPolicy& p,
                             std::int64_t balance) const noexcept;
+  // After a lease answer (scheduler): a debt the grant did not pay is asked for again at once,
+  // or — when the store was short of it (`store_short`) — reported to the store as a
+  // GiveBack::debt and cleared here; the key says in_debt until its next grant.
+  void carry_debt(Entry* e, bool store_short, bool granted);
+  bool debt_reported_ = false;  // scheduler: a debt waits in give_backs_; flush this tick
   // Lease ends, counted per hash slot of the key: a reservation's refund goes back to the
   // balance only when none of its key's leases ended meanwhile (its tokens' lease may have).
   // The scheduler counts an end before it takes the lease's tokens out of the balance.

@@ -45,6 +45,31 @@ std::uint64_t LimiterImpl::debt_to_ask(const Entry* e, const CompiledPolicy& p,
   return std::min(owed, p.max_lease);
 }
 
+void LimiterImpl::carry_debt(Entry* e, bool store_short, bool granted) {
+  auto& s = e->s;
+  if (granted) s.owes = false;
+  if (s.owes) e->exhausted.store(core::kExhaustedDebt, std::memory_order_release);
+  std::int64_t b = e->balance.load(std::memory_order_acquire);
+  if (b >= 0 && s.debt == 0) return;
+  if (!store_short) {  // a debt larger than one lease: the next ones pay the rest
+    s.again = true;
+    return;
+  }
+  // The store had not the need and the debt: it counts the debt instead, so that every
+  // instance's grants pay it back, and the key waits for its next grant (in_debt).
+  while (b < 0 && !e->balance.compare_exchange_weak(b, 0, std::memory_order_acq_rel)) {
+  }
+  const std::uint64_t owed = s.debt + static_cast<std::uint64_t>(std::max<std::int64_t>(0, -b));
+  s.debt = 0;
+  if (owed == 0) return;
+  GiveBack debt{std::string(e->key()), policy_of(e).spec, owed, Nanos{0}, instance_id_};
+  debt.debt = true;
+  give_backs_.push_back(std::move(debt));
+  debt_reported_ = true;
+  s.owes = true;
+  e->exhausted.store(core::kExhaustedDebt, std::memory_order_release);
+}
+
 Reservation LimiterImpl::reserve(std::string_view key, std::uint64_t estimate) noexcept {
   Decision failure;
   std::uint32_t ends = 0;
