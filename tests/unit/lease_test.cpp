@@ -112,10 +112,11 @@ class LeaseTest : public ::testing::Test {
     }
   }
 
-  // Answers `n` refills of tenant:a (see tiny_fallback_config: every decision needs one),
-  // each after `rtt`: its shard's record of round trips (core/round_trips.h).
+  // Answers `n` + 1 refills of tenant:a (see tiny_fallback_config: every decision needs
+  // one), each after `rtt`: its shard's record of `n` round trips (core/round_trips.h; the
+  // first call, sent before the shard's first answer, is the connection's and not recorded).
   void warm(int n, Nanos rtt) {
-    for (int i = 0; i < n; ++i) {
+    for (int i = 0; i < n + 1; ++i) {
       (void)limiter->try_acquire("tenant:a");
       limiter->poll();
       ASSERT_EQ(pending.size(), 1u);

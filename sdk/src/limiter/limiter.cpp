@@ -6,6 +6,7 @@
 #include <random>
 #include <utility>
 
+#include "limiter/eviction.h"
 #include "limiter/fallback_bucket.h"
 #include "limiter/lease_book.h"
 #include "limiter/lease_sizing.h"
@@ -13,6 +14,7 @@
 
 namespace tollgate {
 
+using core::Completions;
 using core::Entry;
 using core::EpochGuard;
 using core::Ms;
@@ -41,17 +43,6 @@ std::string default_instance_id() {
 
 std::int64_t clamp_nonneg(std::int64_t v) {
   return v < 0 ? 0 : v;
-}
-
-// Calls each waiter's completion (outside any lock); a throwing completion is its own
-// business.
-void complete(std::vector<std::pair<Limiter::Completion, Decision>>& done) noexcept {
-  for (auto& [fn, d] : done) {
-    try {
-      fn(d);
-    } catch (...) {
-    }
-  }
 }
 
 }  // namespace
@@ -98,6 +89,7 @@ LimiterImpl::CompiledPolicy LimiterImpl::compile(const ResolvedPolicy& p,
       break;
   }
   c.shadow = p.shadow;
+  c.penalty_box = p.penalty_box.enabled();
   c.fallback_rate = p.fallback_rate();
   c.fallback_share = p.fallback.share();
   c.fallback_burst =
@@ -192,6 +184,8 @@ void LimiterImpl::publish(std::shared_ptr<const Config> config) {
   slot_array_ = std::move(array);
   policy_set_ = std::move(set);
   slot_state_ = std::move(state);
+  retiring_slots_ = std::any_of(slot_state_.begin(), slot_state_.end(),
+                                [](const SlotState& st) { return st.use == SlotUse::kRetiring; });
   config_ = std::move(config);
   // Every key is matched again (a new pattern may take keys from a policy that stays).
   rematch_due_ = true;
@@ -274,26 +268,17 @@ bool LimiterImpl::rematch(Entry* e, Nanos now) {
 // waiters complete (`why`), its tokens go back; permits out return to the old entry, which
 // waits in the graveyard until they have.
 void LimiterImpl::drop_key(Entry* e, Reason why) {
-  std::vector<std::pair<Limiter::Completion, Decision>> done;
-  {
-    std::lock_guard lk(wait_mu_);
-    table_.erase(e);
-    if (auto it = queues_.find(e); it != queues_.end()) {
-      for (core::Waiter* w : it->second) {
-        waits_.erase(w->id);
-        done.emplace_back(std::move(w->done), Decision{false, why, 0, Nanos{0}});
-        delete w;
-      }
-      queues_.erase(it);
-    }
-    e->waiters.store(0, std::memory_order_release);
-  }
-  std::int64_t b = e->balance.exchange(0, std::memory_order_acq_rel);
-  if (policy_of(e).concurrency) b = e->s.lease_count > 0 ? e->s.leases[0].granted : 0;
-  give_back(e, b);
-  graveyard_.emplace_back(core::Epoch::advance(), e);
+  Completions done;
+  waits_.finish_key(
+      e,
+      [why](const core::Waiter&) {
+        return Decision{false, why, 0, Nanos{0}};
+      },
+      done, [&] { table_.erase(e); });
+  give_back(e, core::take_unspent(*e, policy_of(e).concurrency));
+  eviction_.bury(e);
   counted_.keys_moved.fetch_add(1, std::memory_order_relaxed);
-  complete(done);
+  core::complete(done);
 }
 
 // After an update, once no reader that saw the old config can still be creating a key
@@ -313,16 +298,16 @@ void LimiterImpl::rematch_keys(Nanos now) {
     }
   }
   if (rematch_due_ || moves_pending_ > 0) return;
-  bool retiring = false;
-  for (const SlotState& st : slot_state_) retiring = retiring || st.use == SlotUse::kRetiring;
-  if (!retiring) return;
-  for (const auto& [epoch, e] : graveyard_) {
-    if (slot_state_[e->policy.load(std::memory_order_relaxed)].use == SlotUse::kRetiring) return;
-  }
+  if (!retiring_slots_) return;
+  if (eviction_.any_buried([&](const Entry* e) {
+        return slot_state_[e->policy.load(std::memory_order_relaxed)].use == SlotUse::kRetiring;
+      }))
+    return;
   const std::uint64_t freed = core::Epoch::advance();
   for (SlotState& st : slot_state_) {
     if (st.use == SlotUse::kRetiring) st = SlotState{SlotUse::kFree, freed};
   }
+  retiring_slots_ = false;
 }
 
 LimiterImpl::~LimiterImpl() {
@@ -342,35 +327,24 @@ void LimiterImpl::shutdown() {
     std::lock_guard lk(inbox_->mu);
     inbox_->owner = nullptr;
   }
-  std::vector<std::pair<Limiter::Completion, Decision>> done;
-  {
-    std::lock_guard lk(wait_mu_);
-    for (auto& [id, w] : waits_) {
-      Decision d{false, Reason::kShutdown, 0, Nanos{0}};
-      done.emplace_back(std::move(w->done), d);
-      w->entry->waiters.store(0, std::memory_order_relaxed);
-      delete w;
-    }
-    waits_.clear();
-    queues_.clear();
-  }
-  complete(done);
+  Completions done;
+  waits_.finish_all(
+      [](const core::Waiter&) {
+        return Decision{false, Reason::kShutdown, 0, Nanos{0}};
+      },
+      done);
+  core::complete(done);
   // Give every unspent token back so that other instances can use it at once.
   std::lock_guard lk(tick_mu_);
   {
     EpochGuard g;
     table_.for_each([&](Entry* e) {
       if (e->permits_out.load() != 0) return;  // permits still out: let the lease expire
-      std::int64_t b = e->balance.exchange(0);
-      if (policy_of(e).concurrency) {
-        b = e->s.lease_count > 0 ? e->s.leases[0].granted : 0;
-      }
-      give_back(e, b);
+      give_back(e, core::take_unspent(*e, policy_of(e).concurrency));
     });
   }
   flush_give_backs();
-  for (auto& [epoch, e] : graveyard_) Entry::destroy(e);
-  graveyard_.clear();
+  eviction_.destroy_all();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -502,7 +476,7 @@ Entry* LimiterImpl::find_or_create(std::string_view key, std::uint64_t cost, boo
     if (!admission_.admits(h, table_.size())) {  // a key seen once never takes the last places
       // Evict harder, as for a full table; one wake-up a tick is enough (refusals here
       // come at the hot path's pace, faster than the SDK's thread could drain wake-ups).
-      if (!pressure_.load(std::memory_order_relaxed) && !pressure_.exchange(true)) wake();
+      if (eviction_.press()) wake();
       failure = deny(Reason::kKeyTableFull, stripe);
       return nullptr;
     }
@@ -519,7 +493,7 @@ Entry* LimiterImpl::find_or_create(std::string_view key, std::uint64_t cost, boo
     });
     if (result == core::KeyTable::Insert::kFull) {
       admission_.table_full();
-      pressure_.store(true, std::memory_order_relaxed);
+      eviction_.press();
       wake();
       failure = deny(Reason::kKeyTableFull, stripe);
       return nullptr;
@@ -579,23 +553,17 @@ WaitId LimiterImpl::acquire_async(std::string_view key, std::uint64_t cost, Nano
     }
     if (timeout <= Nanos{0})
       return finish(Decision{false, Reason::kTimeout, d.remaining, d.retry_after});
-    std::unique_lock lk(wait_mu_);
-    if (e->retired.load(std::memory_order_acquire)) {
-      lk.unlock();
-      return finish(Decision{false, Reason::kLeasePending, 0, d.retry_after});
+    WaitId id = 0;
+    switch (waits_.add(e, cost, clock_->now() + timeout,
+                       set_.load(std::memory_order_acquire)->config->max_waiters_per_key, done,
+                       id)) {
+      case core::WaitQueue::Added::kRetired:
+        return finish(Decision{false, Reason::kLeasePending, 0, d.retry_after});
+      case core::WaitQueue::Added::kFull:
+        return finish(deny(Reason::kQueueFull, stripe));
+      case core::WaitQueue::Added::kQueued:
+        break;
     }
-    auto& queue = queues_[e];
-    if (queue.size() >= set_.load(std::memory_order_acquire)->config->max_waiters_per_key) {
-      lk.unlock();
-      return finish(deny(Reason::kQueueFull, stripe));
-    }
-    auto* w = new core::Waiter{next_wait_++, e, cost, clock_->now() + timeout, std::move(done)};
-    queue.push_back(w);
-    e->waiters.fetch_add(1, std::memory_order_acq_rel);
-    waits_.emplace(w->id, w);
-    deadlines_.push({w->deadline, w->id});
-    WaitId id = w->id;
-    lk.unlock();
     request_refill(e);
     wake();
     return id;
@@ -604,16 +572,7 @@ WaitId LimiterImpl::acquire_async(std::string_view key, std::uint64_t cost, Nano
 
 bool LimiterImpl::cancel(WaitId id) {
   Limiter::Completion done;
-  {
-    std::lock_guard lk(wait_mu_);
-    auto it = waits_.find(id);
-    if (it == waits_.end()) return false;
-    core::Waiter* w = it->second;
-    waits_.erase(it);
-    unqueue(w);
-    done = std::move(w->done);
-    delete w;
-  }
+  if (!waits_.cancel(id, done)) return false;
   done(Decision{false, Reason::kCancelled, 0, Nanos{0}});
   return true;
 }
@@ -681,12 +640,8 @@ void LimiterImpl::run() {
 Nanos LimiterImpl::next_wakeup(Nanos now) {
   Nanos next = now + kMaxSleep;
   if (!timers_.empty()) next = std::min(next, timers_.top().at);
-  {
-    std::lock_guard lk(wait_mu_);
-    if (!deadlines_.empty()) next = std::min(next, deadlines_.top().at);
-  }
-  if (!in_flight_.empty() || !graveyard_.empty() || rematch_due_)
-    next = std::min(next, now + kTick);
+  next = std::min(next, waits_.next_deadline());
+  if (!in_flight_.empty() || !eviction_.empty() || rematch_due_) next = std::min(next, now + kTick);
   if (!batch_.empty()) next = std::min(next, std::max(held_until_, now + kTick));
   if (!give_backs_.empty()) {
     const Nanos since = give_backs_since_ == Nanos::max() ? now : give_backs_since_;
@@ -855,28 +810,21 @@ void LimiterImpl::engage_fallback(Entry* e, Nanos now) {
   // allow admits them all, deny refuses them all now: neither waits for the shard.
   const bool admit = p.fallback == core::kFallbackAllow;
   const Reason reason = admit ? Reason::kFallbackAllow : Reason::kFallbackDeny;
-  std::vector<std::pair<Limiter::Completion, Decision>> done;
-  {
-    std::lock_guard lk(wait_mu_);
-    auto it = queues_.find(e);
-    if (it != queues_.end()) {
-      Stripe& st = stripes_[kOwnedStripes];  // shared: the scheduler owns no stripe
-      for (core::Waiter* w : it->second) {
-        waits_.erase(w->id);
-        e->waiters.fetch_sub(1, std::memory_order_acq_rel);
+  Completions done;
+  Stripe& st = stripes_[kOwnedStripes];  // shared: the scheduler owns no stripe
+  waits_.finish_key(
+      e,
+      [&](const core::Waiter& w) {
         if (admit) {
           st.admitted.fetch_add(1, std::memory_order_relaxed);
-          st.admitted_tokens.fetch_add(w->cost, std::memory_order_relaxed);
+          st.admitted_tokens.fetch_add(w.cost, std::memory_order_relaxed);
         } else {
           st.denied[static_cast<int>(reason)].fetch_add(1, std::memory_order_relaxed);
         }
-        done.emplace_back(std::move(w->done), Decision{admit, reason, 0, admit ? Nanos{0} : kTick});
-        delete w;
-      }
-      queues_.erase(it);
-    }
-  }
-  complete(done);
+        return Decision{admit, reason, 0, admit ? Nanos{0} : kTick};
+      },
+      done);
+  core::complete(done);
 }
 
 // Refills unanswered past their shard's overdue time (LeaseOptions::overdue_floor, 4 x the
@@ -935,8 +883,8 @@ void LimiterImpl::consider(Entry* e, Nanos now) {
   }
   const std::uint32_t denials = e->denials.load(std::memory_order_relaxed);
   // Penalty box: K denials within M refuses the key for U, without asking the store.
-  const PenaltyBox& box = p.spec->penalty_box;
-  if (box.enabled() && !e->penalized.load(std::memory_order_relaxed)) {
+  if (p.penalty_box && !e->penalized.load(std::memory_order_relaxed)) {
+    const PenaltyBox& box = p.spec->penalty_box;
     if (core::ms_before(s.deny_window_start + static_cast<Ms>(box.within.count() / 1'000'000),
                         nms)) {
       s.deny_window_start = nms;
@@ -952,11 +900,7 @@ void LimiterImpl::consider(Entry* e, Nanos now) {
 
   const std::int64_t balance = e->balance.load(std::memory_order_acquire);
   std::uint64_t head_cost = 0;
-  if (e->waiters.load(std::memory_order_acquire) != 0) {
-    std::lock_guard lk(wait_mu_);
-    auto it = queues_.find(e);
-    if (it != queues_.end() && !it->second.empty()) head_cost = it->second.front()->cost;
-  }
+  if (e->waiters.load(std::memory_order_acquire) != 0) head_cost = waits_.head_cost(e);
   const std::uint64_t denied_cost = e->last_denied_cost.load(std::memory_order_relaxed);
   s.max_cost = static_cast<std::uint16_t>(std::min<std::uint64_t>(
       65535, std::max<std::uint64_t>({s.max_cost, denied_cost, head_cost})));
@@ -1037,15 +981,22 @@ void LimiterImpl::consider(Entry* e, Nanos now) {
     req.demand = demand;
     req.held = static_cast<std::uint64_t>(std::max<std::int64_t>(0, balance));
   }
-  batch_mins_.push_back(req.min);
-  batch_wants_.push_back(req.want);
-  batch_urgency_.push_back(urgency);
+  std::size_t part = 0;
+  try {
+    part = store_->partition_of(req);
+  } catch (...) {
+    part = 0;
+  }
+  PartitionBatch& pb = batch_[part];
+  pb.mins.push_back(req.min);
+  pb.wants.push_back(req.want);
+  pb.most = std::max(pb.most, urgency);
   s.held = urgency != kUrgent;
-  batch_.push_back(std::move(req));
-  batch_entries_.push_back(e);
+  pb.requests.push_back(std::move(req));
+  pb.entries.push_back(e);
   // A tick's wishes go out together at its end (within a millisecond), or as soon as a
   // batch is full.
-  if (batch_.size() >= kMaxBatch) flush(now, true);
+  if (++batch_size_ >= kMaxBatch) flush(now, true);
 }
 
 // Local demand: tokens spent plus tokens denied since the last credit, into the key's
@@ -1080,8 +1031,11 @@ void LimiterImpl::hurry(Entry* e) {
       e->exhausted.load(std::memory_order_relaxed) != core::kExhaustedNot,
       e->balance.load(std::memory_order_acquire), 1, e->s.rate, lease_sizing(p));
   if (!urgent) return;
-  for (std::size_t i = 0; i < batch_entries_.size(); ++i) {
-    if (batch_entries_[i] == e) batch_urgency_[i] = kUrgent;
+  for (auto& [part, pb] : batch_) {
+    if (std::find(pb.entries.begin(), pb.entries.end(), e) != pb.entries.end()) {
+      pb.most = kUrgent;  // a key waits in the batch once at most
+      break;
+    }
   }
   e->s.held = false;
 }
@@ -1101,77 +1055,39 @@ void LimiterImpl::flush(Nanos now, bool force) {
   // only its own keys' refills: a store answers a call once, when all of it is done.
   // Refills that can wait stay in the batch until their partition's next call is due
   // (LeaseOptions::refresh after its last one); an urgent one takes them all along.
-  std::vector<std::size_t> part(batch_.size());
-  for (std::size_t i = 0; i < batch_.size(); ++i) {
-    try {
-      part[i] = store_->partition_of(batch_[i]);
-    } catch (...) {
-      part[i] = 0;
-    }
-  }
-  std::vector<std::size_t> order(batch_.size());
-  std::iota(order.begin(), order.end(), std::size_t{0});
-  std::stable_sort(order.begin(), order.end(),
-                   [&](std::size_t x, std::size_t y) { return part[x] < part[y]; });
-  std::vector<LeaseRequest> kept;
-  std::vector<Entry*> kept_entries;
-  std::vector<std::uint64_t> kept_mins, kept_wants;
-  std::vector<std::uint8_t> kept_urgency;
+  // (The partition is the store's partition_of when the refill joined the batch; the
+  // store routes each key again when the call is made.)
   held_until_ = Nanos::max();
-  for (std::size_t k = 0; k < order.size();) {
-    const std::size_t p = part[order[k]];
-    std::size_t end = k;
-    std::uint8_t most = kCanWait;
-    for (; end < order.size() && part[order[end]] == p; ++end) {
-      most = std::max(most, batch_urgency_[order[end]]);
-    }
+  for (auto it = batch_.begin(); it != batch_.end();) {
+    const std::size_t p = it->first;
     const auto last = partition_sent_.find(p);
     Nanos due = now;
-    if (last != partition_sent_.end() && most != kUrgent) {
+    if (last != partition_sent_.end() && it->second.most != kUrgent) {
       // Never longer than a quarter of a TTL: the store's share levels hold that much of a
       // rate, so a longer wait would leave part of an instance's share unused.
       const Nanos period =
           std::min(config_->leases.refresh, config_->leases.ttl / core::kHoldTtlDivisor);
-      const Nanos hold = most == kCold
+      const Nanos hold = it->second.most == kCold
                              ? std::chrono::duration_cast<Nanos>(period * core::kColdHoldFraction)
                              : period;
 
       due = last->second + hold;
     }
-    const bool go = force || due <= now;
-    std::vector<LeaseRequest> batch;
-    std::vector<Entry*> entries;
-    std::vector<std::uint64_t> mins, wants;
-    for (; k < end; ++k) {
-      const std::size_t i = order[k];
-      if (go) {
-        batch.push_back(std::move(batch_[i]));
-        entries.push_back(batch_entries_[i]);
-        mins.push_back(batch_mins_[i]);
-        wants.push_back(batch_wants_[i]);
-      } else {
-        kept.push_back(std::move(batch_[i]));
-        kept_entries.push_back(batch_entries_[i]);
-        kept_mins.push_back(batch_mins_[i]);
-        kept_wants.push_back(batch_wants_[i]);
-        kept_urgency.push_back(batch_urgency_[i]);
-      }
-    }
-    if (!go) {
+    if (!force && due > now) {
       held_until_ = std::min(held_until_, due);
+      ++it;
       continue;
     }
+    PartitionBatch out = std::move(it->second);
+    it = batch_.erase(it);
+    batch_size_ -= out.requests.size();
     partition_sent_[p] = now;
     sent_this_tick_ = true;
-    for (Entry* x : entries) x->s.held = false;
-    counted_.leases_asked.fetch_add(batch.size(), std::memory_order_relaxed);
-    send(now, p, std::move(batch), std::move(entries), std::move(mins), std::move(wants));
+    for (Entry* x : out.entries) x->s.held = false;
+    counted_.leases_asked.fetch_add(out.requests.size(), std::memory_order_relaxed);
+    send(now, p, std::move(out.requests), std::move(out.entries), std::move(out.mins),
+         std::move(out.wants));
   }
-  batch_ = std::move(kept);
-  batch_entries_ = std::move(kept_entries);
-  batch_mins_ = std::move(kept_mins);
-  batch_wants_ = std::move(kept_wants);
-  batch_urgency_ = std::move(kept_urgency);
 }
 
 void LimiterImpl::send(Nanos now, std::size_t partition, std::vector<LeaseRequest> batch,
@@ -1268,7 +1184,7 @@ void LimiterImpl::drain_inbox(Nanos now) {
       // Failed answers (often instant: an open breaker) would drag the estimate down.
       const std::int64_t old = rtt_ns_.load(std::memory_order_relaxed);
       rtt_ns_.store(old + (rtt - old) / 8, std::memory_order_relaxed);
-      round_trips_[f.partition].add(Nanos{rtt}, now);
+      round_trips_[f.partition].add(f.sent_at, now);
     }
     relay_->on_lease(ev);
   }
@@ -1393,7 +1309,7 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
   // Waiters the grant did not cover ask again now, not at the lease's expiry: a queue longer
   // than one lease (after a move, the new policy's first lease) would otherwise wait a TTL.
   if (e->waiters.load(std::memory_order_acquire) != 0 && granted > 0) s.again = true;
-  if (!p.concurrency) carry_debt(e, granted<min, granted> 0);
+  if (!p.concurrency) carry_debt(e, /*store_short=*/!(granted >= min), granted != 0);
   requeue(e);
 }
 
@@ -1410,120 +1326,48 @@ void LimiterImpl::requeue(Entry* e) noexcept {
 }
 
 void LimiterImpl::serve_waiters(Entry* e) {
-  std::vector<std::pair<Limiter::Completion, Decision>> done;
+  Completions done;
   serve_waiters(e, done);
-  complete(done);
+  core::complete(done);
 }
 
-void LimiterImpl::serve_waiters(Entry* e,
-                                std::vector<std::pair<Limiter::Completion, Decision>>& out) {
-  if (e->waiters.load(std::memory_order_acquire) == 0) return;
-  std::lock_guard lk(wait_mu_);
-  auto it = queues_.find(e);
-  if (it == queues_.end()) return;
-  auto* q = &it->second;
-  const bool local = e->fallback.load(std::memory_order_relaxed) == core::kFallbackLocal;
-  while (!q->empty()) {
-    core::Waiter* w = q->front();
-    const auto cost = static_cast<std::int64_t>(w->cost);
-    std::int64_t b = e->balance.load(std::memory_order_acquire);
-    bool taken = false;
-    while (b >= cost) {
-      if (e->balance.compare_exchange_weak(b, b - cost, std::memory_order_acq_rel)) {
-        taken = true;
-        break;
-      }
-    }
-    if (!taken) break;
-    q->pop_front();
-    waits_.erase(w->id);
-    e->waiters.fetch_sub(1, std::memory_order_acq_rel);
-    Stripe& st = stripes_[kOwnedStripes];  // shared: the scheduler owns no stripe
-    st.admitted.fetch_add(1, std::memory_order_relaxed);
-    st.admitted_tokens.fetch_add(w->cost, std::memory_order_relaxed);
-    out.emplace_back(
-        std::move(w->done),
-        Decision{true, local ? Reason::kFallbackLocal : Reason::kOk, b - cost, Nanos{0}});
-    delete w;
-  }
-  if (q->empty()) queues_.erase(it);
-}
-
-void LimiterImpl::unqueue(core::Waiter* w) {
-  auto it = queues_.find(w->entry);
-  if (it != queues_.end()) {
-    auto& q = it->second;
-    q.erase(std::find(q.begin(), q.end(), w));
-    if (q.empty()) queues_.erase(it);
-  }
-  w->entry->waiters.fetch_sub(1, std::memory_order_acq_rel);
+void LimiterImpl::serve_waiters(Entry* e, Completions& out) {
+  const core::WaitQueue::Served served = waits_.serve(e, out);
+  if (served.waits == 0) return;
+  Stripe& st = stripes_[kOwnedStripes];  // shared: the scheduler owns no stripe
+  st.admitted.fetch_add(served.waits, std::memory_order_relaxed);
+  st.admitted_tokens.fetch_add(served.tokens, std::memory_order_relaxed);
 }
 
 void LimiterImpl::expire_deadlines(Nanos now) {
-  std::vector<std::pair<Limiter::Completion, Decision>> done;
-  {
-    std::lock_guard lk(wait_mu_);
-    while (!deadlines_.empty() && deadlines_.top().at <= now) {
-      WaitId id = deadlines_.top().id;
-      deadlines_.pop();
-      auto it = waits_.find(id);
-      if (it == waits_.end()) continue;
-      core::Waiter* w = it->second;
-      waits_.erase(it);
-      unqueue(w);
-      stripes_[kOwnedStripes].denied[static_cast<int>(Reason::kTimeout)].fetch_add(
-          1, std::memory_order_relaxed);
-      Nanos retry{clamp_nonneg(w->entry->retry_at.load(std::memory_order_relaxed) - now.count())};
-      done.emplace_back(std::move(w->done), Decision{false, Reason::kTimeout, 0, retry});
-      delete w;
-    }
+  Completions done;
+  const std::size_t expired = waits_.expire(
+      now,
+      [now](const core::Waiter& w) {
+        Nanos retry{clamp_nonneg(w.entry->retry_at.load(std::memory_order_relaxed) - now.count())};
+        return Decision{false, Reason::kTimeout, 0, retry};
+      },
+      done);
+  if (expired > 0) {
+    stripes_[kOwnedStripes].denied[static_cast<int>(Reason::kTimeout)].fetch_add(
+        expired, std::memory_order_relaxed);
   }
-  complete(done);
+  core::complete(done);
 }
 
 void LimiterImpl::idle_scan(Nanos now) {
-  const bool pressure = pressure_.exchange(false, std::memory_order_relaxed);
-  if (last_scan_.count() == 0) last_scan_ = now;
-  const Nanos elapsed = now - last_scan_;
-  // Every entry is looked at about twice per idle_timeout; under pressure, a batch now.
-  const std::size_t slots = table_.slot_count();
-  const double share = static_cast<double>(elapsed.count()) /
-                       (static_cast<double>(config_->idle_timeout.count()) / 2.0);
-  std::size_t count = static_cast<std::size_t>(static_cast<double>(slots) * std::min(share, 1.0));
-  if (pressure) count = std::max<std::size_t>(count, 256);
-  if (count == 0) return;
-  last_scan_ = now;
-  std::vector<Entry*> victims;
-  {
-    EpochGuard g;
-    scan_cursor_ = table_.visit(scan_cursor_, count, [&](Entry* e) {
-      if (e->touched.load(std::memory_order_relaxed)) {
-        e->touched.store(false, std::memory_order_relaxed);
-        e->s.idle_passes = 0;
-        return;
-      }
-      if (e->s.idle_passes < 255) ++e->s.idle_passes;
-      if (e->s.idle_passes >= 3 || (pressure && e->s.idle_passes >= 1)) victims.push_back(e);
-    });
-  }
-  for (Entry* e : victims) evict(e, now);
+  for (Entry* e : eviction_.sweep(table_, now, config_->idle_timeout)) evict(e, now);
 }
 
 bool LimiterImpl::evict(Entry* e, Nanos now) {
   if (e->s.in_flight || e->permits_out.load(std::memory_order_acquire) != 0) return false;
   // A key in debt stays until its leases have paid it (or the debt would be forgotten).
   if (!policy_of(e).concurrency && e->balance.load(std::memory_order_acquire) < 0) return false;
-  {
-    std::lock_guard lk(wait_mu_);
-    if (e->waiters.load(std::memory_order_acquire) != 0) return false;
-    table_.erase(e);  // marks it retired; no new waiter can join
-    queues_.erase(e);
-  }
+  // table_.erase marks it retired: no new waiter can join.
+  if (!waits_.close_if_idle(e, [&] { table_.erase(e); })) return false;
   expire_leases(e, now);
-  std::int64_t b = e->balance.exchange(0, std::memory_order_acq_rel);
-  if (policy_of(e).concurrency) b = e->s.lease_count > 0 ? e->s.leases[0].granted : 0;
-  give_back(e, b);
-  graveyard_.emplace_back(core::Epoch::advance(), e);
+  give_back(e, core::take_unspent(*e, policy_of(e).concurrency));
+  eviction_.bury(e);
   counted_.keys_evicted.fetch_add(1, std::memory_order_relaxed);
   return true;
 }
@@ -1547,11 +1391,11 @@ void LimiterImpl::give_back(Entry* e, std::int64_t tokens) {
 void LimiterImpl::reclaim() {
   table_.reclaim();
   retired_.reclaim();
-  if (graveyard_.empty()) return;
+  if (eviction_.empty()) return;
   // Under a flood of keys, evictions outrun the lease timers that hold evicted entries,
   // and timers made redundant by an earlier one pile up: drop both once they outnumber
   // the table (a key needs only its earliest timer; when it fires, maintain() sets the next).
-  if (graveyard_.size() > std::max<std::size_t>(1024, config_->max_keys / 64) ||
+  if (eviction_.buried() > std::max<std::size_t>(1024, config_->max_keys / 64) ||
       timers_.size() > 2 * table_.size() + 1024) {
     timers_.drop_if([this](const Timer& t) {
       Entry* e = t.entry;
@@ -1563,14 +1407,7 @@ void LimiterImpl::reclaim() {
       return true;
     });
   }
-  const std::uint64_t safe = core::Epoch::safe_epoch();
-  auto keep = std::stable_partition(graveyard_.begin(), graveyard_.end(), [&](const auto& g) {
-    Entry* e = g.second;
-    return g.first > safe || e->queued.load(std::memory_order_acquire) || e->s.timer_refs != 0 ||
-           e->permits_out.load(std::memory_order_acquire) != 0;
-  });
-  for (auto it = keep; it != graveyard_.end(); ++it) Entry::destroy(it->second);
-  graveyard_.erase(keep, graveyard_.end());
+  eviction_.reclaim();
 }
 
 Stats LimiterImpl::stats() const {
@@ -1587,11 +1424,7 @@ Stats LimiterImpl::stats() const {
   }
 #undef TOLLGATE_STATS_SUM
   st.keys_tracked = table_.size();
-  std::size_t waiting = 0;
-  {
-    std::lock_guard lk(wait_mu_);
-    waiting = waits_.size();
-  }
+  const std::size_t waiting = waits_.size();
   st.bytes_used = table_.bytes_used() + admission_.bytes() +
                   waiting * (sizeof(core::Waiter) + 2 * sizeof(void*)) +
                   timer_count_.load(std::memory_order_relaxed) * sizeof(Timer);

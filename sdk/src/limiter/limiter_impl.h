@@ -1,15 +1,16 @@
 // The Limiter's machinery: lock-free spending from local leases on application threads,
 // and one refill scheduler (on the SDK's thread, or driven by poll()) that talks to the
 // QuotaStore. Thread-safe: public methods may be called from any thread; the scheduler's
-// state (Entry::s and everything marked "scheduler") is touched under tick_mu_ only.
+// state (Entry::s and everything marked "scheduler") is touched under tick_mu_ only; the
+// wait queue (limiter/wait_queue.h) has a lock of its own, taken under tick_mu_ or alone.
 #pragma once
 
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <queue>
@@ -22,24 +23,16 @@
 #include "limiter/admission.h"
 #include "limiter/entry.h"
 #include "limiter/epoch.h"
+#include "limiter/eviction.h"
 #include "limiter/key_table.h"
 #include "limiter/lease_durations.h"
 #include "limiter/lease_sizing.h"
 #include "limiter/policy_index.h"
 #include "limiter/round_trips.h"
+#include "limiter/wait_queue.h"
 #include "tollgate/limiter.h"
 
 namespace tollgate {
-
-namespace core {
-struct Waiter {
-  WaitId id = 0;
-  Entry* entry = nullptr;
-  std::uint64_t cost = 0;
-  Nanos deadline{0};
-  Limiter::Completion done;
-};
-}  // namespace core
 
 class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
  public:
@@ -88,6 +81,7 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
     std::uint64_t max_lease = 0;
     bool concurrency = false;
     bool shadow = false;           // Policy::shadow: denials admit all the same
+    bool penalty_box = false;      // spec->penalty_box.enabled(), without a look at spec
     double refill_per_second = 0;  // how fast capacity comes back (rate or limit/window)
     std::uint8_t fallback = core::kFallbackLocal;  // Entry::fallback while unavailable
     double fallback_rate = 0;     // local bucket, tokens per second (share mode: the most)
@@ -126,11 +120,6 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
     Nanos at;
     Entry* entry;
     bool operator>(const Timer& o) const noexcept { return at > o.at; }
-  };
-  struct Deadline {
-    Nanos at;
-    WaitId id;
-    bool operator>(const Deadline& o) const noexcept { return at > o.at; }
   };
   struct InFlight {
     Nanos sent_at;
@@ -212,7 +201,7 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   void hurry(Entry* e);
   double sample_demand(Entry* e, core::Ms nms, std::int64_t balance, std::uint32_t denials,
                        std::uint64_t denied_cost) noexcept;
-  // batch_urgency_: how soon a refill must go (core/lease_sizing.h).
+  // PartitionBatch::most: how soon a refill must go (core/lease_sizing.h).
   static constexpr std::uint8_t kCanWait = 0;  // with the partition's next call
   static constexpr std::uint8_t kCold = 1;     // within a short hold
   static constexpr std::uint8_t kUrgent = 2;   // at the end of this tick
@@ -222,8 +211,7 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   void add_timer(Entry* e, Nanos at);
   void ensure_timers(Entry* e, Nanos now);
   void flush_give_backs() noexcept;
-  void unqueue(core::Waiter* w);  // under wait_mu_
-  void serve_waiters(Entry* e, std::vector<std::pair<Limiter::Completion, Decision>>& out);
+  void serve_waiters(Entry* e, core::Completions& out);
   void serve_waiters(Entry* e);  // and completes them
   void expire_deadlines(Nanos now);
   void idle_scan(Nanos now);
@@ -283,12 +271,14 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   std::unique_ptr<std::vector<CompiledPolicy>> slot_array_;
   std::unique_ptr<PolicySet> policy_set_;
   std::vector<SlotState> slot_state_;
+  bool retiring_slots_ = false;      // some slot_state_ is kRetiring (a tick need not look)
   core::RetireList retired_;         // replaced arrays and sets, until no reader holds them
   bool rematch_due_ = false;         // an update came: every key is to be matched again
   std::uint64_t rematch_epoch_ = 0;  // once no reader is older (none holds the old set)
   std::size_t moves_pending_ = 0;    // keys with RefillState::rematch set
   core::KeyTable table_;
   core::AdmissionSketch admission_;  // who takes the table's last places
+  core::Eviction eviction_;          // the idle sweep and the graveyard (scheduler)
   // Counters striped by thread: the first kOwnedStripes threads (by epoch record index)
   // each own one and add without a locked instruction (~8 ns saved per admission, twice);
   // later threads and the scheduler share the last stripe with fetch_add.
@@ -307,7 +297,6 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   // Refill queue: a lock-free stack that application threads push to.
   std::atomic<Entry*> queue_head_{nullptr};
   std::atomic<bool> sleeping_{false};
-  std::atomic<bool> pressure_{false};            // key table full: evict harder
   std::atomic<std::int64_t> rtt_ns_{1'000'000};  // EWMA of store round trips
 
   // Scheduler state.
@@ -327,11 +316,17 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   TimerQueue timers_;
   Nanos tick_now_{0};                        // scheduler: the time of the tick that is running
   std::atomic<std::size_t> timer_count_{0};  // timers_.size() after the last tick, for stats()
-  std::vector<LeaseRequest> batch_;
-  std::vector<Entry*> batch_entries_;
-  std::vector<std::uint64_t> batch_mins_;
-  std::vector<std::uint64_t> batch_wants_;
-  std::vector<std::uint8_t> batch_urgency_;
+  // Refills waiting for their partition's next store call, by partition (looked up once,
+  // when the refill joins), in the order they joined: a tick looks at each partition, not
+  // at each waiting refill.
+  struct PartitionBatch {
+    std::vector<LeaseRequest> requests;
+    std::vector<Entry*> entries;
+    std::vector<std::uint64_t> mins, wants;
+    std::uint8_t most = kCanWait;  // the most urgent of them
+  };
+  std::map<std::size_t, PartitionBatch> batch_;
+  std::size_t batch_size_ = 0;                             // refills in batch_, all partitions
   std::unordered_map<std::size_t, Nanos> partition_sent_;  // last store call per partition
   Nanos held_until_ = Nanos::max();  // when the earliest held partition is due
   bool sent_this_tick_ = false;
@@ -340,21 +335,14 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   // Per partition (shard): its recent answered round trips, for mark_overdue().
   std::unordered_map<std::size_t, core::RoundTrips> round_trips_;
   std::vector<GiveBack> give_backs_;
-  std::vector<std::pair<std::uint64_t, Entry*>> graveyard_;  // epoch, unlinked entry
   std::uint64_t next_batch_ = 1;
   std::uint64_t next_request_ = 1;
-  std::size_t scan_cursor_ = 0;
-  Nanos last_scan_{0};
   Nanos busy_until_{0};
   Nanos store_offset_{0};  // store clock minus local clock, erring early
   std::shared_ptr<Inbox> inbox_;
 
-  // Waiters (acquire / acquire_async).
-  mutable std::mutex wait_mu_;
-  std::unordered_map<WaitId, core::Waiter*> waits_;
-  std::unordered_map<const core::Entry*, std::deque<core::Waiter*>> queues_;  // FIFO per key
-  std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;
-  std::uint64_t next_wait_ = 1;
+  // Waiters (acquire / acquire_async): their own lock, taken under tick_mu_ or alone.
+  core::WaitQueue waits_;
 
   // Counters the scheduler keeps (and give_back on any thread, fallback on the hot path).
   SchedulerCounters counted_;
