@@ -235,6 +235,44 @@ TG_API tg_status tg_acquire_permit(tg_permit** out_permit, tg_decision* out_deci
    outlive its limiter's tg_limiter_destroy (the permits then simply expire). */
 TG_API void tg_permit_destroy(tg_permit** permit);
 
+/* ---- Reservations: costs known only afterwards (docs/quotas.md, "Estimated costs") ------- */
+
+typedef struct tg_reservation tg_reservation;
+
+/* What tg_settle did with the actual cost. */
+typedef struct tg_settlement {
+  tg_reason reason;   /* TG_REASON_OK; TG_REASON_INVALID_ARGUMENT: nothing changed */
+  uint64_t charged;   /* tokens charged in all: min(actual, estimate + max_overage) */
+  uint64_t refunded;  /* estimate - actual, back in the key's local balance */
+  uint64_t dropped;   /* of the refund, not given back: its lease had ended meanwhile */
+  uint64_t debt;      /* charged beyond the local balance: the key's debt (TG_REASON_IN_DEBT) */
+  uint64_t uncharged; /* actual - estimate - max_overage: reported, not charged */
+} tg_settlement;
+
+/* Holds `estimate` tokens of a token-bucket or window policy until tg_settle. timeout_ns <= 0:
+   never blocks (decided like tg_try_acquire); > 0: waits up to that long, like tg_acquire.
+   When admitted, *out_reservation owns the estimate (settle it with tg_settle, or
+   tg_reservation_destroy settles it at the estimate); when denied it is NULL and the
+   decision says why. An estimate of 0 or above the policy's capacity is
+   TG_REASON_INVALID_ARGUMENT and changes nothing. */
+TG_API tg_status tg_reserve(tg_reservation** out_reservation, tg_decision* out_decision,
+                            tg_limiter* limiter, const char* key, size_t key_len,
+                            uint64_t estimate, int64_t timeout_ns);
+
+/* Settles the reservation at the actual cost, once: under the estimate the rest goes back to
+   the key's local balance; over it the extra (at most the policy's max_overage) is charged,
+   and what the balance lacks is the key's debt, paid first out of its next leases.
+   *out_settlement (may be NULL) says what happened. TG_ERR_INVALID_ARGUMENT, changing
+   nothing, for a NULL reservation, one already settled, or an actual cost above 2^53. Any
+   thread; not for two threads at once on one reservation. The handle stays yours: free it
+   with tg_reservation_destroy. */
+TG_API tg_status tg_settle(tg_settlement* out_settlement, tg_reservation* reservation,
+                           uint64_t actual);
+
+/* Settles at the estimate if tg_settle has not run, frees the handle; *reservation becomes
+   NULL. NULL-safe. A reservation may outlive its limiter's tg_limiter_destroy. */
+TG_API void tg_reservation_destroy(tg_reservation** reservation);
+
 /* ---- Keys resolved once ------------------------------------------------------------------- */
 
 typedef struct tg_key tg_key;
