@@ -287,6 +287,28 @@ TEST_F(ReservationTest, TheWaitingFormWaitsForTheEstimate) {
   EXPECT_EQ(balance(), 460);
 }
 
+TEST_F(ReservationTest, TheAsyncFormCompletesWithTheReservation) {
+  make(reserve_config());
+  std::optional<Reservation> got;
+  const WaitId id = limiter->reserve_async("tenant:a", 100, 1s,
+                                           [&](Reservation r) { got.emplace(std::move(r)); });
+  EXPECT_NE(id, 0u);
+  EXPECT_FALSE(got.has_value());
+  limiter->poll();
+  answer(500);
+  ASSERT_TRUE(got.has_value());
+  ASSERT_TRUE(*got);
+  EXPECT_EQ(got->settle(10).refunded, 90u);
+  EXPECT_EQ(balance(), 490);
+  // Denied at once: completes inline with an empty reservation.
+  std::optional<Reservation> bad;
+  EXPECT_EQ(
+      limiter->reserve_async("tenant:a", 0, 1s, [&](Reservation r) { bad.emplace(std::move(r)); }),
+      0u);
+  ASSERT_TRUE(bad.has_value());
+  EXPECT_EQ(bad->decision().reason, Reason::kInvalidArgument);
+}
+
 TEST(ReservationConfig, MaxOverageIsReadAndChecked) {
   const Config c = Config::from_json(
       R"({"policies": [{"match": "tenant:*", "type": "token_bucket", "rate": 10,

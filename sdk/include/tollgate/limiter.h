@@ -217,6 +217,12 @@ class TOLLGATE_API Limiter {
   Reservation reserve(std::string_view key, std::uint64_t estimate) noexcept;
   // The same, waiting up to `timeout` for the estimate like acquire().
   Reservation reserve(std::string_view key, std::uint64_t estimate, Nanos timeout);
+  // The waiting form without blocking: `done` gets the Reservation (empty when denied) exactly
+  // once, as acquire_async's completion does (inline or on the SDK's thread). Returns the id
+  // to cancel() with, or 0 when already completed.
+  using ReservationDone = std::function<void(Reservation)>;
+  WaitId reserve_async(std::string_view key, std::uint64_t estimate, Nanos timeout,
+                       ReservationDone done);
 
   // Concurrency policies: takes `count` permits without waiting.
   Permit acquire_permit(std::string_view key, std::uint32_t count = 1) noexcept;
