@@ -262,6 +262,31 @@ TEST_F(ReservationTest, ARefundWhoseLeaseEndedIsDropped) {
   EXPECT_FALSE(d.allowed);
 }
 
+TEST_F(ReservationTest, ARefundFromTheNewerLeaseOutlivesTheOlderOnesEnd) {
+  make(reserve_config());
+  lease(500);  // expires at 2 s (less the expiry margin)
+  clock->advance(1s);
+  ASSERT_TRUE(limiter->try_acquire("tenant:a", 400).allowed);
+  ASSERT_FALSE(limiter->try_acquire("tenant:a", 600).allowed);  // asks for a refill
+  limiter->poll();
+  ASSERT_EQ(store->calls.size(), 1u);
+  answer(300);                                                // the newer lease, until 3 s
+  ASSERT_TRUE(limiter->try_acquire("tenant:a", 98).allowed);  // the older one is spent
+  Reservation r = limiter->reserve("tenant:a", 100);          // all from the newer lease
+  ASSERT_TRUE(r);
+  clock->advance(1500ms);  // the older lease ends (nothing of it left)
+  limiter->poll();
+  const Settlement s = r.settle(0);
+  EXPECT_EQ(s.refunded, 100u) << "its lease is still held";
+  EXPECT_EQ(s.dropped, 0u);
+  // The newer lease is the only one now; a reservation from it loses its refund once it ends.
+  Reservation again = limiter->reserve("tenant:a", 100);
+  ASSERT_TRUE(again);
+  clock->advance(1s);
+  limiter->poll();
+  EXPECT_EQ(again.settle(0).dropped, 100u);
+}
+
 TEST_F(ReservationTest, PermitsAreNotReserved) {
   Config c = reserve_config();
   Policy p;

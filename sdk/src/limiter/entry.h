@@ -77,8 +77,12 @@ struct RefillState {
 struct Entry {
   // --- read and written by application threads ---
   std::atomic<std::int64_t> balance{0};    // tokens (or permits) spendable now
-  std::atomic<std::int64_t> watermark{0};  // refill when the balance falls below
-  std::atomic<std::int64_t> retry_at{0};   // local clock (ns): when asking again makes sense
+  std::atomic<std::int32_t> watermark{0};  // refill when the balance falls below (< a lease)
+  // The newer lease's tokens while the key holds two (0: one or none), published by the
+  // scheduler: a reservation whose tokens all came from it may keep its refund across the
+  // older lease's end (spending is first in, first out; LimiterImpl::lease_ending).
+  std::atomic<std::uint32_t> newer_granted{0};
+  std::atomic<std::int64_t> retry_at{0};  // local clock (ns): when asking again makes sense
   std::atomic<Entry*> next_queued{nullptr};
   std::uint32_t hash32 = 0;
   std::atomic<std::uint32_t> waiters{0};

@@ -227,7 +227,7 @@ bool LimiterImpl::rematch(Entry* e, Nanos now) {
     return true;
   }
   expire_leases(e, now);
-  lease_ending(e);
+  for (int i = 0; i < s.lease_count; ++i) lease_ending(e);  // the key's leases end here
   if (from.concurrency) {
     const std::int64_t reserved = s.lease_count > 0 ? s.leases[0].granted : 0;
     e->balance.fetch_sub(reserved, std::memory_order_acq_rel);
@@ -770,7 +770,7 @@ void LimiterImpl::fallback_refill(Entry* e, Nanos now) {
   const std::int64_t b = e->balance.load(std::memory_order_acquire);
   if (s.lease_count > 0) {
     if (b > 0) return;  // lease tokens left: those first (expire_leases ends them)
-    lease_ending(e);
+    for (int i = 0; i < s.lease_count; ++i) lease_ending(e);
     s.lease_count = 0;  // spent: nothing of them to give back
   }
   const bool starting = e->fallback.load(std::memory_order_relaxed) != core::kFallbackLocal;
@@ -962,7 +962,8 @@ void LimiterImpl::consider(Entry* e, Nanos now) {
                             balance, min_need, s.rate, sizing)
             ? kUrgent
             : (e->leased.load(std::memory_order_relaxed) ? kCanWait : kCold);
-    e->watermark.store(wm, std::memory_order_relaxed);
+    e->watermark.store(static_cast<std::int32_t>(std::min<std::int64_t>(wm, INT32_MAX)),
+                       std::memory_order_relaxed);
   }
   e->last_denied_cost.store(0, std::memory_order_relaxed);
   s.baseline_balance = balance;
@@ -1244,6 +1245,7 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
     const auto credit = static_cast<std::uint32_t>(granted - pay);
     if (credit > 0) {
       core::book_credit(s, core::HeldLease{credit, to_ms(local_expiry), to_ms(store_expiry)});
+      e->newer_granted.store(s.lease_count > 1 ? s.leases[1].granted : 0);
       e->balance.fetch_add(credit, std::memory_order_acq_rel);
       add_timer(e, local_expiry);
     }
@@ -1375,7 +1377,7 @@ bool LimiterImpl::evict(Entry* e, Nanos now) {
 void LimiterImpl::give_back(Entry* e, std::int64_t tokens) {
   auto& s = e->s;
   const CompiledPolicy& p = policy_of(e);
-  if (s.lease_count > 0) lease_ending(e);
+  for (int i = 0; i < s.lease_count; ++i) lease_ending(e);  // each lease ends
   // Newest leases hold what is left (first-in first-out spending).
   for (int i = s.lease_count - 1; i >= 0 && tokens > 0; --i) {
     const auto part = std::min<std::int64_t>(tokens, s.leases[i].granted);

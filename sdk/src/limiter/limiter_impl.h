@@ -159,16 +159,22 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   void carry_debt(Entry* e, bool store_short, bool granted);
   bool debt_reported_ = false;  // scheduler: a debt waits in give_backs_; flush this tick
   // Lease ends, counted per hash slot of the key: a reservation's refund goes back to the
-  // balance only when none of its key's leases ended meanwhile (its tokens' lease may have).
-  // The scheduler counts an end before it takes the lease's tokens out of the balance.
-  static constexpr std::size_t kLeaseEndSlots = 1024;
+  // balance only while the lease its tokens came from is held — no end since the reserve, or
+  // one when they all came from the newer lease (Entry::newer_granted) — or it would spend
+  // tokens the store counts as gone. The scheduler clears newer_granted and counts an end
+  // before it takes the lease's tokens out of the balance.
+  static constexpr std::size_t kLeaseEndSlots = 4096;
   std::atomic<std::uint32_t> lease_ends_[kLeaseEndSlots]{};
   std::atomic<std::uint32_t>& lease_ends_of(const Entry* e) noexcept {
     return lease_ends_[e->hash32 % kLeaseEndSlots];
   }
-  void lease_ending(const Entry* e) noexcept {
+  void lease_ending(Entry* e) noexcept {
+    e->newer_granted.store(0);
     lease_ends_of(e).fetch_add(1);
   }
+  // A reservation's record of the lease-end count: its low 31 bits, and the top bit when
+  // all its tokens came from the newer of two leases.
+  static constexpr std::uint32_t kFromNewer = 0x8000'0000u;
   // The KeyRef's entry found again (after an eviction) or created; published to the KeyRef.
   Entry* resolve(const KeyRef& k, std::uint64_t cost, std::uint32_t stripe,
                  Decision& failure) noexcept;

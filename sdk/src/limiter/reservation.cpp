@@ -78,8 +78,13 @@ Reservation LimiterImpl::reserve(std::string_view key, std::uint64_t estimate) n
   EpochGuard guard;
   auto* e = static_cast<Entry*>(held);
   const std::uint32_t stripe = guard.thread_index();
+  const std::uint32_t newer = e->newer_granted.load();  // after hold() read the end count
   Decision d = spend(e, estimate, stripe, false);
   if (!d.allowed) d = shadowed(e, d, stripe);
+  // The balance before this spend was within the newer lease: its tokens are all from it.
+  if (d.allowed && newer > 0 && d.remaining >= 0 &&
+      static_cast<std::uint64_t>(d.remaining) + estimate <= newer)
+    ends |= kFromNewer;
   return reservation(held, estimate, ends, d);
 }
 
@@ -104,7 +109,7 @@ void* LimiterImpl::hold(std::string_view key, std::uint64_t estimate, Decision& 
   // Counted before spending, as permits are: eviction never takes an entry a reservation
   // may hold. The lease-end count is read before the tokens are taken (refunds compare it).
   e->permits_out.fetch_add(1, std::memory_order_acq_rel);
-  lease_ends = lease_ends_of(e).load();
+  lease_ends = lease_ends_of(e).load() & ~kFromNewer;
   return e;
 }
 
@@ -145,13 +150,19 @@ Settlement LimiterImpl::settle(void* entry, std::uint64_t estimate, std::uint32_
     const auto refund = static_cast<std::int64_t>(estimate - st.charged);
     count(
         stripe, [](Stripe & s) -> auto& { return s.settled_under; }, 1);
+    // Ends since the reserve that the refund survives: none, or the older lease's when the
+    // tokens came from the newer one.
+    const std::uint32_t allowed = (lease_ends & kFromNewer) != 0 ? 1 : 0;
+    const auto ended = [&] {
+      return ((lease_ends_of(e).load() - (lease_ends & ~kFromNewer)) & ~kFromNewer) > allowed;
+    };
     std::int64_t dropped = refund;
-    if (lease_ends_of(e).load() == lease_ends) {
+    if (!ended()) {
       e->balance.fetch_add(refund, std::memory_order_acq_rel);
       dropped = 0;
       // A lease may have ended in between: its expiry may have missed the refund, so it is
       // taken out again (as far as it is still there; a lease that did see it gave it back).
-      if (lease_ends_of(e).load() != lease_ends) {
+      if (ended()) {
         std::int64_t b = e->balance.load(std::memory_order_acquire);
         do {
           dropped = std::clamp<std::int64_t>(b, 0, refund);
