@@ -177,6 +177,16 @@ internal static unsafe partial class Native
     [LibraryImport(Library, EntryPoint = "tg_permit_destroy")]
     internal static partial void PermitDestroy(nint* permit);
 
+    [LibraryImport(Library, EntryPoint = "tg_reserve")]
+    internal static partial Status Reserve(nint* outReservation, NativeDecision* outDecision,
+        nint limiter, byte* key, nuint keyLen, ulong estimate, long timeoutNs);
+
+    [LibraryImport(Library, EntryPoint = "tg_settle")]
+    internal static partial Status Settle(NativeSettlement* outSettlement, nint reservation, ulong actual);
+
+    [LibraryImport(Library, EntryPoint = "tg_reservation_destroy")]
+    internal static partial void ReservationDestroy(nint* reservation);
+
     [LibraryImport(Library, EntryPoint = "tg_limiter_stats")]
     internal static partial Status LimiterStats(NativeStats* outStats, nint limiter);
 
@@ -270,6 +280,28 @@ internal sealed class LimiterHandle : NativeHandle
 }
 
 /// <summary>Owns permits taken from a concurrency policy; releasing returns them.</summary>
+// tg_settlement.
+[StructLayout(LayoutKind.Sequential)]
+internal struct NativeSettlement
+{
+    public int Reason;
+    public ulong Charged;
+    public ulong Refunded;
+    public ulong Dropped;
+    public ulong Debt;
+    public ulong Uncharged;
+}
+
+/// <summary>Owns a native tg_reservation; releasing it settles an unsettled one at the estimate.</summary>
+internal sealed class ReservationHandle : NativeHandle
+{
+    private static long s_open;
+    internal static long Open => Interlocked.Read(ref s_open);
+    protected override ref long OpenCount => ref s_open;
+
+    protected override unsafe void Destroy(nint h) => Native.ReservationDestroy(&h);
+}
+
 internal sealed class PermitHandle : NativeHandle
 {
     private static long s_open;
