@@ -491,6 +491,7 @@ class Fleet {
   void build();
   void start_instance(std::size_t i);
   void schedule_faults();
+  Instance* route(std::size_t& inst);
   void decide(std::size_t inst, int tenant, int cost);
   // --scenario inference: one request of estimate `cost` and actual cost `actual`.
   void reserve(std::size_t inst, int tenant, int cost, std::uint64_t actual);
@@ -826,14 +827,20 @@ double Fleet::offered_scale(int tenant, double t) const {
   return k;
 }
 
+// The instance that takes a request sent to `inst`: the next one when it is down (as the load
+// balancer does); null when that one is down too.
+Fleet::Instance* Fleet::route(std::size_t& inst) {
+  Instance* in = &instances_[inst];
+  if (!in->down) return in;
+  inst = (inst + 1) % instances_.size();
+  in = &instances_[inst];
+  return in->down ? nullptr : in;
+}
+
 void Fleet::decide(std::size_t inst, int tenant, int cost) {
   const auto t = static_cast<std::size_t>(tenant);
-  Instance* in = &instances_[inst];
-  if (in->down) {  // the load balancer sends it to the next instance
-    inst = (inst + 1) % instances_.size();
-    in = &instances_[inst];
-    if (in->down) return;
-  }
+  Instance* in = route(inst);
+  if (in == nullptr) return;
   if (in->stalled) {
     in->deferred.emplace_back(tenant, cost);
     return;
@@ -857,13 +864,8 @@ void Fleet::decide(std::size_t inst, int tenant, int cost) {
 
 void Fleet::reserve(std::size_t inst, int tenant, int cost, std::uint64_t actual) {
   const auto t = static_cast<std::size_t>(tenant);
-  Instance* in = &instances_[inst];
-  if (in->down) {  // the load balancer sends it to the next instance
-    inst = (inst + 1) % instances_.size();
-    in = &instances_[inst];
-    if (in->down) return;
-  }
-  if (in->stalled) return;  // not modelled here: dropped
+  Instance* in = route(inst);
+  if (in == nullptr || in->stalled) return;  // a stalled instance's requests: not modelled here
   ++decisions_;
   const auto estimate = static_cast<std::uint64_t>(cost);
   if (o_.charge_estimate) {  // the baseline: the estimate is charged, the actual cost runs

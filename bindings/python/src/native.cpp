@@ -404,6 +404,16 @@ class PyPermit {
   std::uint32_t count_;
 };
 
+// Raises tollgate.RateLimitExceeded for a denied permit or reservation used in `with`.
+[[noreturn]] void raise_rate_limited(const std::string& key, const tollgate::Decision& d) {
+  static py::handle cls =
+      py::object(py::module_::import("tollgate._errors").attr("RateLimitExceeded")).release();
+  py::object exc = py::reinterpret_borrow<py::object>(cls)(key, seconds(d.retry_after),
+                                                           reason_name(d.reason), d);
+  PyErr_SetObject(cls.ptr(), exc.ptr());
+  throw py::error_already_set();
+}
+
 std::unique_ptr<PyPermit> PyLimiter::acquire_permit(std::string_view key, std::uint32_t count) {
   return std::make_unique<PyPermit>(std::string(key), live().acquire_permit(key, count));
 }
@@ -687,16 +697,7 @@ PYBIND11_MODULE(_native, m) {
       .def("__enter__",
            [](py::object self) {
              const auto& p = self.cast<const PyPermit&>();
-             if (!p.decision().allowed) {
-               static py::handle cls =
-                   py::object(py::module_::import("tollgate._errors").attr("RateLimitExceeded"))
-                       .release();
-               py::object exc = py::reinterpret_borrow<py::object>(cls)(
-                   p.key(), seconds(p.decision().retry_after), reason_name(p.decision().reason),
-                   p.decision());
-               PyErr_SetObject(cls.ptr(), exc.ptr());
-               throw py::error_already_set();
-             }
+             if (!p.decision().allowed) raise_rate_limited(p.key(), p.decision());
              return self;
            })
       .def("__exit__",
@@ -719,16 +720,7 @@ PYBIND11_MODULE(_native, m) {
       .def("__enter__",
            [](py::object self) {
              const auto& r = self.cast<const PyReservation&>();
-             if (!r.decision().allowed) {
-               static py::handle cls =
-                   py::object(py::module_::import("tollgate._errors").attr("RateLimitExceeded"))
-                       .release();
-               py::object exc = py::reinterpret_borrow<py::object>(cls)(
-                   r.key(), seconds(r.decision().retry_after), reason_name(r.decision().reason),
-                   r.decision());
-               PyErr_SetObject(cls.ptr(), exc.ptr());
-               throw py::error_already_set();
-             }
+             if (!r.decision().allowed) raise_rate_limited(r.key(), r.decision());
              return self;
            })
       .def("__exit__",
