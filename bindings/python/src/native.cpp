@@ -371,6 +371,14 @@ class PyLimiter {
   std::shared_ptr<PyObserver> observer_;
 };
 
+// Drops what Python held of the SDK (a permit, a reservation) without the GIL: it may be the
+// last reference to a closed limiter's internals, whose destruction joins the store's threads.
+template <typename T>
+void drop_without_gil(std::unique_ptr<T>& held) {
+  std::unique_ptr<T> doomed = std::move(held);
+  if (doomed) without_gil([&] { doomed.reset(); });
+}
+
 // Permits held by Python. Returned on release(), on leaving a `with` block, or when
 // collected. Releasing may drop the last reference to a closed limiter's internals (which
 // joins the store's threads), so it happens without the GIL.
@@ -387,11 +395,7 @@ class PyPermit {
       release();
     }
   }
-  void release() {
-    std::unique_ptr<tollgate::Permit> p = std::move(permit_);
-    if (!p) return;
-    without_gil([&] { p.reset(); });
-  }
+  void release() { drop_without_gil(permit_); }
   bool held() const { return permit_ != nullptr; }
   const tollgate::Decision& decision() const { return decision_; }
   std::uint32_t count() const { return count_; }
@@ -447,11 +451,7 @@ class PyReservation {
     return d;
   }
   // Settles at the estimate if still pending.
-  void release() {
-    std::unique_ptr<tollgate::Reservation> r = std::move(reservation_);
-    if (!r) return;
-    without_gil([&] { r.reset(); });
-  }
+  void release() { drop_without_gil(reservation_); }
   bool pending() const { return reservation_ != nullptr; }
   const tollgate::Decision& decision() const { return decision_; }
   std::uint64_t estimate() const { return estimate_; }
