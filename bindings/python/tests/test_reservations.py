@@ -3,6 +3,7 @@ redis-server, through the installed package: refunds, extra charges and debt, `w
 bad input that changes nothing, and the asyncio form."""
 
 import asyncio
+import time
 
 import pytest
 
@@ -88,3 +89,64 @@ def test_reserve_async_waits_without_blocking_the_loop(make_limiter, key):
     settled = asyncio.run(main())
     assert [s["charged"] for s in settled] == [0] * 6
     assert lim.stats()["reserved"] == 6
+
+
+def test_the_middleware_reserves_an_estimate_and_settles_what_the_response_names(make_limiter, key):
+    lim = make_limiter(rate=100, burst=1000)
+    warm(lim, key)
+
+    def app(environ, start_response):
+        used = environ.get("QUERY_STRING", "")
+        headers = [("Content-Type", "text/plain")]
+        if used.startswith("used="):
+            headers.append((tollgate.middleware.ACTUAL_COST_HEADER, used[5:]))
+        assert environ["tollgate.reservation"].pending
+        start_response("200 OK", headers)
+        return [b"ok"]
+
+    wsgi = tollgate.WSGIMiddleware(app, lim, key=lambda environ: key, estimate=50)
+
+    def call(query: str) -> str:
+        seen: list[str] = []
+        body = b"".join(wsgi({"QUERY_STRING": query}, lambda status, headers, *exc: seen.append(status)))
+        assert body in (b"ok", b"Too Many Requests\n")
+        return seen[0]
+
+    def served(query: str) -> str:  # reserving never waits: retry while the lease is on its way
+        for _ in range(2000):
+            status = call(query)
+            if not status.startswith("429"):
+                return status
+            time.sleep(0.005)
+        return status
+
+    assert served("used=5").startswith("200")    # settled under: 45 back
+    assert served("used=80").startswith("200")   # settled over
+    assert served("").startswith("200")          # no header: at the estimate
+    st = lim.stats()
+    assert st["reserved"] == 3 and st["settled_under"] == 1 and st["settled_over"] == 1
+
+    async def asgi_app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"tollgate-actual-cost", b"7")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    asgi = tollgate.ASGIMiddleware(asgi_app, lim, key=lambda scope: key, estimate=lambda scope: 20)
+    sent: list[dict] = []
+
+    async def main() -> None:
+        async def send(message):
+            sent.append(message)
+
+        async def receive():
+            return {"type": "http.request"}
+        for _ in range(2000):
+            sent.clear()
+            await asgi({"type": "http", "headers": []}, receive, send)
+            if sent[0]["status"] == 200:
+                return
+            await asyncio.sleep(0.005)
+
+    asyncio.run(main())
+    assert sent[0]["status"] == 200
+    assert lim.stats()["settled_under"] == 2
