@@ -32,8 +32,8 @@ foreach(i RANGE ${last})
     message(FATAL_ERROR "${IN}: metrics[${i}].instrument: not one of ${kinds}")
   endif()
   string(JSON na LENGTH "${json}" metrics ${i} attributes)
-  if(na GREATER 2)
-    message(FATAL_ERROR "${IN}: metrics[${i}].attributes: at most 2 (MetricSpec holds 2)")
+  if(na GREATER 3)
+    message(FATAL_ERROR "${IN}: metrics[${i}].attributes: at most 3 (MetricSpec holds 3)")
   endif()
   set(attrs "")
   if(na GREATER 0)
@@ -76,7 +76,7 @@ struct MetricSpec {
   std::string_view stat;         // where the value comes from in tollgate::Stats
   std::string_view prometheus;   // the exposed name
   Instrument instrument;
-  std::array<std::string_view, 2> attributes;
+  std::array<std::string_view, 3> attributes;
   std::size_t attribute_count;
 };
 

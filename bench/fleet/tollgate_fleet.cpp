@@ -536,6 +536,8 @@ class Fleet {
   std::uint64_t decisions_ = 0, admitted_decisions_ = 0;
   std::uint64_t denied_[tollgate::kReasonCount] = {};
   std::vector<std::int64_t> first_request_;  // per (instance, tenant): ns, -1 none, -2 done
+  std::vector<std::uint8_t> first_done_;     // per (instance, tenant): 1 when first_request_ is -2
+  std::vector<std::string> keys_;            // tenants_[t].key, packed: read every decision
   std::vector<double> first_latency_ms_;
   // Per --fault: its shard's recovery watch and a failover's index on its shard.
   static constexpr std::size_t kNone = static_cast<std::size_t>(-1);
@@ -699,6 +701,9 @@ void Fleet::build() {
   fb_total_.assign(nt, 0);
   idle_now_.assign(nt, false);
   first_request_.assign(nt * instances_.size(), -1);
+  first_done_.assign(nt * instances_.size(), 0);
+  keys_.clear();
+  for (const Tenant& x : tenants_) keys_.push_back(x.key);
   for (int w : kWindowBins) {
     WindowCheck c;
     c.seconds = w / 100.0;
@@ -807,6 +812,7 @@ void Fleet::schedule_faults() {
         start_instance(i);
         for (std::size_t t = 0; t < tenants_.size(); ++t) {
           first_request_[i * tenants_.size() + t] = -1;
+          first_done_[i * tenants_.size() + t] = 0;
         }
       });
     }
@@ -846,17 +852,22 @@ void Fleet::decide(std::size_t inst, int tenant, int cost) {
     return;
   }
   ++decisions_;
-  const Decision d = in->limiter->try_acquire(tenants_[t].key, static_cast<std::uint64_t>(cost));
-  std::int64_t& first = first_request_[inst * tenants_.size() + t];
-  if (first == -1) first = clock_->now().count();
+  const Decision d = in->limiter->try_acquire(keys_[t], static_cast<std::uint64_t>(cost));
+  const std::size_t pair = inst * tenants_.size() + t;
+  // first_done_ (a byte a pair, in cache) spares most decisions a look at first_request_.
+  if (first_done_[pair] == 0) {
+    std::int64_t& first = first_request_[pair];
+    if (first == -1) first = clock_->now().count();
+    if (d.allowed) {
+      first_latency_ms_.push_back(static_cast<double>(clock_->now().count() - first) / 1e6);
+      first = -2;
+      first_done_[pair] = 1;
+    }
+  }
   if (d.allowed) {
     ++admitted_decisions_;
     bin_admitted_[t] += static_cast<std::uint32_t>(cost);
     if (d.reason != Reason::kOk) bin_fallback_[t] += static_cast<std::uint32_t>(cost);
-    if (first >= 0) {
-      first_latency_ms_.push_back(static_cast<double>(clock_->now().count() - first) / 1e6);
-      first = -2;
-    }
   } else {
     ++denied_[static_cast<int>(d.reason)];
   }

@@ -439,6 +439,56 @@ static void test_stats_count_the_decisions(void) {
   tg_limiter_destroy(&l);
 }
 
+/* tg_limiter_policy_stats / tg_limiter_policy_name: decisions per policy value, "other" at
+   label 0 (here: the unnamed override and the key no policy matches), summing to the stats. */
+static void test_policy_stats_count_per_policy(void) {
+  static const char* config =
+      "{\"policies\": ["
+      " {\"name\": \"standard\", \"match\": \"tenant:*\", \"type\": \"token_bucket\","
+      "  \"rate\": 0.001, \"burst\": 10},"
+      " {\"match\": \"tenant:acme\", \"type\": \"token_bucket\", \"rate\": 0.001, \"burst\": 10}],"
+      " \"leases\": {\"max_fraction\": 1}}";
+  char err[256];
+  char name[16];
+  tg_limiter* l = NULL;
+  tg_stats s = TG_STATS_INIT;
+  tg_policy_stats ps[TG_POLICY_VALUES_MAX];
+  tg_decision d;
+  size_t count = 99, length = 99;
+  uint64_t admitted = 0, denied = 0;
+  size_t i;
+  int r;
+  CHECK(tg_limiter_create(&l, config, NULL, err, sizeof err) == TG_OK);
+  warm(l, "tenant:e");
+  for (i = 0; i < 12; ++i) CHECK(tg_try_acquire(&d, l, "tenant:e", 8, 1) == TG_OK);
+  CHECK(tg_try_acquire(&d, l, "tenant:acme", 11, 1) == TG_OK);
+  CHECK(tg_try_acquire(&d, l, "nobody", 6, 1) == TG_OK && d.reason == TG_REASON_NO_POLICY);
+  CHECK(tg_limiter_policy_stats(ps, TG_POLICY_VALUES_MAX, &count, l) == TG_OK && count == 2);
+  CHECK(tg_limiter_stats(&s, l) == TG_OK);
+  CHECK(tg_limiter_policy_name(name, sizeof name, &length, l, 0) == TG_OK && length == 5);
+  CHECK(strcmp(name, "other") == 0);
+  CHECK(tg_limiter_policy_name(name, sizeof name, &length, l, 1) == TG_OK && length == 8);
+  CHECK(strcmp(name, "standard") == 0);
+  CHECK(tg_limiter_policy_name(name, 4, &length, l, 1) == TG_OK && length == 8); /* too small */
+  CHECK(tg_limiter_policy_name(name, sizeof name, &length, l, 2) == TG_ERR_INVALID_ARGUMENT);
+  /* every admission is the named policy's: the override's key is still cold */
+  CHECK(ps[1].admitted >= 1 && ps[1].admitted == s.admitted);
+  CHECK(ps[1].admitted_tokens == s.admitted_tokens);
+  CHECK(ps[0].denied[TG_REASON_NO_POLICY] == 1 && ps[0].denied[TG_REASON_COLD_KEY] == 1);
+  CHECK(ps[0].admitted == 0 && ps[0].denied[TG_REASON_OK] == 0);
+  for (i = 0; i < count; ++i) {
+    admitted += ps[i].admitted;
+    for (r = 0; r < TG_POLICY_STATS_REASONS; ++r) denied += ps[i].denied[r];
+  }
+  CHECK(admitted == s.admitted && denied == s.denied_total);
+  count = 99;
+  CHECK(tg_limiter_policy_stats(NULL, 0, &count, l) == TG_OK && count == 2); /* just count */
+  CHECK(tg_limiter_policy_stats(NULL, 1, &count, l) == TG_ERR_INVALID_ARGUMENT && count == 0);
+  CHECK(tg_limiter_policy_stats(ps, 1, NULL, l) == TG_ERR_INVALID_ARGUMENT);
+  CHECK(tg_limiter_policy_name(name, sizeof name, &length, NULL, 0) == TG_ERR_INVALID_ARGUMENT);
+  tg_limiter_destroy(&l);
+}
+
 /* tg_limiter_update: a bad config is refused with the field named and nothing changes; a
    change of store is refused; a good one is counted. NULLs are invalid arguments. */
 static void test_update_refuses_a_bad_config_and_counts(void) {
@@ -613,6 +663,7 @@ int main(void) {
   test_destroy_completes_pending_waits_with_shutdown();
   test_permits_are_bounded_and_return();
   test_stats_count_the_decisions();
+  test_policy_stats_count_per_policy();
   test_update_refuses_a_bad_config_and_counts();
   test_group_budget_denies_with_over_group_limit();
   test_reservations_settle_the_actual_cost();

@@ -1,20 +1,24 @@
 #!/usr/bin/env python3
 """The C++ front door end to end: a real redis-server on a free loopback port, two
 front_door instances sharing it, real HTTP requests. Checks what they admit together
-against the bound, the 429s and their headers, that /metrics parses as Prometheus text, and
-that a policy changed at its source (the file both watch) is applied by both.
+against the bound, the 429s and their headers, that /metrics parses as Prometheus text and
+that a real Prometheus server (Debian's, installed by scripts/deps) scraping both sees the
+decisions by policy with no tenant id in any label, and that a policy changed at its source
+(the file both watch) is applied by both.
 
 usage: front_door_test.py FRONT_DOOR REDIS_SERVER"""
 import json
 import math
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 FRONT_DOOR, REDIS_SERVER = sys.argv[1], sys.argv[2]
@@ -96,6 +100,55 @@ def check_prometheus(text):
     check("tollgate_decisions_total" in text, "/metrics lacks tollgate_decisions_total")
 
 
+def prometheus_scrapes(ports, deadline_s=90):
+    """A real Prometheus server on a free loopback port scrapes both instances every second;
+    its HTTP API is asked (bounded deadline, no fixed sleep) until the series arrive."""
+    prometheus = shutil.which("prometheus")
+    if prometheus is None:
+        check(False, "prometheus not installed (scripts/deps installs Debian's)")
+        return
+    prom_port = free_port()
+    targets = ", ".join(f'"127.0.0.1:{p}"' for p in ports)
+    cfg = os.path.join(work, "prometheus.yml")
+    with open(cfg, "w") as f:
+        f.write("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n"
+                "  - job_name: front-door\n    static_configs:\n"
+                f"      - targets: [{targets}]\n")
+    with open(os.path.join(work, "prometheus.log"), "w") as log:
+        procs.append(subprocess.Popen([prometheus, f"--config.file={cfg}",
+                                       f"--storage.tsdb.path={os.path.join(work, 'tsdb')}",
+                                       f"--web.listen-address=127.0.0.1:{prom_port}"],
+                                      stdout=log, stderr=log))
+    api = f"http://127.0.0.1:{prom_port}/api/v1"
+
+    def ask(path, **params):
+        url = api + path + "?" + urllib.parse.urlencode(params)
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                return json.load(r)["data"]
+        except (OSError, ValueError, KeyError):
+            return None  # not up yet
+
+    wanted = ['count(up{job="front-door"} == 1) == 2',
+              'tollgate_decisions_total{job="front-door",tollgate_policy="tenants",'
+              'tollgate_result="admitted",tollgate_reason="ok"} > 0',
+              'tollgate_decisions_total{tollgate_policy="tenants",tollgate_result="denied"} > 0',
+              'tollgate_decisions_total{tollgate_policy="other"} == 0']
+    deadline = time.monotonic() + deadline_s
+    for expr in wanted:
+        while not (ask("/query", query=expr) or {}).get("result"):
+            if time.monotonic() > deadline:
+                check(False, f"prometheus: no series for {expr} after {deadline_s} s")
+                return
+            time.sleep(0.2)
+        print(f"prometheus: seen {expr}", flush=True)
+    series = ask("/series", **{"match[]": '{__name__=~"tollgate_.*"}'}) or []
+    check(len({s["__name__"] for s in series}) >= 15, f"prometheus: {len(series)} tollgate series")
+    for s_ in series:
+        for k, v in s_.items():
+            check("acme" not in v, f"prometheus: the tenant id in label {k}={v!r}")
+
+
 work = tempfile.mkdtemp(prefix="tollgate-front-door-")
 config = os.path.join(work, "policies.json")
 redis_port = free_port()
@@ -153,6 +206,7 @@ try:
         check(status == 200 and headers.get("Content-Type", "").startswith("text/plain"),
               f"/metrics: {status} {headers.get('Content-Type')}")
         check_prometheus(text)
+    prometheus_scrapes(ports)
 
     # 3. The policy changes at its source: acme gets a bucket of its own, of 4 tokens.
     SMALL = 4

@@ -110,6 +110,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         tg_breaker_state states[2];
         std::size_t count = 0;
         (void)tg_limiter_breakers((op & 0x10) ? nullptr : states, in.byte() % 3, &count, target);
+        tg_policy_stats policies[2];
+        (void)tg_limiter_policy_stats((op & 0x10) ? nullptr : policies, in.byte() % 3,
+                                      (op & 0x20) ? nullptr : &count, target);
+        char name[8];
+        std::size_t length = 0;
+        (void)tg_limiter_policy_name((op & 0x10) ? nullptr : name, in.byte() % (sizeof name + 1),
+                                     (op & 0x20) ? nullptr : &length, target, in.byte() % 4);
         break;
       }
       case 6: {

@@ -345,6 +345,10 @@ TEST_F(PrometheusText, LabelValuesAreTheVocabularysAndNoKeyAppears) {
       for (const Json& a : m["attributes"]) {
         const Json& values = v["attributes"][a.get<std::string>()]["values"];
         const std::string value = s.labels.at(label_of(a));
+        if (a == "tollgate.policy") {  // "other", or the name of a policy of the config
+          EXPECT_TRUE(value == "other" || value == "tenants") << value;
+          continue;
+        }
         if (values.empty()) continue;  // tollgate.shard: an index
         // A loop, not std::find over the Json array: g++ 12 -O3 warns (-Warray-bounds, a
         // false positive) on the latter, and warnings are errors.
@@ -365,12 +369,18 @@ TEST_F(PrometheusText, CountsWhatStatsCount) {
   ASSERT_EQ(s.admitted, 7u);
   const Exposition e = parse(prometheus_text(*limiter));
   const Family& d = e.families.at("tollgate_decisions_total");
-  EXPECT_EQ(value(d, {{"tollgate_result", "admitted"}}), 7);
-  EXPECT_EQ(value(d, {{"tollgate_reason", "no_policy"}}), 1);
-  EXPECT_EQ(value(d, {{"tollgate_reason", "cold_key"}}),
+  EXPECT_EQ(value(d, {{"tollgate_result", "admitted"}, {"tollgate_policy", "tenants"}}), 7);
+  EXPECT_EQ(value(d, {{"tollgate_result", "admitted"}, {"tollgate_policy", "other"}}), 0);
+  EXPECT_EQ(value(d, {{"tollgate_reason", "no_policy"}, {"tollgate_policy", "other"}}), 1);
+  EXPECT_EQ(value(d, {{"tollgate_reason", "no_policy"}, {"tollgate_policy", "tenants"}}), 0);
+  EXPECT_EQ(value(d, {{"tollgate_reason", "cold_key"}, {"tollgate_policy", "tenants"}}),
             s.denied[static_cast<int>(Reason::kColdKey)]);
-  EXPECT_EQ(d.samples.size(), static_cast<std::size_t>(kReasonCount));
-  EXPECT_EQ(e.families.at("tollgate_tokens_admitted_total").samples.at(0).value, 14);
+  // Each reason for each policy value, "other" and the config's one named policy.
+  EXPECT_EQ(d.samples.size(), 2u * kReasonCount);
+  const Family& tokens = e.families.at("tollgate_tokens_admitted_total");
+  EXPECT_EQ(value(tokens, {{"tollgate_policy", "tenants"}}), 14);
+  EXPECT_EQ(value(tokens, {{"tollgate_policy", "other"}}), 0);
+  EXPECT_EQ(tokens.samples.size(), 2u);
   EXPECT_EQ(e.families.at("tollgate_lease_tokens_granted_total").samples.at(0).value,
             s.tokens_leased);
   EXPECT_EQ(e.families.at("tollgate_lease_requests_total").samples.at(0).value, s.leases_asked);

@@ -24,37 +24,44 @@ struct Log {
   Limiter::Completion note(int tag) {
     return [this, tag](const Decision& d) { ended.emplace_back(tag, d); };
   }
+  std::vector<int> order() const {
+    std::vector<int> tags;
+    for (const auto& [tag, d] : ended) tags.push_back(tag);
+    return tags;
+  }
 };
 
-WaitId add(WaitQueue& q, Entry* e, std::uint64_t cost, milliseconds deadline,
-           Limiter::Completion done, std::size_t max_per_key = 100) {
-  WaitId id = 0;
-  EXPECT_EQ(q.add(e, cost, Nanos{deadline}, max_per_key, done, id), WaitQueue::Added::kQueued);
-  return id;
-}
+// A queue, two keys and the log of the waits that ended.
+struct WaitQueueTest : ::testing::Test {
+  Key a{"a"}, b{"b"};  // before the queue: it may hold their entries until it is gone
+  WaitQueue q;
+  Log log;
+  // Queues wait `tag` for `cost` tokens of `e` until `deadline` (milliseconds).
+  WaitId add(Entry* e, std::uint64_t cost, int deadline, int tag, std::size_t max_per_key = 100) {
+    WaitId id = 0;
+    Limiter::Completion done = log.note(tag);
+    EXPECT_EQ(q.add(e, cost, Nanos{milliseconds(deadline)}, max_per_key, done, id),
+              WaitQueue::Added::kQueued);
+    return id;
+  }
+};
 
 Decision timeout(const Waiter&) {
   return Decision{false, Reason::kTimeout, 0, Nanos{0}};
 }
 
-TEST(WaitQueue, DeadlinesEndInTheirOrderNotTheOrderOfQueuing) {
-  WaitQueue q;
-  Key a("a"), b("b");
-  Log log;
-  add(q, a.e, 1, milliseconds(30), log.note(1));
-  add(q, b.e, 1, milliseconds(10), log.note(2));
-  add(q, a.e, 1, milliseconds(20), log.note(3));
-  add(q, b.e, 1, milliseconds(40), log.note(4));
+TEST_F(WaitQueueTest, DeadlinesEndInTheirOrderNotTheOrderOfQueuing) {
+  add(a.e, 1, 30, 1);
+  add(b.e, 1, 10, 2);
+  add(a.e, 1, 20, 3);
+  add(b.e, 1, 40, 4);
   EXPECT_EQ(q.next_deadline(), Nanos{milliseconds(10)});
 
   Completions done;
   EXPECT_EQ(q.expire(Nanos{milliseconds(9)}, timeout, done), 0u);  // none due yet
   EXPECT_EQ(q.expire(Nanos{milliseconds(30)}, timeout, done), 3u);
   complete(done);
-  ASSERT_EQ(log.ended.size(), 3u);
-  EXPECT_EQ(log.ended[0].first, 2);
-  EXPECT_EQ(log.ended[1].first, 3);
-  EXPECT_EQ(log.ended[2].first, 1);
+  EXPECT_EQ(log.order(), (std::vector<int>{2, 3, 1}));
   EXPECT_EQ(log.ended[0].second.reason, Reason::kTimeout);
   EXPECT_EQ(q.size(), 1u);
   EXPECT_EQ(a.e->waiters.load(), 0u);
@@ -62,13 +69,10 @@ TEST(WaitQueue, DeadlinesEndInTheirOrderNotTheOrderOfQueuing) {
   EXPECT_EQ(q.head_cost(b.e), 1u);
 }
 
-TEST(WaitQueue, ServesFirstInFirstOutAndStopsAtTheFirstWaitTheBalanceCannotCover) {
-  WaitQueue q;
-  Key a("a");
-  Log log;
-  add(q, a.e, 3, milliseconds(100), log.note(1));
-  add(q, a.e, 5, milliseconds(100), log.note(2));
-  add(q, a.e, 1, milliseconds(100), log.note(3));  // fits, but stays behind the 5
+TEST_F(WaitQueueTest, ServesFirstInFirstOutAndStopsAtTheFirstWaitTheBalanceCannotCover) {
+  add(a.e, 3, 100, 1);
+  add(a.e, 5, 100, 2);
+  add(a.e, 1, 100, 3);  // fits, but stays behind the 5
   a.e->balance.store(7);
 
   Completions done;
@@ -76,8 +80,7 @@ TEST(WaitQueue, ServesFirstInFirstOutAndStopsAtTheFirstWaitTheBalanceCannotCover
   complete(done);
   EXPECT_EQ(served.waits, 1u);
   EXPECT_EQ(served.tokens, 3u);
-  ASSERT_EQ(log.ended.size(), 1u);
-  EXPECT_EQ(log.ended[0].first, 1);
+  EXPECT_EQ(log.order(), (std::vector<int>{1}));
   EXPECT_TRUE(log.ended[0].second.allowed);
   EXPECT_EQ(log.ended[0].second.remaining, 4);
   EXPECT_EQ(a.e->balance.load(), 4);
@@ -89,22 +92,17 @@ TEST(WaitQueue, ServesFirstInFirstOutAndStopsAtTheFirstWaitTheBalanceCannotCover
   done.clear();
   EXPECT_EQ(q.serve(a.e, done).waits, 2u);
   complete(done);
-  ASSERT_EQ(log.ended.size(), 3u);
-  EXPECT_EQ(log.ended[1].first, 2);
-  EXPECT_EQ(log.ended[2].first, 3);
+  EXPECT_EQ(log.order(), (std::vector<int>{1, 2, 3}));
   EXPECT_EQ(log.ended[2].second.reason, Reason::kFallbackLocal);
   EXPECT_EQ(a.e->balance.load(), 0);
   EXPECT_EQ(q.size(), 0u);
   EXPECT_EQ(q.head_cost(a.e), 0u);
 }
 
-TEST(WaitQueue, AServedOrCancelledWaitDoesNotEndAgainAtItsDeadline) {
-  WaitQueue q;
-  Key a("a");
-  Log log;
-  add(q, a.e, 1, milliseconds(10), log.note(1));
-  const WaitId second = add(q, a.e, 1, milliseconds(10), log.note(2));
-  add(q, a.e, 1, milliseconds(10), log.note(3));
+TEST_F(WaitQueueTest, AServedOrCancelledWaitDoesNotEndAgainAtItsDeadline) {
+  add(a.e, 1, 10, 1);
+  const WaitId second = add(a.e, 1, 10, 2);
+  add(a.e, 1, 10, 3);
   a.e->balance.store(1);
   Completions done;
   q.serve(a.e, done);  // the first
@@ -114,21 +112,15 @@ TEST(WaitQueue, AServedOrCancelledWaitDoesNotEndAgainAtItsDeadline) {
   cancelled(Decision{false, Reason::kCancelled, 0, Nanos{0}});
   EXPECT_EQ(q.expire(Nanos{milliseconds(10)}, timeout, done), 1u);  // only the third
   complete(done);
-  ASSERT_EQ(log.ended.size(), 3u);
-  EXPECT_EQ(log.ended[0].first, 2);
-  EXPECT_EQ(log.ended[1].first, 1);
-  EXPECT_EQ(log.ended[2].first, 3);
+  EXPECT_EQ(log.order(), (std::vector<int>{2, 1, 3}));
   EXPECT_EQ(log.ended[2].second.reason, Reason::kTimeout);
   EXPECT_EQ(a.e->waiters.load(), 0u);
 }
 
-TEST(WaitQueue, FinishingAKeyEndsAllItsWaitsInOrderWithTheDecisionGiven) {
-  WaitQueue q;
-  Key a("a"), b("b");
-  Log log;
-  add(q, a.e, 2, milliseconds(10), log.note(1));
-  add(q, b.e, 1, milliseconds(10), log.note(2));
-  add(q, a.e, 4, milliseconds(10), log.note(3));
+TEST_F(WaitQueueTest, FinishingAKeyEndsAllItsWaitsInOrderWithTheDecisionGiven) {
+  add(a.e, 2, 10, 1);
+  add(b.e, 1, 10, 2);
+  add(a.e, 4, 10, 3);
   Completions done;
   std::uint64_t costs = 0;
   q.finish_key(
@@ -139,9 +131,7 @@ TEST(WaitQueue, FinishingAKeyEndsAllItsWaitsInOrderWithTheDecisionGiven) {
       },
       done);
   complete(done);
-  ASSERT_EQ(log.ended.size(), 2u);
-  EXPECT_EQ(log.ended[0].first, 1);
-  EXPECT_EQ(log.ended[1].first, 3);
+  EXPECT_EQ(log.order(), (std::vector<int>{1, 3}));
   EXPECT_EQ(log.ended[1].second.reason, Reason::kFallbackAllow);
   EXPECT_EQ(costs, 6u);
   EXPECT_EQ(a.e->waiters.load(), 0u);
@@ -150,12 +140,9 @@ TEST(WaitQueue, FinishingAKeyEndsAllItsWaitsInOrderWithTheDecisionGiven) {
   EXPECT_EQ(q.expire(Nanos{milliseconds(10)}, timeout, done), 1u);  // a's deadlines are gone
 }
 
-TEST(WaitQueue, AKeyThatLeftTheTableOrIsFullTakesNoWaiter) {
-  WaitQueue q;
-  Key a("a");
-  Log log;
-  add(q, a.e, 1, milliseconds(10), log.note(1), 2);
-  add(q, a.e, 1, milliseconds(10), log.note(2), 2);
+TEST_F(WaitQueueTest, AKeyThatLeftTheTableOrIsFullTakesNoWaiter) {
+  add(a.e, 1, 10, 1, 2);
+  add(a.e, 1, 10, 2, 2);
   Limiter::Completion third = log.note(3);
   WaitId id = 0;
   EXPECT_EQ(q.add(a.e, 1, Nanos{milliseconds(10)}, 2, third, id), WaitQueue::Added::kFull);
@@ -175,12 +162,9 @@ TEST(WaitQueue, AKeyThatLeftTheTableOrIsFullTakesNoWaiter) {
   EXPECT_EQ(q.size(), 0u);
 }
 
-TEST(WaitQueue, FinishingAllEndsEveryWaitOnce) {
-  WaitQueue q;
-  Key a("a"), b("b");
-  Log log;
-  add(q, a.e, 1, milliseconds(10), log.note(1));
-  add(q, b.e, 1, milliseconds(20), log.note(2));
+TEST_F(WaitQueueTest, FinishingAllEndsEveryWaitOnce) {
+  add(a.e, 1, 10, 1);
+  add(b.e, 1, 20, 2);
   Completions done;
   q.finish_all([](const Waiter&) { return Decision{false, Reason::kShutdown, 0, Nanos{0}}; }, done);
   complete(done);

@@ -4,7 +4,8 @@
 # prometheus with a generated config scraping every second. Requests of one tenant go through
 # the sample; then the test asks prometheus's HTTP API (/api/v1/query, /api/v1/series) until
 # the tollgate series arrive with the vocabulary's labels, with a bounded deadline (no fixed
-# sleep). Checks: decisions by result and reason (admitted and denied both counted), the
+# sleep). Checks: decisions by result and reason (admitted and denied both counted) and the
+# named policy's admissions under tollgate_policy, the
 # breaker state of shard 0, the lease duration histogram, no tenant id in any label, and the
 # Grafana dashboard's and the docs' queries run on it (the decision panels with data).
 # Everything started here is stopped on exit, also on failure.
@@ -30,7 +31,8 @@ APP_PORT=$(free_port)
 (cd "$APP_DIR" && exec dotnet Tollgate.Sample.dll --urls "http://127.0.0.1:$APP_PORT" \
   --Logging:LogLevel:Default=Warning \
   --Tollgate:Store:Type=redis --Tollgate:Store:Shards:0="redis://127.0.0.1:$REDIS_PORT" \
-  --Tollgate:Policies:0:Match='tenant:*' --Tollgate:Policies:0:Type=token_bucket \
+  --Tollgate:Policies:0:Name=tenants --Tollgate:Policies:0:Match='tenant:*' \
+  --Tollgate:Policies:0:Type=token_bucket \
   --Tollgate:Policies:0:Rate=1 --Tollgate:Policies:0:Burst=5) >"$WORK/app.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 300); do curl -sf "http://127.0.0.1:$APP_PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
@@ -73,6 +75,8 @@ except Exception: print(0)'; }
 wanted=(
   'tollgate_decisions_total{job="tollgate-sample",tollgate_result="admitted",tollgate_reason="ok"} > 0'
   'tollgate_decisions_total{tollgate_result="denied",tollgate_reason=~"over_limit|lease_pending|cold_key"} > 0'
+  'tollgate_decisions_total{tollgate_policy="tenants",tollgate_result="admitted"} > 0'
+  'tollgate_tokens_admitted_total{tollgate_policy="tenants"} > 0'
   'tollgate_breaker_state{tollgate_shard="0",tollgate_breaker_state="closed"} == 1'
   'tollgate_lease_duration_seconds_count{tollgate_outcome="ok"} > 0'
   'tollgate_lease_duration_seconds_bucket{tollgate_outcome="ok",le="+Inf"} > 0'

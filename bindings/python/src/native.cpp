@@ -656,6 +656,22 @@ py::dict stats_to_dict(const tollgate::Stats& s) {
   d["denied"] = denied;
   d["denied_total"] = s.denied_total();
   d["breakers"] = breakers;
+  // By tollgate.policy value, "other" first (docs/observability.md, "Decisions per policy").
+  py::list policies;
+  for (const tollgate::PolicyStats& p : s.policies) {
+    py::dict by_reason;
+    for (int r = 1; r < tollgate::kReasonCount; ++r)
+      by_reason[reason_name(static_cast<tollgate::Reason>(r))] =
+          p.denied[static_cast<std::size_t>(r)];
+    py::dict policy;
+    policy["name"] = p.name;
+#define TOLLGATE_STATS_ITEM(name, since, help) policy[#name] = p.name;
+    TOLLGATE_STATS_DECISIONS(TOLLGATE_STATS_ITEM)
+#undef TOLLGATE_STATS_ITEM
+    policy["denied"] = by_reason;
+    policies.append(policy);
+  }
+  d["policies"] = policies;
   return d;
 }
 

@@ -63,7 +63,8 @@ def test_prometheus_text_has_the_vocabularys_families(make_limiter, key):
     families = dict(FAMILY.findall(text))
     kinds = {"counter": "counter", "updowncounter": "gauge", "histogram": "histogram"}
     assert families == {m["prometheus"]: kinds[m["instrument"]] for m in METRICS.values()}
-    assert 'tollgate_decisions_total{tollgate_result="denied",tollgate_reason="no_policy"} 1\n' in text
+    assert ('tollgate_decisions_total{tollgate_result="denied",tollgate_reason="no_policy",'
+            'tollgate_policy="other"} 1\n') in text
     assert key.split(":", 1)[1] not in text
     assert prometheus.generate_latest(lim) == text.encode()
 
@@ -80,3 +81,42 @@ def test_prometheus_wsgi_app_serves_the_text(make_limiter):
     lim.close()
     with pytest.raises(tollgate.LimiterClosedError):
         lim.prometheus_text()
+
+
+def test_decisions_per_policy_and_no_tenant_id_in_the_policy_value(fake_otel, make_limiter, redis_url, key):
+    """tollgate.policy: a policy's own name; a per-tenant override without one (its name is its
+    match, a tenant key) counts under "other", as does a key no policy matches."""
+    tenant = key.split(":", 1)[1]
+    store = {"type": "redis", "shards": [redis_url]}
+    lim = make_limiter(config={"store": store, "policies": [
+        {"name": "standard", "match": "tenant:*", "type": "token_bucket", "rate": 100, "burst": 100},
+        {"match": "tenant:" + tenant + "-vip", "type": "token_bucket", "rate": 100, "burst": 100}]})
+    assert lim.acquire(key, 1, timeout=20).allowed
+    assert lim.acquire(key + "-vip", 1, timeout=20).allowed
+    for _ in range(4):
+        lim.try_acquire(key)
+    lim.try_acquire("nobody:" + key)
+    policies = {p["name"]: p for p in lim.stats()["policies"]}
+    assert list(policies) == ["other", "standard"]
+    assert policies["standard"]["admitted"] >= 1
+    assert policies["other"]["admitted"] >= 1  # the override's
+    assert policies["other"]["denied"]["no_policy"] == 1
+    s = lim.stats()
+    assert sum(p["admitted"] for p in s["policies"]) == s["admitted"]
+    assert sum(sum(p["denied"].values()) for p in s["policies"]) == s["denied_total"]
+
+    observed = fake_otel.instruments["tollgate.decisions"].observe()
+    assert all(tenant not in a["tollgate.policy"] for _, a in observed)
+    mine = {(a["tollgate.policy"], a["tollgate.result"], a["tollgate.reason"]): v for v, a in observed}
+    live = _telemetry._live_stats()
+    assert mine[("standard", "admitted", "ok")] == sum(
+        p["admitted"] for s in live for p in s["policies"] if p["name"] == "standard")
+    assert mine[("other", "denied", "no_policy")] >= 1
+    tokens = {a["tollgate.policy"]: v for v, a in fake_otel.instruments["tollgate.tokens.admitted"].observe()}
+    assert tokens["standard"] == sum(p["admitted_tokens"] for s in live for p in s["policies"]
+                                     if p["name"] == "standard")
+    assert tokens["standard"] >= 1
+
+    text = lim.prometheus_text()
+    assert tenant not in text
+    assert 'tollgate_decisions_total{tollgate_result="admitted",tollgate_reason="ok",tollgate_policy="standard"}' in text

@@ -23,8 +23,8 @@ NAME = "Tollgate"
 
 # The counters of the vocabulary that are one native counter each (metrics.json, in order):
 # (name, unit, description, key of Limiter.stats()). tests/test_vocabulary.py compares them.
+# tollgate.decisions and tollgate.tokens.admitted are by policy (_Otel below).
 COUNTERS = (
-    ("tollgate.tokens.admitted", "{token}", "Tokens (summed cost) of the decisions that admitted", "admitted_tokens"),
     ("tollgate.lease.requests", "{request}", "Lease requests sent to the store, one per key", "leases_asked"),
     ("tollgate.lease.grants", "{lease}", "Lease answers that granted tokens", "leases_granted"),
     ("tollgate.lease.failures", "{request}", "Lease requests that failed (shard unavailable)", "lease_failures"),
@@ -89,21 +89,35 @@ class _Otel:
 
     def __init__(self, metrics: Any, trace: Any) -> None:
         from . import __version__
+        from ._native import REASONS
 
         observation = metrics.Observation
         meter = metrics.get_meter(NAME, __version__)
         self.tracer = trace.get_tracer(NAME, __version__)
 
         def decisions(_options: Any) -> Iterable[Any]:
-            admitted, denied = 0, {}
+            # By policy value (summed over limiters by name) and reason; "ok" is admitted.
+            by_policy: dict[str, dict[str, int]] = {"other": {}}
             for s in _live_stats():
-                admitted += s["admitted"]
-                for reason, n in s["denied"].items():
-                    denied[reason] = denied.get(reason, 0) + n
-            yield observation(admitted, {"tollgate.result": "admitted", "tollgate.reason": "ok"})
-            for reason, n in denied.items():
-                if reason != "ok":
-                    yield observation(n, {"tollgate.result": "denied", "tollgate.reason": reason})
+                for p in s["policies"]:
+                    counts = by_policy.setdefault(p["name"], {})
+                    counts["ok"] = counts.get("ok", 0) + p["admitted"]
+                    for reason, n in p["denied"].items():
+                        counts[reason] = counts.get(reason, 0) + n
+            for policy, counts in by_policy.items():
+                yield observation(counts.get("ok", 0), {"tollgate.result": "admitted", "tollgate.reason": "ok",
+                                                        "tollgate.policy": policy})
+                for reason in REASONS[1:]:
+                    yield observation(counts.get(reason, 0), {"tollgate.result": "denied", "tollgate.reason": reason,
+                                                              "tollgate.policy": policy})
+
+        def admitted_tokens(_options: Any) -> Iterable[Any]:
+            by_policy: dict[str, int] = {"other": 0}
+            for s in _live_stats():
+                for p in s["policies"]:
+                    by_policy[p["name"]] = by_policy.get(p["name"], 0) + p["admitted_tokens"]
+            for policy, n in by_policy.items():
+                yield observation(n, {"tollgate.policy": policy})
 
         def one(key: str) -> Callable[[Any], Iterable[Any]]:
             def observe(_options: Any) -> Iterable[Any]:
@@ -122,7 +136,9 @@ class _Otel:
                     yield observation(n, {"tollgate.shard": shard, "tollgate.breaker.state": state})
 
         meter.create_observable_counter("tollgate.decisions", callbacks=[decisions],
-                                        unit="{decision}", description="Decisions, by result and reason")
+                                        unit="{decision}", description="Decisions, by result, reason and policy")
+        meter.create_observable_counter("tollgate.tokens.admitted", callbacks=[admitted_tokens], unit="{token}",
+                                        description="Tokens (summed cost) of the decisions that admitted")
         for name, unit, description, key in COUNTERS:
             meter.create_observable_counter(name, callbacks=[one(key)], unit=unit, description=description)
         for name, unit, description, key in GAUGES:

@@ -35,8 +35,21 @@ struct DurationHistogram {
   double sum_seconds = 0;
 };
 
+// Decisions under one value of the tollgate.policy attribute (docs/observability.md,
+// "Decisions per policy"): a policy's configured name, or "other" for the policies without
+// one of their own (name unset or equal to match), the decisions no policy made (no_policy,
+// a bad key) and the names past the first 15 a limiter has seen. Never a key.
+struct PolicyStats {
+  std::string name;
+#define TOLLGATE_STATS_FIELD(name, since, help) std::uint64_t name = 0;
+  TOLLGATE_STATS_DECISIONS(TOLLGATE_STATS_FIELD)
+#undef TOLLGATE_STATS_FIELD
+  std::array<std::uint64_t, kReasonCount> denied{};  // denials by Reason
+};
+
 // Counters since the limiter started (each one declared in tollgate/stats_list.h, where
-// it says what it counts), denials by reason, lease durations, and each shard's breaker now.
+// it says what it counts), denials by reason, lease durations, each shard's breaker now, and
+// the decisions by policy.
 struct Stats {
 #define TOLLGATE_STATS_FIELD(name, since, help) std::uint64_t name = 0;
   TOLLGATE_STATS_COUNTERS(TOLLGATE_STATS_FIELD)
@@ -44,6 +57,8 @@ struct Stats {
   std::array<std::uint64_t, kReasonCount> denied{};  // denials by Reason
   std::vector<BreakerState> breakers;  // each shard's breaker now (empty: in-process store)
   std::array<DurationHistogram, 2> lease_duration{};  // by LeaseOutcome (kOk, kFailed)
+  // By policy label, "other" first; they sum to admitted, admitted_tokens and denied.
+  std::vector<PolicyStats> policies;
 
   std::uint64_t denied_total() const noexcept {
     std::uint64_t n = 0;

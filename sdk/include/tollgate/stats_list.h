@@ -9,10 +9,14 @@
 // version (and a field of the same name appended to tg_stats; the build says so).
 #pragma once
 
+// Counted on the hot path, in per-thread stripes, per policy label (Stats::policies; with
+// the denials by reason, tollgate.decisions{tollgate.policy}).
+#define TOLLGATE_STATS_DECISIONS(X)         \
+  X(admitted, 1, "decisions that admitted") \
+  X(admitted_tokens, 1, "their summed cost")
+
 // Counted on the hot path, in per-thread stripes.
 #define TOLLGATE_STATS_ADMISSIONS(X)                                                           \
-  X(admitted, 1, "decisions that admitted")                                                    \
-  X(admitted_tokens, 1, "their summed cost")                                                   \
   X(shadow_admitted, 4, "denials of shadow policies, admitted anyway (counted in denied too)") \
   X(reserved, 5, "reservations admitted (Limiter::reserve; also counted in admitted)")         \
   X(settled_under, 5, "reservations settled below their estimate")                             \
@@ -50,6 +54,7 @@
 
 // Every counter of Stats.
 #define TOLLGATE_STATS_COUNTERS(X) \
+  TOLLGATE_STATS_DECISIONS(X)      \
   TOLLGATE_STATS_ADMISSIONS(X)     \
   TOLLGATE_STATS_SCHEDULER(X)      \
   TOLLGATE_STATS_READ(X)           \

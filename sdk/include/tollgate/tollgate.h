@@ -365,6 +365,37 @@ TG_API const char* tg_stats_field(size_t* out_offset, size_t index);
 TG_API tg_status tg_limiter_breakers(tg_breaker_state* out_states, size_t capacity,
                                      size_t* out_count, tg_limiter* limiter);
 
+/* ---- Decisions per policy ----------------------------------------------------------------- */
+
+/* Room for the reasons to come, so that tg_policy_stats never changes. */
+#define TG_POLICY_STATS_REASONS 32
+/* The most policy values a limiter counts under: "other" and 15 names. */
+#define TG_POLICY_VALUES_MAX 16
+/* The decisions under one value of the tollgate.policy attribute (docs/observability.md,
+   "Decisions per policy"): a policy's configured name, or "other" for the policies without a
+   name of their own (unset, or equal to their match), the decisions no policy made, and the
+   names past the first 15. Never a key. */
+typedef struct tg_policy_stats {
+  uint64_t admitted;        /* decisions that admitted */
+  uint64_t admitted_tokens; /* their summed cost */
+  /* denials by tg_reason; [TG_REASON_OK] and the slots past TG_REASON_COUNT are 0 */
+  uint64_t denied[TG_POLICY_STATS_REASONS];
+} tg_policy_stats;
+
+/* Copies each policy value's decisions into out_stats (room for `capacity`), indexed by the
+   value's label, 0 being "other"; the number of values goes to *out_count (which may exceed
+   capacity; never above TG_POLICY_VALUES_MAX). A label keeps its name for the limiter's
+   life, so a name read once (tg_limiter_policy_name) stays true. The values sum to the
+   admitted, admitted_tokens and denied counters of tg_limiter_stats. */
+TG_API tg_status tg_limiter_policy_stats(tg_policy_stats* out_stats, size_t capacity,
+                                         size_t* out_count, tg_limiter* limiter);
+
+/* The name of the policy value `label`, as snprintf writes (like tg_limiter_prometheus_text:
+   its length to *out_length, the name and a NUL to out_name when the length is below
+   `capacity`). TG_ERR_INVALID_ARGUMENT for a label the limiter has not given out. */
+TG_API tg_status tg_limiter_policy_name(char* out_name, size_t capacity, size_t* out_length,
+                                        tg_limiter* limiter, size_t label);
+
 /* ---- Prometheus exposition ---------------------------------------------------------------- */
 
 /* The limiter's metrics in the Prometheus text format 0.0.4 (docs/observability.md), as

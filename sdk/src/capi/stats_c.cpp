@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstring>
 #include <iterator>
+#include <string>
 #include <type_traits>
 
 #include "tollgate/prometheus.h"
@@ -63,6 +64,14 @@ constexpr Field kFields[] = {TG_STATS_OTHER_FIELDS(TG_OTHER_ENTRY)
                                  TOLLGATE_STATS_COUNTERS(TG_COUNTER_ENTRY)};
 #undef TG_OTHER_ENTRY
 #undef TG_COUNTER_ENTRY
+
+// The text-out convention of tg_limiter_policy_name and tg_limiter_prometheus_text: the
+// length always, the text with its NUL only when it fits in `capacity`.
+tg_status copy_text(const std::string& text, char* out, size_t capacity, size_t* out_length) {
+  *out_length = text.size();
+  if (text.size() < capacity) std::memcpy(out, text.c_str(), text.size() + 1);
+  return TG_OK;
+}
 
 }  // namespace
 
@@ -130,16 +139,46 @@ tg_status tg_limiter_breakers(tg_breaker_state* out_states, size_t capacity, siz
   });
 }
 
+tg_status tg_limiter_policy_stats(tg_policy_stats* out_stats, size_t capacity, size_t* out_count,
+                                  tg_limiter* limiter) {
+  if (out_count != nullptr) *out_count = 0;
+  if (out_count == nullptr || limiter == nullptr || (out_stats == nullptr && capacity != 0))
+    return TG_ERR_INVALID_ARGUMENT;
+  static_assert(TG_REASON_COUNT <= TG_POLICY_STATS_REASONS, "tg_policy_stats has no room left");
+  return guarded([&] {
+    const tollgate::Stats s = limiter->limiter->stats();
+    for (size_t i = 0; i < s.policies.size() && i < capacity; ++i) {
+      const tollgate::PolicyStats& p = s.policies[i];
+      tg_policy_stats& o = out_stats[i];
+      std::memset(&o, 0, sizeof o);
+      o.admitted = p.admitted;
+      o.admitted_tokens = p.admitted_tokens;
+      for (int r = 1; r < tollgate::kReasonCount; ++r) o.denied[r] = p.denied[r];
+    }
+    *out_count = s.policies.size();
+    return TG_OK;
+  });
+}
+
+tg_status tg_limiter_policy_name(char* out_name, size_t capacity, size_t* out_length,
+                                 tg_limiter* limiter, size_t label) {
+  if (out_length != nullptr) *out_length = 0;
+  if (out_length == nullptr || limiter == nullptr || (out_name == nullptr && capacity != 0))
+    return TG_ERR_INVALID_ARGUMENT;
+  return guarded([&] {
+    const std::vector<tollgate::PolicyStats> policies = limiter->limiter->stats().policies;
+    if (label >= policies.size()) return TG_ERR_INVALID_ARGUMENT;
+    return copy_text(policies[label].name, out_name, capacity, out_length);
+  });
+}
+
 tg_status tg_limiter_prometheus_text(char* out_text, size_t capacity, size_t* out_length,
                                      tg_limiter* limiter) {
   if (out_length != nullptr) *out_length = 0;
   if (out_length == nullptr || limiter == nullptr || (out_text == nullptr && capacity != 0))
     return TG_ERR_INVALID_ARGUMENT;
   return guarded([&] {
-    const std::string text = tollgate::prometheus_text(*limiter->limiter);
-    *out_length = text.size();
-    if (text.size() < capacity) std::memcpy(out_text, text.c_str(), text.size() + 1);
-    return TG_OK;
+    return copy_text(tollgate::prometheus_text(*limiter->limiter), out_text, capacity, out_length);
   });
 }
 

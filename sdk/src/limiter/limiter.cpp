@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <numeric>
 #include <random>
 #include <utility>
 
@@ -21,16 +20,14 @@ using core::Ms;
 
 namespace {
 
-constexpr Nanos kTick = std::chrono::milliseconds(1);
+using Scheduler = core::RefillScheduler;
+constexpr Nanos kTick = Scheduler::kTick;
 
 std::uint8_t exhausted_level(const LeaseGrant& g) noexcept {
   return g.limited_by == LimitLevel::kGroup ? core::kExhaustedGroup : core::kExhaustedKey;
 }
-constexpr Nanos kMaxSleep = std::chrono::milliseconds(250);
 constexpr Nanos kStoreErrorBackoff = std::chrono::milliseconds(50);
-constexpr std::size_t kMaxBatch = 512;               // lease requests per store call
 constexpr std::uint64_t kMaxLeaseTokens = 1u << 30;  // a lease fits HeldLease::granted
-constexpr Ms kNoTimer = 0x7fffffff;                  // "no timer known" offset
 
 std::string default_instance_id() {
   char host[256] = {0};
@@ -60,11 +57,11 @@ LimiterImpl::LimiterImpl(Config config, Limiter::Options options)
       max_key_length_(0),
       table_(config_->max_keys),
       admission_(config_->max_keys),
-      inbox_(std::make_shared<Inbox>()) {
+      refills_(store_, relay_, options.observer != nullptr, start_,
+               {&counted_.leases_asked, &counted_.lease_failures, &counted_.refills_overdue}) {
   relay_->user = std::move(options.observer);
   store_->set_observer(relay_);
   publish(config_);
-  inbox_->owner = this;
 }
 
 LimiterImpl::CompiledPolicy LimiterImpl::compile(const ResolvedPolicy& p,
@@ -89,6 +86,7 @@ LimiterImpl::CompiledPolicy LimiterImpl::compile(const ResolvedPolicy& p,
       break;
   }
   c.shadow = p.shadow;
+  c.label = labels_.label_of(p);
   c.penalty_box = p.penalty_box.enabled();
   c.fallback_rate = p.fallback_rate();
   c.fallback_share = p.fallback.share();
@@ -153,17 +151,30 @@ void LimiterImpl::publish(std::shared_ptr<const Config> config) {
     if (st.use == SlotUse::kCurrent) st.use = SlotUse::kRetiring;
   }
   const std::uint64_t safe = core::Epoch::safe_epoch();
+  // The candidates, lowest slot first: retiring slots by their policy's name, and the free
+  // ones (a look per policy, not a walk over every slot: 10,000 policies made that 10^8).
+  std::unordered_map<std::string, std::vector<std::size_t>> retiring_by_name;
+  std::vector<std::size_t> free_slots;
+  for (std::size_t i = 0; i < state.size(); ++i) {
+    if (state[i].use == SlotUse::kRetiring) {
+      retiring_by_name[(*array)[i].spec->name].push_back(i);
+    } else if (state[i].use == SlotUse::kFree && state[i].freed_epoch <= safe) {
+      free_slots.push_back(i);
+    }
+  }
+  std::size_t next_free = 0;
   for (const ResolvedPolicy& p : config->resolved_policies()) {
     CompiledPolicy c = compile(p, *config);
     std::size_t slot = state.size();
-    for (std::size_t i = 0; i < state.size() && slot == state.size(); ++i) {
-      if (state[i].use == SlotUse::kRetiring && (*array)[i].spec->name == p.name &&
-          *(*array)[i].spec == p)
-        slot = i;
+    if (auto it = retiring_by_name.find(p.name); it != retiring_by_name.end()) {
+      for (std::size_t i : it->second) {
+        if (state[i].use == SlotUse::kRetiring && *(*array)[i].spec == p) {
+          slot = i;
+          break;
+        }
+      }
     }
-    for (std::size_t i = 0; i < state.size() && slot == state.size(); ++i) {
-      if (state[i].use == SlotUse::kFree && state[i].freed_epoch <= safe) slot = i;
-    }
+    if (slot == state.size() && next_free < free_slots.size()) slot = free_slots[next_free++];
     if (slot == state.size()) {
       if (slot > 65535) {
         throw ConfigError("policies", "too many policies at once: keys still hold " +
@@ -323,10 +334,7 @@ void LimiterImpl::shutdown() {
   stop_.store(true);
   wake();
   if (thread_.joinable()) thread_.join();
-  {
-    std::lock_guard lk(inbox_->mu);
-    inbox_->owner = nullptr;
-  }
+  refills_.detach();
   Completions done;
   waits_.finish_all(
       [](const core::Waiter&) {
@@ -343,17 +351,18 @@ void LimiterImpl::shutdown() {
       give_back(e, core::take_unspent(*e, policy_of(e).concurrency));
     });
   }
-  flush_give_backs();
+  refills_.flush_give_backs();
   eviction_.destroy_all();
 }
 
 // ---------------------------------------------------------------------------------------
 // The hot path
 
-Decision LimiterImpl::deny(Reason r, std::uint32_t stripe, std::int64_t remaining,
-                           Nanos retry_after) noexcept {
+Decision LimiterImpl::deny_as(std::uint8_t label, Reason r, std::uint32_t stripe,
+                              std::int64_t remaining, Nanos retry_after) noexcept {
   count(
-      stripe, [r](Stripe & s) -> auto& { return s.denied[static_cast<int>(r)]; }, 1);
+      stripe,
+      [ label, r ](Stripe & s) -> auto& { return s.policy[label].denied[static_cast<int>(r)]; }, 1);
   return Decision{false, r, remaining, retry_after};
 }
 
@@ -385,12 +394,13 @@ Decision LimiterImpl::shadowed(const Entry* e, Decision d, std::uint32_t stripe)
 Decision LimiterImpl::spend(Entry* e, std::uint64_t cost, std::uint32_t stripe,
                             bool permit) noexcept {
   const CompiledPolicy& p = policy_of(e);
-  if (p.concurrency != permit || cost > p.capacity) return deny(Reason::kInvalidArgument, stripe);
+  if (p.concurrency != permit || cost > p.capacity)
+    return deny(p, Reason::kInvalidArgument, stripe);
   if (!e->touched.load(std::memory_order_relaxed))
     e->touched.store(true, std::memory_order_relaxed);
   if (e->penalized.load(std::memory_order_relaxed)) {
     Nanos wait{clamp_nonneg(e->retry_at.load(std::memory_order_relaxed) - clock_->now().count())};
-    return deny(Reason::kPenaltyBox, stripe, 0, wait);
+    return deny(p, Reason::kPenaltyBox, stripe, 0, wait);
   }
   const auto want = static_cast<std::int64_t>(cost);
   std::int64_t b = e->balance.load(std::memory_order_relaxed);
@@ -400,10 +410,7 @@ Decision LimiterImpl::spend(Entry* e, std::uint64_t cost, std::uint32_t stripe,
                                            std::memory_order_relaxed)) {
         std::int64_t left = b - want;
         if (left < e->watermark.load(std::memory_order_relaxed)) request_refill(e);
-        count(
-            stripe, [](Stripe & s) -> auto& { return s.admitted; }, 1);
-        count(
-            stripe, [](Stripe & s) -> auto& { return s.admitted_tokens; }, cost);
+        count_admitted(p.label, stripe, cost);
         const bool local = e->fallback.load(std::memory_order_relaxed) == core::kFallbackLocal;
         return Decision{true, local ? Reason::kFallbackLocal : Reason::kOk, left, Nanos{0}};
       }
@@ -423,37 +430,35 @@ Decision LimiterImpl::spend(Entry* e, std::uint64_t cost, std::uint32_t stripe,
   if (const std::uint8_t level = e->exhausted.load(std::memory_order_relaxed); level != 0) {
     Nanos wait{clamp_nonneg(e->retry_at.load(std::memory_order_relaxed) - clock_->now().count())};
     if (level == core::kExhaustedDebt) return deny_in_debt(e, stripe);
-    return deny(level == core::kExhaustedGroup ? Reason::kOverGroupLimit : Reason::kOverLimit,
+    return deny(p, level == core::kExhaustedGroup ? Reason::kOverGroupLimit : Reason::kOverLimit,
                 stripe, clamp_nonneg(b), wait);
   }
-  Nanos rtt{rtt_ns_.load(std::memory_order_relaxed) + kTick.count()};
+  Nanos rtt{refills_.rtt_ns() + kTick.count()};
   Reason r = e->leased.load(std::memory_order_relaxed) ? Reason::kLeasePending : Reason::kColdKey;
-  return deny(r, stripe, clamp_nonneg(b), rtt);
+  return deny(p, r, stripe, clamp_nonneg(b), rtt);
 }
 
 // The shard is unavailable and the key's lease spent: the policy's fallback decides.
 Decision LimiterImpl::spend_fallback(Entry* e, std::uint8_t fb, std::uint64_t cost,
                                      std::int64_t balance, std::uint32_t stripe) noexcept {
+  const CompiledPolicy& p = policy_of(e);
   if (fb == core::kFallbackAllow) {
-    count(
-        stripe, [](Stripe & s) -> auto& { return s.admitted; }, 1);
-    count(
-        stripe, [](Stripe & s) -> auto& { return s.admitted_tokens; }, cost);
+    count_admitted(p.label, stripe, cost);
     return Decision{true, Reason::kFallbackAllow, 0, Nanos{0}};
   }
   if (fb == core::kFallbackLocal) {
     // The local bucket is short of `cost`: it holds that many after cost / rate.
-    const double rate = policy_of(e).fallback_rate;
+    const double rate = p.fallback_rate;
     const double secs =
         rate > 0 ? static_cast<double>(
                        cost - std::min(cost, static_cast<std::uint64_t>(clamp_nonneg(balance)))) /
                        rate
                  : 1.0;
-    return deny(Reason::kFallbackLocal, stripe, clamp_nonneg(balance),
+    return deny(p, Reason::kFallbackLocal, stripe, clamp_nonneg(balance),
                 std::max(Nanos{static_cast<std::int64_t>(secs * 1e9)}, kTick));
   }
   Nanos wait{clamp_nonneg(e->retry_at.load(std::memory_order_relaxed) - clock_->now().count())};
-  return deny(Reason::kFallbackDeny, stripe, clamp_nonneg(balance), std::max(wait, kTick));
+  return deny(p, Reason::kFallbackDeny, stripe, clamp_nonneg(balance), std::max(wait, kTick));
 }
 
 Entry* LimiterImpl::find_or_create(std::string_view key, std::uint64_t cost, bool permit,
@@ -469,7 +474,7 @@ Entry* LimiterImpl::find_or_create(std::string_view key, std::uint64_t cost, boo
     const CompiledPolicy& p = slots_.load(std::memory_order_acquire)[slot];
     // A bad cost never creates state.
     if (p.concurrency != permit || cost > p.capacity) {
-      failure = deny(Reason::kInvalidArgument, stripe);
+      failure = deny(p, Reason::kInvalidArgument, stripe);
       return nullptr;
     }
     const std::uint64_t h = core::hash_key(key);
@@ -477,7 +482,7 @@ Entry* LimiterImpl::find_or_create(std::string_view key, std::uint64_t cost, boo
       // Evict harder, as for a full table; one wake-up a tick is enough (refusals here
       // come at the hot path's pace, faster than the SDK's thread could drain wake-ups).
       if (eviction_.press()) wake();
-      failure = deny(Reason::kKeyTableFull, stripe);
+      failure = deny(p, Reason::kKeyTableFull, stripe);
       return nullptr;
     }
     auto [e, result] = table_.find_or_insert(key, h, [&] {
@@ -495,7 +500,7 @@ Entry* LimiterImpl::find_or_create(std::string_view key, std::uint64_t cost, boo
       admission_.table_full();
       eviction_.press();
       wake();
-      failure = deny(Reason::kKeyTableFull, stripe);
+      failure = deny(p, Reason::kKeyTableFull, stripe);
       return nullptr;
     }
     if (result == core::KeyTable::Insert::kInserted) {
@@ -507,23 +512,6 @@ Entry* LimiterImpl::find_or_create(std::string_view key, std::uint64_t cost, boo
     failure = deny(Reason::kKeyTableFull, stripe);
     return nullptr;
   }
-}
-
-void LimiterImpl::request_refill(Entry* e) noexcept {
-  if (e->queued.load(std::memory_order_relaxed)) return;
-  if (e->queued.exchange(true, std::memory_order_acq_rel)) return;
-  Entry* head = queue_head_.load(std::memory_order_relaxed);
-  do {
-    e->next_queued.store(head, std::memory_order_relaxed);
-  } while (!queue_head_.compare_exchange_weak(head, e, std::memory_order_seq_cst,
-                                              std::memory_order_relaxed));
-  if (sleeping_.load(std::memory_order_seq_cst)) wake();
-}
-
-void LimiterImpl::wake() noexcept {
-  // A semaphore, not a mutex and a condition variable: an application thread never waits
-  // for a lock the SDK's thread holds (it might be preempted holding it).
-  wake_.release();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -560,7 +548,7 @@ WaitId LimiterImpl::acquire_async(std::string_view key, std::uint64_t cost, Nano
       case core::WaitQueue::Added::kRetired:
         return finish(Decision{false, Reason::kLeasePending, 0, d.retry_after});
       case core::WaitQueue::Added::kFull:
-        return finish(deny(Reason::kQueueFull, stripe));
+        return finish(deny(policy_of(e), Reason::kQueueFull, stripe));
       case core::WaitQueue::Added::kQueued:
         break;
     }
@@ -626,27 +614,14 @@ void LimiterImpl::run() {
     }
     if (busy) sleep = std::min(sleep, kTick);
     if (sleep <= Nanos{0}) continue;
-    if (!busy) sleeping_.store(true, std::memory_order_seq_cst);
-    if (busy || queue_head_.load(std::memory_order_seq_cst) == nullptr) {
-      if (!stop_.load()) (void)wake_.try_acquire_for(sleep);
-      // One wake-up is enough for all; bounded, as threads may keep releasing meanwhile.
-      for (int i = 0; i < 4096 && wake_.try_acquire(); ++i) {
-      }
-    }
-    sleeping_.store(false, std::memory_order_relaxed);
+    refills_.sleep(sleep, busy, stop_);
   }
 }
 
 Nanos LimiterImpl::next_wakeup(Nanos now) {
-  Nanos next = now + kMaxSleep;
-  if (!timers_.empty()) next = std::min(next, timers_.top().at);
+  Nanos next = refills_.next_wakeup(now, config_->leases.refresh);
   next = std::min(next, waits_.next_deadline());
-  if (!in_flight_.empty() || !eviction_.empty() || rematch_due_) next = std::min(next, now + kTick);
-  if (!batch_.empty()) next = std::min(next, std::max(held_until_, now + kTick));
-  if (!give_backs_.empty()) {
-    const Nanos since = give_backs_since_ == Nanos::max() ? now : give_backs_since_;
-    next = std::min(next, std::max(since + config_->leases.refresh, now + kTick));
-  }
+  if (!eviction_.empty() || rematch_due_) next = std::min(next, now + kTick);
   return next;
 }
 
@@ -654,11 +629,11 @@ void LimiterImpl::tick() {
   std::lock_guard lk(tick_mu_);
   if (shut_.load(std::memory_order_acquire) && !background_) return;
   Nanos now = clock_->now();
-  tick_now_ = now;
+  refills_.begin_tick(now);
   drain_inbox(now);
   mark_overdue(now);
 
-  Entry* list = queue_head_.exchange(nullptr, std::memory_order_acquire);
+  Entry* list = refills_.take_requests();
   if (list != nullptr) busy_until_ = now + 2 * config_->leases.horizon;
   while (list != nullptr) {
     Entry* e = list;
@@ -666,20 +641,7 @@ void LimiterImpl::tick() {
     e->queued.store(false, std::memory_order_release);
     if (!e->retired.load(std::memory_order_acquire)) consider(e, now);
   }
-  while (!timers_.empty() && timers_.top().at <= now) {
-    const Timer t = timers_.top();
-    Entry* e = t.entry;
-    timers_.pop();
-    --e->s.timer_refs;
-    // Only the entry's earliest timer is live (next_timer); a later one that an earlier
-    // add_timer superseded is stale: the live one has fired already and its maintain() set
-    // what is needed now. Running stale ones too made every fired duplicate push another,
-    // and the heap grew without bound (timers are 16 bytes; timer_refs is 16 bits).
-    if (to_ms(t.at) != e->s.next_timer) continue;
-    e->s.next_timer = to_ms(now) + kNoTimer;  // unknown: the next add_timer pushes
-    if (!e->retired.load(std::memory_order_acquire)) maintain(e, now);
-  }
-  timer_count_.store(timers_.size(), std::memory_order_relaxed);
+  refills_.fire_timers(now, [&](Entry* e) { maintain(e, now); });
   rematch_keys(now);
   flush(now);
   drain_inbox(now);  // stores that answer inline
@@ -688,25 +650,8 @@ void LimiterImpl::tick() {
   admission_.age();
   admission_.settle(table_.size());
   // Give-backs travel with the next lease call, or once they have waited a refresh period.
-  if (!give_backs_.empty() && give_backs_since_ == Nanos::max()) give_backs_since_ = now;
-  if (sent_this_tick_ || debt_reported_ || now - give_backs_since_ >= config_->leases.refresh) {
-    flush_give_backs();
-    debt_reported_ = false;
-  }
-  sent_this_tick_ = false;
+  refills_.end_tick(now, config_->leases.refresh);
   reclaim();
-}
-
-void LimiterImpl::add_timer(Entry* e, Nanos at) {
-  // One pending timer at or before `at` is enough: when it fires, maintain() sets the
-  // next one.
-  // Never due within the tick that is running, or the timer loop would not end.
-  at = std::max(at, tick_now_ + kTick);
-  const Ms due = to_ms(at);
-  if (e->s.timer_refs > 0 && !core::ms_before(due, e->s.next_timer)) return;
-  timers_.push({at, e});
-  ++e->s.timer_refs;
-  e->s.next_timer = due;
 }
 
 void LimiterImpl::ensure_timers(Entry* e, Nanos now) {
@@ -750,9 +695,9 @@ void LimiterImpl::expire_leases(Entry* e, Nanos now) {
       take = core::book_oldest_left(s, b);
     } while (take > 0 && !e->balance.compare_exchange_weak(b, b - take, std::memory_order_acq_rel));
     if (take > 0) {
-      give_backs_.push_back(
-          GiveBack{std::string(e->key()), policy_of(e).spec, static_cast<std::uint64_t>(take),
-                   from_ms(s.leases[0].store_expiry) + store_offset_, instance_id_});
+      refills_.give_back(GiveBack{std::string(e->key()), policy_of(e).spec,
+                                  static_cast<std::uint64_t>(take),
+                                  from_ms(s.leases[0].store_expiry) + store_offset_, instance_id_});
       counted_.tokens_given_back.fetch_add(take, std::memory_order_relaxed);
     }
     core::book_end_oldest(s, take);
@@ -811,7 +756,8 @@ void LimiterImpl::engage_fallback(Entry* e, Nanos now) {
   const bool admit = p.fallback == core::kFallbackAllow;
   const Reason reason = admit ? Reason::kFallbackAllow : Reason::kFallbackDeny;
   Completions done;
-  Stripe& st = stripes_[kOwnedStripes];  // shared: the scheduler owns no stripe
+  // shared: the scheduler owns no stripe
+  PolicyCounts& st = stripes_[kOwnedStripes].policy[p.label];
   waits_.finish_key(
       e,
       [&](const core::Waiter& w) {
@@ -831,18 +777,8 @@ void LimiterImpl::engage_fallback(Entry* e, Nanos now) {
 // shard's p99 round trip): their keys go to the fallback now, not when the call times out
 // (store.command_timeout, 500 ms by default). The answer, when it comes, ends it.
 void LimiterImpl::mark_overdue(Nanos now) {
-  const Nanos floor = config_->leases.overdue_floor;
-  if (floor <= Nanos{0}) return;
-  for (auto& [id, f] : in_flight_) {
-    if (f.overdue) continue;
-    const auto rt = round_trips_.find(f.partition);
-    if (rt == round_trips_.end() || !rt->second.overdue(f.sent_at, now, floor, 4.0)) continue;
-    f.overdue = true;
-    counted_.refills_overdue.fetch_add(f.entries.size(), std::memory_order_relaxed);
-    for (Entry* e : f.entries) {
-      if (!e->retired.load(std::memory_order_acquire)) engage_fallback(e, now);
-    }
-  }
+  refills_.mark_overdue(now, config_->leases.overdue_floor,
+                        [&](Entry* e) { engage_fallback(e, now); });
 }
 
 // The store answered again: leases resume, and what the local fallback bucket still
@@ -909,7 +845,7 @@ void LimiterImpl::consider(Entry* e, Nanos now) {
   std::uint64_t want = 0;
   std::uint64_t debt = 0;
   double demand = -1;  // per second, reported with a token bucket's request (< 0: not yet)
-  std::uint8_t urgency = kUrgent;  // concurrency: always at once
+  std::uint8_t urgency = Scheduler::kUrgent;  // concurrency: always at once
   if (p.concurrency) {
     const std::int64_t reserved = s.lease_count > 0 ? s.leases[0].granted : 0;
     const std::int64_t in_use = reserved - balance;
@@ -951,17 +887,16 @@ void LimiterImpl::consider(Entry* e, Nanos now) {
     if (demand < 0) demand = s.rate > 0 ? s.rate : static_cast<double>(want) / horizon;
     // Refill early enough that the lease lasts through the shard's next call and a round
     // trip.
-    const double lead = (static_cast<double>(rtt_ns_.load(std::memory_order_relaxed)) +
-                         2.0 * static_cast<double>(kTick.count())) /
-                        1e9;
+    const double lead =
+        (static_cast<double>(refills_.rtt_ns()) + 2.0 * static_cast<double>(kTick.count())) / 1e9;
     const std::int64_t wm = core::low_watermark(s.rate, lead, s.max_cost, want, sizing);
     urgency =
         core::refill_urgent(e->waiters.load(std::memory_order_acquire) != 0, e->unavailable,
                             e->leased.load(std::memory_order_relaxed),
                             e->exhausted.load(std::memory_order_relaxed) != core::kExhaustedNot,
                             balance, min_need, s.rate, sizing)
-            ? kUrgent
-            : (e->leased.load(std::memory_order_relaxed) ? kCanWait : kCold);
+            ? Scheduler::kUrgent
+            : (e->leased.load(std::memory_order_relaxed) ? Scheduler::kCanWait : Scheduler::kCold);
     e->watermark.store(static_cast<std::int32_t>(std::min<std::int64_t>(wm, INT32_MAX)),
                        std::memory_order_relaxed);
   }
@@ -982,22 +917,7 @@ void LimiterImpl::consider(Entry* e, Nanos now) {
     req.demand = demand;
     req.held = static_cast<std::uint64_t>(std::max<std::int64_t>(0, balance));
   }
-  std::size_t part = 0;
-  try {
-    part = store_->partition_of(req);
-  } catch (...) {
-    part = 0;
-  }
-  PartitionBatch& pb = batch_[part];
-  pb.mins.push_back(req.min);
-  pb.wants.push_back(req.want);
-  pb.most = std::max(pb.most, urgency);
-  s.held = urgency != kUrgent;
-  pb.requests.push_back(std::move(req));
-  pb.entries.push_back(e);
-  // A tick's wishes go out together at its end (within a millisecond), or as soon as a
-  // batch is full.
-  if (++batch_size_ >= kMaxBatch) flush(now, true);
+  refills_.add(std::move(req), e, urgency, now, config_->leases.refresh, config_->leases.ttl);
 }
 
 // Local demand: tokens spent plus tokens denied since the last credit, into the key's
@@ -1031,14 +951,7 @@ void LimiterImpl::hurry(Entry* e) {
       e->leased.load(std::memory_order_relaxed),
       e->exhausted.load(std::memory_order_relaxed) != core::kExhaustedNot,
       e->balance.load(std::memory_order_acquire), 1, e->s.rate, lease_sizing(p));
-  if (!urgent) return;
-  for (auto& [part, pb] : batch_) {
-    if (std::find(pb.entries.begin(), pb.entries.end(), e) != pb.entries.end()) {
-      pb.most = kUrgent;  // a key waits in the batch once at most
-      break;
-    }
-  }
-  e->s.held = false;
+  if (urgent) refills_.urge(e);
 }
 
 core::LeaseSizing LimiterImpl::lease_sizing(const CompiledPolicy& p) const noexcept {
@@ -1050,145 +963,16 @@ core::LeaseSizing LimiterImpl::lease_sizing(const CompiledPolicy& p) const noexc
   return z;
 }
 
-void LimiterImpl::flush(Nanos now, bool force) {
-  if (batch_.empty()) return;
-  // One store call per partition (a Redis shard), so that a slow or hung shard delays
-  // only its own keys' refills: a store answers a call once, when all of it is done.
-  // Refills that can wait stay in the batch until their partition's next call is due
-  // (LeaseOptions::refresh after its last one); an urgent one takes them all along.
-  // (The partition is the store's partition_of when the refill joined the batch; the
-  // store routes each key again when the call is made.)
-  held_until_ = Nanos::max();
-  for (auto it = batch_.begin(); it != batch_.end();) {
-    const std::size_t p = it->first;
-    const auto last = partition_sent_.find(p);
-    Nanos due = now;
-    if (last != partition_sent_.end() && it->second.most != kUrgent) {
-      // Never longer than a quarter of a TTL: the store's share levels hold that much of a
-      // rate, so a longer wait would leave part of an instance's share unused.
-      const Nanos period =
-          std::min(config_->leases.refresh, config_->leases.ttl / core::kHoldTtlDivisor);
-      const Nanos hold = it->second.most == kCold
-                             ? std::chrono::duration_cast<Nanos>(period * core::kColdHoldFraction)
-                             : period;
-
-      due = last->second + hold;
-    }
-    if (!force && due > now) {
-      held_until_ = std::min(held_until_, due);
-      ++it;
-      continue;
-    }
-    PartitionBatch out = std::move(it->second);
-    it = batch_.erase(it);
-    batch_size_ -= out.requests.size();
-    partition_sent_[p] = now;
-    sent_this_tick_ = true;
-    for (Entry* x : out.entries) x->s.held = false;
-    counted_.leases_asked.fetch_add(out.requests.size(), std::memory_order_relaxed);
-    send(now, p, std::move(out.requests), std::move(out.entries), std::move(out.mins),
-         std::move(out.wants));
-  }
-}
-
-void LimiterImpl::send(Nanos now, std::size_t partition, std::vector<LeaseRequest> batch,
-                       std::vector<Entry*> entries, std::vector<std::uint64_t> mins,
-                       std::vector<std::uint64_t> wants) {
-  const std::uint64_t id = next_batch_++;
-  if (relay_->user) {
-    LeaseStartEvent start;
-    start.id = id;
-    start.keys = static_cast<std::uint32_t>(batch.size());
-    for (std::uint64_t w : wants) start.tokens_asked += w;
-    relay_->on_lease_start(start);
-  }
-  in_flight_.emplace(
-      id, InFlight{now, std::move(entries), std::move(mins), std::move(wants), partition, false});
-  std::weak_ptr<Inbox> weak = inbox_;
-  auto done = [weak, id](std::vector<LeaseGrant> grants) {
-    auto inbox = weak.lock();
-    if (!inbox) return;
-    LimiterImpl* owner = nullptr;
-    {
-      std::lock_guard lk(inbox->mu);
-      inbox->items.emplace_back(id, std::move(grants));
-      owner = inbox->owner;
-      if (owner != nullptr) owner->wake();
-    }
-  };
-  const std::size_t n = batch.size();
-  try {
-    store_->lease(std::move(batch), done);
-  } catch (const std::exception& ex) {
-    std::vector<LeaseGrant> failed(n);
-    for (auto& g : failed) {
-      g.ok = false;
-      g.error = ex.what();
-    }
-    done(std::move(failed));
-  }
-}
-
-void LimiterImpl::flush_give_backs() noexcept {
-  give_backs_since_ = Nanos::max();
-  if (give_backs_.empty()) return;
-  try {
-    store_->give_back(std::move(give_backs_));
-  } catch (...) {
-    // Best effort: tokens not given back expire in the store.
-  }
-  give_backs_.clear();
-}
-
 void LimiterImpl::drain_inbox(Nanos now) {
-  std::vector<std::pair<std::uint64_t, std::vector<LeaseGrant>>> items;
-  {
-    std::lock_guard lk(inbox_->mu);
-    items.swap(inbox_->items);
-  }
-  for (auto& [id, grants] : items) {
-    auto it = in_flight_.find(id);
-    if (it == in_flight_.end()) continue;
-    InFlight f = std::move(it->second);
-    in_flight_.erase(it);
-    const std::int64_t rtt = (now - f.sent_at).count();
-    LeaseEvent ev;
-    ev.id = id;
-    ev.keys = static_cast<std::uint32_t>(f.entries.size());
-    ev.duration = now - f.sent_at;
-    for (std::size_t i = 0; i < f.entries.size(); ++i) {
-      LeaseGrant g;
-      if (i < grants.size()) {
-        g = std::move(grants[i]);
-      } else {
-        g.ok = false;
-        g.error = "store answered fewer keys than asked";
-      }
-      ev.tokens_asked += f.wants[i];
-      if (g.ok) {
-        ev.tokens_granted += g.granted;
-      } else {
-        ++ev.failed_keys;
-      }
-      Entry* e = f.entries[i];
-      apply(e, f.mins[i], f.wants[i], g, f.sent_at, now);
-      if (e->s.rematch) {  // an update came while it was in flight
-        e->s.rematch = false;
-        --moves_pending_;
-        if (!e->retired.load(std::memory_order_acquire)) rematch(e, now);
-      }
+  refills_.drain(now, [&](Entry* e, std::uint64_t min, std::uint64_t want, const LeaseGrant& g,
+                          Nanos sent_at) {
+    apply(e, min, want, g, sent_at, now);
+    if (e->s.rematch) {  // an update came while it was in flight
+      e->s.rematch = false;
+      --moves_pending_;
+      if (!e->retired.load(std::memory_order_acquire)) rematch(e, now);
     }
-    if (ev.failed_keys > 0) {
-      ev.outcome = LeaseOutcome::kFailed;
-      counted_.lease_failures.fetch_add(ev.failed_keys, std::memory_order_relaxed);
-    } else {
-      // Failed answers (often instant: an open breaker) would drag the estimate down.
-      const std::int64_t old = rtt_ns_.load(std::memory_order_relaxed);
-      rtt_ns_.store(old + (rtt - old) / 8, std::memory_order_relaxed);
-      round_trips_[f.partition].add(f.sent_at, now);
-    }
-    relay_->on_lease(ev);
-  }
+  });
 }
 
 void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const LeaseGrant& g,
@@ -1252,7 +1036,7 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
     e->leased.store(true, std::memory_order_relaxed);
   } else if (granted > 0) {
     // Expired before it arrived: hand it straight back (the store drops it if too late).
-    give_backs_.push_back(
+    refills_.give_back(
         GiveBack{std::string(e->key()), p.spec, granted, g.expires_at, instance_id_});
     counted_.tokens_expired.fetch_add(granted, std::memory_order_relaxed);
   }
@@ -1336,24 +1120,25 @@ void LimiterImpl::serve_waiters(Entry* e) {
 void LimiterImpl::serve_waiters(Entry* e, Completions& out) {
   const core::WaitQueue::Served served = waits_.serve(e, out);
   if (served.waits == 0) return;
-  Stripe& st = stripes_[kOwnedStripes];  // shared: the scheduler owns no stripe
+  // shared: the scheduler owns no stripe
+  PolicyCounts& st = stripes_[kOwnedStripes].policy[policy_of(e).label];
   st.admitted.fetch_add(served.waits, std::memory_order_relaxed);
   st.admitted_tokens.fetch_add(served.tokens, std::memory_order_relaxed);
 }
 
 void LimiterImpl::expire_deadlines(Nanos now) {
   Completions done;
-  const std::size_t expired = waits_.expire(
+  waits_.expire(
       now,
-      [now](const core::Waiter& w) {
+      [this, now](const core::Waiter& w) {
+        stripes_[kOwnedStripes]  // shared: the scheduler owns no stripe
+            .policy[policy_of(w.entry).label]
+            .denied[static_cast<int>(Reason::kTimeout)]
+            .fetch_add(1, std::memory_order_relaxed);
         Nanos retry{clamp_nonneg(w.entry->retry_at.load(std::memory_order_relaxed) - now.count())};
         return Decision{false, Reason::kTimeout, 0, retry};
       },
       done);
-  if (expired > 0) {
-    stripes_[kOwnedStripes].denied[static_cast<int>(Reason::kTimeout)].fetch_add(
-        expired, std::memory_order_relaxed);
-  }
   core::complete(done);
 }
 
@@ -1381,9 +1166,8 @@ void LimiterImpl::give_back(Entry* e, std::int64_t tokens) {
   // Newest leases hold what is left (first-in first-out spending).
   for (int i = s.lease_count - 1; i >= 0 && tokens > 0; --i) {
     const auto part = std::min<std::int64_t>(tokens, s.leases[i].granted);
-    give_backs_.push_back(GiveBack{std::string(e->key()), p.spec, static_cast<std::uint64_t>(part),
-                                   from_ms(s.leases[i].store_expiry) + store_offset_,
-                                   instance_id_});
+    refills_.give_back(GiveBack{std::string(e->key()), p.spec, static_cast<std::uint64_t>(part),
+                                from_ms(s.leases[i].store_expiry) + store_offset_, instance_id_});
     counted_.tokens_given_back.fetch_add(part, std::memory_order_relaxed);
     tokens -= part;
   }
@@ -1398,27 +1182,38 @@ void LimiterImpl::reclaim() {
   // and timers made redundant by an earlier one pile up: drop both once they outnumber
   // the table (a key needs only its earliest timer; when it fires, maintain() sets the next).
   if (eviction_.buried() > std::max<std::size_t>(1024, config_->max_keys / 64) ||
-      timers_.size() > 2 * table_.size() + 1024) {
-    timers_.drop_if([this](const Timer& t) {
-      Entry* e = t.entry;
-      if (!e->retired.load(std::memory_order_acquire) &&
-          !core::ms_before(e->s.next_timer, to_ms(t.at))) {
-        return false;
-      }
-      --e->s.timer_refs;
-      return true;
-    });
+      refills_.timers() > 2 * table_.size() + 1024) {
+    refills_.drop_stale_timers();
   }
   eviction_.reclaim();
 }
 
 Stats LimiterImpl::stats() const {
   Stats st;
+  // Counts first, names after: a label is named before any decision counts under it.
+  std::array<PolicyStats, core::PolicyLabels::kMax> by_label{};
 #define TOLLGATE_STATS_SUM(name, since, help) st.name += s.name.load(std::memory_order_relaxed);
+#define TOLLGATE_STATS_SUM_POLICY(name, since, help) \
+  ps.name += s.policy[l].name.load(std::memory_order_relaxed);
   for (const Stripe& s : stripes_) {
     TOLLGATE_STATS_ADMISSIONS(TOLLGATE_STATS_SUM)
-    for (int r = 0; r < kReasonCount; ++r)
-      st.denied[r] += s.denied[r].load(std::memory_order_relaxed);
+    for (std::size_t l = 0; l < by_label.size(); ++l) {
+      PolicyStats& ps = by_label[l];
+      TOLLGATE_STATS_DECISIONS(TOLLGATE_STATS_SUM_POLICY)
+      for (int r = 0; r < kReasonCount; ++r)
+        ps.denied[r] += s.policy[l].denied[r].load(std::memory_order_relaxed);
+    }
+  }
+#undef TOLLGATE_STATS_SUM_POLICY
+  std::vector<std::string> names = labels_.names();
+  st.policies.reserve(names.size());
+  for (std::size_t l = 0; l < names.size(); ++l) {
+    PolicyStats& ps = by_label[l];
+    ps.name = std::move(names[l]);
+    st.admitted += ps.admitted;
+    st.admitted_tokens += ps.admitted_tokens;
+    for (int r = 0; r < kReasonCount; ++r) st.denied[r] += ps.denied[r];
+    st.policies.push_back(std::move(ps));
   }
   {
     const SchedulerCounters& s = counted_;
@@ -1429,7 +1224,7 @@ Stats LimiterImpl::stats() const {
   const std::size_t waiting = waits_.size();
   st.bytes_used = table_.bytes_used() + admission_.bytes() +
                   waiting * (sizeof(core::Waiter) + 2 * sizeof(void*)) +
-                  timer_count_.load(std::memory_order_relaxed) * sizeof(Timer);
+                  refills_.timers_counted() * Scheduler::kTimerBytes;
   st.breaker_transitions = relay_->transitions.load(std::memory_order_relaxed);
   st.breakers_opened = relay_->opened.load(std::memory_order_relaxed);
   relay_->durations.read(st.lease_duration);

@@ -1,23 +1,21 @@
-// The Limiter's machinery: lock-free spending from local leases on application threads,
-// and one refill scheduler (on the SDK's thread, or driven by poll()) that talks to the
-// QuotaStore. Thread-safe: public methods may be called from any thread; the scheduler's
-// state (Entry::s and everything marked "scheduler") is touched under tick_mu_ only; the
-// wait queue (limiter/wait_queue.h) has a lock of its own, taken under tick_mu_ or alone.
+// The Limiter's facade over its parts (docs/architecture.md, "The parts of the Limiter"):
+// the API and the hot path (lock-free spending from local leases on application threads),
+// and on the scheduler's thread (the SDK's, or poll()) the order of a tick and what a key
+// asks for and what an answer does to it. The parts: the key table and epochs, the wait
+// queue, the refill scheduler's machinery, eviction, and the pure lease book, lease sizing,
+// fallback bucket and round trips. Thread-safe: public methods may be called from any
+// thread; the scheduler's state (Entry::s and everything marked "scheduler") is touched
+// under tick_mu_ only; the wait queue has a lock of its own, taken under tick_mu_ or alone.
 #pragma once
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
 #include <mutex>
-#include <queue>
-#include <semaphore>
 #include <string>
 #include <thread>
-#include <unordered_map>
 #include <vector>
 
 #include "limiter/admission.h"
@@ -28,7 +26,8 @@
 #include "limiter/lease_durations.h"
 #include "limiter/lease_sizing.h"
 #include "limiter/policy_index.h"
-#include "limiter/round_trips.h"
+#include "limiter/policy_labels.h"
+#include "limiter/refill_scheduler.h"
 #include "limiter/wait_queue.h"
 #include "tollgate/limiter.h"
 
@@ -80,7 +79,8 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
     std::uint64_t capacity = 0;
     std::uint64_t max_lease = 0;
     bool concurrency = false;
-    bool shadow = false;           // Policy::shadow: denials admit all the same
+    bool shadow = false;                              // Policy::shadow: denials admit all the same
+    std::uint8_t label = core::PolicyLabels::kOther;  // its tollgate.policy value
     bool penalty_box = false;      // spec->penalty_box.enabled(), without a look at spec
     double refill_per_second = 0;  // how fast capacity comes back (rate or limit/window)
     std::uint8_t fallback = core::kFallbackLocal;  // Entry::fallback while unavailable
@@ -108,45 +108,51 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
     std::uint64_t freed_epoch = 0;  // kFree: reusable once no reader is older than this
   };
 #define TOLLGATE_STATS_ATOMIC(name, since, help) std::atomic<std::uint64_t> name{0};
-  struct alignas(64) Stripe {
-    TOLLGATE_STATS_ADMISSIONS(TOLLGATE_STATS_ATOMIC)
+  // Decisions under one tollgate.policy value. admitted and admitted_tokens share a cache
+  // line at every label (the block is 144 bytes from a 64-aligned start: offsets 0, 16, 32, 48).
+  struct PolicyCounts {
+    TOLLGATE_STATS_DECISIONS(TOLLGATE_STATS_ATOMIC)
     std::atomic<std::uint64_t> denied[kReasonCount]{};
+  };
+  struct alignas(64) Stripe {
+    PolicyCounts policy[core::PolicyLabels::kMax];  // by CompiledPolicy::label
+    TOLLGATE_STATS_ADMISSIONS(TOLLGATE_STATS_ATOMIC)
   };
   struct SchedulerCounters {
     TOLLGATE_STATS_SCHEDULER(TOLLGATE_STATS_ATOMIC)
   };
 #undef TOLLGATE_STATS_ATOMIC
-  struct Timer {
-    Nanos at;
-    Entry* entry;
-    bool operator>(const Timer& o) const noexcept { return at > o.at; }
-  };
-  struct InFlight {
-    Nanos sent_at;
-    std::vector<Entry*> entries;
-    std::vector<std::uint64_t> mins;
-    std::vector<std::uint64_t> wants;
-    std::size_t partition = 0;
-    bool overdue = false;  // its keys decide by their fallback until the answer
-  };
-  // Store answers arrive here from whatever thread the store uses.
-  struct Inbox {
-    std::mutex mu;
-    std::vector<std::pair<std::uint64_t, std::vector<LeaseGrant>>> items;
-    LimiterImpl* owner = nullptr;  // null after shutdown
-  };
 
   // --- application threads ---
+  // A denial counted under the policy's label; without one, under "other" (no policy yet).
+  Decision deny(const CompiledPolicy& p, Reason r, std::uint32_t stripe, std::int64_t remaining = 0,
+                Nanos retry_after = Nanos{0}) noexcept {
+    return deny_as(p.label, r, stripe, remaining, retry_after);
+  }
   Decision deny(Reason r, std::uint32_t stripe, std::int64_t remaining = 0,
-                Nanos retry_after = Nanos{0}) noexcept;
+                Nanos retry_after = Nanos{0}) noexcept {
+    return deny_as(core::PolicyLabels::kOther, r, stripe, remaining, retry_after);
+  }
+  Decision deny_as(std::uint8_t label, Reason r, std::uint32_t stripe, std::int64_t remaining,
+                   Nanos retry_after) noexcept;
+  void count_admitted(std::uint8_t label, std::uint32_t stripe, std::uint64_t cost) noexcept {
+    count(
+        stripe, [label](Stripe & s) -> auto& { return s.policy[label].admitted; }, 1);
+    count(
+        stripe, [label](Stripe & s) -> auto& { return s.policy[label].admitted_tokens; }, cost);
+  }
   Decision spend(Entry* e, std::uint64_t cost, std::uint32_t stripe, bool permit) noexcept;
   Decision shadowed(const Entry* e, Decision d, std::uint32_t stripe) noexcept;
   Decision spend_fallback(Entry* e, std::uint8_t fallback, std::uint64_t cost, std::int64_t balance,
                           std::uint32_t stripe) noexcept;
   Entry* find_or_create(std::string_view key, std::uint64_t cost, bool permit, std::uint32_t stripe,
                         Decision& failure) noexcept;
-  void request_refill(Entry* e) noexcept;
-  void wake() noexcept;
+  void request_refill(Entry* e) noexcept {
+    refills_.request(e);
+  }
+  void wake() noexcept {
+    refills_.wake();
+  }
   // A key whose balance an over-settle took below zero: denied kInDebt (reservation.cpp).
   Decision deny_in_debt(const Entry* e, std::uint32_t stripe) noexcept;
   // What a lease request asks on top of the need: the key's debt (RefillState::debt and the
@@ -157,7 +163,6 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   // or — when the store was short of it (`store_short`) — reported to the store as a
   // GiveBack::debt and cleared here; the key says in_debt until its next grant.
   void carry_debt(Entry* e, bool store_short, bool granted);
-  bool debt_reported_ = false;  // scheduler: a debt waits in give_backs_; flush this tick
   // Lease ends, counted per hash slot of the key: a reservation's refund goes back to the
   // balance only while the lease its tokens came from is held — no end since the reserve, or
   // one when they all came from the newer lease (Entry::newer_granted) — or it would spend
@@ -202,21 +207,17 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   void leave_fallback(Entry* e);
   void engage_fallback(Entry* e, Nanos now);
   void mark_overdue(Nanos now);
-  void flush(Nanos now, bool force = false);
+  void flush(Nanos now, bool force = false) {
+    refills_.flush(now, config_->leases.refresh, config_->leases.ttl, force);
+  }
   core::LeaseSizing lease_sizing(const CompiledPolicy& p) const noexcept;
   void hurry(Entry* e);
   double sample_demand(Entry* e, core::Ms nms, std::int64_t balance, std::uint32_t denials,
                        std::uint64_t denied_cost) noexcept;
-  // PartitionBatch::most: how soon a refill must go (core/lease_sizing.h).
-  static constexpr std::uint8_t kCanWait = 0;  // with the partition's next call
-  static constexpr std::uint8_t kCold = 1;     // within a short hold
-  static constexpr std::uint8_t kUrgent = 2;   // at the end of this tick
-  void send(Nanos now, std::size_t partition, std::vector<LeaseRequest> batch,
-            std::vector<Entry*> entries, std::vector<std::uint64_t> mins,
-            std::vector<std::uint64_t> wants);
-  void add_timer(Entry* e, Nanos at);
+  void add_timer(Entry* e, Nanos at) {
+    refills_.add_timer(e, at);
+  }
   void ensure_timers(Entry* e, Nanos now);
-  void flush_give_backs() noexcept;
   void serve_waiters(Entry* e, core::Completions& out);
   void serve_waiters(Entry* e);  // and completes them
   void expire_deadlines(Nanos now);
@@ -283,8 +284,9 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   std::uint64_t rematch_epoch_ = 0;  // once no reader is older (none holds the old set)
   std::size_t moves_pending_ = 0;    // keys with RefillState::rematch set
   core::KeyTable table_;
-  core::AdmissionSketch admission_;  // who takes the table's last places
-  core::Eviction eviction_;          // the idle sweep and the graveyard (scheduler)
+  core::AdmissionSketch admission_;    // who takes the table's last places
+  mutable core::PolicyLabels labels_;  // tollgate.policy values; compile() takes them
+  core::Eviction eviction_;            // the idle sweep and the graveyard (scheduler)
   // Counters striped by thread: the first kOwnedStripes threads (by epoch record index)
   // each own one and add without a locked instruction (~8 ns saved per admission, twice);
   // later threads and the scheduler share the last stripe with fetch_add.
@@ -300,62 +302,23 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
     }
   }
 
-  // Refill queue: a lock-free stack that application threads push to.
-  std::atomic<Entry*> queue_head_{nullptr};
-  std::atomic<bool> sleeping_{false};
-  std::atomic<std::int64_t> rtt_ns_{1'000'000};  // EWMA of store round trips
-
   // Scheduler state.
   std::mutex tick_mu_;
-  // A heap of timers that can drop some: an evicted entry's memory is otherwise held until
-  // its lease timers would have fired.
-  struct TimerQueue : std::priority_queue<Timer, std::vector<Timer>, std::greater<>> {
-    template <typename Drop>
-    void drop_if(Drop drop) {
-      auto end = std::remove_if(c.begin(), c.end(), drop);
-      if (end == c.end()) return;
-      c.erase(end, c.end());
-      if (c.capacity() > 4 * c.size() + 1024) c.shrink_to_fit();
-      std::make_heap(c.begin(), c.end(), comp);
-    }
-  };
-  TimerQueue timers_;
-  Nanos tick_now_{0};                        // scheduler: the time of the tick that is running
-  std::atomic<std::size_t> timer_count_{0};  // timers_.size() after the last tick, for stats()
-  // Refills waiting for their partition's next store call, by partition (looked up once,
-  // when the refill joins), in the order they joined: a tick looks at each partition, not
-  // at each waiting refill.
-  struct PartitionBatch {
-    std::vector<LeaseRequest> requests;
-    std::vector<Entry*> entries;
-    std::vector<std::uint64_t> mins, wants;
-    std::uint8_t most = kCanWait;  // the most urgent of them
-  };
-  std::map<std::size_t, PartitionBatch> batch_;
-  std::size_t batch_size_ = 0;                             // refills in batch_, all partitions
-  std::unordered_map<std::size_t, Nanos> partition_sent_;  // last store call per partition
-  Nanos held_until_ = Nanos::max();  // when the earliest held partition is due
-  bool sent_this_tick_ = false;
-  Nanos give_backs_since_ = Nanos::max();  // when give_backs_ began to wait
-  std::unordered_map<std::uint64_t, InFlight> in_flight_;
-  // Per partition (shard): its recent answered round trips, for mark_overdue().
-  std::unordered_map<std::size_t, core::RoundTrips> round_trips_;
-  std::vector<GiveBack> give_backs_;
-  std::uint64_t next_batch_ = 1;
   std::uint64_t next_request_ = 1;
   Nanos busy_until_{0};
   Nanos store_offset_{0};  // store clock minus local clock, erring early
-  std::shared_ptr<Inbox> inbox_;
 
   // Waiters (acquire / acquire_async): their own lock, taken under tick_mu_ or alone.
   core::WaitQueue waits_;
 
   // Counters the scheduler keeps (and give_back on any thread, fallback on the hot path).
   SchedulerCounters counted_;
+  // The refill stack, timers, batches per partition, calls in flight and their inbox,
+  // give-backs (limiter/refill_scheduler.h): scheduler, but for request() and wake().
+  core::RefillScheduler refills_;
 
   // The SDK's thread.
   std::thread thread_;
-  std::counting_semaphore<> wake_{0};
   std::atomic<bool> stop_{false};
   std::atomic<bool> shut_{false};
 };

@@ -33,9 +33,9 @@ bool took_tokens(const Decision& d) noexcept {
 Decision LimiterImpl::deny_in_debt(const Entry* e, std::uint32_t stripe) noexcept {
   // Paid by the next grant: about a round trip away, or when the store said the key's
   // bucket has the need and the debt (retry_at).
-  const Nanos rtt{rtt_ns_.load(std::memory_order_relaxed) + std::chrono::milliseconds(1).count()};
+  const Nanos rtt{refills_.rtt_ns() + std::chrono::milliseconds(1).count()};
   const Nanos until{e->retry_at.load(std::memory_order_relaxed) - clock_->now().count()};
-  return deny(Reason::kInDebt, stripe, 0, std::max(rtt, until));
+  return deny(policy_of(e), Reason::kInDebt, stripe, 0, std::max(rtt, until));
 }
 
 std::uint64_t LimiterImpl::debt_to_ask(const Entry* e, const CompiledPolicy& p,
@@ -64,8 +64,8 @@ void LimiterImpl::carry_debt(Entry* e, bool store_short, bool granted) {
   if (owed == 0) return;
   GiveBack debt{std::string(e->key()), policy_of(e).spec, owed, Nanos{0}, instance_id_};
   debt.debt = true;
-  give_backs_.push_back(std::move(debt));
-  debt_reported_ = true;
+  refills_.give_back(std::move(debt));
+  refills_.flush_give_backs();  // now: the store counts it from this call on
   s.owes = true;
   e->exhausted.store(core::kExhaustedDebt, std::memory_order_release);
 }

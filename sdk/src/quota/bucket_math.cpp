@@ -357,16 +357,15 @@ LeaseAnswer lease_shared(TenantState& t, GroupState* group, const ResolvedPolicy
   // them by its own change only, so that a lease costs O(1) however many instances and
   // tenants there are (the Lua script reads two hashes whole only at a refresh).
   const std::int64_t refresh = span / 16;
-  auto it = t.instances.find(holder);
-  const bool counted = it != t.instances.end();
-  if (!counted) it = t.instances.emplace(std::string(holder), InstanceRecord{}).first;
-  InstanceRecord& me = it->second;
-  const double before = counted ? me.demand : 0;
-  me.demand = d;
-  me.held = held;
-  me.seen = now;
+  bool made = false;
+  InstanceRecord* rec = &t.instances.get(holder, made);
+  const double before = made ? 0 : rec->demand;
+  rec->demand = d;
+  rec->held = held;
+  rec->seen = now;
   if (!t.total_known || now - t.total_at >= refresh) {
-    std::erase_if(t.instances, [&](const auto& kv) { return kv.second.seen <= live_after; });
+    t.instances.erase_if([&](const auto& kv) { return kv.second.seen <= live_after; });
+    rec = t.instances.find(holder);  // moved, not erased: seen now
     t.demand_total = 0;
     for (const auto& [name, r] : t.instances) t.demand_total += r.demand;
     t.total_known = true;
@@ -375,6 +374,7 @@ LeaseAnswer lease_shared(TenantState& t, GroupState* group, const ResolvedPolicy
     t.demand_total += d - before;
   }
   const double total = t.demand_total;
+  InstanceRecord& me = *rec;
 
   double rate = p.rate;  // what the key may spend: its own rate, or its share of the group's
   double group_share = 0;
@@ -382,11 +382,11 @@ LeaseAnswer lease_shared(TenantState& t, GroupState* group, const ResolvedPolicy
     refill(group->bucket, p.group_rate, p.effective_group_burst(), now);
     group->ttl = span;
     const Claim mine{p.weight, p.guaranteed_rate, std::min(total, p.rate)};
-    auto [rec, joined] = group->tenants.try_emplace(std::string(tenant));
-    rec->second = TenantRecord{mine.weight, mine.floor, mine.ceiling, now};
+    bool joined = false;
+    group->tenants.get(tenant, joined) = TenantRecord{mine.weight, mine.floor, mine.ceiling, now};
     // A tenant that joins is counted at once, so that its share is there when it asks.
     if (!group->fair_known || joined || now - group->fair_at >= refresh) {
-      std::erase_if(group->tenants, [&](const auto& kv) { return kv.second.seen <= live_after; });
+      group->tenants.erase_if([&](const auto& kv) { return kv.second.seen <= live_after; });
       std::vector<Claim> claims;
       claims.reserve(group->tenants.size());
       for (const auto& [name, r] : group->tenants)

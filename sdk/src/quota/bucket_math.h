@@ -10,10 +10,14 @@
 //     that could be spent later than the original grant allowed.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <span>
 #include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 #include "tollgate/config.h"
 
@@ -112,6 +116,41 @@ struct TenantRecord {  // one key of a group, as the group sees it
   std::int64_t seen = 0;
 };
 
+// Records by name, in name order, in one array: the order a std::map keeps (so sums over
+// them add up in the same order), at a few cache lines a lookup instead of a node per
+// level — a key is asked for by every instance (60 in the reference fleet).
+template <typename V>
+class NamedRecords {
+ public:
+  using value_type = std::pair<std::string, V>;
+  // The record named `name`; made (value-initialised) when there is none, and then `made`.
+  V& get(std::string_view name, bool& made) {
+    auto it = lower_bound(name);
+    made = it == records_.end() || it->first != name;
+    if (made) it = records_.emplace(it, std::string(name), V{});
+    return it->second;
+  }
+  V* find(std::string_view name) {
+    auto it = lower_bound(name);
+    return it == records_.end() || it->first != name ? nullptr : &it->second;
+  }
+  template <typename Pred>
+  void erase_if(Pred pred) {
+    std::erase_if(records_, pred);
+  }
+  auto begin() const { return records_.begin(); }
+  auto end() const { return records_.end(); }
+  std::size_t size() const noexcept { return records_.size(); }
+
+ private:
+  typename std::vector<value_type>::iterator lower_bound(std::string_view name) {
+    return std::lower_bound(
+        records_.begin(), records_.end(), name,
+        [](const value_type& r, std::string_view n) { return std::string_view(r.first) < n; });
+  }
+  std::vector<value_type> records_;
+};
+
 // A token-bucket key with shares: its bucket, its pacing at the group's share, its instances.
 struct TenantState {
   std::int64_t ttl = 0;  // of the last ask: records live this long
@@ -120,7 +159,7 @@ struct TenantState {
   double demand_total = 0;  // over the instances, as of total_at plus the changes since
   std::int64_t total_at = 0;
   ShareLevel group_share;
-  std::map<std::string, InstanceRecord, std::less<>> instances;
+  NamedRecords<InstanceRecord> instances;
 };
 
 struct GroupState {
@@ -129,7 +168,7 @@ struct GroupState {
   bool fair_known = false;
   FairShare fair;  // as computed at fair_at over every live tenant
   std::int64_t fair_at = 0;
-  std::map<std::string, TenantRecord, std::less<>> tenants;
+  NamedRecords<TenantRecord> tenants;
 };
 
 // A token-bucket lease with shares. `group` is null when the policy has no group budget.

@@ -17,13 +17,30 @@ using telemetry::Instrument;
 using telemetry::kMetrics;
 using telemetry::MetricSpec;
 
-struct Field {
+// A counter by name: of Stats, or of Stats::policies' PolicyStats.
+template <typename Of>
+struct FieldOf {
   std::string_view name;
-  std::uint64_t Stats::*member;
+  std::uint64_t Of::*member;
 };
+using Field = FieldOf<Stats>;
+using PolicyField = FieldOf<PolicyStats>;
 #define TOLLGATE_STATS_ENTRY(name, since, help) Field{#name, &Stats::name},
 constexpr Field kFields[] = {TOLLGATE_STATS_COUNTERS(TOLLGATE_STATS_ENTRY)};
 #undef TOLLGATE_STATS_ENTRY
+// The counters Stats::policies holds per policy value too: a metric of one of them whose one
+// attribute is tollgate.policy has a series per value.
+#define TOLLGATE_STATS_ENTRY(name, since, help) PolicyField{#name, &PolicyStats::name},
+constexpr PolicyField kPolicyFields[] = {TOLLGATE_STATS_DECISIONS(TOLLGATE_STATS_ENTRY)};
+#undef TOLLGATE_STATS_ENTRY
+constexpr std::string_view kPolicy = "tollgate.policy";
+
+constexpr const PolicyField* per_policy(const MetricSpec& m) {
+  if (m.attribute_count != 1 || m.attributes[0] != kPolicy) return nullptr;
+  for (const PolicyField& f : kPolicyFields)
+    if (f.name == m.stat) return &f;
+  return nullptr;
+}
 
 // The metrics whose value is not one counter of Stats.
 constexpr std::string_view kDecisions = "admitted, denied";
@@ -57,6 +74,15 @@ constexpr bool every_counter_is_exposed() {
 }
 static_assert(every_metric_has_a_source(), "metrics.json names a stat that Stats lacks");
 static_assert(every_counter_is_exposed(), "a counter of stats_list.h has no metric");
+constexpr bool policy_attribute_only_where_counted() {
+  for (const MetricSpec& m : kMetrics)
+    for (std::size_t i = 0; i < m.attribute_count; ++i)
+      if (m.attributes[i] == kPolicy && m.stat != kDecisions && per_policy(m) == nullptr)
+        return false;
+  return true;
+}
+static_assert(policy_attribute_only_where_counted(),
+              "metrics.json gives tollgate.policy to a metric Stats::policies does not count");
 
 constexpr bool same_bounds() {
   if (telemetry::kLeaseDurationBounds.size() != kLeaseDurationBounds.size()) return false;
@@ -100,7 +126,7 @@ class Writer {
     out_ += '\n';
   }
 
-  // name{label="value",...} value; values are bounded enums and numbers, none needs escaping.
+  // name{label="value",...} value; the values come quoted (escaped()) or need no escaping.
   template <typename V>
   void sample(std::string_view name, std::string_view suffix,
               std::initializer_list<std::pair<std::string_view, std::string_view>> labels,
@@ -129,12 +155,40 @@ class Writer {
   std::string& out_;
 };
 
+// A label value as the text format quotes it: backslash, double quote and newline escaped.
+// Policy names are configured text; the other values are bounded enums and numbers.
+std::string escaped(std::string_view v) {
+  std::string out;
+  out.reserve(v.size());
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+// A counter of Stats::policies: a series per policy value, "other" first.
+void by_policy(Writer& w, const MetricSpec& m, const PolicyField& f, const Stats& s) {
+  for (const PolicyStats& p : s.policies)
+    w.sample(m.prometheus, "", {{kPolicy, escaped(p.name)}}, p.*f.member);
+}
+
+// Every policy label's series, from the start: "other" first, then the named policies.
 void decisions(Writer& w, const MetricSpec& m, const Stats& s) {
-  const auto result = m.attributes[0], reason = m.attributes[1];
-  w.sample(m.prometheus, "", {{result, "admitted"}, {reason, to_string(Reason::kOk)}}, s.admitted);
-  for (int r = 1; r < kReasonCount; ++r)
-    w.sample(m.prometheus, "", {{result, "denied"}, {reason, to_string(static_cast<Reason>(r))}},
-             s.denied[r]);
+  const auto result = m.attributes[0], reason = m.attributes[1], policy = m.attributes[2];
+  for (const PolicyStats& p : s.policies) {
+    const std::string name = escaped(p.name);
+    w.sample(m.prometheus, "",
+             {{result, "admitted"}, {reason, to_string(Reason::kOk)}, {policy, name}}, p.admitted);
+    for (int r = 1; r < kReasonCount; ++r)
+      w.sample(m.prometheus, "",
+               {{result, "denied"}, {reason, to_string(static_cast<Reason>(r))}, {policy, name}},
+               p.denied[r]);
+  }
 }
 
 void lease_duration(Writer& w, const MetricSpec& m, const Stats& s) {
@@ -183,6 +237,8 @@ std::string prometheus_text(const Stats& stats) {
       lease_duration(w, m, stats);
     else if (m.stat == kBreakers)
       breakers(w, m, stats);
+    else if (const PolicyField* f = per_policy(m))
+      by_policy(w, m, *f, stats);
     else
       w.sample(m.prometheus, "", {}, stats.*(field_of(m.stat)->member));
   }

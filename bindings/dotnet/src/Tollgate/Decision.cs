@@ -143,8 +143,14 @@ public sealed class TollgateStats
     public ulong DebtTokens { get; init; }
     /// <summary>Each shard's breaker now (empty for the in-process store).</summary>
     public IReadOnlyList<BreakerState> Breakers { get; init; } = Array.Empty<BreakerState>();
+    /// <summary>
+    /// Decisions by policy value, "other" first (the <c>tollgate.policy</c> attribute; they sum to
+    /// <see cref="Admitted"/>, <see cref="AdmittedTokens"/> and <see cref="DeniedByReason"/>).
+    /// </summary>
+    public IReadOnlyList<TollgatePolicyStats> Policies { get; init; } = Array.Empty<TollgatePolicyStats>();
 
-    internal static unsafe TollgateStats From(NativeStats s, BreakerState[] breakers)
+    internal static unsafe TollgateStats From(NativeStats s, BreakerState[] breakers,
+        TollgatePolicyStats[]? policies = null)
     {
         var byReason = new Dictionary<Reason, ulong>();
         for (int i = 0; i < Native.StatsDeniedSlots; i++)
@@ -186,6 +192,39 @@ public sealed class TollgateStats
             SettledOver = s.SettledOver,
             DebtTokens = s.DebtTokens,
             Breakers = breakers,
+            Policies = policies ?? Array.Empty<TollgatePolicyStats>(),
+        };
+    }
+}
+
+/// <summary>
+/// The decisions under one value of the <c>tollgate.policy</c> attribute (docs/observability.md,
+/// "Decisions per policy"): a policy's configured name, or "other" for the policies without a name
+/// of their own (none, or their match), the decisions no policy made, and the names past the first
+/// 15 a limiter has seen. Never a key.
+/// </summary>
+public sealed class TollgatePolicyStats
+{
+    /// <summary>The attribute's value.</summary>
+    public string Name { get; init; } = "";
+    /// <summary>Decisions that admitted.</summary>
+    public ulong Admitted { get; init; }
+    /// <summary>Their summed cost.</summary>
+    public ulong AdmittedTokens { get; init; }
+    /// <summary>Denials by reason.</summary>
+    public IReadOnlyDictionary<Reason, ulong> DeniedByReason { get; init; } = new Dictionary<Reason, ulong>();
+
+    internal static unsafe TollgatePolicyStats From(string name, in NativePolicyStats s)
+    {
+        var byReason = new Dictionary<Reason, ulong>();
+        for (int i = 1; i < Native.ReasonCount; i++)
+            if (s.Denied[i] != 0) byReason[(Reason)i] = s.Denied[i];
+        return new TollgatePolicyStats
+        {
+            Name = name,
+            Admitted = s.Admitted,
+            AdmittedTokens = s.AdmittedTokens,
+            DeniedByReason = byReason,
         };
     }
 }

@@ -107,6 +107,15 @@ internal unsafe struct NativeStats
     public ulong DeniedInDebt;
 }
 
+// tg_policy_stats: one policy value's decisions (tg_limiter_policy_stats).
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct NativePolicyStats
+{
+    public ulong Admitted;
+    public ulong AdmittedTokens;
+    public fixed ulong Denied[Native.PolicyStatsReasons];  // TG_POLICY_STATS_REASONS, by tg_reason
+}
+
 internal static unsafe partial class Native
 {
     private const string Library = "tollgate";
@@ -121,6 +130,9 @@ internal static unsafe partial class Native
     // TG_REASON_COUNT (GroupTests checks it against the loaded library: tg_reason_str knows
     // exactly this many reasons).
     internal const int ReasonCount = 17;
+    // TG_POLICY_STATS_REASONS and TG_POLICY_VALUES_MAX (tollgate.h).
+    internal const int PolicyStatsReasons = 32;
+    internal const int PolicyValuesMax = 16;
 
     [LibraryImport(Library, EntryPoint = "tg_version_num")]
     internal static partial int VersionNum();
@@ -196,6 +208,14 @@ internal static unsafe partial class Native
     [LibraryImport(Library, EntryPoint = "tg_limiter_prometheus_text")]
     internal static partial Status LimiterPrometheusText(byte* outText, nuint capacity, nuint* outLength,
         nint limiter);
+
+    [LibraryImport(Library, EntryPoint = "tg_limiter_policy_stats")]
+    internal static partial Status LimiterPolicyStats(NativePolicyStats* outStats, nuint capacity, nuint* outCount,
+        nint limiter);
+
+    [LibraryImport(Library, EntryPoint = "tg_limiter_policy_name")]
+    internal static partial Status LimiterPolicyName(byte* outName, nuint capacity, nuint* outLength,
+        nint limiter, nuint label);
 
     [LibraryImport(Library, EntryPoint = "tg_limiter_breakers")]
     internal static partial Status LimiterBreakers(int* outStates, nuint capacity, nuint* outCount,

@@ -323,6 +323,7 @@ public sealed unsafe class TollgateLimiter : IDisposable
         NativeStats s = default;
         s.Version = Native.StatsVersion;
         BreakerState[] breakers;
+        TollgatePolicyStats[] policies;
         bool added = false;
         try
         {
@@ -336,12 +337,44 @@ public sealed unsafe class TollgateLimiter : IDisposable
                 Native.LimiterBreakers(p, (nuint)states.Length, &count, Handle.DangerousGetHandle());
             breakers = new BreakerState[(int)Math.Min(count, (nuint)states.Length)];
             for (int i = 0; i < breakers.Length; i++) breakers[i] = (BreakerState)states[i];
+            policies = PolicyStats(Handle.DangerousGetHandle());
         }
         finally
         {
             if (added) Handle.DangerousRelease();
         }
-        return TollgateStats.From(s, breakers);
+        return TollgateStats.From(s, breakers, policies);
+    }
+
+    // A label keeps its name for the limiter's life: each is read once.
+    private readonly string?[] _policyNames = new string?[Native.PolicyValuesMax];
+
+    private TollgatePolicyStats[] PolicyStats(nint h)
+    {
+        NativePolicyStats* native = stackalloc NativePolicyStats[Native.PolicyValuesMax];
+        nuint count = 0;
+        if (Native.LimiterPolicyStats(native, Native.PolicyValuesMax, &count, h) != Status.Ok)
+            throw new InvalidOperationException("Tollgate: tg_limiter_policy_stats failed");
+        var policies = new TollgatePolicyStats[(int)Math.Min(count, (nuint)Native.PolicyValuesMax)];
+        for (int i = 0; i < policies.Length; i++)
+            policies[i] = TollgatePolicyStats.From(PolicyName(h, i), native[i]);
+        return policies;
+    }
+
+    private string PolicyName(nint h, int label)
+    {
+        string? name = Volatile.Read(ref _policyNames[label]);
+        if (name != null) return name;
+        nuint length = 0;
+        if (Native.LimiterPolicyName(null, 0, &length, h, (nuint)label) != Status.Ok)
+            throw new InvalidOperationException("Tollgate: tg_limiter_policy_name failed");
+        byte[] buffer = new byte[(int)length + 1];
+        fixed (byte* p = buffer)
+            if (Native.LimiterPolicyName(p, (nuint)buffer.Length, &length, h, (nuint)label) != Status.Ok)
+                throw new InvalidOperationException("Tollgate: tg_limiter_policy_name failed");
+        name = Encoding.UTF8.GetString(buffer, 0, (int)length);
+        Volatile.Write(ref _policyNames[label], name);
+        return name;
     }
 
     /// <summary>

@@ -30,10 +30,10 @@ public static class TollgateTelemetry
     private static readonly ConditionalWeakTable<TollgateLimiter, object> s_limiters = new();
     private static readonly object s_tag = new();
 
-    // The counters of the vocabulary that are one native counter each (metrics.json, in order).
+    // The counters of the vocabulary that are one native counter each (metrics.json, in order;
+    // tollgate.decisions and tollgate.tokens.admitted are by policy, below).
     private static readonly (string Name, string Unit, string Description, Func<TollgateStats, ulong> Value)[] s_counters =
     {
-        ("tollgate.tokens.admitted", "{token}", "Tokens (summed cost) of the decisions that admitted", s => s.AdmittedTokens),
         ("tollgate.lease.requests", "{request}", "Lease requests sent to the store, one per key", s => s.LeasesAsked),
         ("tollgate.lease.grants", "{lease}", "Lease answers that granted tokens", s => s.LeasesGranted),
         ("tollgate.lease.failures", "{request}", "Lease requests that failed (shard unavailable)", s => s.LeaseFailures),
@@ -71,7 +71,9 @@ public static class TollgateTelemetry
     static TollgateTelemetry()
     {
         Meter.CreateObservableCounter("tollgate.decisions", ObserveDecisions, "{decision}",
-            "Decisions, by result and reason");
+            "Decisions, by result, reason and policy");
+        Meter.CreateObservableCounter("tollgate.tokens.admitted", ObserveAdmittedTokens, "{token}",
+            "Tokens (summed cost) of the decisions that admitted");
         foreach (var c in s_counters)
         {
             Func<TollgateStats, ulong> value = c.Value;
@@ -141,24 +143,44 @@ public static class TollgateTelemetry
         return n;
     }
 
+    // By policy value, summed over limiters by name ("other" from the start).
+    private static IEnumerable<Measurement<long>> ObserveAdmittedTokens()
+    {
+        var byPolicy = new Dictionary<string, long>(StringComparer.Ordinal) { ["other"] = 0 };
+        foreach (TollgateStats s in LiveStats())
+            foreach (TollgatePolicyStats p in s.Policies)
+                byPolicy[p.Name] = byPolicy.GetValueOrDefault(p.Name) + (long)p.AdmittedTokens;
+        var result = new List<Measurement<long>>(byPolicy.Count);
+        foreach (var (policy, n) in byPolicy)
+            result.Add(new(n, new KeyValuePair<string, object?>("tollgate.policy", policy)));
+        return result;
+    }
+
+    // By policy value (summed over limiters by name) and reason; [0] is admitted.
     private static IEnumerable<Measurement<long>> ObserveDecisions()
     {
-        long admitted = 0;
-        var denied = new long[Native.ReasonCount];
+        var byPolicy = new Dictionary<string, long[]>(StringComparer.Ordinal) { ["other"] = new long[Native.ReasonCount] };
         foreach (TollgateStats s in LiveStats())
         {
-            admitted += (long)s.Admitted;
-            foreach (var (reason, n) in s.DeniedByReason) denied[(int)reason] += (long)n;
+            foreach (TollgatePolicyStats p in s.Policies)
+            {
+                if (!byPolicy.TryGetValue(p.Name, out long[]? counts))
+                    byPolicy[p.Name] = counts = new long[Native.ReasonCount];
+                counts[0] += (long)p.Admitted;
+                foreach (var (reason, n) in p.DeniedByReason) counts[(int)reason] += (long)n;
+            }
         }
         // Every series from the start, as the C++ exposition has them.
-        var result = new List<Measurement<long>>(Native.ReasonCount)
+        var result = new List<Measurement<long>>(byPolicy.Count * Native.ReasonCount);
+        foreach (var (policy, counts) in byPolicy)
         {
-            new(admitted, new KeyValuePair<string, object?>("tollgate.result", "admitted"),
-                new KeyValuePair<string, object?>("tollgate.reason", "ok")),
-        };
-        for (int i = 1; i < denied.Length; i++)
-            result.Add(new(denied[i], new KeyValuePair<string, object?>("tollgate.result", "denied"),
-                new KeyValuePair<string, object?>("tollgate.reason", ReasonNames.Of((Reason)i))));
+            var tag = new KeyValuePair<string, object?>("tollgate.policy", policy);
+            result.Add(new(counts[0], new KeyValuePair<string, object?>("tollgate.result", "admitted"),
+                new KeyValuePair<string, object?>("tollgate.reason", "ok"), tag));
+            for (int i = 1; i < counts.Length; i++)
+                result.Add(new(counts[i], new KeyValuePair<string, object?>("tollgate.result", "denied"),
+                    new KeyValuePair<string, object?>("tollgate.reason", ReasonNames.Of((Reason)i)), tag));
+        }
         return result;
     }
 

@@ -29,7 +29,7 @@ public sealed class TelemetryTests
     private static readonly TimeSpan Long = TimeSpan.FromSeconds(30);
 
     private const string InProcess = """
-        {"policies": [{"match": "tenant:*", "type": "token_bucket", "rate": 1000, "burst": 1000}]}
+        {"policies": [{"name": "tenants", "match": "tenant:*", "type": "token_bucket", "rate": 1000, "burst": 1000}]}
         """;
 
     internal static JsonElement Vocabulary()
@@ -176,6 +176,18 @@ public sealed class TelemetryTests
         Assert.Equal((long)(s1.Admitted - s0.Admitted), admitted);
         Assert.Equal(6, admitted);
         Assert.Equal(1, Sum(after["tollgate.decisions"], NoPolicy) - Sum(before["tollgate.decisions"], NoPolicy));
+        // ... and by policy: the admissions under the policy's name, the key no policy matched
+        // under "other".
+        static bool Tenants(IReadOnlyDictionary<string, object?> t) => (string?)t["tollgate.policy"] == "tenants";
+        static bool Other(IReadOnlyDictionary<string, object?> t) => (string?)t["tollgate.policy"] == "other";
+        Assert.Equal(6, Sum(after["tollgate.decisions"], t => Admitted(t) && Tenants(t))
+            - Sum(before["tollgate.decisions"], t => Admitted(t) && Tenants(t)));
+        Assert.Equal(1, Sum(after["tollgate.decisions"], t => NoPolicy(t) && Other(t))
+            - Sum(before["tollgate.decisions"], t => NoPolicy(t) && Other(t)));
+        Assert.Equal(6, Sum(after["tollgate.tokens.admitted"], Tenants) - Sum(before["tollgate.tokens.admitted"], Tenants));
+        Assert.Equal(0, Sum(after["tollgate.tokens.admitted"], Other) - Sum(before["tollgate.tokens.admitted"], Other));
+        Assert.Equal(6L, (long)(s1.Policies.Single(p => p.Name == "tenants").Admitted
+            - s0.Policies.Single(p => p.Name == "tenants").Admitted));
         long leased = Sum(after["tollgate.lease.tokens.granted"], _ => true) - Sum(before["tollgate.lease.tokens.granted"], _ => true);
         Assert.Equal((long)(s1.TokensLeased - s0.TokensLeased), leased);
 
@@ -193,6 +205,38 @@ public sealed class TelemetryTests
 #endif
     }
 
+    // A per-tenant override's name defaults to its match, a tenant key: its decisions are
+    // exported under "other", and no tollgate.policy value carries the tenant id.
+    [Fact]
+    public void NoTenantIdReachesTheTollgatePolicyAttribute()
+    {
+        string tenant = "acme" + Guid.NewGuid().ToString("N");
+        var exported = new List<MetricSnapshot>();
+        using MeterProvider provider = Sdk.CreateMeterProviderBuilder()
+            .AddMeter(TollgateTelemetry.Name)
+            .AddInMemoryExporter(exported)
+            .Build()!;
+        using TollgateLimiter limiter = TollgateLimiter.Create($$"""
+            {"policies": [{"name": "tenants", "match": "tenant:*", "type": "token_bucket", "rate": 10},
+                          {"match": "tenant:{{tenant}}", "type": "token_bucket", "rate": 10},
+                          {"name": "tenant:{{tenant}}x", "match": "tenant:{{tenant}}x", "type": "token_bucket", "rate": 10}]}
+            """);
+        for (int i = 0; i < 3; i++)
+        {
+            limiter.TryAcquire("tenant:" + tenant);
+            limiter.TryAcquire("tenant:" + tenant + "x");
+        }
+        Assert.Equal(new[] { "other", "tenants" }, limiter.GetStats().Policies.Select(p => p.Name).ToArray());
+        Dictionary<string, MetricSnapshot> metrics = Flush(provider, exported);
+        var values = new HashSet<string>();
+        foreach (MetricPoint p in metrics["tollgate.decisions"].MetricPoints)
+            values.Add((string)Tags(p)["tollgate.policy"]!);
+        Assert.Contains("other", values);
+        Assert.Contains("tenants", values);
+        Assert.DoesNotContain(values, v => v.Contains(tenant, StringComparison.Ordinal));
+        Assert.DoesNotContain(tenant, limiter.GetPrometheusText(), StringComparison.Ordinal);
+    }
+
     [Fact]
     public void ThePrometheusTextHasTheVocabularysFamilies()
     {
@@ -203,7 +247,8 @@ public sealed class TelemetryTests
             .Select(l => l.Split(' ')[2]).OrderBy(n => n, StringComparer.Ordinal);
         var expected = Metrics().Select(m => m.GetProperty("prometheus").GetString()!).OrderBy(n => n, StringComparer.Ordinal);
         Assert.Equal(expected, families);
-        Assert.Contains("tollgate_decisions_total{tollgate_result=\"denied\",tollgate_reason=\"no_policy\"} 1\n", text);
+        Assert.Contains("tollgate_decisions_total{tollgate_result=\"denied\",tollgate_reason=\"no_policy\",tollgate_policy=\"other\"} 1\n", text);
+        Assert.Contains("tollgate_decisions_total{tollgate_result=\"admitted\",tollgate_reason=\"ok\",tollgate_policy=\"tenants\"} 0\n", text);
         limiter.Dispose();
         Assert.Throws<ObjectDisposedException>(() => limiter.GetPrometheusText());
     }

@@ -195,21 +195,31 @@ void InProcessStore::lease(std::vector<LeaseRequest> batch, LeaseCallback done) 
     const std::int64_t now = state_->clock->now().count();
     state_->purge(now);
     for (const LeaseRequest& r : batch) {
-      if (!r.request_id.empty()) {
-        auto it = state_->answers.find(r.request_id);
-        if (it != state_->answers.end()) {
-          grants.push_back(it->second.grant);
-          continue;
-        }
+      if (r.request_id.empty()) {
+        LeaseGrant g = state_->decide(r, now);
+        ++state_->totals.leases;
+        state_->totals.granted += g.granted;
+        grants.push_back(std::move(g));
+        continue;
       }
-      LeaseGrant g = state_->decide(r, now);
+      // One look-up for a new id (the map holds 2 x TTL of them, far beyond the cache).
+      auto [it, fresh] = state_->answers.try_emplace(r.request_id);
+      if (!fresh) {
+        grants.push_back(it->second.grant);
+        continue;
+      }
+      LeaseGrant g;
+      try {
+        g = state_->decide(r, now);
+      } catch (...) {
+        state_->answers.erase(it);
+        throw;
+      }
       ++state_->totals.leases;
       state_->totals.granted += g.granted;
-      if (!r.request_id.empty()) {
-        const std::int64_t forget_at = now + 2 * std::max<std::int64_t>(r.ttl.count(), 1'000'000);
-        state_->answers.emplace(r.request_id, State::Remembered{g, forget_at});
-        state_->answer_order.emplace_back(forget_at, r.request_id);
-      }
+      const std::int64_t forget_at = now + 2 * std::max<std::int64_t>(r.ttl.count(), 1'000'000);
+      it->second = State::Remembered{g, forget_at};
+      state_->answer_order.emplace_back(forget_at, r.request_id);
       grants.push_back(std::move(g));
     }
   }

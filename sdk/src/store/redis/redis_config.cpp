@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "config/config_rules.h"
 #include "store/redis/shard_url.h"
@@ -54,9 +55,12 @@ void validate_common(const StoreConfig& store);
 
 }  // namespace
 
-const Schema<StoreConfig>& config_fields() {
-  static const Schema<StoreConfig> s = {
-      urls("shards", &StoreConfig::shards),
+namespace {
+
+// The fields both Redis stores read, after the one that names their servers.
+Schema<StoreConfig> redis_fields(SchemaField<StoreConfig> servers) {
+  return {
+      std::move(servers),
       millis("connect_timeout_ms", &StoreConfig::connect_timeout),
       millis("command_timeout_ms", &StoreConfig::command_timeout),
       member("tls_ca_file", &StoreConfig::tls_ca_file),
@@ -65,20 +69,17 @@ const Schema<StoreConfig>& config_fields() {
       member("wait_replicas", &StoreConfig::wait_replicas),
       millis("wait_timeout_ms", &StoreConfig::wait_timeout),
   };
+}
+
+}  // namespace
+
+const Schema<StoreConfig>& config_fields() {
+  static const Schema<StoreConfig> s = redis_fields(urls("shards", &StoreConfig::shards));
   return s;
 }
 
 const Schema<StoreConfig>& cluster_config_fields() {
-  static const Schema<StoreConfig> s = {
-      urls("nodes", &StoreConfig::nodes),
-      millis("connect_timeout_ms", &StoreConfig::connect_timeout),
-      millis("command_timeout_ms", &StoreConfig::command_timeout),
-      member("tls_ca_file", &StoreConfig::tls_ca_file),
-      object("breaker", &StoreConfig::breaker, &breaker_fields),
-      object("bulkhead", &StoreConfig::bulkhead, &bulkhead_fields),
-      member("wait_replicas", &StoreConfig::wait_replicas),
-      millis("wait_timeout_ms", &StoreConfig::wait_timeout),
-  };
+  static const Schema<StoreConfig> s = redis_fields(urls("nodes", &StoreConfig::nodes));
   return s;
 }
 
