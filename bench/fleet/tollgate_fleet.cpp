@@ -14,7 +14,9 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <numeric>
@@ -102,6 +104,18 @@ usage: tollgate_fleet [options]
                         (tools/faults) between every Limiter and its store;
                 stale-replica   a failover's replica 5 s behind while the
                         allowance assumes --replication-lag-ms
+  --scenario inference  costs known only afterwards (docs/quotas.md, "Estimated
+                        costs"): each request reserves an estimate (1..--cost,
+                        uniformly, [200] here, at most a quarter of the tenant's
+                        burst) and settles its actual cost, the
+                        estimate x a lognormal of mean 0.4 and p99 2.5, after
+                        holding it open for a lognormal time (median 2 s, p99
+                        20 s); --demand is in actual cost; admitted counts the
+                        charged actual cost, and the bound adds the overage
+                        outstanding (see docs/performance.md). Groups are shard
+                        hints unless --group-budget is given.
+  --charge settle|estimate   inference: settle the actual cost (Reservation), or
+                        charge the estimate (try_acquire(estimate)) [settle]
   --timeline FILE.csv   per 100 ms: admitted, offered and capacity per group
                         and per the first --timeline-tenants tenants, script
                         runs per shard, fault windows (bench/fleet/plot.py)
@@ -152,6 +166,9 @@ struct Options {
   double rate = 0;  // 0: log-uniform 10..2000
   double demand = 2.0, zipf = 0, lb_skew = 0;
   int cost = 1;
+  bool cost_given = false, budget_given = false;
+  bool inference = false;        // --scenario inference
+  bool charge_estimate = false;  // --charge estimate
   double spikes = 0, spike_x = 100;
   std::vector<DemandEvent> demand_events;
   double virtual_seconds = 600;
@@ -206,6 +223,14 @@ Options parse(int argc, char** argv) {
         o.groups = std::stoi(value());
       } else if (a == "--group-budget") {
         o.group_budget = std::stod(value());
+        o.budget_given = true;
+      } else if (a == "--scenario") {
+        if (value() != "inference") usage("--scenario takes inference");
+        o.inference = true;
+      } else if (a == "--charge") {
+        const std::string v = value();
+        if (v != "settle" && v != "estimate") usage("--charge takes settle or estimate");
+        o.charge_estimate = v == "estimate";
       } else if (a == "--rate") {
         o.rate = std::stod(value());
       } else if (a == "--demand") {
@@ -223,6 +248,7 @@ Options parse(int argc, char** argv) {
         o.lb_skew = std::stod(value());
       } else if (a == "--cost") {
         o.cost = std::stoi(value());
+        o.cost_given = true;
       } else if (a == "--spikes") {
         o.spikes = std::stod(value());
       } else if (a == "--spike-x") {
@@ -343,6 +369,12 @@ Options parse(int argc, char** argv) {
     } catch (const std::out_of_range&) {
       usage("bad value for " + a);
     }
+  }
+  if (o.inference) {
+    if (!o.cost_given) o.cost = 200;
+    if (!o.budget_given) o.group_budget = 0;  // a reported debt charges the tenant only
+  } else if (o.charge_estimate) {
+    usage("--charge is for --scenario inference");
   }
   if (o.instances < 1 || o.shards < 1 || o.tenants < 1 || o.groups < 1 || o.groups > o.tenants) {
     usage("need instances, shards >= 1 and 1 <= groups <= tenants");
@@ -487,7 +519,13 @@ class Fleet {
   void build();
   void start_instance(std::size_t i);
   void schedule_faults();
+  Instance* route(std::size_t& inst);
   void decide(std::size_t inst, int tenant, int cost);
+  // --scenario inference: one request of estimate `cost` and actual cost `actual`.
+  void reserve(std::size_t inst, int tenant, int cost, std::uint64_t actual);
+  void settle_due(Nanos now);
+  // The overage outstanding for a tenant now (the bound's term, docs/architecture.md).
+  double overage(std::size_t tenant) const { return open_extra_[tenant] + debt_recent_[tenant]; }
   void arrivals(Nanos from, Nanos to);
   void close_bin(std::uint64_t bin);
   double allowance(int tenant, double s, double e) const;
@@ -557,6 +595,21 @@ class Fleet {
       a += group ? group_lag_allowance(id, s, e, k) : lag_allowance(id, s, e, k);
     return a;
   }
+  // --scenario inference: reservations open until their settle time, per tenant the capped
+  // extras of the open ones, and the debts their settles left within the last TTL and
+  // refresh period (until then the instances' leases pay them or the store counts them).
+  struct Open {
+    int tenant = 0;
+    std::uint64_t actual = 0, extra = 0;
+    tollgate::Reservation reservation;
+  };
+  std::multimap<Nanos, Open> open_;
+  std::vector<double> open_extra_, debt_recent_;
+  std::vector<std::deque<std::pair<double, double>>> debts_;       // (virtual s, tokens)
+  std::lognormal_distribution<double> cost_ratio_{-1.421, 1.005};  // mean 0.4, p99 2.5
+  std::lognormal_distribution<double> hold_s_{0.6931, 0.9899};     // median 2 s, p99 20 s
+  double uncharged_ = 0, estimates_admitted_ = 0, debt_total_ = 0, refunded_ = 0, dropped_ = 0;
+  std::uint64_t settled_ = 0;
   // Timeline: per 100 ms accumulators.
   std::ofstream timeline_;
   std::vector<std::uint32_t> tl_adm_, tl_off_, tl_gadm_, tl_goff_;
@@ -668,6 +721,9 @@ void Fleet::build() {
   bin_admitted_.assign(nt, 0);
   bin_offered_.assign(nt, 0);
   bin_fallback_.assign(nt, 0);
+  open_extra_.assign(nt, 0);
+  debt_recent_.assign(nt, 0);
+  debts_.resize(nt);
   adm_.resize(nt);
   off_.resize(nt);
   gadm_.resize(ng);
@@ -812,14 +868,20 @@ double Fleet::offered_scale(int tenant, double t) const {
   return k;
 }
 
+// The instance that takes a request sent to `inst`: the next one when it is down (as the load
+// balancer does); null when that one is down too.
+Fleet::Instance* Fleet::route(std::size_t& inst) {
+  Instance* in = &instances_[inst];
+  if (!in->down) return in;
+  inst = (inst + 1) % instances_.size();
+  in = &instances_[inst];
+  return in->down ? nullptr : in;
+}
+
 void Fleet::decide(std::size_t inst, int tenant, int cost) {
   const auto t = static_cast<std::size_t>(tenant);
-  Instance* in = &instances_[inst];
-  if (in->down) {  // the load balancer sends it to the next instance
-    inst = (inst + 1) % instances_.size();
-    in = &instances_[inst];
-    if (in->down) return;
-  }
+  Instance* in = route(inst);
+  if (in == nullptr) return;
   if (in->stalled) {
     in->deferred.emplace_back(tenant, cost);
     return;
@@ -847,13 +909,77 @@ void Fleet::decide(std::size_t inst, int tenant, int cost) {
   }
 }
 
+void Fleet::reserve(std::size_t inst, int tenant, int cost, std::uint64_t actual) {
+  const auto t = static_cast<std::size_t>(tenant);
+  Instance* in = route(inst);
+  if (in == nullptr || in->stalled) return;  // a stalled instance's requests: not modelled here
+  ++decisions_;
+  const auto estimate = static_cast<std::uint64_t>(cost);
+  if (o_.charge_estimate) {  // the baseline: the estimate is charged, the actual cost runs
+    const Decision d = in->limiter->try_acquire(tenants_[t].key, estimate);
+    if (!d.allowed) {
+      ++denied_[static_cast<int>(d.reason)];
+      return;
+    }
+    ++admitted_decisions_;
+    estimates_admitted_ += static_cast<double>(estimate);
+    bin_admitted_[t] += static_cast<std::uint32_t>(actual);
+    return;
+  }
+  tollgate::Reservation r = in->limiter->reserve(tenants_[t].key, estimate);
+  if (!r) {
+    ++denied_[static_cast<int>(r.decision().reason)];
+    return;
+  }
+  ++admitted_decisions_;
+  estimates_admitted_ += static_cast<double>(estimate);
+  // What the settle will charge: at most the estimate plus max_overage.
+  const std::uint64_t charged = std::min(actual, estimate + tenants_[t].policy.overage_cap());
+  uncharged_ += static_cast<double>(actual - charged);
+  bin_admitted_[t] += static_cast<std::uint32_t>(charged);
+  if (r.decision().reason != Reason::kOk) bin_fallback_[t] += static_cast<std::uint32_t>(charged);
+  const std::uint64_t extra = charged > estimate ? charged - estimate : 0;
+  open_extra_[t] += static_cast<double>(extra);
+  const Nanos at = clock_->now() + Nanos{static_cast<std::int64_t>(hold_s_(rng_) * 1e9)};
+  open_.emplace(at, Open{tenant, actual, extra, std::move(r)});
+}
+
+void Fleet::settle_due(Nanos now) {
+  while (!open_.empty() && open_.begin()->first <= now) {
+    Open o = std::move(open_.begin()->second);
+    open_.erase(open_.begin());
+    const tollgate::Settlement s = o.reservation.settle(o.actual);
+    const auto t = static_cast<std::size_t>(o.tenant);
+    open_extra_[t] -= static_cast<double>(o.extra);
+    ++settled_;
+    refunded_ += static_cast<double>(s.refunded);
+    dropped_ += static_cast<double>(s.dropped);
+    if (s.debt > 0) {
+      debts_[t].emplace_back(vt(now), static_cast<double>(s.debt));
+      debt_recent_[t] += static_cast<double>(s.debt);
+      debt_total_ += static_cast<double>(s.debt);
+    }
+  }
+}
+
 void Fleet::arrivals(Nanos from, Nanos to) {
   const double dt = static_cast<double>((to - from).count()) / 1e9;
   const double now = vt(from);
-  const double mean_cost = (1.0 + o_.cost) / 2.0;
+  // Inference: --demand is in actual cost, 0.4 of the estimate on average.
+  const double mean_cost = (1.0 + o_.cost) / 2.0 * (o_.inference ? 0.4 : 1.0);
   std::uniform_int_distribution<int> cost(1, o_.cost);
   auto add = [&](int tenant, int c) {
     const auto t = static_cast<std::size_t>(tenant);
+    if (o_.inference) {
+      // A tenant's estimates stay within a quarter of its burst (a larger one is refused).
+      const double most = std::max(1.0, std::floor(tenants_[t].burst / 4));
+      if (c > most) c = 1 + static_cast<int>(std::fmod(c, most));
+      const auto actual =
+          static_cast<std::uint64_t>(std::llround(static_cast<double>(c) * cost_ratio_(rng_)));
+      bin_offered_[t] += static_cast<std::uint32_t>(actual);
+      reserve(instance_pick_->draw(rng_), tenant, c, actual);
+      return;
+    }
     bin_offered_[t] += static_cast<std::uint32_t>(c);
     decide(instance_pick_->draw(rng_), tenant, c);
   };
@@ -967,13 +1093,16 @@ void Fleet::close_bin(std::uint64_t bin) {
                                   [](const FaultSpec& f) { return f.on_shard(); });
   const bool failovers = std::any_of(o_.faults.begin(), o_.faults.end(),
                                      [](const FaultSpec& f) { return f.kind == "failover"; });
+  // Inference: debts older than a TTL and a refresh period are paid or counted by the store.
+  const double paid_after = ttl + static_cast<double>(o_.leases.refresh.count()) / 1e9;
   auto check = [&](const Slider& a, const Slider& off, double rate, double burst,
-                   const std::string& who, auto allowance_of, bool group, int id) {
+                   const std::string& who, auto allowance_of, bool group, int id,
+                   double outstanding = 0) {
     for (int w = 0; w < 3; ++w) {
       WindowCheck& c = checks_[static_cast<std::size_t>(w)];
       if (static_cast<double>(bin + 1) < kWindowBins[w]) continue;  // not yet a whole window
       const double T = c.seconds;
-      double bound = burst + rate * (T + ttl);
+      double bound = burst + rate * (T + ttl) + outstanding;
       if (faults) bound += allowance_of(end - T, end);
       const double over = a.sum[w] - bound;
       if (failovers)
@@ -1007,10 +1136,17 @@ void Fleet::close_bin(std::uint64_t bin) {
       tl_adm_[t] += a;
       tl_off_[t] += f;
     }
+    if (o_.inference) {
+      auto& d = debts_[t];
+      while (!d.empty() && d.front().first < end - paid_after) {
+        debt_recent_[t] -= d.front().second;
+        d.pop_front();
+      }
+    }
     check(
         adm_[t], off_[t], x.rate, x.burst, x.key,
         [&](double s, double e) { return allowance(static_cast<int>(t), s, e); }, false,
-        static_cast<int>(t));
+        static_cast<int>(t), o_.inference ? overage(t) : 0);
     bin_admitted_[t] = bin_offered_[t] = bin_fallback_[t] = 0;
   }
   for (std::size_t g = 0; g < groups_.size(); ++g) {
@@ -1081,6 +1217,7 @@ int Fleet::run() {
   for (std::uint64_t k = 0; k < ticks; ++k) {
     const Nanos t = t0_ + tick * static_cast<std::int64_t>(k);
     loop_.run_until(t);
+    if (o_.inference) settle_due(t);
     arrivals(t, t + tick);
     for (Instance& in : instances_) {
       if (!in.stalled && !in.down) in.limiter->poll();
@@ -1122,7 +1259,8 @@ int Fleet::run() {
   };
   for (std::size_t t = 0; t < tenants_.size(); ++t) {
     check_whole(adm_total_[t], off_total_[t], tenants_[t].rate, tenants_[t].burst,
-                allowance(static_cast<int>(t), 0, T), tenants_[t].key, false, static_cast<int>(t));
+                allowance(static_cast<int>(t), 0, T) + (o_.inference ? overage(t) : 0),
+                tenants_[t].key, false, static_cast<int>(t));
   }
   for (std::size_t g = 0; g < groups_.size(); ++g) {
     if (groups_[g].rate <= 0) continue;
@@ -1301,6 +1439,20 @@ void Fleet::report(double wall) {
       {"node_timeout_ms", o_.node_timeout_ms},
       {"inject_fault", o_.stale_replica ? std::string("stale-replica")
                                         : std::string(tollgate::faults::to_string(o_.inject))}};
+  if (o_.inference) {
+    j["scenario"] = {{"name", "inference"},
+                     {"charge", o_.charge_estimate ? "estimate" : "settle"},
+                     {"estimate_max", o_.cost},
+                     {"estimates_admitted", estimates_admitted_},
+                     {"actual_admitted", adm},
+                     {"settled", settled_},
+                     {"open_at_end", open_.size()},
+                     {"refunded_tokens", refunded_},
+                     {"refunds_dropped_tokens", dropped_},
+                     {"debt_tokens", debt_total_},
+                     {"uncharged_tokens", uncharged_},
+                     {"denied_in_debt", denied_[static_cast<int>(Reason::kInDebt)]}};
+  }
   j["utilization"] = ach > 0 ? adm / ach : 0;
   j["steady_utilization"] = ach_s > 0 ? adm_s / ach_s : 0;
   j["tail_utilization_p10"] = percentile(per_tenant, 0.10);

@@ -36,6 +36,20 @@ if (mode != "off") app.UseRateLimiter();
 
 app.MapGet("/", (HttpContext http) => $"hello, {http.Request.Headers["X-Tenant"].FirstOrDefault() ?? "anonymous"}\n")
     .RequireRateLimiting("per-tenant");
+// A fake "completion": the cost (tokens generated) is known only when it ends. The request
+// reserves its estimate (prompt + max_tokens) and is settled with what it used
+// (docs/quotas.md, "Estimated costs"); the tenant's debt, if any, is paid by its next leases.
+//   curl -X POST -H 'X-Tenant: acme' 'localhost:5080/v1/completions?prompt=hello%20world&max_tokens=200'
+app.MapPost("/v1/completions", (HttpContext http, string? prompt, int? max_tokens) =>
+    {
+        int promptTokens = Math.Max(1, (prompt ?? "").Length / 4);
+        int generated = Random.Shared.Next(0, Math.Max(1, max_tokens ?? 256) + 1);
+        http.Features.Get<ITollgateReservationFeature>()!.ActualCost = promptTokens + generated;
+        return Results.Json(new { usage = new { prompt_tokens = promptTokens, completion_tokens = generated } });
+    })
+    .RequireTollgateReservation(http => "tokens:" + (http.Request.Headers["X-Tenant"].FirstOrDefault() ?? "anonymous"), http =>
+        Math.Max(1, (http.Request.Query["prompt"].ToString().Length / 4)) +
+        (long.TryParse(http.Request.Query["max_tokens"], out long m) ? m : 256));
 app.MapHealthChecks("/healthz");
 app.MapTollgateMetrics("/metrics");  // Prometheus text (docs/observability.md)
 app.Run();

@@ -165,7 +165,8 @@ static void test_versions(void) {
   CHECK(strcmp(tg_status_str(TG_ERR_CONFIG), "invalid config") == 0);
   CHECK(strcmp(tg_reason_str(TG_REASON_OVER_LIMIT), "over_limit") == 0);
   CHECK(strcmp(tg_reason_str(TG_REASON_OVER_GROUP_LIMIT), "over_group_limit") == 0);
-  CHECK(TG_REASON_COUNT == TG_REASON_OVER_GROUP_LIMIT + 1);
+  CHECK(strcmp(tg_reason_str(TG_REASON_IN_DEBT), "in_debt") == 0);
+  CHECK(TG_REASON_COUNT == TG_REASON_IN_DEBT + 1);
   CHECK(strcmp(tg_reason_str((tg_reason)TG_REASON_COUNT), "unknown") == 0);
   CHECK(strcmp(tg_reason_str((tg_reason)99), "unknown") == 0);
 }
@@ -321,6 +322,51 @@ static void test_destroy_completes_pending_waits_with_shutdown(void) {
   tg_limiter_destroy(&l);
   CHECK(c.calls == 1 && c.decision.reason == TG_REASON_SHUTDOWN);
   completion_free(&c);
+}
+
+/* Reservations: settle under, at and over the estimate; destroy settles at the estimate and
+   nulls the handle; bad estimates and actual costs change nothing. The key's bucket holds 10
+   tokens in all (rate 0.001/s). */
+static void test_reservations_settle_the_actual_cost(void) {
+  tg_limiter* l = make_limiter(NULL);
+  tg_reservation* r = NULL;
+  tg_settlement s;
+  tg_decision d;
+  tg_stats st = TG_STATS_INIT;
+  CHECK(tg_reserve(&r, &d, l, "tenant:r", 8, 4, 30000000000LL) == TG_OK);
+  CHECK(r != NULL && d.allowed == 1);
+  CHECK(tg_settle(&s, r, 1) == TG_OK);
+  CHECK(s.reason == TG_REASON_OK && s.charged == 1 && s.refunded + s.dropped == 3);
+  CHECK(tg_settle(&s, r, 1) == TG_ERR_INVALID_ARGUMENT && s.reason == TG_REASON_INVALID_ARGUMENT);
+  tg_reservation_destroy(&r);
+  CHECK(r == NULL);
+  tg_reservation_destroy(&r); /* NULL-safe */
+  tg_reservation_destroy(NULL);
+  CHECK(tg_settle(&s, NULL, 1) == TG_ERR_INVALID_ARGUMENT);
+  /* bad estimates: no reservation, nothing held */
+  CHECK(tg_reserve(&r, &d, l, "tenant:r", 8, 0, 0) == TG_OK);
+  CHECK(r == NULL && d.allowed == 0 && d.reason == TG_REASON_INVALID_ARGUMENT);
+  CHECK(tg_reserve(&r, &d, l, "tenant:r", 8, 11, 0) == TG_OK);
+  CHECK(r == NULL && d.reason == TG_REASON_INVALID_ARGUMENT);
+  CHECK(tg_reserve(&r, &d, NULL, "tenant:r", 8, 1, 0) == TG_ERR_INVALID_ARGUMENT && r == NULL);
+  /* dropped unsettled: settled at the estimate */
+  CHECK(tg_reserve(&r, &d, l, "tenant:r", 8, 2, 30000000000LL) == TG_OK && r != NULL);
+  tg_reservation_destroy(&r);
+  CHECK(r == NULL);
+  /* an actual cost above 2^53 is refused and the reservation stays; over the estimate, the
+     extra is charged up to max_overage (the capacity, 10) and what the balance lacks is debt */
+  CHECK(tg_reserve(&r, &d, l, "tenant:r", 8, 2, 30000000000LL) == TG_OK && r != NULL);
+  CHECK(tg_settle(&s, r, (uint64_t)1 << 60) == TG_ERR_INVALID_ARGUMENT && s.charged == 0);
+  CHECK(tg_settle(&s, r, 22) == TG_OK);
+  CHECK(s.charged == 12 && s.uncharged == 10 && s.debt >= 2 && s.refunded == 0);
+  tg_reservation_destroy(&r);
+  CHECK(tg_try_acquire(&d, l, "tenant:r", 8, 1) == TG_OK);
+  CHECK(d.allowed == 0 && d.reason == TG_REASON_IN_DEBT && d.retry_after_ns > 0);
+  CHECK(strcmp(tg_reason_str(d.reason), "in_debt") == 0);
+  CHECK(tg_limiter_stats(&st, l) == TG_OK);
+  CHECK(st.reserved == 3 && st.settled_under == 1 && st.settled_over == 1);
+  CHECK(st.debt_tokens >= 2 && st.denied_in_debt >= 1);
+  tg_limiter_destroy(&l);
 }
 
 static void test_permits_are_bounded_and_return(void) {
@@ -620,6 +666,7 @@ int main(void) {
   test_policy_stats_count_per_policy();
   test_update_refuses_a_bad_config_and_counts();
   test_group_budget_denies_with_over_group_limit();
+  test_reservations_settle_the_actual_cost();
   test_observer_sees_leases_from_the_sdk_thread();
   test_over_long_and_unmatched_keys_create_no_state();
   test_a_resolved_key_shares_the_keys_quota();

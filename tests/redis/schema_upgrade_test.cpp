@@ -137,6 +137,20 @@ TEST_F(SchemaUpgrade, AGroupsBudgetIsSharedByBothReleases) {
   EXPECT_EQ(new_release.lease(p, "tenant:b", 10).granted, 0u);
 }
 
+// A debt this release charges (give_back.lua, negative tokens) is in the level the previous
+// release's lease script reads: it grants the rest only.
+TEST_F(SchemaUpgrade, ADebtChargedByThisReleaseBindsThePreviousOne) {
+  auto p = bucket(kSlow, 100);
+  const std::string sha = s.cli({"SCRIPT", "LOAD", redis::kGiveBackScript});
+  GiveBack g{"tenant:a", p, 30, Nanos{0}, "new"};
+  g.debt = true;
+  EXPECT_EQ(s.cli(redis::give_back_command(sha, g)).find("-30"), 0u);
+  EXPECT_EQ(old_release.lease(p, "tenant:a", 100).granted, 70u);
+  g.tokens = 20;
+  (void)s.cli(redis::give_back_command(sha, g));
+  EXPECT_EQ(new_release.lease(p, "tenant:a", 100).granted, 0u);
+}
+
 // A retry is answered from its first answer although the other release wrote the bucket in
 // between (each keeps its records where its release reads them).
 TEST_F(SchemaUpgrade, RetriesAreAnsweredOnceWhateverTheOtherReleaseWrote) {

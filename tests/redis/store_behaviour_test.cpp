@@ -239,6 +239,53 @@ TYPED_TEST(StoreBehaviour, ZeroWantChangesNothing) {
   EXPECT_EQ(this->one(p, "tenant:a", 100).granted, 70u);
 }
 
+// --- Debts (GiveBack::debt): tokens an instance admitted beyond its leases ---
+
+GiveBack debt(std::string key, std::shared_ptr<const ResolvedPolicy> p, std::uint64_t tokens) {
+  GiveBack g{std::move(key), std::move(p), tokens, Nanos{0}, "h1"};
+  g.debt = true;
+  return g;
+}
+
+TYPED_TEST(StoreBehaviour, ADebtIsChargedToTheBucketBeforeItsNextGrants) {
+  auto p = this->bucket(kSlow, 100);
+  this->give_back({debt("tenant:a", p, 30)});  // a new bucket starts full, then is charged
+  EXPECT_EQ(this->one(p, "tenant:a", 100).granted, 70u);
+  this->one(p, "tenant:b", 40);
+  this->give_back({debt("tenant:b", p, 20)});
+  EXPECT_EQ(this->one(p, "tenant:b", 100).granted, 40u);
+}
+
+TYPED_TEST(StoreBehaviour, ADebtTakesTheLevelBelowZeroAndItsRefillPaysItBack) {
+  auto p = this->bucket(10, 50);
+  this->one(p, "tenant:a", 50);
+  this->give_back({debt("tenant:a", p, 10)});  // level -10
+  LeaseGrant g = this->one(p, "tenant:a", 5, "h1", 5);
+  EXPECT_EQ(g.granted, 0u);
+  EXPECT_EQ(g.remaining, 0u);
+  // 15 tokens at 10/s: the debt and the ask, 1.5 s after the store's now (less the time
+  // between the calls); without the debt, 0.5 s.
+  EXPECT_GT(g.wait_until - g.now, 1000ms);
+  EXPECT_LE(g.wait_until - g.now, 1500ms);
+}
+
+TYPED_TEST(StoreBehaviour, AWindowCountsADebtInItsCurrentWindow) {
+  for (PolicyKind kind : {PolicyKind::kFixedWindow, PolicyKind::kSlidingWindow}) {
+    auto p = this->windowed(kind, 100);
+    const std::string key = kind == PolicyKind::kFixedWindow ? "tenant:f" : "tenant:s";
+    this->give_back({debt(key, p, 30)});
+    EXPECT_EQ(this->one(p, key, 100).granted, 70u);
+    this->give_back({debt(key, p, 30)});  // over the limit now
+    EXPECT_EQ(this->one(p, key, 1).granted, 0u);
+  }
+}
+
+TYPED_TEST(StoreBehaviour, PermitsOweNothing) {
+  auto p = this->permits(4);
+  this->give_back({debt("gpu:pool", p, 2)});
+  EXPECT_EQ(this->one(p, "gpu:pool", 4, "a").granted, 4u);
+}
+
 // --- Groups and shares (docs/quotas.md) ---
 
 // A tenant policy in group "gpu" with a budget of group_rate/s and group_burst at once.

@@ -262,10 +262,25 @@ int main(int argc, char** argv) {
   if (p.kind == PolicyKind::kConcurrency)
     std::printf("reserved %llu of %llu\n", static_cast<unsigned long long>(reserved),
                 static_cast<unsigned long long>(p.limit));
-  // Debt: what instances admitted before their first lease (cold_keys optimistic) is repaid
-  // from that lease; the store holds none of it.
-  std::printf(
-      "debt     none in the store (cold-key allowances are repaid by each instance's "
-      "first lease)\n");
+  // Debt: what instances admitted beyond their leases (over-settled reservations, cold-key
+  // allowances) is repaid from their next leases; what those could not pay was charged here
+  // (GiveBack::debt): a level below zero, a window counted past its limit.
+  double owed = 0;
+  if (p.kind == PolicyKind::kTokenBucket) {
+    double level = num("l");
+    if (fields.count("ts") && now_us > num("ts"))
+      level = std::min(p.effective_burst(), level + p.rate * (now_us - num("ts")) / 1e6);
+    owed = std::max(0.0, -level);
+  } else if (p.kind != PolicyKind::kConcurrency) {
+    owed = std::max(0.0, num("c") - static_cast<double>(p.limit));
+  }
+  if (owed > 0) {
+    std::printf("debt     %.0f tokens charged by instances beyond their leases, not yet refilled\n",
+                owed);
+  } else {
+    std::printf(
+        "debt     none in the store (debts are repaid by each instance's next leases; what "
+        "those cannot pay is charged here)\n");
+  }
   return 0;
 }

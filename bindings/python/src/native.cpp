@@ -168,6 +168,7 @@ class PyObserver final : public tollgate::Observer {
 };
 
 class PyPermit;
+class PyReservation;
 
 // Sets tollgate.LimiterClosedError. Needs the GIL.
 void set_closed_error() {
@@ -309,6 +310,14 @@ class PyLimiter {
 
   std::unique_ptr<PyPermit> acquire_permit(std::string_view key, std::uint32_t count);
 
+  // Limiter::reserve: timeout None never blocks; else waits that long with the GIL released.
+  std::unique_ptr<PyReservation> reserve(std::string_view key, std::uint64_t estimate,
+                                         std::optional<double> timeout);
+  // Limiter::reserve_async: `callback(reservation)` exactly once, with the GIL, on this thread
+  // or the SDK's.
+  tollgate::WaitId reserve_async(std::string_view key, std::uint64_t estimate,
+                                 std::optional<double> timeout, py::object callback);
+
   // Swaps in another config (Limiter::update); ConfigError names the field, the running
   // config stays.
   void update(const std::string& config_json, bool is_path) {
@@ -362,6 +371,14 @@ class PyLimiter {
   std::shared_ptr<PyObserver> observer_;
 };
 
+// Drops what Python held of the SDK (a permit, a reservation) without the GIL: it may be the
+// last reference to a closed limiter's internals, whose destruction joins the store's threads.
+template <typename T>
+void drop_without_gil(std::unique_ptr<T>& held) {
+  std::unique_ptr<T> doomed = std::move(held);
+  if (doomed) without_gil([&] { doomed.reset(); });
+}
+
 // Permits held by Python. Returned on release(), on leaving a `with` block, or when
 // collected. Releasing may drop the last reference to a closed limiter's internals (which
 // joins the store's threads), so it happens without the GIL.
@@ -378,11 +395,7 @@ class PyPermit {
       release();
     }
   }
-  void release() {
-    std::unique_ptr<tollgate::Permit> p = std::move(permit_);
-    if (!p) return;
-    without_gil([&] { p.reset(); });
-  }
+  void release() { drop_without_gil(permit_); }
   bool held() const { return permit_ != nullptr; }
   const tollgate::Decision& decision() const { return decision_; }
   std::uint32_t count() const { return count_; }
@@ -395,8 +408,98 @@ class PyPermit {
   std::uint32_t count_;
 };
 
+// Raises tollgate.RateLimitExceeded for a denied permit or reservation used in `with`.
+[[noreturn]] void raise_rate_limited(const std::string& key, const tollgate::Decision& d) {
+  static py::handle cls =
+      py::object(py::module_::import("tollgate._errors").attr("RateLimitExceeded")).release();
+  py::object exc = py::reinterpret_borrow<py::object>(cls)(key, seconds(d.retry_after),
+                                                           reason_name(d.reason), d);
+  PyErr_SetObject(cls.ptr(), exc.ptr());
+  throw py::error_already_set();
+}
+
 std::unique_ptr<PyPermit> PyLimiter::acquire_permit(std::string_view key, std::uint32_t count) {
   return std::make_unique<PyPermit>(std::string(key), live().acquire_permit(key, count));
+}
+
+// An estimate held by Python (Limiter.reserve): settle(actual) once; leaving a `with` block or
+// being collected unsettled settles it at the estimate. Settling may drop the last reference
+// to a closed limiter's internals, so it happens without the GIL.
+class PyReservation {
+ public:
+  PyReservation(std::string key, tollgate::Reservation r)
+      : key_(std::move(key)), decision_(r.decision()), estimate_(r.estimate()) {
+    if (r.pending()) reservation_ = std::make_unique<tollgate::Reservation>(std::move(r));
+  }
+  PyReservation(const PyReservation&) = delete;
+  PyReservation& operator=(const PyReservation&) = delete;
+  ~PyReservation() {
+    if (reservation_ && Py_IsInitialized() != 0 && PyGILState_Check() != 0) release();
+  }
+  // Raises ValueError, changing nothing, when already settled or `actual` is above 2^53.
+  py::dict settle(std::uint64_t actual) {
+    if (!reservation_) throw py::value_error("the reservation holds nothing to settle");
+    const tollgate::Settlement s = without_gil([&] { return reservation_->settle(actual); });
+    if (!s) throw py::value_error("actual: must be <= 2^53");
+    reservation_.reset();  // settled: nothing left to hold
+    py::dict d;
+    d["charged"] = s.charged;
+    d["refunded"] = s.refunded;
+    d["dropped"] = s.dropped;
+    d["debt"] = s.debt;
+    d["uncharged"] = s.uncharged;
+    return d;
+  }
+  // Settles at the estimate if still pending.
+  void release() { drop_without_gil(reservation_); }
+  bool pending() const { return reservation_ != nullptr; }
+  const tollgate::Decision& decision() const { return decision_; }
+  std::uint64_t estimate() const { return estimate_; }
+  const std::string& key() const { return key_; }
+
+ private:
+  std::string key_;
+  std::unique_ptr<tollgate::Reservation> reservation_;
+  tollgate::Decision decision_;
+  std::uint64_t estimate_;
+};
+
+std::unique_ptr<PyReservation> PyLimiter::reserve(std::string_view key, std::uint64_t estimate,
+                                                  std::optional<double> timeout) {
+  if (!timeout) {
+    return std::make_unique<PyReservation>(std::string(key), live().reserve(key, estimate));
+  }
+  const tollgate::Nanos t = to_timeout(timeout);
+  std::shared_ptr<tollgate::Limiter> lim = shared();
+  const std::string owned_key(key);
+  tollgate::Reservation r = without_gil([&] {
+    tollgate::Reservation got = lim->reserve(owned_key, estimate, t);
+    lim.reset();
+    return got;
+  });
+  return std::make_unique<PyReservation>(owned_key, std::move(r));
+}
+
+tollgate::WaitId PyLimiter::reserve_async(std::string_view key, std::uint64_t estimate,
+                                          std::optional<double> timeout, py::object callback) {
+  const tollgate::Nanos t = to_timeout(timeout);
+  std::shared_ptr<tollgate::Limiter> lim = shared();
+  SharedObject cb(std::move(callback));
+  const std::string owned_key(key);
+  return without_gil([&] {
+    tollgate::WaitId id =
+        lim->reserve_async(owned_key, estimate, t, [cb, owned_key](tollgate::Reservation r) {
+          if (!python_usable()) return;  // settled at the estimate as r goes
+          py::gil_scoped_acquire gil;
+          try {
+            cb.get()(std::make_unique<PyReservation>(owned_key, std::move(r)));
+          } catch (py::error_already_set& e) {
+            write_unraisable(e, "tollgate reserve_async callback");
+          }
+        });
+    lim.reset();
+    return id;
+  });
 }
 
 // The positional and keyword arguments of a METH_FASTCALL try_acquire, into `params` in
@@ -610,16 +713,7 @@ PYBIND11_MODULE(_native, m) {
       .def("__enter__",
            [](py::object self) {
              const auto& p = self.cast<const PyPermit&>();
-             if (!p.decision().allowed) {
-               static py::handle cls =
-                   py::object(py::module_::import("tollgate._errors").attr("RateLimitExceeded"))
-                       .release();
-               py::object exc = py::reinterpret_borrow<py::object>(cls)(
-                   p.key(), seconds(p.decision().retry_after), reason_name(p.decision().reason),
-                   p.decision());
-               PyErr_SetObject(cls.ptr(), exc.ptr());
-               throw py::error_already_set();
-             }
+             if (!p.decision().allowed) raise_rate_limited(p.key(), p.decision());
              return self;
            })
       .def("__exit__",
@@ -628,6 +722,29 @@ PYBIND11_MODULE(_native, m) {
              return false;
            })
       .def("__bool__", [](const PyPermit& p) { return p.decision().allowed; });
+
+  py::class_<PyReservation>(m, "Reservation")
+      .def_property_readonly("allowed", [](const PyReservation& r) { return r.decision().allowed; })
+      .def_property_readonly("decision", &PyReservation::decision)
+      .def_property_readonly("estimate", &PyReservation::estimate)
+      .def_property_readonly("pending", &PyReservation::pending)
+      .def_property_readonly("key", &PyReservation::key)
+      .def("settle", &PyReservation::settle, py::arg("actual"))
+      .def("release", &PyReservation::release)
+      // `with limiter.reserve(key, estimate) as r:` runs the body only with the estimate held
+      // (RateLimitExceeded otherwise); an unsettled one is settled at the estimate on exit.
+      .def("__enter__",
+           [](py::object self) {
+             const auto& r = self.cast<const PyReservation&>();
+             if (!r.decision().allowed) raise_rate_limited(r.key(), r.decision());
+             return self;
+           })
+      .def("__exit__",
+           [](PyReservation& r, const py::args&) {
+             r.release();
+             return false;
+           })
+      .def("__bool__", [](const PyReservation& r) { return r.decision().allowed; });
 
   py::class_<PyLimiter> limiter(m, "Limiter");
   limiter
@@ -639,6 +756,10 @@ PYBIND11_MODULE(_native, m) {
            py::arg("timeout"), py::arg("callback"))
       .def("cancel", &PyLimiter::cancel, py::arg("wait_id"))
       .def("acquire_permit", &PyLimiter::acquire_permit, py::arg("key"), py::arg("count") = 1)
+      .def("reserve", &PyLimiter::reserve, py::arg("key"), py::arg("estimate"),
+           py::arg("timeout") = py::none())
+      .def("_reserve_async", &PyLimiter::reserve_async, py::arg("key"), py::arg("estimate"),
+           py::arg("timeout"), py::arg("callback"))
       .def("stats", [](PyLimiter& l) { return stats_to_dict(l.stats()); })
       .def("_update", &PyLimiter::update, py::arg("config"), py::arg("is_path"))
       .def("_prometheus_text", &PyLimiter::prometheus_text)

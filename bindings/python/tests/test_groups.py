@@ -44,8 +44,8 @@ def spend_until(limiter: tollgate.Limiter, key: str, reason: str, never: str,
 def test_reasons_include_over_group_limit():
     assert "over_group_limit" in tollgate.REASONS
     assert tollgate.REASONS.index("over_group_limit") == 15
-    assert tollgate.REASONS[-1] == "over_group_limit"
-    assert len(set(tollgate.REASONS)) == len(tollgate.REASONS) == 16
+    assert tollgate.REASONS[-1] == "in_debt"
+    assert len(set(tollgate.REASONS)) == len(tollgate.REASONS) == 17
 
 
 def test_a_spent_group_denies_with_over_group_limit(group_limiter, key):

@@ -20,7 +20,7 @@ if _native.compiled_version != __version__:  # pragma: no cover - a broken insta
     raise ImportError(
         f"tollgate {__version__} found a native module built from {_native.compiled_version}")
 
-from ._native import REASONS, Decision, Key, Permit
+from ._native import REASONS, Decision, Key, Permit, Reservation
 from ._limiter import ConfigSource, Limiter
 from .middleware import ASGIMiddleware, WSGIMiddleware
 
@@ -34,6 +34,7 @@ __all__ = [
     "LimiterClosedError",
     "Permit",
     "REASONS",
+    "Reservation",
     "RateLimitExceeded",
     "TollgateError",
     "WSGIMiddleware",

@@ -41,9 +41,12 @@ def _config_source(config: ConfigSource) -> tuple[str, bool]:
     raise TypeError(f"config must be a dict, a path or JSON text, not {type(config).__name__}")
 
 
-def _resolve(fut: "asyncio.Future[Decision]", decision: Decision) -> None:
-    if not fut.done():  # cancelled meanwhile
-        fut.set_result(decision)
+def _resolve(fut: "asyncio.Future[Any]", result: Any,
+             orphan: Optional[Callable[[Any], Any]] = None) -> None:
+    if not fut.done():
+        fut.set_result(result)
+    elif orphan is not None:  # cancelled meanwhile: nobody takes it
+        orphan(result)
 
 
 class Limiter(_native.Limiter):
@@ -110,39 +113,64 @@ class Limiter(_native.Limiter):
                             timeout: Optional[float] = None) -> Decision:
         """Waits up to ``timeout`` seconds (None: until decided) without blocking the loop.
         Cancelling the awaiting task cancels the wait in the SDK."""
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Decision] = loop.create_future()
-        # Until _acquire_async has returned, a decision is handed over here rather than through
-        # the loop: decided at once (the usual case, a warm key) it needs no wake-up of the
-        # loop (call_soon_threadsafe writes to its self-pipe: tens of microseconds). Both
-        # sides run with the GIL held, and `pending` is cleared before `early` is looked at,
-        # so the hand-over cannot be missed.
-        early: list[Decision] = []
-        pending = True
-
-        def done(decision: Decision) -> None:  # on this thread or the SDK's, with the GIL
-            if pending:
-                early.append(decision)
-                return
-            try:
-                loop.call_soon_threadsafe(_resolve, fut, decision)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                pass
-
         with _telemetry.span("tollgate.acquire", cost) as span:
-            wait_id = self._acquire_async(key, cost, timeout, done)
-            pending = False  # first: a thread switch before the check below must not lose it
-            if early:
-                decision = early[0]
-            else:
-                try:
-                    decision = await fut
-                except BaseException:  # cancelled, or the coroutine closed unfinished
-                    if wait_id:
-                        self.cancel(wait_id)
-                    raise
+            decision = await self._wait(
+                lambda done: self._acquire_async(key, cost, timeout, done))
             _telemetry.end_span(span, decision)
         return decision
+
+    def reserve(self, key: str, estimate: int,
+                timeout: Optional[float] = None) -> _native.Reservation:
+        """Holds ``estimate`` tokens for a request whose cost is known only when it ends
+        (docs/quotas.md, "Estimated costs"); ``r.settle(actual)`` charges the actual cost.
+        ``timeout`` None never blocks; else waits that long at most, with the GIL released.
+        As a context manager it raises ``RateLimitExceeded`` when denied, and settles an
+        unsettled reservation at the estimate on exit."""
+        return super().reserve(key, estimate, timeout)
+
+    async def reserve_async(self, key: str, estimate: int,
+                            timeout: Optional[float] = None) -> _native.Reservation:
+        """``reserve`` waiting up to ``timeout`` seconds (None: until decided) without
+        blocking the loop. Cancelling the awaiting task cancels the wait; a reservation
+        granted as it is cancelled is settled at 0."""
+        return await self._wait(
+            lambda done: self._reserve_async(key, estimate, timeout, done),
+            orphan=lambda r: r.settle(0) if r.pending else None)
+
+    async def _wait(self, start: Callable[[Callable[[Any], None]], int],
+                    orphan: Optional[Callable[[Any], Any]] = None) -> Any:
+        """Runs a native wait (``start(done)`` returns its id, 0 when done already) and
+        returns what ``done`` was given; ``orphan`` gets a result nobody awaits any more."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        # Until start() has returned, a result is handed over here rather than through the
+        # loop: decided at once (the usual case, a warm key) it needs no wake-up of the loop
+        # (call_soon_threadsafe writes to its self-pipe: tens of microseconds). Both sides run
+        # with the GIL held, and `pending` is cleared before `early` is looked at, so the
+        # hand-over cannot be missed.
+        early: list[Any] = []
+        pending = True
+
+        def done(result: Any) -> None:  # on this thread or the SDK's, with the GIL
+            if pending:
+                early.append(result)
+                return
+            try:
+                loop.call_soon_threadsafe(_resolve, fut, result, orphan)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                if orphan is not None:
+                    orphan(result)
+
+        wait_id = start(done)
+        pending = False  # first: a thread switch before the check below must not lose it
+        if early:
+            return early[0]
+        try:
+            return await fut
+        except BaseException:  # cancelled, or the coroutine closed unfinished
+            if wait_id:
+                self.cancel(wait_id)
+            raise
 
     def limit(self, key: str, cost: Union[int, Callable[..., int]] = 1, *,
               timeout: Optional[float] = None) -> Callable[[F], F]:

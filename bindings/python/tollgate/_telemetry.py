@@ -44,6 +44,10 @@ COUNTERS = (
     ("tollgate.config.rejections", "{update}", "Config updates refused (the running config stayed)", "config_rejected"),
     ("tollgate.keys.moved", "{key}", "Keys moved to another policy by a config update", "keys_moved"),
     ("tollgate.shadow.admissions", "{decision}", "Denials of shadow policies, admitted anyway (also counted as denied)", "shadow_admitted"),
+    ("tollgate.reservations", "{reservation}", "Reservations of an estimated cost admitted (also counted as decisions)", "reserved"),
+    ("tollgate.reservations.settled.under", "{reservation}", "Reservations settled below their estimate (the rest went back to the local balance)", "settled_under"),
+    ("tollgate.reservations.settled.over", "{reservation}", "Reservations settled above their estimate (the extra charged)", "settled_over"),
+    ("tollgate.debt.tokens", "{token}", "Tokens over-settled reservations charged beyond the local balance, carried as debt", "debt_tokens"),
 )
 
 # The gauges that are one native value each.

@@ -3,7 +3,13 @@ with ``Retry-After`` (whole seconds, at least 1) and ``Tollgate-Reason`` (the de
 reason); an admitted one goes on to the app, with the decision in
 ``environ["tollgate.decision"]`` (WSGI) or ``scope["tollgate.decision"]`` (ASGI).
 Decisions made under a store outage (reasons ``fallback_*``) are tagged on the response
-with ``Tollgate-Reason`` too."""
+with ``Tollgate-Reason`` too.
+
+With ``estimate`` (costs known only afterwards, docs/quotas.md "Estimated costs") a request
+reserves ``estimate(request)`` instead of spending ``cost``, without waiting; the reservation
+is in ``environ["tollgate.reservation"]`` / ``scope["tollgate.reservation"]``. The app settles
+it (``r.settle(used)``) or names its cost in the ``Tollgate-Actual-Cost`` response header;
+otherwise it is settled at the estimate when the response ends."""
 
 from __future__ import annotations
 
@@ -12,9 +18,10 @@ from typing import Any, Awaitable, Callable, Iterable, MutableMapping, Optional,
 
 from ._native import Decision
 
-__all__ = ["WSGIMiddleware", "ASGIMiddleware", "retry_after_header"]
+__all__ = ["WSGIMiddleware", "ASGIMiddleware", "retry_after_header", "ACTUAL_COST_HEADER"]
 
 _BODY = b"Too Many Requests\n"
+ACTUAL_COST_HEADER = "Tollgate-Actual-Cost"
 _FALLBACKS = frozenset({"fallback_local", "fallback_deny", "fallback_allow"})
 
 Environ = dict[str, Any]
@@ -33,15 +40,36 @@ class _Middleware:
     def __init__(self, app: Callable[..., Any], limiter: Any,
                  key: Callable[[Any], Optional[str]],
                  cost: Union[int, Callable[[Any], int]] = 1, *,
-                 timeout: Optional[float] = None) -> None:
+                 timeout: Optional[float] = None,
+                 estimate: Union[None, int, Callable[[Any], int]] = None) -> None:
         self.app = app
         self.limiter = limiter
         self.key = key
         self.cost = cost
         self.timeout = timeout
+        self.estimate = estimate
 
     def _cost(self, request: Any) -> int:
         return self.cost(request) if callable(self.cost) else self.cost
+
+    def _reserve(self, request: Any, key: str) -> Any:
+        """The request's reservation (estimate given), in the request; else None."""
+        if self.estimate is None:
+            return None
+        n = self.estimate(request) if callable(self.estimate) else self.estimate
+        r = self.limiter.reserve(key, n)
+        request["tollgate.reservation"] = r
+        return r
+
+
+def _settle_from(reservation: Any, value: Optional[str]) -> None:
+    """Settles a pending reservation with the cost a response header named (if it parses)."""
+    if reservation is None or not reservation.pending or value is None:
+        return
+    try:
+        reservation.settle(int(value))
+    except ValueError:
+        pass  # not a cost: settled at the estimate when the response ends
 
 
 class WSGIMiddleware(_Middleware):
@@ -57,19 +85,28 @@ class WSGIMiddleware(_Middleware):
         key = self.key(environ)
         if key is None:
             return self.app(environ, start_response)
-        cost = self._cost(environ)
-        if self.timeout is None:
-            d = self.limiter.try_acquire(key, cost)
+        reservation = self._reserve(environ, key)
+        if reservation is not None:
+            d = reservation.decision
+        elif self.timeout is None:
+            d = self.limiter.try_acquire(key, self._cost(environ))
         else:
-            d = self.limiter.acquire(key, cost, self.timeout)
+            d = self.limiter.acquire(key, self._cost(environ), self.timeout)
         environ["tollgate.decision"] = d
         if d.allowed:
-            if d.reason not in _FALLBACKS:
+            if d.reason not in _FALLBACKS and reservation is None:
                 return self.app(environ, start_response)
 
             def tagged(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
-                return start_response(status, [*headers, ("Tollgate-Reason", d.reason)], *exc)
-            return self.app(environ, tagged)
+                if reservation is not None:
+                    named = [v for k, v in headers if k.lower() == ACTUAL_COST_HEADER.lower()]
+                    _settle_from(reservation, named[0] if named else None)
+                if d.reason in _FALLBACKS:
+                    headers = [*headers, ("Tollgate-Reason", d.reason)]
+                return start_response(status, headers, *exc)
+            if reservation is None:
+                return self.app(environ, tagged)
+            return _settled_when_done(self.app(environ, tagged), reservation)
         start_response("429 Too Many Requests", [
             ("Content-Type", "text/plain; charset=utf-8"),
             ("Content-Length", str(len(_BODY))),
@@ -77,6 +114,18 @@ class WSGIMiddleware(_Middleware):
             ("Tollgate-Reason", d.reason),
         ])
         return [_BODY]
+
+
+def _settled_when_done(body: Iterable[bytes], reservation: Any) -> Iterable[bytes]:
+    """The app's response body; once it is sent (or the server closes it), an unsettled
+    reservation is settled at its estimate."""
+    try:
+        yield from body
+    finally:
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
+        reservation.release()
 
 
 class ASGIMiddleware(_Middleware):
@@ -94,24 +143,35 @@ class ASGIMiddleware(_Middleware):
         if key is None:
             await self.app(scope, receive, send)
             return
-        cost = self._cost(scope)
-        if self.timeout is None:
-            d = self.limiter.try_acquire(key, cost)
+        reservation = self._reserve(scope, key)
+        if reservation is not None:
+            d = reservation.decision
+        elif self.timeout is None:
+            d = self.limiter.try_acquire(key, self._cost(scope))
         else:
-            d = await self.limiter.acquire_async(key, cost, self.timeout)
+            d = await self.limiter.acquire_async(key, self._cost(scope), self.timeout)
         scope["tollgate.decision"] = d
         if d.allowed:
-            if d.reason not in _FALLBACKS:
+            if d.reason not in _FALLBACKS and reservation is None:
                 await self.app(scope, receive, send)
                 return
 
             async def tagged(message: MutableMapping[str, Any]) -> None:
                 if message["type"] == "http.response.start":
-                    message = dict(message)
-                    message["headers"] = [*message.get("headers", []),
-                                          (b"tollgate-reason", d.reason.encode())]
+                    if reservation is not None:
+                        named = [v for k, v in message.get("headers", [])
+                                 if k.lower() == ACTUAL_COST_HEADER.lower().encode()]
+                        _settle_from(reservation, named[0].decode() if named else None)
+                    if d.reason in _FALLBACKS:
+                        message = dict(message)
+                        message["headers"] = [*message.get("headers", []),
+                                              (b"tollgate-reason", d.reason.encode())]
                 await send(message)
-            await self.app(scope, receive, tagged)
+            try:
+                await self.app(scope, receive, tagged)
+            finally:
+                if reservation is not None:
+                    reservation.release()  # unsettled: at the estimate
             return
         await send({
             "type": "http.response.start",

@@ -94,7 +94,14 @@ struct Policy {
   // reported as if enforced, but always admit. A decision that would have denied admits with
   // the reason it would have denied with (Stats::shadow_admitted counts them).
   bool shadow = false;
+  // Reservations (Limiter::reserve): settling charges at most estimate + max_overage; the
+  // rest of an actual cost above that is reported (Settlement::uncharged), not charged. It
+  // bounds the debt one reservation can leave (docs/architecture.md, "The bound"). Unset:
+  // the policy's capacity. Token buckets and windows only; at most 2^32 - 1.
+  std::optional<std::uint64_t> max_overage;
 
+  // The most a settle may charge beyond a reservation's estimate (max_overage, defaulted).
+  std::uint64_t overage_cap() const noexcept { return max_overage.value_or(capacity()); }
   // The most one acquire may cost: burst for a bucket, limit otherwise.
   TOLLGATE_API std::uint64_t capacity() const noexcept;
   TOLLGATE_API double effective_burst() const noexcept;

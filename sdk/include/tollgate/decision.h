@@ -29,8 +29,11 @@ enum class Reason : std::uint8_t {
   // The key's group budget is spent, or the key's fair share of it is (docs/quotas.md);
   // kOverLimit is the key's own quota. retry_after says when its share refills.
   kOverGroupLimit = 15,
+  // An over-settled Reservation left the key owing more than its local balance held; the
+  // debt is paid first out of its next leases. retry_after says when that is expected.
+  kInDebt = 16,
 };
-inline constexpr int kReasonCount = 16;
+inline constexpr int kReasonCount = 17;
 
 TOLLGATE_API std::string_view to_string(Reason reason) noexcept;
 

@@ -93,6 +93,60 @@ class TOLLGATE_API Permit {
   Decision decision_{};
 };
 
+// What Reservation::settle did with the actual cost (docs/quotas.md, "Estimated costs").
+struct Settlement {
+  // kOk; kInvalidArgument: nothing to settle (empty, already settled) or an actual cost
+  // above 2^53 — nothing changed.
+  Reason reason = Reason::kInvalidArgument;
+  std::uint64_t charged = 0;    // tokens charged in all: min(actual, estimate + max_overage)
+  std::uint64_t refunded = 0;   // estimate - actual, back in the key's local balance
+  std::uint64_t dropped = 0;    // of the refund, not given back: its lease had ended meanwhile
+  std::uint64_t debt = 0;       // charged beyond the local balance: carried as the key's debt
+  std::uint64_t uncharged = 0;  // actual - estimate - max_overage, reported but not charged
+  explicit operator bool() const noexcept { return reason == Reason::kOk; }
+};
+
+// An estimate held for a request whose cost is known only when it ends (Limiter::reserve):
+// settle() charges the actual cost instead. Destroyed unsettled, it is settled at the
+// estimate. Move-only, like Permit; keeps the limiter's core alive. settle() may run on
+// another thread than the reserve; one Reservation is not for two threads at once.
+class TOLLGATE_API Reservation {
+ public:
+  Reservation() = default;
+  Reservation(Reservation&& other) noexcept;
+  Reservation& operator=(Reservation&& other) noexcept;
+  Reservation(const Reservation&) = delete;
+  Reservation& operator=(const Reservation&) = delete;
+  ~Reservation();
+
+  explicit operator bool() const noexcept { return decision_.allowed; }
+  const Decision& decision() const noexcept { return decision_; }
+  std::uint64_t estimate() const noexcept { return estimate_; }
+  // False once settled (or when it holds nothing: denied, shadow-admitted, moved from).
+  bool pending() const noexcept { return entry_ != nullptr; }
+  // Under the estimate: the difference goes back to the key's local balance. Over it: the
+  // extra (at most the policy's max_overage) is charged from the local balance, and what
+  // the balance lacks is the key's debt, paid first out of its next leases; until then
+  // its decisions are denied with Reason::kInDebt. Once; later calls change nothing.
+  Settlement settle(std::uint64_t actual) noexcept;
+
+ private:
+  friend class LimiterImpl;
+  friend class Limiter;
+  Reservation(std::shared_ptr<LimiterImpl> owner, void* entry, std::uint64_t estimate,
+              std::uint32_t lease_ends, Decision d)
+      : owner_(std::move(owner)),
+        entry_(entry),
+        estimate_(estimate),
+        lease_ends_(lease_ends),
+        decision_(d) {}
+  std::shared_ptr<LimiterImpl> owner_;
+  void* entry_ = nullptr;
+  std::uint64_t estimate_ = 0;
+  std::uint32_t lease_ends_ = 0;  // the key's lease-end count at reserve (refunds check it)
+  Decision decision_{};
+};
+
 // A key resolved once, for a caller that decides on it again and again (an ASP.NET Core
 // partition, a Python object): try_acquire(const KeyRef&) reaches the key's entry through the
 // handle, with no hashing and no table probe, as long as no key has been evicted since it was
@@ -170,6 +224,20 @@ class TOLLGATE_API Limiter {
   WaitId acquire_async(std::string_view key, std::uint64_t cost, Nanos timeout, Completion done);
   // Completes the wait with reason cancelled; false when it already completed.
   bool cancel(WaitId id);
+
+  // Costs known only afterwards (docs/quotas.md, "Estimated costs"): holds `estimate`
+  // tokens of a token-bucket or window policy until the Reservation is settled with the
+  // actual cost. Never blocks; decided like try_acquire(key, estimate) (denied: an empty
+  // Reservation whose decision() says why).
+  Reservation reserve(std::string_view key, std::uint64_t estimate) noexcept;
+  // The same, waiting up to `timeout` for the estimate like acquire().
+  Reservation reserve(std::string_view key, std::uint64_t estimate, Nanos timeout);
+  // The waiting form without blocking: `done` gets the Reservation (empty when denied) exactly
+  // once, as acquire_async's completion does (inline or on the SDK's thread). Returns the id
+  // to cancel() with, or 0 when already completed.
+  using ReservationDone = std::function<void(Reservation)>;
+  WaitId reserve_async(std::string_view key, std::uint64_t estimate, Nanos timeout,
+                       ReservationDone done);
 
   // Concurrency policies: takes `count` permits without waiting.
   Permit acquire_permit(std::string_view key, std::uint32_t count = 1) noexcept;

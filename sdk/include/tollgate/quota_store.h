@@ -53,12 +53,20 @@ struct LeaseGrant {
 // Unused tokens of a lease going back. `expires_at` is the lease's (store clock):
 // the store credits them only while that lease is still valid, and they keep
 // that expiry, so returning tokens can never stretch the admission bound.
+//
+// A debt (`debt` true) goes the other way, with the same call: `tokens` admitted beyond
+// what any lease granted (an over-settled reservation's shortfall, a cold key's allowance)
+// that the instance's leases could not pay; the store charges them to the key's bucket — a
+// token bucket's level goes below zero, a window's count above its limit — so that every
+// instance's next grants pay them back (docs/architecture.md, "The bound"). `expires_at`
+// is unused. A group's budget is not charged.
 struct GiveBack {
   std::string key;
   std::shared_ptr<const ResolvedPolicy> policy;
   std::uint64_t tokens = 0;
   Nanos expires_at{0};
   std::string holder;
+  bool debt = false;
 };
 
 // A store's own counters since it started (tollgate/stats_list.h, TOLLGATE_STATS_STORE);
@@ -106,8 +114,9 @@ class TOLLGATE_API InProcessStore final : public QuotaStore {
   struct Totals {
     std::uint64_t leases = 0;
     std::uint64_t granted = 0;
-    std::uint64_t given_back = 0;  // credited back
-    std::uint64_t dropped = 0;     // give-backs of already expired leases
+    std::uint64_t given_back = 0;    // credited back
+    std::uint64_t dropped = 0;       // give-backs of already expired leases
+    std::uint64_t debt_charged = 0;  // debts charged to the buckets (GiveBack::debt)
     std::size_t keys = 0;
   };
   Totals totals() const;

@@ -16,8 +16,12 @@
   X(admitted_tokens, 1, "their summed cost")
 
 // Counted on the hot path, in per-thread stripes.
-#define TOLLGATE_STATS_ADMISSIONS(X) \
-  X(shadow_admitted, 4, "denials of shadow policies, admitted anyway (counted in denied too)")
+#define TOLLGATE_STATS_ADMISSIONS(X)                                                           \
+  X(shadow_admitted, 4, "denials of shadow policies, admitted anyway (counted in denied too)") \
+  X(reserved, 5, "reservations admitted (Limiter::reserve; also counted in admitted)")         \
+  X(settled_under, 5, "reservations settled below their estimate")                             \
+  X(settled_over, 5, "reservations settled above their estimate")                              \
+  X(debt_tokens, 5, "tokens over-settles charged beyond the local balance, carried as debt")
 
 // Counted by the Limiter's scheduler, one atomic each.
 #define TOLLGATE_STATS_SCHEDULER(X)                                                 \

@@ -74,9 +74,10 @@ typedef enum tg_reason {
   TG_REASON_FALLBACK_DENY = 12,    /* store unavailable; fallback = deny */
   TG_REASON_FALLBACK_ALLOW = 13,   /* store unavailable; fallback = allow */
   TG_REASON_SHUTDOWN = 14,         /* the limiter is being destroyed */
-  TG_REASON_OVER_GROUP_LIMIT = 15  /* the key's group budget (or its fair share of it) is spent */
+  TG_REASON_OVER_GROUP_LIMIT = 15, /* the key's group budget (or its fair share of it) is spent */
+  TG_REASON_IN_DEBT = 16           /* an over-settled reservation's debt is not paid yet */
 } tg_reason;
-#define TG_REASON_COUNT 16
+#define TG_REASON_COUNT 17
 
 /* "ok", "over_limit", … (static storage); "unknown" for values out of range. */
 TG_API const char* tg_reason_str(tg_reason reason);
@@ -234,6 +235,44 @@ TG_API tg_status tg_acquire_permit(tg_permit** out_permit, tg_decision* out_deci
    outlive its limiter's tg_limiter_destroy (the permits then simply expire). */
 TG_API void tg_permit_destroy(tg_permit** permit);
 
+/* ---- Reservations: costs known only afterwards (docs/quotas.md, "Estimated costs") ------- */
+
+typedef struct tg_reservation tg_reservation;
+
+/* What tg_settle did with the actual cost. */
+typedef struct tg_settlement {
+  tg_reason reason;   /* TG_REASON_OK; TG_REASON_INVALID_ARGUMENT: nothing changed */
+  uint64_t charged;   /* tokens charged in all: min(actual, estimate + max_overage) */
+  uint64_t refunded;  /* estimate - actual, back in the key's local balance */
+  uint64_t dropped;   /* of the refund, not given back: its lease had ended meanwhile */
+  uint64_t debt;      /* charged beyond the local balance: the key's debt (TG_REASON_IN_DEBT) */
+  uint64_t uncharged; /* actual - estimate - max_overage: reported, not charged */
+} tg_settlement;
+
+/* Holds `estimate` tokens of a token-bucket or window policy until tg_settle. timeout_ns <= 0:
+   never blocks (decided like tg_try_acquire); > 0: waits up to that long, like tg_acquire.
+   When admitted, *out_reservation owns the estimate (settle it with tg_settle, or
+   tg_reservation_destroy settles it at the estimate); when denied it is NULL and the
+   decision says why. An estimate of 0 or above the policy's capacity is
+   TG_REASON_INVALID_ARGUMENT and changes nothing. */
+TG_API tg_status tg_reserve(tg_reservation** out_reservation, tg_decision* out_decision,
+                            tg_limiter* limiter, const char* key, size_t key_len,
+                            uint64_t estimate, int64_t timeout_ns);
+
+/* Settles the reservation at the actual cost, once: under the estimate the rest goes back to
+   the key's local balance; over it the extra (at most the policy's max_overage) is charged,
+   and what the balance lacks is the key's debt, paid first out of its next leases.
+   *out_settlement (may be NULL) says what happened. TG_ERR_INVALID_ARGUMENT, changing
+   nothing, for a NULL reservation, one already settled, or an actual cost above 2^53. Any
+   thread; not for two threads at once on one reservation. The handle stays yours: free it
+   with tg_reservation_destroy. */
+TG_API tg_status tg_settle(tg_settlement* out_settlement, tg_reservation* reservation,
+                           uint64_t actual);
+
+/* Settles at the estimate if tg_settle has not run, frees the handle; *reservation becomes
+   NULL. NULL-safe. A reservation may outlive its limiter's tg_limiter_destroy. */
+TG_API void tg_reservation_destroy(tg_reservation** reservation);
+
 /* ---- Keys resolved once ------------------------------------------------------------------- */
 
 typedef struct tg_key tg_key;
@@ -256,7 +295,7 @@ TG_API tg_status tg_try_acquire_key(tg_decision* out_decision, tg_key* key, uint
 
 /* ---- Stats -------------------------------------------------------------------------------- */
 
-#define TG_STATS_VERSION 4
+#define TG_STATS_VERSION 5
 /* The reasons of version 1, which denied[] counts; reasons added since have fields of their
    own at the end, so that the struct only ever grows there. */
 #define TG_STATS_DENIED_SLOTS 15
@@ -298,11 +337,17 @@ typedef struct tg_stats {
   uint64_t config_rejected; /* config updates refused; the running config stayed */
   uint64_t keys_moved;      /* keys moved to another policy by an update */
   uint64_t shadow_admitted; /* denials of shadow policies, admitted anyway */
+  /* version 5: reservations (tg_reserve, tg_settle) */
+  uint64_t reserved;        /* reservations admitted (also counted in admitted) */
+  uint64_t settled_under;   /* reservations settled below their estimate */
+  uint64_t settled_over;    /* reservations settled above their estimate */
+  uint64_t debt_tokens;     /* tokens over-settles charged beyond the local balance */
+  uint64_t denied_in_debt;  /* denials with TG_REASON_IN_DEBT */
 } tg_stats;
 #define TG_STATS_INIT                                                                              \
   {                                                                                                \
     TG_STATS_VERSION, 0, 0, 0, {0}, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, \
-        0, 0, 0, 0, 0                                                                              \
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0                                                               \
   }
 TG_API tg_status tg_stats_init(tg_stats* stats, unsigned int version);
 

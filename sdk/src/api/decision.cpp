@@ -11,7 +11,7 @@ namespace {
 constexpr std::array<std::string_view, kReasonCount> kReasonNames = {
     "ok", "over_limit", "cold_key", "lease_pending", "penalty_box", "queue_full", "timeout",
     "cancelled", "key_table_full", "no_policy", "invalid_argument", "fallback_local",
-    "fallback_deny", "fallback_allow", "shutdown", "over_group_limit"};
+    "fallback_deny", "fallback_allow", "shutdown", "over_group_limit", "in_debt"};
 // clang-format on
 }  // namespace
 

@@ -43,6 +43,10 @@ struct tg_permit {
   tollgate::Permit permit;
 };
 
+struct tg_reservation {
+  tollgate::Reservation reservation;  // keeps the limiter's core alive
+};
+
 struct tg_key {
   tollgate::KeyRef key;  // keeps the limiter's core alive
 };

@@ -268,4 +268,42 @@ void tg_permit_destroy(tg_permit** permit) {
   *permit = nullptr;
 }
 
+tg_status tg_reserve(tg_reservation** out_reservation, tg_decision* out_decision,
+                     tg_limiter* limiter, const char* key, size_t key_len, uint64_t estimate,
+                     int64_t timeout_ns) {
+  if (out_reservation != nullptr) *out_reservation = nullptr;
+  if (out_reservation == nullptr || out_decision == nullptr || limiter == nullptr ||
+      (key == nullptr && key_len != 0))
+    return TG_ERR_INVALID_ARGUMENT;
+  return guarded([&] {
+    tollgate::Limiter& l = *limiter->limiter;
+    tollgate::Reservation r =
+        timeout_ns > 0 ? l.reserve(key_of(key, key_len), estimate, tollgate::Nanos{timeout_ns})
+                       : l.reserve(key_of(key, key_len), estimate);
+    to_c(out_decision, r.decision());
+    // Settled at the estimate by ~Reservation when the allocation throws (guarded answers).
+    if (r.pending()) *out_reservation = new tg_reservation{std::move(r)};
+    return TG_OK;
+  });
+}
+
+tg_status tg_settle(tg_settlement* out_settlement, tg_reservation* reservation, uint64_t actual) {
+  if (out_settlement != nullptr)
+    *out_settlement = tg_settlement{TG_REASON_INVALID_ARGUMENT, 0, 0, 0, 0, 0};
+  if (reservation == nullptr) return TG_ERR_INVALID_ARGUMENT;
+  // Reservation::settle is noexcept.
+  const tollgate::Settlement s = reservation->reservation.settle(actual);
+  if (out_settlement != nullptr) {
+    *out_settlement = tg_settlement{
+        static_cast<tg_reason>(s.reason), s.charged, s.refunded, s.dropped, s.debt, s.uncharged};
+  }
+  return s ? TG_OK : TG_ERR_INVALID_ARGUMENT;
+}
+
+void tg_reservation_destroy(tg_reservation** reservation) {
+  if (reservation == nullptr || *reservation == nullptr) return;
+  delete *reservation;  // ~Reservation settles at the estimate if still pending; noexcept
+  *reservation = nullptr;
+}
+
 }  // extern "C"

@@ -15,9 +15,12 @@ using tollgate::capi::guarded;
 namespace {
 
 // Where each version's layout of tg_stats ends (a caller of version v has a struct this long).
-constexpr std::size_t kStatsEnd[] = {0, offsetof(tg_stats, denied_over_group_limit),
+constexpr std::size_t kStatsEnd[] = {0,
+                                     offsetof(tg_stats, denied_over_group_limit),
                                      offsetof(tg_stats, bulkhead_rejected),
-                                     offsetof(tg_stats, refills_overdue), sizeof(tg_stats)};
+                                     offsetof(tg_stats, refills_overdue),
+                                     offsetof(tg_stats, reserved),
+                                     sizeof(tg_stats)};
 static_assert(std::size(kStatsEnd) == TG_STATS_VERSION + 1, "a tg_stats version without its end");
 
 // Every counter of tollgate/stats_list.h has a uint64_t field of its name in tg_stats, within
@@ -32,11 +35,13 @@ TOLLGATE_STATS_COUNTERS(TG_CHECK_FIELD)
 #undef TG_CHECK_FIELD
 
 // The fields of tg_stats that are no counter of the list; with the list, all of them.
-#define TG_STATS_OTHER_FIELDS(X) \
-  X(version)                     \
-  X(denied_total)                \
-  X(denied)                      \
-  X(shards) X(breakers_closed) X(breakers_open) X(breakers_half_open) X(denied_over_group_limit)
+#define TG_STATS_OTHER_FIELDS(X)                                                       \
+  X(version)                                                                           \
+  X(denied_total)                                                                      \
+  X(denied)                                                                            \
+  X(shards)                                                                            \
+  X(breakers_closed) X(breakers_open) X(breakers_half_open) X(denied_over_group_limit) \
+      X(denied_in_debt)
 #define TG_FIELD_SIZE(name) +sizeof(tg_stats::name)
 #define TG_COUNTER_SIZE(name, since, help) +sizeof(uint64_t)
 constexpr std::size_t kNamedBytes =
@@ -100,11 +105,12 @@ tg_status tg_limiter_stats(tg_stats* out_stats, tg_limiter* limiter) {
     o.denied_total = s.denied_total();
     static_assert(TG_REASON_COUNT == tollgate::kReasonCount, "tg_reason and Reason disagree");
     // A new reason needs a field of its own at the end, and a new version.
-    static_assert(TG_REASON_COUNT == TG_STATS_DENIED_SLOTS + 1, "a reason without a stats field");
+    static_assert(TG_REASON_COUNT == TG_STATS_DENIED_SLOTS + 2, "a reason without a stats field");
     for (int i = 0; i < TG_STATS_DENIED_SLOTS; ++i) o.denied[i] = s.denied[i];
     if (o.version >= 2) {
       o.denied_over_group_limit = s.denied[static_cast<int>(tollgate::Reason::kOverGroupLimit)];
     }
+    if (o.version >= 5) o.denied_in_debt = s.denied[static_cast<int>(tollgate::Reason::kInDebt)];
     o.shards = static_cast<uint32_t>(s.breakers.size());
     o.breakers_closed = o.breakers_open = o.breakers_half_open = 0;
     for (auto b : s.breakers) {

@@ -135,6 +135,13 @@ const Schema<Policy>& policy_schema() {
       member("weight", &Policy::weight),
       member("guaranteed_rate", &Policy::guaranteed_rate),
       member("shadow", &Policy::shadow),
+      custom<Policy>("max_overage",
+                     [](const Fields& f, Policy& p) {
+                       if (!f.has("max_overage")) return;
+                       std::uint64_t v = 0;
+                       f.read("max_overage", v);
+                       p.max_overage = v;
+                     }),
       custom<Policy>("fair_instances",
                      [](const Fields& f, Policy& p) {
                        if (!f.has("fair_instances")) return;

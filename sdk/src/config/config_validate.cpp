@@ -139,6 +139,12 @@ void validate_policy(const Policy& p, const std::string& path, std::size_t max_k
   if (p.fair_instances.value_or(false) && p.kind != PolicyKind::kTokenBucket) {
     fail(field("fair_instances"), "only for token_bucket (type is " + kind + ")");
   }
+  if (p.max_overage && p.kind == PolicyKind::kConcurrency) {
+    fail(field("max_overage"), "not used by concurrency (permits are not reserved)");
+  }
+  if (p.max_overage && *p.max_overage > std::numeric_limits<std::uint32_t>::max()) {
+    fail(field("max_overage"), "must be <= 4294967295 (a key's debt is counted in 32 bits)");
+  }
 }
 
 // The rules between a policy and the group it names (Config::groups).

@@ -29,6 +29,8 @@ inline constexpr std::uint8_t kFallbackAllow = 3;
 inline constexpr std::uint8_t kExhaustedNot = 0;
 inline constexpr std::uint8_t kExhaustedKey = 1;    // the key's own quota (over_limit)
 inline constexpr std::uint8_t kExhaustedGroup = 2;  // its group's (over_group_limit)
+// Its debt went to the store, whose bucket pays it back (in_debt until a grant comes).
+inline constexpr std::uint8_t kExhaustedDebt = 3;
 
 // A lease the key holds: tokens credited, and when they stop being spendable.
 struct HeldLease {
@@ -46,7 +48,11 @@ struct RefillState {
   float rate = 0;  // EWMA of local demand, tokens per second
   std::uint32_t baseline_denials = 0;
   std::uint32_t deny_base = 0;
-  std::uint32_t debt = 0;        // optimistic cold allowance not yet paid by a lease
+  // Tokens admitted here that no lease has covered yet: a cold key's optimistic allowance.
+  // An over-settled reservation's shortfall is the same debt, kept as the balance below
+  // zero (application threads settle); both are asked for and paid first out of the next
+  // leases (LimiterImpl::debt_to_ask, apply).
+  std::uint32_t debt = 0;
   std::uint16_t max_cost = 1;    // largest cost seen (saturating), for the watermark
   std::uint16_t timer_refs = 0;  // timers that still point here
   std::uint8_t lease_count : 2 = 0;
@@ -55,6 +61,7 @@ struct RefillState {
   bool parked : 1 = false;       // and holds `queued` (not on the queue) until the answer
   bool held : 1 = false;         // its request waits in the batch for the partition's next call
   bool rematch : 1 = false;      // an update came while in flight: match it on the answer
+  bool owes : 1 = false;         // its debt went to the store: in_debt until the next grant
   std::uint8_t idle_passes = 0;  // idle scans in a row that found it untouched
   // EWMA of the tokens per second this instance was granted for the key (bfloat16,
   // core/fallback_bucket.h): the local fallback's rate in share mode.
@@ -70,8 +77,12 @@ struct RefillState {
 struct Entry {
   // --- read and written by application threads ---
   std::atomic<std::int64_t> balance{0};    // tokens (or permits) spendable now
-  std::atomic<std::int64_t> watermark{0};  // refill when the balance falls below
-  std::atomic<std::int64_t> retry_at{0};   // local clock (ns): when asking again makes sense
+  std::atomic<std::int32_t> watermark{0};  // refill when the balance falls below (< a lease)
+  // The newer lease's tokens while the key holds two (0: one or none), published by the
+  // scheduler: a reservation whose tokens all came from it may keep its refund across the
+  // older lease's end (spending is first in, first out; LimiterImpl::lease_ending).
+  std::atomic<std::uint32_t> newer_granted{0};
+  std::atomic<std::int64_t> retry_at{0};  // local clock (ns): when asking again makes sense
   std::atomic<Entry*> next_queued{nullptr};
   std::uint32_t hash32 = 0;
   std::atomic<std::uint32_t> waiters{0};

@@ -238,6 +238,7 @@ bool LimiterImpl::rematch(Entry* e, Nanos now) {
     return true;
   }
   expire_leases(e, now);
+  for (int i = 0; i < s.lease_count; ++i) lease_ending(e);  // the key's leases end here
   if (from.concurrency) {
     const std::int64_t reserved = s.lease_count > 0 ? s.leases[0].granted : 0;
     e->balance.fetch_sub(reserved, std::memory_order_acq_rel);
@@ -251,7 +252,9 @@ bool LimiterImpl::rematch(Entry* e, Nanos now) {
                                           std::memory_order_relaxed);
     s.lease_count = 0;
   } else {
-    give_back(e, clamp_nonneg(e->balance.exchange(0, std::memory_order_acq_rel)));
+    const std::int64_t left = e->balance.exchange(0, std::memory_order_acq_rel);
+    give_back(e, clamp_nonneg(left));
+    if (left < 0) e->balance.fetch_add(left, std::memory_order_acq_rel);  // the debt moves too
   }
   if (e->unavailable) {
     e->fallback.store(to.fallback == core::kFallbackLocal ? core::kFallbackOff : to.fallback,
@@ -423,8 +426,10 @@ Decision LimiterImpl::spend(Entry* e, std::uint64_t cost, std::uint32_t stripe,
   if (const std::uint8_t fb = e->fallback.load(std::memory_order_acquire); fb != 0) {
     return spend_fallback(e, fb, cost, b, stripe);
   }
+  if (b < 0 && !p.concurrency) return deny_in_debt(e, stripe);
   if (const std::uint8_t level = e->exhausted.load(std::memory_order_relaxed); level != 0) {
     Nanos wait{clamp_nonneg(e->retry_at.load(std::memory_order_relaxed) - clock_->now().count())};
+    if (level == core::kExhaustedDebt) return deny_in_debt(e, stripe);
     return deny(p, level == core::kExhaustedGroup ? Reason::kOverGroupLimit : Reason::kOverLimit,
                 stripe, clamp_nonneg(b), wait);
   }
@@ -683,6 +688,7 @@ void LimiterImpl::expire_leases(Entry* e, Nanos now) {
       s.lease_count = 0;
       break;
     }
+    lease_ending(e);
     std::int64_t b = e->balance.load(std::memory_order_acquire);
     std::int64_t take = 0;
     do {
@@ -709,6 +715,7 @@ void LimiterImpl::fallback_refill(Entry* e, Nanos now) {
   const std::int64_t b = e->balance.load(std::memory_order_acquire);
   if (s.lease_count > 0) {
     if (b > 0) return;  // lease tokens left: those first (expire_leases ends them)
+    for (int i = 0; i < s.lease_count; ++i) lease_ending(e);
     s.lease_count = 0;  // spent: nothing of them to give back
   }
   const bool starting = e->fallback.load(std::memory_order_relaxed) != core::kFallbackLocal;
@@ -783,6 +790,7 @@ void LimiterImpl::leave_fallback(Entry* e) {
     if (left > 0)
       counted_.fallback_dropped.fetch_add(static_cast<std::uint64_t>(left),
                                           std::memory_order_relaxed);
+    if (left < 0) e->balance.fetch_add(left, std::memory_order_acq_rel);  // debt stays owed
     e->s.baseline_balance = 0;
   }
 }
@@ -835,6 +843,7 @@ void LimiterImpl::consider(Entry* e, Nanos now) {
   const std::uint64_t min_need = std::max<std::uint64_t>({1, denied_cost, head_cost});
 
   std::uint64_t want = 0;
+  std::uint64_t debt = 0;
   double demand = -1;  // per second, reported with a token bucket's request (< 0: not yet)
   std::uint8_t urgency = Scheduler::kUrgent;  // concurrency: always at once
   if (p.concurrency) {
@@ -871,7 +880,8 @@ void LimiterImpl::consider(Entry* e, Nanos now) {
     const double horizon = std::chrono::duration<double>(config_->leases.horizon).count();
     demand = sample_demand(e, nms, balance, denials, denied_cost);
     const core::LeaseSizing sizing = lease_sizing(p);
-    want = core::lease_want(s.rate, min_need + s.debt, sizing);
+    debt = debt_to_ask(e, p, balance);
+    want = core::lease_want(s.rate, min_need + debt, sizing);
     // Otherwise the average (denied tokens included); before a rate is known, what the
     // first lease is for.
     if (demand < 0) demand = s.rate > 0 ? s.rate : static_cast<double>(want) / horizon;
@@ -887,7 +897,8 @@ void LimiterImpl::consider(Entry* e, Nanos now) {
                             balance, min_need, s.rate, sizing)
             ? Scheduler::kUrgent
             : (e->leased.load(std::memory_order_relaxed) ? Scheduler::kCanWait : Scheduler::kCold);
-    e->watermark.store(wm, std::memory_order_relaxed);
+    e->watermark.store(static_cast<std::int32_t>(std::min<std::int64_t>(wm, INT32_MAX)),
+                       std::memory_order_relaxed);
   }
   e->last_denied_cost.store(0, std::memory_order_relaxed);
   s.baseline_balance = balance;
@@ -898,7 +909,7 @@ void LimiterImpl::consider(Entry* e, Nanos now) {
   req.key = std::string(e->key());
   req.policy = p.spec;
   req.want = want;
-  req.min = p.concurrency ? std::min<std::uint64_t>(want, min_need) : min_need + s.debt;
+  req.min = p.concurrency ? std::min<std::uint64_t>(want, min_need) : min_need + debt;
   req.request_id = instance_id_ + ":" + std::to_string(next_request_++);
   req.holder = instance_id_;
   req.ttl = config_->leases.ttl;
@@ -1018,6 +1029,7 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
     const auto credit = static_cast<std::uint32_t>(granted - pay);
     if (credit > 0) {
       core::book_credit(s, core::HeldLease{credit, to_ms(local_expiry), to_ms(store_expiry)});
+      e->newer_granted.store(s.lease_count > 1 ? s.leases[1].granted : 0);
       e->balance.fetch_add(credit, std::memory_order_acq_rel);
       add_timer(e, local_expiry);
     }
@@ -1083,6 +1095,7 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
   // Waiters the grant did not cover ask again now, not at the lease's expiry: a queue longer
   // than one lease (after a move, the new policy's first lease) would otherwise wait a TTL.
   if (e->waiters.load(std::memory_order_acquire) != 0 && granted > 0) s.again = true;
+  if (!p.concurrency) carry_debt(e, /*store_short=*/!(granted >= min), granted != 0);
   requeue(e);
 }
 
@@ -1135,6 +1148,8 @@ void LimiterImpl::idle_scan(Nanos now) {
 
 bool LimiterImpl::evict(Entry* e, Nanos now) {
   if (e->s.in_flight || e->permits_out.load(std::memory_order_acquire) != 0) return false;
+  // A key in debt stays until its leases have paid it (or the debt would be forgotten).
+  if (!policy_of(e).concurrency && e->balance.load(std::memory_order_acquire) < 0) return false;
   // table_.erase marks it retired: no new waiter can join.
   if (!waits_.close_if_idle(e, [&] { table_.erase(e); })) return false;
   expire_leases(e, now);
@@ -1147,6 +1162,7 @@ bool LimiterImpl::evict(Entry* e, Nanos now) {
 void LimiterImpl::give_back(Entry* e, std::int64_t tokens) {
   auto& s = e->s;
   const CompiledPolicy& p = policy_of(e);
+  for (int i = 0; i < s.lease_count; ++i) lease_ending(e);  // each lease ends
   // Newest leases hold what is left (first-in first-out spending).
   for (int i = s.lease_count - 1; i >= 0 && tokens > 0; --i) {
     const auto part = std::min<std::int64_t>(tokens, s.leases[i].granted);

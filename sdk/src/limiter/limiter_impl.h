@@ -49,6 +49,15 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   bool cancel(WaitId id);
   Permit acquire_permit(std::string_view key, std::uint32_t count) noexcept;
   void release_permit(void* entry, std::uint32_t count) noexcept;
+  // Reservations (limiter/reservation.cpp). A reservation holds its key's entry (counted in
+  // permits_out, so it is never evicted) from reserve, or hold(), until it is settled.
+  Reservation reserve(std::string_view key, std::uint64_t estimate) noexcept;
+  void* hold(std::string_view key, std::uint64_t estimate, Decision& failure,
+             std::uint32_t& lease_ends) noexcept;
+  Reservation reservation(void* held, std::uint64_t estimate, std::uint32_t lease_ends,
+                          Decision d) noexcept;
+  Settlement settle(void* entry, std::uint64_t estimate, std::uint32_t lease_ends,
+                    std::uint64_t actual) noexcept;
   Stats stats() const;
   void tick();
 
@@ -144,6 +153,33 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   void wake() noexcept {
     refills_.wake();
   }
+  // A key whose balance an over-settle took below zero: denied kInDebt (reservation.cpp).
+  Decision deny_in_debt(const Entry* e, std::uint32_t stripe) noexcept;
+  // What a lease request asks on top of the need: the key's debt (RefillState::debt and the
+  // balance below zero), at most a lease's worth; the rest goes with the next asks.
+  std::uint64_t debt_to_ask(const Entry* e, const CompiledPolicy& p,
+                            std::int64_t balance) const noexcept;
+  // After a lease answer (scheduler): a debt the grant did not pay is asked for again at once,
+  // or — when the store was short of it (`store_short`) — reported to the store as a
+  // GiveBack::debt and cleared here; the key says in_debt until its next grant.
+  void carry_debt(Entry* e, bool store_short, bool granted);
+  // Lease ends, counted per hash slot of the key: a reservation's refund goes back to the
+  // balance only while the lease its tokens came from is held — no end since the reserve, or
+  // one when they all came from the newer lease (Entry::newer_granted) — or it would spend
+  // tokens the store counts as gone. The scheduler clears newer_granted and counts an end
+  // before it takes the lease's tokens out of the balance.
+  static constexpr std::size_t kLeaseEndSlots = 4096;
+  std::atomic<std::uint32_t> lease_ends_[kLeaseEndSlots]{};
+  std::atomic<std::uint32_t>& lease_ends_of(const Entry* e) noexcept {
+    return lease_ends_[e->hash32 % kLeaseEndSlots];
+  }
+  void lease_ending(Entry* e) noexcept {
+    e->newer_granted.store(0);
+    lease_ends_of(e).fetch_add(1);
+  }
+  // A reservation's record of the lease-end count: its low 31 bits, and the top bit when
+  // all its tokens came from the newer of two leases.
+  static constexpr std::uint32_t kFromNewer = 0x8000'0000u;
   // The KeyRef's entry found again (after an eviction) or created; published to the KeyRef.
   Entry* resolve(const KeyRef& k, std::uint64_t cost, std::uint32_t stripe,
                  Decision& failure) noexcept;

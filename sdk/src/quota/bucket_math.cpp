@@ -102,7 +102,7 @@ LeaseAnswer lease_token_bucket(TokenBucketState& s, const Policy& p, const Lease
   const std::uint64_t min = std::max<std::uint64_t>(1, ask.min);
   LeaseAnswer a;
   if (ask.want == 0) {
-    a.remaining = static_cast<std::uint64_t>(s.level) + (pool_usable ? s.pool : 0);
+    a.remaining = static_cast<std::uint64_t>(std::max(0.0, s.level)) + (pool_usable ? s.pool : 0);
     return a;
   }
   const std::uint64_t lend = pool_share(s, ask, pool_usable, now);
@@ -118,7 +118,7 @@ LeaseAnswer lease_token_bucket(TokenBucketState& s, const Policy& p, const Lease
     a.wait_until =
         now + std::max<std::int64_t>(1, refill_time(static_cast<double>(min) - s.level, p.rate));
   }
-  a.remaining = static_cast<std::uint64_t>(s.level) +
+  a.remaining = static_cast<std::uint64_t>(std::max(0.0, s.level)) +
                 (s.pool > 0 && s.pool_expires - now >= ask.ttl / 4 ? s.pool : 0);
   return a;
 }
@@ -231,6 +231,18 @@ std::uint64_t give_back_token_bucket(TokenBucketState& s, const Policy& /*p*/, s
     s.pool_expires = expires_at;
   }
   return tokens;
+}
+
+void charge_token_bucket(TokenBucketState& s, const Policy& p, std::uint64_t tokens,
+                         std::int64_t now) noexcept {
+  refill(s, p, now);
+  s.level -= static_cast<double>(tokens);
+}
+
+void charge_window(WindowState& s, const Policy& p, std::uint64_t tokens,
+                   std::int64_t now) noexcept {
+  roll(s, p.window.count(), now);
+  s.count += tokens;
 }
 
 std::uint64_t give_back_window(WindowState& s, const Policy& p, std::uint64_t tokens,

@@ -201,6 +201,15 @@ std::uint64_t give_back_window(WindowState& s, const Policy& p, std::uint64_t to
 std::uint64_t give_back_concurrency(ConcurrencyState& s, std::string_view holder,
                                     std::uint64_t tokens, std::int64_t now) noexcept;
 
+// Debts (GiveBack::debt): `tokens` admitted beyond any lease, charged to the bucket. A token
+// bucket's level goes below zero (refilling from there, so every later grant waits for it); a
+// window counts them in its current window (over its limit: nothing more until it passes;
+// a sliding window carries them into the next one's estimate).
+void charge_token_bucket(TokenBucketState& s, const Policy& p, std::uint64_t tokens,
+                         std::int64_t now) noexcept;
+void charge_window(WindowState& s, const Policy& p, std::uint64_t tokens,
+                   std::int64_t now) noexcept;
+
 // Sliding-window counter estimate at `now`: previous × (1 − elapsed/window) + current.
 double sliding_window_estimate(const WindowState& s, const Policy& p, std::int64_t now) noexcept;
 

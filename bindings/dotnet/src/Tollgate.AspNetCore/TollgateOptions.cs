@@ -105,6 +105,8 @@ public sealed class PolicySettings
     public bool? FairInstances { get; set; }
     /// <summary>shadow: decisions are computed, counted and reported as if enforced, but always admit (docs/configuration.md)</summary>
     public bool? Shadow { get; set; }
+    /// <summary>max_overage: a reservation's settle charges at most its estimate plus this (not for concurrency; default: the capacity; docs/quotas.md, "Estimated costs")</summary>
+    public long? MaxOverage { get; set; }
 }
 
 /// <summary>groups[]: a budget shared by every key of the policies whose group is <see cref="Name"/> (docs/quotas.md)</summary>

@@ -41,6 +41,11 @@ public enum Reason : byte
     /// <see cref="OverLimit"/> is the key's own quota. RetryAfter says when its share refills.
     /// </summary>
     OverGroupLimit = 15,
+    /// <summary>
+    /// An over-settled reservation left the key owing more than its local balance held; the
+    /// debt is paid first out of its next leases. RetryAfter says when that is expected.
+    /// </summary>
+    InDebt = 16,
 }
 
 /// <summary>The answer to one acquire.</summary>
@@ -128,6 +133,14 @@ public sealed class TollgateStats
     public ulong KeysMoved { get; init; }
     /// <summary>Denials of shadow policies, admitted anyway (also counted as denied).</summary>
     public ulong ShadowAdmitted { get; init; }
+    /// <summary>Reservations admitted (also counted in Admitted).</summary>
+    public ulong Reserved { get; init; }
+    /// <summary>Reservations settled below their estimate.</summary>
+    public ulong SettledUnder { get; init; }
+    /// <summary>Reservations settled above their estimate.</summary>
+    public ulong SettledOver { get; init; }
+    /// <summary>Tokens over-settles charged beyond the local balance, carried as debt.</summary>
+    public ulong DebtTokens { get; init; }
     /// <summary>Each shard's breaker now (empty for the in-process store).</summary>
     public IReadOnlyList<BreakerState> Breakers { get; init; } = Array.Empty<BreakerState>();
     /// <summary>
@@ -146,6 +159,7 @@ public sealed class TollgateStats
             if (n != 0) byReason[(Reason)i] = n;
         }
         if (s.DeniedOverGroupLimit != 0) byReason[Reason.OverGroupLimit] = s.DeniedOverGroupLimit;
+        if (s.DeniedInDebt != 0) byReason[Reason.InDebt] = s.DeniedInDebt;
         return new TollgateStats
         {
             Admitted = s.Admitted,
@@ -173,6 +187,10 @@ public sealed class TollgateStats
             ConfigRejected = s.ConfigRejected,
             KeysMoved = s.KeysMoved,
             ShadowAdmitted = s.ShadowAdmitted,
+            Reserved = s.Reserved,
+            SettledUnder = s.SettledUnder,
+            SettledOver = s.SettledOver,
+            DebtTokens = s.DebtTokens,
             Breakers = breakers,
             Policies = policies ?? Array.Empty<TollgatePolicyStats>(),
         };

@@ -100,6 +100,11 @@ internal unsafe struct NativeStats
     public ulong ConfigRejected;
     public ulong KeysMoved;
     public ulong ShadowAdmitted;
+    public ulong Reserved;  // version 5
+    public ulong SettledUnder;
+    public ulong SettledOver;
+    public ulong DebtTokens;
+    public ulong DeniedInDebt;
 }
 
 // tg_policy_stats: one policy value's decisions (tg_limiter_policy_stats).
@@ -118,13 +123,13 @@ internal static unsafe partial class Native
     // The binding needs at least this library version (TG_VERSION_NUM), and the same major.
     internal const int MinimumVersionNum = 100;
     internal const uint LimiterOptionsVersion = 1;
-    internal const uint StatsVersion = 4;
+    internal const uint StatsVersion = 5;
     // TG_STATS_DENIED_SLOTS: tg_stats.denied[] counts the reasons of version 1; later ones
     // have fields of their own at the end.
     internal const int StatsDeniedSlots = 15;
     // TG_REASON_COUNT (GroupTests checks it against the loaded library: tg_reason_str knows
     // exactly this many reasons).
-    internal const int ReasonCount = 16;
+    internal const int ReasonCount = 17;
     // TG_POLICY_STATS_REASONS and TG_POLICY_VALUES_MAX (tollgate.h).
     internal const int PolicyStatsReasons = 32;
     internal const int PolicyValuesMax = 16;
@@ -183,6 +188,16 @@ internal static unsafe partial class Native
 
     [LibraryImport(Library, EntryPoint = "tg_permit_destroy")]
     internal static partial void PermitDestroy(nint* permit);
+
+    [LibraryImport(Library, EntryPoint = "tg_reserve")]
+    internal static partial Status Reserve(nint* outReservation, NativeDecision* outDecision,
+        nint limiter, byte* key, nuint keyLen, ulong estimate, long timeoutNs);
+
+    [LibraryImport(Library, EntryPoint = "tg_settle")]
+    internal static partial Status Settle(NativeSettlement* outSettlement, nint reservation, ulong actual);
+
+    [LibraryImport(Library, EntryPoint = "tg_reservation_destroy")]
+    internal static partial void ReservationDestroy(nint* reservation);
 
     [LibraryImport(Library, EntryPoint = "tg_limiter_stats")]
     internal static partial Status LimiterStats(NativeStats* outStats, nint limiter);
@@ -285,6 +300,28 @@ internal sealed class LimiterHandle : NativeHandle
 }
 
 /// <summary>Owns permits taken from a concurrency policy; releasing returns them.</summary>
+// tg_settlement.
+[StructLayout(LayoutKind.Sequential)]
+internal struct NativeSettlement
+{
+    public int Reason;
+    public ulong Charged;
+    public ulong Refunded;
+    public ulong Dropped;
+    public ulong Debt;
+    public ulong Uncharged;
+}
+
+/// <summary>Owns a native tg_reservation; releasing it settles an unsettled one at the estimate.</summary>
+internal sealed class ReservationHandle : NativeHandle
+{
+    private static long s_open;
+    internal static long Open => Interlocked.Read(ref s_open);
+    protected override ref long OpenCount => ref s_open;
+
+    protected override unsafe void Destroy(nint h) => Native.ReservationDestroy(&h);
+}
+
 internal sealed class PermitHandle : NativeHandle
 {
     private static long s_open;

@@ -283,6 +283,40 @@ public sealed unsafe class TollgateLimiter : IDisposable
         return new TollgatePermit(permit, Native.ToDecision(d));
     }
 
+    /// <summary>
+    /// Holds <paramref name="estimate"/> tokens of a token-bucket or window policy for a request
+    /// whose cost is known only when it ends (docs/quotas.md, "Estimated costs"): settle the
+    /// actual cost with <see cref="TollgateReservation.Settle"/>; disposing an unsettled one
+    /// settles it at the estimate. Never blocks, never does I/O (decided like
+    /// <see cref="TryAcquire(string, long)"/>); an estimate of 0 or above the policy's capacity is denied
+    /// with <see cref="Reason.InvalidArgument"/>.
+    /// </summary>
+    public TollgateReservation Reserve(string key, long estimate)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        byte[] utf8 = Encoding.UTF8.GetBytes(key);
+        var reservation = new ReservationHandle();
+        NativeDecision d;
+        nint r = 0;
+        bool added = false;
+        try
+        {
+            Handle.DangerousAddRef(ref added);
+            fixed (byte* k = utf8)
+            {
+                Status s = Native.Reserve(&r, &d, Handle.DangerousGetHandle(), k, (nuint)utf8.Length,
+                    estimate <= 0 ? 0ul : (ulong)estimate, 0);
+                if (s != Status.Ok) throw new InvalidOperationException($"Tollgate: tg_reserve failed ({s})");
+            }
+            if (r != 0) reservation.Adopt(r);
+        }
+        finally
+        {
+            if (added) Handle.DangerousRelease();
+        }
+        return new TollgateReservation(reservation, Native.ToDecision(d), estimate);
+    }
+
     /// <summary>Counters since the limiter started, and each shard's breaker state.</summary>
     public TollgateStats GetStats()
     {

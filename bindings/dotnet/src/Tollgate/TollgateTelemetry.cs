@@ -53,6 +53,10 @@ public static class TollgateTelemetry
         ("tollgate.config.rejections", "{update}", "Config updates refused (the running config stayed)", s => s.ConfigRejected),
         ("tollgate.keys.moved", "{key}", "Keys moved to another policy by a config update", s => s.KeysMoved),
         ("tollgate.shadow.admissions", "{decision}", "Denials of shadow policies, admitted anyway (also counted as denied)", s => s.ShadowAdmitted),
+        ("tollgate.reservations", "{reservation}", "Reservations of an estimated cost admitted (also counted as decisions)", s => s.Reserved),
+        ("tollgate.reservations.settled.under", "{reservation}", "Reservations settled below their estimate (the rest went back to the local balance)", s => s.SettledUnder),
+        ("tollgate.reservations.settled.over", "{reservation}", "Reservations settled above their estimate (the extra charged)", s => s.SettledOver),
+        ("tollgate.debt.tokens", "{token}", "Tokens over-settled reservations charged beyond the local balance, carried as debt", s => s.DebtTokens),
     };
 
     // The gauges that are one native value each.

@@ -55,12 +55,13 @@ public sealed class GroupTests
     public void ReasonNamesMatchTheNativeLibrary()
     {
         Assert.Equal(Native.ReasonCount, Enum.GetValues<Reason>().Length);
-        Assert.Equal(Reason.OverGroupLimit, (Reason)(Native.ReasonCount - 1));
+        Assert.Equal(Reason.InDebt, (Reason)(Native.ReasonCount - 1));
         for (int i = 0; i < Native.ReasonCount; i++)
             Assert.Equal(NativeReason(i), ReasonNames.Of((Reason)i));
         // the loaded library has exactly ReasonCount reasons: tg_stats.denied[] has that length
         Assert.Equal("unknown", NativeReason(Native.ReasonCount));
         Assert.Equal("over_group_limit", ReasonNames.Of(Reason.OverGroupLimit));
+        Assert.Equal("in_debt", ReasonNames.Of(Reason.InDebt));
     }
 
     private static unsafe string NativeReason(int reason) => Marshal.PtrToStringUTF8((nint)Native.ReasonStr(reason))!;

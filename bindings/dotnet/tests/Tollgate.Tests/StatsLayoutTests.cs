@@ -18,7 +18,7 @@ public sealed class StatsLayoutTests
     private static readonly HashSet<string> NotCounters = new()
     {
         "version", "denied_total", "denied", "shards", "breakers_closed", "breakers_open",
-        "breakers_half_open", "denied_over_group_limit",
+        "breakers_half_open", "denied_over_group_limit", "denied_in_debt",
     };
 
     private static unsafe List<(string Name, int Offset)> NativeFields(out int size)

@@ -133,6 +133,22 @@ struct InProcessStore::State {
     return g;
   }
 
+  // A debt (GiveBack::debt) charged to the key's bucket, made if it has none yet.
+  void charge(const GiveBack& gb, std::int64_t now) {
+    const ResolvedPolicy& p = *gb.policy;
+    Bucket& b = bucket(gb.policy, gb.key);
+    if (auto* t = std::get_if<core::TenantState>(&b.state)) {
+      core::charge_token_bucket(t->bucket, p, gb.tokens, now);
+    } else if (auto* tb = std::get_if<core::TokenBucketState>(&b.state)) {
+      core::charge_token_bucket(*tb, p, gb.tokens, now);
+    } else if (auto* w = std::get_if<core::WindowState>(&b.state)) {
+      core::charge_window(*w, p, gb.tokens, now);
+    } else {
+      return;  // permits are never owed
+    }
+    totals.debt_charged += gb.tokens;
+  }
+
   static bool is_idle(const Bucket& b, std::int64_t now) {
     return std::visit(
         [&](const auto& s) {
@@ -216,6 +232,10 @@ void InProcessStore::give_back(std::vector<GiveBack> batch) {
   for (const GiveBack& gb : batch) {
     if (!gb.policy || gb.tokens == 0) continue;
     const Policy& p = *gb.policy;
+    if (gb.debt) {
+      state_->charge(gb, now);
+      continue;
+    }
     auto it = state_->buckets.find(bucket_name(p, gb.key));
     std::uint64_t credited = 0;
     if (it != state_->buckets.end() && it->second.kind == p.kind) {

@@ -87,10 +87,12 @@ Command give_back_command(const std::string& sha, const GiveBack& g) {
   using A = GiveBackArg;
   return Eval<A>(sha, {bucket_key(group_of(p, g.key), p.name, g.key)})
       .set(A::kKind, std::to_string(static_cast<int>(p.kind)))
-      .set(A::kTokens, std::to_string(g.tokens))
+      .set(A::kTokens, (g.debt ? "-" : "") + std::to_string(g.tokens))
       .set(A::kExpiresAtUs, micros(g.expires_at))
       .set(A::kHolder, g.holder)
       .set(A::kWindowUs, micros(p.window))
+      .set(A::kRate, number(p.rate))
+      .set(A::kBurst, number(p.effective_burst()))
       .take();
 }
 

@@ -38,7 +38,16 @@ static_assert(static_cast<std::size_t>(LeaseArg::kCount) == lua::kLeaseSlots.siz
               "LeaseArg and the slots of lua/lease.lua differ");
 
 // lua/give_back.lua's ARGV, in order.
-enum class GiveBackArg : std::size_t { kKind, kTokens, kExpiresAtUs, kHolder, kWindowUs, kCount };
+enum class GiveBackArg : std::size_t {
+  kKind,
+  kTokens,
+  kExpiresAtUs,
+  kHolder,
+  kWindowUs,
+  kRate,
+  kBurst,
+  kCount
+};
 static_assert(static_cast<std::size_t>(GiveBackArg::kCount) == lua::kGiveBackSlots.size(),
               "GiveBackArg and the slots of lua/give_back.lua differ");
 

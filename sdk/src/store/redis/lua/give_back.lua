@@ -3,17 +3,59 @@
 -- ARGV: the slots named below, in order (the C++ enum GiveBackArg in store/redis/scripts.h names
 -- the same slots; the build checks that the counts agree).
 -- Returns the tokens credited per key (0: the lease had expired or its window has passed).
-local slots = {'kind', 'tokens', 'expires_at_us', 'holder', 'window_us'}
+--
+-- Negative tokens are a debt (GiveBack::debt): tokens an instance admitted beyond its leases,
+-- charged to the bucket as core::charge_token_bucket / charge_window do — a token bucket's
+-- level, brought up to now at rate and burst, goes below zero; a window's count, rolled to
+-- now, goes above its limit — and the key lives until it has refilled (a new bucket starts
+-- full, then is charged). Returns minus the tokens charged. Concurrency keys owe nothing.
+-- A release before this one returns 0 for them (tokens <= 0) and changes nothing.
+local slots = {'kind', 'tokens', 'expires_at_us', 'holder', 'window_us', 'rate', 'burst'}
 local function int(x) return string.format('%.0f', x) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 
 -- One key's give-back: KEYS and ARGV are that key's one key and #slots arguments.
+-- One key's debt (tokens > 0 to charge).
+local function charge_one(key, arg, kind, tokens)
+  if kind == 3 then return 0 end
+  if kind == 0 then
+    local rate, burst = tonumber(arg.rate), tonumber(arg.burst)
+    local s = redis.call('HMGET', key, 'l', 'ts')
+    local level, ts = tonumber(s[1]), tonumber(s[2])
+    if level == nil then
+      level, ts = burst, now
+    elseif now > ts then
+      level = math.min(burst, level + rate * (now - ts) / 1e6)
+      ts = now
+    end
+    level = level - tokens
+    redis.call('HSET', key, 'l', level, 'ts', ts)
+    local keep = math.ceil((burst - level) / rate * 1000) + 1000
+    if redis.call('PTTL', key) < keep then redis.call('PEXPIRE', key, int(keep)) end
+    return -tokens
+  end
+  local window = tonumber(arg.window_us)
+  local s = redis.call('HMGET', key, 'st', 'c', 'pv')
+  local st, c, pv = tonumber(s[1]), tonumber(s[2]) or 0, tonumber(s[3]) or 0
+  local start = now - (now % window)
+  if st ~= start then
+    if st == start - window then pv = c else pv = 0 end
+    st, c = start, 0
+  end
+  c = c + tokens
+  redis.call('HSET', key, 'st', int(st), 'c', int(c), 'pv', int(pv))
+  local keep = math.ceil((st + 2 * window - now) / 1000)
+  if redis.call('PTTL', key) < keep then redis.call('PEXPIRE', key, int(keep)) end
+  return -tokens
+end
+
 local function give_back_one(KEYS, ARGV)
   local arg = {}
   for i, name in ipairs(slots) do arg[name] = ARGV[i] end
   local kind, tokens = tonumber(arg.kind), tonumber(arg.tokens)
   local expires = tonumber(arg.expires_at_us)
+  if tokens < 0 then return charge_one(KEYS[1], arg, kind, -tokens) end
   if tokens <= 0 or redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
   if kind == 3 then
     local v = redis.call('HGET', KEYS[1], arg.holder)

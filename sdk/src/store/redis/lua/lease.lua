@@ -149,7 +149,7 @@ local function token_bucket()
       wait = now + max(1, ceil((least - level) / rate * 1e6))
     end
   end
-  remaining = floor(level)
+  remaining = floor(max(0, level))  -- a debt takes the level below zero (give_back.lua)
   if pool_usable(pool, pe) then remaining = remaining + pool end
   local qs = sweep(s[6])
   if qs then
