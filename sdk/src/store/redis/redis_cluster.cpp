@@ -280,36 +280,48 @@ void RedisClusterTransport::finish_if_done(const std::shared_ptr<Call>& call) {
 }
 
 void RedisClusterTransport::send_give_backs(std::size_t, std::vector<GiveBack> batch) {
-  asio::post(io_, [this, batch = std::move(batch)] {
-    std::map<std::size_t, std::vector<Command>> by_node;
-    for (const GiveBack& g : batch) {
-      if (!g.policy) continue;
-      const auto o = owner_[static_cast<std::size_t>(group_slot(group_of(*g.policy, g.key)))].load(
-          std::memory_order_relaxed);
-      if (o == kUnknown || !nodes_[o].connection || closing_) continue;  // best effort
-      by_node[o].push_back(give_back_command(give_back_sha_, g));
+  asio::post(io_, [this, batch = std::move(batch)]() mutable {
+    if (!known_) {
+      // Before the first slot map nothing can be routed. A give-back may carry a debt
+      // (tokens admitted beyond the leases): dropped, it would grant them silently. It
+      // waits for the map, as lease calls do (sent from on_topology).
+      give_backs_waiting_for_map_.push_back(std::move(batch));
+      refresh();
+      return;
     }
-    for (auto& entry : by_node) {
-      const auto node = entry.first;  // a structured binding cannot be captured by clang 14
-      auto cmds = std::make_shared<std::vector<Command>>(std::move(entry.second));
-      calls_ += cmds->size();
-      ++batches_;
-      nodes_[node].connection->send(
-          *cmds, [this, node, cmds](std::vector<Reply> replies, std::string error) {
-            if (!error.empty()) return;  // best effort: the tokens expire in Redis
-            std::vector<Command> again;
-            for (std::size_t k = 0; k < replies.size(); ++k) {
-              if (replies[k].error_code_is("NOSCRIPT")) again.push_back((*cmds)[k]);
-              // Not followed: tokens not given back expire; the map is read again.
-              if (parse_redirect(replies[k])) refresh();
-            }
-            if (again.empty()) return;
-            ++reloads_;
-            again.insert(again.begin(), Command{"SCRIPT", "LOAD", kGiveBackScript});
-            nodes_[node].connection->send(std::move(again), [](std::vector<Reply>, std::string) {});
-          });
-    }
+    route_give_backs(batch);
   });
+}
+
+void RedisClusterTransport::route_give_backs(const std::vector<GiveBack>& batch) {
+  std::map<std::size_t, std::vector<Command>> by_node;
+  for (const GiveBack& g : batch) {
+    if (!g.policy) continue;
+    const auto o = owner_[static_cast<std::size_t>(group_slot(group_of(*g.policy, g.key)))].load(
+        std::memory_order_relaxed);
+    if (o == kUnknown || !nodes_[o].connection || closing_) continue;  // best effort
+    by_node[o].push_back(give_back_command(give_back_sha_, g));
+  }
+  for (auto& entry : by_node) {
+    const auto node = entry.first;  // a structured binding cannot be captured by clang 14
+    auto cmds = std::make_shared<std::vector<Command>>(std::move(entry.second));
+    calls_ += cmds->size();
+    ++batches_;
+    nodes_[node].connection->send(
+        *cmds, [this, node, cmds](std::vector<Reply> replies, std::string error) {
+          if (!error.empty()) return;  // best effort: the tokens expire in Redis
+          std::vector<Command> again;
+          for (std::size_t k = 0; k < replies.size(); ++k) {
+            if (replies[k].error_code_is("NOSCRIPT")) again.push_back((*cmds)[k]);
+            // Not followed: tokens not given back expire; the map is read again.
+            if (parse_redirect(replies[k])) refresh();
+          }
+          if (again.empty()) return;
+          ++reloads_;
+          again.insert(again.begin(), Command{"SCRIPT", "LOAD", kGiveBackScript});
+          nodes_[node].connection->send(std::move(again), [](std::vector<Reply>, std::string) {});
+        });
+  }
 }
 
 void RedisClusterTransport::arm_period() {
@@ -497,6 +509,10 @@ void RedisClusterTransport::apply(const std::vector<SlotRange>& ranges) {
     known_ = true;
     auto waiting = std::move(waiting_for_map_);
     waiting_for_map_.clear();
+    // Give-backs first: they were sent before the calls that wait with them.
+    auto give_backs = std::move(give_backs_waiting_for_map_);
+    give_backs_waiting_for_map_.clear();
+    for (const auto& batch : give_backs) route_give_backs(batch);
     for (auto& call : waiting) start(std::move(call));
   }
 }

@@ -93,6 +93,7 @@ class RedisClusterTransport final : public RedisShards {
   struct Call;
 
   void start(std::shared_ptr<Call> call);  // io thread, from here on
+  void route_give_backs(const std::vector<GiveBack>& batch);
   void route(std::shared_ptr<Call> call, std::vector<std::size_t> idx);
   void send_part(std::shared_ptr<Call> call, std::size_t node, std::vector<std::size_t> idx,
                  bool asking, bool reload);
@@ -130,6 +131,7 @@ class RedisClusterTransport final : public RedisShards {
   std::uint64_t generation_ = 0;
   std::chrono::steady_clock::time_point last_refresh_{};
   std::vector<std::shared_ptr<Call>> waiting_for_map_;
+  std::vector<std::vector<GiveBack>> give_backs_waiting_for_map_;  // sent once it is known
   asio::steady_timer period_;
   asio::steady_timer refresh_timer_;
   std::mt19937_64 jitter_{std::random_device{}()};
