@@ -702,49 +702,39 @@ PYBIND11_MODULE(_native, m) {
     }
   });
 
-  py::class_<PyPermit>(m, "Permit")
-      .def_property_readonly("allowed", [](const PyPermit& p) { return p.decision().allowed; })
-      .def_property_readonly("decision", &PyPermit::decision)
-      .def_property_readonly("count", &PyPermit::count)
-      .def_property_readonly("held", &PyPermit::held)
-      .def_property_readonly("key", &PyPermit::key)
-      .def("release", &PyPermit::release)
-      // `with limiter.permit(key, n):` runs the body only with the permits held.
-      .def("__enter__",
-           [](py::object self) {
-             const auto& p = self.cast<const PyPermit&>();
-             if (!p.decision().allowed) raise_rate_limited(p.key(), p.decision());
-             return self;
-           })
-      .def("__exit__",
-           [](PyPermit& p, const py::args&) {
-             p.release();
-             return false;
-           })
-      .def("__bool__", [](const PyPermit& p) { return p.decision().allowed; });
-
-  py::class_<PyReservation>(m, "Reservation")
-      .def_property_readonly("allowed", [](const PyReservation& r) { return r.decision().allowed; })
-      .def_property_readonly("decision", &PyReservation::decision)
-      .def_property_readonly("estimate", &PyReservation::estimate)
+  // What a Permit and a Reservation share: the decision, the key, release(), and `with`
+  // running the body only when allowed (RateLimitExceeded otherwise), releasing on exit.
+  auto held = [](auto& cls) {
+    using T = typename std::remove_reference_t<decltype(cls)>::type;
+    cls.def_property_readonly("allowed", [](const T& h) { return h.decision().allowed; })
+        .def_property_readonly("decision", &T::decision)
+        .def_property_readonly("key", &T::key)
+        .def("release", &T::release)
+        .def("__enter__",
+             [](py::object self) {
+               const auto& h = self.cast<const T&>();
+               if (!h.decision().allowed) raise_rate_limited(h.key(), h.decision());
+               return self;
+             })
+        .def("__exit__",
+             [](T& h, const py::args&) {
+               h.release();
+               return false;
+             })
+        .def("__bool__", [](const T& h) { return h.decision().allowed; });
+  };
+  // `with limiter.permit(key, n):` runs the body only with the permits held.
+  py::class_<PyPermit> permit(m, "Permit");
+  held(permit);
+  permit.def_property_readonly("count", &PyPermit::count)
+      .def_property_readonly("held", &PyPermit::held);
+  // `with limiter.reserve(key, estimate) as r:` runs the body only with the estimate held;
+  // an unsettled one is settled at the estimate on exit.
+  py::class_<PyReservation> reservation(m, "Reservation");
+  held(reservation);
+  reservation.def_property_readonly("estimate", &PyReservation::estimate)
       .def_property_readonly("pending", &PyReservation::pending)
-      .def_property_readonly("key", &PyReservation::key)
-      .def("settle", &PyReservation::settle, py::arg("actual"))
-      .def("release", &PyReservation::release)
-      // `with limiter.reserve(key, estimate) as r:` runs the body only with the estimate held
-      // (RateLimitExceeded otherwise); an unsettled one is settled at the estimate on exit.
-      .def("__enter__",
-           [](py::object self) {
-             const auto& r = self.cast<const PyReservation&>();
-             if (!r.decision().allowed) raise_rate_limited(r.key(), r.decision());
-             return self;
-           })
-      .def("__exit__",
-           [](PyReservation& r, const py::args&) {
-             r.release();
-             return false;
-           })
-      .def("__bool__", [](const PyReservation& r) { return r.decision().allowed; });
+      .def("settle", &PyReservation::settle, py::arg("actual"));
 
   py::class_<PyLimiter> limiter(m, "Limiter");
   limiter
