@@ -200,6 +200,28 @@ TEST_F(ReservationTest, ADebtTheStoreCannotPayIsReportedToItsBucket) {
   EXPECT_EQ(store->debts, 52u);
 }
 
+TEST_F(ReservationTest, ADebtLeftAtShutdownIsReportedToTheStore) {
+  make(reserve_config());
+  lease(150);  // 148 left
+  Reservation r = limiter->reserve("tenant:a", 100);
+  EXPECT_EQ(r.settle(800).debt, 652u);
+  EXPECT_EQ(store->debts, 0u);
+  limiter.reset();  // no lease call in flight: nothing else would pay it
+  EXPECT_EQ(store->debts, 652u) << "the debt is charged to the store's bucket, not lost";
+  EXPECT_EQ(store->given_back, 0u);
+}
+
+TEST_F(ReservationTest, ADebtALeaseCallCarriesIsNotReportedTwiceAtShutdown) {
+  make(reserve_config());
+  lease(150);
+  Reservation r = limiter->reserve("tenant:a", 100);
+  EXPECT_EQ(r.settle(800).debt, 652u);
+  limiter->poll();  // the next ask carries 500 of the debt
+  ASSERT_EQ(store->calls.size(), 1u);
+  limiter.reset();  // its grant, whatever the store decides, is what pays the debt
+  EXPECT_EQ(store->debts, 0u);
+}
+
 TEST_F(ReservationTest, ADroppedReservationIsSettledAtTheEstimate) {
   make(reserve_config());
   lease(500);

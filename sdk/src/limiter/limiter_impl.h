@@ -163,6 +163,10 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   // or — when the store was short of it (`store_short`) — reported to the store as a
   // GiveBack::debt and cleared here; the key says in_debt until its next grant.
   void carry_debt(Entry* e, bool store_short, bool granted);
+  // Sends `owed` tokens to the store as a GiveBack::debt (charged to the key's bucket) and
+  // clears the key's RefillState::debt: after a short answer, and when a key in debt leaves
+  // the Limiter (shutdown, its policy gone) with no lease call in flight to carry it.
+  void report_debt(Entry* e, std::uint64_t owed);
   // Lease ends, counted per hash slot of the key: a reservation's refund goes back to the
   // balance only while the lease its tokens came from is held — no end since the reserve, or
   // one when they all came from the newer lease (Entry::newer_granted) — or it would spend
@@ -223,6 +227,8 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   void expire_deadlines(Nanos now);
   void idle_scan(Nanos now);
   bool evict(Entry* e, Nanos now);
+  // Ends the key's leases, giving back `tokens` unspent; a negative count (the balance in
+  // debt) and RefillState::debt are reported to the store instead (report_debt).
   void give_back(Entry* e, std::int64_t tokens);
   void reclaim();
   // --- live updates (scheduler, under tick_mu_) ---

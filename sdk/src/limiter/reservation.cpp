@@ -60,14 +60,19 @@ void LimiterImpl::carry_debt(Entry* e, bool store_short, bool granted) {
   while (b < 0 && !e->balance.compare_exchange_weak(b, 0, std::memory_order_acq_rel)) {
   }
   const std::uint64_t owed = s.debt + static_cast<std::uint64_t>(std::max<std::int64_t>(0, -b));
-  s.debt = 0;
+  if (owed == 0) return;
+  report_debt(e, owed);
+  refills_.flush_give_backs();  // now: the store counts it from this call on
+  s.owes = true;
+  e->exhausted.store(core::kExhaustedDebt, std::memory_order_release);
+}
+
+void LimiterImpl::report_debt(Entry* e, std::uint64_t owed) {
+  e->s.debt = 0;
   if (owed == 0) return;
   GiveBack debt{std::string(e->key()), policy_of(e).spec, owed, Nanos{0}, instance_id_};
   debt.debt = true;
   refills_.give_back(std::move(debt));
-  refills_.flush_give_backs();  // now: the store counts it from this call on
-  s.owes = true;
-  e->exhausted.store(core::kExhaustedDebt, std::memory_order_release);
 }
 
 Reservation LimiterImpl::reserve(std::string_view key, std::uint64_t estimate) noexcept {
