@@ -324,6 +324,17 @@ TYPED_TEST(StoreBehaviour, AGroupBudgetBoundsItsTenantsTogetherAndSaysSo) {
   EXPECT_EQ(g4.limited_by, LimitLevel::kKey);
 }
 
+TYPED_TEST(StoreBehaviour, ADebtIsChargedToTheGroupBudgetToo) {
+  auto a = tenant("a", kSlow, 1000, kSlow, 100);
+  auto b = tenant("b", kSlow, 1000, kSlow, 100);
+  this->give_back({debt("a", a, 60)});  // the group's budget of 100 goes to 40
+  auto g = this->one(b, "b", 100);
+  ASSERT_TRUE(g.ok) << g.error;
+  EXPECT_EQ(g.granted, 40u) << "another tenant of the group pays for it too";
+  EXPECT_EQ(g.limited_by, LimitLevel::kGroup);
+  EXPECT_EQ(this->one(a, "a", 100).granted, 0u) << "the group has nothing left";
+}
+
 TYPED_TEST(StoreBehaviour, ContendedTenantsArePacedAtTheirWaterFilledShares) {
   // Doorman's example: capacity 120, demands 1000/50/10 -> 60/50/10 per second. Each
   // share may be taken at once up to its part of the group's burst (120 x share / 120).

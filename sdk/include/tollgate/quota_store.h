@@ -59,7 +59,7 @@ struct LeaseGrant {
 // that the instance's leases could not pay; the store charges them to the key's bucket — a
 // token bucket's level goes below zero, a window's count above its limit — so that every
 // instance's next grants pay them back (docs/architecture.md, "The bound"). `expires_at`
-// is unused. A group's budget is not charged.
+// is unused. A policy with a group budget charges the group's budget as well.
 struct GiveBack {
   std::string key;
   std::shared_ptr<const ResolvedPolicy> policy;

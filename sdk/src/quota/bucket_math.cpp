@@ -239,6 +239,12 @@ void charge_token_bucket(TokenBucketState& s, const Policy& p, std::uint64_t tok
   s.level -= static_cast<double>(tokens);
 }
 
+void charge_group(GroupState& g, const ResolvedPolicy& p, std::uint64_t tokens,
+                  std::int64_t now) noexcept {
+  refill(g.bucket, p.group_rate, p.effective_group_burst(), now);
+  g.bucket.level -= static_cast<double>(tokens);
+}
+
 void charge_window(WindowState& s, const Policy& p, std::uint64_t tokens,
                    std::int64_t now) noexcept {
   roll(s, p.window.count(), now);

@@ -209,6 +209,10 @@ void charge_token_bucket(TokenBucketState& s, const Policy& p, std::uint64_t tok
                          std::int64_t now) noexcept;
 void charge_window(WindowState& s, const Policy& p, std::uint64_t tokens,
                    std::int64_t now) noexcept;
+// A tenant's debt charged to its group's budget as well (a policy with a group budget): the
+// group's level goes below zero, so that every tenant of the group waits for it.
+void charge_group(GroupState& g, const ResolvedPolicy& p, std::uint64_t tokens,
+                  std::int64_t now) noexcept;
 
 // Sliding-window counter estimate at `now`: previous × (1 − elapsed/window) + current.
 double sliding_window_estimate(const WindowState& s, const Policy& p, std::int64_t now) noexcept;

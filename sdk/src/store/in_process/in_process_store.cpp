@@ -133,12 +133,18 @@ struct InProcessStore::State {
     return g;
   }
 
-  // A debt (GiveBack::debt) charged to the key's bucket, made if it has none yet.
+  // A debt (GiveBack::debt) charged to the key's bucket, made if it has none yet, and to
+  // its group's budget when it has one.
   void charge(const GiveBack& gb, std::int64_t now) {
     const ResolvedPolicy& p = *gb.policy;
     Bucket& b = bucket(gb.policy, gb.key);
     if (auto* t = std::get_if<core::TenantState>(&b.state)) {
       core::charge_token_bucket(t->bucket, p, gb.tokens, now);
+      if (p.has_group_budget()) {
+        Group& gr = groups[p.group];
+        gr.policy = gb.policy;
+        core::charge_group(gr.state, p, gb.tokens, now);
+      }
     } else if (auto* tb = std::get_if<core::TokenBucketState>(&b.state)) {
       core::charge_token_bucket(*tb, p, gb.tokens, now);
     } else if (auto* w = std::get_if<core::WindowState>(&b.state)) {

@@ -83,9 +83,11 @@ Command lease_command(const std::string& sha, const LeaseRequest& r) {
 }
 
 Command give_back_command(const std::string& sha, const GiveBack& g) {
-  const Policy& p = *g.policy;
+  const ResolvedPolicy& p = *g.policy;
+  const std::string_view group = group_of(p, g.key);
+  const bool budget = p.kind == PolicyKind::kTokenBucket && p.has_group_budget();
   using A = GiveBackArg;
-  return Eval<A>(sha, {bucket_key(group_of(p, g.key), p.name, g.key)})
+  return Eval<A>(sha, {bucket_key(group, p.name, g.key), group_key(group)})
       .set(A::kKind, std::to_string(static_cast<int>(p.kind)))
       .set(A::kTokens, (g.debt ? "-" : "") + std::to_string(g.tokens))
       .set(A::kExpiresAtUs, micros(g.expires_at))
@@ -93,6 +95,8 @@ Command give_back_command(const std::string& sha, const GiveBack& g) {
       .set(A::kWindowUs, micros(p.window))
       .set(A::kRate, number(p.rate))
       .set(A::kBurst, number(p.effective_burst()))
+      .set(A::kGroupRate, number(budget ? p.group_rate : 0))
+      .set(A::kGroupBurst, number(p.effective_group_burst()))
       .take();
 }
 

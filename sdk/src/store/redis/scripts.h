@@ -46,6 +46,8 @@ enum class GiveBackArg : std::size_t {
   kWindowUs,
   kRate,
   kBurst,
+  kGroupRate,  // 0: no group budget to charge a debt to
+  kGroupBurst,
   kCount
 };
 static_assert(static_cast<std::size_t>(GiveBackArg::kCount) == lua::kGiveBackSlots.size(),

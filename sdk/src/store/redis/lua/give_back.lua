@@ -1,5 +1,6 @@
 -- The give-back script: unused tokens of a lease go back to the key's bucket in Redis.
--- Many keys in one call: per key, KEYS bucket and a run of #slots ARGV.
+-- Many keys in one call: per key, KEYS bucket and group hash (same slot) and a run of #slots
+-- ARGV.
 -- ARGV: the slots named below, in order (the C++ enum GiveBackArg in store/redis/scripts.h names
 -- the same slots; the build checks that the counts agree).
 -- Returns the tokens credited per key (0: the lease had expired or its window has passed).
@@ -8,31 +9,41 @@
 -- charged to the bucket as core::charge_token_bucket / charge_window do — a token bucket's
 -- level, brought up to now at rate and burst, goes below zero; a window's count, rolled to
 -- now, goes above its limit — and the key lives until it has refilled (a new bucket starts
--- full, then is charged). Returns minus the tokens charged. Concurrency keys owe nothing.
+-- full, then is charged). A token bucket with a group budget (group_rate > 0) charges the
+-- group's bucket (l, ts in its hash) the same way (core::charge_group). Returns minus the
+-- tokens charged. Concurrency keys owe nothing.
 -- A release before this one returns 0 for them (tokens <= 0) and changes nothing.
-local slots = {'kind', 'tokens', 'expires_at_us', 'holder', 'window_us', 'rate', 'burst'}
+local slots = {'kind', 'tokens', 'expires_at_us', 'holder', 'window_us', 'rate', 'burst',
+               'group_rate', 'group_burst'}
 local function int(x) return string.format('%.0f', x) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 
--- One key's give-back: KEYS and ARGV are that key's one key and #slots arguments.
+-- One key's give-back: KEYS and ARGV are that key's two keys and #slots arguments.
+-- A token bucket's level (fields l, ts of the hash `key`) charged `tokens`, brought up to now
+-- at rate and burst first (a new one starts full).
+local function charge_level(key, rate, burst, tokens)
+  local s = redis.call('HMGET', key, 'l', 'ts')
+  local level, ts = tonumber(s[1]), tonumber(s[2])
+  if level == nil then
+    level, ts = burst, now
+  elseif now > ts then
+    level = math.min(burst, level + rate * (now - ts) / 1e6)
+    ts = now
+  end
+  level = level - tokens
+  redis.call('HSET', key, 'l', level, 'ts', ts)
+  local keep = math.ceil((burst - level) / rate * 1000) + 1000
+  if redis.call('PTTL', key) < keep then redis.call('PEXPIRE', key, int(keep)) end
+end
+
 -- One key's debt (tokens > 0 to charge).
-local function charge_one(key, arg, kind, tokens)
+local function charge_one(key, group_key, arg, kind, tokens)
   if kind == 3 then return 0 end
   if kind == 0 then
-    local rate, burst = tonumber(arg.rate), tonumber(arg.burst)
-    local s = redis.call('HMGET', key, 'l', 'ts')
-    local level, ts = tonumber(s[1]), tonumber(s[2])
-    if level == nil then
-      level, ts = burst, now
-    elseif now > ts then
-      level = math.min(burst, level + rate * (now - ts) / 1e6)
-      ts = now
-    end
-    level = level - tokens
-    redis.call('HSET', key, 'l', level, 'ts', ts)
-    local keep = math.ceil((burst - level) / rate * 1000) + 1000
-    if redis.call('PTTL', key) < keep then redis.call('PEXPIRE', key, int(keep)) end
+    charge_level(key, tonumber(arg.rate), tonumber(arg.burst), tokens)
+    local grate = tonumber(arg.group_rate)
+    if grate > 0 then charge_level(group_key, grate, tonumber(arg.group_burst), tokens) end
     return -tokens
   end
   local window = tonumber(arg.window_us)
@@ -55,7 +66,7 @@ local function give_back_one(KEYS, ARGV)
   for i, name in ipairs(slots) do arg[name] = ARGV[i] end
   local kind, tokens = tonumber(arg.kind), tonumber(arg.tokens)
   local expires = tonumber(arg.expires_at_us)
-  if tokens < 0 then return charge_one(KEYS[1], arg, kind, -tokens) end
+  if tokens < 0 then return charge_one(KEYS[1], KEYS[2], arg, kind, -tokens) end
   if tokens <= 0 or redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
   if kind == 3 then
     local v = redis.call('HGET', KEYS[1], arg.holder)
@@ -102,7 +113,8 @@ local function give_back_one(KEYS, ARGV)
 end
 
 local credited, n = {}, #slots
-for i = 0, #KEYS - 1 do
-  credited[i + 1] = give_back_one({KEYS[i + 1]}, {unpack(ARGV, n * i + 1, n * i + n)})
+for i = 0, #KEYS / 2 - 1 do
+  credited[i + 1] = give_back_one({KEYS[2 * i + 1], KEYS[2 * i + 2]},
+                                  {unpack(ARGV, n * i + 1, n * i + n)})
 end
 return credited
