@@ -36,6 +36,7 @@ typedef struct completion {
   int calls;
   tg_decision decision;
   pthread_t thread;
+  tg_reservation* reservation; /* tg_reserve_async: what `done` was given */
 } completion;
 
 static void completion_init(completion* c) {
@@ -57,6 +58,14 @@ static void on_done(const tg_decision* d, void* user_data) {
   c->thread = pthread_self();
   pthread_cond_broadcast(&c->cv);
   pthread_mutex_unlock(&c->mu);
+}
+
+static void on_reserved(tg_reservation* r, const tg_decision* d, void* user_data) {
+  completion* c = (completion*)user_data;
+  pthread_mutex_lock(&c->mu);
+  c->reservation = r;
+  pthread_mutex_unlock(&c->mu);
+  on_done(d, user_data);
 }
 
 /* Waits until the completion ran (at most 30 s); returns its call count. */
@@ -369,6 +378,50 @@ static void test_reservations_settle_the_actual_cost(void) {
   tg_limiter_destroy(&l);
 }
 
+/* tg_reserve_async: a cold key's reservation arrives from the SDK's thread and is the
+   callee's; decided at once it runs inline (id 0); cancelled or shut down, no reservation. */
+static void test_reserve_async_hands_over_the_reservation(void) {
+  tg_limiter* l = make_limiter(NULL);
+  completion c;
+  uint64_t id = 99;
+  int cancelled = 0;
+  tg_settlement s;
+  tg_stats st = TG_STATS_INIT;
+  completion_init(&c);
+  CHECK(tg_reserve_async(&id, l, "tenant:q", 8, 3, (int64_t)30 * 1000000000, on_reserved, &c) ==
+        TG_OK);
+  CHECK(completion_wait(&c) == 1);
+  CHECK(c.decision.allowed == 1 && c.reservation != NULL);
+  if (id != 0) CHECK(!pthread_equal(c.thread, pthread_self()));
+  CHECK(tg_settle(&s, c.reservation, 1) == TG_OK && s.charged == 1);
+  tg_reservation_destroy(&c.reservation);
+  /* decided at once (estimate 0): inline, id 0, no reservation */
+  c.calls = 0;
+  c.reservation = (tg_reservation*)&c; /* must be overwritten */
+  CHECK(tg_reserve_async(&id, l, "tenant:q", 8, 0, 1000, on_reserved, &c) == TG_OK);
+  CHECK(id == 0 && c.calls == 1 && c.reservation == NULL);
+  CHECK(c.decision.reason == TG_REASON_INVALID_ARGUMENT);
+  CHECK(tg_reserve_async(&id, l, "tenant:q", 8, 1, 1000, NULL, &c) == TG_ERR_INVALID_ARGUMENT);
+  CHECK(tg_reserve_async(&id, NULL, "tenant:q", 8, 1, 1000, on_reserved, &c) ==
+        TG_ERR_INVALID_ARGUMENT);
+  /* spent for ~1000 s: the wait ends by cancel, with nothing reserved */
+  exhaust(l, "tenant:e");
+  c.calls = 0;
+  CHECK(tg_reserve_async(&id, l, "tenant:e", 8, 1, (int64_t)600 * 1000000000, on_reserved, &c) ==
+        TG_OK);
+  CHECK(id != 0 && c.calls == 0);
+  CHECK(tg_cancel(&cancelled, l, id) == TG_OK && cancelled == 1);
+  CHECK(c.calls == 1 && c.reservation == NULL && c.decision.reason == TG_REASON_CANCELLED);
+  /* pending at destroy: shutdown, nothing reserved */
+  c.calls = 0;
+  CHECK(tg_reserve_async(&id, l, "tenant:e", 8, 1, (int64_t)600 * 1000000000, on_reserved, &c) ==
+        TG_OK);
+  CHECK(tg_limiter_stats(&st, l) == TG_OK && st.reserved == 1);
+  tg_limiter_destroy(&l);
+  CHECK(c.calls == 1 && c.reservation == NULL && c.decision.reason == TG_REASON_SHUTDOWN);
+  completion_free(&c);
+}
+
 static void test_permits_are_bounded_and_return(void) {
   tg_limiter* l = make_limiter(NULL);
   tg_permit* held[8] = {0};
@@ -495,13 +548,15 @@ static void test_update_refuses_a_bad_config_and_counts(void) {
   tg_limiter* l = make_limiter(NULL);
   char err[256];
   tg_stats s = TG_STATS_INIT;
-  const char* bad = "{\"policies\": [{\"match\": \"tenant:*\", \"type\": \"token_bucket\","
-                    " \"rate\": -1}]}";
+  const char* bad =
+      "{\"policies\": [{\"match\": \"tenant:*\", \"type\": \"token_bucket\","
+      " \"rate\": -1}]}";
   const char* other_store =
       "{\"store\": {\"type\": \"redis\", \"shards\": [\"redis://127.0.0.1:1\"]},"
       " \"policies\": [{\"match\": \"tenant:*\", \"type\": \"token_bucket\", \"rate\": 5}]}";
-  const char* good = "{\"policies\": [{\"match\": \"tenant:*\", \"type\": \"token_bucket\","
-                     " \"rate\": 50, \"burst\": 50}]}";
+  const char* good =
+      "{\"policies\": [{\"match\": \"tenant:*\", \"type\": \"token_bucket\","
+      " \"rate\": 50, \"burst\": 50}]}";
   CHECK(tg_limiter_update(l, bad, err, sizeof err) == TG_ERR_CONFIG);
   CHECK(strstr(err, "policies[0].rate") != NULL);
   CHECK(tg_limiter_update(l, other_store, err, sizeof err) == TG_ERR_CONFIG);
@@ -667,6 +722,7 @@ int main(void) {
   test_update_refuses_a_bad_config_and_counts();
   test_group_budget_denies_with_over_group_limit();
   test_reservations_settle_the_actual_cost();
+  test_reserve_async_hands_over_the_reservation();
   test_observer_sees_leases_from_the_sdk_thread();
   test_over_long_and_unmatched_keys_create_no_state();
   test_a_resolved_key_shares_the_keys_quota();

@@ -259,6 +259,20 @@ TG_API tg_status tg_reserve(tg_reservation** out_reservation, tg_decision* out_d
                             tg_limiter* limiter, const char* key, size_t key_len,
                             uint64_t estimate, int64_t timeout_ns);
 
+/* Called exactly once per tg_reserve_async, from the threads and under the rules of
+   tg_completion_cb. When admitted, `reservation` is the callee's to settle and destroy, as
+   from tg_reserve; when denied it is NULL and the decision (valid only during the call) says
+   why (TG_REASON_TIMEOUT, TG_REASON_CANCELLED, TG_REASON_SHUTDOWN, ...). */
+typedef void (*tg_reservation_cb)(tg_reservation* reservation, const tg_decision* decision,
+                                  void* user_data);
+
+/* tg_reserve's waiting form without blocking the caller: waits up to timeout_ns for the
+   estimate. *out_wait_id (may be NULL) gets the id to cancel with (tg_cancel), or 0 when
+   `done` already ran. On a status other than TG_OK, `done` is not called. */
+TG_API tg_status tg_reserve_async(uint64_t* out_wait_id, tg_limiter* limiter, const char* key,
+                                  size_t key_len, uint64_t estimate, int64_t timeout_ns,
+                                  tg_reservation_cb done, void* user_data);
+
 /* Settles the reservation at the actual cost, once: under the estimate the rest goes back to
    the key's local balance; over it the extra (at most the policy's max_overage) is charged,
    and what the balance lacks is the key's debt, paid first out of its next leases.

@@ -1,6 +1,7 @@
 // tg_limiter_*, acquires, permits and versions: the C face of tollgate::Limiter.
 #include <cstring>
 #include <functional>
+#include <new>
 #include <utility>
 
 #include "capi/capi_internal.h"
@@ -283,6 +284,36 @@ tg_status tg_reserve(tg_reservation** out_reservation, tg_decision* out_decision
     to_c(out_decision, r.decision());
     // Settled at the estimate by ~Reservation when the allocation throws (guarded answers).
     if (r.pending()) *out_reservation = new tg_reservation{std::move(r)};
+    return TG_OK;
+  });
+}
+
+tg_status tg_reserve_async(uint64_t* out_wait_id, tg_limiter* limiter, const char* key,
+                           size_t key_len, uint64_t estimate, int64_t timeout_ns,
+                           tg_reservation_cb done, void* user_data) {
+  if (out_wait_id != nullptr) *out_wait_id = 0;
+  if (limiter == nullptr || done == nullptr || (key == nullptr && key_len != 0))
+    return TG_ERR_INVALID_ARGUMENT;
+  return guarded([&] {
+    // As tg_acquire_async: once reserve_async has the completion, it runs exactly once. It
+    // runs on the SDK's thread too, so nothing may throw out of it: a handle that cannot be
+    // allocated settles the reservation at the estimate (~Reservation) and says shutdown.
+    auto id =
+        limiter->limiter->reserve_async(key_of(key, key_len), estimate, tollgate::Nanos{timeout_ns},
+                                        [done, user_data](tollgate::Reservation r) noexcept {
+                                          tg_decision c;
+                                          to_c(&c, r.decision());
+                                          tg_reservation* out = nullptr;
+                                          if (r.pending()) {
+                                            out = new (std::nothrow) tg_reservation{std::move(r)};
+                                            if (out == nullptr) {
+                                              c.allowed = 0;
+                                              c.reason = TG_REASON_SHUTDOWN;
+                                            }
+                                          }
+                                          done(out, &c, user_data);
+                                        });
+    if (out_wait_id != nullptr) *out_wait_id = id;
     return TG_OK;
   });
 }
