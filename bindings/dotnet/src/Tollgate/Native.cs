@@ -193,6 +193,11 @@ internal static unsafe partial class Native
     internal static partial Status Reserve(nint* outReservation, NativeDecision* outDecision,
         nint limiter, byte* key, nuint keyLen, ulong estimate, long timeoutNs);
 
+    [LibraryImport(Library, EntryPoint = "tg_reserve_async")]
+    internal static partial Status ReserveAsync(ulong* outWaitId, nint limiter, byte* key,
+        nuint keyLen, ulong estimate, long timeoutNs,
+        delegate* unmanaged[Cdecl]<nint, NativeDecision*, nint, void> done, nint userData);
+
     [LibraryImport(Library, EntryPoint = "tg_settle")]
     internal static partial Status Settle(NativeSettlement* outSettlement, nint reservation, ulong actual);
 

@@ -218,6 +218,21 @@ public sealed unsafe class TollgateLimiter : IDisposable
         if (cancellationToken.IsCancellationRequested)
             return Task.FromCanceled<Decision>(cancellationToken);
         var wait = new PendingWait(this, cancellationToken);
+        Start(wait, "tg_acquire_async", (nint limiter, ulong* id, nint userData) =>
+            Native.AcquireAsync(id, limiter, key, (nuint)keyLength, Cost(cost), TimeoutNs(timeout),
+                &OnCompletion, userData));
+        return wait.Task;
+    }
+
+    private static long TimeoutNs(TimeSpan timeout) =>
+        timeout <= TimeSpan.Zero ? 0 : (long)Math.Min(timeout.Ticks * 100.0, long.MaxValue);
+
+    private delegate Status StartCall(nint limiter, ulong* waitId, nint userData);
+
+    // Starts a native wait whose completion gets `wait` back through a GCHandle (freed by the
+    // completion, or here when the call fails: then the completion never runs).
+    private void Start(PendingBase wait, string what, StartCall call)
+    {
         // The lease this wait causes is linked to the caller's activity (the waiting path only).
         bool linked = Spans.Waiting();
         GCHandle gch = GCHandle.Alloc(wait);
@@ -228,9 +243,7 @@ public sealed unsafe class TollgateLimiter : IDisposable
         try
         {
             Handle.DangerousAddRef(ref added);
-            long timeoutNs = timeout <= TimeSpan.Zero ? 0 : (long)Math.Min(timeout.Ticks * 100.0, long.MaxValue);
-            s = Native.AcquireAsync(&id, Handle.DangerousGetHandle(), key, (nuint)keyLength, Cost(cost),
-                timeoutNs, &OnCompletion, GCHandle.ToIntPtr(gch));
+            s = call(Handle.DangerousGetHandle(), &id, GCHandle.ToIntPtr(gch));
         }
         catch
         {
@@ -244,14 +257,12 @@ public sealed unsafe class TollgateLimiter : IDisposable
         }
         if (s != Status.Ok)
         {
-            // The completion never runs when the call fails.
             gch.Free();
             Interlocked.Decrement(ref s_pendingWaits);
-            throw new InvalidOperationException($"Tollgate: tg_acquire_async failed ({s})");
+            throw new InvalidOperationException($"Tollgate: {what} failed ({s})");
         }
         if (id == 0 && linked) Spans.NotWaiting();
-        if (id != 0 && cancellationToken.CanBeCanceled) wait.Watch(id);
-        return wait.Task;
+        if (id != 0) wait.Watch(id);
     }
 
     /// <summary>Takes <paramref name="count"/> permits of a concurrency policy without waiting.</summary>
@@ -315,6 +326,32 @@ public sealed unsafe class TollgateLimiter : IDisposable
             if (added) Handle.DangerousRelease();
         }
         return new TollgateReservation(reservation, Native.ToDecision(d), estimate);
+    }
+
+    /// <summary>
+    /// <see cref="Reserve"/>'s waiting form: waits up to <paramref name="timeout"/> for the estimate
+    /// without blocking a thread (a cold key's first lease, a refill on its way, and — as
+    /// <see cref="AcquireAsync(string, long, TimeSpan, CancellationToken)"/> — a spent quota). The
+    /// result's <see cref="TollgateReservation.Decision"/> says why when nothing was reserved
+    /// (timeout, shutdown, ...). Cancelling <paramref name="cancellationToken"/> ends the wait with
+    /// <see cref="OperationCanceledException"/>, nothing reserved.
+    /// </summary>
+    public Task<TollgateReservation> ReserveAsync(string key, long estimate, TimeSpan timeout,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        if (cancellationToken.IsCancellationRequested)
+            return Task.FromCanceled<TollgateReservation>(cancellationToken);
+        byte[] utf8 = Encoding.UTF8.GetBytes(key);
+        var wait = new PendingReservation(this, cancellationToken, estimate);
+        fixed (byte* k = utf8)
+        {
+            byte* kp = k;
+            Start(wait, "tg_reserve_async", (nint limiter, ulong* id, nint userData) =>
+                Native.ReserveAsync(id, limiter, kp, (nuint)utf8.Length, estimate <= 0 ? 0ul : (ulong)estimate,
+                    TimeoutNs(timeout), &OnReserved, userData));
+        }
+        return wait.Task;
     }
 
     /// <summary>Counters since the limiter started, and each shard's breaker state.</summary>
@@ -425,29 +462,36 @@ public sealed unsafe class TollgateLimiter : IDisposable
 
     // ---- native callbacks ----------------------------------------------------------------------
 
-    private sealed class PendingWait
+    // A native wait in progress: its cancellation token cancels it natively (tg_cancel).
+    private abstract class PendingBase
     {
-        private readonly TaskCompletionSource<Decision> _tcs =
-            new(TaskCreationOptions.RunContinuationsAsynchronously);
         private readonly TollgateLimiter _owner;
-        private readonly CancellationToken _token;
+        protected readonly CancellationToken Token;
         private CancellationTokenRegistration _registration;
         private ulong _id;
 
-        public PendingWait(TollgateLimiter owner, CancellationToken token)
+        protected PendingBase(TollgateLimiter owner, CancellationToken token)
         {
             _owner = owner;
-            _token = token;
+            Token = token;
         }
 
-        public Task<Decision> Task => _tcs.Task;
+        protected abstract bool IsCompleted { get; }
 
         public void Watch(ulong id)
         {
+            if (!Token.CanBeCanceled) return;
             _id = id;
-            _registration = _token.UnsafeRegister(static s => ((PendingWait)s!).Cancel(), this);
-            if (_tcs.Task.IsCompleted) _registration.Unregister();
+            _registration = Token.UnsafeRegister(static s => ((PendingBase)s!).Cancel(), this);
+            if (IsCompleted) _registration.Unregister();
         }
+
+        // Never Dispose the registration: it would wait for Cancel, which may be the caller.
+        protected void Unregister() => _registration.Unregister();
+
+        // Whether the wait ended by this token's cancellation (else: a result).
+        protected bool CancelledByToken(in Decision d) =>
+            d.Reason == Reason.Cancelled && Token.IsCancellationRequested;
 
         private void Cancel()
         {
@@ -468,15 +512,58 @@ public sealed unsafe class TollgateLimiter : IDisposable
                 if (added) h.DangerousRelease();
             }
         }
+    }
+
+    private sealed class PendingWait : PendingBase
+    {
+        private readonly TaskCompletionSource<Decision> _tcs =
+            new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public PendingWait(TollgateLimiter owner, CancellationToken token) : base(owner, token) { }
+
+        public Task<Decision> Task => _tcs.Task;
+        protected override bool IsCompleted => _tcs.Task.IsCompleted;
 
         public void Complete(in NativeDecision d)
         {
             Decision decision = Native.ToDecision(d);
-            _registration.Unregister();  // never Dispose: it would wait for Cancel, which may be us
-            if (decision.Reason == Reason.Cancelled && _token.IsCancellationRequested)
-                _tcs.TrySetCanceled(_token);
-            else
-                _tcs.TrySetResult(decision);
+            Unregister();
+            if (CancelledByToken(decision)) _tcs.TrySetCanceled(Token);
+            else _tcs.TrySetResult(decision);
+        }
+    }
+
+    private sealed class PendingReservation : PendingBase
+    {
+        private readonly TaskCompletionSource<TollgateReservation> _tcs =
+            new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private readonly long _estimate;
+
+        public PendingReservation(TollgateLimiter owner, CancellationToken token, long estimate)
+            : base(owner, token) => _estimate = estimate;
+
+        public Task<TollgateReservation> Task => _tcs.Task;
+        protected override bool IsCompleted => _tcs.Task.IsCompleted;
+
+        // Owns `reservation` (0 when denied) from here on: adopted, or destroyed (settled at the
+        // estimate) if that fails.
+        public void Complete(nint reservation, in NativeDecision d)
+        {
+            ReservationHandle handle;
+            try
+            {
+                handle = new ReservationHandle();
+            }
+            catch
+            {
+                if (reservation != 0) Native.ReservationDestroy(&reservation);
+                throw;
+            }
+            if (reservation != 0) handle.Adopt(reservation);
+            Decision decision = Native.ToDecision(d);
+            Unregister();
+            if (CancelledByToken(decision)) _tcs.TrySetCanceled(Token);
+            else _tcs.TrySetResult(new TollgateReservation(handle, decision, _estimate));
         }
     }
 
@@ -494,6 +581,23 @@ public sealed unsafe class TollgateLimiter : IDisposable
         catch
         {
             // Nothing may unwind into native code; TrySet* does not throw.
+        }
+    }
+
+    [UnmanagedCallersOnly(CallConvs = new[] { typeof(CallConvCdecl) })]
+    private static void OnReserved(nint reservation, NativeDecision* decision, nint userData)
+    {
+        GCHandle h = GCHandle.FromIntPtr(userData);
+        var wait = (PendingReservation)h.Target!;
+        h.Free();
+        Interlocked.Decrement(ref s_pendingWaits);
+        try
+        {
+            wait.Complete(reservation, *decision);
+        }
+        catch
+        {
+            // Nothing may unwind into native code; Complete freed what it did not adopt.
         }
     }
 

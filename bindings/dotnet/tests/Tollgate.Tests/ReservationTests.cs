@@ -74,6 +74,35 @@ public sealed class ReservationTests
     }
 
     [Fact]
+    public async Task ReserveAsyncWaitsForTheLeaseAndEndsByTimeoutOrCancellation()
+    {
+        using TollgateLimiter limiter = TollgateLimiter.Create(Config("reserve-async-" + Guid.NewGuid().ToString("N")));
+        // A cold key: the reservation arrives with its first lease, without a retry loop.
+        using (TollgateReservation r = await limiter.ReserveAsync("tenant:c", 5, TimeSpan.FromSeconds(30)))
+        {
+            Assert.True(r.IsAcquired, r.Decision.Reason.ToString());
+            Assert.True(r.IsPending);
+            Assert.Equal(2, r.Settle(2).Charged);
+        }
+        // The whole burst held: the next one waits until its timeout, or until cancelled.
+        using TollgateReservation all = await limiter.ReserveAsync("tenant:d", 1000, TimeSpan.FromSeconds(30));
+        Assert.True(all.IsAcquired, all.Decision.Reason.ToString());
+        using (TollgateReservation late = await limiter.ReserveAsync("tenant:d", 10, TimeSpan.FromMilliseconds(50)))
+        {
+            Assert.False(late.IsAcquired);
+            Assert.False(late.IsPending);
+            Assert.Equal(Reason.Timeout, late.Decision.Reason);
+        }
+        using var cts = new System.Threading.CancellationTokenSource();
+        Task<TollgateReservation> waiting = limiter.ReserveAsync("tenant:d", 10, TimeSpan.FromSeconds(600), cts.Token);
+        Assert.False(waiting.IsCompleted);
+        cts.Cancel();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => waiting);
+        TollgateStats st = limiter.GetStats();
+        Assert.Equal(2ul, st.Reserved);
+    }
+
+    [Fact]
     public async Task AnEndpointReservesItsEstimateAndIsSettledWithWhatItReports()
     {
         var builder = WebApplication.CreateSlimBuilder();
