@@ -100,7 +100,7 @@ usage: tollgate_fleet [options]
   --rtt-us, --call-us, --script-us, --lease-us, --shared-lease-us, --give-back-us,
   --keys-per-script     the cost model: per round trip, per script run, per key
                         (docs/performance.md, calibration)
-  --inject-fault double-grant|spend-expired   a test-only broken store
+  --inject-fault double-grant|tenfold-grant|spend-expired   a test-only broken store
                         (tools/faults) between every Limiter and its store;
                 stale-replica   a failover's replica 5 s behind while the
                         allowance assumes --replication-lag-ms
@@ -347,7 +347,9 @@ Options parse(int argc, char** argv) {
         if (v == "stale-replica") {
           o.stale_replica = true;
         } else if (!f) {
-          usage("--inject-fault takes none, double-grant, spend-expired or stale-replica");
+          usage(
+              "--inject-fault takes none, double-grant, tenfold-grant, spend-expired or "
+              "stale-replica");
         } else {
           o.inject = *f;
         }
@@ -372,7 +374,8 @@ Options parse(int argc, char** argv) {
   }
   if (o.inference) {
     if (!o.cost_given) o.cost = 200;
-    if (!o.budget_given) o.group_budget = 0;  // a reported debt charges the tenant only
+    // Debts are charged to group budgets too, but the group check adds no overage term yet.
+    if (!o.budget_given) o.group_budget = 0;
   } else if (o.charge_estimate) {
     usage("--charge is for --scenario inference");
   }

@@ -1,5 +1,5 @@
 // Test-only faults for the checks of the admission bound: a QuotaStore decorator that
-// lies to the Limiter in one of two ways, so that each check of the bound (tests, the
+// lies to the Limiter in one of three ways, so that each check of the bound (tests, the
 // simulators) can be run once against a broken limiter and seen to fail. Nothing here is
 // part of the SDK; it wraps whatever store a test or simulator builds, from outside.
 //
@@ -7,6 +7,9 @@
 //                  grants twice what it takes). Give-backs are forwarded as the Limiter
 //                  sends them, so the store may be credited with tokens it never issued:
 //                  that can only make the fault larger.
+//   tenfold-grant  as double-grant, ten times: sized for checks whose scenario keeps
+//                  utilization far below the bound (the inference scenario's holds keep
+//                  it at a third, so doubling it stays inside), where double proves nothing.
 //   spend-expired  every grant's expiry is reported an hour later than the store's (a
 //                  limiter that keeps spending leases past their expiry). Give-backs go
 //                  to the store with the real expiry again, so the store's own state
@@ -28,12 +31,13 @@
 
 namespace tollgate::faults {
 
-enum class Fault { kNone, kDoubleGrant, kSpendExpired };
+enum class Fault { kNone, kDoubleGrant, kTenfoldGrant, kSpendExpired };
 
-// "none", "double-grant", "spend-expired"; nullopt for anything else.
+// "none", "double-grant", "tenfold-grant", "spend-expired"; nullopt for anything else.
 inline std::optional<Fault> parse_fault(std::string_view name) {
   if (name == "none") return Fault::kNone;
   if (name == "double-grant") return Fault::kDoubleGrant;
+  if (name == "tenfold-grant") return Fault::kTenfoldGrant;
   if (name == "spend-expired") return Fault::kSpendExpired;
   return std::nullopt;
 }
@@ -44,6 +48,8 @@ inline std::string_view to_string(Fault fault) {
       return "none";
     case Fault::kDoubleGrant:
       return "double-grant";
+    case Fault::kTenfoldGrant:
+      return "tenfold-grant";
     case Fault::kSpendExpired:
       return "spend-expired";
   }
@@ -64,6 +70,7 @@ class FaultyStore final : public QuotaStore {
                     for (auto& g : grants) {
                       if (!g.ok || g.granted == 0) continue;
                       if (fault == Fault::kDoubleGrant) g.granted *= 2;
+                      if (fault == Fault::kTenfoldGrant) g.granted *= 10;
                       if (fault == Fault::kSpendExpired) g.expires_at += kSpendExpiredExtension;
                     }
                     done(std::move(grants));
