@@ -24,7 +24,9 @@ std::int64_t take_unspent(Entry& e, bool concurrency) noexcept;
 class Eviction {
  public:
   static constexpr std::uint8_t kIdleLooks = 3;       // untouched looks before a key goes
-  static constexpr std::size_t kPressureSlots = 256;  // looked at per sweep under pressure
+  // Looked at per sweep under pressure: about 100 keys of a full table (5/8 of its slots
+  // hold one, limiter/key_table.cpp), as the 256 did when tables were 3/8 full.
+  static constexpr std::size_t kPressureSlots = 160;
 
   // The table is full (or refusing keys): the next sweep looks at kPressureSlots at least
   // and takes keys untouched since one look. True when the flag was not set yet.

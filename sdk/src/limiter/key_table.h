@@ -26,12 +26,15 @@ class KeyTable {
   // Caller holds an EpochGuard. nullptr when absent.
   Entry* find(std::string_view key, std::uint64_t hash) const noexcept {
     const Slots* s = slots_.load(std::memory_order_acquire);
-    std::size_t i = hash & s->mask;
-    for (std::size_t n = 0; n <= s->mask; ++n, i = (i + 1) & s->mask) {
-      Entry* e = s->at[i].load(std::memory_order_acquire);
-      if (e == nullptr) return nullptr;
-      if (e != tombstone() && e->hash32 == static_cast<std::uint32_t>(hash) && e->key() == key)
-        return e;
+    const std::uintptr_t tag = tag_of(hash);
+    std::size_t i = s->home(hash);
+    for (std::size_t n = 0; n < s->cap; ++n, i = s->next(i)) {
+      const std::uintptr_t slot = s->at[i].load(std::memory_order_acquire);
+      if (slot == kEmpty) return nullptr;
+      // The tag rules out all but 1 in 16 of the other keys without reading their entry.
+      if ((slot & kTagMask) != tag || slot == kTombstone) continue;
+      Entry* e = entry_of(slot);
+      if (e->hash32 == static_cast<std::uint32_t>(hash) && e->key() == key) return e;
     }
     return nullptr;
   }
@@ -64,17 +67,20 @@ class KeyTable {
   std::size_t max_keys() const noexcept { return max_keys_; }
   std::size_t slot_count() const noexcept;
   std::size_t bytes_used() const noexcept;
-  // Calls f(Entry*) for the entries in slots [from, from + count) of the current array;
-  // returns the next position (wrapping to 0). Caller holds an EpochGuard.
+  // Calls f(Entry*) for the entries in `count` slots of the current array from `from` on,
+  // in the order of a stride that reaches every slot once per slot_count() (scattered, so
+  // that evictions keep the occupancy even: a sweep in slot order left a crowded band ahead
+  // of it that grew into runs of thousands of slots); returns the next position. Caller
+  // holds an EpochGuard.
   template <typename F>
   std::size_t visit(std::size_t from, std::size_t count, F&& f) const {
     const Slots* s = slots_.load(std::memory_order_acquire);
-    std::size_t cap = s->mask + 1;
-    if (from >= cap) from = 0;
-    for (std::size_t n = 0; n < count && n < cap; ++n) {
-      Entry* e = s->at[from].load(std::memory_order_acquire);
-      if (e != nullptr && e != tombstone()) f(e);
-      from = (from + 1) & s->mask;
+    if (from >= s->cap) from = 0;
+    for (std::size_t n = 0; n < count && n < s->cap; ++n) {
+      const std::uintptr_t slot = s->at[from].load(std::memory_order_acquire);
+      if (slot != kEmpty && slot != kTombstone) f(entry_of(slot));
+      from += s->stride;
+      if (from >= s->cap) from -= s->cap;
     }
     return from;
   }
@@ -84,12 +90,29 @@ class KeyTable {
   }
 
  private:
+  // Any number of slots, not only a power of two (a full table is kept at most 5/8
+  // occupied, docs/architecture.md): the home slot is the hash's upper half scaled to cap.
+  // A slot holds an entry's address with 4 bits of its hash in the low bits (entries are
+  // 16-byte aligned), kEmpty or kTombstone.
   struct Slots {
-    std::size_t mask;
-    std::unique_ptr<std::atomic<Entry*>[]> at;
+    std::size_t cap;
+    std::size_t stride;  // coprime with cap, about 0.618 × cap (visit)
+    std::unique_ptr<std::atomic<std::uintptr_t>[]> at;
     explicit Slots(std::size_t cap);
+    std::size_t home(std::uint64_t hash) const noexcept { return ((hash >> 32) * cap) >> 32; }
+    std::size_t next(std::size_t i) const noexcept { return i + 1 == cap ? 0 : i + 1; }
+    std::size_t prev(std::size_t i) const noexcept { return i == 0 ? cap - 1 : i - 1; }
   };
-  static Entry* tombstone() noexcept { return reinterpret_cast<Entry*>(std::uintptr_t{1}); }
+  static constexpr std::uintptr_t kEmpty = 0, kTombstone = 1, kTagMask = 15;
+  static_assert(__STDCPP_DEFAULT_NEW_ALIGNMENT__ > kTagMask, "entries carry a tag in 4 bits");
+  // Bits the home slot barely depends on (it is set by the top ones) and hash32 does not hold.
+  static std::uintptr_t tag_of(std::uint64_t hash) noexcept { return (hash >> 32) & kTagMask; }
+  static std::uintptr_t slot_of(Entry* e, std::uint64_t hash) noexcept {
+    return reinterpret_cast<std::uintptr_t>(e) | tag_of(hash);
+  }
+  static Entry* entry_of(std::uintptr_t slot) noexcept {
+    return reinterpret_cast<Entry*>(slot & ~kTagMask);
+  }
   void place(Entry* e);   // under mu_
   void grow_if_needed();  // under mu_
 
