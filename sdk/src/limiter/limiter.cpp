@@ -27,7 +27,7 @@ std::uint8_t exhausted_level(const LeaseGrant& g) noexcept {
   return g.limited_by == LimitLevel::kGroup ? core::kExhaustedGroup : core::kExhaustedKey;
 }
 constexpr Nanos kStoreErrorBackoff = std::chrono::milliseconds(50);
-constexpr std::uint64_t kMaxLeaseTokens = 1u << 30;  // a lease fits HeldLease::granted
+using core::kMaxLeaseTokens;
 
 std::string default_instance_id() {
   char host[256] = {0};
@@ -62,37 +62,6 @@ LimiterImpl::LimiterImpl(Config config, Limiter::Options options)
   relay_->user = std::move(options.observer);
   store_->set_observer(relay_);
   publish(config_);
-}
-
-LimiterImpl::CompiledPolicy LimiterImpl::compile(const ResolvedPolicy& p,
-                                                 const Config& config) const {
-  CompiledPolicy c;
-  c.spec = std::make_shared<const ResolvedPolicy>(p);
-  c.capacity = p.capacity();
-  c.concurrency = p.kind == PolicyKind::kConcurrency;
-  auto frac = static_cast<std::uint64_t>(
-      std::floor(config.leases.max_fraction * static_cast<double>(c.capacity)));
-  c.max_lease = std::clamp<std::uint64_t>(frac, 1, kMaxLeaseTokens);
-  c.refill_per_second = p.refill_per_second();
-  switch (p.fallback.mode) {
-    case FallbackMode::kLocal:  // concurrency: no local bucket for permits, so deny
-      c.fallback = c.concurrency ? core::kFallbackDeny : core::kFallbackLocal;
-      break;
-    case FallbackMode::kDeny:
-      c.fallback = core::kFallbackDeny;
-      break;
-    case FallbackMode::kAllow:
-      c.fallback = core::kFallbackAllow;
-      break;
-  }
-  c.shadow = p.shadow;
-  c.label = labels_.label_of(p);
-  c.penalty_box = p.penalty_box.enabled();
-  c.fallback_rate = p.fallback_rate();
-  c.fallback_share = p.fallback.share();
-  c.fallback_burst =
-      static_cast<std::int64_t>(std::min(p.fallback_burst(), static_cast<double>(kMaxLeaseTokens)));
-  return c;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -164,7 +133,7 @@ void LimiterImpl::publish(std::shared_ptr<const Config> config) {
   }
   std::size_t next_free = 0;
   for (const ResolvedPolicy& p : config->resolved_policies()) {
-    CompiledPolicy c = compile(p, *config);
+    CompiledPolicy c = core::compile(p, *config, labels_);
     std::size_t slot = state.size();
     if (auto it = retiring_by_name.find(p.name); it != retiring_by_name.end()) {
       for (std::size_t i : it->second) {

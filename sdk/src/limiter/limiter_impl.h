@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "limiter/admission.h"
+#include "limiter/compiled_policy.h"
 #include "limiter/entry.h"
 #include "limiter/epoch.h"
 #include "limiter/eviction.h"
@@ -74,20 +75,7 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
 
  private:
   using Entry = core::Entry;
-  struct CompiledPolicy {
-    std::shared_ptr<const ResolvedPolicy> spec;
-    std::uint64_t capacity = 0;
-    std::uint64_t max_lease = 0;
-    bool concurrency = false;
-    bool shadow = false;                              // Policy::shadow: denials admit all the same
-    std::uint8_t label = core::PolicyLabels::kOther;  // its tollgate.policy value
-    bool penalty_box = false;      // spec->penalty_box.enabled(), without a look at spec
-    double refill_per_second = 0;  // how fast capacity comes back (rate or limit/window)
-    std::uint8_t fallback = core::kFallbackLocal;  // Entry::fallback while unavailable
-    double fallback_rate = 0;     // local bucket, tokens per second (share mode: the most)
-    bool fallback_share = false;  // Fallback::share()
-    std::int64_t fallback_burst = 1;
-  };
+  using CompiledPolicy = core::CompiledPolicy;
   // What application threads read of the running config; replaced whole by update() and
   // freed through the epoch (retired_) once no reader can hold it.
   struct PolicySet {
@@ -226,7 +214,6 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   void give_back(Entry* e, std::int64_t tokens);
   void reclaim();
   // --- live updates (scheduler, under tick_mu_) ---
-  CompiledPolicy compile(const ResolvedPolicy& p, const Config& c) const;
   void publish(std::shared_ptr<const Config> config);
   bool rematch(Entry* e, Nanos now);
   void drop_key(Entry* e, Reason why);
@@ -285,7 +272,7 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   std::size_t moves_pending_ = 0;    // keys with RefillState::rematch set
   core::KeyTable table_;
   core::AdmissionSketch admission_;    // who takes the table's last places
-  mutable core::PolicyLabels labels_;  // tollgate.policy values; compile() takes them
+  core::PolicyLabels labels_;          // tollgate.policy values; compile() takes them
   core::Eviction eviction_;            // the idle sweep and the graveyard (scheduler)
   // Counters striped by thread: the first kOwnedStripes threads (by epoch record index)
   // each own one and add without a locked instruction (~8 ns saved per admission, twice);
