@@ -90,7 +90,7 @@ struct Entry {
   std::atomic<std::uint32_t> permits_out{0};
   std::atomic<std::uint32_t> last_denied_cost{0};
   std::uint16_t key_len = 0;
-  // Slot of the limiter's compiled policies (LimiterImpl::slots_); the scheduler moves it
+  // Slot of the limiter's compiled policies (PolicySlots); the scheduler moves it
   // when an update changes the key's policy.
   std::atomic<std::uint16_t> policy{0};
   std::atomic<bool> queued{false};   // on the refill queue

@@ -27,7 +27,7 @@ std::uint8_t exhausted_level(const LeaseGrant& g) noexcept {
   return g.limited_by == LimitLevel::kGroup ? core::kExhaustedGroup : core::kExhaustedKey;
 }
 constexpr Nanos kStoreErrorBackoff = std::chrono::milliseconds(50);
-constexpr std::uint64_t kMaxLeaseTokens = 1u << 30;  // a lease fits HeldLease::granted
+using core::kMaxLeaseTokens;
 
 std::string default_instance_id() {
   char host[256] = {0};
@@ -62,37 +62,6 @@ LimiterImpl::LimiterImpl(Config config, Limiter::Options options)
   relay_->user = std::move(options.observer);
   store_->set_observer(relay_);
   publish(config_);
-}
-
-LimiterImpl::CompiledPolicy LimiterImpl::compile(const ResolvedPolicy& p,
-                                                 const Config& config) const {
-  CompiledPolicy c;
-  c.spec = std::make_shared<const ResolvedPolicy>(p);
-  c.capacity = p.capacity();
-  c.concurrency = p.kind == PolicyKind::kConcurrency;
-  auto frac = static_cast<std::uint64_t>(
-      std::floor(config.leases.max_fraction * static_cast<double>(c.capacity)));
-  c.max_lease = std::clamp<std::uint64_t>(frac, 1, kMaxLeaseTokens);
-  c.refill_per_second = p.refill_per_second();
-  switch (p.fallback.mode) {
-    case FallbackMode::kLocal:  // concurrency: no local bucket for permits, so deny
-      c.fallback = c.concurrency ? core::kFallbackDeny : core::kFallbackLocal;
-      break;
-    case FallbackMode::kDeny:
-      c.fallback = core::kFallbackDeny;
-      break;
-    case FallbackMode::kAllow:
-      c.fallback = core::kFallbackAllow;
-      break;
-  }
-  c.shadow = p.shadow;
-  c.label = labels_.label_of(p);
-  c.penalty_box = p.penalty_box.enabled();
-  c.fallback_rate = p.fallback_rate();
-  c.fallback_share = p.fallback.share();
-  c.fallback_burst =
-      static_cast<std::int64_t>(std::min(p.fallback_burst(), static_cast<double>(kMaxLeaseTokens)));
-  return c;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -138,65 +107,12 @@ void LimiterImpl::swap_config(Config config) {
   publish(std::make_shared<const Config>(std::move(config)));
 }
 
-// Compiles `config` into slots and makes it the running one: a policy equal to one that
-// keys hold keeps its slot (and the keys their leases); the others get free slots. What is
-// published first is the slot array, then the set that points into it, so that a reader
-// that finds a slot in the set finds it in the array. Throws before changing anything.
+// Makes `config` the running one (limiter/policy_slots.h: a policy equal to one that keys
+// hold keeps its slot, and the keys their leases) and has every key matched again. Throws
+// before changing anything.
 void LimiterImpl::publish(std::shared_ptr<const Config> config) {
-  auto set = std::make_unique<PolicySet>(config);
-  auto array = slot_array_ ? std::make_unique<std::vector<CompiledPolicy>>(*slot_array_)
-                           : std::make_unique<std::vector<CompiledPolicy>>();
-  std::vector<SlotState> state = slot_state_;
-  for (SlotState& st : state) {
-    if (st.use == SlotUse::kCurrent) st.use = SlotUse::kRetiring;
-  }
-  const std::uint64_t safe = core::Epoch::safe_epoch();
-  // The candidates, lowest slot first: retiring slots by their policy's name, and the free
-  // ones (a look per policy, not a walk over every slot: 10,000 policies made that 10^8).
-  std::unordered_map<std::string, std::vector<std::size_t>> retiring_by_name;
-  std::vector<std::size_t> free_slots;
-  for (std::size_t i = 0; i < state.size(); ++i) {
-    if (state[i].use == SlotUse::kRetiring) {
-      retiring_by_name[(*array)[i].spec->name].push_back(i);
-    } else if (state[i].use == SlotUse::kFree && state[i].freed_epoch <= safe) {
-      free_slots.push_back(i);
-    }
-  }
-  std::size_t next_free = 0;
-  for (const ResolvedPolicy& p : config->resolved_policies()) {
-    CompiledPolicy c = compile(p, *config);
-    std::size_t slot = state.size();
-    if (auto it = retiring_by_name.find(p.name); it != retiring_by_name.end()) {
-      for (std::size_t i : it->second) {
-        if (state[i].use == SlotUse::kRetiring && *(*array)[i].spec == p) {
-          slot = i;
-          break;
-        }
-      }
-    }
-    if (slot == state.size() && next_free < free_slots.size()) slot = free_slots[next_free++];
-    if (slot == state.size()) {
-      if (slot > 65535) {
-        throw ConfigError("policies", "too many policies at once: keys still hold " +
-                                          std::to_string(slot) + " earlier ones");
-      }
-      array->emplace_back();
-      state.emplace_back();
-    }
-    (*array)[slot] = std::move(c);
-    state[slot].use = SlotUse::kCurrent;
-    set->slot_of.push_back(static_cast<std::uint16_t>(slot));
-  }
-  slots_.store(array->data(), std::memory_order_release);
-  set_.store(set.get(), std::memory_order_release);
-  max_key_length_.store(set->max_key_length, std::memory_order_relaxed);
-  if (slot_array_) retired_.retire([a = slot_array_.release()] { delete a; });
-  if (policy_set_) retired_.retire([p = policy_set_.release()] { delete p; });
-  slot_array_ = std::move(array);
-  policy_set_ = std::move(set);
-  slot_state_ = std::move(state);
-  retiring_slots_ = std::any_of(slot_state_.begin(), slot_state_.end(),
-                                [](const SlotState& st) { return st.use == SlotUse::kRetiring; });
+  policies_.publish(config, labels_);
+  max_key_length_.store(policies_.published().max_key_length, std::memory_order_relaxed);
   config_ = std::move(config);
   // Every key is matched again (a new pattern may take keys from a policy that stays).
   rematch_due_ = true;
@@ -206,7 +122,7 @@ void LimiterImpl::publish(std::shared_ptr<const Config> config) {
 
 std::shared_ptr<const Config> LimiterImpl::config() const {
   EpochGuard guard;
-  return set_.load(std::memory_order_acquire)->config;
+  return policies_.published().config;
 }
 
 // Matches a key against the running config again. When it now matches another policy of
@@ -216,7 +132,7 @@ std::shared_ptr<const Config> LimiterImpl::config() const {
 // matches no policy of its kind any more leaves the table. A key with a lease in flight
 // moves when the answer is in (RefillState::rematch). True when the key moved or left.
 bool LimiterImpl::rematch(Entry* e, Nanos now) {
-  const PolicySet& set = *policy_set_;
+  const core::PolicySet& set = policies_.current();
   const auto idx = set.index.match(e->key());
   const std::uint16_t current = e->policy.load(std::memory_order_relaxed);
   if (idx && set.slot_of[*idx] == current) return false;
@@ -232,7 +148,7 @@ bool LimiterImpl::rematch(Entry* e, Nanos now) {
     return true;
   }
   const std::uint16_t slot = set.slot_of[*idx];
-  const CompiledPolicy& to = (*slot_array_)[slot];
+  const CompiledPolicy& to = policies_.compiled(slot);
   if (to.concurrency != from.concurrency) {
     drop_key(e, Reason::kInvalidArgument);  // acquires and permits do not mix
     return true;
@@ -309,16 +225,12 @@ void LimiterImpl::rematch_keys(Nanos now) {
     }
   }
   if (rematch_due_ || moves_pending_ > 0) return;
-  if (!retiring_slots_) return;
+  if (!policies_.retiring()) return;
   if (eviction_.any_buried([&](const Entry* e) {
-        return slot_state_[e->policy.load(std::memory_order_relaxed)].use == SlotUse::kRetiring;
+        return policies_.retiring(e->policy.load(std::memory_order_relaxed));
       }))
     return;
-  const std::uint64_t freed = core::Epoch::advance();
-  for (SlotState& st : slot_state_) {
-    if (st.use == SlotUse::kRetiring) st = SlotState{SlotUse::kFree, freed};
-  }
-  retiring_slots_ = false;
+  policies_.free_retiring();
 }
 
 LimiterImpl::~LimiterImpl() {
@@ -464,14 +376,14 @@ Decision LimiterImpl::spend_fallback(Entry* e, std::uint8_t fb, std::uint64_t co
 Entry* LimiterImpl::find_or_create(std::string_view key, std::uint64_t cost, bool permit,
                                    std::uint32_t stripe, Decision& failure) noexcept {
   try {
-    const PolicySet& set = *set_.load(std::memory_order_acquire);
+    const core::PolicySet& set = policies_.published();
     auto idx = set.index.match(key);
     if (!idx) {
       failure = deny(Reason::kNoPolicy, stripe);
       return nullptr;
     }
     const std::uint16_t slot = set.slot_of[*idx];
-    const CompiledPolicy& p = slots_.load(std::memory_order_acquire)[slot];
+    const CompiledPolicy& p = policies_.at(slot);
     // A bad cost never creates state.
     if (p.concurrency != permit || cost > p.capacity) {
       failure = deny(p, Reason::kInvalidArgument, stripe);
@@ -543,8 +455,7 @@ WaitId LimiterImpl::acquire_async(std::string_view key, std::uint64_t cost, Nano
       return finish(Decision{false, Reason::kTimeout, d.remaining, d.retry_after});
     WaitId id = 0;
     switch (waits_.add(e, cost, clock_->now() + timeout,
-                       set_.load(std::memory_order_acquire)->config->max_waiters_per_key, done,
-                       id)) {
+                       policies_.published().config->max_waiters_per_key, done, id)) {
       case core::WaitQueue::Added::kRetired:
         return finish(Decision{false, Reason::kLeasePending, 0, d.retry_after});
       case core::WaitQueue::Added::kFull:
@@ -1180,7 +1091,7 @@ void LimiterImpl::give_back(Entry* e, std::int64_t tokens) {
 
 void LimiterImpl::reclaim() {
   table_.reclaim();
-  retired_.reclaim();
+  policies_.reclaim();
   if (eviction_.empty()) return;
   // Under a flood of keys, evictions outrun the lease timers that hold evicted entries,
   // and timers made redundant by an earlier one pile up: drop both once they outnumber

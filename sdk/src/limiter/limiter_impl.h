@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "limiter/admission.h"
+#include "limiter/compiled_policy.h"
 #include "limiter/entry.h"
 #include "limiter/epoch.h"
 #include "limiter/eviction.h"
@@ -27,6 +28,7 @@
 #include "limiter/lease_sizing.h"
 #include "limiter/policy_index.h"
 #include "limiter/policy_labels.h"
+#include "limiter/policy_slots.h"
 #include "limiter/refill_scheduler.h"
 #include "limiter/wait_queue.h"
 #include "tollgate/limiter.h"
@@ -74,39 +76,7 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
 
  private:
   using Entry = core::Entry;
-  struct CompiledPolicy {
-    std::shared_ptr<const ResolvedPolicy> spec;
-    std::uint64_t capacity = 0;
-    std::uint64_t max_lease = 0;
-    bool concurrency = false;
-    bool shadow = false;                              // Policy::shadow: denials admit all the same
-    std::uint8_t label = core::PolicyLabels::kOther;  // its tollgate.policy value
-    bool penalty_box = false;      // spec->penalty_box.enabled(), without a look at spec
-    double refill_per_second = 0;  // how fast capacity comes back (rate or limit/window)
-    std::uint8_t fallback = core::kFallbackLocal;  // Entry::fallback while unavailable
-    double fallback_rate = 0;     // local bucket, tokens per second (share mode: the most)
-    bool fallback_share = false;  // Fallback::share()
-    std::int64_t fallback_burst = 1;
-  };
-  // What application threads read of the running config; replaced whole by update() and
-  // freed through the epoch (retired_) once no reader can hold it.
-  struct PolicySet {
-    std::shared_ptr<const Config> config;
-    core::PolicyIndex index;             // key -> position in config->policies
-    std::vector<std::uint16_t> slot_of;  // position -> slot of slots_
-    std::size_t max_key_length = 0;
-    PolicySet(std::shared_ptr<const Config> c)
-        : config(std::move(c)),
-          index(config->policies),
-          max_key_length(std::min<std::size_t>(config->max_key_length, 65535)) {}
-  };
-  // Slots of the compiled policies, as the scheduler sees them: the running config's, and
-  // those of earlier configs that keys may still hold until they have moved.
-  enum class SlotUse : std::uint8_t { kFree, kCurrent, kRetiring };
-  struct SlotState {
-    SlotUse use = SlotUse::kFree;
-    std::uint64_t freed_epoch = 0;  // kFree: reusable once no reader is older than this
-  };
+  using CompiledPolicy = core::CompiledPolicy;
 #define TOLLGATE_STATS_ATOMIC(name, since, help) std::atomic<std::uint64_t> name{0};
   // Decisions under one tollgate.policy value. admitted and admitted_tokens share a cache
   // line at every label (the block is 144 bytes from a 64-aligned start: offsets 0, 16, 32, 48).
@@ -194,8 +164,7 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   // The key's compiled policy. Caller holds an EpochGuard (or tick_mu_). The slot is read
   // first: a slot an update moved the key to is in every array published since.
   const CompiledPolicy& policy_of(const Entry* e) const noexcept {
-    const std::uint16_t slot = e->policy.load(std::memory_order_acquire);
-    return slots_.load(std::memory_order_acquire)[slot];
+    return policies_.at(e->policy.load(std::memory_order_acquire));
   }
 
   // --- scheduler (under tick_mu_) ---
@@ -232,7 +201,6 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   void give_back(Entry* e, std::int64_t tokens);
   void reclaim();
   // --- live updates (scheduler, under tick_mu_) ---
-  CompiledPolicy compile(const ResolvedPolicy& p, const Config& c) const;
   void publish(std::shared_ptr<const Config> config);
   bool rematch(Entry* e, Nanos now);
   void drop_key(Entry* e, Reason why);
@@ -276,23 +244,16 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   const Nanos start_;
   std::string instance_id_;
   std::atomic<std::size_t> max_key_length_;
-  // Read by application threads without a lock (epoch-protected): the compiled policies by
-  // slot, and the running config's index. update() publishes new ones (slots_ first).
-  std::atomic<const CompiledPolicy*> slots_{nullptr};
-  std::atomic<const PolicySet*> set_{nullptr};
-  // Scheduler (tick_mu_): what owns them, and which slots keys may still hold.
-  std::unique_ptr<std::vector<CompiledPolicy>> slot_array_;
-  std::unique_ptr<PolicySet> policy_set_;
-  std::vector<SlotState> slot_state_;
-  bool retiring_slots_ = false;      // some slot_state_ is kRetiring (a tick need not look)
-  core::RetireList retired_;         // replaced arrays and sets, until no reader holds them
+  // The compiled policies by slot and the running config's set: read by application threads
+  // without a lock (epoch-protected); update() publishes new ones (scheduler, tick_mu_).
+  core::PolicySlots policies_;
   bool rematch_due_ = false;         // an update came: every key is to be matched again
   std::uint64_t rematch_epoch_ = 0;  // once no reader is older (none holds the old set)
   std::size_t moves_pending_ = 0;    // keys with RefillState::rematch set
   core::KeyTable table_;
-  core::AdmissionSketch admission_;    // who takes the table's last places
-  mutable core::PolicyLabels labels_;  // tollgate.policy values; compile() takes them
-  core::Eviction eviction_;            // the idle sweep and the graveyard (scheduler)
+  core::AdmissionSketch admission_;  // who takes the table's last places
+  core::PolicyLabels labels_;        // tollgate.policy values; compile() takes them
+  core::Eviction eviction_;          // the idle sweep and the graveyard (scheduler)
   // Counters striped by thread: the first kOwnedStripes threads (by epoch record index)
   // each own one and add without a locked instruction (~8 ns saved per admission, twice);
   // later threads and the scheduler share the last stripe with fetch_add.
