@@ -73,6 +73,24 @@ int as_int(const Enum& e) noexcept {
 }
 }  // namespace
 
+namespace {
+// The argument checks and the wait id of an async call: `start(limiter, key)` starts the
+// wait and returns its id. Once the Limiter has the completion, it runs exactly once; on a
+// status other than TG_OK it never runs.
+template <typename Done, typename Start>
+tg_status start_wait(uint64_t* out_wait_id, tg_limiter* limiter, const char* key, size_t key_len,
+                     Done done, Start&& start) {
+  if (out_wait_id != nullptr) *out_wait_id = 0;
+  if (limiter == nullptr || done == nullptr || (key == nullptr && key_len != 0))
+    return TG_ERR_INVALID_ARGUMENT;
+  return guarded([&] {
+    const tollgate::WaitId id = start(*limiter->limiter, key_of(key, key_len));
+    if (out_wait_id != nullptr) *out_wait_id = id;
+    return TG_OK;
+  });
+}
+}  // namespace
+
 extern "C" {
 
 const char* tg_version(void) {
@@ -221,22 +239,15 @@ tg_status tg_acquire(tg_decision* out_decision, tg_limiter* limiter, const char*
 tg_status tg_acquire_async(uint64_t* out_wait_id, tg_limiter* limiter, const char* key,
                            size_t key_len, uint64_t cost, int64_t timeout_ns, tg_completion_cb done,
                            void* user_data) {
-  if (out_wait_id != nullptr) *out_wait_id = 0;
-  if (limiter == nullptr || done == nullptr || (key == nullptr && key_len != 0))
-    return TG_ERR_INVALID_ARGUMENT;
-  return guarded([&] {
-    // The completion is stored before anything can throw; once acquire_async has it, it
-    // runs exactly once.
-    auto id =
-        limiter->limiter->acquire_async(key_of(key, key_len), cost, tollgate::Nanos{timeout_ns},
-                                        [done, user_data](const tollgate::Decision& d) {
-                                          tg_decision c;
-                                          to_c(&c, d);
-                                          done(&c, user_data);
-                                        });
-    if (out_wait_id != nullptr) *out_wait_id = id;
-    return TG_OK;
-  });
+  return start_wait(out_wait_id, limiter, key, key_len, done,
+                    [&](tollgate::Limiter& l, std::string_view k) {
+                      return l.acquire_async(k, cost, tollgate::Nanos{timeout_ns},
+                                             [done, user_data](const tollgate::Decision& d) {
+                                               tg_decision c;
+                                               to_c(&c, d);
+                                               done(&c, user_data);
+                                             });
+                    });
 }
 
 tg_status tg_cancel(int* out_cancelled, tg_limiter* limiter, uint64_t wait_id) {
@@ -291,31 +302,26 @@ tg_status tg_reserve(tg_reservation** out_reservation, tg_decision* out_decision
 tg_status tg_reserve_async(uint64_t* out_wait_id, tg_limiter* limiter, const char* key,
                            size_t key_len, uint64_t estimate, int64_t timeout_ns,
                            tg_reservation_cb done, void* user_data) {
-  if (out_wait_id != nullptr) *out_wait_id = 0;
-  if (limiter == nullptr || done == nullptr || (key == nullptr && key_len != 0))
-    return TG_ERR_INVALID_ARGUMENT;
-  return guarded([&] {
-    // As tg_acquire_async: once reserve_async has the completion, it runs exactly once. It
-    // runs on the SDK's thread too, so nothing may throw out of it: a handle that cannot be
-    // allocated settles the reservation at the estimate (~Reservation) and says shutdown.
-    auto id =
-        limiter->limiter->reserve_async(key_of(key, key_len), estimate, tollgate::Nanos{timeout_ns},
-                                        [done, user_data](tollgate::Reservation r) noexcept {
-                                          tg_decision c;
-                                          to_c(&c, r.decision());
-                                          tg_reservation* out = nullptr;
-                                          if (r.pending()) {
-                                            out = new (std::nothrow) tg_reservation{std::move(r)};
-                                            if (out == nullptr) {
-                                              c.allowed = 0;
-                                              c.reason = TG_REASON_SHUTDOWN;
-                                            }
-                                          }
-                                          done(out, &c, user_data);
-                                        });
-    if (out_wait_id != nullptr) *out_wait_id = id;
-    return TG_OK;
-  });
+  // The completion runs on the SDK's thread too, so nothing may throw out of it: a handle
+  // that cannot be allocated settles the reservation at the estimate (~Reservation) and
+  // says shutdown.
+  return start_wait(
+      out_wait_id, limiter, key, key_len, done, [&](tollgate::Limiter& l, std::string_view k) {
+        return l.reserve_async(k, estimate, tollgate::Nanos{timeout_ns},
+                               [done, user_data](tollgate::Reservation r) noexcept {
+                                 tg_decision c;
+                                 to_c(&c, r.decision());
+                                 tg_reservation* out = nullptr;
+                                 if (r.pending()) {
+                                   out = new (std::nothrow) tg_reservation{std::move(r)};
+                                   if (out == nullptr) {
+                                     c.allowed = 0;
+                                     c.reason = TG_REASON_SHUTDOWN;
+                                   }
+                                 }
+                                 done(out, &c, user_data);
+                               });
+      });
 }
 
 tg_status tg_settle(tg_settlement* out_settlement, tg_reservation* reservation, uint64_t actual) {
