@@ -180,10 +180,16 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   void flush(Nanos now, bool force = false) {
     refills_.flush(now, config_->leases.refresh, config_->leases.ttl, force);
   }
-  core::LeaseSizing lease_sizing(const CompiledPolicy& p) const noexcept;
+  core::LeaseSizing lease_sizing(const CompiledPolicy& p) const noexcept {
+    return core::lease_sizing(config_->leases, p.max_lease);
+  }
   void hurry(Entry* e);
   double sample_demand(Entry* e, core::Ms nms, std::int64_t balance, std::uint32_t denials,
-                       std::uint64_t denied_cost) noexcept;
+                       std::uint64_t denied_cost) noexcept {
+    return core::sample_demand(e->s, e->leased.load(std::memory_order_relaxed), nms,
+                               std::chrono::duration<double>(config_->leases.horizon).count(),
+                               balance, denials, denied_cost);
+  }
   void add_timer(Entry* e, Nanos at) {
     refills_.add_timer(e, at);
   }
