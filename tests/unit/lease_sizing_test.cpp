@@ -23,6 +23,27 @@ TEST(LeaseSizing, ALeaseCoversTheHorizonOfDemandWithinItsBounds) {
   EXPECT_EQ(lease_want(1, 30, sizing()), 30u);
 }
 
+TEST(LeaseSizing, DemandIsSampledFromSpendAndDenialsAndADropIsReportedAfterAHorizon) {
+  RefillState s;
+  s.baseline_balance = 500;
+  s.baseline_time = 1000;
+  s.baseline_denials = 2;
+  // No lease held, or under a millisecond: no sample.
+  EXPECT_EQ(sample_demand(s, false, 2000, 2, 400, 2, 1), -1);
+  EXPECT_EQ(sample_demand(s, true, 1000, 2, 400, 2, 1), -1);
+  EXPECT_EQ(s.rate, 0);
+  // 100 spent and 10 denials of cost 5 over 1 s: 150/s, the first sample taken whole;
+  // within the horizon nothing is reported.
+  EXPECT_EQ(sample_demand(s, true, 2000, 2, 400, 12, 5), -1);
+  EXPECT_FLOAT_EQ(s.rate, 150);
+  // Nothing spent over 4 s (more than the horizon): the average falls, the drop is reported.
+  s.baseline_balance = 400;
+  s.baseline_time = 2000;
+  s.baseline_denials = 12;
+  EXPECT_EQ(sample_demand(s, true, 6000, 2, 400, 12, 5), 0);
+  EXPECT_LT(s.rate, 1);
+}
+
 TEST(LeaseSizing, AKeyWithoutDemandAsksForAnEighthOfTheLargestLease) {
   EXPECT_EQ(lease_want(0, 1, sizing(800)), 100u);
   EXPECT_EQ(lease_want(0, 1, sizing(4)), 1u);

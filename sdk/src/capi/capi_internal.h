@@ -27,6 +27,13 @@ class CallbackObserver final : public Observer {
   void close() noexcept;
 
  private:
+  // Calls `callback` with `event` unless it is unset or close() has run (under mu_).
+  template <typename Event>
+  void emit(void (*callback)(const Event*, void*), const Event& event) noexcept {
+    std::shared_lock lk(mu_);
+    if (closed_ || callback == nullptr) return;
+    callback(&event, options_.observer_user_data);
+  }
   tg_limiter_options options_;
   std::shared_mutex mu_;
   bool closed_ = false;

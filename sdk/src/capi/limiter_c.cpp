@@ -15,18 +15,14 @@ using tollgate::capi::write_error;
 namespace tollgate::capi {
 
 void CallbackObserver::on_lease_start(const LeaseStartEvent& e) noexcept {
-  std::shared_lock lk(mu_);
-  if (closed_ || options_.on_lease_start == nullptr) return;
   tg_lease_start_event c{};
   c.id = e.id;
   c.keys = e.keys;
   c.tokens_asked = e.tokens_asked;
-  options_.on_lease_start(&c, options_.observer_user_data);
+  emit(options_.on_lease_start, c);
 }
 
 void CallbackObserver::on_lease(const LeaseEvent& e) noexcept {
-  std::shared_lock lk(mu_);
-  if (closed_ || options_.on_lease == nullptr) return;
   tg_lease_event c{};
   c.keys = e.keys;
   c.failed_keys = e.failed_keys;
@@ -35,15 +31,13 @@ void CallbackObserver::on_lease(const LeaseEvent& e) noexcept {
   c.duration_ns = e.duration.count();
   c.outcome = static_cast<tg_lease_outcome>(e.outcome);
   c.id = e.id;
-  options_.on_lease(&c, options_.observer_user_data);
+  emit(options_.on_lease, c);
 }
 
 void CallbackObserver::on_breaker(const BreakerEvent& e) noexcept {
-  std::shared_lock lk(mu_);
-  if (closed_ || options_.on_breaker == nullptr) return;
   tg_breaker_event c{e.shard, static_cast<tg_breaker_state>(e.from),
                      static_cast<tg_breaker_state>(e.to)};
-  options_.on_breaker(&c, options_.observer_user_data);
+  emit(options_.on_breaker, c);
 }
 
 void CallbackObserver::on_log(LogLevel level, std::string_view message) noexcept {

@@ -12,6 +12,9 @@
 
 #include <cstdint>
 
+#include "limiter/entry.h"
+#include "tollgate/config.h"
+
 namespace tollgate::core {
 
 // A sample of local demand, tokens per second: `spent` tokens (denied ones included) over
@@ -24,6 +27,17 @@ struct LeaseSizing {
   std::uint64_t min_tokens = 1;  // smallest lease worth asking for
   std::uint64_t max_lease = 1;   // largest lease (a fraction of the policy's capacity)
 };
+// The lease options of a policy whose largest lease is `max_lease`.
+LeaseSizing lease_sizing(const LeaseOptions& o, std::uint64_t max_lease) noexcept;
+
+// Takes a sample of the key's demand into s.rate (an EWMA over half a second): the tokens
+// spent since the baseline (s.baseline_balance, then `balance` now) and the denials since
+// (s.baseline_denials, then `denials`), each counted at `denied_cost`, over the time since
+// s.baseline_time. Returns the demand to report for fair shares when the sample spans
+// `horizon_s` (a drop is followed at once), else -1; -1 and no sample when the key holds
+// no lease or less than a millisecond has passed.
+double sample_demand(RefillState& s, bool leased, Ms now, double horizon_s, std::int64_t balance,
+                     std::uint32_t denials, std::uint64_t denied_cost) noexcept;
 
 // Tokens to ask for: demand x horizon, at least min_tokens and what the asker needs now
 // (need: the cost denied or waited for, plus the optimistic debt to repay), at most

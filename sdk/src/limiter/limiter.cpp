@@ -831,28 +831,6 @@ void LimiterImpl::consider(Entry* e, Nanos now) {
   refills_.add(std::move(req), e, urgency, now, config_->leases.refresh, config_->leases.ttl);
 }
 
-// Local demand: tokens spent plus tokens denied since the last credit, into the key's
-// average. Returns the demand to report when the sample spans a horizon (< 0: none).
-double LimiterImpl::sample_demand(Entry* e, Ms nms, std::int64_t balance, std::uint32_t denials,
-                                  std::uint64_t denied_cost) noexcept {
-  auto& s = e->s;
-  const double dt = static_cast<double>(static_cast<std::int32_t>(nms - s.baseline_time)) / 1e3;
-  const double horizon = std::chrono::duration<double>(config_->leases.horizon).count();
-  if (!e->leased.load(std::memory_order_relaxed) || dt < 0.001) return -1;
-  const double spent =
-      static_cast<double>(std::max<std::int64_t>(0, s.baseline_balance - balance)) +
-      static_cast<double>(denials - s.baseline_denials) *
-          static_cast<double>(std::max<std::uint64_t>(1, denied_cost));
-  const double sample = core::demand_sample(spent, dt);
-  const double alpha = 1.0 - std::exp(-dt / 0.5);
-  s.rate = s.rate <= 0 ? static_cast<float>(sample)
-                       : static_cast<float>(alpha * sample + (1 - alpha) * s.rate);
-  // The demand reported for fair shares follows a drop at once when the sample spans
-  // a horizon (a tenant gone quiet lends its share within one ask); rises go through
-  // the average like everything else.
-  return dt >= horizon ? std::min(static_cast<double>(s.rate), sample) : -1;
-}
-
 // A held refill whose key ran dry while it waited, or that someone now waits for, goes with
 // this tick after all.
 void LimiterImpl::hurry(Entry* e) {
@@ -863,15 +841,6 @@ void LimiterImpl::hurry(Entry* e) {
       e->exhausted.load(std::memory_order_relaxed) != core::kExhaustedNot,
       e->balance.load(std::memory_order_acquire), 1, e->s.rate, lease_sizing(p));
   if (urgent) refills_.urge(e);
-}
-
-core::LeaseSizing LimiterImpl::lease_sizing(const CompiledPolicy& p) const noexcept {
-  core::LeaseSizing z;
-  z.horizon_s = std::chrono::duration<double>(config_->leases.horizon).count();
-  z.refresh_s = std::chrono::duration<double>(config_->leases.refresh).count();
-  z.min_tokens = config_->leases.min_tokens;
-  z.max_lease = p.max_lease;
-  return z;
 }
 
 void LimiterImpl::drain_inbox(Nanos now) {

@@ -1,11 +1,12 @@
 // The Limiter's facade over its parts (docs/architecture.md, "The parts of the Limiter"):
 // the API and the hot path (lock-free spending from local leases on application threads),
 // and on the scheduler's thread (the SDK's, or poll()) the order of a tick and what a key
-// asks for and what an answer does to it. The parts: the key table and epochs, the wait
-// queue, the refill scheduler's machinery, eviction, and the pure lease book, lease sizing,
-// fallback bucket and round trips. Thread-safe: public methods may be called from any
-// thread; the scheduler's state (Entry::s and everything marked "scheduler") is touched
-// under tick_mu_ only; the wait queue has a lock of its own, taken under tick_mu_ or alone.
+// asks for and what an answer does to it. The parts: the key table and epochs, the policy
+// slots, the wait queue, the refill scheduler's machinery, eviction, and the pure compiled
+// policy, lease book, lease sizing, fallback bucket and round trips. Thread-safe: public
+// methods may be called from any thread; the scheduler's state (Entry::s and everything
+// marked "scheduler") is touched under tick_mu_ only; the wait queue has a lock of its own,
+// taken under tick_mu_ or alone.
 #pragma once
 
 #include <algorithm>
@@ -183,10 +184,16 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   void flush(Nanos now, bool force = false) {
     refills_.flush(now, config_->leases.refresh, config_->leases.ttl, force);
   }
-  core::LeaseSizing lease_sizing(const CompiledPolicy& p) const noexcept;
+  core::LeaseSizing lease_sizing(const CompiledPolicy& p) const noexcept {
+    return core::lease_sizing(config_->leases, p.max_lease);
+  }
   void hurry(Entry* e);
   double sample_demand(Entry* e, core::Ms nms, std::int64_t balance, std::uint32_t denials,
-                       std::uint64_t denied_cost) noexcept;
+                       std::uint64_t denied_cost) noexcept {
+    return core::sample_demand(e->s, e->leased.load(std::memory_order_relaxed), nms,
+                               std::chrono::duration<double>(config_->leases.horizon).count(),
+                               balance, denials, denied_cost);
+  }
   void add_timer(Entry* e, Nanos at) {
     refills_.add_timer(e, at);
   }

@@ -43,6 +43,8 @@ struct ObserverSlot {
     return observer;
   }
 };
+// The server at urls[i]; throws ConfigError (field "<field>[i]") for a URL that does not parse.
+Endpoint endpoint_at(const std::vector<std::string>& urls, std::size_t i, const std::string& field);
 // A connection to one server with the store's timeouts, TLS CAs and the scripts loaded
 // on every connect.
 Connection::Options connection_options(const StoreConfig& config, Endpoint endpoint,

@@ -33,12 +33,7 @@ RedisClusterTransport::RedisClusterTransport(const StoreConfig& config)
       give_back_sha_(lua::kGiveBackSha1) {
   for (auto& o : owner_) o.store(kUnknown, std::memory_order_relaxed);
   for (std::size_t i = 0; i < config.nodes.size(); ++i) {
-    Endpoint endpoint;
-    try {
-      endpoint = Endpoint::parse(config.nodes[i]);
-    } catch (const std::invalid_argument& ex) {
-      throw ConfigError("store.nodes[" + std::to_string(i) + "]", ex.what());
-    }
+    Endpoint endpoint = endpoint_at(config.nodes, i, "store.nodes");
     if (i == 0) first_ = endpoint;
     auto o = connection_options(config, std::move(endpoint), observer_);
     o.on_connect.clear();  // asked for the slot map only
@@ -78,11 +73,6 @@ void RedisClusterTransport::close() {
   });
 }
 
-void RedisClusterTransport::set_observer(std::shared_ptr<Observer> observer) {
-  std::lock_guard lk(observer_->mu);
-  observer_->observer = std::move(observer);
-}
-
 std::size_t RedisClusterTransport::shard_of(const Policy& policy, std::string_view key) const {
   const auto o = owner_[static_cast<std::size_t>(group_slot(group_of(policy, key)))].load(
       std::memory_order_relaxed);
@@ -105,11 +95,7 @@ std::string RedisClusterTransport::node_name(std::size_t i) const {
 }
 
 RedisClusterTransport::Counters RedisClusterTransport::counters() const noexcept {
-  Counters c;
-  c.calls = calls_.load();
-  c.batches = batches_.load();
-  c.reloads = reloads_.load();
-  c.unreplicated = unreplicated_.load();
+  Counters c = RedisShards::counters();
   c.redirects = redirects_.load();
   c.cluster_retries = cluster_retries_.load();
   c.topology_refreshes = refreshes_.load();

@@ -73,7 +73,6 @@ class RedisClusterTransport final : public RedisShards {
                    std::function<void(resilience::ShardOutcome)> done) override;
   void send_give_backs(std::size_t shard, std::vector<GiveBack> batch) override;
 
-  void set_observer(std::shared_ptr<Observer> observer) override;
   void close() override;
   asio::io_context& io() noexcept override { return io_; }
   Counters counters() const noexcept override;
@@ -113,7 +112,6 @@ class RedisClusterTransport final : public RedisShards {
   Endpoint first_;  // scheme, user and password for every node
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
-  std::shared_ptr<ObserverSlot> observer_ = std::make_shared<ObserverSlot>();
   std::vector<std::shared_ptr<Connection>> seeds_;
   std::array<Node, kMaxPrimaries> nodes_;  // io thread
   std::array<std::atomic<std::uint8_t>, kClusterSlots> owner_;
@@ -140,8 +138,7 @@ class RedisClusterTransport final : public RedisShards {
   std::string wait_timeout_ms_;
   std::string lease_sha_;
   std::string give_back_sha_;
-  std::atomic<std::uint64_t> calls_{0}, batches_{0}, reloads_{0}, unreplicated_{0}, redirects_{0},
-      cluster_retries_{0}, refreshes_{0};
+  std::atomic<std::uint64_t> redirects_{0}, cluster_retries_{0}, refreshes_{0};
   std::once_flag closed_;
   std::thread thread_;
 };

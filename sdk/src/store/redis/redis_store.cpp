@@ -149,6 +149,15 @@ bool apply_replica_acks(const Reply& wait, std::size_t wanted, std::vector<Lease
   return false;
 }
 
+Endpoint endpoint_at(const std::vector<std::string>& urls, std::size_t i,
+                     const std::string& field) {
+  try {
+    return Endpoint::parse(urls[i]);
+  } catch (const std::invalid_argument& ex) {
+    throw ConfigError(field + "[" + std::to_string(i) + "]", ex.what());
+  }
+}
+
 Connection::Options connection_options(const StoreConfig& config, Endpoint endpoint,
                                        std::shared_ptr<ObserverSlot> observer) {
   Connection::Options o;
@@ -180,13 +189,7 @@ RedisTransport::RedisTransport(const StoreConfig& config)
       lease_sha_(lua::kLeaseSha1),
       give_back_sha_(lua::kGiveBackSha1) {
   for (std::size_t i = 0; i < config.shards.size(); ++i) {
-    Endpoint endpoint;
-    try {
-      endpoint = Endpoint::parse(config.shards[i]);
-    } catch (const std::invalid_argument& ex) {
-      throw ConfigError("store.shards[" + std::to_string(i) + "]", ex.what());
-    }
-    auto o = connection_options(config, std::move(endpoint), observer_);
+    auto o = connection_options(config, endpoint_at(config.shards, i, "store.shards"), observer_);
     try {
       shards_.push_back(Connection::create(io_, std::move(o)));
     } catch (const std::exception& ex) {  // e.g. a CA file that cannot be read
@@ -211,7 +214,7 @@ void RedisTransport::close() {
   });
 }
 
-void RedisTransport::set_observer(std::shared_ptr<Observer> observer) {
+void RedisShards::set_observer(std::shared_ptr<Observer> observer) {
   std::lock_guard lk(observer_->mu);
   observer_->observer = std::move(observer);
 }
@@ -225,7 +228,7 @@ std::string RedisTransport::shard_name(std::size_t shard) const {
   return shards_.at(shard)->endpoint().redacted();
 }
 
-RedisTransport::Counters RedisTransport::counters() const noexcept {
+RedisShards::Counters RedisShards::counters() const noexcept {
   Counters c;
   c.calls = calls_.load();
   c.batches = batches_.load();

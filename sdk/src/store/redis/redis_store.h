@@ -31,7 +31,7 @@ namespace tollgate::redis {
 class RedisShards : public resilience::ShardTransport {
  public:
   // Where the connections' log lines go ("<url>: command timed out", "up again").
-  virtual void set_observer(std::shared_ptr<Observer> observer) = 0;
+  void set_observer(std::shared_ptr<Observer> observer);
   // Fails what is in flight ("closed"), then stops and joins the io thread.
   virtual void close() = 0;
   virtual asio::io_context& io() noexcept = 0;
@@ -45,7 +45,12 @@ class RedisShards : public resilience::ShardTransport {
     std::uint64_t cluster_retries = 0;  // cluster: calls sent again after TRYAGAIN/CLUSTERDOWN
     std::uint64_t topology_refreshes = 0;  // cluster: slot maps read
   };
-  virtual Counters counters() const noexcept = 0;
+  // The counts both transports keep (a cluster adds its own).
+  virtual Counters counters() const noexcept;
+
+ protected:
+  std::shared_ptr<ObserverSlot> observer_ = std::make_shared<ObserverSlot>();
+  std::atomic<std::uint64_t> calls_{0}, batches_{0}, reloads_{0}, unreplicated_{0};
 };
 
 // Thread-safe. Callbacks run on the io thread (or inline, with "closed", after close()).
@@ -62,10 +67,8 @@ class RedisTransport final : public RedisShards {
                    std::function<void(resilience::ShardOutcome)> done) override;
   void send_give_backs(std::size_t shard, std::vector<GiveBack> batch) override;
 
-  void set_observer(std::shared_ptr<Observer> observer) override;
   void close() override;
   asio::io_context& io() noexcept override { return io_; }
-  Counters counters() const noexcept override;
 
   // Keys one script run carries (lease and give-back scripts take many keys per call).
   static constexpr std::size_t kKeysPerScript = 256;
@@ -78,12 +81,10 @@ class RedisTransport final : public RedisShards {
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::vector<std::shared_ptr<Connection>> shards_;
-  std::shared_ptr<ObserverSlot> observer_ = std::make_shared<ObserverSlot>();
   std::size_t wait_replicas_ = 0;
   std::string wait_timeout_ms_;
   std::string lease_sha_;
   std::string give_back_sha_;
-  std::atomic<std::uint64_t> calls_{0}, batches_{0}, reloads_{0}, unreplicated_{0};
   std::once_flag closed_;
   std::thread thread_;
 };

@@ -342,18 +342,23 @@ if any_shared then
       -- the whole hash (and so adds those that a layout-1 writer added); a new one adds itself.
       local qs, listed = sweep(s[9])
       local index
+      -- The names of `from` not marked in `once`, each once, appended to `out` (and marked).
+      local function distinct(from, once, out)
+        for _, h in ipairs(from) do
+          if not once[h] then
+            once[h] = true
+            out[#out + 1] = h
+          end
+        end
+        return out
+      end
       local total, total_at = tonumber(s[5]), tonumber(s[6])
       if total_at == nil or now - total_at >= refresh then
         -- Instances that stopped asking are deleted when the sum is redone.
         total, total_at = d, now
         listed = listed or indexed()
-        local names, fields, once = {holder}, {}, {[holder] = true}
-        for _, h in ipairs(listed) do
-          if not once[h] then
-            once[h] = true
-            fields[#fields + 1] = h
-          end
-        end
+        local names = {holder}
+        local fields = distinct(listed, {[holder] = true}, {})
         local dead = {}
         for i = 1, #fields, 1000 do
           local part = {}
@@ -378,13 +383,8 @@ if any_shared then
         total = total + d - before
         if listed or not s[7] then
           listed = listed or indexed()
-          local names, once = {}, {}
-          for _, h in ipairs(listed) do
-            if not once[h] then
-              once[h] = true
-              names[#names + 1] = h
-            end
-          end
+          local once = {}
+          local names = distinct(listed, once, {})
           if not once[holder] then names[#names + 1] = holder end
           index = table.concat(names, '\n')
         end
@@ -519,6 +519,17 @@ if any_window then
       return st, c, pv
     end
 
+    -- The key's limit and window (us), its HMGET st, c, pv, record, qs (s) and its window
+    -- rolled to now; or first the remembered answer to a request already served.
+    local function open_window()
+      local limit, window = tonumber(ARGV[a0 + at.limit]), tonumber(ARGV[a0 + at.window_us])
+      local s = call('HMGET', bucket, 'st', 'c', 'pv', record_key, 'qs')
+      local r = remembered(s[4])
+      if r then return r end
+      local st, c, pv = roll(s, window)
+      return nil, limit, window, s, st, c, pv
+    end
+
     local function take_from_window(free, window_end)
       if want == 0 or free < least then return false end
       granted = min(want, free)
@@ -537,11 +548,8 @@ if any_window then
     end
 
     local function fixed_window()
-      local limit, window = tonumber(ARGV[a0 + at.limit]), tonumber(ARGV[a0 + at.window_us])
-      local s = call('HMGET', bucket, 'st', 'c', 'pv', record_key, 'qs')
-      local r = remembered(s[4])
+      local r, limit, window, s, st, c, pv = open_window()
       if r then return r end
-      local st, c, pv = roll(s, window)
       local free = max(0, limit - c)
       if take_from_window(free, st + window) then
         c = c + granted
@@ -554,11 +562,8 @@ if any_window then
     end
 
     local function sliding_window()
-      local limit, window = tonumber(ARGV[a0 + at.limit]), tonumber(ARGV[a0 + at.window_us])
-      local s = call('HMGET', bucket, 'st', 'c', 'pv', record_key, 'qs')
-      local r = remembered(s[4])
+      local r, limit, window, s, st, c, pv = open_window()
       if r then return r end
-      local st, c, pv = roll(s, window)
       local weight = min(1, max(0, 1 - (now - st) / window))
       local used = pv * weight + c
       local free = 0
