@@ -117,4 +117,23 @@ TEST_F(KeyRefTest, OutlivesItsLimiter) {
   (void)moved.try_acquire();  // the core is still there: a decision, no crash
 }
 
+// A shadow policy admits what it would deny (counted as shadow_admitted), through a KeyRef as
+// through the key itself.
+TEST(KeyRefShadow, AShadowPolicyAdmitsThroughAKeyRefAsThroughTheKey) {
+  auto clock = std::make_shared<ManualClock>();
+  Config c = Config::from_json(R"({"leases": {"refresh_ms": 0}, "policies": [{"match": "tenant:*",
+    "type": "token_bucket", "rate": 5, "burst": 5, "shadow": true}]})");
+  Limiter limiter(std::move(c), polled(clock));
+  const KeyRef k = limiter.key_ref("tenant:a");
+  int by_ref = 0, by_key = 0;
+  for (int i = 0; i < 30; ++i) {
+    by_ref += limiter.try_acquire(k).allowed ? 1 : 0;
+    by_key += limiter.try_acquire("tenant:b").allowed ? 1 : 0;
+    limiter.poll();
+  }
+  EXPECT_EQ(by_key, 30);
+  EXPECT_EQ(by_ref, 30);
+  EXPECT_EQ(limiter.stats().shadow_admitted, 50u);
+}
+
 }  // namespace

@@ -46,11 +46,14 @@ Decision LimiterImpl::try_acquire(const KeyRef& k, std::uint64_t cost) noexcept 
   if (__builtin_expect(e != nullptr && (seq & 1) == 0 && cost > 0 &&
                            k.seq_.load(std::memory_order_acquire) == seq && at == table_.erasures(),
                        1)) {
-    return spend(e, cost, stripe, false);
+    const Decision d = spend(e, cost, stripe, false);
+    return __builtin_expect(d.allowed, 1) ? d : shadowed(e, d, stripe);
   }
   Decision failure;
   e = resolve(k, cost, stripe, failure);
-  return e != nullptr ? spend(e, cost, stripe, false) : failure;
+  if (e == nullptr) return failure;
+  const Decision d = spend(e, cost, stripe, false);
+  return d.allowed ? d : shadowed(e, d, stripe);  // as try_acquire(key) decides
 }
 
 core::Entry* LimiterImpl::resolve(const KeyRef& k, std::uint64_t cost, std::uint32_t stripe,
