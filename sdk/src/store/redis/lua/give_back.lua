@@ -19,7 +19,6 @@ local function int(x) return string.format('%.0f', x) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 
--- One key's give-back: KEYS and ARGV are that key's two keys and #slots arguments.
 -- A token bucket's level (fields l, ts of the hash `key`) charged `tokens`, brought up to now
 -- at rate and burst first (a new one starts full).
 local function charge_level(key, rate, burst, tokens)
@@ -61,6 +60,7 @@ local function charge_one(key, group_key, arg, kind, tokens)
   return -tokens
 end
 
+-- One key's give-back: KEYS and ARGV are that key's two keys and #slots arguments.
 local function give_back_one(KEYS, ARGV)
   local arg = {}
   for i, name in ipairs(slots) do arg[name] = ARGV[i] end
