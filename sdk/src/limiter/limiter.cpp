@@ -1054,8 +1054,7 @@ void LimiterImpl::give_back(Entry* e, std::int64_t tokens) {
   s.lease_count = 0;
   // A debt leaving with the key: a lease call in flight asked for it (its grant pays it);
   // else the store's bucket is charged, or the fleet would never pay it back.
-  if (!p.concurrency && !s.in_flight)
-    report_debt(e, s.debt + static_cast<std::uint64_t>(std::max<std::int64_t>(0, -tokens)));
+  if (!p.concurrency && !s.in_flight) report_debt(e, owed(e, tokens));
 }
 
 void LimiterImpl::reclaim() {

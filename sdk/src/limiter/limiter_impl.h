@@ -130,6 +130,10 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   // balance below zero), at most a lease's worth; the rest goes with the next asks.
   std::uint64_t debt_to_ask(const Entry* e, const CompiledPolicy& p,
                             std::int64_t balance) const noexcept;
+  // What the key owes: RefillState::debt and the balance below zero.
+  static std::uint64_t owed(const Entry* e, std::int64_t balance) noexcept {
+    return e->s.debt + static_cast<std::uint64_t>(std::max<std::int64_t>(0, -balance));
+  }
   // After a lease answer (scheduler): a debt the grant did not pay is asked for again at once,
   // or — when the store was short of it (`store_short`) — reported to the store as a
   // GiveBack::debt and cleared here; the key says in_debt until its next grant.

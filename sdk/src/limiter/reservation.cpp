@@ -40,9 +40,7 @@ Decision LimiterImpl::deny_in_debt(const Entry* e, std::uint32_t stripe) noexcep
 
 std::uint64_t LimiterImpl::debt_to_ask(const Entry* e, const CompiledPolicy& p,
                                        std::int64_t balance) const noexcept {
-  const std::uint64_t owed =
-      e->s.debt + static_cast<std::uint64_t>(std::max<std::int64_t>(0, -balance));
-  return std::min(owed, p.max_lease);
+  return std::min(owed(e, balance), p.max_lease);
 }
 
 void LimiterImpl::carry_debt(Entry* e, bool store_short, bool granted) {
@@ -59,9 +57,9 @@ void LimiterImpl::carry_debt(Entry* e, bool store_short, bool granted) {
   // instance's grants pay it back, and the key waits for its next grant (in_debt).
   while (b < 0 && !e->balance.compare_exchange_weak(b, 0, std::memory_order_acq_rel)) {
   }
-  const std::uint64_t owed = s.debt + static_cast<std::uint64_t>(std::max<std::int64_t>(0, -b));
-  if (owed == 0) return;
-  report_debt(e, owed);
+  const std::uint64_t total = owed(e, b);
+  if (total == 0) return;
+  report_debt(e, total);
   refills_.flush_give_backs();  // now: the store counts it from this call on
   s.owes = true;
   e->exhausted.store(core::kExhaustedDebt, std::memory_order_release);
