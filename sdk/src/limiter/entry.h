@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <new>
@@ -74,41 +75,45 @@ struct RefillState {
   // Waiters queue in the limiter's map (few keys have any), not here: 8 bytes a key.
 };
 
+// Laid out for the hit by string (KeyTable::find, then LimiterImpl::spend): everything it
+// reads is the last 24 bytes of the struct, and the key's bytes follow them (this + 1), so
+// a short key's hit reads one cache line of its entry, or two adjacent ones, not the three
+// of a layout with the hot fields first (docs/performance.md, issue 19).
 struct Entry {
-  // --- read and written by application threads ---
-  std::atomic<std::int64_t> balance{0};    // tokens (or permits) spendable now
-  std::atomic<std::int32_t> watermark{0};  // refill when the balance falls below (< a lease)
+  // --- the scheduler's ---
+  RefillState s;
+  // --- read and written by application threads, off the hit path ---
+  std::atomic<std::int64_t> retry_at{0};  // local clock (ns): when asking again makes sense
+  std::atomic<Entry*> next_queued{nullptr};
   // The newer lease's tokens while the key holds two (0: one or none), published by the
   // scheduler: a reservation whose tokens all came from it may keep its refund across the
   // older lease's end (spending is first in, first out; LimiterImpl::lease_ending).
   std::atomic<std::uint32_t> newer_granted{0};
-  std::atomic<std::int64_t> retry_at{0};  // local clock (ns): when asking again makes sense
-  std::atomic<Entry*> next_queued{nullptr};
   std::uint32_t hash32 = 0;
-  std::atomic<std::uint32_t> waiters{0};
   std::atomic<std::uint32_t> denials{0};
   std::atomic<std::uint32_t> permits_out{0};
   std::atomic<std::uint32_t> last_denied_cost{0};
-  std::uint16_t key_len = 0;
-  // Slot of the limiter's compiled policies (PolicySlots); the scheduler moves it
-  // when an update changes the key's policy.
-  std::atomic<std::uint16_t> policy{0};
-  std::atomic<bool> queued{false};   // on the refill queue
-  std::atomic<bool> touched{false};  // used since the last idle scan
-  std::atomic<bool> penalized{false};
+  std::atomic<bool> queued{false};  // on the refill queue
   // The store said: nothing left until retry_at (kExhausted*: which bound said so).
   std::atomic<std::uint8_t> exhausted{0};
   std::atomic<bool> leased{false};   // has received a grant at least once
   std::atomic<bool> retired{false};  // unlinked from the table
+  // --- what a hit reads: the 24 bytes before the key ---
+  std::atomic<std::int64_t> balance{0};    // tokens (or permits) spendable now
+  std::atomic<std::int32_t> watermark{0};  // refill when the balance falls below (< a lease)
+  std::atomic<std::uint32_t> waiters{0};
+  // Slot of the limiter's compiled policies (PolicySlots); the scheduler moves it
+  // when an update changes the key's policy.
+  std::atomic<std::uint16_t> policy{0};
+  std::uint16_t key_len = 0;
+  std::atomic<bool> touched{false};  // used since the last idle scan
+  std::atomic<bool> penalized{false};
   // The shard is unavailable and the key decides by its policy's fallback (kFallback*).
   std::atomic<std::uint8_t> fallback{0};
   bool unavailable = false;  // scheduler only: the store's last answer was a failure
-  // --- the scheduler's ---
-  RefillState s;
 
-  std::string_view key() const noexcept {
-    return {reinterpret_cast<const char*>(this + 1), key_len};
-  }
+  const char* key_data() const noexcept { return reinterpret_cast<const char*>(this + 1); }
+  std::string_view key() const noexcept { return {key_data(), key_len}; }
 
   static Entry* create(std::string_view key, std::uint32_t hash32, std::uint16_t policy) {
     void* mem = ::operator new(sizeof(Entry) + key.size());
@@ -129,5 +134,7 @@ struct Entry {
 
 // With a short key an entry fits a 160-byte malloc chunk; docs/performance.md counts on it.
 static_assert(sizeof(Entry) <= 136, "Entry grew: check bytes_per_key in docs/performance.md");
+static_assert(sizeof(Entry) - offsetof(Entry, balance) == 24 && alignof(Entry) == 8,
+              "the hit path's fields end where the key starts");
 
 }  // namespace tollgate::core
