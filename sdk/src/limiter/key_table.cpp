@@ -6,15 +6,6 @@
 
 namespace tollgate::core {
 
-std::uint64_t hash_key(std::string_view key) noexcept {
-  std::uint64_t h = std::hash<std::string_view>{}(key);
-  // Mix so that the low bits (the slot index) depend on every input bit.
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdULL;
-  h ^= h >> 33;
-  return h;
-}
-
 namespace {
 constexpr std::size_t kMinSlots = 64;
 // A full table has 8 slots for each 5 keys (load 0.625): 12.8 bytes of slots a key at any
