@@ -324,6 +324,40 @@ TEST_F(LeaseTest, PartGrantUnderScarcityDeniesOverLimitUntilTheRestCanRefill) {
   EXPECT_TRUE(pending.empty()) << "asked the scarce store again at once";
 }
 
+// A cold key's first ask joins its shard's next call within a quarter of the hold; asked
+// again after the store had nothing for it, the key is paced by scarcity and waits for the
+// whole hold like any other (at the reference fleet the long tail's keys were asked as cold
+// ones again and again, each sending its shard's call early: docs/architecture.md).
+TEST_F(LeaseTest, AKeyTheStoreHadNothingForWaitsForItsShardsNextCallNotTheColdHold) {
+  Config c = bucket_config();
+  c.leases.ttl = 8s;
+  c.leases.refresh = 1s;  // the hold: min(refresh, ttl / 8); a cold key's: a quarter of it
+  make(std::move(c));
+  EXPECT_FALSE(limiter->try_acquire("tenant:a").allowed);
+  limiter->poll();
+  ASSERT_EQ(pending.size(), 1u);  // the shard's first call goes at once
+  {
+    Pending p = std::move(pending.front());
+    pending.clear();
+    LeaseGrant g;
+    g.now = clock->now();
+    g.expires_at = clock->now() + 8s;
+    g.remaining = 0;
+    g.wait_until = clock->now() + 10ms;
+    p.done({g});
+    limiter->poll();
+  }
+  clock->advance(20ms);
+  EXPECT_FALSE(limiter->try_acquire("tenant:a").allowed);
+  limiter->poll();
+  clock->advance(300ms);  // past the cold hold (250 ms after the shard's call)
+  limiter->poll();
+  EXPECT_TRUE(pending.empty()) << "asked again as a cold key, within the cold hold";
+  clock->advance(700ms);  // the shard's next call: 1 s after its last
+  limiter->poll();
+  EXPECT_EQ(pending.size(), 1u);
+}
+
 TEST_F(LeaseTest, ExpiredLeaseTokensAreTakenBackAndGivenBack) {
   make(bucket_config());
   limiter->try_acquire("tenant:a");

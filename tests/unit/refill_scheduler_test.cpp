@@ -39,9 +39,9 @@ struct RecordingStore : QuotaStore {
 
 struct Fixture : ::testing::Test {
   std::shared_ptr<RecordingStore> store = std::make_shared<RecordingStore>();
-  std::atomic<std::uint64_t> asked{0}, failures{0}, overdue{0};
+  std::atomic<std::uint64_t> asked{0}, failures{0}, overdue{0}, given_back{0}, expired{0};
   Sched sched{store, std::make_shared<Observer>(), false, Nanos{0},
-              Sched::Counters{&asked, &failures, &overdue}};
+              Sched::Counters{&asked, &failures, &overdue, &given_back, &expired}};
   std::map<std::string, Entry*> entries;
 
   ~Fixture() override {
@@ -230,6 +230,33 @@ TEST_F(RefillSchedulerTest, GiveBacksTravelWithALeaseCallOrAfterWaitingARefreshP
   flush(milliseconds(1020));
   sched.end_tick(milliseconds(1020), kRefresh);  // with the call
   EXPECT_EQ(store->given_back.size(), 2u);
+}
+
+// Sent once it had waited a refresh period, it would reach the store after the lease's
+// expiry there and credit nothing: a call for nothing. It is dropped and counted as
+// expired; a debt (no expiry) still goes.
+TEST_F(RefillSchedulerTest, AGiveBackTheStoreWouldNoLongerCreditIsDroppedNotSent) {
+  GiveBack g;
+  g.key = "a";
+  g.tokens = 3;
+  given_back = 3;  // the Limiter counts a give-back when it hands it over
+  sched.give_back(g, milliseconds(500));
+  sched.end_tick(milliseconds(10), kRefresh);
+  EXPECT_EQ(expired.load(), 0u);  // still worth something: it waits
+  sched.end_tick(milliseconds(500), kRefresh);
+  EXPECT_EQ(expired.load(), 3u);
+  EXPECT_EQ(given_back.load(), 0u);
+  EXPECT_EQ(sched.next_wakeup(milliseconds(600), kRefresh), milliseconds(850));  // nothing due
+  sched.end_tick(milliseconds(1010), kRefresh);
+  EXPECT_TRUE(store->given_back.empty());
+
+  GiveBack debt = g;
+  debt.debt = true;
+  sched.give_back(debt);
+  sched.end_tick(milliseconds(1020), kRefresh);
+  sched.end_tick(milliseconds(2020), kRefresh);
+  ASSERT_EQ(store->given_back.size(), 1u);
+  EXPECT_TRUE(store->given_back[0].debt);
 }
 
 }  // namespace

@@ -58,7 +58,8 @@ LimiterImpl::LimiterImpl(Config config, Limiter::Options options)
       table_(config_->max_keys),
       admission_(config_->max_keys),
       refills_(store_, relay_, options.observer != nullptr, start_,
-               {&counted_.leases_asked, &counted_.lease_failures, &counted_.refills_overdue}) {
+               {&counted_.leases_asked, &counted_.lease_failures, &counted_.refills_overdue,
+                &counted_.tokens_given_back, &counted_.tokens_expired}) {
   relay_->user = std::move(options.observer);
   store_->set_observer(relay_);
   publish(config_);
@@ -606,9 +607,10 @@ void LimiterImpl::expire_leases(Entry* e, Nanos now) {
       take = core::book_oldest_left(s, b);
     } while (take > 0 && !e->balance.compare_exchange_weak(b, b - take, std::memory_order_acq_rel));
     if (take > 0) {
-      refills_.give_back(GiveBack{std::string(e->key()), policy_of(e).spec,
-                                  static_cast<std::uint64_t>(take),
-                                  from_ms(s.leases[0].store_expiry) + store_offset_, instance_id_});
+      refills_.give_back(
+          GiveBack{std::string(e->key()), policy_of(e).spec, static_cast<std::uint64_t>(take),
+                   from_ms(s.leases[0].store_expiry) + store_offset_, instance_id_},
+          from_ms(s.leases[0].store_expiry));
       counted_.tokens_given_back.fetch_add(take, std::memory_order_relaxed);
     }
     core::book_end_oldest(s, take);
@@ -807,7 +809,12 @@ void LimiterImpl::consider(Entry* e, Nanos now) {
                             e->exhausted.load(std::memory_order_relaxed) != core::kExhaustedNot,
                             balance, min_need, s.rate, sizing)
             ? Scheduler::kUrgent
-            : (e->leased.load(std::memory_order_relaxed) ? Scheduler::kCanWait : Scheduler::kCold);
+            // Cold only on its first ask: a key the store had nothing for is paced by
+            // scarcity, and waits for its shard's next call like one that was granted.
+            : (e->leased.load(std::memory_order_relaxed) ||
+                       e->exhausted.load(std::memory_order_relaxed) != core::kExhaustedNot
+                   ? Scheduler::kCanWait
+                   : Scheduler::kCold);
     e->watermark.store(static_cast<std::int32_t>(std::min<std::int64_t>(wm, INT32_MAX)),
                        std::memory_order_relaxed);
   }
@@ -1047,7 +1054,8 @@ void LimiterImpl::give_back(Entry* e, std::int64_t tokens) {
   for (int i = s.lease_count - 1; i >= 0 && tokens > 0; --i) {
     const auto part = std::min<std::int64_t>(tokens, s.leases[i].granted);
     refills_.give_back(GiveBack{std::string(e->key()), p.spec, static_cast<std::uint64_t>(part),
-                                from_ms(s.leases[i].store_expiry) + store_offset_, instance_id_});
+                                from_ms(s.leases[i].store_expiry) + store_offset_, instance_id_},
+                       from_ms(s.leases[i].store_expiry));
     counted_.tokens_given_back.fetch_add(part, std::memory_order_relaxed);
     tokens -= part;
   }

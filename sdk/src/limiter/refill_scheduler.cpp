@@ -197,7 +197,30 @@ void RefillScheduler::finished(const InFlight& f, const LeaseEvent& ev, Nanos no
   observer_->on_lease(out);
 }
 
+void RefillScheduler::give_back(GiveBack g, Nanos useful_until) {
+  give_backs_.push_back(std::move(g));
+  give_backs_until_.push_back(useful_until);
+}
+
 void RefillScheduler::end_tick(Nanos now, Nanos refresh) noexcept {
+  // A give-back arriving after its lease's expiry in the store credits nothing there.
+  const Nanos arrives = now + Nanos{rtt_ns()};
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < give_backs_.size(); ++i) {
+    if (give_backs_until_[i] <= arrives) {
+      counted_.tokens_given_back->fetch_sub(give_backs_[i].tokens, std::memory_order_relaxed);
+      counted_.tokens_expired->fetch_add(give_backs_[i].tokens, std::memory_order_relaxed);
+      continue;
+    }
+    if (kept != i) {
+      give_backs_[kept] = std::move(give_backs_[i]);
+      give_backs_until_[kept] = give_backs_until_[i];
+    }
+    ++kept;
+  }
+  give_backs_.resize(kept);
+  give_backs_until_.resize(kept);
+  if (give_backs_.empty()) give_backs_since_ = Nanos::max();
   if (!give_backs_.empty() && give_backs_since_ == Nanos::max()) give_backs_since_ = now;
   if (sent_this_tick_ || now - give_backs_since_ >= refresh) flush_give_backs();
   sent_this_tick_ = false;
@@ -212,6 +235,7 @@ void RefillScheduler::flush_give_backs() noexcept {
     // Best effort: tokens not given back expire in the store.
   }
   give_backs_.clear();
+  give_backs_until_.clear();
 }
 
 Nanos RefillScheduler::next_wakeup(Nanos now, Nanos refresh) const {

@@ -42,6 +42,8 @@ class RefillScheduler {
     std::atomic<std::uint64_t>* leases_asked;
     std::atomic<std::uint64_t>* lease_failures;
     std::atomic<std::uint64_t>* refills_overdue;
+    std::atomic<std::uint64_t>* tokens_given_back;
+    std::atomic<std::uint64_t>* tokens_expired;
   };
   // `start`: the limiter's time 0 (timers keep limiter milliseconds, Entry::s.next_timer).
   // `observer` hears of every call (LeaseStartEvent only when `observed`) and its answer.
@@ -178,8 +180,12 @@ class RefillScheduler {
   bool in_flight() const noexcept { return !in_flight_.empty(); }
 
   // Give-backs travel with the next lease call, or once they have waited `refresh`.
-  void give_back(GiveBack g) { give_backs_.push_back(std::move(g)); }
-  // The end of a tick: give-backs go if a call went or they have waited long enough.
+  // `useful_until` (the local clock): when the store stops crediting them (the lease's
+  // expiry there; Nanos::max() for a debt, which the store always counts).
+  void give_back(GiveBack g, Nanos useful_until = Nanos::max());
+  // The end of a tick: give-backs the store would no longer credit are dropped (counted
+  // as expired: they cost a call and credit nothing); the rest go if a call went or they
+  // have waited long enough.
   void end_tick(Nanos now, Nanos refresh) noexcept;
   void flush_give_backs() noexcept;
 
@@ -262,6 +268,7 @@ class RefillScheduler {
   bool sent_this_tick_ = false;
   Nanos give_backs_since_ = Nanos::max();  // when give_backs_ began to wait
   std::vector<GiveBack> give_backs_;
+  std::vector<Nanos> give_backs_until_;  // give_back's useful_until, one per give_backs_
   std::unordered_map<std::uint64_t, InFlight> in_flight_;
   // Per partition (shard): its recent answered round trips, for mark_overdue().
   std::unordered_map<std::size_t, RoundTrips> round_trips_;
