@@ -1031,14 +1031,18 @@ void Fleet::arrivals(Nanos from, Nanos to) {
     for (std::size_t i = 1; i < per_instance_.size(); ++i) per_instance_[i] += per_instance_[i - 1];
     sorted_.resize(drawn_.size());
     for (const Drawn& d : drawn_) sorted_[per_instance_[d.inst]++] = d;
-    constexpr std::size_t kAhead = 8;
+    // Two steps ahead: the KeyRef 16 decisions ahead, its entry (KeyRef::prefetch) 8 ahead.
+    constexpr std::size_t kRefAhead = 16, kEntryAhead = 8;
+    auto ref_of = [&](const Drawn& a) -> const tollgate::KeyRef& {
+      return instances_[a.inst].refs[static_cast<std::size_t>(a.tenant)];
+    };
     for (std::size_t k = 0; k < sorted_.size(); ++k) {
-      if (k + kAhead < sorted_.size()) {
-        const Drawn& a = sorted_[k + kAhead];
-        const auto* ref = &instances_[a.inst].refs[static_cast<std::size_t>(a.tenant)];
+      if (k + kRefAhead < sorted_.size()) {
+        const auto* ref = &ref_of(sorted_[k + kRefAhead]);
         __builtin_prefetch(ref);
         __builtin_prefetch(reinterpret_cast<const char*>(ref + 1) - 1);
       }
+      if (k + kEntryAhead < sorted_.size()) ref_of(sorted_[k + kEntryAhead]).prefetch();
       decide(sorted_[k].inst, sorted_[k].tenant, sorted_[k].cost);
     }
   }

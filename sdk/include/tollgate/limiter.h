@@ -168,6 +168,10 @@ class TOLLGATE_API KeyRef {
   // Limiter::try_acquire(*this, cost) on the limiter it came from, also after that Limiter
   // is destroyed; an empty KeyRef decides invalid_argument.
   Decision try_acquire(std::uint64_t cost = 1) const noexcept;
+  // A hint, for a caller that decides on many keys in turn and knows the next few: starts
+  // loading the resolved entry into the cache (a prefetch: no read, no effect on what is
+  // decided, nothing when unresolved). bench/fleet calls it a few decisions ahead.
+  void prefetch() const noexcept;
 
  private:
   friend class LimiterImpl;

@@ -2,6 +2,8 @@
 // erase count it was resolved at (one consistent pair, under the KeyRef's sequence lock);
 // while the table's count is unchanged no entry has been unlinked since, so the entry is
 // linked and, inside the EpochGuard, cannot be freed. Otherwise the key is found again.
+#include <cstddef>
+
 #include "limiter/limiter_impl.h"
 
 namespace tollgate {
@@ -27,6 +29,17 @@ KeyRef& KeyRef::operator=(KeyRef&& other) noexcept {
 }
 
 KeyRef::~KeyRef() = default;
+
+// The hot path's fields (balance to fallback) span at most two cache lines of the entry.
+// Never dereferenced here: a stale pointer is harmless to a prefetch.
+void KeyRef::prefetch() const noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+  const auto* e = static_cast<const char*>(entry_.load(std::memory_order_relaxed));
+  if (e == nullptr) return;
+  __builtin_prefetch(e);
+  __builtin_prefetch(e + offsetof(core::Entry, fallback));
+#endif
+}
 
 KeyRef LimiterImpl::key_ref(std::string_view key) {
   KeyRef k;
