@@ -41,6 +41,29 @@ void KeyRef::prefetch() const noexcept {
 #endif
 }
 
+void KeyRef::prefetch_policy() const noexcept {
+  if (owner_ != nullptr) owner_->prefetch_policy(*this);
+}
+
+// The hot path's check (try_acquire below): the entry is read only while it is linked.
+void LimiterImpl::prefetch_policy(const KeyRef& k) const noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+  core::EpochGuard guard;
+  const std::uint64_t seq = k.seq_.load(std::memory_order_acquire);
+  const auto* e = static_cast<const Entry*>(k.entry_.load(std::memory_order_acquire));
+  const std::uint64_t at = k.evictions_.load(std::memory_order_acquire);
+  if (e == nullptr || (seq & 1) != 0 || k.seq_.load(std::memory_order_acquire) != seq ||
+      at != table_.erasures()) {
+    return;
+  }
+  const auto* p = reinterpret_cast<const char*>(&policy_of(e));
+  __builtin_prefetch(p);
+  __builtin_prefetch(p + sizeof(CompiledPolicy) - 1);
+#else
+  (void)k;
+#endif
+}
+
 KeyRef LimiterImpl::key_ref(std::string_view key) {
   KeyRef k;
   k.owner_ = shared_from_this();
