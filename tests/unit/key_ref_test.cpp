@@ -117,6 +117,29 @@ TEST_F(KeyRefTest, OutlivesItsLimiter) {
   (void)moved.try_acquire();  // the core is still there: a decision, no crash
 }
 
+// The prefetch hints (KeyRef::prefetch, prefetch_policy) change nothing: not on an empty or
+// unresolved KeyRef (no key tracked), nor on a warm one, nor once its entry was evicted and
+// freed (prefetch_policy must not read it then: ASan's to catch in the sanitizer builds).
+TEST_F(KeyRefTest, PrefetchesChangeNothing) {
+  KeyRef{}.prefetch();
+  KeyRef{}.prefetch_policy();
+  const KeyRef k = limiter->key_ref("tenant:a");
+  k.prefetch();
+  k.prefetch_policy();
+  EXPECT_EQ(limiter->stats().keys_tracked, 0u);
+  warm(k);
+  const std::int64_t left = limiter->try_acquire(k).remaining;
+  k.prefetch();
+  k.prefetch_policy();
+  EXPECT_EQ(limiter->try_acquire(k).remaining, left - 1);
+  idle_until_evicted();
+  ASSERT_EQ(limiter->stats().keys_tracked, 0u);
+  k.prefetch();
+  k.prefetch_policy();
+  EXPECT_EQ(limiter->stats().keys_tracked, 0u);
+  EXPECT_EQ(limiter->try_acquire(k).reason, Reason::kColdKey);
+}
+
 // A shadow policy admits what it would deny (counted as shadow_admitted), through a KeyRef as
 // through the key itself.
 TEST(KeyRefShadow, AShadowPolicyAdmitsThroughAKeyRefAsThroughTheKey) {

@@ -2,6 +2,8 @@
 // erase count it was resolved at (one consistent pair, under the KeyRef's sequence lock);
 // while the table's count is unchanged no entry has been unlinked since, so the entry is
 // linked and, inside the EpochGuard, cannot be freed. Otherwise the key is found again.
+#include <cstddef>
+
 #include "limiter/limiter_impl.h"
 
 namespace tollgate {
@@ -27,6 +29,40 @@ KeyRef& KeyRef::operator=(KeyRef&& other) noexcept {
 }
 
 KeyRef::~KeyRef() = default;
+
+// The hot path's fields (balance to fallback) span at most two cache lines of the entry.
+// Never dereferenced here: a stale pointer is harmless to a prefetch.
+void KeyRef::prefetch() const noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+  const auto* e = static_cast<const char*>(entry_.load(std::memory_order_relaxed));
+  if (e == nullptr) return;
+  __builtin_prefetch(e);
+  __builtin_prefetch(e + offsetof(core::Entry, fallback));
+#endif
+}
+
+void KeyRef::prefetch_policy() const noexcept {
+  if (owner_ != nullptr) owner_->prefetch_policy(*this);
+}
+
+// The hot path's check (try_acquire below): the entry is read only while it is linked.
+void LimiterImpl::prefetch_policy(const KeyRef& k) const noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+  core::EpochGuard guard;
+  const std::uint64_t seq = k.seq_.load(std::memory_order_acquire);
+  const auto* e = static_cast<const Entry*>(k.entry_.load(std::memory_order_acquire));
+  const std::uint64_t at = k.evictions_.load(std::memory_order_acquire);
+  if (e == nullptr || (seq & 1) != 0 || k.seq_.load(std::memory_order_acquire) != seq ||
+      at != table_.erasures()) {
+    return;
+  }
+  const auto* p = reinterpret_cast<const char*>(&policy_of(e));
+  __builtin_prefetch(p);
+  __builtin_prefetch(p + sizeof(CompiledPolicy) - 1);
+#else
+  (void)k;
+#endif
+}
 
 KeyRef LimiterImpl::key_ref(std::string_view key) {
   KeyRef k;

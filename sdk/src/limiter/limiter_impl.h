@@ -47,6 +47,7 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   Decision try_acquire(std::string_view key, std::uint64_t cost) noexcept;
   KeyRef key_ref(std::string_view key);  // limiter/key_ref.cpp
   Decision try_acquire(const KeyRef& key, std::uint64_t cost) noexcept;
+  void prefetch_policy(const KeyRef& key) const noexcept;  // KeyRef::prefetch_policy
   WaitId acquire_async(std::string_view key, std::uint64_t cost, Nanos timeout,
                        Limiter::Completion done);
   bool cancel(WaitId id);
