@@ -618,7 +618,8 @@ class Fleet {
   std::vector<std::deque<std::pair<double, double>>> debts_;       // (virtual s, tokens)
   std::lognormal_distribution<double> cost_ratio_{-1.421, 1.005};  // mean 0.4, p99 2.5
   std::lognormal_distribution<double> hold_s_{0.6931, 0.9899};     // median 2 s, p99 20 s
-  double uncharged_ = 0, estimates_admitted_ = 0, debt_total_ = 0, refunded_ = 0, dropped_ = 0;
+  double uncharged_ = 0, estimates_admitted_ = 0, held_admitted_ = 0, debt_total_ = 0,
+         refunded_ = 0, dropped_ = 0;
   std::uint64_t settled_ = 0;
   // Timeline: per 100 ms accumulators.
   std::ofstream timeline_;
@@ -943,12 +944,14 @@ void Fleet::reserve(std::size_t inst, int tenant, int cost, std::uint64_t actual
   }
   ++admitted_decisions_;
   estimates_admitted_ += static_cast<double>(estimate);
+  held_admitted_ += static_cast<double>(r.held());
   // What the settle will charge: at most the estimate plus max_overage.
   const std::uint64_t charged = std::min(actual, estimate + tenants_[t].policy.overage_cap());
   uncharged_ += static_cast<double>(actual - charged);
   bin_admitted_[t] += static_cast<std::uint32_t>(charged);
   if (r.decision().reason != Reason::kOk) bin_fallback_[t] += static_cast<std::uint32_t>(charged);
-  const std::uint64_t extra = charged > estimate ? charged - estimate : 0;
+  // The bound's overage: what the settle will charge beyond what the reservation holds.
+  const std::uint64_t extra = charged > r.held() ? charged - r.held() : 0;
   open_extra_[t] += static_cast<double>(extra);
   const Nanos at = clock_->now() + Nanos{static_cast<std::int64_t>(hold_s_(rng_) * 1e9)};
   open_.emplace(at, Open{tenant, actual, extra, std::move(r)});
@@ -1477,6 +1480,7 @@ void Fleet::report(double wall) {
                      {"charge", o_.charge_estimate ? "estimate" : "settle"},
                      {"estimate_max", o_.cost},
                      {"estimates_admitted", estimates_admitted_},
+                     {"held_admitted", held_admitted_},
                      {"actual_admitted", adm},
                      {"settled", settled_},
                      {"open_at_end", open_.size()},

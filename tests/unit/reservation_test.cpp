@@ -302,11 +302,46 @@ TEST_F(ReservationTest, ARefundFromTheNewerLeaseOutlivesTheOlderOnesEnd) {
   EXPECT_EQ(s.refunded, 100u) << "its lease is still held";
   EXPECT_EQ(s.dropped, 0u);
   // The newer lease is the only one now; a reservation from it loses its refund once it ends.
+  // (It holds less than its estimate: the settle at 0 above taught the limiter.)
   Reservation again = limiter->reserve("tenant:a", 100);
   ASSERT_TRUE(again);
+  EXPECT_EQ(again.held(), 97u);
   clock->advance(1s);
   limiter->poll();
-  EXPECT_EQ(again.settle(0).dropped, 100u);
+  EXPECT_EQ(again.settle(0).dropped, 97u);
+}
+
+TEST_F(ReservationTest, AReserveHoldsWhatSettlesShowedOfTheirEstimates) {
+  Config c = reserve_config();
+  c.policies[0].rate = c.policies[0].burst = 10'000'000;  // room for the settles below
+  make(c);
+  lease(1'000'000);
+  Reservation first = limiter->reserve("tenant:a", 100);
+  EXPECT_EQ(first.held(), 100u) << "the whole estimate until a settle shows less";
+  (void)first.settle(100);
+  for (int i = 0; i < 200; ++i) (void)limiter->reserve("tenant:a", 100).settle(30);
+  Reservation r = limiter->reserve("tenant:a", 100);
+  ASSERT_TRUE(r);
+  EXPECT_NEAR(static_cast<double>(r.held()), 30, 2) << "an EWMA of actual / estimate";
+  EXPECT_EQ(r.estimate(), 100u);
+  const std::int64_t before = r.decision().remaining;
+  // Over what it holds: the extra comes from the balance, as an extra beyond an estimate did.
+  const Settlement s = r.settle(100);
+  EXPECT_EQ(s.charged, 100u);
+  EXPECT_EQ(s.refunded, 0u);
+  EXPECT_EQ(s.debt, 0u);
+  EXPECT_EQ(balance(), before - static_cast<std::int64_t>(100 - r.held()));
+  // Costs of nothing: holds go down to a sixteenth of the estimate, never to 0.
+  for (int i = 0; i < 500; ++i) (void)limiter->reserve("tenant:a", 160).settle(0);
+  EXPECT_EQ(limiter->reserve("tenant:a", 160).held(), 10u);
+  EXPECT_EQ(limiter->reserve("tenant:a", 1).held(), 1u);
+  // Costs above the estimate count as the estimate: holds never exceed it.
+  for (int i = 0; i < 500; ++i) {
+    Reservation big = limiter->reserve("tenant:a", 10);
+    ASSERT_TRUE(big);
+    ASSERT_EQ(big.settle(40).debt, 0u);
+  }
+  EXPECT_EQ(limiter->reserve("tenant:a", 100).held(), 100u);
 }
 
 TEST_F(ReservationTest, PermitsAreNotReserved) {
