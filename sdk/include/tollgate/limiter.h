@@ -232,12 +232,12 @@ class TOLLGATE_API Limiter {
   // Completes the wait with reason cancelled; false when it already completed.
   bool cancel(WaitId id);
 
-  // Costs known only afterwards (docs/quotas.md, "Estimated costs"): holds `estimate`
-  // tokens of a token-bucket or window policy until the Reservation is settled with the
-  // actual cost. Never blocks; decided like try_acquire(key, estimate) (denied: an empty
-  // Reservation whose decision() says why).
+  // Costs known only afterwards (docs/quotas.md, "Estimated costs"): holds part of
+  // `estimate` (Reservation::held()) of a token-bucket or window policy until the
+  // Reservation is settled with the actual cost. Never blocks; decided like
+  // try_acquire(key, held) (denied: an empty Reservation whose decision() says why).
   Reservation reserve(std::string_view key, std::uint64_t estimate) noexcept;
-  // The same, waiting up to `timeout` for the estimate like acquire().
+  // The same, waiting up to `timeout` for what it holds like acquire().
   Reservation reserve(std::string_view key, std::uint64_t estimate, Nanos timeout);
   // The waiting form without blocking: `done` gets the Reservation (empty when denied) exactly
   // once, as acquire_async's completion does (inline or on the SDK's thread). Returns the id
