@@ -26,10 +26,11 @@ class ScriptedStore final : public QuotaStore {
     calls.push_back({std::move(batch), std::move(done)});
   }
   void give_back(std::vector<GiveBack> batch) override {
-    for (auto& g : batch) (g.debt ? debts : given_back) += g.tokens;
+    for (auto& g : batch) (g.debt ? debts : g.late ? late : given_back) += g.tokens;
   }
   std::vector<Call> calls;
   std::uint64_t given_back = 0;
+  std::uint64_t late = 0;   // GiveBack::late: refunds whose lease had ended
   std::uint64_t debts = 0;  // GiveBack::debt: charged to the bucket
 };
 
@@ -271,17 +272,22 @@ TEST_F(ReservationTest, BadEstimatesAndActualsAreRejectedWithoutTouchingState) {
   EXPECT_EQ(limiter->stats().reserved, 1u);
 }
 
-TEST_F(ReservationTest, ARefundWhoseLeaseEndedIsDropped) {
+TEST_F(ReservationTest, ARefundWhoseLeaseEndedGoesToTheStoresBucket) {
   make(reserve_config());
   lease(500);
   Reservation r = limiter->reserve("tenant:a", 100);
   clock->advance(3s);  // the lease (2 s) expires: its unspent tokens go back
   limiter->poll();
+  const std::uint64_t returned = store->given_back;
   const Settlement s = r.settle(0);
   EXPECT_EQ(s.refunded, 0u);
-  EXPECT_EQ(s.dropped, 100u) << "tokens of an expired lease must not be spent again";
+  EXPECT_EQ(s.dropped, 100u) << "tokens of an expired lease must not be spent here again";
   const Decision d = limiter->try_acquire("tenant:a", 1);
   EXPECT_FALSE(d.allowed);
+  limiter->poll();
+  EXPECT_EQ(store->late, 100u) << "but the store's bucket takes them back, up to its burst";
+  EXPECT_EQ(store->given_back, returned);
+  EXPECT_EQ(limiter->stats().tokens_expired, 0u) << "the refund is not lost";
 }
 
 TEST_F(ReservationTest, ARefundFromTheNewerLeaseOutlivesTheOlderOnesEnd) {

@@ -100,7 +100,7 @@ struct Settlement {
   Reason reason = Reason::kInvalidArgument;
   std::uint64_t charged = 0;    // tokens charged in all: min(actual, estimate + max_overage)
   std::uint64_t refunded = 0;   // held - actual, back in the key's local balance
-  std::uint64_t dropped = 0;    // of the refund, not given back: its lease had ended meanwhile
+  std::uint64_t dropped = 0;    // of the refund, its lease had ended: to the store's bucket
   std::uint64_t debt = 0;       // charged beyond held and the local balance: the key's debt
   std::uint64_t uncharged = 0;  // actual - estimate - max_overage, reported but not charged
   explicit operator bool() const noexcept { return reason == Reason::kOk; }

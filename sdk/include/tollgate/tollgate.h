@@ -244,7 +244,7 @@ typedef struct tg_settlement {
   tg_reason reason;   /* TG_REASON_OK; TG_REASON_INVALID_ARGUMENT: nothing changed */
   uint64_t charged;   /* tokens charged in all: min(actual, estimate + max_overage) */
   uint64_t refunded;  /* held - actual, back in the key's local balance */
-  uint64_t dropped;   /* of the refund, not given back: its lease had ended meanwhile */
+  uint64_t dropped;   /* of the refund, its lease had ended: to the store's bucket instead */
   uint64_t debt;      /* charged beyond held and the balance: the key's debt (TG_REASON_IN_DEBT) */
   uint64_t uncharged; /* actual - estimate - max_overage: reported, not charged */
 } tg_settlement;

@@ -64,6 +64,10 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
                     std::uint32_t lease_ends, std::uint64_t actual) noexcept;
   std::uint64_t held_of(std::uint64_t estimate) const noexcept;  // what a reserve takes
   void learn_held(std::uint64_t estimate, std::uint64_t actual) noexcept;
+  // A refund whose lease has ended goes to the store's bucket (GiveBack::late): queued by a
+  // settle on any thread, handed to the give-backs by the scheduler's next tick.
+  void give_back_late(const core::Entry* e, std::uint64_t tokens) noexcept;
+  void take_late_refunds();
   Stats stats() const;
   void tick();
 
@@ -301,6 +305,8 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   // Written by settles on any thread, relaxed: a lost sample only slows the average.
   static constexpr std::uint32_t kHeldOne = 1u << 16;
   alignas(64) std::atomic<std::uint32_t> held_ratio_{kHeldOne};
+  std::mutex late_mu_;
+  std::vector<GiveBack> late_refunds_;  // give_back_late, under late_mu_
   // The refill stack, timers, batches per partition, calls in flight and their inbox,
   // give-backs (limiter/refill_scheduler.h): scheduler, but for request() and wake().
   core::RefillScheduler refills_;

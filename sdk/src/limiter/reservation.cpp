@@ -4,7 +4,8 @@
 // What is held is the estimate times the policy's HeldRatio (what its settles showed of
 // their estimates), so that open requests do not sit on the difference between estimates
 // and costs. A refund (held > actual) goes back to the balance, where it is spendable again
-// and given back with the rest of its lease; an extra beyond what was held is taken from the
+// and given back with the rest of its lease (or, when that lease has ended, to the store's
+// bucket: GiveBack::late); an extra beyond what was held is taken from the
 // balance, and what the balance lacks leaves it below zero: the key's debt. A key in debt is
 // denied kInDebt; its next lease requests ask for the debt on top of their need
 // (debt_to_ask), and the credit of their grants pays it before anything is spendable again.
@@ -12,7 +13,10 @@
 // the same way.
 #include <algorithm>
 #include <cstdint>
+#include <mutex>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "limiter/limiter_impl.h"
 
@@ -92,6 +96,26 @@ void LimiterImpl::report_debt(Entry* e, std::uint64_t owed) {
   GiveBack debt{std::string(e->key()), policy_of(e).spec, owed, Nanos{0}, instance_id_};
   debt.debt = true;
   refills_.give_back(std::move(debt));
+}
+
+void LimiterImpl::give_back_late(const Entry* e, std::uint64_t tokens) noexcept {
+  try {
+    GiveBack late{std::string(e->key()), policy_of(e).spec, tokens, Nanos{0}, instance_id_};
+    late.late = true;
+    std::lock_guard lk(late_mu_);
+    late_refunds_.push_back(std::move(late));
+  } catch (...) {  // no memory: the tokens are lost, as an expired lease's
+    counted_.tokens_expired.fetch_add(tokens, std::memory_order_relaxed);
+  }
+}
+
+void LimiterImpl::take_late_refunds() {
+  std::vector<GiveBack> late;
+  {
+    std::lock_guard lk(late_mu_);
+    late.swap(late_refunds_);
+  }
+  for (GiveBack& g : late) refills_.give_back(std::move(g));
 }
 
 Reservation LimiterImpl::reserve(std::string_view key, std::uint64_t estimate) noexcept {
@@ -199,7 +223,7 @@ Settlement LimiterImpl::settle(void* entry, std::uint64_t estimate, std::uint64_
     }
     st.dropped = static_cast<std::uint64_t>(dropped);
     st.refunded = static_cast<std::uint64_t>(refund - dropped);
-    if (dropped > 0) counted_.tokens_expired.fetch_add(st.dropped, std::memory_order_relaxed);
+    if (dropped > 0) give_back_late(e, st.dropped);
     if (st.refunded > 0 && e->waiters.load(std::memory_order_acquire) != 0) request_refill(e);
   } else if (st.charged > held) {
     const std::uint64_t extra = st.charged - held;
