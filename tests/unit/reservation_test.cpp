@@ -350,6 +350,28 @@ TEST_F(ReservationTest, AReserveHoldsWhatSettlesShowedOfTheirEstimates) {
   EXPECT_EQ(limiter->reserve("tenant:a", 100).held(), 100u);
 }
 
+TEST_F(ReservationTest, AShortBalanceIsHeldWholeWhenItIsASixteenthOfTheEstimate) {
+  make(reserve_config());
+  lease(500);                                                  // 498 left
+  ASSERT_TRUE(limiter->try_acquire("tenant:a", 450).allowed);  // 48 left
+  Reservation r = limiter->reserve("tenant:a", 200);           // would hold 200
+  ASSERT_TRUE(r) << "48 is at least 200 / 16";
+  EXPECT_EQ(r.held(), 48u);
+  EXPECT_EQ(r.decision().remaining, 0);
+  const Settlement s = r.settle(100);
+  EXPECT_EQ(s.charged, 100u);
+  EXPECT_EQ(s.debt, 52u) << "the rest beyond what it held, and the balance is empty";
+}
+
+TEST_F(ReservationTest, ABalanceBelowASixteenthOfTheEstimateIsDenied) {
+  make(reserve_config());
+  lease(500);
+  ASSERT_TRUE(limiter->try_acquire("tenant:a", 487).allowed);  // 11 left
+  Reservation r = limiter->reserve("tenant:a", 200);           // 200 / 16 = 12
+  EXPECT_FALSE(r);
+  EXPECT_EQ(balance(), 11);
+}
+
 TEST_F(ReservationTest, PermitsAreNotReserved) {
   Config c = reserve_config();
   Policy p;
