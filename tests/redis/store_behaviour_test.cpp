@@ -289,7 +289,8 @@ TYPED_TEST(StoreBehaviour, PermitsOweNothing) {
 // --- Late refunds (GiveBack::late): a reservation's refund whose lease had ended ---
 
 GiveBack late(std::string key, std::shared_ptr<const ResolvedPolicy> p, std::uint64_t tokens) {
-  GiveBack g{std::move(key), std::move(p), tokens, Nanos{0}, "h1"};
+  GiveBack g = debt(std::move(key), std::move(p), tokens);
+  g.debt = false;
   g.late = true;
   return g;
 }
