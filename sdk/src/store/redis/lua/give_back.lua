@@ -104,7 +104,7 @@ local function give_back_one(KEYS, ARGV)
     end
     return credit
   end
-  if expires == 0 then
+  if expires == 0 then  -- after kind 3: a permit's give-back carries no expiry either
     if kind ~= 0 then return 0 end
     return credit_level(KEYS[1], tonumber(arg.rate), tonumber(arg.burst), tokens)
   end
