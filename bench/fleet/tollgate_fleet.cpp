@@ -616,10 +616,21 @@ class Fleet {
   };
   std::multimap<Nanos, Open> open_;
   std::vector<double> open_extra_, debt_recent_;
-  std::vector<std::deque<std::pair<double, double>>> debts_;       // (virtual s, tokens)
+  std::vector<std::deque<std::pair<double, double>>> debts_;  // (virtual s, tokens)
+  // Refunds whose lease had ended, given to the store's bucket (Settlement::dropped): the
+  // bound of a window [t, t+T] adds those of [t - TTL, t+T] (docs/architecture.md).
+  std::vector<std::deque<std::pair<double, double>>> late_;
+  std::vector<double> late_total_;
+  double late_within(std::size_t tenant, double since) const {
+    double sum = 0;
+    const auto& d = late_[tenant];
+    for (auto it = d.rbegin(); it != d.rend() && it->first >= since; ++it) sum += it->second;
+    return sum;
+  }
   std::lognormal_distribution<double> cost_ratio_{-1.421, 1.005};  // mean 0.4, p99 2.5
   std::lognormal_distribution<double> hold_s_{0.6931, 0.9899};     // median 2 s, p99 20 s
-  double uncharged_ = 0, estimates_admitted_ = 0, debt_total_ = 0, refunded_ = 0, dropped_ = 0;
+  double uncharged_ = 0, estimates_admitted_ = 0, held_admitted_ = 0, debt_total_ = 0,
+         refunded_ = 0, dropped_ = 0;
   std::uint64_t settled_ = 0;
   // Timeline: per 100 ms accumulators.
   std::ofstream timeline_;
@@ -735,6 +746,8 @@ void Fleet::build() {
   open_extra_.assign(nt, 0);
   debt_recent_.assign(nt, 0);
   debts_.resize(nt);
+  late_.resize(nt);
+  late_total_.assign(nt, 0);
   adm_.resize(nt);
   off_.resize(nt);
   gadm_.resize(ng);
@@ -944,12 +957,14 @@ void Fleet::reserve(std::size_t inst, int tenant, int cost, std::uint64_t actual
   }
   ++admitted_decisions_;
   estimates_admitted_ += static_cast<double>(estimate);
+  held_admitted_ += static_cast<double>(r.held());
   // What the settle will charge: at most the estimate plus max_overage.
   const std::uint64_t charged = std::min(actual, estimate + tenants_[t].policy.overage_cap());
   uncharged_ += static_cast<double>(actual - charged);
   bin_admitted_[t] += static_cast<std::uint32_t>(charged);
   if (r.decision().reason != Reason::kOk) bin_fallback_[t] += static_cast<std::uint32_t>(charged);
-  const std::uint64_t extra = charged > estimate ? charged - estimate : 0;
+  // The bound's overage: what the settle will charge beyond what the reservation holds.
+  const std::uint64_t extra = charged > r.held() ? charged - r.held() : 0;
   open_extra_[t] += static_cast<double>(extra);
   const Nanos at = clock_->now() + Nanos{static_cast<std::int64_t>(hold_s_(rng_) * 1e9)};
   open_.emplace(at, Open{tenant, actual, extra, std::move(r)});
@@ -965,6 +980,10 @@ void Fleet::settle_due(Nanos now) {
     ++settled_;
     refunded_ += static_cast<double>(s.refunded);
     dropped_ += static_cast<double>(s.dropped);
+    if (s.dropped > 0) {
+      late_[t].emplace_back(vt(now), static_cast<double>(s.dropped));
+      late_total_[t] += static_cast<double>(s.dropped);
+    }
     if (s.debt > 0) {
       debts_[t].emplace_back(vt(now), static_cast<double>(s.debt));
       debt_recent_[t] += static_cast<double>(s.debt);
@@ -1157,6 +1176,7 @@ void Fleet::close_bin(std::uint64_t bin) {
       if (static_cast<double>(bin + 1) < kWindowBins[w]) continue;  // not yet a whole window
       const double T = c.seconds;
       double bound = burst + rate * (T + ttl) + outstanding;
+      if (o_.inference && !group) bound += late_within(static_cast<std::size_t>(id), end - T - ttl);
       if (faults) bound += allowance_of(end - T, end);
       const double over = a.sum[w] - bound;
       if (failovers)
@@ -1196,6 +1216,8 @@ void Fleet::close_bin(std::uint64_t bin) {
         debt_recent_[t] -= d.front().second;
         d.pop_front();
       }
+      auto& late = late_[t];  // the longest window's lookback is enough
+      while (!late.empty() && late.front().first < end - checks_[2].seconds - ttl) late.pop_front();
     }
     check(
         adm_[t], off_[t], x.rate, x.burst, x.key,
@@ -1312,9 +1334,10 @@ int Fleet::run() {
     whole.strength = std::max(whole.strength, off / bound);
   };
   for (std::size_t t = 0; t < tenants_.size(); ++t) {
-    check_whole(adm_total_[t], off_total_[t], tenants_[t].rate, tenants_[t].burst,
-                allowance(static_cast<int>(t), 0, T) + (o_.inference ? overage(t) : 0),
-                tenants_[t].key, false, static_cast<int>(t));
+    check_whole(
+        adm_total_[t], off_total_[t], tenants_[t].rate, tenants_[t].burst,
+        allowance(static_cast<int>(t), 0, T) + (o_.inference ? overage(t) + late_total_[t] : 0),
+        tenants_[t].key, false, static_cast<int>(t));
   }
   for (std::size_t g = 0; g < groups_.size(); ++g) {
     if (groups_[g].rate <= 0) continue;
@@ -1498,11 +1521,12 @@ void Fleet::report(double wall) {
                      {"charge", o_.charge_estimate ? "estimate" : "settle"},
                      {"estimate_max", o_.cost},
                      {"estimates_admitted", estimates_admitted_},
+                     {"held_admitted", held_admitted_},
                      {"actual_admitted", adm},
                      {"settled", settled_},
                      {"open_at_end", open_.size()},
                      {"refunded_tokens", refunded_},
-                     {"refunds_dropped_tokens", dropped_},
+                     {"refunds_late_tokens", dropped_},
                      {"debt_tokens", debt_total_},
                      {"uncharged_tokens", uncharged_},
                      {"denied_in_debt", denied_[static_cast<int>(Reason::kInDebt)]}};

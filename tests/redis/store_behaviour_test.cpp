@@ -286,6 +286,38 @@ TYPED_TEST(StoreBehaviour, PermitsOweNothing) {
   EXPECT_EQ(this->one(p, "gpu:pool", 4, "a").granted, 4u);
 }
 
+// --- Late refunds (GiveBack::late): a reservation's refund whose lease had ended ---
+
+GiveBack late(std::string key, std::shared_ptr<const ResolvedPolicy> p, std::uint64_t tokens) {
+  GiveBack g = debt(std::move(key), std::move(p), tokens);
+  g.debt = false;
+  g.late = true;
+  return g;
+}
+
+TYPED_TEST(StoreBehaviour, ALateRefundIsCreditedToTheLevelUpToTheBurst) {
+  auto p = this->bucket(kSlow, 100);
+  this->one(p, "tenant:a", 100);  // level 0
+  this->give_back({late("tenant:a", p, 30)});
+  EXPECT_EQ(this->one(p, "tenant:a", 100).granted, 30u);
+  this->one(p, "tenant:b", 20);                // level 80
+  this->give_back({late("tenant:b", p, 50)});  // up to the burst: 20 of it
+  EXPECT_EQ(this->one(p, "tenant:b", 200).granted, 100u);
+  this->give_back({late("tenant:c", p, 50)});  // no bucket yet: a new one starts full
+  EXPECT_EQ(this->one(p, "tenant:c", 200).granted, 100u);
+}
+
+TYPED_TEST(StoreBehaviour, ALateRefundToAWindowOrPermitsCreditsNothing) {
+  auto w = this->windowed(PolicyKind::kFixedWindow, 50);
+  ASSERT_EQ(this->one(w, "tenant:a", 50).granted, 50u);
+  this->give_back({late("tenant:a", w, 20)});
+  EXPECT_EQ(this->one(w, "tenant:a", 50).granted, 0u);
+  auto c = this->permits(4);
+  ASSERT_EQ(this->one(c, "gpu:pool", 4, "a").granted, 4u);
+  this->give_back({late("gpu:pool", c, 2)});
+  EXPECT_EQ(this->one(c, "gpu:pool", 4, "b").granted, 0u);
+}
+
 // --- Groups and shares (docs/quotas.md) ---
 
 // A tenant policy in group "gpu" with a budget of group_rate/s and group_burst at once.

@@ -111,6 +111,20 @@ TEST(TokenBucketMath, GiveBackOfExpiredLeaseIsDropped) {
   EXPECT_EQ(s.pool, 0u);
 }
 
+TEST(TokenBucketMath, ALateRefundIsCreditedToTheLevelUpToTheBurst) {
+  TokenBucketState s;
+  const Policy p = bucket(1, 100);
+  auto first = lease_token_bucket(s, p, ask(100), 0);  // level 0
+  ASSERT_EQ(first.granted, 100u);
+  const std::int64_t later = first.expires_at + kSec;  // the lease has ended; 3 s of refill
+  EXPECT_EQ(credit_token_bucket(s, p, 30, later), 30u);
+  EXPECT_EQ(s.pool, 0u) << "not the pool: its expiry has passed";
+  EXPECT_EQ(lease_token_bucket(s, p, ask(200), later).granted,
+            30u + static_cast<std::uint64_t>(later / kSec));
+  EXPECT_EQ(credit_token_bucket(s, p, 500, later), 100u) << "up to the burst";
+  EXPECT_EQ(credit_token_bucket(s, p, 1, later), 0u);
+}
+
 TEST(TokenBucketMath, NearlyExpiredPoolIsNotHandedOut) {
   TokenBucketState s;
   const Policy p = bucket(1000, 100);

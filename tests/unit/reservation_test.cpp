@@ -26,10 +26,11 @@ class ScriptedStore final : public QuotaStore {
     calls.push_back({std::move(batch), std::move(done)});
   }
   void give_back(std::vector<GiveBack> batch) override {
-    for (auto& g : batch) (g.debt ? debts : given_back) += g.tokens;
+    for (auto& g : batch) (g.debt ? debts : g.late ? late : given_back) += g.tokens;
   }
   std::vector<Call> calls;
   std::uint64_t given_back = 0;
+  std::uint64_t late = 0;   // GiveBack::late: refunds whose lease had ended
   std::uint64_t debts = 0;  // GiveBack::debt: charged to the bucket
 };
 
@@ -271,17 +272,22 @@ TEST_F(ReservationTest, BadEstimatesAndActualsAreRejectedWithoutTouchingState) {
   EXPECT_EQ(limiter->stats().reserved, 1u);
 }
 
-TEST_F(ReservationTest, ARefundWhoseLeaseEndedIsDropped) {
+TEST_F(ReservationTest, ARefundWhoseLeaseEndedGoesToTheStoresBucket) {
   make(reserve_config());
   lease(500);
   Reservation r = limiter->reserve("tenant:a", 100);
   clock->advance(3s);  // the lease (2 s) expires: its unspent tokens go back
   limiter->poll();
+  const std::uint64_t returned = store->given_back;
   const Settlement s = r.settle(0);
   EXPECT_EQ(s.refunded, 0u);
-  EXPECT_EQ(s.dropped, 100u) << "tokens of an expired lease must not be spent again";
+  EXPECT_EQ(s.dropped, 100u) << "tokens of an expired lease must not be spent here again";
   const Decision d = limiter->try_acquire("tenant:a", 1);
   EXPECT_FALSE(d.allowed);
+  limiter->poll();
+  EXPECT_EQ(store->late, 100u) << "but the store's bucket takes them back, up to its burst";
+  EXPECT_EQ(store->given_back, returned);
+  EXPECT_EQ(limiter->stats().tokens_expired, 0u) << "the refund is not lost";
 }
 
 TEST_F(ReservationTest, ARefundFromTheNewerLeaseOutlivesTheOlderOnesEnd) {
@@ -302,11 +308,68 @@ TEST_F(ReservationTest, ARefundFromTheNewerLeaseOutlivesTheOlderOnesEnd) {
   EXPECT_EQ(s.refunded, 100u) << "its lease is still held";
   EXPECT_EQ(s.dropped, 0u);
   // The newer lease is the only one now; a reservation from it loses its refund once it ends.
+  // (It holds less than its estimate: the settle at 0 above taught the limiter.)
   Reservation again = limiter->reserve("tenant:a", 100);
   ASSERT_TRUE(again);
+  EXPECT_EQ(again.held(), 97u);
   clock->advance(1s);
   limiter->poll();
-  EXPECT_EQ(again.settle(0).dropped, 100u);
+  EXPECT_EQ(again.settle(0).dropped, 97u);
+}
+
+TEST_F(ReservationTest, AReserveHoldsWhatSettlesShowedOfTheirEstimates) {
+  Config c = reserve_config();
+  c.policies[0].rate = c.policies[0].burst = 10'000'000;  // room for the settles below
+  make(c);
+  lease(1'000'000);
+  Reservation first = limiter->reserve("tenant:a", 100);
+  EXPECT_EQ(first.held(), 100u) << "the whole estimate until a settle shows less";
+  (void)first.settle(100);
+  for (int i = 0; i < 200; ++i) (void)limiter->reserve("tenant:a", 100).settle(30);
+  Reservation r = limiter->reserve("tenant:a", 100);
+  ASSERT_TRUE(r);
+  EXPECT_NEAR(static_cast<double>(r.held()), 30, 2) << "an EWMA of actual / estimate";
+  EXPECT_EQ(r.estimate(), 100u);
+  const std::int64_t before = r.decision().remaining;
+  // Over what it holds: the extra comes from the balance, as an extra beyond an estimate did.
+  const Settlement s = r.settle(100);
+  EXPECT_EQ(s.charged, 100u);
+  EXPECT_EQ(s.refunded, 0u);
+  EXPECT_EQ(s.debt, 0u);
+  EXPECT_EQ(balance(), before - static_cast<std::int64_t>(100 - r.held()));
+  // Costs of nothing: holds go down to a sixteenth of the estimate, never to 0.
+  for (int i = 0; i < 500; ++i) (void)limiter->reserve("tenant:a", 160).settle(0);
+  EXPECT_EQ(limiter->reserve("tenant:a", 160).held(), 10u);
+  EXPECT_EQ(limiter->reserve("tenant:a", 1).held(), 1u);
+  // Costs above the estimate count as the estimate: holds never exceed it.
+  for (int i = 0; i < 500; ++i) {
+    Reservation big = limiter->reserve("tenant:a", 10);
+    ASSERT_TRUE(big);
+    ASSERT_EQ(big.settle(40).debt, 0u);
+  }
+  EXPECT_EQ(limiter->reserve("tenant:a", 100).held(), 100u);
+}
+
+TEST_F(ReservationTest, AShortBalanceIsHeldWholeWhenItIsASixteenthOfTheEstimate) {
+  make(reserve_config());
+  lease(500);                                                  // 498 left
+  ASSERT_TRUE(limiter->try_acquire("tenant:a", 450).allowed);  // 48 left
+  Reservation r = limiter->reserve("tenant:a", 200);           // would hold 200
+  ASSERT_TRUE(r) << "48 is at least 200 / 16";
+  EXPECT_EQ(r.held(), 48u);
+  EXPECT_EQ(r.decision().remaining, 0);
+  const Settlement s = r.settle(100);
+  EXPECT_EQ(s.charged, 100u);
+  EXPECT_EQ(s.debt, 52u) << "the rest beyond what it held, and the balance is empty";
+}
+
+TEST_F(ReservationTest, ABalanceBelowASixteenthOfTheEstimateIsDenied) {
+  make(reserve_config());
+  lease(500);
+  ASSERT_TRUE(limiter->try_acquire("tenant:a", 487).allowed);  // 11 left
+  Reservation r = limiter->reserve("tenant:a", 200);           // 200 / 16 = 12
+  EXPECT_FALSE(r);
+  EXPECT_EQ(balance(), 11);
 }
 
 TEST_F(ReservationTest, PermitsAreNotReserved) {

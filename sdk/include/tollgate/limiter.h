@@ -99,9 +99,9 @@ struct Settlement {
   // above 2^53 — nothing changed.
   Reason reason = Reason::kInvalidArgument;
   std::uint64_t charged = 0;    // tokens charged in all: min(actual, estimate + max_overage)
-  std::uint64_t refunded = 0;   // estimate - actual, back in the key's local balance
-  std::uint64_t dropped = 0;    // of the refund, not given back: its lease had ended meanwhile
-  std::uint64_t debt = 0;       // charged beyond the local balance: carried as the key's debt
+  std::uint64_t refunded = 0;   // held - actual, back in the key's local balance
+  std::uint64_t dropped = 0;    // of the refund, its lease had ended: to the store's bucket
+  std::uint64_t debt = 0;       // charged beyond held and the local balance: the key's debt
   std::uint64_t uncharged = 0;  // actual - estimate - max_overage, reported but not charged
   explicit operator bool() const noexcept { return reason == Reason::kOk; }
 };
@@ -122,27 +122,34 @@ class TOLLGATE_API Reservation {
   explicit operator bool() const noexcept { return decision_.allowed; }
   const Decision& decision() const noexcept { return decision_; }
   std::uint64_t estimate() const noexcept { return estimate_; }
+  // Tokens taken at reserve: the estimate times what the policy's settles have shown of
+  // their estimates (actual / estimate, at most 1, at least 1/16), the whole estimate until
+  // they have shown it (docs/quotas.md, "Estimated costs").
+  std::uint64_t held() const noexcept { return held_; }
   // False once settled (or when it holds nothing: denied, shadow-admitted, moved from).
   bool pending() const noexcept { return entry_ != nullptr; }
-  // Under the estimate: the difference goes back to the key's local balance. Over it: the
-  // extra (at most the policy's max_overage) is charged from the local balance, and what
-  // the balance lacks is the key's debt, paid first out of its next leases; until then
-  // its decisions are denied with Reason::kInDebt. Once; later calls change nothing.
+  // Under what it holds: the difference goes back to the key's local balance. Over it: the
+  // extra (the actual cost at most the estimate plus the policy's max_overage) is charged
+  // from the local balance, and what the balance lacks is the key's debt, paid first out of
+  // its next leases; until then its decisions are denied with Reason::kInDebt. Once; later
+  // calls change nothing.
   Settlement settle(std::uint64_t actual) noexcept;
 
  private:
   friend class LimiterImpl;
   friend class Limiter;
   Reservation(std::shared_ptr<LimiterImpl> owner, void* entry, std::uint64_t estimate,
-              std::uint32_t lease_ends, Decision d)
+              std::uint64_t held, std::uint32_t lease_ends, Decision d)
       : owner_(std::move(owner)),
         entry_(entry),
         estimate_(estimate),
+        held_(held),
         lease_ends_(lease_ends),
         decision_(d) {}
   std::shared_ptr<LimiterImpl> owner_;
   void* entry_ = nullptr;
   std::uint64_t estimate_ = 0;
+  std::uint64_t held_ = 0;        // tokens taken at reserve (at most the estimate)
   std::uint32_t lease_ends_ = 0;  // the key's lease-end count at reserve (refunds check it)
   Decision decision_{};
 };
@@ -233,12 +240,12 @@ class TOLLGATE_API Limiter {
   // Completes the wait with reason cancelled; false when it already completed.
   bool cancel(WaitId id);
 
-  // Costs known only afterwards (docs/quotas.md, "Estimated costs"): holds `estimate`
-  // tokens of a token-bucket or window policy until the Reservation is settled with the
-  // actual cost. Never blocks; decided like try_acquire(key, estimate) (denied: an empty
-  // Reservation whose decision() says why).
+  // Costs known only afterwards (docs/quotas.md, "Estimated costs"): holds part of
+  // `estimate` (Reservation::held()) of a token-bucket or window policy until the
+  // Reservation is settled with the actual cost. Never blocks; decided like
+  // try_acquire(key, held) (denied: an empty Reservation whose decision() says why).
   Reservation reserve(std::string_view key, std::uint64_t estimate) noexcept;
-  // The same, waiting up to `timeout` for the estimate like acquire().
+  // The same, waiting up to `timeout` for what it holds like acquire().
   Reservation reserve(std::string_view key, std::uint64_t estimate, Nanos timeout);
   // The waiting form without blocking: `done` gets the Reservation (empty when denied) exactly
   // once, as acquire_async's completion does (inline or on the SDK's thread). Returns the id

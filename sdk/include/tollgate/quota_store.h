@@ -67,6 +67,10 @@ struct GiveBack {
   Nanos expires_at{0};
   std::string holder;
   bool debt = false;
+  // A reservation's refund whose lease had ended (Settlement::dropped): credited to a token
+  // bucket's level, up to its burst, instead of the pool (expires_at is not looked at); a
+  // window or a concurrency limit credits nothing (docs/architecture.md, "The bound").
+  bool late = false;
 };
 
 // A store's own counters since it started (tollgate/stats_list.h, TOLLGATE_STATS_STORE);

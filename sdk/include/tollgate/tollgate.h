@@ -243,21 +243,23 @@ typedef struct tg_reservation tg_reservation;
 typedef struct tg_settlement {
   tg_reason reason;   /* TG_REASON_OK; TG_REASON_INVALID_ARGUMENT: nothing changed */
   uint64_t charged;   /* tokens charged in all: min(actual, estimate + max_overage) */
-  uint64_t refunded;  /* estimate - actual, back in the key's local balance */
-  uint64_t dropped;   /* of the refund, not given back: its lease had ended meanwhile */
-  uint64_t debt;      /* charged beyond the local balance: the key's debt (TG_REASON_IN_DEBT) */
+  uint64_t refunded;  /* held - actual, back in the key's local balance */
+  uint64_t dropped;   /* of the refund, its lease had ended: to the store's bucket instead */
+  uint64_t debt;      /* charged beyond held and the balance: the key's debt (TG_REASON_IN_DEBT) */
   uint64_t uncharged; /* actual - estimate - max_overage: reported, not charged */
 } tg_settlement;
 
-/* Holds `estimate` tokens of a token-bucket or window policy until tg_settle. timeout_ns <= 0:
+/* Holds part of `estimate` (the estimate times what the limiter's settles have shown of their
+   estimates, at least 1/16 of it; docs/quotas.md) of a token-bucket or window policy until
+   tg_settle. timeout_ns <= 0:
    never blocks (decided like tg_try_acquire); > 0: waits up to that long, like tg_acquire.
    When admitted, *out_reservation owns the estimate (settle it with tg_settle, or
    tg_reservation_destroy settles it at the estimate); when denied it is NULL and the
    decision says why. An estimate of 0 or above the policy's capacity is
    TG_REASON_INVALID_ARGUMENT and changes nothing. */
 TG_API tg_status tg_reserve(tg_reservation** out_reservation, tg_decision* out_decision,
-                            tg_limiter* limiter, const char* key, size_t key_len,
-                            uint64_t estimate, int64_t timeout_ns);
+                            tg_limiter* limiter, const char* key, size_t key_len, uint64_t estimate,
+                            int64_t timeout_ns);
 
 /* Called exactly once per tg_reserve_async, from the threads and under the rules of
    tg_completion_cb. When admitted, `reservation` is the callee's to settle and destroy, as
@@ -273,8 +275,9 @@ TG_API tg_status tg_reserve_async(uint64_t* out_wait_id, tg_limiter* limiter, co
                                   size_t key_len, uint64_t estimate, int64_t timeout_ns,
                                   tg_reservation_cb done, void* user_data);
 
-/* Settles the reservation at the actual cost, once: under the estimate the rest goes back to
-   the key's local balance; over it the extra (at most the policy's max_overage) is charged,
+/* Settles the reservation at the actual cost, once: under what it holds the rest goes back to
+   the key's local balance; over it the extra (the actual cost at most the estimate plus the
+   policy's max_overage) is charged,
    and what the balance lacks is the key's debt, paid first out of its next leases.
    *out_settlement (may be NULL) says what happened. TG_ERR_INVALID_ARGUMENT, changing
    nothing, for a NULL reservation, one already settled, or an actual cost above 2^53. Any
@@ -352,11 +355,11 @@ typedef struct tg_stats {
   uint64_t keys_moved;      /* keys moved to another policy by an update */
   uint64_t shadow_admitted; /* denials of shadow policies, admitted anyway */
   /* version 5: reservations (tg_reserve, tg_settle) */
-  uint64_t reserved;        /* reservations admitted (also counted in admitted) */
-  uint64_t settled_under;   /* reservations settled below their estimate */
-  uint64_t settled_over;    /* reservations settled above their estimate */
-  uint64_t debt_tokens;     /* tokens over-settles charged beyond the local balance */
-  uint64_t denied_in_debt;  /* denials with TG_REASON_IN_DEBT */
+  uint64_t reserved;       /* reservations admitted (also counted in admitted) */
+  uint64_t settled_under;  /* reservations settled below their estimate */
+  uint64_t settled_over;   /* reservations settled above their estimate */
+  uint64_t debt_tokens;    /* tokens over-settles charged beyond the local balance */
+  uint64_t denied_in_debt; /* denials with TG_REASON_IN_DEBT */
 } tg_stats;
 #define TG_STATS_INIT                                                                              \
   {                                                                                                \

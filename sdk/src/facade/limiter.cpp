@@ -81,35 +81,39 @@ Reservation Limiter::reserve(std::string_view key, std::uint64_t estimate) noexc
 Reservation Limiter::reserve(std::string_view key, std::uint64_t estimate, Nanos timeout) {
   Decision failure;
   std::uint32_t ends = 0;
-  void* held = impl_->hold(key, estimate, failure, ends);
-  if (held == nullptr) return Reservation({}, nullptr, 0, 0, failure);
+  std::uint64_t tokens = 0;
+  void* held = impl_->hold(key, estimate, failure, ends, tokens);
+  if (held == nullptr) return Reservation({}, nullptr, 0, 0, 0, failure);
   Decision d;
   try {
-    d = acquire(key, estimate, timeout);
+    d = acquire(key, tokens, timeout);
   } catch (...) {
-    impl_->reservation(held, estimate, ends, Decision{false, Reason::kShutdown, 0, Nanos{0}});
+    impl_->reservation(held, estimate, tokens, ends,
+                       Decision{false, Reason::kShutdown, 0, Nanos{0}});
     throw;
   }
-  return impl_->reservation(held, estimate, ends, d);
+  return impl_->reservation(held, estimate, tokens, ends, d);
 }
 
 WaitId Limiter::reserve_async(std::string_view key, std::uint64_t estimate, Nanos timeout,
                               ReservationDone done) {
   Decision failure;
   std::uint32_t ends = 0;
-  void* held = impl_->hold(key, estimate, failure, ends);
+  std::uint64_t tokens = 0;
+  void* held = impl_->hold(key, estimate, failure, ends, tokens);
   if (held == nullptr) {
-    done(Reservation({}, nullptr, 0, 0, failure));
+    done(Reservation({}, nullptr, 0, 0, 0, failure));
     return 0;
   }
   try {
     return impl_->acquire_async(
-        key, estimate, timeout,
-        [impl = impl_, held, estimate, ends, done = std::move(done)](const Decision& d) {
-          done(impl->reservation(held, estimate, ends, d));
+        key, tokens, timeout,
+        [impl = impl_, held, estimate, tokens, ends, done = std::move(done)](const Decision& d) {
+          done(impl->reservation(held, estimate, tokens, ends, d));
         });
   } catch (...) {  // the completion was never taken: let go of the entry
-    impl_->reservation(held, estimate, ends, Decision{false, Reason::kShutdown, 0, Nanos{0}});
+    impl_->reservation(held, estimate, tokens, ends,
+                       Decision{false, Reason::kShutdown, 0, Nanos{0}});
     throw;
   }
 }

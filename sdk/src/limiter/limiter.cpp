@@ -264,6 +264,7 @@ void LimiterImpl::shutdown() {
       give_back(e, core::take_unspent(*e, policy_of(e).concurrency));
     });
   }
+  take_late_refunds();
   refills_.flush_give_backs();
   eviction_.destroy_all();
 }
@@ -562,6 +563,7 @@ void LimiterImpl::tick() {
   admission_.age();
   admission_.settle(table_.size());
   // Give-backs travel with the next lease call, or once they have waited a refresh period.
+  take_late_refunds();
   refills_.end_tick(now, config_->leases.refresh);
   reclaim();
 }

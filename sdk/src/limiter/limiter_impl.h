@@ -56,12 +56,19 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   // Reservations (limiter/reservation.cpp). A reservation holds its key's entry (counted in
   // permits_out, so it is never evicted) from reserve, or hold(), until it is settled.
   Reservation reserve(std::string_view key, std::uint64_t estimate) noexcept;
+  // hold() also says how many tokens the reservation takes (`tokens`, at most the estimate).
   void* hold(std::string_view key, std::uint64_t estimate, Decision& failure,
-             std::uint32_t& lease_ends) noexcept;
-  Reservation reservation(void* held, std::uint64_t estimate, std::uint32_t lease_ends,
-                          Decision d) noexcept;
-  Settlement settle(void* entry, std::uint64_t estimate, std::uint32_t lease_ends,
-                    std::uint64_t actual) noexcept;
+             std::uint32_t& lease_ends, std::uint64_t& tokens) noexcept;
+  Reservation reservation(void* held, std::uint64_t estimate, std::uint64_t tokens,
+                          std::uint32_t lease_ends, Decision d) noexcept;
+  Settlement settle(void* entry, std::uint64_t estimate, std::uint64_t held,
+                    std::uint32_t lease_ends, std::uint64_t actual) noexcept;
+  std::uint64_t held_of(std::uint64_t estimate) const noexcept;  // what a reserve takes
+  void learn_held(std::uint64_t estimate, std::uint64_t actual) noexcept;
+  // A refund whose lease has ended goes to the store's bucket (GiveBack::late): queued by a
+  // settle on any thread, handed to the give-backs by the scheduler's next tick.
+  void give_back_late(const core::Entry* e, std::uint64_t tokens) noexcept;
+  void take_late_refunds();
   Stats stats() const;
   void tick();
 
@@ -292,6 +299,15 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
 
   // Counters the scheduler keeps (and give_back on any thread, fallback on the hot path).
   SchedulerCounters counted_;
+  // Reservations hold this share of an estimate (limiter/reservation.cpp): an EWMA of
+  // min(actual, estimate) / estimate over this limiter's settles, in 1/65536ths (1: the whole
+  // estimate until settles show less). One for the limiter, not per key or policy: a key sees
+  // too few settles on one instance to learn from (the reference fleet: about one per 10 s).
+  // Written by settles on any thread, relaxed: a lost sample only slows the average.
+  static constexpr std::uint32_t kHeldOne = 1u << 16;
+  alignas(64) std::atomic<std::uint32_t> held_ratio_{kHeldOne};
+  std::mutex late_mu_;
+  std::vector<GiveBack> late_refunds_;  // give_back_late, under late_mu_
   // The refill stack, timers, batches per partition, calls in flight and their inbox,
   // give-backs (limiter/refill_scheduler.h): scheduler, but for request() and wake().
   core::RefillScheduler refills_;

@@ -1,15 +1,22 @@
-// Reservations: an estimate held from the local balance, settled later at the actual cost
-// (docs/quotas.md, "Estimated costs"; the bound with overage: docs/architecture.md).
+// Reservations: part of an estimate held from the local balance, settled later at the actual
+// cost (docs/quotas.md, "Estimated costs"; the bound with overage: docs/architecture.md).
 //
-// A refund goes back to the balance, where it is spendable again and given back with the
-// rest of its lease; an extra beyond the estimate is taken from the balance, and what the
-// balance lacks leaves it below zero: the key's debt. A key in debt is denied kInDebt; its
-// next lease requests ask for the debt on top of their need (debt_to_ask), and the credit
-// of their grants pays it before anything is spendable again. A cold key's optimistic
-// allowance (RefillState::debt) is the same debt, asked for and paid the same way.
+// What is held is the estimate times the policy's HeldRatio (what its settles showed of
+// their estimates), so that open requests do not sit on the difference between estimates
+// and costs. A refund (held > actual) goes back to the balance, where it is spendable again
+// and given back with the rest of its lease (or, when that lease has ended, to the store's
+// bucket: GiveBack::late); an extra beyond what was held is taken from the
+// balance, and what the balance lacks leaves it below zero: the key's debt. A key in debt is
+// denied kInDebt; its next lease requests ask for the debt on top of their need
+// (debt_to_ask), and the credit of their grants pays it before anything is spendable again.
+// A cold key's optimistic allowance (RefillState::debt) is the same debt, asked for and paid
+// the same way.
 #include <algorithm>
 #include <cstdint>
+#include <mutex>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "limiter/limiter_impl.h"
 
@@ -28,7 +35,25 @@ bool took_tokens(const Decision& d) noexcept {
   return d.allowed && (d.reason == Reason::kOk || d.reason == Reason::kFallbackLocal);
 }
 
+constexpr std::uint32_t kLeast = (1u << 16) / 16;  // holds at least 1/16 of an estimate
+constexpr int kRatioShift = 5;                     // EWMA weight 1/32 per settle
+
 }  // namespace
+
+std::uint64_t LimiterImpl::held_of(std::uint64_t estimate) const noexcept {
+  const std::uint64_t r =
+      std::clamp<std::uint32_t>(held_ratio_.load(std::memory_order_relaxed), kLeast, kHeldOne);
+  const std::uint64_t held = (estimate >> 16) * r + (((estimate & 0xFFFF) * r + 0xFFFF) >> 16);
+  return std::clamp<std::uint64_t>(held, 1, estimate);
+}
+
+void LimiterImpl::learn_held(std::uint64_t estimate, std::uint64_t actual) noexcept {
+  const auto sample = static_cast<std::int64_t>(static_cast<double>(std::min(actual, estimate)) /
+                                                static_cast<double>(estimate) * kHeldOne);
+  const auto old = static_cast<std::int64_t>(held_ratio_.load(std::memory_order_relaxed));
+  held_ratio_.store(static_cast<std::uint32_t>(old + ((sample - old) >> kRatioShift)),
+                    std::memory_order_relaxed);
+}
 
 Decision LimiterImpl::deny_in_debt(const Entry* e, std::uint32_t stripe) noexcept {
   // Paid by the next grant: about a round trip away, or when the store said the key's
@@ -73,26 +98,56 @@ void LimiterImpl::report_debt(Entry* e, std::uint64_t owed) {
   refills_.give_back(std::move(debt));
 }
 
+void LimiterImpl::give_back_late(const Entry* e, std::uint64_t tokens) noexcept {
+  try {
+    GiveBack late{std::string(e->key()), policy_of(e).spec, tokens, Nanos{0}, instance_id_};
+    late.late = true;
+    std::lock_guard lk(late_mu_);
+    late_refunds_.push_back(std::move(late));
+  } catch (...) {  // no memory: the tokens are lost, as an expired lease's
+    counted_.tokens_expired.fetch_add(tokens, std::memory_order_relaxed);
+  }
+}
+
+void LimiterImpl::take_late_refunds() {
+  std::vector<GiveBack> late;
+  {
+    std::lock_guard lk(late_mu_);
+    late.swap(late_refunds_);
+  }
+  for (GiveBack& g : late) refills_.give_back(std::move(g));
+}
+
 Reservation LimiterImpl::reserve(std::string_view key, std::uint64_t estimate) noexcept {
   Decision failure;
   std::uint32_t ends = 0;
-  void* held = hold(key, estimate, failure, ends);
-  if (held == nullptr) return Reservation({}, nullptr, 0, 0, failure);
+  std::uint64_t tokens = 0;
+  void* held = hold(key, estimate, failure, ends, tokens);
+  if (held == nullptr) return Reservation({}, nullptr, 0, 0, 0, failure);
   EpochGuard guard;
   auto* e = static_cast<Entry*>(held);
   const std::uint32_t stripe = guard.thread_index();
   const std::uint32_t newer = e->newer_granted.load();  // after hold() read the end count
-  Decision d = spend(e, estimate, stripe, false);
+  // A balance short of the hold but at least a sixteenth of the estimate is held whole: a
+  // remainder smaller than the next request's cost would otherwise wait for its lease's end
+  // (60 instances' remainders of a tenant's bucket); the settle charges the rest as an extra.
+  const std::int64_t b = e->balance.load(std::memory_order_relaxed);
+  if (b > 0 && static_cast<std::uint64_t>(b) < tokens &&
+      static_cast<std::uint64_t>(b) >= std::max<std::uint64_t>(1, estimate / 16) &&
+      e->waiters.load(std::memory_order_relaxed) == 0 &&
+      e->fallback.load(std::memory_order_relaxed) == core::kFallbackOff)
+    tokens = static_cast<std::uint64_t>(b);
+  Decision d = spend(e, tokens, stripe, false);
   if (!d.allowed) d = shadowed(e, d, stripe);
   // The balance before this spend was within the newer lease: its tokens are all from it.
   if (d.allowed && newer > 0 && d.remaining >= 0 &&
-      static_cast<std::uint64_t>(d.remaining) + estimate <= newer)
+      static_cast<std::uint64_t>(d.remaining) + tokens <= newer)
     ends |= kFromNewer;
-  return reservation(held, estimate, ends, d);
+  return reservation(held, estimate, tokens, ends, d);
 }
 
 void* LimiterImpl::hold(std::string_view key, std::uint64_t estimate, Decision& failure,
-                        std::uint32_t& lease_ends) noexcept {
+                        std::uint32_t& lease_ends, std::uint64_t& tokens) noexcept {
   EpochGuard guard;
   const std::uint32_t stripe = guard.thread_index();
   if (!valid(key, estimate)) {
@@ -113,15 +168,16 @@ void* LimiterImpl::hold(std::string_view key, std::uint64_t estimate, Decision& 
   // may hold. The lease-end count is read before the tokens are taken (refunds compare it).
   e->permits_out.fetch_add(1, std::memory_order_acq_rel);
   lease_ends = lease_ends_of(e).load() & ~kFromNewer;
+  tokens = held_of(estimate);
   return e;
 }
 
-Reservation LimiterImpl::reservation(void* held, std::uint64_t estimate, std::uint32_t lease_ends,
-                                     Decision d) noexcept {
+Reservation LimiterImpl::reservation(void* held, std::uint64_t estimate, std::uint64_t tokens,
+                                     std::uint32_t lease_ends, Decision d) noexcept {
   auto* e = static_cast<Entry*>(held);
   if (!took_tokens(d)) {
     e->permits_out.fetch_sub(1, std::memory_order_acq_rel);
-    return Reservation({}, nullptr, 0, 0, d);
+    return Reservation({}, nullptr, 0, 0, 0, d);
   }
   {
     EpochGuard guard;
@@ -129,15 +185,15 @@ Reservation LimiterImpl::reservation(void* held, std::uint64_t estimate, std::ui
         guard.thread_index(), [](Stripe & s) -> auto& { return s.reserved; }, 1);
   }
   try {
-    return Reservation(shared_from_this(), e, estimate, lease_ends, d);
+    return Reservation(shared_from_this(), e, estimate, tokens, lease_ends, d);
   } catch (...) {
-    (void)settle(e, estimate, lease_ends, estimate);
-    return Reservation({}, nullptr, 0, 0, Decision{false, Reason::kShutdown, 0, Nanos{0}});
+    (void)settle(e, estimate, tokens, lease_ends, estimate);
+    return Reservation({}, nullptr, 0, 0, 0, Decision{false, Reason::kShutdown, 0, Nanos{0}});
   }
 }
 
-Settlement LimiterImpl::settle(void* entry, std::uint64_t estimate, std::uint32_t lease_ends,
-                               std::uint64_t actual) noexcept {
+Settlement LimiterImpl::settle(void* entry, std::uint64_t estimate, std::uint64_t held,
+                               std::uint32_t lease_ends, std::uint64_t actual) noexcept {
   Settlement st;
   if (entry == nullptr || actual > kMaxActual) return st;  // nothing changes
   auto* e = static_cast<Entry*>(entry);
@@ -149,8 +205,9 @@ Settlement LimiterImpl::settle(void* entry, std::uint64_t estimate, std::uint32_
   const std::uint64_t most = estimate > UINT64_MAX - cap ? UINT64_MAX : estimate + cap;
   st.charged = std::min(actual, most);
   st.uncharged = actual - st.charged;
-  if (st.charged < estimate) {
-    const auto refund = static_cast<std::int64_t>(estimate - st.charged);
+  learn_held(estimate, actual);
+  if (st.charged < held) {
+    const auto refund = static_cast<std::int64_t>(held - st.charged);
     count(
         stripe, [](Stripe & s) -> auto& { return s.settled_under; }, 1);
     // Ends since the reserve that the refund survives: none, or the older lease's when the
@@ -175,10 +232,10 @@ Settlement LimiterImpl::settle(void* entry, std::uint64_t estimate, std::uint32_
     }
     st.dropped = static_cast<std::uint64_t>(dropped);
     st.refunded = static_cast<std::uint64_t>(refund - dropped);
-    if (dropped > 0) counted_.tokens_expired.fetch_add(st.dropped, std::memory_order_relaxed);
+    if (dropped > 0) give_back_late(e, st.dropped);
     if (st.refunded > 0 && e->waiters.load(std::memory_order_acquire) != 0) request_refill(e);
-  } else if (st.charged > estimate) {
-    const std::uint64_t extra = st.charged - estimate;
+  } else if (st.charged > held) {
+    const std::uint64_t extra = st.charged - held;
     count(
         stripe, [](Stripe & s) -> auto& { return s.settled_over; }, 1);
     const std::int64_t before =
@@ -204,6 +261,7 @@ Reservation::Reservation(Reservation&& other) noexcept
     : owner_(std::move(other.owner_)),
       entry_(std::exchange(other.entry_, nullptr)),
       estimate_(std::exchange(other.estimate_, 0)),
+      held_(std::exchange(other.held_, 0)),
       lease_ends_(other.lease_ends_),
       decision_(other.decision_) {}
 
@@ -213,6 +271,7 @@ Reservation& Reservation::operator=(Reservation&& other) noexcept {
     owner_ = std::move(other.owner_);
     entry_ = std::exchange(other.entry_, nullptr);
     estimate_ = std::exchange(other.estimate_, 0);
+    held_ = std::exchange(other.held_, 0);
     lease_ends_ = other.lease_ends_;
     decision_ = other.decision_;
   }
@@ -225,7 +284,7 @@ Reservation::~Reservation() {
 
 Settlement Reservation::settle(std::uint64_t actual) noexcept {
   if (entry_ == nullptr || !owner_) return Settlement{};
-  const Settlement st = owner_->settle(entry_, estimate_, lease_ends_, actual);
+  const Settlement st = owner_->settle(entry_, estimate_, held_, lease_ends_, actual);
   if (st) {
     entry_ = nullptr;
     owner_.reset();

@@ -233,6 +233,15 @@ std::uint64_t give_back_token_bucket(TokenBucketState& s, const Policy& /*p*/, s
   return tokens;
 }
 
+std::uint64_t credit_token_bucket(TokenBucketState& s, const Policy& p, std::uint64_t tokens,
+                                  std::int64_t now) noexcept {
+  refill(s, p, now);
+  const double credit = std::min(static_cast<double>(tokens), p.effective_burst() - s.level);
+  if (credit <= 0) return 0;
+  s.level += credit;
+  return static_cast<std::uint64_t>(credit);
+}
+
 void charge_token_bucket(TokenBucketState& s, const Policy& p, std::uint64_t tokens,
                          std::int64_t now) noexcept {
   refill(s, p, now);

@@ -194,6 +194,10 @@ LeaseAnswer lease_concurrency(ConcurrencyState& s, const Policy& p, std::string_
 
 // Give-backs: return the number of tokens credited (0 when the lease had expired or
 // its window has passed; such tokens are simply dropped).
+// A late refund (GiveBack::late): `tokens` back into the level, brought up to now first, up
+// to the burst; returns what was credited.
+std::uint64_t credit_token_bucket(TokenBucketState& s, const Policy& p, std::uint64_t tokens,
+                                  std::int64_t now) noexcept;
 std::uint64_t give_back_token_bucket(TokenBucketState& s, const Policy& p, std::uint64_t tokens,
                                      std::int64_t expires_at, std::int64_t now) noexcept;
 std::uint64_t give_back_window(WindowState& s, const Policy& p, std::uint64_t tokens,

@@ -4,8 +4,8 @@ namespace Tollgate;
 
 /// <summary>What <see cref="TollgateReservation.Settle"/> did with the actual cost.</summary>
 /// <param name="Charged">Tokens charged in all: min(actual, estimate + max_overage).</param>
-/// <param name="Refunded">Estimate - actual, back in the key's local balance.</param>
-/// <param name="Dropped">Of the refund, not given back: its lease had ended meanwhile.</param>
+/// <param name="Refunded">Held - actual (a reservation holds part of its estimate), back in the key's local balance.</param>
+/// <param name="Dropped">Of the refund, its lease had ended meanwhile: given back to the store's bucket, not the local balance.</param>
 /// <param name="Debt">Charged beyond the local balance: the key's debt (<see cref="Reason.InDebt"/> until paid).</param>
 /// <param name="Uncharged">Actual - estimate - max_overage: reported, not charged.</param>
 public readonly record struct Settlement(long Charged, long Refunded, long Dropped, long Debt, long Uncharged);

@@ -249,17 +249,20 @@ void InProcessStore::give_back(std::vector<GiveBack> batch) {
       switch (p.kind) {
         case PolicyKind::kTokenBucket: {
           auto* t = std::get_if<core::TenantState>(&s);
-          credited = core::give_back_token_bucket(
-              t != nullptr ? t->bucket : std::get<core::TokenBucketState>(s), p, gb.tokens,
-              gb.expires_at.count(), now);
+          auto& bucket = t != nullptr ? t->bucket : std::get<core::TokenBucketState>(s);
+          credited = gb.late ? core::credit_token_bucket(bucket, p, gb.tokens, now)
+                             : core::give_back_token_bucket(bucket, p, gb.tokens,
+                                                            gb.expires_at.count(), now);
           break;
         }
         case PolicyKind::kFixedWindow:
         case PolicyKind::kSlidingWindow:
+          if (gb.late) break;
           credited = core::give_back_window(std::get<core::WindowState>(s), p, gb.tokens,
                                             gb.expires_at.count(), now);
           break;
         case PolicyKind::kConcurrency:
+          if (gb.late) break;
           credited = core::give_back_concurrency(std::get<core::ConcurrencyState>(s), gb.holder,
                                                  gb.tokens, now);
           break;

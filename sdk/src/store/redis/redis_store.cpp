@@ -90,7 +90,7 @@ Command give_back_command(const std::string& sha, const GiveBack& g) {
   return Eval<A>(sha, {bucket_key(group, p.name, g.key), group_key(group)})
       .set(A::kKind, std::to_string(static_cast<int>(p.kind)))
       .set(A::kTokens, (g.debt ? "-" : "") + std::to_string(g.tokens))
-      .set(A::kExpiresAtUs, micros(g.expires_at))
+      .set(A::kExpiresAtUs, g.late ? "0" : micros(g.expires_at))  // 0: a late refund
       .set(A::kHolder, g.holder)
       .set(A::kWindowUs, micros(p.window))
       .set(A::kRate, number(p.rate))

@@ -13,6 +13,9 @@
 -- group's bucket (l, ts in its hash) the same way (core::charge_group). Returns minus the
 -- tokens charged. Concurrency keys owe nothing.
 -- A release before this one returns 0 for them (tokens <= 0) and changes nothing.
+-- expires_at_us 0 is a late refund (GiveBack::late: a reservation's refund whose lease had
+-- ended): a token bucket's level, brought up to now, takes it up to its burst
+-- (core::credit_token_bucket); other kinds credit nothing. Returns the tokens credited.
 local slots = {'kind', 'tokens', 'expires_at_us', 'holder', 'window_us', 'rate', 'burst',
                'group_rate', 'group_burst'}
 local function int(x) return string.format('%.0f', x) end
@@ -34,6 +37,21 @@ local function charge_level(key, rate, burst, tokens)
   redis.call('HSET', key, 'l', level, 'ts', ts)
   local keep = math.ceil((burst - level) / rate * 1000) + 1000
   if redis.call('PTTL', key) < keep then redis.call('PEXPIRE', key, int(keep)) end
+end
+
+-- A late refund of `tokens` into the level of the hash `key` (a missing level is full).
+local function credit_level(key, rate, burst, tokens)
+  local s = redis.call('HMGET', key, 'l', 'ts')
+  local level, ts = tonumber(s[1]), tonumber(s[2])
+  if level == nil then return 0 end
+  if now > ts then
+    level = math.min(burst, level + rate * (now - ts) / 1e6)
+    ts = now
+  end
+  local credit = math.min(tokens, burst - level)
+  if credit <= 0 then return 0 end
+  redis.call('HSET', key, 'l', level + credit, 'ts', ts)
+  return math.floor(credit)
 end
 
 -- One key's debt (tokens > 0 to charge).
@@ -85,6 +103,10 @@ local function give_back_one(KEYS, ARGV)
       redis.call('HSET', KEYS[1], arg.holder, int(r - credit) .. ':' .. int(e))
     end
     return credit
+  end
+  if expires == 0 then  -- after kind 3: a permit's give-back carries no expiry either
+    if kind ~= 0 then return 0 end
+    return credit_level(KEYS[1], tonumber(arg.rate), tonumber(arg.burst), tokens)
   end
   if expires <= now then return 0 end
   if kind == 0 then
