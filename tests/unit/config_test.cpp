@@ -184,8 +184,8 @@ TEST(ConfigJson, OmittedFieldsTakeTheDefaults) {
 TEST(ConfigJson, EmptyObjectsAreAllDefaults) {
   const Config c = Config::from_json(R"({"leases": {}, "cold_keys": {}, "store": {},
       "policies": [{"match": "a", "type": "concurrency", "limit": 1, "penalty_box": {}}]})");
-  EXPECT_EQ(c.leases.ttl, 8s);  // LeaseOptions' default (docs/architecture.md)
-  EXPECT_EQ(c.leases.refresh, 1s);
+  EXPECT_EQ(c.leases.ttl, 16s);  // LeaseOptions' default (docs/architecture.md)
+  EXPECT_EQ(c.leases.refresh, 2s);
   EXPECT_EQ(c.cold_keys.mode, ColdKeyMode::kDeny);
   EXPECT_EQ(c.store.type, "in_process");
   EXPECT_FALSE(c.policies[0].penalty_box.enabled());

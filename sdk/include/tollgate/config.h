@@ -154,9 +154,9 @@ struct ColdKeys {
 // period for refills that can wait, and the bound is burst + rate x (T + ttl).
 struct LeaseOptions {
   Nanos ttl =
-      std::chrono::seconds{8};  // tokens of a lease expire this long after the store granted them
+      std::chrono::seconds{16};  // tokens of a lease expire this long after the store granted them
   Nanos horizon =
-      std::chrono::seconds{2};  // a lease covers about this much of the key's local spending
+      std::chrono::seconds{4};  // a lease covers about this much of the key's local spending
   double max_fraction = 0.5;    // and never more than this fraction of the policy's capacity
   std::uint64_t min_tokens = 1;
   Nanos expiry_margin =
@@ -164,7 +164,7 @@ struct LeaseOptions {
   // Refills that can wait (a balance still above its need, a key paced by scarcity, a cold
   // key nobody waits for) go to a shard at most once per this period, all in one call;
   // a key with waiters, or whose shard is failing, is sent at once.
-  Nanos refresh = std::chrono::seconds{1};
+  Nanos refresh = std::chrono::seconds{2};
   // A refill unanswered for longer than 4 x its shard's p99 lease round trip (the last
   // 128 calls), and at least this long, is overdue: the key decides by its fallback until
   // the answer comes (docs/resilience.md). 0: only a failed call engages the fallback.
