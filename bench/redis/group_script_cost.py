@@ -98,7 +98,7 @@ def main():
                                "--save", "", "--appendonly", "no", "--dir", tmp],
                               stdout=subprocess.DEVNULL)
     try:
-        for _ in range(100):
+        for _ in range(400):  # up to 20 s: a loaded machine, or a server under valgrind
             try:
                 c = Conn(port)
                 c.call("PING")

@@ -4,8 +4,9 @@
 -- suite runs on both.
 --
 -- Rules every script keeps: time only from TIME; keys only through KEYS; every key written
--- gets a TTL; numbers go to redis.call as Lua numbers (Redis writes them with %.17g, exact) or
--- through string.format, never through Lua's tostring (%.14g).
+-- gets a TTL; numbers go to redis.call as Lua numbers (Redis writes them with %.17g, exact),
+-- through string.format, or, an ARGV number written unchanged, as the string the C++ sent
+-- (%.17g or an integer), never through Lua's tostring (%.14g).
 -- Kinds: 0 token bucket, 1 fixed window, 2 sliding window, 3 concurrency.
 --
 -- Many keys in one call (all of an instance's due keys on one shard): KEYS in threes and
@@ -499,7 +500,10 @@ if any_shared then
       if grouped then left = min(left, gl, sl) end
       remaining = floor(max(0, left))
       if pool_usable(pool, pe) then remaining = remaining + pool end
-      local instance = format('%.17g,%d,%d,%.17g,%d', d, held, now, ml, mts)
+      -- demand and held as the C++ sent them (%.17g and an integer): not formatted again.
+      local ds = ARGV[a0 + at.demand]
+      if not (demand > 0) then ds = format('%.17g', d) end
+      local instance = format('%s,%s,%d,%.17g,%d', ds, ARGV[a0 + at.held], now, ml, mts)
       keep = max(ceil((burst - level) / rate * 1000), ceil(span / 1000))
       if pool > 0 then keep = max(keep, ceil((pe - now) / 1000)) end
       local ms = extend_ttl(s[10], s[2], s[11], keep)
@@ -526,11 +530,13 @@ if any_shared then
       if grouped then
         g.l, g.ts, g.fm, g.fk, g.fa = gl, gts, fm, fk, fa
         local r = g.rec[tenant]
-        if r then
-          r[1], r[2], r[3], r[4] = weight, guaranteed, min(total, rate), now
-        else
-          g.rec[tenant] = {weight, guaranteed, min(total, rate), now}
+        if not r then
+          r = {}
+          g.rec[tenant] = r
         end
+        r[1], r[2], r[3], r[4] = weight, guaranteed, min(total, rate), now
+        -- weight and guaranteed as the C++ sent them (%.17g), for the record: not formatted again
+        r[5], r[6] = ARGV[a0 + at.weight], ARGV[a0 + at.guaranteed_rate]
         g.dirty[tenant] = true
         g.dead[tenant] = nil
         g.ttl_ms = max(ceil((gburst - gl) / grate * 1000), ceil(span / 1000)) + 1000
@@ -725,7 +731,7 @@ for _, key in ipairs(group_order) do
     for k in pairs(g.dirty) do
       local r = g.rec[k]
       w[#w + 1] = k
-      w[#w + 1] = format('%.17g,%.17g,%.17g,%d', r[1], r[2], r[3], r[4])
+      w[#w + 1] = format('%s,%s,%.17g,%d', r[5], r[6], r[3], r[4])
     end
     for i = 1, #w, 1000 do call('HSET', key, unpack(w, i, min(#w, i + 999))) end
     call('PEXPIRE', key, g.ttl_ms)
