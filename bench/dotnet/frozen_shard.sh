@@ -114,12 +114,14 @@ for w in windows:
           f"{f(w['p99_ms'])} | {f(w['max_ms'])} | {w['waits_over_50ms']} |")
 slow = sorted((r for r in rows if r[2] > 50_000), key=lambda r: r[0])
 print(f"in flight when the freeze began: {len(straddling)}, their max {max((r[2] for r in straddling), default=0) / 1000:.1f} ms")
-for r in slow[:20]:
-    print(f"  slow: started {(r[0] - stop) / 1000:+.1f} ms from the freeze, {r[2] / 1000:.1f} ms, status {r[1]}")
-if len(slow) > 20: print(f"  ... {len(slow) - 20} more")
+groups = {}  # the slow ones by status and start (to 100 ms), relative to the freeze
+for r in slow:
+    groups.setdefault((r[1], round((r[0] - stop) / 1e5) / 10), []).append(r[2] / 1000)
+for (status, at), lat in sorted(groups.items(), key=lambda g: g[0][1]):
+    print(f"  slow: {len(lat)} started {at:+.1f} s from the freeze, {min(lat):.0f}-{max(lat):.0f} ms, status {status}")
 counters = {}
 for line in open(work + "/metrics.txt"):
-    if line.startswith("#"): continue
+    if line.startswith("#") or "_bucket" in line: continue  # histograms: count and sum only
     if re.search(r"overdue|fallback|breaker|decisions|lease|store", line):
         name, _, value = line.strip().rpartition(" ")
         if float(value) != 0: counters[name.replace("tollgate_", "")] = float(value)
