@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "redis_server.h"
+#include "store/redis/keys.h"
 #include "store/redis/lease_calls.h"
 #include "store/redis/scripts.h"
 
@@ -149,6 +150,22 @@ TEST_F(SchemaUpgrade, ADebtChargedByThisReleaseBindsThePreviousOne) {
   g.tokens = 20;
   (void)s.cli(redis::give_back_command(sha, g));
   EXPECT_EQ(new_release.lease(p, "tenant:a", 100).granted, 0u);
+}
+
+// This release sets a bucket's TTL only when the one it set before is too short (lease.lua,
+// extend_ttl); the previous release sets its own, shorter (no 2 TTL of records in the hash),
+// and this release must not take that for its own: after it, the TTL is long enough again.
+TEST_F(SchemaUpgrade, ATtlThePreviousReleaseShortenedIsSetAgain) {
+  auto p = bucket(1000, 100);
+  const std::string key = redis::bucket_key(redis::group_of(*p, "tenant:a"), "tenants", "tenant:a");
+  auto pttl = [&] { return std::stoll(s.cli({"PTTL", key})); };
+  constexpr long long kRecords = 4000;  // 2 lease TTLs of 2 s: the newest record's life
+  EXPECT_EQ(new_release.lease(p, "tenant:a", 10).granted, 10u);
+  EXPECT_GE(pttl(), kRecords);
+  EXPECT_EQ(old_release.lease(p, "tenant:a", 10).granted, 10u);
+  EXPECT_LT(pttl(), kRecords) << "the previous release no longer shortens it: a weaker test";
+  EXPECT_EQ(new_release.lease(p, "tenant:a", 10).granted, 10u);
+  EXPECT_GE(pttl(), kRecords);
 }
 
 // A retry is answered from its first answer although the other release wrote the bucket in

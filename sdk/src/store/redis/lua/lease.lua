@@ -4,8 +4,9 @@
 -- suite runs on both.
 --
 -- Rules every script keeps: time only from TIME; keys only through KEYS; every key written
--- gets a TTL; numbers go to redis.call as Lua numbers (Redis writes them with %.17g, exact) or
--- through string.format, never through Lua's tostring (%.14g).
+-- gets a TTL; numbers go to redis.call as Lua numbers (Redis writes them with %.17g, exact),
+-- through string.format, or, an ARGV number written unchanged, as the string the C++ sent
+-- (%.17g or an integer), never through Lua's tostring (%.14g).
 -- Kinds: 0 token bucket, 1 fixed window, 2 sliding window, 3 concurrency.
 --
 -- Many keys in one call (all of an instance's due keys on one shard): KEYS in threes and
@@ -17,10 +18,11 @@
 -- Returns {granted, now_us, expires_at_us, remaining, wait_until_us, limited_by} per key,
 -- one after the other in one flat array.
 --
--- Cost (docs/redis.md, "What a lease costs inside Redis"): per key one HMGET, one HSET and one
--- PEXPIRE of the bucket, no closure or table made per key but the answer, no unchanged field
--- written again; a group's hash is read once per call (one HMGET of all its tenants in the
--- call) and written once per call.
+-- Cost (docs/redis.md, "What a lease costs inside Redis"): per key one HMGET and one HSET of
+-- the bucket, and a PEXPIRE only when the TTL set before is too short (a token bucket's, at
+-- most about once a second: extend_ttl; windows' and concurrency's every lease); no closure or
+-- table made per key, no unchanged field written again; a group's hash is read once per call
+-- (one HMGET of all its tenants in the call) and written once per call.
 --
 -- Schema (field v = 2 in the bucket's hash from its first sweep by layout 2, and in the
 -- group's hash; a hash without v was written by layout 1, the release before, and is read as
@@ -34,7 +36,9 @@
 -- "demand,held,seen,level,ts" per instance; in the group's hash: l, ts (its bucket), fm, fk,
 -- fa (the last water-filling) and t:<tenant> = "weight,guaranteed,demand,seen". A shared
 -- bucket lists its instances in ix (holders, one per line), so that redoing their sum reads
--- their records only, not the request records beside them.
+-- their records only, not the request records beside them. A token bucket keeps xe (when the
+-- TTL it last set ends, µs of TIME) and xt (the ts of its last write); both are optional: a
+-- hash without them, or with xt ~= ts (another writer since), gets its TTL set anew.
 local slots = {'kind', 'want', 'min', 'ttl_us', 'rate', 'burst', 'limit', 'window_us', 'holder',
                'demand', 'held', 'group_rate', 'group_burst', 'weight', 'guaranteed_rate',
                'fair_instances', 'tenant'}
@@ -55,6 +59,7 @@ local answer_pattern = '^' .. string.rep('(%-?%d+),', 5) .. '(%-?%d+)$'
 local bucket, record_key, group_key, a0, holder, in_hash
 local want, least, ttl
 local granted, expires, remaining, wait, keep, limited
+local ttl_set  -- the key's function has set its TTL (token buckets: extend_ttl)
 
 -- HDEL of a list of fields, in runs that fit Lua's stack.
 local function hdel(key, fields)
@@ -113,6 +118,18 @@ end
 -- Given-back tokens are usable while the pool lasts a quarter of a TTL more.
 local function pool_usable(pool, pe) return pool > 0 and pe - now >= floor(ttl / 4) end
 
+-- A token bucket's TTL. Its state must live `keep_ms` more (and its request records 2 TTL);
+-- returns the PEXPIRE to send, or nil when the TTL this script set before still covers that:
+-- xe (µs of TIME) is when that TTL ends, set with the hash's ts = xt. A writer that does not
+-- know xe and xt (the previous release's lease, a give-back's debt, ctl's top-up) writes ts
+-- and may shorten the TTL; it leaves xt ~= ts, so its TTL is set anew. A TTL is set a second
+-- longer than needed, so that the leases of the next second find it long enough.
+local function extend_ttl(xt, ts_read, xe, keep_ms)
+  keep_ms = max(1000, max(keep_ms, ceil(2 * ttl / 1000) - 1000) + 1000)
+  if xt and xt == ts_read and (tonumber(xe) or 0) >= now + keep_ms * 1000 then return nil end
+  return keep_ms + 1000
+end
+
 -- Grants from the given-back pool when this ask's share of it (by the time it has left)
 -- reaches least, else from room when it reaches need. Returns where from ('pool', 'room',
 -- or nil: nothing granted) and the pool left.
@@ -136,7 +153,7 @@ end
 
 local function token_bucket()
   local rate, burst = tonumber(ARGV[a0 + at.rate]), tonumber(ARGV[a0 + at.burst])
-  local s = call('HMGET', bucket, 'l', 'ts', 'p', 'pe', record_key, 'qs')
+  local s = call('HMGET', bucket, 'l', 'ts', 'p', 'pe', record_key, 'qs', 'xt', 'xe')
   local r = remembered(s[5])
   if r then return r end
   local level, ts, pool, pe = bucket_state(s[1], s[2], s[3], s[4], rate, burst)
@@ -151,17 +168,23 @@ local function token_bucket()
   end
   remaining = floor(max(0, level))  -- a debt takes the level below zero (give_back.lua)
   if pool_usable(pool, pe) then remaining = remaining + pool end
+  keep = ceil((burst - level) / rate * 1000)
+  if pool > 0 then keep = max(keep, ceil((pe - now) / 1000)) end
+  local ms = extend_ttl(s[7], s[2], s[8], keep)
+  local xe = s[8]
+  if ms then xe = now + ms * 1000 end
   local qs = sweep(s[6])
   if qs then
     call('HSET', bucket, 'l', level, 'ts', ts, 'p', pool, 'pe', pe, 'v', version, 'qs', qs,
-         record_key, record())
+         record_key, record(), 'xt', ts, 'xe', xe)
   elseif pool ~= (tonumber(s[3]) or 0) or pe ~= (tonumber(s[4]) or 0) then
-    call('HSET', bucket, 'l', level, 'ts', ts, 'p', pool, 'pe', pe, record_key, record())
+    call('HSET', bucket, 'l', level, 'ts', ts, 'p', pool, 'pe', pe, record_key, record(), 'xt',
+         ts, 'xe', xe)
   else
-    call('HSET', bucket, 'l', level, 'ts', ts, record_key, record())
+    call('HSET', bucket, 'l', level, 'ts', ts, record_key, record(), 'xt', ts, 'xe', xe)
   end
-  keep = ceil((burst - level) / rate * 1000)
-  if pool > 0 then keep = max(keep, ceil((pe - now) / 1000)) end
+  if ms then call('PEXPIRE', bucket, ms) end
+  ttl_set = true
 end
 
 -- Which kinds the call's keys need (each kind's functions are made only then: Lua makes a
@@ -172,13 +195,16 @@ for i = 0, keys - 1 do
   a0 = n * i
   local kind = tonumber(ARGV[a0 + at.kind])
   if kind == 0 and tonumber(ARGV[a0 + at.group_rate]) > 0 then
-    local key = KEYS[3 * i + 3]
+    local key, field = KEYS[3 * i + 3], 't:' .. ARGV[a0 + at.tenant]
     local fields = tenants_of[key]
     if not fields then
       fields = {}
       tenants_of[key] = fields
     end
-    fields[#fields + 1] = 't:' .. ARGV[a0 + at.tenant]
+    if not fields[field] then
+      fields[field] = true
+      fields[#fields + 1] = field
+    end
     any_shared = true
   elseif kind == 0 then
     any_shared = any_shared or ARGV[a0 + at.fair_instances] == '1'
@@ -304,6 +330,17 @@ if any_shared then
       return listed
     end
 
+    -- The names of `from` not marked in `once`, each once, appended to `out` (and marked).
+    local function distinct(from, once, out)
+      for _, h in ipairs(from) do
+        if not once[h] then
+          once[h] = true
+          out[#out + 1] = h
+        end
+      end
+      return out
+    end
+
     -- Sums over all records are redone once per refresh (a sixteenth of a TTL); in between a
     -- call changes them by its own change only, so a lease reads no whole hash (O(1)).
     local function shared_bucket()
@@ -320,10 +357,11 @@ if any_shared then
       local mine = 'i:' .. holder
       local s
       if grouped then
-        s = call('HMGET', bucket, 'l', 'ts', 'p', 'pe', 'it', 'ia', mine, record_key, 'qs', 'sl',
-                 'sts')
+        s = call('HMGET', bucket, 'l', 'ts', 'p', 'pe', 'it', 'ia', mine, record_key, 'qs', 'xt',
+                 'xe', 'sl', 'sts')
       else
-        s = call('HMGET', bucket, 'l', 'ts', 'p', 'pe', 'it', 'ia', mine, record_key, 'qs')
+        s = call('HMGET', bucket, 'l', 'ts', 'p', 'pe', 'it', 'ia', mine, record_key, 'qs', 'xt',
+                 'xe')
       end
       local answer = remembered(s[8])
       if answer then return answer end
@@ -342,16 +380,6 @@ if any_shared then
       -- the whole hash (and so adds those that a layout-1 writer added); a new one adds itself.
       local qs, listed = sweep(s[9])
       local index
-      -- The names of `from` not marked in `once`, each once, appended to `out` (and marked).
-      local function distinct(from, once, out)
-        for _, h in ipairs(from) do
-          if not once[h] then
-            once[h] = true
-            out[#out + 1] = h
-          end
-        end
-        return out
-      end
       local total, total_at = tonumber(s[5]), tonumber(s[6])
       if total_at == nil or now - total_at >= refresh then
         -- Instances that stopped asking are deleted when the sum is redone.
@@ -407,7 +435,7 @@ if any_shared then
           fa = now
         end
         gshare = share_of(fm, fk, weight, guaranteed, hi)
-        sl, sts = tonumber(s[10]) or -1, tonumber(s[11]) or now
+        sl, sts = tonumber(s[12]) or -1, tonumber(s[13]) or now
         sl, sts = refill_share(sl, sts, gshare, max(gshare * window, gburst * gshare / grate, need))
         allowed = min(rate, gshare)
       end
@@ -472,28 +500,43 @@ if any_shared then
       if grouped then left = min(left, gl, sl) end
       remaining = floor(max(0, left))
       if pool_usable(pool, pe) then remaining = remaining + pool end
-      local instance = format('%.17g,%d,%d,%.17g,%d', d, held, now, ml, mts)
+      -- demand and held as the C++ sent them (%.17g and an integer): not formatted again.
+      local ds = ARGV[a0 + at.demand]
+      if not (demand > 0) then ds = format('%.17g', d) end
+      local instance = format('%s,%s,%d,%.17g,%d', ds, ARGV[a0 + at.held], now, ml, mts)
+      keep = max(ceil((burst - level) / rate * 1000), ceil(span / 1000))
+      if pool > 0 then keep = max(keep, ceil((pe - now) / 1000)) end
+      local ms = extend_ttl(s[10], s[2], s[11], keep)
+      local xe = s[11]
+      if ms then xe = now + ms * 1000 end
       -- Fields that did not change are not written again (p, pe, ia; v with each sweep).
       local more = qs or index or pool ~= (tonumber(s[3]) or 0) or pe ~= (tonumber(s[4]) or 0)
       if more then
         local w = {'HSET', bucket, 'l', level, 'ts', ts, 'p', pool, 'pe', pe, 'it', total, 'ia',
-                   total_at, mine, instance, record_key, record()}
+                   total_at, mine, instance, record_key, record(), 'xt', ts, 'xe', xe}
         if grouped then w[#w + 1], w[#w + 2], w[#w + 3], w[#w + 4] = 'sl', sl, 'sts', sts end
         if index then w[#w + 1], w[#w + 2] = 'ix', index end
         if qs then w[#w + 1], w[#w + 2], w[#w + 3], w[#w + 4] = 'qs', qs, 'v', version end
         call(unpack(w))
       elseif grouped then
         call('HSET', bucket, 'l', level, 'ts', ts, 'it', total, mine, instance, record_key,
-             record(), 'sl', sl, 'sts', sts)
+             record(), 'xt', ts, 'xe', xe, 'sl', sl, 'sts', sts)
       else
         call('HSET', bucket, 'l', level, 'ts', ts, 'it', total, mine, instance, record_key,
-             record())
+             record(), 'xt', ts, 'xe', xe)
       end
-      keep = max(ceil((burst - level) / rate * 1000), ceil(span / 1000))
-      if pool > 0 then keep = max(keep, ceil((pe - now) / 1000)) end
+      if ms then call('PEXPIRE', bucket, ms) end
+      ttl_set = true
       if grouped then
         g.l, g.ts, g.fm, g.fk, g.fa = gl, gts, fm, fk, fa
-        g.rec[tenant] = {weight, guaranteed, min(total, rate), now}
+        local r = g.rec[tenant]
+        if not r then
+          r = {}
+          g.rec[tenant] = r
+        end
+        r[1], r[2], r[3], r[4] = weight, guaranteed, min(total, rate), now
+        -- weight and guaranteed as the C++ sent them (%.17g), for the record: not formatted again
+        r[5], r[6] = ARGV[a0 + at.weight], ARGV[a0 + at.guaranteed_rate]
         g.dirty[tenant] = true
         g.dead[tenant] = nil
         g.ttl_ms = max(ceil((gburst - gl) / grate * 1000), ceil(span / 1000)) + 1000
@@ -626,7 +669,8 @@ if any_window then
   end)()
 end
 
--- Key i's lease (0-based).
+-- Key i's lease (0-based): its remembered answer, or nil when decided now (granted, expires,
+-- remaining, wait, limited).
 local function lease_one(i)
   bucket, record_key, group_key = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]
   a0 = n * i
@@ -640,6 +684,7 @@ local function lease_one(i)
   want, ttl = tonumber(ARGV[a0 + at.want]), tonumber(ARGV[a0 + at.ttl_us])
   least = max(1, tonumber(ARGV[a0 + at.min]))
   granted, expires, remaining, wait, keep, limited = 0, 0, 0, 0, 0, 0
+  ttl_set = false
 
   local r
   if kind == 0 and (tonumber(ARGV[a0 + at.group_rate]) > 0 or
@@ -656,17 +701,25 @@ local function lease_one(i)
   end
   if r then return r end
 
-  -- A bucket with request records lives as long as its newest record must (2 TTL).
-  if in_hash then keep = max(keep, ceil(2 * ttl / 1000) - 1000) end
-  call('PEXPIRE', bucket, max(1000, keep + 1000))
+  -- A bucket with request records lives as long as its newest record must (2 TTL); a token
+  -- bucket has set its TTL already (extend_ttl).
+  if not ttl_set then
+    if in_hash then keep = max(keep, ceil(2 * ttl / 1000) - 1000) end
+    call('PEXPIRE', bucket, max(1000, keep + 1000))
+  end
   if not in_hash then call('SET', record_key, record(), 'PX', ceil(max(1000, 2 * ttl / 1000))) end
-  return {granted, now, expires, remaining, wait, limited}
 end
 
+-- Each key's answer: a remembered one, or the one just decided.
 local answers = {}
 for i = 0, keys - 1 do
-  local a = lease_one(i)
-  for j = 1, 6 do answers[6 * i + j] = a[j] end
+  local a, o = lease_one(i), 6 * i
+  if a then
+    for j = 1, 6 do answers[o + j] = a[j] end
+  else
+    answers[o + 1], answers[o + 2], answers[o + 3] = granted, now, expires
+    answers[o + 4], answers[o + 5], answers[o + 6] = remaining, wait, limited
+  end
 end
 
 for _, key in ipairs(group_order) do
@@ -678,7 +731,7 @@ for _, key in ipairs(group_order) do
     for k in pairs(g.dirty) do
       local r = g.rec[k]
       w[#w + 1] = k
-      w[#w + 1] = format('%.17g,%.17g,%.17g,%d', r[1], r[2], r[3], r[4])
+      w[#w + 1] = format('%s,%s,%.17g,%d', r[5], r[6], r[3], r[4])
     end
     for i = 1, #w, 1000 do call('HSET', key, unpack(w, i, min(#w, i + 999))) end
     call('PEXPIRE', key, g.ttl_ms)
