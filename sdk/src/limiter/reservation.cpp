@@ -206,10 +206,16 @@ Settlement LimiterImpl::settle(void* entry, std::uint64_t estimate, std::uint64_
   st.charged = std::min(actual, most);
   st.uncharged = actual - st.charged;
   learn_held(estimate, actual);
-  if (st.charged < held) {
-    const auto refund = static_cast<std::int64_t>(held - st.charged);
+  // Under or over the estimate (what Stats says), whatever part of it was held.
+  if (actual < estimate) {
     count(
         stripe, [](Stripe & s) -> auto& { return s.settled_under; }, 1);
+  } else if (actual > estimate) {
+    count(
+        stripe, [](Stripe & s) -> auto& { return s.settled_over; }, 1);
+  }
+  if (st.charged < held) {
+    const auto refund = static_cast<std::int64_t>(held - st.charged);
     // Ends since the reserve that the refund survives: none, or the older lease's when the
     // tokens came from the newer one.
     const std::uint32_t allowed = (lease_ends & kFromNewer) != 0 ? 1 : 0;
@@ -236,8 +242,6 @@ Settlement LimiterImpl::settle(void* entry, std::uint64_t estimate, std::uint64_
     if (st.refunded > 0 && e->waiters.load(std::memory_order_acquire) != 0) request_refill(e);
   } else if (st.charged > held) {
     const std::uint64_t extra = st.charged - held;
-    count(
-        stripe, [](Stripe & s) -> auto& { return s.settled_over; }, 1);
     const std::int64_t before =
         e->balance.fetch_sub(static_cast<std::int64_t>(extra), std::memory_order_acq_rel);
     st.debt = extra - static_cast<std::uint64_t>(

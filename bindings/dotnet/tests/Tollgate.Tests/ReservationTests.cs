@@ -77,14 +77,8 @@ public sealed class ReservationTests
     public async Task ReserveAsyncWaitsForTheLeaseAndEndsByTimeoutOrCancellation()
     {
         using TollgateLimiter limiter = TollgateLimiter.Create(Config("reserve-async-" + Guid.NewGuid().ToString("N")));
-        // A cold key: the reservation arrives with its first lease, without a retry loop.
-        using (TollgateReservation r = await limiter.ReserveAsync("tenant:c", 5, TimeSpan.FromSeconds(30)))
-        {
-            Assert.True(r.IsAcquired, r.Decision.Reason.ToString());
-            Assert.True(r.IsPending);
-            Assert.Equal(2, r.Settle(2).Charged);
-        }
-        // The whole burst held: the next one waits until its timeout, or until cancelled.
+        // The whole burst held (a new Limiter holds whole estimates until settles show less,
+        // docs/quotas.md): the next one waits until its timeout, or until cancelled.
         using TollgateReservation all = await limiter.ReserveAsync("tenant:d", 1000, TimeSpan.FromSeconds(30));
         Assert.True(all.IsAcquired, all.Decision.Reason.ToString());
         using (TollgateReservation late = await limiter.ReserveAsync("tenant:d", 10, TimeSpan.FromMilliseconds(50)))
@@ -98,6 +92,13 @@ public sealed class ReservationTests
         Assert.False(waiting.IsCompleted);
         cts.Cancel();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => waiting);
+        // A cold key: the reservation arrives with its first lease, without a retry loop.
+        using (TollgateReservation r = await limiter.ReserveAsync("tenant:c", 5, TimeSpan.FromSeconds(30)))
+        {
+            Assert.True(r.IsAcquired, r.Decision.Reason.ToString());
+            Assert.True(r.IsPending);
+            Assert.Equal(2, r.Settle(2).Charged);
+        }
         TollgateStats st = limiter.GetStats();
         Assert.Equal(2ul, st.Reserved);
     }
