@@ -198,7 +198,7 @@ TEST_F(RefillSchedulerTest, ACallUnansweredPastItsShardsOverdueTimeSendsItsKeysO
     now += milliseconds(1);
     answer_all(now);
   }
-  const Nanos sent = now;
+  const Nanos sent = now + RoundTrips::kSettle;  // nothing is judged before
   ask("a-hung", Sched::kUrgent, sent);
   flush(sent);
   std::vector<Entry*> marked;

@@ -56,8 +56,8 @@ TEST(RoundTrips, CallsSentBeforeTheShardsFirstAnswerAreNeitherRecordedNorJudged)
   EXPECT_EQ(r.p99(), 0ms);
   EXPECT_FALSE(r.overdue(30ms, 10s, 20ms, 4.0)) << "sent before the first answer";
   // A call sent after it is judged, with no round trip on record yet, by the floor.
-  EXPECT_FALSE(r.overdue(171ms, 201ms, 20ms, 4.0));
-  EXPECT_TRUE(r.overdue(171ms, 202ms, 20ms, 4.0));
+  EXPECT_FALSE(r.overdue(2200ms, 2230ms, 20ms, 4.0));
+  EXPECT_TRUE(r.overdue(2200ms, 2231ms, 20ms, 4.0));
   r.add(171ms, 172ms);
   EXPECT_EQ(r.count(), 1u);
   EXPECT_EQ(r.p99(), 1ms);
@@ -103,6 +103,17 @@ TEST(RoundTrips, AShortRecordIsJudgedByItsMedianNotByItsLargestCall) {
   slow.add(0ms, 1ms);
   answer_each_second(slow, 1s, 9, 10ms);
   EXPECT_EQ(slow.overdue_after(20ms, 4.0), 80ms);
+}
+
+// The reference fleet's start: 60 instances send their keys' first leases 0.5 s in, and a
+// healthy shard queued lone calls past 30 ms (29,881 decisions went to the fallback).
+TEST(RoundTrips, NothingIsJudgedWithinTwoSecondsOfTheShardsFirstAnswer) {
+  RoundTrips r;
+  r.add(0ms, 2ms);
+  r.add(10ms, 12ms);
+  EXPECT_FALSE(r.overdue(500ms, 1900ms, 20ms, 4.0));
+  EXPECT_FALSE(r.overdue(500ms, 2001ms, 20ms, 4.0));
+  EXPECT_TRUE(r.overdue(500ms, 2002ms, 20ms, 4.0)) << "2 s after the first answer";
 }
 
 TEST(RoundTrips, AFullRecordIsJudgedByFourTimesItsP99) {

@@ -50,6 +50,7 @@ std::chrono::nanoseconds RoundTrips::overdue_after(std::chrono::nanoseconds floo
 bool RoundTrips::overdue(std::chrono::nanoseconds sent, std::chrono::nanoseconds now,
                          std::chrono::nanoseconds floor, double multiple) const noexcept {
   if (!answered_once_ || sent < first_answer_) return false;  // the connection's set-up
+  if (now - first_answer_ < kSettle) return false;            // the start
   const std::chrono::nanoseconds after = overdue_after(floor, multiple);
   return now - sent > after && now - last_answer_ > after;
 }

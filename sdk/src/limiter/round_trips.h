@@ -24,6 +24,10 @@ class RoundTrips {
   // set the overdue time, and a young shard is judged from its first answer on.
   static constexpr double kShortMedianFactor = 2.0;
   static constexpr std::chrono::nanoseconds kShortRecordFloor = std::chrono::milliseconds{30};
+  // Nothing is judged within this long of the shard's first answer: the start, when every
+  // instance of a fleet sends its keys' first leases at once and a healthy shard queues a
+  // lone call past 30 ms (the reference fleet, 0.5 s in: docs/resilience.md).
+  static constexpr std::chrono::nanoseconds kSettle = std::chrono::seconds{2};
 
   // A call sent at `sent` and answered at `at` (the limiter's clock). A call sent before
   // the shard's first answer is not recorded: its time is the connection's set-up (connect,
@@ -42,7 +46,7 @@ class RoundTrips {
   // Whether a call sent at `sent` is overdue at `now`: unanswered past overdue_after, and
   // the shard answered nothing else for as long (a busy shard that still answers is slow,
   // not gone: its calls wait for their timeout). A call sent before the shard's first
-  // answer (the connection's set-up) is not judged.
+  // answer (the connection's set-up) is not judged, nor any call within kSettle of it.
   bool overdue(std::chrono::nanoseconds sent, std::chrono::nanoseconds now,
                std::chrono::nanoseconds floor, double multiple) const noexcept;
 
