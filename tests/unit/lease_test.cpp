@@ -132,6 +132,23 @@ class LeaseTest : public ::testing::Test {
     }
   }
 
+  // A waiter on tenant:a's next refill: still waiting `after` past the call, served by the
+  // fallback 1 ms later (what it is served with is returned).
+  Decision overdue_waiter(Nanos after) {
+    auto waited = std::make_shared<std::optional<Decision>>();
+    limiter->acquire_async("tenant:a", 1, 5s, [waited](const Decision& d) { *waited = d; });
+    limiter->poll();
+    EXPECT_EQ(pending.size(), 1u);
+    clock->advance(after);
+    limiter->poll();
+    EXPECT_FALSE(waited->has_value()) << "not overdue yet at the overdue time itself";
+    EXPECT_EQ(limiter->try_acquire("tenant:a").reason, Reason::kLeasePending);
+    clock->advance(1ms);
+    limiter->poll();
+    EXPECT_TRUE(waited->has_value()) << "the waiter still waits for an overdue refill";
+    return waited->value_or(Decision{});
+  }
+
   std::uint64_t given_back_total() const {
     std::uint64_t n = 0;
     for (auto& g : given_back) n += g.tokens;
@@ -817,19 +834,9 @@ TEST_F(LeaseTest, AllowFallbackAdmitsWithItsReasonUntilTheShardReturns) {
 TEST_F(LeaseTest, AnOverdueRefillSendsWaitersAndNewDecisionsToTheFallback) {
   make(tiny_fallback_config(FallbackMode::kLocal));
   warm(8, 1ms);
-  std::optional<Decision> waited;
-  limiter->acquire_async("tenant:a", 1, 5s, [&](const Decision& d) { waited = d; });
-  limiter->poll();
-  ASSERT_EQ(pending.size(), 1u);
-  clock->advance(30ms);
-  limiter->poll();
-  EXPECT_FALSE(waited.has_value()) << "not overdue yet at the floor itself";
-  EXPECT_EQ(limiter->try_acquire("tenant:a").reason, Reason::kLeasePending);
-  clock->advance(1ms);
-  limiter->poll();
-  ASSERT_TRUE(waited.has_value()) << "the waiter still waits for an overdue refill";
-  EXPECT_TRUE(waited->allowed);
-  EXPECT_EQ(waited->reason, Reason::kFallbackLocal);
+  const Decision waited = overdue_waiter(30ms);
+  EXPECT_TRUE(waited.allowed);
+  EXPECT_EQ(waited.reason, Reason::kFallbackLocal);
   EXPECT_EQ(limiter->stats().refills_overdue, 1u);
   // The late answer: leases again, and the local bucket's tokens are dropped.
   answer(1);
@@ -841,16 +848,7 @@ TEST_F(LeaseTest, AnOverdueRefillSendsWaitersAndNewDecisionsToTheFallback) {
 TEST_F(LeaseTest, ARefillIsOverdueAtFourTimesItsShardsP99RoundTrip) {
   make(tiny_fallback_config(FallbackMode::kAllow));
   warm(128, 10ms);
-  (void)limiter->try_acquire("tenant:a");
-  limiter->poll();
-  ASSERT_EQ(pending.size(), 1u);
-  clock->advance(40ms);
-  limiter->poll();
-  EXPECT_EQ(limiter->try_acquire("tenant:a").reason, Reason::kLeasePending)
-      << "overdue before 4 x the p99 (10 ms)";
-  clock->advance(1ms);
-  limiter->poll();
-  EXPECT_EQ(limiter->try_acquire("tenant:a").reason, Reason::kFallbackAllow);
+  EXPECT_EQ(overdue_waiter(40ms).reason, Reason::kFallbackAllow) << "4 x the p99 (10 ms)";
 }
 
 // Before the shard's first answer nothing is judged: that call's time is the connection's
@@ -873,17 +871,7 @@ TEST_F(LeaseTest, ACallSentBeforeTheShardsFirstAnswerIsNotJudged) {
 TEST_F(LeaseTest, AYoungShardsRefillIsOverdueAtTheShortRecordsFloor) {
   make(tiny_fallback_config(FallbackMode::kAllow));
   warm(2, 1ms);
-  std::optional<Decision> waited;
-  limiter->acquire_async("tenant:a", 1, 1s, [&](const Decision& d) { waited = d; });
-  limiter->poll();
-  ASSERT_EQ(pending.size(), 1u);
-  clock->advance(30ms);
-  limiter->poll();
-  EXPECT_FALSE(waited.has_value());
-  clock->advance(1ms);
-  limiter->poll();
-  ASSERT_TRUE(waited.has_value()) << "waits for a lease that will not come";
-  EXPECT_EQ(waited->reason, Reason::kFallbackAllow);
+  EXPECT_EQ(overdue_waiter(30ms).reason, Reason::kFallbackAllow);
   EXPECT_EQ(limiter->stats().refills_overdue, 1u);
 }
 
@@ -892,18 +880,8 @@ TEST_F(LeaseTest, AYoungShardsRefillIsOverdueAtTheShortRecordsFloor) {
 TEST_F(LeaseTest, OneSlowCallDoesNotSetAShortRecordsOverdueTime) {
   make(tiny_fallback_config(FallbackMode::kAllow));
   warm(16, 2ms);
-  (void)limiter->try_acquire("tenant:a");
-  limiter->poll();
-  ASSERT_EQ(pending.size(), 1u);
-  clock->advance(140ms);
-  answer(1);
-  (void)limiter->try_acquire("tenant:a");
-  clock->advance(1ms);
-  limiter->poll();
-  ASSERT_EQ(pending.size(), 1u);
-  clock->advance(31ms);
-  limiter->poll();
-  EXPECT_EQ(limiter->try_acquire("tenant:a").reason, Reason::kFallbackAllow);
+  warm(0, 140ms);  // one more call, answered after 140 ms
+  EXPECT_EQ(overdue_waiter(30ms).reason, Reason::kFallbackAllow);
 }
 
 TEST_F(LeaseTest, OverdueRefillsCompleteWaitersByTheDenyAndAllowFallbacks) {
