@@ -188,26 +188,28 @@ TEST_F(RefillSchedulerTest, AnswersAreAppliedInTheOrderAskedAndAShortAnswerFails
 }
 
 TEST_F(RefillSchedulerTest, ACallUnansweredPastItsShardsOverdueTimeSendsItsKeysOnceToTheFallback) {
-  // A record of answered calls (1 ms each) first: a shard without one is not judged.
+  // A few answered calls (1 ms each) first: a short record, judged at
+  // RoundTrips::kShortRecordFloor. (The first, sent before the shard's first answer, is its
+  // set-up: not recorded, and a call sent before it is not judged.)
   Nanos now{0};
-  // (The first, sent before the shard's first answer, is its set-up: not recorded.)
-  for (std::size_t i = 0; i < RoundTrips::kEnough + 1; ++i) {
+  for (int i = 0; i < 3; ++i) {
     ask("a" + std::to_string(i), Sched::kUrgent, now);
     flush(now);
     now += milliseconds(1);
     answer_all(now);
   }
-  const Nanos sent = now;
+  const Nanos sent = now + RoundTrips::kSettle;  // nothing is judged before
   ask("a-hung", Sched::kUrgent, sent);
   flush(sent);
   std::vector<Entry*> marked;
   auto mark = [&](Entry* e) { marked.push_back(e); };
-  sched.mark_overdue(sent + milliseconds(9), milliseconds(10), mark);  // floor: 10 ms
+  const Nanos after = RoundTrips::kShortRecordFloor;
+  sched.mark_overdue(sent + after, milliseconds(10), mark);  // floor: 10 ms
   EXPECT_TRUE(marked.empty());
-  sched.mark_overdue(sent + milliseconds(11), milliseconds(10), mark);
+  sched.mark_overdue(sent + after + milliseconds(1), milliseconds(10), mark);
   ASSERT_EQ(marked.size(), 1u);
   EXPECT_EQ(marked[0], entry("a-hung"));
-  sched.mark_overdue(sent + milliseconds(50), milliseconds(10), mark);
+  sched.mark_overdue(sent + milliseconds(500), milliseconds(10), mark);
   EXPECT_EQ(marked.size(), 1u);  // once per call
   EXPECT_EQ(overdue.load(), 1u);
 }

@@ -165,9 +165,9 @@ struct LeaseOptions {
   // key nobody waits for) go to a shard at most once per this period, all in one call;
   // a key with waiters, or whose shard is failing, is sent at once.
   Nanos refresh = std::chrono::seconds{2};
-  // A refill unanswered for longer than 4 x its shard's p99 lease round trip (the last
-  // 128 calls), and at least this long, is overdue: the key decides by its fallback until
-  // the answer comes (docs/resilience.md). 0: only a failed call engages the fallback.
+  // A refill unanswered for longer than 4 x its shard's p99 lease round trip (of 128 calls in
+  // 10 s; of fewer, 8 x their median and >= 30 ms), and at least this long, is overdue: the key
+  // decides by its fallback till the answer comes (docs/resilience.md). 0: only a failed call.
   Nanos overdue_floor = std::chrono::milliseconds{20};
 };
 
