@@ -85,8 +85,8 @@ usage: tollgate_fleet [options]
   --node-timeout-ms MS  a failover's detection time, death to promotion  [1000]
   --fallback-instances N   policies' fallback.instances (the local fallback
                         bucket is rate / N per instance)   [SDK default, 0: share]
-  --fair-instances on|off   policies' fair_instances      [SDK default: on in a
-                        group with a budget]
+  --fair-instances on|off   policies' fair_instances      [SDK default: on for
+                        every token bucket]
   --require-strength X  exit 4 unless, at every window length, some tenant or
                         group was offered >= X times what the bound allows
                         there (a check that offers less cannot fail)

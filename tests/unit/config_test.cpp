@@ -896,9 +896,25 @@ TEST(ConfigGroups, GroupsAndSharesParseAndReachThePolicies) {
   const auto p = c.resolved_policies();
   EXPECT_EQ(p[0].group_rate, 120);
   EXPECT_EQ(p[0].group_burst, 240);
-  EXPECT_TRUE(p[0].shares_instances());  // on by default in a group with a budget
+  EXPECT_TRUE(p[0].shares_instances());  // on by default for every token bucket
   EXPECT_EQ(p[2].group_rate, 0);         // "free" names no budget: a shard hint only
-  EXPECT_FALSE(p[2].shares_instances());
+  EXPECT_TRUE(p[2].shares_instances());  // and is fair between instances all the same
+}
+
+TEST(ConfigGroups, FairInstancesIsOnForEveryTokenBucketUnlessTurnedOff) {
+  const Config c = Config::from_json(R"({"policies": [
+    {"match": "a", "type": "token_bucket", "rate": 100},
+    {"match": "b", "type": "token_bucket", "rate": 100, "fair_instances": false},
+    {"match": "c", "type": "token_bucket", "rate": 100, "fair_instances": true},
+    {"match": "d", "type": "fixed_window", "limit": 5, "window_ms": 1000},
+    {"match": "e", "type": "concurrency", "limit": 5}
+  ]})");
+  const auto p = c.resolved_policies();
+  EXPECT_TRUE(p[0].shares_instances());
+  EXPECT_FALSE(p[1].shares_instances());
+  EXPECT_TRUE(p[2].shares_instances());
+  EXPECT_FALSE(p[3].shares_instances());  // windows and concurrency have no instance shares
+  EXPECT_FALSE(p[4].shares_instances());
 }
 
 TEST(ConfigGroups, TheExampleInQuotasMdParses) {

@@ -112,6 +112,20 @@ TEST_F(InProcessStoreTest, IdleBucketsAreForgotten) {
   for (int i = 0; i < 2000; ++i) batch.push_back(request("tenant:" + std::to_string(i), p, 1));
   lease(std::move(batch));
   EXPECT_EQ(store.totals().keys, 2000u);
+  // Every bucket full again, and its instances' records a TTL old: a bucket with instance
+  // shares (the default) is idle only then (a plain one once full: below).
+  clock->advance(2s);
+  lease({request("tenant:new", p, 1)});
+  EXPECT_EQ(store.totals().keys, 1u);
+}
+
+TEST_F(InProcessStoreTest, IdlePlainBucketsAreForgottenOnceFull) {
+  auto p = std::make_shared<ResolvedPolicy>(*bucket_policy(1000, 10));
+  p->fair_instances = false;  // first come, first served: no instance records
+  std::vector<LeaseRequest> batch;
+  for (int i = 0; i < 2000; ++i) batch.push_back(request("tenant:" + std::to_string(i), p, 1));
+  lease(std::move(batch));
+  EXPECT_EQ(store.totals().keys, 2000u);
   clock->advance(1s);  // every bucket full again
   lease({request("tenant:new", p, 1)});
   EXPECT_EQ(store.totals().keys, 1u);

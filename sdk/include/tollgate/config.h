@@ -87,8 +87,8 @@ struct Policy {
   double weight = 1;
   double guaranteed_rate = 0;
   // Under scarcity a key's refill is split among the instances asking in proportion to
-  // their demand, instead of first come, first served. Token buckets only; unset: on in a
-  // group with a budget, off otherwise.
+  // their demand, instead of first come, first served. Token buckets only; unset: on for
+  // every token bucket (false turns it off).
   std::optional<bool> fair_instances;
   // Shadow mode (envoyproxy/ratelimit's shadow_mode): decisions are computed, counted and
   // reported as if enforced, but always admit. A decision that would have denied admits with
@@ -129,8 +129,11 @@ struct ResolvedPolicy : Policy {
   double effective_group_burst() const noexcept {
     return group_burst > 0 ? group_burst : group_rate;
   }
-  // Whether instances get proportional parts under scarcity (fair_instances, default applied).
-  bool shares_instances() const noexcept { return fair_instances.value_or(has_group_budget()); }
+  // Whether instances get proportional parts under scarcity (fair_instances, default applied:
+  // on for every token bucket).
+  bool shares_instances() const noexcept {
+    return kind == PolicyKind::kTokenBucket && fair_instances.value_or(true);
+  }
   // Equal policies decide alike: a key keeps its leases across an update that leaves its
   // policy equal (Limiter::update).
   friend bool operator==(const ResolvedPolicy&, const ResolvedPolicy&) = default;

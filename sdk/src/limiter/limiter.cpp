@@ -800,6 +800,11 @@ void LimiterImpl::consider(Entry* e, Nanos now) {
     // Otherwise the average (denied tokens included); before a rate is known, what the
     // first lease is for.
     if (demand < 0) demand = s.rate > 0 ? s.rate : static_cast<double>(want) / horizon;
+    // Callers waiting (acquire): what the key was served is not what it wants, since
+    // closed-loop callers ask again as fast as they are served and the instance served
+    // least would report least and be given least. Such a key claims the policy's whole
+    // rate, so that instances which all have callers waiting get equal parts.
+    if (e->waiters.load(std::memory_order_acquire) != 0) demand = std::max(demand, p.spec->rate);
     // Refill early enough that the lease lasts through the shard's next call and a round
     // trip.
     const double lead =

@@ -101,7 +101,7 @@ public sealed class PolicySettings
     public double? Weight { get; set; }
     /// <summary>guaranteed_rate: tokens per second each key gets at least when it wants them (default 0, at most the group's rate; only in a group with a budget)</summary>
     public double? GuaranteedRate { get; set; }
-    /// <summary>fair_instances: under scarcity, split a key's refill among instances by demand (token_bucket only; default: on in a group with a budget)</summary>
+    /// <summary>fair_instances: under scarcity, split a key's refill among instances by demand (token_bucket only; default: on; false turns it off)</summary>
     public bool? FairInstances { get; set; }
     /// <summary>shadow: decisions are computed, counted and reported as if enforced, but always admit (docs/configuration.md)</summary>
     public bool? Shadow { get; set; }

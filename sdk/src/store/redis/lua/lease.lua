@@ -48,6 +48,8 @@ local n = #slots
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local call, format, match, sub = redis.call, string.format, string.match, string.sub
+-- now as Redis writes it (an integer): formatted once per call, not once per field written
+local now_s = format('%d', now)
 local floor, ceil, min, max, huge = math.floor, math.ceil, math.min, math.max, math.huge
 local version = 2
 local answer_pattern = '^' .. string.rep('(%-?%d+),', 5) .. '(%-?%d+)$'
@@ -56,7 +58,7 @@ local answer_pattern = '^' .. string.rep('(%-?%d+),', 5) .. '(%-?%d+)$'
 -- answer. Set by lease_one for each key in turn; the functions below read them. in_hash: the
 -- request's record is a field of the bucket's hash named record_key (else the key
 -- record_key).
-local bucket, record_key, group_key, a0, holder, in_hash
+local bucket, record_key, group_key, a0, holder, in_hash, grouped
 local want, least, ttl
 local granted, expires, remaining, wait, keep, limited
 local ttl_set  -- the key's function has set its TTL (token buckets: extend_ttl)
@@ -75,7 +77,7 @@ end
 
 -- The answer as a record (%d truncates as Redis does when it turns the reply into integers).
 local function record()
-  return format('%d,%d,%d,%d,%d,%d', granted, now, expires, remaining, wait, limited)
+  return format('%d,%s,%d,%d,%d,%d', granted, now_s, expires, remaining, wait, limited)
 end
 
 -- Request records older than max(1 s, 2 TTL) go, at most once per that time (qs: when last
@@ -156,7 +158,8 @@ local function token_bucket()
   local s = call('HMGET', bucket, 'l', 'ts', 'p', 'pe', record_key, 'qs', 'xt', 'xe')
   local r = remembered(s[5])
   if r then return r end
-  local level, ts, pool, pe = bucket_state(s[1], s[2], s[3], s[4], rate, burst)
+  local p0, e0 = tonumber(s[3]) or 0, tonumber(s[4]) or 0
+  local level, ts, pool, pe = bucket_state(s[1], s[2], p0, e0, rate, burst)
   if want > 0 then
     local from
     from, pool = take(pool, pe, level, least)
@@ -174,10 +177,11 @@ local function token_bucket()
   local xe = s[8]
   if ms then xe = now + ms * 1000 end
   local qs = sweep(s[6])
+  if ts == now then ts = now_s end
   if qs then
     call('HSET', bucket, 'l', level, 'ts', ts, 'p', pool, 'pe', pe, 'v', version, 'qs', qs,
          record_key, record(), 'xt', ts, 'xe', xe)
-  elseif pool ~= (tonumber(s[3]) or 0) or pe ~= (tonumber(s[4]) or 0) then
+  elseif pool ~= p0 or pe ~= e0 then
     call('HSET', bucket, 'l', level, 'ts', ts, 'p', pool, 'pe', pe, record_key, record(), 'xt',
          ts, 'xe', xe)
   else
@@ -189,12 +193,17 @@ end
 
 -- Which kinds the call's keys need (each kind's functions are made only then: Lua makes a
 -- script's functions anew on every run), and the tenants of each group in the call.
+-- kinds[i], grouped_at[i], shared_at[i]: key i's kind, whether it has a group budget and
+-- whether it is a shared bucket (a budget or fair instances), parsed once here.
 local groups, group_order, tenants_of = {}, {}, {}
+local kinds, grouped_at, shared_at = {}, {}, {}
 local keys, any_shared, any_window = #KEYS / 3, false, false
 for i = 0, keys - 1 do
   a0 = n * i
   local kind = tonumber(ARGV[a0 + at.kind])
+  kinds[i] = kind
   if kind == 0 and tonumber(ARGV[a0 + at.group_rate]) > 0 then
+    grouped_at[i], shared_at[i] = true, true
     local key, field = KEYS[3 * i + 3], 't:' .. ARGV[a0 + at.tenant]
     local fields = tenants_of[key]
     if not fields then
@@ -207,7 +216,9 @@ for i = 0, keys - 1 do
     end
     any_shared = true
   elseif kind == 0 then
-    any_shared = any_shared or ARGV[a0 + at.fair_instances] == '1'
+    local paced = ARGV[a0 + at.fair_instances] == '1'
+    shared_at[i] = paced
+    any_shared = any_shared or paced
   else
     any_window = true
   end
@@ -345,9 +356,13 @@ if any_shared then
     -- call changes them by its own change only, so a lease reads no whole hash (O(1)).
     local function shared_bucket()
       local rate, burst = tonumber(ARGV[a0 + at.rate]), tonumber(ARGV[a0 + at.burst])
-      local demand, held = tonumber(ARGV[a0 + at.demand]), tonumber(ARGV[a0 + at.held])
-      local grate, gburst = tonumber(ARGV[a0 + at.group_rate]), tonumber(ARGV[a0 + at.group_burst])
-      local grouped, paced = grate > 0, ARGV[a0 + at.fair_instances] == '1'
+      local demand = tonumber(ARGV[a0 + at.demand])
+      local paced = ARGV[a0 + at.fair_instances] == '1'
+      local grate, gburst, weight, guaranteed
+      if grouped then
+        grate, gburst = tonumber(ARGV[a0 + at.group_rate]), tonumber(ARGV[a0 + at.group_burst])
+        weight, guaranteed = tonumber(ARGV[a0 + at.weight]), tonumber(ARGV[a0 + at.guaranteed_rate])
+      end
       local tenant
       local span = max(ttl, 1)
       local live_after = now - span
@@ -370,7 +385,8 @@ if any_shared then
         local a, lv, lt = match(s[7], '^([^,]*),[^,]*,[^,]*,([^,]*),([^,]*)')
         before, ml, mts = tonumber(a), tonumber(lv), tonumber(lt)
       end
-      local level, ts, pool, pe = bucket_state(s[1], s[2], s[3], s[4], rate, burst)
+      local p0, e0 = tonumber(s[3]) or 0, tonumber(s[4]) or 0
+      local level, ts, pool, pe = bucket_state(s[1], s[2], p0, e0, rate, burst)
 
       local d = demand
       if not (d > 0) then d = want / max(window, 1e-9) end
@@ -419,8 +435,6 @@ if any_shared then
       end
 
       local allowed, gshare, gl, gts, sl, sts = rate, 0, 0, 0, -1, now
-      local weight = tonumber(ARGV[a0 + at.weight])
-      local guaranteed = tonumber(ARGV[a0 + at.guaranteed_rate])
       local g, fm, fk, fa
       if grouped then
         tenant = 't:' .. ARGV[a0 + at.tenant]
@@ -503,14 +517,17 @@ if any_shared then
       -- demand and held as the C++ sent them (%.17g and an integer): not formatted again.
       local ds = ARGV[a0 + at.demand]
       if not (demand > 0) then ds = format('%.17g', d) end
-      local instance = format('%s,%s,%d,%.17g,%d', ds, ARGV[a0 + at.held], now, ml, mts)
+      local instance = format('%s,%s,%s,%.17g,%d', ds, ARGV[a0 + at.held], now_s, ml, mts)
       keep = max(ceil((burst - level) / rate * 1000), ceil(span / 1000))
       if pool > 0 then keep = max(keep, ceil((pe - now) / 1000)) end
       local ms = extend_ttl(s[10], s[2], s[11], keep)
       local xe = s[11]
       if ms then xe = now + ms * 1000 end
       -- Fields that did not change are not written again (p, pe, ia; v with each sweep).
-      local more = qs or index or pool ~= (tonumber(s[3]) or 0) or pe ~= (tonumber(s[4]) or 0)
+      local more = qs or index or pool ~= p0 or pe ~= e0
+      if ts == now then ts = now_s end
+      if total_at == now then total_at = now_s end
+      if sts == now then sts = now_s end
       if more then
         local w = {'HSET', bucket, 'l', level, 'ts', ts, 'p', pool, 'pe', pe, 'it', total, 'ia',
                    total_at, mine, instance, record_key, record(), 'xt', ts, 'xe', xe}
@@ -675,7 +692,8 @@ local function lease_one(i)
   bucket, record_key, group_key = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]
   a0 = n * i
   holder = ARGV[a0 + at.holder]
-  local kind = tonumber(ARGV[a0 + at.kind])
+  local kind = kinds[i]
+  grouped = grouped_at[i]
   in_hash = kind ~= 3
   if not in_hash then
     local r = remembered(call('GET', record_key))
@@ -687,8 +705,7 @@ local function lease_one(i)
   ttl_set = false
 
   local r
-  if kind == 0 and (tonumber(ARGV[a0 + at.group_rate]) > 0 or
-                    ARGV[a0 + at.fair_instances] == '1') then
+  if shared_at[i] then
     r = shared_bucket()
   elseif kind == 0 then
     r = token_bucket()
