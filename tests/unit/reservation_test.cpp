@@ -352,26 +352,26 @@ TEST_F(ReservationTest, AReserveHoldsWhatSettlesShowedOfTheirEstimates) {
   EXPECT_EQ(limiter->reserve("tenant:a", 100).held(), 100u);
 }
 
-TEST_F(ReservationTest, AShortBalanceIsHeldWholeWhenItIsASixteenthOfTheEstimate) {
+TEST_F(ReservationTest, AShortBalanceIsHeldWhole) {
   make(reserve_config());
   lease(500);                                                  // 498 left
-  ASSERT_TRUE(limiter->try_acquire("tenant:a", 450).allowed);  // 48 left
+  ASSERT_TRUE(limiter->try_acquire("tenant:a", 497).allowed);  // 1 left
   Reservation r = limiter->reserve("tenant:a", 200);           // would hold 200
-  ASSERT_TRUE(r) << "48 is at least 200 / 16";
-  EXPECT_EQ(r.held(), 48u);
+  ASSERT_TRUE(r) << "a positive balance short of the hold is held whole";
+  EXPECT_EQ(r.held(), 1u);
   EXPECT_EQ(r.decision().remaining, 0);
   const Settlement s = r.settle(100);
   EXPECT_EQ(s.charged, 100u);
-  EXPECT_EQ(s.debt, 52u) << "the rest beyond what it held, and the balance is empty";
+  EXPECT_EQ(s.debt, 99u) << "the rest beyond what it held, and the balance is empty";
 }
 
-TEST_F(ReservationTest, ABalanceBelowASixteenthOfTheEstimateIsDenied) {
+TEST_F(ReservationTest, AnEmptyBalanceIsDenied) {
   make(reserve_config());
   lease(500);
-  ASSERT_TRUE(limiter->try_acquire("tenant:a", 487).allowed);  // 11 left
-  Reservation r = limiter->reserve("tenant:a", 200);           // 200 / 16 = 12
-  EXPECT_FALSE(r);
-  EXPECT_EQ(balance(), 11);
+  ASSERT_TRUE(limiter->try_acquire("tenant:a", 498).allowed);  // 0 left
+  Reservation r = limiter->reserve("tenant:a", 200);
+  EXPECT_FALSE(r) << "nothing to hold: denied like try_acquire";
+  EXPECT_EQ(r.decision().reason, limiter->try_acquire("tenant:a", 1).reason);
 }
 
 TEST_F(ReservationTest, PermitsAreNotReserved) {
