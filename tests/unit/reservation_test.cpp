@@ -177,6 +177,20 @@ TEST_F(ReservationTest, DebtIsDeniedInDebtAndPaidAcrossTwoLeases) {
   EXPECT_EQ(store->debts, 0u) << "the leases paid it all: nothing to report";
 }
 
+TEST_F(ReservationTest, AKeyInDebtAsksAtOnceWhenItsCallCarriesAHundredTokens) {
+  Config c = reserve_config();
+  c.leases.refresh = 2s;  // a call that can wait goes with the shard's next one
+  make(c);
+  lease(500);  // 498 left
+  ASSERT_TRUE(store->calls.empty());
+  Reservation r = limiter->reserve("tenant:a", 400);  // a new Limiter holds it whole
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r.settle(1000).debt, 502u);  // 600 beyond what it held, 98 in the balance
+  limiter->poll();                       // the clock stands still: no shard call is due
+  ASSERT_EQ(store->calls.size(), 1u) << "in debt, and the call carries 100 tokens or more";
+  EXPECT_EQ(store->calls[0].batch[0].min, 501u) << "the debt (at most a lease, 500) and the need";
+}
+
 TEST_F(ReservationTest, ADebtTheStoreCannotPayIsReportedToItsBucket) {
   make(reserve_config());
   lease(150);
