@@ -177,6 +177,20 @@ TEST_F(ReservationTest, DebtIsDeniedInDebtAndPaidAcrossTwoLeases) {
   EXPECT_EQ(store->debts, 0u) << "the leases paid it all: nothing to report";
 }
 
+TEST_F(ReservationTest, AKeyInDebtAsksAtOnceWhenItsCallCarriesAHundredTokens) {
+  Config c = reserve_config();
+  c.leases.refresh = 2s;  // a call that can wait goes with the shard's next one
+  make(c);
+  lease(500);  // 498 left
+  ASSERT_TRUE(store->calls.empty());
+  Reservation r = limiter->reserve("tenant:a", 400);  // a new Limiter holds it whole
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r.settle(1000).debt, 502u);  // 600 beyond what it held, 98 in the balance
+  limiter->poll();                       // the clock stands still: no shard call is due
+  ASSERT_EQ(store->calls.size(), 1u) << "in debt, and the call carries 100 tokens or more";
+  EXPECT_EQ(store->calls[0].batch[0].min, 501u) << "the debt (at most a lease, 500) and the need";
+}
+
 TEST_F(ReservationTest, ADebtTheStoreCannotPayIsReportedToItsBucket) {
   make(reserve_config());
   lease(150);
@@ -352,26 +366,26 @@ TEST_F(ReservationTest, AReserveHoldsWhatSettlesShowedOfTheirEstimates) {
   EXPECT_EQ(limiter->reserve("tenant:a", 100).held(), 100u);
 }
 
-TEST_F(ReservationTest, AShortBalanceIsHeldWholeWhenItIsASixteenthOfTheEstimate) {
+TEST_F(ReservationTest, AShortBalanceIsHeldWhole) {
   make(reserve_config());
   lease(500);                                                  // 498 left
-  ASSERT_TRUE(limiter->try_acquire("tenant:a", 450).allowed);  // 48 left
+  ASSERT_TRUE(limiter->try_acquire("tenant:a", 497).allowed);  // 1 left
   Reservation r = limiter->reserve("tenant:a", 200);           // would hold 200
-  ASSERT_TRUE(r) << "48 is at least 200 / 16";
-  EXPECT_EQ(r.held(), 48u);
+  ASSERT_TRUE(r) << "a positive balance short of the hold is held whole";
+  EXPECT_EQ(r.held(), 1u);
   EXPECT_EQ(r.decision().remaining, 0);
   const Settlement s = r.settle(100);
   EXPECT_EQ(s.charged, 100u);
-  EXPECT_EQ(s.debt, 52u) << "the rest beyond what it held, and the balance is empty";
+  EXPECT_EQ(s.debt, 99u) << "the rest beyond what it held, and the balance is empty";
 }
 
-TEST_F(ReservationTest, ABalanceBelowASixteenthOfTheEstimateIsDenied) {
+TEST_F(ReservationTest, AnEmptyBalanceIsDenied) {
   make(reserve_config());
   lease(500);
-  ASSERT_TRUE(limiter->try_acquire("tenant:a", 487).allowed);  // 11 left
-  Reservation r = limiter->reserve("tenant:a", 200);           // 200 / 16 = 12
-  EXPECT_FALSE(r);
-  EXPECT_EQ(balance(), 11);
+  ASSERT_TRUE(limiter->try_acquire("tenant:a", 498).allowed);  // 0 left
+  Reservation r = limiter->reserve("tenant:a", 200);
+  EXPECT_FALSE(r) << "nothing to hold: denied like try_acquire";
+  EXPECT_EQ(r.decision().reason, limiter->try_acquire("tenant:a", 1).reason);
 }
 
 TEST_F(ReservationTest, PermitsAreNotReserved) {

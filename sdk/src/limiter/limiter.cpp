@@ -810,11 +810,16 @@ void LimiterImpl::consider(Entry* e, Nanos now) {
     const double lead =
         (static_cast<double>(refills_.rtt_ns()) + 2.0 * static_cast<double>(kTick.count())) / 1e9;
     const std::int64_t wm = core::low_watermark(s.rate, lead, s.max_cost, want, sizing);
+    // A key in debt refuses every request until a grant pays it: its call goes at once, not
+    // with the shard's next call, when it carries kWorthACall tokens or more (debt and lease).
+    const bool in_debt_due = balance < 0 && e->leased.load(std::memory_order_relaxed) &&
+                             static_cast<double>(want) >= core::kWorthACall;
     urgency =
         core::refill_urgent(e->waiters.load(std::memory_order_acquire) != 0, e->unavailable,
                             e->leased.load(std::memory_order_relaxed),
                             e->exhausted.load(std::memory_order_relaxed) != core::kExhaustedNot,
-                            balance, min_need, s.rate, sizing)
+                            balance, min_need, s.rate, sizing) ||
+                in_debt_due
             ? Scheduler::kUrgent
             // Cold only on its first ask: a key the store had nothing for is paced by
             // scarcity, and waits for its shard's next call like one that was granted.

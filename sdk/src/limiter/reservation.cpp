@@ -128,12 +128,11 @@ Reservation LimiterImpl::reserve(std::string_view key, std::uint64_t estimate) n
   auto* e = static_cast<Entry*>(held);
   const std::uint32_t stripe = guard.thread_index();
   const std::uint32_t newer = e->newer_granted.load();  // after hold() read the end count
-  // A balance short of the hold but at least a sixteenth of the estimate is held whole: a
-  // remainder smaller than the next request's cost would otherwise wait for its lease's end
-  // (60 instances' remainders of a tenant's bucket); the settle charges the rest as an extra.
+  // A positive balance short of the hold is held whole: a remainder smaller than the next
+  // request's hold would otherwise wait for its lease's end (60 instances' remainders of a
+  // tenant's bucket); the settle charges the rest as an extra, debt where the balance lacks it.
   const std::int64_t b = e->balance.load(std::memory_order_relaxed);
   if (b > 0 && static_cast<std::uint64_t>(b) < tokens &&
-      static_cast<std::uint64_t>(b) >= std::max<std::uint64_t>(1, estimate / 16) &&
       e->waiters.load(std::memory_order_relaxed) == 0 &&
       e->fallback.load(std::memory_order_relaxed) == core::kFallbackOff)
     tokens = static_cast<std::uint64_t>(b);
