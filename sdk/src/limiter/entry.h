@@ -58,12 +58,16 @@ struct RefillState {
   std::uint16_t timer_refs = 0;  // timers that still point here
   std::uint8_t lease_count : 2 = 0;
   bool in_flight : 1 = false;
-  bool again : 1 = false;        // asked again while in flight
-  bool parked : 1 = false;       // and holds `queued` (not on the queue) until the answer
-  bool held : 1 = false;         // its request waits in the batch for the partition's next call
-  bool rematch : 1 = false;      // an update came while in flight: match it on the answer
-  bool owes : 1 = false;         // its debt went to the store: in_debt until the next grant
-  std::uint8_t idle_passes = 0;  // idle scans in a row that found it untouched
+  bool again : 1 = false;            // asked again while in flight
+  bool parked : 1 = false;           // and holds `queued` (not on the queue) until the answer
+  bool held : 1 = false;             // its request waits in the batch for the partition's next call
+  bool rematch : 1 = false;          // an update came while in flight: match it on the answer
+  bool owes : 1 = false;             // its debt went to the store: in_debt until the next grant
+  std::uint8_t idle_passes : 6 = 0;  // idle scans in a row that found it untouched (to 63)
+  // Grants to come that keep its shard's calls within its bucket's fill time: set when a
+  // grant found the store's bucket full (its refill was being lost), one less for each
+  // grant that did not (LimiterImpl::apply, consider).
+  std::uint8_t overflowed : 2 = 0;
   // EWMA of the tokens per second this instance was granted for the key (bfloat16,
   // core/fallback_bucket.h): the local fallback's rate in share mode.
   std::uint16_t share = 0;

@@ -33,7 +33,7 @@ std::vector<Entry*> Eviction::sweep(const KeyTable& table, std::chrono::nanoseco
       e->s.idle_passes = 0;
       return;
     }
-    if (e->s.idle_passes < 255) ++e->s.idle_passes;
+    if (e->s.idle_passes < 63) ++e->s.idle_passes;
     if (e->s.idle_passes >= kIdleLooks || (pressure && e->s.idle_passes >= 1)) victims.push_back(e);
   });
   return victims;

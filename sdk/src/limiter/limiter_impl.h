@@ -199,7 +199,8 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   core::LeaseSizing lease_sizing(const CompiledPolicy& p) const noexcept {
     return core::lease_sizing(config_->leases, p.max_lease);
   }
-  void hurry(Entry* e);
+  void hurry(Entry* e, Nanos now);
+  void watch_dry(Entry* e, Nanos now);
   double sample_demand(Entry* e, core::Ms nms, std::int64_t balance, std::uint32_t denials,
                        std::uint64_t denied_cost) noexcept {
     return core::sample_demand(e->s, e->leased.load(std::memory_order_relaxed), nms,

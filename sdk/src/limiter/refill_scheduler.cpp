@@ -61,7 +61,7 @@ void RefillScheduler::drop_stale_timers() {
 }
 
 void RefillScheduler::add(LeaseRequest req, Entry* e, std::uint8_t urgency, Nanos now,
-                          Nanos refresh, Nanos ttl) {
+                          Nanos refresh, Nanos ttl, Nanos within) {
   std::size_t part = 0;
   try {
     part = store_->partition_of(req);
@@ -72,6 +72,7 @@ void RefillScheduler::add(LeaseRequest req, Entry* e, std::uint8_t urgency, Nano
   pb.mins.push_back(req.min);
   pb.wants.push_back(req.want);
   pb.most = std::max(pb.most, urgency);
+  pb.within = std::min(pb.within, within);
   e->s.held = urgency != kUrgent;
   pb.requests.push_back(std::move(req));
   pb.entries.push_back(e);
@@ -109,7 +110,9 @@ void RefillScheduler::flush(Nanos now, Nanos refresh, Nanos ttl, bool force) {
     if (last != partition_sent_.end() && it->second.most != kUrgent) {
       // Never longer than a quarter of a TTL: the store's share levels hold that much of a
       // rate, so a longer wait would leave part of an instance's share unused.
-      const Nanos period = std::min(refresh, ttl / kHoldTtlDivisor);
+      // And no longer than the bucket of a key whose grants found it half full takes to
+      // fill (LimiterImpl::consider): what it refills beyond its burst unasked is lost.
+      const Nanos period = std::min({refresh, ttl / kHoldTtlDivisor, it->second.within});
       const Nanos hold = it->second.most == kCold
                              ? std::chrono::duration_cast<Nanos>(period * kColdHoldFraction)
                              : period;

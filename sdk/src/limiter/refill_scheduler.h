@@ -119,9 +119,11 @@ class RefillScheduler {
   static constexpr std::size_t kTimerBytes = sizeof(Nanos) + sizeof(Entry*);
 
   // The batch: `req` for `e` waits for its partition's call (the store's partition_of,
-  // looked up once, here), by `urgency`. Flushed at once (force) when kMaxBatch requests
-  // wait.
-  void add(LeaseRequest req, Entry* e, std::uint8_t urgency, Nanos now, Nanos refresh, Nanos ttl);
+  // looked up once, here), by `urgency`; while it waits, the partition's calls come at most
+  // `within` apart (a key whose grants found its bucket filling up: LimiterImpl::consider).
+  // Flushed at once (force) when kMaxBatch requests wait.
+  void add(LeaseRequest req, Entry* e, std::uint8_t urgency, Nanos now, Nanos refresh, Nanos ttl,
+           Nanos within = Nanos::max());
   // A held request of `e` goes with this tick's calls after all.
   void urge(Entry* e);
   // One store call per partition whose call is due (an urgent request takes the rest of
@@ -260,6 +262,7 @@ class RefillScheduler {
     std::vector<Entry*> entries;
     std::vector<std::uint64_t> mins, wants;
     std::uint8_t most = kCanWait;  // the most urgent of them
+    Nanos within = Nanos::max();   // the shortest of their add()'s within
   };
   std::map<std::size_t, PartitionBatch> batch_;
   std::size_t batch_size_ = 0;                             // refills in batch_, all partitions
