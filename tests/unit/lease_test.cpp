@@ -863,6 +863,7 @@ TEST_F(LeaseTest, ACallSentBeforeTheShardsFirstAnswerIsNotJudged) {
   limiter->poll();
   EXPECT_FALSE(waited.has_value());
   EXPECT_EQ(limiter->stats().refills_overdue, 0u);
+  limiter.reset();  // completes the wait while `waited` is still in scope (ASan)
 }
 
 // A fresh application with an ample quota makes a few lease calls in its life (issue 15:
@@ -914,6 +915,7 @@ TEST_F(LeaseTest, AZeroOverdueFloorWaitsForTheCallsOwnAnswer) {
   limiter->poll();
   EXPECT_FALSE(waited.has_value());
   EXPECT_EQ(limiter->stats().refills_overdue, 0u);
+  limiter.reset();  // completes the wait while `waited` is still in scope (ASan)
 }
 
 // Share mode (the default fallback): the local bucket runs at the rate this instance was
