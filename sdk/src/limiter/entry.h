@@ -65,8 +65,8 @@ struct RefillState {
   bool owes : 1 = false;             // its debt went to the store: in_debt until the next grant
   std::uint8_t idle_passes : 6 = 0;  // idle scans in a row that found it untouched (to 63)
   // Grants to come that keep its shard's calls within its bucket's fill time: set when a
-  // grant found the store's bucket full (its refill was being lost), one less for each
-  // grant that did not (LimiterImpl::apply, consider).
+  // grant found the store's bucket half full or more (filling up unasked, its refill about
+  // to be lost), one less for each grant that did not (LimiterImpl::apply, consider).
   std::uint8_t overflowed : 2 = 0;
   // EWMA of the tokens per second this instance was granted for the key (bfloat16,
   // core/fallback_bucket.h): the local fallback's rate in share mode.

@@ -26,8 +26,13 @@ constexpr Nanos kTick = Scheduler::kTick;
 // the store's bucket filling up unasked (RefillState::overflowed), and so do this many
 // grants after it. Half: a lease is at most half a bucket by default (max_fraction); at
 // 0.9 two instances over a plain bucket of 100/s used 0.88 of it, at 0.5 0.95.
-constexpr double kFullBucket = 0.5;
+constexpr double kFillingLevel = 0.5;
 constexpr std::uint8_t kOverflowedGrants = 3;  // RefillState::overflowed has 2 bits
+
+// `secs` as a duration of at least a tick and at most an hour (no overflow).
+Nanos at_least_a_tick(double secs) noexcept {
+  return std::max(kTick, Nanos{static_cast<std::int64_t>(std::min(secs, 3600.0) * 1e9)});
+}
 
 std::uint8_t exhausted_level(const LeaseGrant& g) noexcept {
   return g.limited_by == LimitLevel::kGroup ? core::kExhaustedGroup : core::kExhaustedKey;
@@ -848,8 +853,7 @@ void LimiterImpl::consider(Entry* e, Nanos now) {
   Nanos within = Nanos::max();
   if (!p.concurrency && urgency == Scheduler::kCanWait && p.refill_per_second > 0 &&
       s.overflowed > 0 && !p.spec->has_group_budget()) {
-    const double fill_s = static_cast<double>(p.capacity) / p.refill_per_second;
-    within = std::max(kTick, Nanos{static_cast<std::int64_t>(std::min(fill_s, 3600.0) * 1e9)});
+    within = at_least_a_tick(static_cast<double>(p.capacity) / p.refill_per_second);
   }
   e->last_denied_cost.store(0, std::memory_order_relaxed);
   s.baseline_balance = balance;
@@ -899,8 +903,7 @@ void LimiterImpl::watch_dry(Entry* e, Nanos now) {
   const double rate = e->s.rate;
   const std::int64_t balance = e->balance.load(std::memory_order_relaxed);
   if (!(rate > 0) || balance <= 0 || !e->s.held) return;
-  const double secs = std::min(static_cast<double>(balance) / rate, 3600.0);
-  add_timer(e, now + std::max(kTick, Nanos{static_cast<std::int64_t>(secs * 1e9)}));
+  add_timer(e, now + at_least_a_tick(static_cast<double>(balance) / rate));
 }
 
 void LimiterImpl::drain_inbox(Nanos now) {
@@ -1000,9 +1003,9 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
   } else {
     std::int64_t retry_at = 0;
     // The bucket held granted + remaining before this grant: half its burst or more means
-    // it filled up unasked, and would have lost its refill had nobody come (kFullBucket).
+    // it filled up unasked, and would have lost its refill had nobody come (kFillingLevel).
     if (!p.concurrency && static_cast<double>(granted) + static_cast<double>(g.remaining) >=
-                              static_cast<double>(p.capacity) * kFullBucket) {
+                              static_cast<double>(p.capacity) * kFillingLevel) {
       s.overflowed = kOverflowedGrants;
     } else if (s.overflowed > 0) {
       --s.overflowed;

@@ -128,8 +128,8 @@ class RefillScheduler {
   void urge(Entry* e);
   // One store call per partition whose call is due (an urgent request takes the rest of
   // its partition along); a request that can wait stays until its partition's next call,
-  // `refresh` after the last (at most ttl / kHoldTtlDivisor; a cold key's, a fraction of
-  // that).
+  // `refresh` after the last (at most ttl / kHoldTtlDivisor and the shortest `within` of
+  // its requests; a cold key's, a fraction of that).
   void flush(Nanos now, Nanos refresh, Nanos ttl, bool force = false);
   bool batch_empty() const noexcept { return batch_size_ == 0; }
 
