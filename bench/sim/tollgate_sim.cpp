@@ -1041,7 +1041,10 @@ int main(int argc, char** argv) {
     sdk.tokens_leased += st.tokens_leased;
     sdk.tokens_given_back += st.tokens_given_back;
     sdk.tokens_expired += st.tokens_expired;
+    sdk.refills_overdue += st.refills_overdue;
   }
+  std::uint64_t batches = 0;  // store round trips (one may carry several script runs)
+  for (auto& s : stores) batches += s->counters().batches;
   limiters.clear();  // gives unspent tokens back
   stores.clear();
 
@@ -1167,6 +1170,12 @@ int main(int argc, char** argv) {
                         {"injected_fault", tollgate::faults::to_string(o.inject)},
                         {"redis_calls", calls},
                         {"admitted_per_redis_call", per_call},
+                        {"redis_batches", batches},
+                        {"leases_asked", sdk.leases_asked},
+                        {"leases_granted", sdk.leases_granted},
+                        {"tokens_leased", sdk.tokens_leased},
+                        {"tokens_given_back", sdk.tokens_given_back},
+                        {"refills_overdue", sdk.refills_overdue},
                         {"p50_ns", pct(0.50)},
                         {"p99_ns", pct(0.99)},
                         {"p999_ns", pct(0.999)},
