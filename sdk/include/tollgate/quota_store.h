@@ -45,7 +45,10 @@ struct LeaseGrant {
   std::uint64_t granted = 0;
   Nanos now{0};                 // store time when it decided
   Nanos expires_at{0};          // granted tokens must be spent before this
-  std::uint64_t remaining = 0;  // left in the global bucket after this grant
+  // Left for this asker after the grant: the bucket's level (given-back tokens included),
+  // at most what its instance part, or the bucket's lending beyond it, allowed before the
+  // grant (fair instances); the tightest of the key's, group's and share's levels in a group.
+  std::uint64_t remaining = 0;
   Nanos wait_until{0};          // when granted < min: when `min` tokens should be there
   LimitLevel limited_by = LimitLevel::kNone;  // when granted < want: which bound held it
 };

@@ -486,9 +486,12 @@ LeaseAnswer lease_shared(TenantState& t, GroupState* group, const ResolvedPolicy
     }
     if (a.granted < ask.want) a.limited_by = key_room <= group_room ? 1 : 2;
   }
-  double left =
-      paced ? std::min(b.level, lends ? std::max(me.share.level, b.level - kept) : me.share.level)
-            : b.level;
+  // What is left for this instance: the bucket's level, at most what its part (or the
+  // bucket's lending) allowed before this grant — lease.lua's `lent`, not reduced by the
+  // grant. Over Redis that is what the plain-bucket pacing has run on (a grant that finds
+  // granted + remaining at half the bucket asks again within its fill time); the in-process
+  // store answers the same (tests/redis/store_agreement_test.cpp).
+  double left = paced ? std::min(b.level, mine) : b.level;
   if (group != nullptr) left = std::min({left, group->bucket.level, t.group_share.level});
   a.remaining = static_cast<std::uint64_t>(std::max(0.0, left)) +
                 (b.pool > 0 && b.pool_expires - now >= ask.ttl / 4 ? b.pool : 0);
