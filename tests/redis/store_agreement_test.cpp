@@ -28,13 +28,23 @@ std::vector<LeaseGrant> lease(QuotaStore& store, std::vector<LeaseRequest> batch
   return f.get();
 }
 
-TEST(StoreAgreement, FairInstanceGrantsAndWhatIsLeftAgree) {
+// One redis-server's store and an in-process store, side by side.
+struct TwoStores {
+  static StoreConfig redis_config(const testing::RedisServer& server) {
+    StoreConfig c;
+    c.type = "redis";
+    c.shards = {server.url()};
+    return c;
+  }
   testing::RedisServer server;
-  StoreConfig c;
-  c.type = "redis";
-  c.shards = {server.url()};
-  redis::RedisStore redis_store(c);
+  redis::RedisStore redis{redis_config(server)};
   InProcessStore in_process;
+};
+
+TEST(StoreAgreement, FairInstanceGrantsAndWhatIsLeftAgree) {
+  TwoStores stores;
+  redis::RedisStore& redis_store = stores.redis;
+  InProcessStore& in_process = stores.in_process;
   std::mt19937_64 rng(7);
   int id = 0;
   for (int round = 0; round < 4; ++round) {
@@ -83,12 +93,9 @@ TEST(StoreAgreement, FairInstanceGrantsAndWhatIsLeftAgree) {
 // milliseconds. The stores' clocks differ by a call's latency, so grants agree within
 // what refills while the two calls run.
 TEST(StoreAgreement, RefillingFairInstanceGrantsAgree) {
-  testing::RedisServer server;
-  StoreConfig c;
-  c.type = "redis";
-  c.shards = {server.url()};
-  redis::RedisStore redis_store(c);
-  InProcessStore in_process;
+  TwoStores stores;
+  redis::RedisStore& redis_store = stores.redis;
+  InProcessStore& in_process = stores.in_process;
   std::mt19937_64 rng(11);
   auto q = std::make_shared<ResolvedPolicy>();
   q->name = q->match = "tenants";
