@@ -1,7 +1,8 @@
 // The InProcessStore's bucket math (bucket_math.cpp) and the Lua (lease.lua) are one
 // design: the same sequence of lease requests gets the same answers from both. Random
-// sequences over fair instance shares, with buckets that refill too slowly to matter
-// during a test (Redis has only its own clock).
+// sequences over fair instance shares: exactly, with buckets that refill too slowly to
+// matter during a test (Redis has only its own clock), and within what refills between
+// the two calls, with a bucket that refills.
 #include <gtest/gtest.h>
 
 #include <future>
