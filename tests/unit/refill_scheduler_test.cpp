@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <string>
@@ -259,6 +260,69 @@ TEST_F(RefillSchedulerTest, AGiveBackTheStoreWouldNoLongerCreditIsDroppedNotSent
   sched.end_tick(milliseconds(2020), kRefresh);
   ASSERT_EQ(store->given_back.size(), 1u);
   EXPECT_TRUE(store->given_back[0].debt);
+}
+
+// Instances that start together call each shard at their own phase of the refresh period
+// (RefillScheduler::held_due), not all in the same millisecond of every period.
+TEST(RefillSchedulerPhase, AHeldCallGoesAtTheInstancesPhaseAndNeverMoreThanAPeriodAfterTheLast) {
+  auto store = std::make_shared<RecordingStore>();
+  std::atomic<std::uint64_t> asked{0}, failures{0}, overdue{0}, given_back{0}, expired{0};
+  Sched sched{store,
+              std::make_shared<Observer>(),
+              false,
+              Nanos{0},
+              Sched::Counters{&asked, &failures, &overdue, &given_back, &expired},
+              0.5};
+  std::vector<Entry*> made;
+  const auto ask = [&](std::uint8_t urgency, Nanos now) {
+    made.push_back(Entry::create("a" + std::to_string(made.size()), 1, 0));
+    LeaseRequest r;
+    r.key = made.back()->key();
+    r.want = 10;
+    sched.add(std::move(r), made.back(), urgency, now, kRefresh, kTtl);
+    sched.flush(now, kRefresh, kTtl);
+  };
+  ask(Sched::kUrgent, Nanos{0});
+  ASSERT_EQ(store->calls.size(), 1u);
+  // Called at 0, phase 0.5 of a 1 s period: the next held call at 500 ms, not at 1 s.
+  ask(Sched::kCanWait, milliseconds(100));
+  sched.flush(milliseconds(499), kRefresh, kTtl);
+  EXPECT_EQ(store->calls.size(), 1u);
+  sched.flush(milliseconds(500), kRefresh, kTtl);
+  ASSERT_EQ(store->calls.size(), 2u);
+  // On the grid now: a whole period to the next (1.5 s), not the grid point 0.25 s on.
+  ask(Sched::kCanWait, milliseconds(600));
+  sched.flush(milliseconds(1499), kRefresh, kTtl);
+  EXPECT_EQ(store->calls.size(), 2u);
+  sched.flush(milliseconds(1500), kRefresh, kTtl);
+  ASSERT_EQ(store->calls.size(), 3u);
+  // An urgent call just before a grid point (1.4 s): the next grid point (1.5 s) is
+  // less than a quarter period on, the one after (2.5 s) more than a period: a period.
+  ask(Sched::kUrgent, milliseconds(1600));
+  ask(Sched::kUrgent, milliseconds(2400));
+  ASSERT_EQ(store->calls.size(), 5u);
+  ask(Sched::kCanWait, milliseconds(2450));
+  sched.flush(milliseconds(3399), kRefresh, kTtl);
+  EXPECT_EQ(store->calls.size(), 5u);
+  sched.flush(milliseconds(3400), kRefresh, kTtl);
+  EXPECT_EQ(store->calls.size(), 6u);
+  for (Entry* e : made) Entry::destroy(e);
+}
+
+TEST(RefillSchedulerPhase, AnInstancesPhaseIsItsIdsAndAFleetsPhasesSpreadOverThePeriod) {
+  EXPECT_EQ(Sched::phase_of("i007-0"), Sched::phase_of("i007-0"));
+  EXPECT_NE(Sched::phase_of("i007-0"), Sched::phase_of("i008-0"));
+  // The fleet simulator's 60 instance ids: every eighth of the period has some of them.
+  std::vector<int> eighths(8, 0);
+  for (int i = 0; i < 60; ++i) {
+    char id[32];
+    std::snprintf(id, sizeof id, "i%03d-0", i);
+    const double p = Sched::phase_of(id);
+    ASSERT_GE(p, 0.0);
+    ASSERT_LT(p, 1.0);
+    ++eighths[static_cast<std::size_t>(p * 8)];
+  }
+  for (int n : eighths) EXPECT_GE(n, 3);
 }
 
 }  // namespace

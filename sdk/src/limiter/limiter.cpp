@@ -70,7 +70,8 @@ LimiterImpl::LimiterImpl(Config config, Limiter::Options options)
       admission_(config_->max_keys),
       refills_(store_, relay_, options.observer != nullptr, start_,
                {&counted_.leases_asked, &counted_.lease_failures, &counted_.refills_overdue,
-                &counted_.tokens_given_back, &counted_.tokens_expired}) {
+                &counted_.tokens_given_back, &counted_.tokens_expired},
+               core::RefillScheduler::phase_of(instance_id_)) {
   relay_->user = std::move(options.observer);
   store_->set_observer(relay_);
   publish(config_);

@@ -9,14 +9,24 @@ namespace tollgate::core {
 
 RefillScheduler::RefillScheduler(std::shared_ptr<QuotaStore> store,
                                  std::shared_ptr<Observer> observer, bool observed, Nanos start,
-                                 Counters counters)
+                                 Counters counters, double phase)
     : store_(std::move(store)),
       observer_(std::move(observer)),
       observed_(observed),
       start_(start),
       counted_(counters),
+      phase_(phase >= 0 && phase < 1 ? phase : 0),
       inbox_(std::make_shared<Inbox>()) {
   inbox_->owner = this;
+}
+
+double RefillScheduler::phase_of(std::string_view instance_id) noexcept {
+  // FNV-1a, then a multiply to mix the low bits up: the same phase on every platform and
+  // run, so the fleet simulator's figures do not depend on the build.
+  std::uint64_t h = 14695981039346656037ull;
+  for (const char c : instance_id) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+  h *= 0x9e3779b97f4a7c15ull;
+  return static_cast<double>(h >> 11) * 0x1.0p-53;
 }
 
 RefillScheduler::~RefillScheduler() {
@@ -113,11 +123,9 @@ void RefillScheduler::flush(Nanos now, Nanos refresh, Nanos ttl, bool force) {
       // And no longer than the bucket of a key whose grants found it half full takes to
       // fill (LimiterImpl::consider): what it refills beyond its burst unasked is lost.
       const Nanos period = std::min({refresh, ttl / kHoldTtlDivisor, it->second.within});
-      const Nanos hold = it->second.most == kCold
-                             ? std::chrono::duration_cast<Nanos>(period * kColdHoldFraction)
-                             : period;
-
-      due = last->second + hold;
+      due = it->second.most == kCold
+                ? last->second + std::chrono::duration_cast<Nanos>(period * kColdHoldFraction)
+                : held_due(last->second, period);
     }
     if (!force && due > now) {
       held_until_ = std::min(held_until_, due);
@@ -134,6 +142,24 @@ void RefillScheduler::flush(Nanos now, Nanos refresh, Nanos ttl, bool force) {
     send(now, p, std::move(out.requests), std::move(out.entries), std::move(out.mins),
          std::move(out.wants));
   }
+}
+
+Nanos RefillScheduler::held_due(Nanos last, Nanos period) const noexcept {
+  // This instance's calls go at start + (phase + k) x period: instances that started
+  // together (a fleet's first second, every key cold at once) would otherwise call each
+  // shard in step, every one of them in the same millisecond of every period (the busiest
+  // second of a shard held twice the keys of the next at the reference fleet). The first
+  // grid point at least a quarter of a period after the last call, never more than a
+  // period after it: a call off the grid (urgent, cold) moves the next one onto it, or
+  // within a quarter period of it, and the hold stays within its bound.
+  if (period <= Nanos{0}) return last;
+  const std::int64_t p = period.count();
+  const std::int64_t offset = static_cast<std::int64_t>(phase_ * static_cast<double>(p));
+  const std::int64_t earliest = (last - start_).count() + p / 4 - offset;
+  std::int64_t k = earliest / p;
+  if (k * p < earliest) ++k;  // ceil (the division truncates toward zero)
+  const Nanos grid = start_ + Nanos{k * p + offset};
+  return std::min(grid, last + period);
 }
 
 void RefillScheduler::send(Nanos now, std::size_t partition, std::vector<LeaseRequest> batch,

@@ -18,6 +18,7 @@
 #include <mutex>
 #include <queue>
 #include <semaphore>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -47,8 +48,13 @@ class RefillScheduler {
   };
   // `start`: the limiter's time 0 (timers keep limiter milliseconds, Entry::s.next_timer).
   // `observer` hears of every call (LeaseStartEvent only when `observed`) and its answer.
+  // `phase` in [0, 1): where in each refresh period this instance's held calls go
+  // (phase_of(instance id)), so that a fleet's instances, started together, do not call a
+  // shard in step (flush).
   RefillScheduler(std::shared_ptr<QuotaStore> store, std::shared_ptr<Observer> observer,
-                  bool observed, Nanos start, Counters counters);
+                  bool observed, Nanos start, Counters counters, double phase = 0);
+  // An instance's phase: its id hashed to [0, 1), the same on every run.
+  static double phase_of(std::string_view instance_id) noexcept;
   ~RefillScheduler();
   RefillScheduler(const RefillScheduler&) = delete;
   RefillScheduler& operator=(const RefillScheduler&) = delete;
@@ -129,7 +135,8 @@ class RefillScheduler {
   // One store call per partition whose call is due (an urgent request takes the rest of
   // its partition along); a request that can wait stays until its partition's next call,
   // `refresh` after the last (at most ttl / kHoldTtlDivisor and the shortest `within` of
-  // its requests; a cold key's, a fraction of that).
+  // its requests; a cold key's, a fraction of that) or, when sooner but at least a quarter
+  // of that after the last, at this instance's phase of the period (held_due).
   void flush(Nanos now, Nanos refresh, Nanos ttl, bool force = false);
   bool batch_empty() const noexcept { return batch_size_ == 0; }
 
@@ -238,12 +245,15 @@ class RefillScheduler {
   std::vector<std::pair<std::uint64_t, std::vector<LeaseGrant>>> take_answers();
   LeaseEvent answered(std::uint64_t id, const InFlight& f, Nanos now) const;
   void finished(const InFlight& f, const LeaseEvent& ev, Nanos now);
+  // When a held call of a partition last called at `last` is due, `period` being its hold.
+  Nanos held_due(Nanos last, Nanos period) const noexcept;
 
   const std::shared_ptr<QuotaStore> store_;
   const std::shared_ptr<Observer> observer_;
   const bool observed_;
   const Nanos start_;
   const Counters counted_;
+  const double phase_;
 
   // Refill stack: a lock-free stack that application threads push to.
   std::atomic<Entry*> queue_head_{nullptr};
