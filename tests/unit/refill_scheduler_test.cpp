@@ -215,6 +215,46 @@ TEST_F(RefillSchedulerTest, ACallUnansweredPastItsShardsOverdueTimeSendsItsKeysO
   EXPECT_EQ(overdue.load(), 1u);
 }
 
+// On the SDK's own thread, a tick that comes late (the process had no CPU: its I/O thread
+// may hold the answer) judges nothing overdue; the next tick, on time, does.
+TEST_F(RefillSchedulerTest, ALateTickOnTheSdksThreadJudgesNoCallOverdueAndTheNextOnTimeDoes) {
+  sched.set_own_thread(true);
+  Nanos now{0};
+  for (int i = 0; i < 3; ++i) {
+    sched.begin_tick(now);
+    ask("a" + std::to_string(i), Sched::kUrgent, now);
+    flush(now);
+    now += milliseconds(1);
+    sched.begin_tick(now);
+    answer_all(now);
+  }
+  const Nanos sent = now + RoundTrips::kSettle;
+  sched.begin_tick(sent);
+  ask("a-hung", Sched::kUrgent, sent);
+  flush(sent);
+  std::vector<Entry*> marked;
+  auto mark = [&](Entry* e) { marked.push_back(e); };
+  // The thread slept 40 ms past its 1 ms wake-up: past the 30 ms overdue time, not judged.
+  const Nanos late = sent + milliseconds(41);
+  sched.begin_tick(late);
+  sched.mark_overdue(late, milliseconds(10), mark);
+  EXPECT_TRUE(marked.empty());
+  sched.begin_tick(late + milliseconds(1));  // on time
+  sched.mark_overdue(late + milliseconds(1), milliseconds(10), mark);
+  ASSERT_EQ(marked.size(), 1u);
+  EXPECT_EQ(marked[0], entry("a-hung"));
+
+  // Ticked by the application (no SDK thread: its ticks have no schedule), a gap says
+  // nothing about the process: judged at once.
+  sched.set_own_thread(false);
+  ask("a-hung-2", Sched::kUrgent, late + milliseconds(2));
+  flush(late + milliseconds(2));
+  const Nanos later = late + milliseconds(200);
+  sched.begin_tick(later);
+  sched.mark_overdue(later, milliseconds(10), mark);
+  EXPECT_EQ(marked.size(), 2u);
+}
+
 TEST_F(RefillSchedulerTest, GiveBacksTravelWithALeaseCallOrAfterWaitingARefreshPeriod) {
   GiveBack g;
   g.key = "a";

@@ -74,6 +74,7 @@ LimiterImpl::LimiterImpl(Config config, Limiter::Options options)
                core::RefillScheduler::phase_of(instance_id_)) {
   relay_->user = std::move(options.observer);
   store_->set_observer(relay_);
+  refills_.set_own_thread(background_);
   publish(config_);
 }
 

@@ -87,8 +87,17 @@ class RefillScheduler {
   void detach() noexcept;
 
   // --- scheduler (under the Limiter's tick_mu_) ---
-  // A tick starts at `now`: no timer may be due within it.
-  void begin_tick(Nanos now) noexcept { tick_now_ = now; }
+  // A tick starts at `now`: no timer may be due within it. On the SDK's own thread
+  // (set_own_thread), a tick that comes kLateTick or more after the last one while calls
+  // were in flight (the thread sleeps at most kTick then) means the process was not
+  // running: its I/O thread may hold answers it had no CPU to hand over, so this tick
+  // judges no call overdue (mark_overdue); the next one, on time, does.
+  void begin_tick(Nanos now) noexcept {
+    late_ = own_thread_ && !in_flight_.empty() && now - tick_now_ >= kLateTick;
+    tick_now_ = now;
+  }
+  static constexpr Nanos kLateTick = std::chrono::milliseconds(5);
+  void set_own_thread(bool own) noexcept { own_thread_ = own; }
   // The refill stack, taken whole; the caller clears each entry's `queued`.
   Entry* take_requests() noexcept {
     return queue_head_.exchange(nullptr, std::memory_order_acquire);
@@ -174,7 +183,7 @@ class RefillScheduler {
   // trip): overdue(e) for each of their keys still in the table, once per call.
   template <typename Overdue>
   void mark_overdue(Nanos now, Nanos floor, Overdue overdue) {
-    if (floor <= Nanos{0}) return;
+    if (floor <= Nanos{0} || late_) return;
     for (auto& [id, f] : in_flight_) {
       if (f.overdue) continue;
       const auto rt = round_trips_.find(f.partition);
@@ -263,6 +272,8 @@ class RefillScheduler {
 
   TimerQueue timers_;
   Nanos tick_now_{0};                        // the time of the tick that is running
+  bool own_thread_ = false;                  // ticked by the SDK's thread (set_own_thread)
+  bool late_ = false;                        // this tick came late (begin_tick)
   std::atomic<std::size_t> timer_count_{0};  // timers_.size() after the last tick, for stats
   // Refills waiting for their partition's next store call, by partition (looked up once,
   // when the refill joins), in the order they joined: a tick looks at each partition, not
