@@ -19,12 +19,9 @@ ROUNDS=${1:-3} DURATION=${2:-10} CONNECTIONS=${3:-16} RATE=${4:-100} BURST=${5:-
 WARMUP=${WARMUP:-2}
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
-export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
-"$ROOT/bindings/dotnet/deps"  # dotnet (checked), curl, wrk, redis-server
-LIB=${TOLLGATE_NATIVE_LIBRARY:-$ROOT/build-dotnet/sdk/libtollgate.so}
-[[ -f $LIB ]] || { echo "two_instances.sh: build libtollgate.so first (bindings/dotnet/test.sh)" >&2; exit 1; }
-dotnet build "$ROOT/samples/aspnetcore" -c Release -p:TollgateNativeLibrary="$LIB" -v:q -nologo >/dev/null
-APP=$ROOT/samples/aspnetcore/bin/Release/net10.0/Tollgate.Sample
+NAME=two_instances.sh
+# shellcheck source=bench/dotnet/sample_env.sh
+. "$HERE/sample_env.sh"  # LIB, APP, free_port, start_redis
 
 WORK=$(mktemp -d /tmp/tollgate-two.XXXXXX)
 REDIS_PID= APP_PIDS=() WRK_PIDS=()
@@ -35,13 +32,8 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { echo "two_instances.sh: FAIL: $*" >&2; for f in "$WORK"/*.log; do echo "--- $f" >&2; tail -20 "$f" >&2; done; exit 1; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-REDIS_PORT=$(free_port)
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" >"$WORK/redis.log" 2>&1 &
-REDIS_PID=$!
-for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
-redis-cli -p "$REDIS_PORT" ping | grep -q PONG || fail "redis-server did not start"
+start_redis "$WORK"
 
 PORTS=()
 for i in 1 2; do

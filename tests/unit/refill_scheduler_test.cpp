@@ -322,30 +322,28 @@ TEST(RefillSchedulerPhase, AHeldCallGoesAtTheInstancesPhaseAndNeverMoreThanAPeri
     sched.add(std::move(r), made.back(), urgency, now, kRefresh, kTtl);
     sched.flush(now, kRefresh, kTtl);
   };
+  // The held call goes at `due`, not a millisecond before.
+  const auto goes_at = [&](Nanos due) {
+    const std::size_t before = store->calls.size();
+    sched.flush(due - milliseconds(1), kRefresh, kTtl);
+    EXPECT_EQ(store->calls.size(), before) << "before " << due.count();
+    sched.flush(due, kRefresh, kTtl);
+    EXPECT_EQ(store->calls.size(), before + 1) << "at " << due.count();
+  };
   ask(Sched::kUrgent, Nanos{0});
   ASSERT_EQ(store->calls.size(), 1u);
   // Called at 0, phase 0.5 of a 1 s period: the next held call at 500 ms, not at 1 s.
   ask(Sched::kCanWait, milliseconds(100));
-  sched.flush(milliseconds(499), kRefresh, kTtl);
-  EXPECT_EQ(store->calls.size(), 1u);
-  sched.flush(milliseconds(500), kRefresh, kTtl);
-  ASSERT_EQ(store->calls.size(), 2u);
+  goes_at(milliseconds(500));
   // On the grid now: a whole period to the next (1.5 s), not the grid point 0.25 s on.
   ask(Sched::kCanWait, milliseconds(600));
-  sched.flush(milliseconds(1499), kRefresh, kTtl);
-  EXPECT_EQ(store->calls.size(), 2u);
-  sched.flush(milliseconds(1500), kRefresh, kTtl);
-  ASSERT_EQ(store->calls.size(), 3u);
-  // An urgent call just before a grid point (1.4 s): the next grid point (1.5 s) is
-  // less than a quarter period on, the one after (2.5 s) more than a period: a period.
-  ask(Sched::kUrgent, milliseconds(1600));
+  goes_at(milliseconds(1500));
+  // An urgent call at 2.4 s, just before a grid point: that one (2.5 s) is less than a
+  // quarter period on, the next (3.5 s) more than a period: a period after it, 3.4 s.
   ask(Sched::kUrgent, milliseconds(2400));
-  ASSERT_EQ(store->calls.size(), 5u);
+  ASSERT_EQ(store->calls.size(), 4u);
   ask(Sched::kCanWait, milliseconds(2450));
-  sched.flush(milliseconds(3399), kRefresh, kTtl);
-  EXPECT_EQ(store->calls.size(), 5u);
-  sched.flush(milliseconds(3400), kRefresh, kTtl);
-  EXPECT_EQ(store->calls.size(), 6u);
+  goes_at(milliseconds(3400));
   for (Entry* e : made) Entry::destroy(e);
 }
 
