@@ -344,6 +344,50 @@ TEST_F(LeaseTest, PartGrantUnderScarcityDeniesOverLimitUntilTheRestCanRefill) {
   EXPECT_TRUE(pending.empty()) << "asked the scarce store again at once";
 }
 
+// Served in full, but the bucket left short of another lease while demand went unmet (here:
+// denials while the ask was on its way): the key asks again only after the bucket's fill
+// time, at most the pacing of a partly served key (refresh 0: a quarter of the TTL, 500 ms).
+// Asking at once took what the bucket had left before the other instances' turns
+// (tests/redis/fairness_test.cpp, EvenInstances). Without unmet demand it asks at once.
+TEST_F(LeaseTest, AFullGrantThatLeavesTheBucketShortWaitsItsFillTimeWhenDemandWentUnmet) {
+  for (const bool unmet : {true, false}) {
+    SCOPED_TRACE(unmet ? "denied while in flight" : "no denial while in flight");
+    pending.clear();
+    make(bucket_config(100, 100));  // fill time 1 s, clamped to 500 ms
+    limiter->try_acquire("tenant:a");
+    limiter->poll();
+    ASSERT_EQ(pending.size(), 1u);
+    if (unmet) {
+      for (int i = 0; i < 3; ++i) EXPECT_FALSE(limiter->try_acquire("tenant:a").allowed);
+    }
+    const std::uint64_t want = pending[0].batch[0].want;
+    LeaseGrant g;
+    g.granted = want;  // all of it, and the bucket is left with less than another lease
+    g.now = clock->now();
+    g.expires_at = clock->now() + 2s;
+    g.remaining = want - 1;
+    pending[0].done({g});
+    pending.clear();
+    limiter->poll();
+    for (std::uint64_t i = 0; i < want; ++i) ASSERT_TRUE(limiter->try_acquire("tenant:a").allowed);
+    const Decision d = limiter->try_acquire("tenant:a");
+    EXPECT_FALSE(d.allowed);
+    limiter->poll();
+    if (!unmet) {
+      EXPECT_FALSE(pending.empty()) << "a key served in full with no unmet demand asks at once";
+      continue;
+    }
+    EXPECT_EQ(d.reason, Reason::kLeasePending) << "which level is short is not known";
+    EXPECT_TRUE(pending.empty()) << "asked the short bucket again at once";
+    clock->advance(499ms);
+    limiter->poll();
+    EXPECT_TRUE(pending.empty()) << "asked before the bucket's fill time (at most 500 ms)";
+    clock->advance(2ms);
+    limiter->poll();
+    EXPECT_EQ(pending.size(), 1u);
+  }
+}
+
 // A cold key's first ask joins its shard's next call within a quarter of the hold; asked
 // again after the store had nothing for it, the key is paced by scarcity and waits for the
 // whole hold like any other (at the reference fleet the long tail's keys were asked as cold

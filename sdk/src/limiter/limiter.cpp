@@ -935,6 +935,9 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
     return;
   }
   if (e->unavailable) leave_fallback(e);
+  // Demand this answer leaves unmet: callers waiting, or denials since the ask was sent.
+  const bool unmet = e->waiters.load(std::memory_order_acquire) != 0 ||
+                     e->denials.load(std::memory_order_relaxed) != s.baseline_denials;
   // What was asked of the key while its refill was on its way (held for the partition's
   // next call, then a round trip): the next ask follows this answer at once.
   if (!p.concurrency) {
@@ -1012,7 +1015,8 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
     } else if (s.overflowed > 0) {
       --s.overflowed;
     }
-    if (!p.concurrency && granted < want && g.remaining < want && p.refill_per_second > 0) {
+    const bool short_after = !p.concurrency && g.remaining < want && p.refill_per_second > 0;
+    if (short_after && granted < want) {
       // Partly served under scarcity: do not ask again before the rest can have refilled.
       // Once the part is spent, denials say over_limit (the global bucket is low), not
       // lease_pending.
@@ -1028,16 +1032,34 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
       }
       Nanos wait{static_cast<std::int64_t>(secs * 1e9)};
       // The partition's next call (within LeaseOptions::refresh) paces it further.
-      const Nanos refresh = config_->leases.refresh;
-      const Nanos most =
-          refresh > Nanos{0}
-              ? std::max(kTick, std::min(refresh / 2, config_->leases.ttl / core::kHoldTtlDivisor))
-              : config_->leases.ttl / 4;
-      wait = std::clamp(wait, kTick, most);
+      wait = std::clamp(wait, kTick, pacing_most());
       retry_at = (now + wait).count();
     }
+    bool turn_taken = false;
+    const Nanos turn =
+        short_after ? std::clamp(Nanos{static_cast<std::int64_t>(static_cast<double>(p.capacity) /
+                                                                 p.refill_per_second * 1e9)},
+                                 kTick, pacing_most())
+                    : Nanos{0};
+    if (retry_at == 0 && short_after && granted > 0 && p.spec->shares_instances() && unmet &&
+        static_cast<double>(want) <=
+            p.refill_per_second * std::chrono::duration<double>(turn).count()) {
+      // Served in full, but the bucket is left short of another lease while demand went
+      // unmet (callers waiting, or denied while the ask was on its way: a key that ran dry):
+      // the next ask waits for the bucket's fill time (at most the pacing above), so
+      // that under scarcity each instance takes about one lease (at most max_fraction of the
+      // bucket) per fill time. Asking again at once took what the bucket had left before the
+      // other instances' turns: two instances of equal demand split a 100/s bucket 60/40 over
+      // 10 s, the one that asked after the longer gap keeping the lead (fairness_test.cpp,
+      // EvenInstances). Only when the bucket refills a lease within that time: otherwise the
+      // wait gives no other instance anything (a bucket at 0.001/s drained to its last
+      // tokens). The store's answer does not say which level is short: denials until then
+      // say lease_pending.
+      retry_at = (now + turn).count();
+      turn_taken = true;
+    }
     e->retry_at.store(retry_at, std::memory_order_relaxed);
-    e->exhausted.store(retry_at != 0 ? exhausted_level(g) : core::kExhaustedNot,
+    e->exhausted.store(retry_at != 0 && !turn_taken ? exhausted_level(g) : core::kExhaustedNot,
                        std::memory_order_release);
   }
   s.baseline_balance = e->balance.load(std::memory_order_relaxed);
@@ -1050,6 +1072,14 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
   if (e->waiters.load(std::memory_order_acquire) != 0 && granted > 0) s.again = true;
   if (!p.concurrency) carry_debt(e, /*store_short=*/!(granted >= min), granted != 0);
   requeue(e);
+}
+
+// The longest a key served short under scarcity waits before it asks again.
+Nanos LimiterImpl::pacing_most() const noexcept {
+  const Nanos refresh = config_->leases.refresh;
+  return refresh > Nanos{0}
+             ? std::max(kTick, std::min(refresh / 2, config_->leases.ttl / core::kHoldTtlDivisor))
+             : config_->leases.ttl / 4;
 }
 
 // The answer is in: a key asked for while in flight goes on the queue again.

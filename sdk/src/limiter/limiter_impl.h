@@ -189,6 +189,7 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   void consider(Entry* e, Nanos now);
   void expire_leases(Entry* e, Nanos now);
   void fallback_refill(Entry* e, Nanos now);
+  Nanos pacing_most() const noexcept;
   void requeue(Entry* e) noexcept;
   void leave_fallback(Entry* e);
   void engage_fallback(Entry* e, Nanos now);
