@@ -56,8 +56,12 @@ def test_ctrl_c_interrupts_a_waiting_acquire(redis_url, key):
     import subprocess
     import textwrap
 
+    # The child raises KeyboardInterrupt on SIGINT whatever it inherited: Python keeps SIGINT
+    # ignored when it starts with it ignored, as every job started with `&` by a
+    # non-interactive shell does (a CI run in the background hung here for the full 120 s).
     script = textwrap.dedent(f"""
-        import sys, tollgate
+        import signal, sys, tollgate
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         lim = tollgate.Limiter({{"store": {{"type": "redis", "shards": ["{redis_url}"]}},
             "policies": [{{"match": "tenant:*", "type": "token_bucket", "rate": 0.001, "burst": 1}}]}})
         assert lim.acquire("{key}", 1, timeout=20).allowed
