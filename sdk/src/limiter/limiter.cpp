@@ -1007,6 +1007,7 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
     add_timer(e, now + wait);
   } else {
     std::int64_t retry_at = 0;
+    std::uint8_t exhausted = core::kExhaustedNot;
     // The bucket held granted + remaining before this grant: half its burst or more means
     // it filled up unasked, and would have lost its refill had nobody come (kFillingLevel).
     if (!p.concurrency && static_cast<double>(granted) + static_cast<double>(g.remaining) >=
@@ -1034,16 +1035,8 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
       // The partition's next call (within LeaseOptions::refresh) paces it further.
       wait = std::clamp(wait, kTick, pacing_most());
       retry_at = (now + wait).count();
-    }
-    bool turn_taken = false;
-    const Nanos turn =
-        short_after ? std::clamp(Nanos{static_cast<std::int64_t>(static_cast<double>(p.capacity) /
-                                                                 p.refill_per_second * 1e9)},
-                                 kTick, pacing_most())
-                    : Nanos{0};
-    if (retry_at == 0 && short_after && granted > 0 && p.spec->shares_instances() && unmet &&
-        static_cast<double>(want) <=
-            p.refill_per_second * std::chrono::duration<double>(turn).count()) {
+      exhausted = exhausted_level(g);
+    } else if (short_after && unmet && p.spec->shares_instances()) {
       // Served in full, but the bucket is left short of another lease while demand went
       // unmet (callers waiting, or denied while the ask was on its way: a key that ran dry):
       // the next ask waits for the bucket's fill time (at most the pacing above), so
@@ -1055,12 +1048,15 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
       // wait gives no other instance anything (a bucket at 0.001/s drained to its last
       // tokens). The store's answer does not say which level is short: denials until then
       // say lease_pending.
-      retry_at = (now + turn).count();
-      turn_taken = true;
+      const Nanos turn = std::min(
+          at_least_a_tick(static_cast<double>(p.capacity) / p.refill_per_second), pacing_most());
+      if (static_cast<double>(want) <=
+          p.refill_per_second * std::chrono::duration<double>(turn).count()) {
+        retry_at = (now + turn).count();
+      }
     }
     e->retry_at.store(retry_at, std::memory_order_relaxed);
-    e->exhausted.store(retry_at != 0 && !turn_taken ? exhausted_level(g) : core::kExhaustedNot,
-                       std::memory_order_release);
+    e->exhausted.store(exhausted, std::memory_order_release);
   }
   s.baseline_balance = e->balance.load(std::memory_order_relaxed);
   s.baseline_time = to_ms(now);
