@@ -1071,11 +1071,14 @@ int main(int argc, char** argv) {
   //    restart of its shard (a shard restarted empty starts the bucket full) and each
   //    failover of its primary (what the new primary never received: grants within the
   //    replication lag, at most a bucket);
-  //  - admissions from the local fallback buckets: the declared fallback allowance
-  //    (docs/resilience.md) of each fault on its shard: while the shard is out, the N
-  //    instances together may admit burst at once and rate per second, for at most the
-  //    fault, the break duration and 2 s to recover. A failover is out until the
-  //    promotion; a reshard's keys may fall back while their slot is in migration.
+  //  - all admissions, the local fallback buckets' included: the lease bound plus the
+  //    declared fallback allowance (docs/resilience.md) of each fault on its shard: while
+  //    the shard is out, the N instances together may admit burst at once and rate per
+  //    second, for at most the fault, the break duration and 2 s to recover. A failover is
+  //    out until the promotion; a reshard's keys may fall back while their slot is in
+  //    migration. Without faults the allowance is 0: a refill judged overdue that is
+  //    answered after all pays for the fallback tokens admitted meanwhile (up to its grant;
+  //    LimiterImpl::apply), and what it does not pay is over.
   std::vector<Fault> faults_run = o.faults;
   for (std::size_t i = 0; i < faults_run.size(); ++i) {
     if (faults_run[i].kind == "failover" || faults_run[i].kind == "reshard") {
@@ -1097,8 +1100,9 @@ int main(int argc, char** argv) {
     const double bound = lease_bound + allowance;
     const auto a = admitted[t].n.load();
     const auto by_fallback = fallback_admitted[t].n.load();
-    const double excess = std::max(0.0, static_cast<double>(a - by_fallback) - lease_bound) +
-                          std::max(0.0, static_cast<double>(by_fallback) - allowance);
+    const double excess =
+        std::max(std::max(0.0, static_cast<double>(a - by_fallback) - lease_bound),
+                 static_cast<double>(a) - lease_bound - allowance);
     const double offered_ratio = static_cast<double>(offered[t].n.load()) / bound;
     min_offered_ratio = t == 0 ? offered_ratio : std::min(min_offered_ratio, offered_ratio);
     capacity += cap;

@@ -800,7 +800,9 @@ TEST_F(LeaseTest, LocalFallbackAdmitsTheDeclaredBucketAndSaysSo) {
   EXPECT_GE(st.lease_failures, 2u);
 }
 
-TEST_F(LeaseTest, WhenTheShardReturnsLeasesResumeAndFallbackTokensAreNeitherKeptNorGivenBack) {
+// The grant that ends the fallback pays for the fallback tokens spent meanwhile: they were
+// admitted beyond any lease, and the key stays inside its lease bound (docs/resilience.md).
+TEST_F(LeaseTest, WhenTheShardReturnsLeasesResumeAndPayForTheFallbackTokensSpent) {
   make(fallback_config(FallbackMode::kLocal));
   limiter->try_acquire("tenant:a");
   limiter->poll();
@@ -814,11 +816,33 @@ TEST_F(LeaseTest, WhenTheShardReturnsLeasesResumeAndFallbackTokensAreNeitherKept
   answer(30);
   while (!pending.empty()) answer(0);
   auto [admitted, denial] = drain("tenant:a", Reason::kOk);
-  EXPECT_EQ(admitted, 30) << "only the lease: the 21 fallback tokens are gone";
+  EXPECT_EQ(admitted, 25) << "the lease less the 5 fallback tokens spent; the 21 left are gone";
   Stats st = limiter->stats();
   EXPECT_EQ(st.fallback_dropped, 21u);
   limiter.reset();  // gives back what is unspent: never fallback tokens
   EXPECT_EQ(given_back_total(), 0u);
+}
+
+// It pays at most what it grants: the rest of a long outage's fallback tokens is the
+// declared fallback allowance, not a debt that would starve the key after the outage.
+TEST_F(LeaseTest, TheGrantThatEndsAFallbackPaysForItAtMostItsOwnSize) {
+  make(fallback_config(FallbackMode::kLocal));
+  limiter->try_acquire("tenant:a");
+  limiter->poll();
+  fail_lease();
+  EXPECT_EQ(drain("tenant:a", Reason::kFallbackLocal).first, 25);
+  clock->advance(50ms);
+  limiter->poll();
+  ASSERT_FALSE(pending.empty());
+  answer(10);  // pays 10 of the 26 spent
+  while (!pending.empty()) answer(0);
+  EXPECT_FALSE(limiter->try_acquire("tenant:a").allowed) << "nothing of it left to spend";
+  clock->advance(1s);  // past the pacing of a grant short of what was asked
+  limiter->poll();
+  ASSERT_FALSE(pending.empty());
+  answer(30);
+  while (!pending.empty()) answer(0);
+  EXPECT_EQ(drain("tenant:a", Reason::kOk).first, 30) << "the next grant owes nothing";
 }
 
 TEST_F(LeaseTest, ALeaseStillHeldIsSpentBeforeTheFallback) {
@@ -882,9 +906,10 @@ TEST_F(LeaseTest, AnOverdueRefillSendsWaitersAndNewDecisionsToTheFallback) {
   EXPECT_TRUE(waited.allowed);
   EXPECT_EQ(waited.reason, Reason::kFallbackLocal);
   EXPECT_EQ(limiter->stats().refills_overdue, 1u);
-  // The late answer: leases again, and the local bucket's tokens are dropped.
-  answer(1);
-  EXPECT_EQ(limiter->try_acquire("tenant:a").reason, Reason::kOk);
+  // The late answer: leases again, less the token the fallback admitted; the local
+  // bucket's tokens are dropped.
+  answer(3);
+  EXPECT_EQ(drain("tenant:a", Reason::kOk).first, 2);
 }
 
 // The overdue time follows the shard: 4 x its p99 round trip once 128 calls were answered

@@ -76,6 +76,8 @@ struct RefillState {
   // While the local fallback bucket is in use no lease is held (lease_count == 0), so the
   // first lease slot keeps the time the bucket was filled up to.
   Ms& fallback_filled() noexcept { return leases[0].local_expiry; }
+  // and the tokens the bucket has been given since it started (LimiterImpl::leave_fallback).
+  std::uint32_t& fallback_added() noexcept { return leases[0].granted; }
   // Waiters queue in the limiter's map (few keys have any), not here: 8 bytes a key.
 };
 

@@ -647,7 +647,10 @@ void LimiterImpl::fallback_refill(Entry* e, Nanos now) {
     s.lease_count = 0;  // spent: nothing of them to give back
   }
   const bool starting = e->fallback.load(std::memory_order_relaxed) != core::kFallbackLocal;
-  if (starting) e->fallback.store(core::kFallbackLocal, std::memory_order_release);  // first
+  if (starting) {
+    e->fallback.store(core::kFallbackLocal, std::memory_order_release);  // first
+    s.fallback_added() = 0;
+  }
   double rate = p.fallback_rate;
   std::int64_t burst = p.fallback_burst, start = p.fallback_burst;
   if (p.fallback_share) {  // the share of the key's rate this instance was last granted
@@ -664,6 +667,8 @@ void LimiterImpl::fallback_refill(Entry* e, Nanos now) {
   if (add <= 0) return;
   e->balance.fetch_add(add, std::memory_order_acq_rel);
   s.baseline_balance += add;
+  s.fallback_added() = static_cast<std::uint32_t>(std::min<std::uint64_t>(
+      std::uint64_t{s.fallback_added()} + static_cast<std::uint64_t>(add), UINT32_MAX));
   counted_.fallback_tokens.fetch_add(static_cast<std::uint64_t>(add), std::memory_order_relaxed);
   serve_waiters(e);
 }
@@ -711,16 +716,20 @@ void LimiterImpl::mark_overdue(Nanos now) {
 
 // The store answered again: leases resume, and what the local fallback bucket still
 // holds is dropped (it never came from the store, so it must not outlive the outage).
-void LimiterImpl::leave_fallback(Entry* e) {
+// Returns the fallback tokens admitted meanwhile, which the answer's grant pays (apply).
+std::uint64_t LimiterImpl::leave_fallback(Entry* e) {
   e->unavailable = false;
-  if (e->fallback.exchange(core::kFallbackOff, std::memory_order_acq_rel) == core::kFallbackLocal) {
-    const std::int64_t left = e->balance.exchange(0, std::memory_order_acq_rel);
-    if (left > 0)
-      counted_.fallback_dropped.fetch_add(static_cast<std::uint64_t>(left),
-                                          std::memory_order_relaxed);
-    if (left < 0) e->balance.fetch_add(left, std::memory_order_acq_rel);  // debt stays owed
-    e->s.baseline_balance = 0;
-  }
+  if (e->fallback.exchange(core::kFallbackOff, std::memory_order_acq_rel) != core::kFallbackLocal)
+    return 0;
+  const std::int64_t left = e->balance.exchange(0, std::memory_order_acq_rel);
+  if (left > 0)
+    counted_.fallback_dropped.fetch_add(static_cast<std::uint64_t>(left),
+                                        std::memory_order_relaxed);
+  if (left < 0) e->balance.fetch_add(left, std::memory_order_acq_rel);  // debt stays owed
+  e->s.baseline_balance = 0;
+  const std::uint64_t added = e->s.fallback_added();
+  e->s.fallback_added() = 0;  // the first lease slot again
+  return added - std::min<std::uint64_t>(added, clamp_nonneg(left));
 }
 
 void LimiterImpl::consider(Entry* e, Nanos now) {
@@ -934,7 +943,10 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
     requeue(e);
     return;
   }
-  if (e->unavailable) leave_fallback(e);
+  // What the local fallback admitted while this answer was overdue (or its shard out) was
+  // admitted beyond any lease: the grant pays it first, up to its size (below), so that an
+  // overdue answer that does come keeps the key inside its lease bound.
+  const std::uint64_t fallback_spent = e->unavailable ? leave_fallback(e) : 0;
   // Demand this answer leaves unmet: callers waiting, or denials since the ask was sent.
   const bool unmet = e->waiters.load(std::memory_order_acquire) != 0 ||
                      e->denials.load(std::memory_order_relaxed) != s.baseline_denials;
@@ -972,9 +984,10 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
       add_timer(e, local_expiry);
     }
   } else if (granted > 0 && local_expiry > now) {
-    const std::uint64_t pay = std::min<std::uint64_t>(granted, s.debt);
+    const std::uint64_t charged = std::min(granted, fallback_spent);
+    const std::uint64_t pay = std::min<std::uint64_t>(granted - charged, s.debt);
     s.debt -= static_cast<std::uint32_t>(pay);
-    const auto credit = static_cast<std::uint32_t>(granted - pay);
+    const auto credit = static_cast<std::uint32_t>(granted - charged - pay);
     if (credit > 0) {
       core::book_credit(s, core::HeldLease{credit, to_ms(local_expiry), to_ms(store_expiry)});
       e->newer_granted.store(s.lease_count > 1 ? s.leases[1].granted : 0);

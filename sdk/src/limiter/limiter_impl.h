@@ -191,7 +191,7 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   void fallback_refill(Entry* e, Nanos now);
   Nanos pacing_most() const noexcept;
   void requeue(Entry* e) noexcept;
-  void leave_fallback(Entry* e);
+  std::uint64_t leave_fallback(Entry* e);
   void engage_fallback(Entry* e, Nanos now);
   void mark_overdue(Nanos now);
   void flush(Nanos now, bool force = false) {
