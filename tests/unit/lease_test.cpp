@@ -291,7 +291,9 @@ TEST_F(LeaseTest, RefillsThatCanWaitGoTogetherOncePerRefreshPeriod) {
 }
 
 TEST_F(LeaseTest, OnlyOneRefillPerKeyIsInFlight) {
-  make(bucket_config());
+  Config c = bucket_config();
+  c.policies[0].fair_instances = false;  // the store's time alone (shared: the next test)
+  make(c);
   for (int i = 0; i < 50; ++i) {
     limiter->try_acquire("tenant:a");
     limiter->poll();
@@ -306,6 +308,38 @@ TEST_F(LeaseTest, OnlyOneRefillPerKeyIsInFlight) {
   clock->advance(11ms);
   limiter->poll();
   EXPECT_EQ(pending.size(), 1u);
+}
+
+// A key never granted, on a bucket its instances share, that the store had nothing for
+// while its requests were denied: other instances emptied the bucket, and it asks again
+// after its turn (the bucket's fill time, 1 s here, at most pacing_most(): a quarter of the
+// 2 s TTL), not at the store's time for one token. With a caller waiting, the store's time.
+TEST_F(LeaseTest, ANeverGrantedKeyThatFindsItsSharedBucketEmptyAsksAgainAfterItsTurn) {
+  make(bucket_config());
+  for (int i = 0; i < 50; ++i) {
+    limiter->try_acquire("tenant:a");
+    limiter->poll();
+  }
+  ASSERT_EQ(pending.size(), 1u);
+  answer(0, 2s, 10ms);
+  clock->advance(11ms);
+  limiter->poll();
+  EXPECT_TRUE(pending.empty()) << "asked again at the store's time, for one token";
+  clock->advance(500ms - 11ms);
+  limiter->poll();
+  EXPECT_EQ(pending.size(), 1u) << "its turn came";
+}
+
+TEST_F(LeaseTest, ANeverGrantedKeyWithACallerWaitingAsksAgainAtTheStoresTime) {
+  make(bucket_config());
+  limiter->acquire_async("tenant:a", 1, 5s, [](const Decision&) {});
+  limiter->poll();
+  ASSERT_EQ(pending.size(), 1u);
+  limiter->try_acquire("tenant:a");  // denied meanwhile as well
+  answer(0, 2s, 10ms);
+  clock->advance(11ms);
+  limiter->poll();
+  EXPECT_EQ(pending.size(), 1u) << "the waiting caller's key waited for a turn";
 }
 
 TEST_F(LeaseTest, OverLimitCarriesTheStoresRetryAfter) {

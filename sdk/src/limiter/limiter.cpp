@@ -948,8 +948,9 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
   // overdue answer that does come keeps the key inside its lease bound.
   const std::uint64_t fallback_spent = e->unavailable ? leave_fallback(e) : 0;
   // Demand this answer leaves unmet: callers waiting, or denials since the ask was sent.
-  const bool unmet = e->waiters.load(std::memory_order_acquire) != 0 ||
-                     e->denials.load(std::memory_order_relaxed) != s.baseline_denials;
+  const bool waited = e->waiters.load(std::memory_order_acquire) != 0;
+  const bool denied = e->denials.load(std::memory_order_relaxed) != s.baseline_denials;
+  const bool unmet = waited || denied;
   // What was asked of the key while its refill was on its way (held for the partition's
   // next call, then a round trip): the next ask follows this answer at once.
   if (!p.concurrency) {
@@ -1014,7 +1015,20 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
         core::decode_share(s.share), static_cast<double>(granted), dt, p.refill_per_second));
   }
   if (granted < min) {
-    const Nanos wait = std::max(g.wait_until - g.now, kTick);
+    Nanos wait = std::max(g.wait_until - g.now, kTick);
+    // A key never granted that the store had nothing for, on a bucket its instances share,
+    // its requests denied meanwhile (no caller waits: those ask again at the store's time):
+    // other instances emptied the bucket, and its turn comes after the bucket's fill time,
+    // as for a grant that left the bucket short (below). The store's time is when this
+    // instance's part holds one token, often a millisecond away, so the key rode along with
+    // each of its partition's calls for a crumb: at the reference fleet's start, the
+    // instances that found a bucket emptied by the first askers asked again with every
+    // call, each half second while cold keys kept arriving, and a shard's busiest second was
+    // 0.277 busy (0.156 with this; docs/performance.md, "The fleet's first seconds"). A key
+    // granted before asks at the store's time as it did: one instance alone on its bucket
+    // is paced by the store, not by a turn.
+    if (previous_grant == 0 && denied && !waited && !p.concurrency)
+      wait = std::max(wait, scarcity_turn(p, want));
     e->retry_at.store((now + wait).count(), std::memory_order_relaxed);
     e->exhausted.store(exhausted_level(g), std::memory_order_release);
     add_timer(e, now + wait);
@@ -1061,12 +1075,8 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
       // wait gives no other instance anything (a bucket at 0.001/s drained to its last
       // tokens). The store's answer does not say which level is short: denials until then
       // say lease_pending.
-      const Nanos turn = std::min(
-          at_least_a_tick(static_cast<double>(p.capacity) / p.refill_per_second), pacing_most());
-      if (static_cast<double>(want) <=
-          p.refill_per_second * std::chrono::duration<double>(turn).count()) {
+      if (const Nanos turn = scarcity_turn(p, want); turn > Nanos{0})
         retry_at = (now + turn).count();
-      }
     }
     e->retry_at.store(retry_at, std::memory_order_relaxed);
     e->exhausted.store(exhausted, std::memory_order_release);
@@ -1084,6 +1094,19 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
 }
 
 // The longest a key served short under scarcity waits before it asks again.
+// An instance's turn at a bucket its instances share while it is scarce: the bucket's fill
+// time, at most pacing_most(); 0 (no turn) when the bucket does not refill `want` within
+// it, or its instances do not share it.
+Nanos LimiterImpl::scarcity_turn(const CompiledPolicy& p, std::uint64_t want) const noexcept {
+  if (!p.spec->shares_instances() || !(p.refill_per_second > 0)) return Nanos{0};
+  const Nanos turn = std::min(
+      at_least_a_tick(static_cast<double>(p.capacity) / p.refill_per_second), pacing_most());
+  return static_cast<double>(want) <=
+                 p.refill_per_second * std::chrono::duration<double>(turn).count()
+             ? turn
+             : Nanos{0};
+}
+
 Nanos LimiterImpl::pacing_most() const noexcept {
   const Nanos refresh = config_->leases.refresh;
   return refresh > Nanos{0}

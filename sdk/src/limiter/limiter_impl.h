@@ -190,6 +190,7 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
   void expire_leases(Entry* e, Nanos now);
   void fallback_refill(Entry* e, Nanos now);
   Nanos pacing_most() const noexcept;
+  Nanos scarcity_turn(const CompiledPolicy& p, std::uint64_t want) const noexcept;
   void requeue(Entry* e) noexcept;
   std::uint64_t leave_fallback(Entry* e);
   void engage_fallback(Entry* e, Nanos now);
