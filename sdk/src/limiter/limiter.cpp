@@ -1093,7 +1093,6 @@ void LimiterImpl::apply(Entry* e, std::uint64_t min, std::uint64_t want, const L
   requeue(e);
 }
 
-// The longest a key served short under scarcity waits before it asks again.
 // An instance's turn at a bucket its instances share while it is scarce: the bucket's fill
 // time, at most pacing_most(); 0 (no turn) when the bucket does not refill `want` within
 // it, or its instances do not share it.
@@ -1107,6 +1106,7 @@ Nanos LimiterImpl::scarcity_turn(const CompiledPolicy& p, std::uint64_t want) co
              : Nanos{0};
 }
 
+// The longest a key served short under scarcity waits before it asks again.
 Nanos LimiterImpl::pacing_most() const noexcept {
   const Nanos refresh = config_->leases.refresh;
   return refresh > Nanos{0}
