@@ -133,5 +133,46 @@ TEST(StoreAgreement, RefillingFairInstanceGrantsAgree) {
   }
 }
 
+// A group's bucket emptied by one instance of a key: the other instance is told the same
+// turn by both stores (its part, half of the group's 10/s, refilling its ask of 100, at
+// most the group's fill time: 2.5 s), not the 100 ms or less in which the group holds a
+// token again.
+TEST(StoreAgreement, AnInstanceFindingTheGroupEmptiedGetsTheSameTurn) {
+  TwoStores stores;
+  auto q = std::make_shared<ResolvedPolicy>();
+  q->name = q->match = "tenants";
+  q->rate = q->burst = 1000;
+  q->fair_instances = true;
+  q->group = "g";
+  q->group_rate = 10;
+  q->group_burst = 25;
+  std::shared_ptr<const ResolvedPolicy> p = q;
+  int id = 0;
+  auto ask = [&](const std::string& holder) {
+    LeaseRequest r;
+    r.key = "tenant:a";
+    r.policy = p;
+    r.holder = holder;
+    r.want = 100;
+    r.min = 1;
+    r.demand = 100;
+    r.request_id = holder + ":" + std::to_string(++id);
+    r.ttl = 16s;
+    return r;
+  };
+  for (QuotaStore* store :
+       {static_cast<QuotaStore*>(&stores.in_process), static_cast<QuotaStore*>(&stores.redis)}) {
+    SCOPED_TRACE(store == &stores.redis ? "redis" : "in-process");
+    const auto first = lease(*store, {ask("h1")});
+    ASSERT_TRUE(first[0].ok) << first[0].error;
+    EXPECT_EQ(first[0].granted, 25u);
+    const auto second = lease(*store, {ask("h2")});
+    ASSERT_TRUE(second[0].ok) << second[0].error;
+    EXPECT_EQ(second[0].granted, 0u);
+    EXPECT_NEAR(std::chrono::duration<double>(second[0].wait_until - second[0].now).count(), 2.5,
+                0.001);
+  }
+}
+
 }  // namespace
 }  // namespace tollgate

@@ -456,6 +456,31 @@ TEST(SharedBucket, TheTighterBoundSaysWhichLevelDenied) {
   EXPECT_GT(r.wait_until, 0);
 }
 
+// A group's bucket that another instance of the key emptied: the instance that finds it so
+// waits its turn, its part (half the group's 100/s here) refilling its ask of 100, at most
+// the group's fill time (burst 25: 250 ms), not the 9 ms in which the group holds one token
+// again. An instance alone on its key is told the group's time for one token, as before.
+TEST(SharedBucket, AnInstanceThatFindsTheGroupEmptiedByOthersWaitsItsTurn) {
+  ResolvedPolicy p = grouped(1000, 1, 100);
+  p.fair_instances = true;
+  GroupState group;
+  TenantState t;
+  auto r = lease_shared(t, &group, p, "a", "h1", 100, 0, LeaseAsk{100, 1, kTtl}, 0);
+  ASSERT_EQ(r.granted, 25u);  // the group's burst
+  r = lease_shared(t, &group, p, "a", "h2", 100, 0, LeaseAsk{100, 1, kTtl}, kMs);
+  EXPECT_EQ(r.granted, 0u);
+  EXPECT_EQ(r.limited_by, 2);
+  EXPECT_EQ(r.wait_until - kMs, 250 * kMs);
+
+  GroupState alone_group;
+  TenantState alone;
+  r = lease_shared(alone, &alone_group, p, "a", "h1", 100, 0, LeaseAsk{100, 1, kTtl}, 0);
+  ASSERT_EQ(r.granted, 25u);
+  r = lease_shared(alone, &alone_group, p, "a", "h1", 100, 0, LeaseAsk{100, 1, kTtl}, kMs);
+  EXPECT_EQ(r.granted, 0u);
+  EXPECT_LE(r.wait_until - kMs, 10 * kMs);  // 0.9 tokens more at 100/s: 9 ms
+}
+
 TEST(SharedBucket, GivenBackTokensAreLentAgainWithoutCountingTheGroupTwice) {
   ResolvedPolicy p = grouped(1000, 1, 40);  // group burst 10
   GroupState group;

@@ -481,6 +481,14 @@ LeaseAnswer lease_shared(TenantState& t, GroupState* group, const ResolvedPolicy
       if (group != nullptr) {
         until(group->bucket.level, p.group_rate);
         until(t.group_share.level, group_share);
+        // A group's bucket emptied by others' grants, asked of by several instances: this
+        // instance's turn comes when its part has refilled its ask, at most the group's fill
+        // time, not when the group holds `min` again (a millisecond away at the reference
+        // fleet, where the instances that found it empty asked again with each call and got
+        // nothing again; docs/performance.md, "Turns at an empty group").
+        if (paced && part > 0 && total > d && group->bucket.level < need && p.group_rate > 0)
+          wait = std::max(wait, std::min(refill_time(static_cast<double>(ask.want), part),
+                                         refill_time(p.effective_group_burst(), p.group_rate)));
       }
       a.wait_until = now + std::min(wait, span);
     }

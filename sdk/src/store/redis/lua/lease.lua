@@ -502,6 +502,12 @@ if any_shared then
           if grouped then
             short(gl, grate)
             short(sl, gshare)
+            -- A group emptied by others, asked of by several instances: this one's turn
+            -- comes when its part has refilled its ask, at most the group's fill time
+            -- (core::lease_shared).
+            if paced and part > 0 and total > d and gl < need and grate > 0 then
+              w = max(w, min(ceil(want / part * 1e6), ceil(gburst / grate * 1e6)))
+            end
           end
           wait = now + min(w, span)
         end
