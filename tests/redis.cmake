@@ -35,7 +35,8 @@ add_dependencies(guarantee_processes_test tollgate_guarantee_driver)
 
 # The previous release's lease script, run beside this one's on the same keys.
 target_compile_definitions(schema_upgrade_test PRIVATE
-  TOLLGATE_PREVIOUS_LEASE_SCRIPT="${CMAKE_CURRENT_SOURCE_DIR}/redis/previous/lease_96e085a.lua")
+  TOLLGATE_LAYOUT1_LEASE_SCRIPT="${CMAKE_CURRENT_SOURCE_DIR}/redis/previous/lease_96e085a.lua"
+  TOLLGATE_LAYOUT2_LEASE_SCRIPT="${CMAKE_CURRENT_SOURCE_DIR}/redis/previous/lease_2f7f325.lua")
 # The operator's CLI (tools/ctl) runs as a process against the tests' redis-server.
 target_compile_definitions(ctl_test PRIVATE TOLLGATE_CTL="$<TARGET_FILE:tollgate_ctl>")
 add_dependencies(ctl_test tollgate_ctl)

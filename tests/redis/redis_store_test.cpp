@@ -3,6 +3,7 @@
 // happened, and Limiters sharing quotas through three shards.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <future>
@@ -174,29 +175,57 @@ TEST(RedisStore, EveryKeyTheStoreWritesHasATtl) {
   }
 }
 
-// A token bucket keeps its leases' answers in its hash (docs/redis.md, "Request records"):
-// two TTLs (at least a second) after they were written, the next lease sweeps them out.
-TEST(RedisStore, RequestRecordsInABucketAreSweptAfterTwoTtls) {
+// A token bucket keeps each instance's latest lease answer in its hash (docs/redis.md,
+// "Request records"): one record per instance, however many leases it asked for.
+TEST(RedisStore, RequestRecordsInABucketAreOnePerInstance) {
+  RedisServer s;
+  auto store = store_for({s.url()});
+  for (bool fair : {false, true}) {
+    auto q = std::make_shared<ResolvedPolicy>(*bucket(0.001, 1000));
+    q->fair_instances = fair;
+    q->name = fair ? "fair" : "plain";
+    std::shared_ptr<const ResolvedPolicy> p = q;
+    const std::string key = redis::bucket_key(redis::group_of(*p, "tenant:a"), p->name, "tenant:a");
+    for (int i = 0; i < 30; ++i) {
+      LeaseRequest r = request(p, "tenant:a", 1);
+      r.holder = i % 3 == 0 ? "one" : "two";  // request ids stay the file's test:<n>
+      ASSERT_EQ(lease(*store, {r})[0].granted, 1u) << p->name;
+    }
+    std::istringstream fields(s.cli({"HKEYS", key}));
+    std::vector<std::string> records;
+    for (std::string f; std::getline(fields, f);) {
+      if (f.rfind("r:", 0) == 0 || f.rfind("tg:", 0) == 0) records.push_back(f);
+    }
+    std::sort(records.begin(), records.end());
+    EXPECT_EQ(records, (std::vector<std::string>{"r:one", "r:two"}))
+        << p->name << ": " << records.size() << " records for 30 leases of two instances";
+  }
+}
+
+// The records of instances that stopped asking go two TTLs (at least a second) after they
+// were written: the next lease sweeps them out.
+TEST(RedisStore, RequestRecordsOfInstancesGoneAreSweptAfterTwoTtls) {
   RedisServer s;
   auto store = store_for({s.url()});
   auto p = bucket(0.001, 1000);
   const std::string key = redis::bucket_key(redis::group_of(*p, "tenant:a"), "tenants", "tenant:a");
-  auto short_lived = [&] {
+  auto short_lived = [&](int holder) {
     LeaseRequest r = request(p, "tenant:a", 1);
+    r.holder = "h" + std::to_string(holder);
     r.ttl = 250ms;  // records are kept max(1 s, 2 TTL)
     return r;
   };
-  for (int i = 0; i < 10; ++i) ASSERT_EQ(lease(*store, {short_lived()})[0].granted, 1u);
+  for (int i = 0; i < 10; ++i) ASSERT_EQ(lease(*store, {short_lived(i)})[0].granted, 1u);
   auto records = [&] {
     std::istringstream fields(s.cli({"HKEYS", key}));
     int n = 0;
-    for (std::string f; std::getline(fields, f);) n += f.rfind("tg:", 0) == 0;
+    for (std::string f; std::getline(fields, f);) n += f.rfind("r:", 0) == 0;
     return n;
   };
   EXPECT_EQ(records(), 10);
   std::this_thread::sleep_for(1100ms);  // past the records' lifetime (a duration, not a wait)
-  ASSERT_EQ(lease(*store, {short_lived()})[0].granted, 1u);
-  EXPECT_EQ(records(), 1) << "the ten old records were not swept";
+  ASSERT_EQ(lease(*store, {short_lived(0)})[0].granted, 1u);
+  EXPECT_EQ(records(), 1) << "the old records were not swept";
   EXPECT_EQ(lease(*store, {request(p, "tenant:a", 1000)})[0].granted, 989u);
 }
 

@@ -1,9 +1,10 @@
 // Rolling upgrades (issue 15): for a while instances of the previous release and of this one
-// share a shard. The previous release's lease script — bucket layout 1,
-// tests/redis/previous/lease_96e085a.lua, verbatim from commit 96e085a — runs beside this
-// one's (layout 2, lua/lease.lua) on the same keys of one redis-server, each called as its
-// release calls it (redis::lease_command): neither errs, each reads what the other wrote,
-// and together they grant no more than the bucket's (and the group's) bound.
+// share a shard. A previous release's lease script — bucket layout 2,
+// tests/redis/previous/lease_2f7f325.lua, verbatim from commit 2f7f325, the release before
+// this one; and layout 1, lease_96e085a.lua from commit 96e085a, the one before that — runs
+// beside this one's (layout 3, lua/lease.lua) on the same keys of one redis-server, each
+// called as its release calls it (redis::lease_command): neither errs, each reads what the
+// other wrote, and together they grant no more than the bucket's (and the group's) bound.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -11,6 +12,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "redis_server.h"
@@ -18,8 +20,8 @@
 #include "store/redis/lease_calls.h"
 #include "store/redis/scripts.h"
 
-#ifndef TOLLGATE_PREVIOUS_LEASE_SCRIPT
-#error "TOLLGATE_PREVIOUS_LEASE_SCRIPT: the path of tests/redis/previous/lease_96e085a.lua"
+#if !defined(TOLLGATE_LAYOUT1_LEASE_SCRIPT) || !defined(TOLLGATE_LAYOUT2_LEASE_SCRIPT)
+#error "TOLLGATE_LAYOUT{1,2}_LEASE_SCRIPT: the paths of tests/redis/previous/lease_*.lua"
 #endif
 
 namespace tollgate {
@@ -43,14 +45,14 @@ class Release {
 
   // Leases `want` for key (a new request id, or `id` for a retry); records what it granted.
   LeaseGrant lease(std::shared_ptr<const ResolvedPolicy> p, const std::string& key,
-                   std::uint64_t want, std::string id = "") {
+                   std::uint64_t want, std::string id = "", Nanos ttl = 2s) {
     LeaseRequest r;
     r.key = key;
     r.policy = std::move(p);
     r.want = want;
     r.holder = holder_;
     r.request_id = id.empty() ? holder_ + ":" + std::to_string(++seq_) : id;
-    r.ttl = 2s;
+    r.ttl = ttl;
     r.demand = 1000;
     const std::string out = s_.cli(redis::lease_command(sha_, r));
     std::istringstream lines(out);
@@ -102,18 +104,30 @@ std::shared_ptr<ResolvedPolicy> bucket(double rate, double burst) {
 
 constexpr double kSlow = 0.001;  // no refill within a test
 
-struct SchemaUpgrade : ::testing::Test {
+struct Previous {
+  int layout;
+  const char* script;
+};
+
+struct SchemaUpgrade : ::testing::TestWithParam<Previous> {
   RedisServer s;
-  Release old_release{s, read_file(TOLLGATE_PREVIOUS_LEASE_SCRIPT), "old"};
+  Release old_release{s, read_file(GetParam().script), "old"};
   Release new_release{s, redis::kLeaseScript, "new"};
 };
 
-TEST_F(SchemaUpgrade, TheScriptsDiffer) {
-  EXPECT_NE(read_file(TOLLGATE_PREVIOUS_LEASE_SCRIPT), std::string(redis::kLeaseScript));
+INSTANTIATE_TEST_SUITE_P(Layouts, SchemaUpgrade,
+                         ::testing::Values(Previous{2, TOLLGATE_LAYOUT2_LEASE_SCRIPT},
+                                           Previous{1, TOLLGATE_LAYOUT1_LEASE_SCRIPT}),
+                         [](const auto& info) {
+                           return "layout" + std::to_string(info.param.layout);
+                         });
+
+TEST_P(SchemaUpgrade, TheScriptsDiffer) {
+  EXPECT_NE(read_file(GetParam().script), std::string(redis::kLeaseScript));
 }
 
 // Each reads the level the other left, in both orders, for a plain and a fair bucket.
-TEST_F(SchemaUpgrade, EachReleaseReadsTheLevelTheOtherLeft) {
+TEST_P(SchemaUpgrade, EachReleaseReadsTheLevelTheOtherLeft) {
   for (bool fair : {false, true}) {
     auto p = bucket(kSlow, 100);
     p->fair_instances = fair;
@@ -128,7 +142,7 @@ TEST_F(SchemaUpgrade, EachReleaseReadsTheLevelTheOtherLeft) {
 }
 
 // A group's budget is one for both: tenant a asks through the old release, b through the new.
-TEST_F(SchemaUpgrade, AGroupsBudgetIsSharedByBothReleases) {
+TEST_P(SchemaUpgrade, AGroupsBudgetIsSharedByBothReleases) {
   auto p = bucket(kSlow, 1000);
   p->group_rate = kSlow;
   p->group_burst = 100;
@@ -140,7 +154,7 @@ TEST_F(SchemaUpgrade, AGroupsBudgetIsSharedByBothReleases) {
 
 // A debt this release charges (give_back.lua, negative tokens) is in the level the previous
 // release's lease script reads: it grants the rest only.
-TEST_F(SchemaUpgrade, ADebtChargedByThisReleaseBindsThePreviousOne) {
+TEST_P(SchemaUpgrade, ADebtChargedByThisReleaseBindsThePreviousOne) {
   auto p = bucket(kSlow, 100);
   const std::string sha = s.cli({"SCRIPT", "LOAD", redis::kGiveBackScript});
   GiveBack g{"tenant:a", p, 30, Nanos{0}, "new"};
@@ -155,7 +169,8 @@ TEST_F(SchemaUpgrade, ADebtChargedByThisReleaseBindsThePreviousOne) {
 // This release sets a bucket's TTL only when the one it set before is too short (lease.lua,
 // extend_ttl); the previous release sets its own, shorter (no 2 TTL of records in the hash),
 // and this release must not take that for its own: after it, the TTL is long enough again.
-TEST_F(SchemaUpgrade, ATtlThePreviousReleaseShortenedIsSetAgain) {
+TEST_P(SchemaUpgrade, ATtlThePreviousReleaseShortenedIsSetAgain) {
+  if (GetParam().layout != 1) GTEST_SKIP() << "layout 2 sets the TTL as this release does";
   auto p = bucket(1000, 100);
   const std::string key = redis::bucket_key(redis::group_of(*p, "tenant:a"), "tenants", "tenant:a");
   auto pttl = [&] { return std::stoll(s.cli({"PTTL", key})); };
@@ -170,7 +185,7 @@ TEST_F(SchemaUpgrade, ATtlThePreviousReleaseShortenedIsSetAgain) {
 
 // A retry is answered from its first answer although the other release wrote the bucket in
 // between (each keeps its records where its release reads them).
-TEST_F(SchemaUpgrade, RetriesAreAnsweredOnceWhateverTheOtherReleaseWrote) {
+TEST_P(SchemaUpgrade, RetriesAreAnsweredOnceWhateverTheOtherReleaseWrote) {
   for (bool fair : {false, true}) {
     auto p = bucket(kSlow, 100);
     p->fair_instances = fair;
@@ -189,11 +204,35 @@ TEST_F(SchemaUpgrade, RetriesAreAnsweredOnceWhateverTheOtherReleaseWrote) {
   }
 }
 
+// Layout 2 kept a record per request (a field tg:…:r:<request id>); this release keeps one
+// per instance (r:<holder>) and sweeps the previous release's records as its own: two TTLs
+// (at least a second) after they were written, the next lease deletes them.
+TEST_P(SchemaUpgrade, ThePreviousReleasesRequestRecordsAreSweptByThisOne) {
+  if (GetParam().layout != 2) GTEST_SKIP() << "layout 1 keeps its records in keys of their own";
+  auto p = bucket(kSlow, 1000);
+  const std::string key = redis::bucket_key(redis::group_of(*p, "tenant:a"), "tenants", "tenant:a");
+  auto count = [&](const char* prefix) {
+    std::istringstream fields(s.cli({"HKEYS", key}));
+    int n = 0;
+    for (std::string f; std::getline(fields, f);) n += f.rfind(prefix, 0) == 0;
+    return n;
+  };
+  for (int i = 0; i < 10; ++i) old_release.lease(p, "tenant:a", 1, "", 250ms);
+  new_release.lease(p, "tenant:a", 1, "", 250ms);
+  EXPECT_EQ(count("tg:"), 10);
+  EXPECT_EQ(count("r:"), 1);
+  std::this_thread::sleep_for(1100ms);  // past the records' lifetime (a duration, not a wait)
+  new_release.lease(p, "tenant:a", 1, "", 250ms);
+  EXPECT_EQ(count("tg:"), 0) << "the previous release's records were not swept";
+  EXPECT_EQ(count("r:"), 1);
+  EXPECT_EQ(old_release.granted + new_release.granted, 12u);
+}
+
 // Both releases ask in turn, far more than the bucket refills (10 tokens every few
 // milliseconds each against 50/s), for about a second of server time: together they are
 // granted at most burst + rate x the time between the first and the last decision, and
 // each is granted some.
-TEST_F(SchemaUpgrade, BothReleasesOnOneBucketStayWithinItsBound) {
+TEST_P(SchemaUpgrade, BothReleasesOnOneBucketStayWithinItsBound) {
   struct Case {
     const char* name;
     bool fair;

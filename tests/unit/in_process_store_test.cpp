@@ -87,6 +87,23 @@ TEST_F(InProcessStoreTest, RequestIdsAreForgottenAfterTwoTtls) {
   EXPECT_EQ(again[0].now, clock->now());
 }
 
+// Each instance's latest request per key is remembered (docs/redis.md, "Request records"):
+// the answers held follow the keys and their instances, not the leases.
+TEST_F(InProcessStoreTest, RemembersOneAnswerPerKeyAndInstance) {
+  auto p = bucket_policy(1000, 100000);
+  int id = 0;
+  for (int i = 0; i < 300; ++i) {
+    for (const char* key : {"tenant:a", "tenant:b"}) {
+      lease({request(key, p, 1, "inst:" + std::to_string(++id), i % 3 == 0 ? "h1" : "h2")});
+    }
+  }
+  EXPECT_EQ(store.totals().leases, 600u);
+  EXPECT_EQ(store.totals().answers, 4u);
+  // The latest request of each is still answered from its record.
+  auto retry = lease({request("tenant:b", p, 1, "inst:" + std::to_string(id), "h2")});
+  EXPECT_EQ(store.totals().leases, 600u) << "the retry was decided again";
+}
+
 TEST_F(InProcessStoreTest, GiveBackIsCreditedOnlyWhileTheLeaseLives) {
   auto p = bucket_policy(1, 100);
   auto g = lease({request("tenant:a", p, 100)});

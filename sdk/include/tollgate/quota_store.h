@@ -125,6 +125,7 @@ class TOLLGATE_API InProcessStore final : public QuotaStore {
     std::uint64_t dropped = 0;       // give-backs of already expired leases
     std::uint64_t debt_charged = 0;  // debts charged to the buckets (GiveBack::debt)
     std::size_t keys = 0;
+    std::size_t answers = 0;  // remembered for retries: one per key and instance that asked
   };
   Totals totals() const;
 

@@ -24,13 +24,16 @@
 -- table made per key, no unchanged field written again; a group's hash is read once per call
 -- (one HMGET of all its tenants in the call) and written once per call.
 --
--- Schema (field v = 2 in the bucket's hash from its first sweep by layout 2, and in the
--- group's hash; a hash without v was written by layout 1, the release before, and is read as
--- it is: layout 2 only adds fields, which layout 1 ignores). A token bucket or window keeps
--- each request's record in its own hash, the field named KEYS[2] (the record key's name, which
--- starts 'tg:') = 'granted,now,expires,remaining,wait,limited': a retry (same request id)
--- gets that answer. Records older than max(1 s,
--- 2 TTL) are swept (qs: when last swept). Concurrency keeps layout 1's record key KEYS[2].
+-- Schema (field v = 3 in the bucket's hash from its first sweep by layout 3, and in the
+-- group's hash; layouts 1 and 2, the releases before, wrote no v or v = 2, and their hashes
+-- are read as they are: each layout only adds fields, which the one before ignores). A token
+-- bucket or window keeps each instance's latest request in its own hash, the field
+-- r:<holder> = 'granted,now,expires,remaining,wait,limited,<KEYS[2]>' (KEYS[2], the request
+-- id's record key, names the request): a retry of it (same request id) gets that answer, and
+-- the next request of that instance overwrites it, so a bucket holds one record per instance
+-- that asked (layout 2 kept one per request, a field named KEYS[2], 2-4 TTL long: thousands
+-- per bucket at the reference fleet). Records older than max(1 s, 2 TTL), of either layout,
+-- are swept (qs: when last swept). Concurrency keeps layout 1's record key KEYS[2].
 -- Shares (core::lease_shared) keep in the bucket's hash: sl, sts (the key's pacing at its
 -- group share), it, ia (its instances' summed demand and when summed) and i:<holder> =
 -- "demand,held,seen,level,ts" per instance; in the group's hash: l, ts (its bucket), fm, fk,
@@ -47,18 +50,18 @@ for i, name in ipairs(slots) do at[name] = i end
 local n = #slots
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local call, format, match, sub = redis.call, string.format, string.match, string.sub
+local call, format, match, sub, find = redis.call, string.format, string.match, string.sub,
+                                      string.find
 -- now as Redis writes it (an integer): formatted once per call, not once per field written
 local now_s = format('%d', now)
 local floor, ceil, min, max, huge = math.floor, math.ceil, math.min, math.max, math.huge
-local version = 2
-local answer_pattern = '^' .. string.rep('(%-?%d+),', 5) .. '(%-?%d+)$'
+local version = 3
+local answer_pattern = '^' .. string.rep('(%-?%d+),', 6) .. '(.*)$'
 
 -- The key in hand: its keys, where its ARGV run starts (a0 + at.name), its request and its
 -- answer. Set by lease_one for each key in turn; the functions below read them. in_hash: the
--- request's record is a field of the bucket's hash named record_key (else the key
--- record_key).
-local bucket, record_key, group_key, a0, holder, in_hash, grouped
+-- request's record is the field record_field of the bucket's hash (else the key record_key).
+local bucket, record_key, record_field, group_key, a0, holder, in_hash, grouped
 local want, least, ttl
 local granted, expires, remaining, wait, keep, limited
 local ttl_set  -- the key's function has set its TTL (token buckets: extend_ttl)
@@ -68,16 +71,19 @@ local function hdel(key, fields)
   for i = 1, #fields, 1000 do call('HDEL', key, unpack(fields, i, min(#fields, i + 999))) end
 end
 
--- A request record ('granted,now,expires,remaining,wait,limited') as an answer; nil: none.
+-- A request record ('granted,now,expires,remaining,wait,limited,<record key>') as the answer
+-- to this request; nil: none, or the record of another request (its instance's previous one).
 local function remembered(v)
-  if not v then return nil end
-  local g, nw, e, r, w, l = match(v, answer_pattern)
+  if not v or not find(v, record_key, #v - #record_key + 1, true) then return nil end
+  local g, nw, e, r, w, l, id = match(v, answer_pattern)
+  if id ~= record_key then return nil end
   return {tonumber(g), tonumber(nw), tonumber(e), tonumber(r), tonumber(w), tonumber(l)}
 end
 
 -- The answer as a record (%d truncates as Redis does when it turns the reply into integers).
 local function record()
-  return format('%d,%s,%d,%d,%d,%d', granted, now_s, expires, remaining, wait, limited)
+  return format('%d,%s,%d,%d,%d,%d,%s', granted, now_s, expires, remaining, wait, limited,
+                record_key)
 end
 
 -- Request records older than max(1 s, 2 TTL) go, at most once per that time (qs: when last
@@ -90,10 +96,11 @@ local function sweep(qs)
   local all, dead, holders = call('HGETALL', bucket), {}, {}
   for i = 1, #all, 2 do
     local k = all[i]
-    if sub(k, 1, 3) == 'tg:' then
+    local c = sub(k, 1, 2)
+    if c == 'r:' or c == 'tg' then  -- r:<holder> (layout 3), tg:…:r:<request id> (layout 2)
       local seen = tonumber(match(all[i + 1], '^[^,]*,([^,]*)'))
       if not seen or seen <= now - keep_for then dead[#dead + 1] = k end
-    elseif sub(k, 1, 2) == 'i:' then
+    elseif c == 'i:' then
       holders[#holders + 1] = sub(k, 3)
     end
   end
@@ -155,7 +162,7 @@ end
 
 local function token_bucket()
   local rate, burst = tonumber(ARGV[a0 + at.rate]), tonumber(ARGV[a0 + at.burst])
-  local s = call('HMGET', bucket, 'l', 'ts', 'p', 'pe', record_key, 'qs', 'xt', 'xe')
+  local s = call('HMGET', bucket, 'l', 'ts', 'p', 'pe', record_field, 'qs', 'xt', 'xe')
   local r = remembered(s[5])
   if r then return r end
   local p0, e0 = tonumber(s[3]) or 0, tonumber(s[4]) or 0
@@ -180,12 +187,12 @@ local function token_bucket()
   if ts == now then ts = now_s end
   if qs then
     call('HSET', bucket, 'l', level, 'ts', ts, 'p', pool, 'pe', pe, 'v', version, 'qs', qs,
-         record_key, record(), 'xt', ts, 'xe', xe)
+         record_field, record(), 'xt', ts, 'xe', xe)
   elseif pool ~= p0 or pe ~= e0 then
-    call('HSET', bucket, 'l', level, 'ts', ts, 'p', pool, 'pe', pe, record_key, record(), 'xt',
+    call('HSET', bucket, 'l', level, 'ts', ts, 'p', pool, 'pe', pe, record_field, record(), 'xt',
          ts, 'xe', xe)
   else
-    call('HSET', bucket, 'l', level, 'ts', ts, record_key, record(), 'xt', ts, 'xe', xe)
+    call('HSET', bucket, 'l', level, 'ts', ts, record_field, record(), 'xt', ts, 'xe', xe)
   end
   if ms then call('PEXPIRE', bucket, ms) end
   ttl_set = true
@@ -372,10 +379,10 @@ if any_shared then
       local mine = 'i:' .. holder
       local s
       if grouped then
-        s = call('HMGET', bucket, 'l', 'ts', 'p', 'pe', 'it', 'ia', mine, record_key, 'qs', 'xt',
+        s = call('HMGET', bucket, 'l', 'ts', 'p', 'pe', 'it', 'ia', mine, record_field, 'qs', 'xt',
                  'xe', 'sl', 'sts')
       else
-        s = call('HMGET', bucket, 'l', 'ts', 'p', 'pe', 'it', 'ia', mine, record_key, 'qs', 'xt',
+        s = call('HMGET', bucket, 'l', 'ts', 'p', 'pe', 'it', 'ia', mine, record_field, 'qs', 'xt',
                  'xe')
       end
       local answer = remembered(s[8])
@@ -536,16 +543,16 @@ if any_shared then
       if sts == now then sts = now_s end
       if more then
         local w = {'HSET', bucket, 'l', level, 'ts', ts, 'p', pool, 'pe', pe, 'it', total, 'ia',
-                   total_at, mine, instance, record_key, record(), 'xt', ts, 'xe', xe}
+                   total_at, mine, instance, record_field, record(), 'xt', ts, 'xe', xe}
         if grouped then w[#w + 1], w[#w + 2], w[#w + 3], w[#w + 4] = 'sl', sl, 'sts', sts end
         if index then w[#w + 1], w[#w + 2] = 'ix', index end
         if qs then w[#w + 1], w[#w + 2], w[#w + 3], w[#w + 4] = 'qs', qs, 'v', version end
         call(unpack(w))
       elseif grouped then
-        call('HSET', bucket, 'l', level, 'ts', ts, 'it', total, mine, instance, record_key,
+        call('HSET', bucket, 'l', level, 'ts', ts, 'it', total, mine, instance, record_field,
              record(), 'xt', ts, 'xe', xe, 'sl', sl, 'sts', sts)
       else
-        call('HSET', bucket, 'l', level, 'ts', ts, 'it', total, mine, instance, record_key,
+        call('HSET', bucket, 'l', level, 'ts', ts, 'it', total, mine, instance, record_field,
              record(), 'xt', ts, 'xe', xe)
       end
       if ms then call('PEXPIRE', bucket, ms) end
@@ -589,7 +596,7 @@ if any_window then
     -- rolled to now; or first the remembered answer to a request already served.
     local function open_window()
       local limit, window = tonumber(ARGV[a0 + at.limit]), tonumber(ARGV[a0 + at.window_us])
-      local s = call('HMGET', bucket, 'st', 'c', 'pv', record_key, 'qs')
+      local s = call('HMGET', bucket, 'st', 'c', 'pv', record_field, 'qs')
       local r = remembered(s[4])
       if r then return r end
       local st, c, pv = roll(s, window)
@@ -606,10 +613,10 @@ if any_window then
     local function write_window(st, c, pv, qs)
       qs = sweep(qs)
       if qs then
-        call('HSET', bucket, 'st', st, 'c', c, 'pv', pv, 'v', version, record_key, record(), 'qs',
-             qs)
+        call('HSET', bucket, 'st', st, 'c', c, 'pv', pv, 'v', version, record_field, record(),
+             'qs', qs)
       else
-        call('HSET', bucket, 'st', st, 'c', c, 'pv', pv, 'v', version, record_key, record())
+        call('HSET', bucket, 'st', st, 'c', c, 'pv', pv, 'v', version, record_field, record())
       end
     end
 
@@ -698,6 +705,7 @@ local function lease_one(i)
   bucket, record_key, group_key = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]
   a0 = n * i
   holder = ARGV[a0 + at.holder]
+  record_field = 'r:' .. holder
   local kind = kinds[i]
   grouped = grouped_at[i]
   in_hash = kind ~= 3
