@@ -190,6 +190,29 @@ std::uint64_t level(Leaser& l, const std::shared_ptr<const ResolvedPolicy>& p,
   return 0;
 }
 
+// One lease of `want` for each of `count` keys <prefix><i>, each the latest request of l's
+// instance for its key (the one a store remembers, docs/redis.md "Request records").
+std::vector<std::pair<LeaseRequest, LeaseGrant>> lease_each(
+    Leaser& l, const std::shared_ptr<const ResolvedPolicy>& p, const std::string& prefix, int count,
+    std::uint64_t want) {
+  std::vector<std::pair<LeaseRequest, LeaseGrant>> answered;
+  for (int i = 0; i < count; ++i) {
+    const auto r = l.request(p, prefix + std::to_string(i), want);
+    const auto g = l.one(r);
+    EXPECT_TRUE(g.ok) << g.error;
+    answered.emplace_back(r, g);
+  }
+  return answered;
+}
+
+// The summed levels of keys <prefix>0 … <prefix><count - 1>.
+std::uint64_t levels(Leaser& l, const std::shared_ptr<const ResolvedPolicy>& p,
+                     const std::string& prefix, int count) {
+  std::uint64_t sum = 0;
+  for (int i = 0; i < count; ++i) sum += level(l, p, prefix + std::to_string(i));
+  return sum;
+}
+
 std::size_t other_primary(const testing::RedisCluster& cluster, std::size_t than) {
   for (const auto& v : cluster.view()) {
     if (v.primary && !v.failed && v.index != than) return v.index;
@@ -242,19 +265,8 @@ TEST(ClusterStore, ABusyGroupsSlotMovesUnderLoadWithNoGrantLostOrDoubled) {
   // key, each the latest request of its instance for that key, the one a store remembers
   // (docs/redis.md, "Request records").
   Leaser retried(store, "retried");
-  std::vector<std::pair<LeaseRequest, LeaseGrant>> first_answers;
-  for (int i = 0; i < 50; ++i) {
-    const auto r = retried.request(p, "tenant:c" + std::to_string(i), 7);
-    const auto g = retried.one(r);
-    ASSERT_TRUE(g.ok) << g.error;
-    first_answers.emplace_back(r, g);
-  }
-  auto c_levels = [&] {
-    std::uint64_t sum = 0;
-    for (int i = 0; i < 50; ++i) sum += level(l, p, "tenant:c" + std::to_string(i));
-    return sum;
-  };
-  const std::uint64_t c_left = c_levels();
+  const auto first_answers = lease_each(retried, p, "tenant:c", 50, 7);
+  const std::uint64_t c_left = levels(l, p, "tenant:c", 50);
   {
     Load a(store, p, "tenant:a", 7, "a");
     Load b(store, p, "tenant:b", 3, "b");
@@ -287,7 +299,7 @@ TEST(ClusterStore, ABusyGroupsSlotMovesUnderLoadWithNoGrantLostOrDoubled) {
       EXPECT_EQ(again.granted, g.granted);
       EXPECT_EQ(again.expires_at, g.expires_at);
     }
-    EXPECT_EQ(c_levels(), c_left) << "a retry was granted again";
+    EXPECT_EQ(levels(l, p, "tenant:c", 50), c_left) << "a retry was granted again";
     EXPECT_EQ(level(l, p, "tenant:a") + level(l, p, "tenant:b"), left);
     const auto n = store->counters();
     std::printf(
@@ -357,19 +369,8 @@ TEST(ClusterStore, ARetryThatLandsOnThePromotedReplicaIsNotGrantedTwice) {
   ASSERT_GE(replica, 0);
   Leaser l(store);
   Leaser check(store, "check");  // reads levels without overwriting l's records
-  std::vector<std::pair<LeaseRequest, LeaseGrant>> answered;
-  for (int i = 0; i < 50; ++i) {
-    const auto r = l.request(p, "tenant:" + std::to_string(i), 7);
-    const auto g = l.one(r);
-    ASSERT_TRUE(g.ok) << g.error;
-    answered.emplace_back(r, g);
-  }
-  auto levels = [&] {
-    std::uint64_t sum = 0;
-    for (int i = 0; i < 50; ++i) sum += level(check, p, "tenant:" + std::to_string(i));
-    return sum;
-  };
-  const std::uint64_t before = levels();
+  const auto answered = lease_each(l, p, "tenant:", 50, 7);
+  const std::uint64_t before = levels(check, p, "tenant:", 50);
   // The replica has it all (bounded poll on the replication offsets).
   const long long offset = repl_offset(cluster, primary);
   const auto deadline = Steady::now() + 5s;
@@ -386,7 +387,7 @@ TEST(ClusterStore, ARetryThatLandsOnThePromotedReplicaIsNotGrantedTwice) {
     EXPECT_EQ(again.granted, g.granted);
     EXPECT_EQ(again.expires_at, g.expires_at);
   }
-  EXPECT_EQ(levels(), before);
+  EXPECT_EQ(levels(check, p, "tenant:", 50), before);
   EXPECT_GT(store->counters().topology_refreshes, 1u);
 }
 
