@@ -20,7 +20,9 @@ machine inflates when the server is preempted mid-call), the last column is the 
 process's CPU time per key over the same calls (from /proc, includes reading the
 commands and writing the replies), and cmds/key the commands the script ran per key
 (`redis.call`s, from the same commandstats: a count, not a time, so the loaded machine
-does not blur it).
+does not blur it); bytes/bucket is what a case's bucket hashes hold in Redis at the end of
+its run (`MEMORY USAGE … SAMPLES 0`, averaged over the case's tenants): the request records
+and instance records among them, a count the load does not blur either.
 """
 import argparse, os, re, shutil, socket, subprocess, sys, tempfile, time
 
@@ -129,8 +131,8 @@ def main():
                 fields = f.read().rsplit(")", 1)[1].split()
             return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-        print("%-34s %6s %10s %10s %12s %10s" % ("case", "keys", "us/call", "us/key", "cpu us/key",
-                                                "cmds/key"))
+        print("%-34s %6s %10s %10s %12s %10s %13s" % ("case", "keys", "us/call", "us/key",
+                                                      "cpu us/key", "cmds/key", "bytes/bucket"))
         results = {}
         cases = [("plain token bucket", 1, 0, 0), ("fair instances, no group", 1, 0, 1)]
         cases += [("group, %d active tenants" % n, n, 1e6, 1) for n in (1, 10, 100, 1000)]
@@ -152,8 +154,10 @@ def main():
                 inner = sum(int(n) for cmd, n in re.findall(r"cmdstat_([a-z|]+):calls=(\d+)", stats)
                             if cmd not in ("evalsha", "info", "config|resetstat"))
                 results[(name, per)] = us
-                print("%-34s %6d %10.1f %10.2f %12.2f %10.2f" % (name, per, us, us / per, cpu,
-                                                                 inner / (n * per)))
+                held = sum(int(c.call("MEMORY", "USAGE", "tg:{g}:b:p:t%d" % i, "SAMPLES", "0") or 0)
+                           for i in range(tenants))
+                print("%-34s %6d %10.1f %10.2f %12.2f %10.2f %13.0f" % (
+                    name, per, us, us / per, cpu, inner / (n * per), held / tenants))
     finally:
         server.terminate()
         server.wait()
