@@ -181,6 +181,26 @@ TEST_F(LeaseTest, ColdKeyIsDeniedUntilTheFirstLeaseArrives) {
   EXPECT_EQ(d.remaining, 99);
 }
 
+// An instance restarted under the same configured instance id (a container restarted in its
+// pod) must not send its predecessor's request ids again: a store would answer them from
+// the predecessor's records, granting tokens the bucket paid for once, to both processes.
+TEST_F(LeaseTest, ARestartedInstanceDoesNotReuseItsPredecessorsRequestIds) {
+  std::vector<std::string> first_ids;
+  for (int process = 0; process < 2; ++process) {
+    pending.clear();
+    make(bucket_config());
+    (void)limiter->try_acquire("tenant:a");
+    limiter->poll();
+    ASSERT_EQ(pending.size(), 1u);
+    const std::string id = pending[0].batch[0].request_id;
+    EXPECT_EQ(id.rfind("test-instance:", 0), 0u) << id;
+    first_ids.push_back(id);
+    answer(10);
+    limiter.reset();
+  }
+  EXPECT_NE(first_ids[0], first_ids[1]) << "the restarted instance sent its first id again";
+}
+
 TEST_F(LeaseTest, OptimisticColdKeyAdmitsTheAllowanceAndTheFirstLeasePaysItBack) {
   Config c = bucket_config();
   c.cold_keys.mode = ColdKeyMode::kOptimistic;

@@ -55,6 +55,14 @@ std::int64_t clamp_nonneg(std::int64_t v) {
 
 }  // namespace
 
+// A random start of 52 bits: that it falls among the N ids an earlier process of the same
+// instance id sent is a chance of N in 2^52.
+std::uint64_t LimiterImpl::first_request() {
+  std::random_device rd;
+  const std::uint64_t r = (static_cast<std::uint64_t>(rd()) << 32) | rd();
+  return (r >> 12) + 1;
+}
+
 // ---------------------------------------------------------------------------------------
 // Construction
 

@@ -86,6 +86,7 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
  private:
   using Entry = core::Entry;
   using CompiledPolicy = core::CompiledPolicy;
+  static std::uint64_t first_request();
 #define TOLLGATE_STATS_ATOMIC(name, since, help) std::atomic<std::uint64_t> name{0};
   // Decisions under one tollgate.policy value. admitted and admitted_tokens share a cache
   // line at every label (the block is 144 bytes from a 64-aligned start: offsets 0, 16, 32, 48).
@@ -293,7 +294,10 @@ class LimiterImpl : public std::enable_shared_from_this<LimiterImpl> {
 
   // Scheduler state.
   std::mutex tick_mu_;
-  std::uint64_t next_request_ = 1;
+  // Request ids are <instance id>:<n>, n counting up from a random start (first_request()):
+  // an instance restarted under the same configured id does not send its predecessor's
+  // ids again, which a store would answer from the predecessor's records.
+  std::uint64_t next_request_ = first_request();
   Nanos busy_until_{0};
   Nanos store_offset_{0};  // store clock minus local clock, erring early
 
