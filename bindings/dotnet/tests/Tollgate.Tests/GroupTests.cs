@@ -16,6 +16,9 @@ namespace Tollgate.Tests;
 // Tenant groups (docs/quotas.md) through the binding, on the in-process store: the options that
 // mirror "groups", "weight", "guaranteed_rate" and "fair_instances", and Reason.OverGroupLimit.
 // Waits are bounded (30 s); no assertion depends on how long anything takes.
+// Not in parallel with LimiterTests (the "redis" collection): its waits make
+// TollgateLimiter.PendingWaits move, which is process-wide and which LimiterTests counts exactly.
+[Collection("redis")]
 public sealed class GroupTests
 {
     private static readonly TimeSpan Long = TimeSpan.FromSeconds(30);

@@ -12,6 +12,9 @@ namespace Tollgate.Tests;
 
 // The partition key of docs/dotnet.md and the packages' READMEs: a request without a tenant
 // (no header, empty, blank) is not limited by the policy, and never shares the key "tenant:".
+// Not in parallel with LimiterTests (the "redis" collection): its waits make
+// TollgateLimiter.PendingWaits move, which is process-wide and which LimiterTests counts exactly.
+[Collection("redis")]
 public sealed class PartitionKeyTests
 {
     private static readonly TimeSpan Long = TimeSpan.FromSeconds(30);
