@@ -100,7 +100,7 @@ TEST_F(InProcessStoreTest, RemembersOneAnswerPerKeyAndInstance) {
   EXPECT_EQ(store.totals().leases, 600u);
   EXPECT_EQ(store.totals().answers, 4u);
   // The latest request of each is still answered from its record.
-  auto retry = lease({request("tenant:b", p, 1, "inst:" + std::to_string(id), "h2")});
+  lease({request("tenant:b", p, 1, "inst:" + std::to_string(id), "h2")});
   EXPECT_EQ(store.totals().leases, 600u) << "the retry was decided again";
 }
 

@@ -44,11 +44,12 @@ struct Bucket {
   std::size_t next_prune = 64;  // answers past their time go when the map reaches this
 };
 
-// Keeps g as the answer to r, the latest request of r.holder for bucket b. Answers of
-// holders that stopped asking go once past their time, whenever the map has doubled.
-void remember(Bucket& b, const LeaseRequest& r, const LeaseGrant& g, std::int64_t now) {
+// Keeps g in m (b's record of r.holder) as the answer to r, that holder's latest request.
+// Answers of holders that stopped asking go once past their time, whenever the map has
+// doubled.
+void remember(Bucket& b, Remembered& m, const LeaseRequest& r, const LeaseGrant& g,
+              std::int64_t now) {
   const std::int64_t forget_at = now + std::max<std::int64_t>(2 * r.ttl.count(), 1'000'000'000);
-  Remembered& m = b.answers[r.holder];
   m.request_id = r.request_id;
   m.grant = g;
   m.forget_at = forget_at;
@@ -223,18 +224,19 @@ void InProcessStore::lease(std::vector<LeaseRequest> batch, LeaseCallback done) 
         continue;
       }
       Bucket& b = state_->bucket(r.policy, r.key);
+      // The holder's record, looked up once (made empty for a new holder: no id matches it).
+      Remembered* held = nullptr;
       if (!r.request_id.empty()) {
-        auto held = b.answers.find(r.holder);
-        if (held != b.answers.end() && held->second.request_id == r.request_id &&
-            now < held->second.forget_at) {
-          grants.push_back(held->second.grant);
+        held = &b.answers.try_emplace(r.holder).first->second;
+        if (held->request_id == r.request_id && now < held->forget_at) {
+          grants.push_back(held->grant);
           continue;
         }
       }
       LeaseGrant g = state_->decide(r, b, now);
       ++state_->totals.leases;
       state_->totals.granted += g.granted;
-      if (!r.request_id.empty()) remember(b, r, g, now);
+      if (held != nullptr) remember(b, *held, r, g, now);
       grants.push_back(std::move(g));
     }
   }
